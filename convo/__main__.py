@@ -1,0 +1,101 @@
+"""convo's command line: ``python -m convo chat|questions|synth|train|app`` (also the ``convo`` script).
+
+Each feature module registers its own subcommand; this file only parses and dispatches.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .settings import BUNDLED, ChatSettings, Sampling
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help=f"'{BUNDLED}' (default), a Hub id or a local folder")
+    parser.add_argument("--adapter", default=None, help="LoRA adapter folder or Hub id")
+    parser.add_argument("--quantize", default="auto", choices=["auto", "none", "8bit", "4bit"])
+
+
+def run_chat(args) -> int:
+    """Interactive terminal chat on the app's engine, with the same curious questions."""
+    from . import chat
+    from .generation import Stop
+    from .models import ModelLoadError, default_model_name, get_model
+    from .settings import ModelSpec
+
+    try:
+        lm = get_model(ModelSpec(args.model or default_model_name(), adapter=args.adapter, quantize=args.quantize))
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = ChatSettings(system_prompt=args.system or ChatSettings().system_prompt, interviewer=args.interviewer)
+    sampling = Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"convo chat with {lm.spec.label} - Ctrl-D to quit", file=sys.stderr)
+    history: list[dict] = []
+    asked: list[str] = []
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True, file=sys.stderr)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line.strip()})
+        printed = ""
+        stop = Stop()
+        try:
+            for text in chat.reply_stream(lm, history, settings, sampling, stop, asked=asked):
+                sys.stdout.write(text[len(printed):] if text.startswith(printed) else "\n" + text)
+                sys.stdout.flush()
+                printed = text
+        except KeyboardInterrupt:
+            stop.set()
+        print()
+        history.append({"role": "assistant", "content": printed})
+        asked += chat.asked_questions(history[-1:])
+        if not args.no_questions:
+            questions = chat.follow_up_questions(lm, history, n=args.questions, asked=asked)
+            for q in questions:
+                print(f"  ? {q.text}")
+            asked += [q.text for q in questions]
+    return 0
+
+
+def run_app(args) -> int:
+    from .ui import main
+
+    main()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    chat_parser = sub.add_parser("chat", help="chat in the terminal (reads stdin; Ctrl-D ends)")
+    add_model_args(chat_parser)
+    chat_parser.add_argument("--system", default=None, help="system prompt")
+    chat_parser.add_argument("--temperature", type=float, default=0.7)
+    chat_parser.add_argument("--max-new-tokens", type=int, default=200)
+    chat_parser.add_argument("--seed", type=int, default=None)
+    chat_parser.add_argument("--questions", type=int, default=3, help="follow-up questions to suggest")
+    chat_parser.add_argument("--no-questions", action="store_true", help="no follow-up questions")
+    chat_parser.add_argument("--interviewer", action="store_true", help="end each reply with a question")
+    chat_parser.set_defaults(func=run_chat)
+    sub.add_parser("app", help="start the web app").set_defaults(func=run_app)
+    from . import finetune, questions, synth
+
+    for module in (questions, synth, finetune):
+        module.register_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

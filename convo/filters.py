@@ -1,0 +1,120 @@
+"""Question quality filters shared by Chat (curious follow-ups), Question generation and Synth.
+
+Each check returns the reasons a candidate is dropped, so the UI can show why:
+
+>>> question_faults("Why?")
+['single word']
+>>> question_faults("What did you cook last night?")
+[]
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+WORD = re.compile(r"[A-Za-z0-9À-ÿ']+")
+YES_NO_STARTS = ("is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would", "should",
+                 "have", "has", "had", "am", "shall", "may", "might", "must", "isn't", "aren't", "don't",
+                 "doesn't", "didn't", "won't", "wouldn't", "can't", "couldn't", "haven't", "hasn't")
+STOPWORDS = frozenset("""a an the and or but if of to in on at by for with about from into over under as is are was
+were be been being do does did have has had i you he she it we they me him her us them my your his its our their
+this that these those what which who whom whose when where why how there here not no so than then too very can
+could will would should shall may might must just also any some all each more most other such only own same""".split())
+NEAR_DUPLICATE = 0.7
+
+
+def normalize(text: str) -> str:
+    """Lower-case, accents folded, punctuation dropped, spaces collapsed."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return " ".join(WORD.findall(text.lower()))
+
+
+def words(text: str) -> list[str]:
+    return normalize(text).split()
+
+
+def content_words(text: str) -> set[str]:
+    """Words that carry meaning (stopwords and 1-letter words dropped)."""
+    return {w for w in words(text) if w not in STOPWORDS and len(w) > 1}
+
+
+def token_overlap(a: str, b: str) -> float:
+    """Jaccard overlap of the two texts' word sets (0..1)."""
+    wa, wb = set(words(a)), set(words(b))
+    if not wa or not wb:
+        return 0.0
+    return len(wa & wb) / len(wa | wb)
+
+
+def near_duplicate(a: str, b: str, threshold: float = NEAR_DUPLICATE) -> bool:
+    """Same text once normalised, or word overlap at or above ``threshold``."""
+    return normalize(a) == normalize(b) or token_overlap(a, b) >= threshold
+
+
+def is_yes_no(question: str) -> bool:
+    """A question a bare yes/no answers (starts with an auxiliary verb, offers no 'or' choice)."""
+    ws = words(question)
+    return bool(ws) and ws[0] in YES_NO_STARTS and " or " not in f" {normalize(question)} "
+
+
+def is_nonsense(text: str) -> bool:
+    """Repeated-token babble: one word making up most of the text, or the same word 3+ times in a row,
+    or mostly non-letters."""
+    ws = words(text)
+    if not ws:
+        return True
+    letters = sum(c.isalpha() for c in text)
+    if letters < 0.5 * len(text.replace(" ", "")):
+        return True
+    if any(ws[i] == ws[i + 1] == ws[i + 2] for i in range(len(ws) - 2)):
+        return True
+    most = max(ws.count(w) for w in set(ws))
+    return len(ws) >= 4 and most / len(ws) > 0.4
+
+
+def question_faults(question: str, seen: Iterable[str] = (), open_only: bool = False,
+                    max_words: int = 40) -> list[str]:
+    """Why a candidate question is dropped; an empty list means it is kept."""
+    text = question.strip()
+    faults = []
+    if not text.endswith("?"):
+        faults.append("not a question")
+    n = len(words(text))
+    if n <= 1:
+        faults.append("single word")
+    elif n > max_words:
+        faults.append("too long")
+    if is_nonsense(text):
+        faults.append("repeated-token nonsense")
+    if open_only and is_yes_no(text):
+        faults.append("yes/no question")
+    if any(near_duplicate(text, other) for other in seen):
+        faults.append("near-duplicate")
+    return faults
+
+
+LIST_MARKER = re.compile(r"^\s*(?:(?:[-*•]|\d+[.)]|Q\d*[:.)]|Question\s*\d*[:.)])\s*)+", re.IGNORECASE)
+
+
+def extract_questions(text: str) -> list[str]:
+    """Split generated text into candidate questions: one per line or list item, and every
+    sentence ending in '?' inside a longer line."""
+    found = []
+    for line in text.splitlines():
+        line = LIST_MARKER.sub("", line).strip().strip('"').strip()
+        if not line:
+            continue
+        parts = re.findall(r"[^.!?]*\?", line)
+        found.extend(p.strip() for p in parts) if parts else found.append(line)
+    return [q for q in found if q]
+
+
+def dedupe(candidates: Iterable[str], seen: Iterable[str] = ()) -> list[str]:
+    """Candidates in order, dropping near-duplicates of earlier ones and of ``seen``."""
+    kept: list[str] = []
+    seen = list(seen)
+    for c in candidates:
+        if not any(near_duplicate(c, other) for other in kept + seen):
+            kept.append(c)
+    return kept

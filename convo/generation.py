@@ -1,0 +1,242 @@
+"""The one place that calls ``model.generate``: streaming, batched, scoring, stop.
+
+Everything yields or returns plain text; callers (chat, questions, synth, the UI) only format it.
+
+>>> from convo.models import get_model                                   # doctest: +SKIP
+>>> "".join(stream(get_model("bundled"), [{"role": "user", "content": "Hi"}]))  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+from .models import LoadedModel
+from .settings import Sampling
+
+Messages = list[dict]
+
+
+class Stop:
+    """A flag a caller sets to end a generation within a token or two (the Stop button)."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+def check_messages(messages: Sequence[dict]) -> Messages:
+    """Validate ``[{"role", "content"}]`` and return it as a list; raise ValueError naming the fault."""
+    checked = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise ValueError(f"messages[{i}]: expected a dict with 'role' and 'content'")
+        role, content = message.get("role"), message.get("content")
+        if role not in ("system", "user", "assistant"):
+            raise ValueError(f"messages[{i}].role: expected system, user or assistant, got {role!r}")
+        if not isinstance(content, str):
+            raise ValueError(f"messages[{i}].content: expected a string, got {type(content).__name__}")
+        checked.append({"role": role, "content": content})
+    return checked
+
+
+def render_prompt(lm: LoadedModel, messages: Messages, add_generation_prompt: bool = True) -> str:
+    """The text the model sees: its own chat template, or a fallback for models without one.
+
+    Fallbacks: seq2seq models get the history as ``role: text`` lines (the encoder input);
+    plain causal LMs get turns joined by the EOS token, as GPT-2 conversation models (DialoGPT)
+    were trained.
+    """
+    tok = lm.tokenizer
+    if lm.is_seq2seq:
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+    if getattr(tok, "chat_template", None):
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    eos = tok.eos_token or "\n"
+    text = "".join(m["content"] + eos for m in messages)
+    return text
+
+
+def _encode(lm: LoadedModel, prompts: list[str], max_new_tokens: int):
+    """Tokenize left-padded, keeping the most recent tokens when the prompt is too long."""
+    tok = lm.tokenizer
+    tok.padding_side = "left"
+    limit = max(16, lm.context_length - (0 if lm.is_seq2seq else max_new_tokens))
+    tok.truncation_side = "left"
+    # Chat templates already contain the BOS/special tokens they need.
+    add_special = lm.is_seq2seq or not getattr(tok, "chat_template", None)
+    batch = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=limit,
+                add_special_tokens=add_special)
+    return {k: v.to(lm.model.device) for k, v in batch.items()}
+
+
+def _generate_kwargs(lm: LoadedModel, sampling: Sampling) -> dict:
+    tok = lm.tokenizer
+    kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=sampling.do_sample,
+                  repetition_penalty=sampling.repetition_penalty, pad_token_id=tok.pad_token_id)
+    if sampling.do_sample:
+        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    eos = _stop_token_ids(lm)
+    if eos:
+        kwargs["eos_token_id"] = eos
+    return kwargs
+
+
+def _stop_token_ids(lm: LoadedModel) -> list[int]:
+    """EOS plus the end-of-turn marker chat templates use (``<|im_end|>``, ``<|eot_id|>``...)."""
+    tok = lm.tokenizer
+    ids = set()
+    if tok.eos_token_id is not None:
+        ids.add(tok.eos_token_id)
+    generation_eos = getattr(getattr(lm.model, "generation_config", None), "eos_token_id", None)
+    if isinstance(generation_eos, int):
+        ids.add(generation_eos)
+    elif isinstance(generation_eos, list):
+        ids.update(generation_eos)
+    vocab = tok.get_vocab()
+    for marker in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
+        if marker in vocab:
+            ids.add(vocab[marker])
+    return sorted(ids)
+
+
+def _seed(sampling: Sampling) -> None:
+    if sampling.seed is not None:
+        import torch
+
+        torch.manual_seed(sampling.seed)
+
+
+class _StopCriteria:
+    """transformers StoppingCriteria that ends generation once any of the given Stops is set."""
+
+    def __init__(self, *stops: Stop):
+        self.stops = stops
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        stopped = any(s.is_set() for s in self.stops)
+        return torch.full((input_ids.shape[0],), stopped, dtype=torch.bool, device=input_ids.device)
+
+
+def stream(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None,
+           stop: Stop | None = None, prompt: str | None = None) -> Iterator[str]:
+    """Yield the reply to ``messages`` piece by piece (text deltas) as the model produces them.
+
+    Generation runs on a worker thread feeding a streamer; setting ``stop`` (or closing this
+    iterator) ends it within a token or two.
+    """
+    from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+    sampling = sampling or Sampling()
+    stop = stop or Stop()
+    text = prompt if prompt is not None else render_prompt(lm, check_messages(messages))
+    inputs = _encode(lm, [text], sampling.max_new_tokens)
+    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=not lm.is_seq2seq, skip_special_tokens=True,
+                                    timeout=None)
+    kwargs = _generate_kwargs(lm, sampling)
+    abandoned = Stop()  # set when the consumer goes away, without touching the caller's Stop
+    kwargs.update(inputs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopCriteria(stop, abandoned)]))
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            _seed(sampling)
+            import torch
+
+            with torch.inference_mode():
+                lm.model.generate(**kwargs)
+        except BaseException as exc:  # surfaced to the consumer below
+            errors.append(exc)
+            streamer.on_finalized_text("", stream_end=True)
+
+    worker = threading.Thread(target=work, name="convo-generate", daemon=True)
+    worker.start()
+    try:
+        for piece in streamer:
+            if stop.is_set():
+                break
+            if piece:
+                yield piece
+    finally:
+        abandoned.set()
+        worker.join()
+    if errors:
+        raise errors[0]
+
+
+def generate(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None) -> str:
+    """The whole reply to ``messages`` as one string."""
+    return generate_batch(lm, [messages], sampling)[0]
+
+
+def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling: Sampling | None = None,
+                   batch_size: int = 16, prompts: Sequence[str] | None = None) -> list[str]:
+    """Replies to many conversations, run as left-padded batches of ``batch_size``.
+
+    With greedy decoding in fp32 the result equals running them one by one.
+    """
+    import torch
+
+    sampling = sampling or Sampling()
+    texts = list(prompts) if prompts is not None else [render_prompt(lm, check_messages(c)) for c in conversations]
+    replies: list[str] = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        inputs = _encode(lm, chunk, sampling.max_new_tokens)
+        _seed(sampling)
+        with torch.inference_mode():
+            output = lm.model.generate(**inputs, **_generate_kwargs(lm, sampling))
+        new_tokens = output if lm.is_seq2seq else output[:, inputs["input_ids"].shape[1]:]
+        replies.extend(t.strip() for t in lm.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    return replies
+
+
+def continuation_logprobs(lm: LoadedModel, prompt: str, continuations: Sequence[str]) -> list[float]:
+    """Mean log-probability per token of each continuation after ``prompt`` (one batched pass).
+
+    Used to rank candidate questions by how likely the model itself finds them.
+    """
+    import torch
+
+    if not continuations:
+        return []
+    tok = lm.tokenizer
+    if lm.is_seq2seq:
+        enc = tok([prompt] * len(continuations), return_tensors="pt", truncation=True, max_length=lm.context_length)
+        labels = tok(list(continuations), return_tensors="pt", padding=True).input_ids
+        labels[labels == tok.pad_token_id] = -100
+        with torch.inference_mode():
+            logits = lm.model(**{k: v.to(lm.model.device) for k, v in enc.items()},
+                              labels=labels.to(lm.model.device)).logits
+        return _mean_logprobs(logits, labels.to(logits.device))
+    prompt_ids = tok(prompt, add_special_tokens=False).input_ids[-(lm.context_length - 64):]
+    rows, labels = [], []
+    for text in continuations:
+        cont = tok(text, add_special_tokens=False).input_ids[:64] or [tok.eos_token_id]
+        rows.append(prompt_ids + cont)
+        labels.append([-100] * len(prompt_ids) + cont)
+    width = max(len(r) for r in rows)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=lm.model.device)
+    attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=lm.model.device)
+    label_ids = torch.tensor([l + [-100] * (width - len(l)) for l in labels], device=lm.model.device)
+    with torch.inference_mode():
+        logits = lm.model(input_ids=input_ids, attention_mask=attention).logits
+    return _mean_logprobs(logits[:, :-1], label_ids[:, 1:])
+
+
+def _mean_logprobs(logits, labels) -> list[float]:
+    import torch
+
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    mask = labels != -100
+    picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+    return (picked.sum(-1) / mask.sum(-1).clamp(min=1)).tolist()

@@ -1,0 +1,543 @@
+"""Hugging Face Hub: push LoRA adapters and datasets, write their cards, list and download adapters.
+
+Every call takes the user's token explicitly and uses it for that call only (never ``login()``, never an
+env var write, never logged); the endpoint is read from ``$HF_ENDPOINT`` at call time. Failures become one
+:class:`HubError` line a user can act on. Example: ``push_adapter("runs/a1/adapter", "me/curious", token=t)``.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import yaml
+
+__all__ = [
+    "ADAPTER_FILES",
+    "DEFAULT_ENDPOINT",
+    "HubError",
+    "SIGN_IN_HELP",
+    "adapter_card",
+    "adapter_files",
+    "dataset_card",
+    "download_adapter",
+    "hub_endpoint",
+    "list_adapters",
+    "push_adapter",
+    "push_dataset",
+    "resolve_token",
+    "upload_files",
+    "validate_repo_id",
+    "whoami",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+SIGN_IN_HELP = (
+    "Sign in with the Hugging Face button (on a Space), set HF_TOKEN, or paste a token with write access."
+)
+
+# The files that make an adapter usable, and nothing else: no checkpoints, optimizer state, trainer
+# logs or job configs (they are large, private to the run, and may hold paths or secrets).
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_FILES = (
+    "adapter_config.json",
+    ADAPTER_WEIGHTS,
+    "README.md",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+DATASET_SUFFIXES = (".jsonl", ".json")
+
+# Hub repo names: letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 characters each part.
+_REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_REPO_ID_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
+# Key words that mark a config entry as a credential; matched on whole words so that
+# "max_new_tokens" stays while "hf_token", "apiKey" or "password" go.
+_SECRET_WORDS = {
+    "token", "secret", "secrets", "password", "passwd", "apikey", "credential", "credentials", "auth", "authorization",
+}
+_HF_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9_]+")
+
+
+class HubError(Exception):
+    """A Hub operation failed; ``str(error)`` is one line telling the user what to do."""
+
+
+# --------------------------------------------------------------------------- tokens and endpoint
+
+
+def resolve_token(pasted: str | None = None, oauth_token: Any = None) -> str | None:
+    """The token to use for one call: a pasted token, else the OAuth token's ``.token``, else ``$HF_TOKEN``.
+
+    ``oauth_token`` is duck-typed (gradio's ``gr.OAuthToken`` has a ``.token``); returns None when none is set.
+
+    >>> resolve_token("  hf_pasted  ", None)
+    'hf_pasted'
+    """
+    if pasted and pasted.strip():
+        return pasted.strip()
+    oauth_value = getattr(oauth_token, "token", None)
+    if isinstance(oauth_value, str) and oauth_value.strip():
+        return oauth_value.strip()
+    env_value = os.environ.get("HF_TOKEN", "").strip()
+    return env_value or None
+
+
+def hub_endpoint() -> str:
+    """The Hub URL, read from ``$HF_ENDPOINT`` now (huggingface_hub reads it only once, at import)."""
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def validate_repo_id(repo_id: str) -> str:
+    """Return ``repo_id`` stripped if it is ``namespace/name``, else raise :class:`HubError`.
+
+    >>> validate_repo_id(" alice/curious-lora ")
+    'alice/curious-lora'
+    """
+    cleaned = (repo_id or "").strip()
+    if not _REPO_ID_RE.match(cleaned) or "--" in cleaned or ".." in cleaned:
+        raise HubError(f"Invalid repo id '{repo_id}': expected 'user/name'.")
+    return cleaned
+
+
+def _require_token(token: str | None) -> str:
+    if not token or not str(token).strip():
+        raise HubError(SIGN_IN_HELP)
+    return str(token).strip()
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _network_message(endpoint: str) -> str:
+    return f"Cannot reach the Hugging Face Hub at {endpoint}: check the network connection."
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level errors of the HTTP clients that may be in use (only those installed)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError"),
+                         ("requests", "Timeout")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _api(token: str | None):
+    """A client bound to the current endpoint and this call's token (``False``: send no token)."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hub_endpoint(), token=token if token else False)
+
+
+def _redact(text: str, token: str | None) -> str:
+    return text.replace(token, "<token>") if token else text
+
+
+@contextmanager
+def _hub_errors(*, token: str | None, repo_id: str | None = None, writing: bool = True) -> Iterator[None]:
+    """Turn huggingface_hub / network exceptions into one-line :class:`HubError` messages."""
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    endpoint = hub_endpoint()
+    if _offline():
+        raise HubError(_network_message(endpoint) + " (HF_HUB_OFFLINE is set)")
+    target = repo_id or "the repository"
+    try:
+        yield
+    except HubError:
+        raise
+    except RepositoryNotFoundError as err:
+        raise HubError(
+            f"Repository {target} was not found on the Hub (or it is private and this token cannot read it)."
+        ) from err
+    except RevisionNotFoundError as err:
+        raise HubError(f"Repository {target} has no such revision on the Hub.") from err
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status == 401:
+            raise HubError(
+                "The Hugging Face token was rejected (401): check that it is complete, current and not revoked."
+            ) from err
+        if status == 403 and writing:
+            raise HubError(
+                f"No permission to write to {target} (403): use a token with write access to that namespace."
+            ) from err
+        if status == 403:
+            raise HubError(f"No permission to read {target} (403): use a token that can read it.") from err
+        detail = _redact((err.server_message or str(err)).splitlines()[0].strip(), token)
+        raise HubError(f"The Hugging Face Hub refused the request ({status}): {detail}") from err
+    except HFValidationError as err:
+        raise HubError(f"Invalid repo id '{repo_id}': expected 'user/name'.") from err
+    except LocalEntryNotFoundError as err:
+        # snapshot_download hides connection failures behind "not in the local cache".
+        raise HubError(_network_message(endpoint)) from err
+    except _connection_errors() as err:
+        raise HubError(_network_message(endpoint)) from err
+
+
+# --------------------------------------------------------------------------- account
+
+
+def whoami(token: str | None) -> str:
+    """The username the token belongs to.
+
+    Raises :class:`HubError` with :data:`SIGN_IN_HELP` when there is no token, or a 401 message when it is rejected.
+    """
+    token = _require_token(token)
+    with _hub_errors(token=token, writing=False):
+        info = _api(token).whoami(token=token)
+    return str(info["name"])
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def upload_files(
+    repo_id: str,
+    files: Mapping[str, str | Path | bytes],
+    *,
+    token: str | None,
+    repo_type: str = "model",
+    private: bool = False,
+    commit_message: str = "Upload with convo",
+    space_sdk: str | None = None,
+) -> str:
+    """Create the repo if needed and commit exactly ``files`` in one commit; return the repo URL.
+
+    ``files`` maps a path in the repo to a local file or to the bytes to write there. Refuses to
+    upload any file that contains the token itself.
+    """
+    from huggingface_hub import CommitOperationAdd
+
+    repo_id = validate_repo_id(repo_id)
+    token = _require_token(token)
+    operations = []
+    for path_in_repo, source in sorted(files.items()):
+        content = source if isinstance(source, bytes) else Path(source).read_bytes()
+        if token.encode() in content:
+            raise HubError(f"Refusing to upload {path_in_repo}: it contains your Hugging Face token.")
+        # Files go by path so the client can stream large weights (LFS/Xet on the real Hub).
+        upload = source if isinstance(source, bytes) else str(source)
+        operations.append(CommitOperationAdd(path_in_repo=path_in_repo, path_or_fileobj=upload))
+    with _hub_errors(token=token, repo_id=repo_id):
+        api = _api(token)
+        _ensure_repo(api, repo_id, token=token, repo_type=repo_type, private=private, space_sdk=space_sdk)
+        api.create_commit(repo_id, operations, commit_message=commit_message, repo_type=repo_type, token=token)
+    url = _repo_url(repo_id, repo_type)
+    logger.info("Uploaded %d file(s) to %s", len(operations), url)
+    return url
+
+
+def _ensure_repo(api, repo_id: str, *, token: str, repo_type: str, private: bool, space_sdk: str | None) -> None:
+    """Create the repo unless it exists already.
+
+    Looks first rather than relying on ``create_repo(exist_ok=True)`` alone: on a 403 that path
+    builds its URL from the import-time endpoint and fails against any other ``HF_ENDPOINT``.
+    """
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        api.repo_info(repo_id, repo_type=repo_type, token=token)
+        return
+    except RepositoryNotFoundError:
+        pass
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk, token=token)
+
+
+def _repo_url(repo_id: str, repo_type: str = "model") -> str:
+    prefix = "" if repo_type == "model" else f"{repo_type}s/"
+    return f"{hub_endpoint()}/{prefix}{repo_id}"
+
+
+def adapter_files(adapter_dir: str | Path) -> dict[str, Path]:
+    """The files of an adapter folder that belong on the Hub, as ``{name: path}`` (top level only).
+
+    Raises :class:`HubError` when the folder has no ``adapter_config.json`` or no safetensors weights.
+    """
+    folder = Path(adapter_dir)
+    if not (folder / "adapter_config.json").is_file():
+        raise HubError(f"No adapter_config.json in {folder}: choose the folder of a trained LoRA adapter.")
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        raise HubError(f"No {ADAPTER_WEIGHTS} in {folder}: the adapter weights are missing.")
+    return {name: folder / name for name in ADAPTER_FILES if (folder / name).is_file()}
+
+
+def push_adapter(
+    adapter_dir: str | Path,
+    repo_id: str,
+    *,
+    token: str | None,
+    private: bool = False,
+    commit_message: str = "Upload LoRA adapter with convo",
+) -> str:
+    """Upload a LoRA adapter folder to a model repo (created if missing) and return the repo URL.
+
+    Only :data:`ADAPTER_FILES` present at the top of the folder are sent (config, safetensors weights,
+    README.md card, tokenizer files and chat template); checkpoints and training state stay local.
+
+    >>> push_adapter("runs/a1/adapter", "alice/curious-lora", token=token)  # doctest: +SKIP
+    'https://huggingface.co/alice/curious-lora'
+    """
+    files = adapter_files(adapter_dir)
+    return upload_files(repo_id, files, token=token, private=private, commit_message=commit_message)
+
+
+def push_dataset(
+    files: list[str | Path],
+    repo_id: str,
+    *,
+    token: str | None,
+    private: bool = False,
+    card: str,
+) -> str:
+    """Upload JSON/JSONL data files plus a README.md ``card`` to a dataset repo; return the repo URL."""
+    repo_id = validate_repo_id(repo_id)
+    token = _require_token(token)
+    if not files:
+        raise HubError("No data files to push: generate or choose at least one .jsonl/.json file.")
+    uploads: dict[str, Path] = {}
+    for file in map(Path, files):
+        if not file.is_file():
+            raise HubError(f"Data file not found: {file}.")
+        if file.suffix.lower() not in DATASET_SUFFIXES:
+            raise HubError(f"Cannot push {file.name}: only .jsonl and .json data files are uploaded.")
+        if file.name in uploads:
+            raise HubError(f"Two data files are named {file.name}: rename one before pushing.")
+        uploads[file.name] = file
+    uploads_and_card = {**uploads, "README.md": _check_card(card).encode("utf-8")}
+    return upload_files(
+        repo_id, uploads_and_card, token=token, repo_type="dataset", private=private,
+        commit_message="Upload dataset with convo",
+    )
+
+
+# --------------------------------------------------------------------------- listing and downloads
+
+
+def list_adapters(token: str | None) -> list[str]:
+    """The signed-in user's model repos that are PEFT adapters, sorted by id.
+
+    A repo counts when its library is ``peft``, it is tagged ``peft``, or it holds ``adapter_config.json``.
+    """
+    token = _require_token(token)
+    user = whoami(token)
+    with _hub_errors(token=token, writing=False):
+        models = list(_api(token).list_models(author=user, full=True, token=token))
+    adapters = []
+    for model in models:
+        names = {s.rfilename for s in (model.siblings or [])}
+        if model.library_name == "peft" or "peft" in (model.tags or []) or "adapter_config.json" in names:
+            adapters.append(model.id)
+    return sorted(adapters)
+
+
+def download_adapter(repo_id: str, *, token: str | None = None, cache_dir: str | Path | None = None) -> Path:
+    """Download an adapter's files from the Hub (into the HF cache) and return the local folder.
+
+    ``token`` is optional (public adapters); without one, ``$HF_TOKEN`` is used if set.
+    """
+    from huggingface_hub import snapshot_download
+
+    repo_id = validate_repo_id(repo_id)
+    token = resolve_token(token)
+    with _hub_errors(token=token, repo_id=repo_id, writing=False):
+        folder = snapshot_download(
+            repo_id,
+            allow_patterns=list(ADAPTER_FILES),
+            endpoint=hub_endpoint(),
+            token=token if token else False,
+            cache_dir=str(cache_dir) if cache_dir is not None else _cache_dir(),
+        )
+    path = Path(folder)
+    if not (path / "adapter_config.json").is_file():
+        raise HubError(f"{repo_id} is not a PEFT adapter: it has no adapter_config.json.")
+    return path
+
+
+def _cache_dir() -> str | None:
+    """The Hub cache from the environment now (huggingface_hub reads it only at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
+# --------------------------------------------------------------------------- cards
+
+
+def _is_secret_key(key: object) -> bool:
+    """True for keys like ``hf_token``, ``HF_TOKEN``, ``apiKey``, ``OPENAI_API_KEY``, ``password``."""
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", str(key))]
+    pairs = {a + b for a, b in zip(words, words[1:])}
+    return bool(_SECRET_WORDS.intersection(words) or _SECRET_WORDS.intersection(pairs))
+
+
+def _without_secrets(value: Any) -> Any:
+    """A copy of a nested dict/list with every credential-like key removed."""
+    if isinstance(value, Mapping):
+        return {k: _without_secrets(v) for k, v in value.items() if not _is_secret_key(k)}
+    if isinstance(value, (list, tuple)):
+        return [_without_secrets(v) for v in value]
+    return value
+
+
+def _check_card(text: str) -> str:
+    """Raise if the card text holds anything shaped like a Hugging Face token."""
+    if _HF_TOKEN_RE.search(text):
+        raise HubError(
+            "Refusing to write a card with something shaped like a Hugging Face token (hf_...): "
+            "remove it from the settings and try again."
+        )
+    return text
+
+
+def _yaml_header(meta: dict) -> str:
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, (dict, list, tuple)):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(title: str, rows: Mapping[str, Any], empty: str) -> str:
+    if not rows:
+        return f"## {title}\n\n{empty}\n"
+    lines = [f"## {title}", "", "| name | value |", "|---|---|"]
+    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    return bool(_REPO_ID_RE.match(name or ""))
+
+
+def adapter_card(
+    *,
+    repo_id: str,
+    base_model: str,
+    data_file_name: str,
+    data_sha256: str,
+    counts: Mapping[str, Any],
+    hyperparameters: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+) -> str:
+    """README.md for a LoRA adapter repo: YAML header (peft, base model, tags), usage, data, tables.
+
+    Credential-like keys are dropped from the dicts; raises :class:`HubError` if an ``hf_...`` string remains.
+    """
+    meta: dict[str, Any] = {"library_name": "peft"}
+    if _looks_like_hub_id(base_model):  # the Hub rejects a base_model that is not a repo id
+        meta["base_model"] = base_model
+    meta.update(tags=["convo", "lora"], pipeline_tag="text-generation")
+    counts, hyperparameters, metrics = (_without_secrets(dict(d)) for d in (counts, hyperparameters, metrics))
+    name = repo_id.split("/")[-1]
+    body = f"""
+# {name}
+
+A LoRA adapter for {_model_ref(base_model)} trained with convo on conversations
+that teach the model to answer and to ask curious follow-up questions.
+
+## How to use
+
+With [peft](https://github.com/huggingface/peft):
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+base = AutoModelForCausalLM.from_pretrained("{base_model}")
+model = PeftModel.from_pretrained(base, "{repo_id}")
+tokenizer = AutoTokenizer.from_pretrained("{base_model}")
+```
+
+With convo:
+
+```python
+from convo import ConversationModel
+
+model = ConversationModel.from_pretrained("{base_model}", adapter="{repo_id}")
+```
+
+## Training data
+
+- File: `{data_file_name}`
+- SHA-256: `{data_sha256}`
+
+{_table("Counts", counts, "No counts recorded.")}
+{_table("Hyperparameters", hyperparameters, "No hyperparameters recorded.")}
+{_table("Metrics", metrics, "No metrics recorded.")}"""
+    return _check_card(_yaml_header(meta) + body)
+
+
+def _model_ref(base_model: str) -> str:
+    """The base model in Markdown: linked when it is a Hub id, plain code otherwise (a local folder)."""
+    if _looks_like_hub_id(base_model):
+        return f"[`{base_model}`](https://huggingface.co/{base_model})"
+    return f"`{base_model}`"
+
+
+def dataset_card(*, repo_id: str, config: Mapping[str, Any], counts: Mapping[str, Any]) -> str:
+    """README.md for a dataset repo of chat JSONL: YAML header, counts and the generation config as JSON.
+
+    Credential-like keys are dropped from ``config``; raises :class:`HubError` if an ``hf_...`` string remains.
+    """
+    config, counts = _without_secrets(dict(config)), _without_secrets(dict(counts))
+    language = config.get("language") if isinstance(config.get("language"), str) else "en"
+    meta = {
+        "task_categories": ["text-generation"],
+        "language": [language],
+        "tags": ["convo", "conversational", "synthetic"],
+        "pretty_name": repo_id.split("/")[-1],
+    }
+    config_json = json.dumps(config, indent=2, ensure_ascii=False, default=str)
+    body = f"""
+# {repo_id.split("/")[-1]}
+
+Conversations generated with convo, one `{{"messages": [{{"role", "content"}}, ...], "meta": {{...}}}}`
+object per line (chat JSONL), ready for fine-tuning in convo's Fine-tune tab or with trl.
+
+```python
+from datasets import load_dataset
+
+dataset = load_dataset("{repo_id}")
+```
+
+{_table("Counts", counts, "No counts recorded.")}
+## Generation config
+
+```json
+{config_json}
+```
+"""
+    return _check_card(_yaml_header(meta) + body)

@@ -1,0 +1,134 @@
+"""Typed settings shared by the app, the CLI, the Python API and the tests.
+
+Each concern has one dataclass, validated on construction, so a bad value fails where it
+is made (``Sampling(temperature=-1)`` raises) rather than deep inside a generate call.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+BUNDLED = "bundled"
+QUANTIZE_CHOICES = ("auto", "none", "8bit", "4bit")
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and how to place it.
+
+    >>> ModelSpec("bundled").name
+    'bundled'
+    """
+
+    name: str = BUNDLED
+    """``"bundled"`` (SmolLM2-135M-Instruct shipped with convo), a Hub id or a local folder."""
+    adapter: str | None = None
+    """Optional LoRA adapter on top of the base: a local folder or a Hub id."""
+    quantize: str = "auto"
+    """``auto`` (4-bit NF4 on CUDA, none elsewhere), ``none``, ``8bit`` or ``4bit`` (bitsandbytes)."""
+    dtype: str = "auto"
+    """Compute dtype; ``auto`` picks the fastest correct one for the device."""
+    device: str = "auto"
+    """``auto`` (cuda > mps > cpu), or an explicit torch device string."""
+    trust_remote_code: bool = False
+    """Run model code from the Hub. Off unless the user turns it on."""
+
+    def __post_init__(self):
+        _check(bool(self.name and self.name.strip()), "model name is empty")
+        _check(self.quantize in QUANTIZE_CHOICES, f"quantize must be one of {QUANTIZE_CHOICES}, got {self.quantize!r}")
+        _check(self.dtype in DTYPE_CHOICES, f"dtype must be one of {DTYPE_CHOICES}, got {self.dtype!r}")
+        object.__setattr__(self, "name", self.name.strip())
+        if self.adapter is not None:
+            object.__setattr__(self, "adapter", self.adapter.strip() or None)
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name: ``base`` or ``base + adapter``."""
+        return self.name if not self.adapter else f"{self.name} + {self.adapter}"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings for one generation. ``temperature=0`` means greedy decoding.
+
+    >>> Sampling(temperature=0).do_sample
+    False
+    """
+
+    temperature: float = 0.7
+    """Softmax temperature; 0 means greedy."""
+    top_p: float = 0.9
+    """Nucleus sampling mass."""
+    top_k: int = 50
+    """Keep only the k most likely tokens (0 disables)."""
+    max_new_tokens: int = 256
+    """Upper bound on generated tokens."""
+    repetition_penalty: float = 1.1
+    """Penalty > 1 discourages repeating tokens."""
+    seed: int | None = None
+    """Fix the random seed for a reproducible sample."""
+
+    def __post_init__(self):
+        _check(0 <= self.temperature <= 5, f"temperature must be in [0, 5], got {self.temperature}")
+        _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
+        _check(self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")
+        _check(1 <= self.max_new_tokens <= 8192, f"max_new_tokens must be in [1, 8192], got {self.max_new_tokens}")
+        _check(0.5 <= self.repetition_penalty <= 3, f"repetition_penalty must be in [0.5, 3], got {self.repetition_penalty}")
+
+    @property
+    def do_sample(self) -> bool:
+        return self.temperature > 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Sampling":
+        """Build from a dict, ignoring unknown keys (e.g. a snapshot from an older version)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in names})
+
+
+GREEDY = Sampling(temperature=0.0, repetition_penalty=1.0)
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """How a chat behaves beyond decoding."""
+
+    system_prompt: str = "You are a friendly, curious assistant. Answer briefly and clearly."
+    """System message put first in every conversation (empty for none)."""
+    curious: bool = True
+    """After each reply, suggest follow-up questions the assistant would ask the user."""
+    interviewer: bool = False
+    """End every reply with the assistant's best question to the user."""
+    n_questions: int = 3
+    """How many follow-up questions to suggest (at most)."""
+
+    def __post_init__(self):
+        _check(0 <= self.n_questions <= 10, f"n_questions must be in [0, 10], got {self.n_questions}")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapter shape (see peft.LoraConfig)."""
+
+    r: int = 16
+    """Rank of the update matrices."""
+    alpha: int = 32
+    """Scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    target_modules: str = "all-linear"
+    """Which modules get adapters: ``all-linear`` or a comma-separated list of names."""
+
+    def __post_init__(self):
+        _check(1 <= self.r <= 1024, f"LoRA r must be in [1, 1024], got {self.r}")
+        _check(self.alpha >= 1, f"LoRA alpha must be >= 1, got {self.alpha}")
+        _check(0 <= self.dropout < 1, f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        _check(bool(self.target_modules.strip()), "LoRA target_modules is empty")

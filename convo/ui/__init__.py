@@ -1,0 +1,150 @@
+"""The Gradio app: a model bar above four tabs, plus the read-only view behind share links.
+
+``build_app()`` returns the Blocks; ``launch_kwargs()`` the safe launch settings (local or Space).
+Neither imports torch or transformers: all model work happens in convo's core modules.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import gradio as gr
+
+from ..models import ModelLoadError, get_model
+from . import chat, common, finetune, questions, synth
+from .common import Shared, spec_from
+
+TITLE = "convo: curious conversational models"
+MAX_UPLOAD = "20mb"
+CSS = ".suggestion { white-space: normal !important; text-align: left; }"
+
+
+def on_space() -> bool:
+    """True when running as a Hugging Face Space (the platform sets SPACE_ID)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def load_model(model, adapter, quantize, last_good):
+    """Load the chosen model into the shared pool; on failure keep the one we had."""
+    try:
+        spec = spec_from(model, adapter, quantize)
+        lm = get_model(spec)
+    except (ModelLoadError, ValueError) as exc:
+        gr.Warning(str(exc))
+        name, adapter_was, quant_was = last_good
+        return name, adapter_was, quant_was, f"**Error:** {exc}  \nStill using `{name}`.", last_good
+    quant = f", {lm.quantized}" if lm.quantized else ""
+    status = f"Loaded `{spec.label}` on {lm.device} ({str(lm.model.dtype).replace('torch.', '')}{quant})."
+    return model, adapter, quantize, status, (model, adapter, quantize)
+
+
+def open_share(request: gr.Request):
+    """On page load: a ``?share=<id>`` URL shows that conversation read-only, and nothing else."""
+    share_id = (request.query_params.get("share") if request else None) or ""
+    if not share_id:
+        return gr.update(visible=False), gr.update(visible=True), "", [], gr.update(visible=False), None
+    snapshot = chat.load_shared(share_id)
+    if snapshot is None:
+        return (gr.update(visible=True), gr.update(visible=False), f"## {chat.NOT_AVAILABLE}",
+                gr.update(value=[], visible=False), gr.update(visible=False), None)
+    messages = [m for m in snapshot.messages if m["role"] != "system"]
+    return (gr.update(visible=True), gr.update(visible=False), chat.shared_header(snapshot),
+            gr.update(value=messages, visible=True), gr.update(visible=True), share_id)
+
+
+def continue_share(share_id):
+    """Copy the shared conversation into this visitor's own session (the original stays as it is)."""
+    snapshot = chat.load_shared(share_id)
+    if snapshot is None:
+        raise gr.Error(chat.NOT_AVAILABLE)
+    messages = [m for m in snapshot.messages if m["role"] != "system"]
+    system = next((m["content"] for m in snapshot.messages if m["role"] == "system"), None)
+    return (gr.update(visible=False), gr.update(visible=True), messages, None, [],
+            snapshot.model, snapshot.adapter or common.NO_ADAPTER, gr.update(value=system) if system else gr.update())
+
+
+def signed_in(profile: gr.OAuthProfile | None):
+    if profile is None:
+        return "Not signed in." if on_space() else "Hub actions use `HF_TOKEN` or a token you paste."
+    return f"Signed in as **{profile.username}**."
+
+
+def build_app() -> gr.Blocks:
+    """The whole app as one Blocks."""
+    with gr.Blocks(title=TITLE) as demo:
+        with gr.Row(equal_height=True):
+            gr.Markdown(f"# {TITLE}\nChat with a model that asks good questions, generate questions, "
+                        "fine-tune adapters and make training conversations.", elem_id="title")
+            with gr.Column(scale=0, min_width=220):
+                if on_space():
+                    gr.LoginButton()
+                who = gr.Markdown(elem_id="signed-in")
+        with gr.Column(visible=False, elem_id="share-view") as share_view:
+            share_header = gr.Markdown(elem_id="share-header")
+            share_chat = gr.Chatbot(label="Shared conversation", elem_id="share-chatbot", height=420)
+            continue_btn = gr.Button("Continue this conversation", variant="primary", elem_id="continue")
+            share_id = gr.State(None)
+        with gr.Column(elem_id="main-view") as main_view:
+            model, adapter, quantize, load, status = common.model_bar()
+            last_good = gr.State((model.value, adapter.value, quantize.value))
+            with gr.Tabs(elem_id="tabs") as tabs:
+                shared = Shared(tabs=tabs, model=model, adapter=adapter, quantize=quantize, model_status=status)
+                with gr.Tab("Chat", id="chat"):
+                    chat.render(shared)
+                with gr.Tab("Questions", id="questions"):
+                    questions.render(shared)
+                with gr.Tab("Fine-tune", id="finetune"):
+                    finetune.render(shared)
+                with gr.Tab("Synthetic", id="synth"):
+                    synth.render(shared)
+        load.click(load_model, [model, adapter, quantize, last_good], [model, adapter, quantize, status, last_good],
+                   api_name="load_model")
+        adapter.focus(lambda: gr.update(choices=common.adapter_choices()), None, adapter, queue=False,
+                      api_visibility="private")
+        demo.load(open_share, None, [share_view, main_view, share_header, share_chat, continue_btn, share_id],
+                  api_visibility="private")
+        demo.load(signed_in, None, who, api_visibility="private")
+        conversation_id, asked = shared.extra["chat_reset"]
+        continue_btn.click(continue_share, share_id,
+                           [share_view, main_view, shared.extra["chatbot"], conversation_id, asked, model, adapter,
+                            shared.extra["system_prompt"]], api_visibility="private")
+    return demo
+
+
+def queue_size() -> int:
+    """Concurrent handlers: 8 chat users stream at once locally; 4 on a 2-vCPU free Space."""
+    return int(os.environ.get("CONVO_CONCURRENCY") or (4 if on_space() else 8))
+
+
+def launch_kwargs() -> dict:
+    """Launch settings: bind to all interfaces only on a Space; cap uploads; no extra file paths."""
+    return dict(
+        server_name="0.0.0.0" if on_space() else os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=MAX_UPLOAD,
+        strict_cors=True,
+        show_error=False,
+        css=CSS,
+        footer_links=["gradio", "settings"],
+    )
+
+
+def preload_default_model() -> threading.Thread:
+    """Load (and on first run convert) the default model in the background while the server starts."""
+    def work():
+        try:
+            get_model(spec_from(common.default_model(), None))
+        except ModelLoadError as exc:
+            print(f"convo: {exc}", flush=True)
+
+    thread = threading.Thread(target=work, name="convo-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def main() -> None:
+    """Start the app (``python app.py`` / ``convo app``)."""
+    demo = build_app()
+    demo.queue(default_concurrency_limit=queue_size(), max_size=64)
+    preload_default_model()
+    demo.launch(**launch_kwargs())

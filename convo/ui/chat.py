@@ -1,0 +1,274 @@
+"""The Chat tab: streaming multi-turn chat with curious follow-up questions and share links.
+
+Each browser session keeps its own conversation in the Chatbot value and gr.State; the only
+process-wide objects are the model pool, the store, and the Stop flags of running replies.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import tempfile
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from .. import chat as core
+from ..generation import Stop
+from ..models import ModelLoadError, get_model
+from ..settings import ChatSettings, Sampling
+from ..store import Store, conversation_to_json, conversation_to_markdown
+from .common import Shared, spec_from
+
+N_SUGGESTIONS = 3
+NOT_AVAILABLE = "This conversation is not available"
+
+# Stop flags of the replies being generated, keyed by Gradio session: the Stop button of a
+# session ends that session's reply within a token or two.
+_running: dict[str, Stop] = {}
+_running_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def get_store() -> Store:
+    """One store per process (SQLite in the data directory)."""
+    return Store()
+
+
+def sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed) -> Sampling:
+    return Sampling(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
+                    max_new_tokens=int(max_new_tokens), repetition_penalty=float(repetition_penalty),
+                    seed=int(seed) if seed not in (None, "") and int(seed) >= 0 else None)
+
+
+def _suggestion_updates(questions: list[str]) -> list:
+    padded = questions[:N_SUGGESTIONS] + [""] * (N_SUGGESTIONS - len(questions[:N_SUGGESTIONS]))
+    return [gr.update(value=q, visible=bool(q)) for q in padded]
+
+
+def _owner(profile) -> str | None:
+    return getattr(profile, "username", None) or (profile.get("preferred_username") if isinstance(profile, dict) else None)
+
+
+def respond(history, model, adapter, quantize, system_prompt, curious, interviewer,
+            temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, conversation_id, asked,
+            request: gr.Request, profile: gr.OAuthProfile | None = None):
+    """Stream the assistant's reply to the last user message, then the follow-up suggestions."""
+    history = [{"role": m["role"], "content": m["content"]} for m in history or []]
+    if not history or history[-1]["role"] != "user":
+        yield history, conversation_id, asked, *_suggestion_updates([])
+        return
+    try:
+        lm = get_model(spec_from(model, adapter, quantize))
+        sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
+        settings = ChatSettings(system_prompt=system_prompt or "", curious=curious, interviewer=interviewer)
+    except (ModelLoadError, ValueError) as exc:
+        gr.Warning(str(exc))
+        yield history[:-1], conversation_id, asked, *_suggestion_updates([])
+        return
+    stop = Stop()
+    session = request.session_hash if request else "local"
+    with _running_lock:
+        _running[session] = stop
+    reply = ""
+    try:
+        for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked):
+            yield history + [{"role": "assistant", "content": reply}], conversation_id, asked, *_suggestion_updates([])
+    finally:
+        with _running_lock:
+            _running.pop(session, None)
+    history = history + [{"role": "assistant", "content": reply}]
+    asked = list(asked or []) + core.asked_questions(history[-1:])
+    conversation_id = get_store().save_conversation(
+        history, conversation_id=conversation_id, owner=_owner(profile), model=lm.spec.name,
+        adapter=lm.spec.adapter, settings={"sampling": sampling.to_dict(), "system_prompt": settings.system_prompt})
+    questions = []
+    if curious and not stop.is_set() and reply.strip():
+        questions = [q.text for q in core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked)]
+    yield history, conversation_id, asked, *_suggestion_updates(questions)
+
+
+def add_user_message(message: str, history):
+    """Append the typed message; the textbox is cleared."""
+    history = list(history or [])
+    if message and message.strip():
+        history.append({"role": "user", "content": message.strip()})
+    return "", history
+
+
+def stop_reply(request: gr.Request):
+    with _running_lock:
+        stop = _running.get(request.session_hash if request else "local")
+    if stop:
+        stop.set()
+
+
+def undo(history):
+    """Drop the last exchange (the last user message and the reply after it)."""
+    history = list(history or [])
+    while history and history[-1]["role"] == "assistant":
+        history.pop()
+    if history and history[-1]["role"] == "user":
+        history.pop()
+    return history, *_suggestion_updates([])
+
+
+def prepare_regenerate(history):
+    """Remove the last reply so it can be generated again."""
+    history = list(history or [])
+    while history and history[-1]["role"] == "assistant":
+        history.pop()
+    return history
+
+
+def clear():
+    return [], None, [], "", *_suggestion_updates([])
+
+
+def app_url(request: gr.Request | None) -> str:
+    """The public address of this app, as the browser reached it (proxies included)."""
+    if request is None:
+        return "http://127.0.0.1:7860/"
+    headers = request.headers
+    host = headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1:7860"
+    proto = headers.get("x-forwarded-proto") or request.request.url.scheme if getattr(request, "request", None) else "http"
+    return f"{proto.split(',')[0].strip()}://{host.split(',')[0].strip()}/"
+
+
+def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
+          repetition_penalty, seed, expires_days, secrets, request: gr.Request,
+          profile: gr.OAuthProfile | None = None):
+    """Save a snapshot and return its link (and the revoke secret, shown once)."""
+    messages = [{"role": m["role"], "content": m["content"]} for m in history or []]
+    if not messages:
+        raise gr.Error("Nothing to share yet: send a message first.")
+    sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
+    if system_prompt and system_prompt.strip():
+        messages = [{"role": "system", "content": system_prompt.strip()}] + messages
+    expires_in = float(expires_days) * 86400 if expires_days and float(expires_days) > 0 else None
+    adapter = spec_from(model, adapter).adapter
+    ticket = get_store().create_share(messages, model=model, adapter=adapter, settings={"sampling": sampling.to_dict()},
+                                      owner=_owner(profile), expires_in=expires_in)
+    secrets = dict(secrets or {})
+    secrets[ticket.id] = ticket.secret
+    link = f"{app_url(request)}?share={ticket.id}"
+    note = (f"Anyone with this link can read the conversation. Revoke secret (shown once, keep it to revoke "
+            f"from another browser): `{ticket.secret}`")
+    return link, note, secrets
+
+
+def revoke(link_or_id: str, typed_secret: str, secrets, profile: gr.OAuthProfile | None = None):
+    share_id = (link_or_id or "").strip().rsplit("share=", 1)[-1].split("&")[0]
+    secret = (typed_secret or "").strip() or (secrets or {}).get(share_id)
+    if get_store().revoke_share(share_id, secret=secret, owner=_owner(profile)):
+        return f"Revoked: the link no longer shows the conversation."
+    raise gr.Error("Could not revoke: unknown link, or not yours (give the revoke secret).")
+
+
+def export(history, model, fmt: str):
+    """Write the conversation as JSON or Markdown and return the file for download."""
+    messages = [{"role": m["role"], "content": m["content"]} for m in history or []]
+    if not messages:
+        raise gr.Error("Nothing to export yet.")
+    snapshot = {"messages": messages, "model": model, "adapter": None, "settings": {}}
+    text = conversation_to_json(snapshot) if fmt == "json" else conversation_to_markdown(snapshot)
+    folder = Path(tempfile.mkdtemp(prefix="convo-export-"))
+    path = folder / f"conversation.{'json' if fmt == 'json' else 'md'}"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def render(shared: Shared) -> None:
+    """Build the Chat tab inside the current Blocks context."""
+    conversation_id = gr.State(None)
+    asked = gr.State([])
+    secrets = gr.State({})
+    chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=460, buttons=["copy", "copy_all"])
+    with gr.Row(elem_id="suggestions"):
+        suggestions = [gr.Button(visible=False, size="sm", elem_id=f"suggestion-{i}", elem_classes=["suggestion"])
+                       for i in range(N_SUGGESTIONS)]
+    with gr.Row():
+        message = gr.Textbox(placeholder="Say something...", show_label=False, scale=6, elem_id="chat-input",
+                             lines=1, max_lines=6, submit_btn=False)
+        send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+        stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+    with gr.Row():
+        regenerate = gr.Button("Regenerate", size="sm", elem_id="regenerate")
+        undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
+        clear_btn = gr.Button("Clear", size="sm", elem_id="clear")
+    with gr.Accordion("Settings", open=False):
+        system_prompt = gr.Textbox(ChatSettings().system_prompt, label="System prompt", lines=2, elem_id="system-prompt")
+        with gr.Row():
+            curious = gr.Checkbox(True, label="Curious mode (suggest follow-up questions)", elem_id="curious")
+            interviewer = gr.Checkbox(False, label="Interviewer (end each reply with a question)", elem_id="interviewer")
+        with gr.Row():
+            defaults = Sampling()
+            temperature = gr.Slider(0, 2, defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
+            top_p = gr.Slider(0.05, 1, defaults.top_p, step=0.05, label="Top-p")
+            top_k = gr.Slider(0, 200, defaults.top_k, step=1, label="Top-k (0 = off)")
+        with gr.Row():
+            max_new_tokens = gr.Slider(16, 1024, defaults.max_new_tokens, step=16, label="Max new tokens")
+            repetition_penalty = gr.Slider(1.0, 2.0, defaults.repetition_penalty, step=0.05, label="Repetition penalty")
+            seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")
+    with gr.Accordion("Share and export", open=False):
+        with gr.Row():
+            expires_days = gr.Number(0, precision=0, label="Link expires after (days, 0 = never)", minimum=0)
+            share_btn = gr.Button("Share", elem_id="share")
+        share_link = gr.Textbox(label="Share link", elem_id="share-link", buttons=["copy"], interactive=False)
+        share_note = gr.Markdown(elem_id="share-note")
+        with gr.Row():
+            revoke_secret = gr.Textbox(label="Revoke secret (not needed in the browser that shared)", type="password")
+            revoke_btn = gr.Button("Revoke link", elem_id="revoke")
+        revoke_status = gr.Markdown(elem_id="revoke-status")
+        with gr.Row():
+            export_json = gr.Button("Export JSON", size="sm", elem_id="export-json")
+            export_md = gr.Button("Export Markdown", size="sm", elem_id="export-md")
+        export_file = gr.File(label="Export", interactive=False, elem_id="export-file")
+
+    shared.chat_input = message
+    shared.extra["chatbot"] = chatbot
+    shared.extra["chat_reset"] = (conversation_id, asked)
+    shared.extra["system_prompt"] = system_prompt
+    bar = [shared.model, shared.adapter, shared.quantize]
+    knobs = [system_prompt, curious, interviewer, temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed]
+    reply_inputs = [chatbot, *bar, *knobs, conversation_id, asked]
+    reply_outputs = [chatbot, conversation_id, asked, *suggestions]
+
+    events = []
+    for trigger in (message.submit, send.click):
+        events.append(trigger(add_user_message, [message, chatbot], [message, chatbot], queue=False,
+                              api_visibility="private")
+                      .then(respond, reply_inputs, reply_outputs, api_name="chat" if not events else False))
+    for button in suggestions:
+        events.append(button.click(lambda q, h: add_user_message(q, h)[1], [button, chatbot], chatbot,
+                                   queue=False, api_visibility="private")
+                      .then(respond, reply_inputs, reply_outputs, api_visibility="private"))
+    events.append(regenerate.click(prepare_regenerate, chatbot, chatbot, queue=False, api_visibility="private")
+                  .then(respond, reply_inputs, reply_outputs, api_visibility="private"))
+    stop.click(stop_reply, None, None, queue=False, api_visibility="private")
+    undo_btn.click(undo, chatbot, [chatbot, *suggestions], queue=False, api_visibility="private")
+    clear_btn.click(clear, None, [chatbot, conversation_id, asked, share_link, *suggestions], queue=False,
+                    api_visibility="private")
+    share_btn.click(share, [chatbot, shared.model, shared.adapter, system_prompt, temperature, top_p, top_k,
+                            max_new_tokens, repetition_penalty, seed, expires_days, secrets],
+                    [share_link, share_note, secrets], api_name="share")
+    revoke_btn.click(revoke, [share_link, revoke_secret, secrets], revoke_status, api_name="revoke")
+    export_json.click(functools.partial(export, fmt="json"), [chatbot, shared.model], export_file,
+                      api_visibility="private")
+    export_md.click(functools.partial(export, fmt="md"), [chatbot, shared.model], export_file,
+                    api_visibility="private")
+
+
+def load_shared(share_id: str):
+    """The snapshot behind a share link, or None (unknown, revoked or expired)."""
+    return get_store().get_share(share_id) if share_id else None
+
+
+def shared_header(snapshot) -> str:
+    sampling = (snapshot.settings or {}).get("sampling", {})
+    knobs = ", ".join(f"{k}={v}" for k, v in sampling.items() if v is not None)
+    adapter = f" + adapter `{snapshot.adapter}`" if snapshot.adapter else ""
+    return (f"### Shared conversation\nModel: `{snapshot.model}`{adapter} · settings: {knobs or 'default'} · "
+            f"shared {datetime.datetime.fromtimestamp(snapshot.created).strftime('%Y-%m-%d %H:%M')}"
+            " · read-only")
+

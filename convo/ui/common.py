@@ -1,0 +1,75 @@
+"""What the tabs share: the model bar above them and a few components other tabs may fill.
+
+Tabs receive one ``Shared`` and read the model/adapter/quantize values as event inputs, so each
+browser session chooses its own model while the pool keeps one copy of each in memory.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec
+from ..store import data_dir
+
+NO_ADAPTER = "(none)"
+
+
+@dataclass
+class Shared:
+    """Components shared between tabs (set while the app is being built)."""
+
+    tabs: gr.Tabs
+    model: gr.Dropdown
+    adapter: gr.Dropdown
+    quantize: gr.Radio
+    model_status: gr.Markdown
+    chat_input: gr.Textbox | None = None
+    finetune_file: gr.File | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def spec_from(model: str | None, adapter: str | None, quantize: str | None = "auto") -> ModelSpec:
+    """The ModelSpec a tab should use, from the model bar's values."""
+    adapter = None if not adapter or adapter == NO_ADAPTER else adapter
+    return ModelSpec(name=(model or default_model()).strip(), adapter=adapter, quantize=quantize or "auto")
+
+
+def default_model() -> str:
+    return os.environ.get("CONVO_MODEL") or BUNDLED
+
+
+def adapters_dir() -> Path:
+    """Where the Fine-tune tab saves adapters; Chat and Questions list them."""
+    return data_dir() / "adapters"
+
+
+def local_adapters() -> list[str]:
+    """Adapter folders saved by the Fine-tune tab (newest first), as selectable paths."""
+    root = adapters_dir()
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / "adapter_config.json").is_file()]
+    return [str(p) for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def adapter_choices() -> list[str]:
+    return [NO_ADAPTER] + local_adapters()
+
+
+def model_bar() -> tuple[gr.Dropdown, gr.Dropdown, gr.Radio, gr.Button, gr.Markdown]:
+    """The model picker every tab uses: base model, optional adapter, quantization."""
+    with gr.Row(equal_height=True):
+        model = gr.Dropdown(choices=[default_model()], value=default_model(), allow_custom_value=True,
+                            label="Model", info="'bundled', a Hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct) or a local folder",
+                            scale=3, elem_id="model-name")
+        adapter = gr.Dropdown(choices=adapter_choices(), value=NO_ADAPTER, allow_custom_value=True,
+                              label="Adapter", info="LoRA adapter: a trained one, a folder or a Hub id",
+                              scale=3, elem_id="adapter-name")
+        quantize = gr.Radio(list(QUANTIZE_CHOICES), value="auto", label="Quantization",
+                            info="auto = 4-bit NF4 on a GPU", scale=2)
+        load = gr.Button("Load", scale=1, elem_id="load-model")
+    status = gr.Markdown(elem_id="model-status")
+    return model, adapter, quantize, load, status

@@ -1,0 +1,492 @@
+"""Tests for convo.data: format detection, exact fault messages, examples per task, token stats.
+
+Bad inputs live in tests/data/bad/ with their exact messages in EXPECTED.json (table-driven).
+Run: python -m pytest tests/test_data.py -q
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from convo.data import (
+    CQG_SYSTEM,
+    MAX_BYTES,
+    NO_ANSWER,
+    NO_HISTORY,
+    PASSAGE_PROMPT,
+    QA_CLOSED_SYSTEM,
+    QA_SYSTEM,
+    QG_SYSTEM,
+    UNRECOGNISED,
+    DataError,
+    Passage,
+    Turn,
+    build_examples,
+    json_depth,
+    load_data,
+    load_examples,
+    split_train_val,
+    validate_bytes,
+    validate_file,
+)
+
+DATA = Path(__file__).parent / "data"
+GOOD, BAD = DATA / "good", DATA / "bad"
+EXPECTED = json.loads((BAD / "EXPECTED.json").read_text(encoding="utf-8"))
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def load_make_coqa():
+    spec = importlib.util.spec_from_file_location("make_coqa", DATA / "make_coqa.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_json(path: Path, value) -> Path:
+    path.write_text(json.dumps(value), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+def test_every_bad_file_is_listed_in_expected():
+    on_disk = {p.name for p in BAD.iterdir() if p.name != "EXPECTED.json"}
+    assert on_disk == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_file_gives_its_exact_messages(name):
+    expected = EXPECTED[name]
+    report = validate_file(BAD / name)
+    assert report.faults == expected["faults"]
+    assert report.ok is expected["ok"]
+    assert report.format == expected["format"]
+    # the same bytes uploaded from memory give the same verdict
+    again = validate_bytes((BAD / name).read_bytes(), name)
+    assert (again.ok, again.faults) == (report.ok, report.faults)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in EXPECTED.items() if not e["ok"]))
+def test_rejected_file_raises_data_error_with_the_reason(name):
+    with pytest.raises(DataError) as info:
+        load_examples(BAD / name, "qg")
+    assert str(info.value) == EXPECTED[name]["faults"][0]
+    assert info.value.report.error == EXPECTED[name]["faults"][0]
+
+
+def test_whole_file_rejections_keep_only_that_message():
+    for name in ("empty.json", "binary.json", "not_utf8.json", "invalid_json.json", "deep.json", "unknown.json"):
+        report = validate_file(BAD / name)
+        assert report.faults == [report.error] and not report.ok and report.format == ""
+        assert report.records == report.examples == 0
+
+
+def test_unrecognised_message_is_the_documented_one():
+    assert validate_file(BAD / "unknown.json").error == UNRECOGNISED
+
+
+def test_over_size_file_is_refused_before_reading(tmp_path):
+    big = tmp_path / "big.json"
+    with big.open("wb") as handle:
+        handle.truncate(21_000_000)  # sparse file: the size is real, the disk use is not
+    report = validate_file(big)
+    assert report.faults == ["file is 21.0 MB, over the 20.0 MB limit"]
+    assert not report.ok and report.size == 21_000_000 and report.sha256 == ""
+    assert validate_bytes(b"[" + b" " * (21_000_000 - 2) + b"]", "big.json").faults == report.faults
+
+
+def test_size_just_over_a_custom_cap_is_not_shown_as_equal():
+    data = json.dumps([{"context": "x" * 990, "questions": ["Why?"]}]).encode()
+    report = validate_bytes(data, "a.json", max_bytes=len(data) - 1)
+    assert report.error == f"file is {len(data) / 1e6:.6f} MB, over the {(len(data) - 1) / 1e6:.6f} MB limit"
+    assert validate_bytes(data, "a.json", max_bytes=len(data)).ok
+
+
+def test_depth_scan_counts_brackets_outside_strings_only():
+    assert json_depth('{"a": [[1], "]]]"]}') == 3
+    assert json_depth('"[[[[\\"[["') == 0
+    tricky = [{"context": "Brackets " + "[" * 40 + " in text are fine.", "questions": ["What is in the text?"]}]
+    report = validate_bytes(json.dumps(tricky).encode(), "tricky.json")
+    assert report.ok and report.faults == []
+
+
+def test_utf8_bom_and_crlf_jsonl_are_accepted_with_physical_line_numbers():
+    good = json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]})
+    bad = json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "robot", "content": "Beep"}]})
+    data = ("\ufeff" + good + "\r\n\r\n" + good.replace("Hi", "Hey") + "\r\n" + bad + "\r\n").encode("utf-8")
+    report = validate_bytes(data, "chat.jsonl")
+    assert report.ok and report.format == "chat-jsonl"
+    assert report.faults == ['line 4, messages[1].role: expected "system", "user" or "assistant", got "robot"']
+    assert (report.records, report.conversations, report.skipped) == (3, 2, 1)
+
+
+def test_single_chat_object_reads_as_one_conversation():
+    one = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}], "meta": {"seed": 3}}
+    report = validate_bytes(json.dumps(one, indent=2).encode(), "one.json")
+    assert (report.ok, report.format, report.conversations, report.messages) == (True, "chat-jsonl", 1, 2)
+
+
+def test_fault_list_is_capped_with_a_count_of_the_rest(tmp_path):
+    records = [{"context": "", "questions": ["Q?"]} for _ in range(250)]
+    records.append({"context": "The sky is blue.", "questions": ["What colour is the sky?"]})
+    report = validate_file(write_json(tmp_path / "many.json", records))
+    assert report.ok and report.skipped == 250 and report.fault_count == 250
+    assert len(report.faults) == 201
+    assert report.faults[0] == '[0]: empty "context"' and report.faults[199] == '[199]: empty "context"'
+    assert report.faults[-1] == "... and 50 more faults"
+    summary = report.summary()
+    assert summary.count('- `[') == 20 and "- ... and 230 more" in summary and "[20]:" not in summary
+
+
+# --------------------------------------------------------------------------- good files
+
+GOOD_COUNTS = {
+    # name: (format, records, passages, questions, answers, conversations, messages)
+    "coqa.json": ("coqa", 3, 3, 16, 16, 0, 0),
+    "coqa_simple.json": ("coqa-simple", 3, 3, 14, 9, 0, 0),
+    "squad_v1.json": ("squad", 2, 3, 7, 7, 0, 0),
+    "squad_v2.json": ("squad", 1, 1, 3, 3, 0, 0),
+    "chat.jsonl": ("chat-jsonl", 3, 0, 0, 0, 3, 12),
+    "chat_list.json": ("chat-jsonl", 2, 0, 0, 0, 2, 7),
+}
+
+
+def test_every_good_file_has_expected_counts():
+    assert {p.name for p in GOOD.iterdir()} == set(GOOD_COUNTS)
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_COUNTS))
+def test_good_file_is_detected_and_counted(name):
+    report = validate_file(GOOD / name)
+    got = (report.format, report.records, report.passages, report.questions, report.answers,
+           report.conversations, report.messages)
+    assert got == GOOD_COUNTS[name]
+    assert report.ok and report.faults == [] and report.error is None and report.skipped == 0
+    assert report.sha256 == hashlib.sha256((GOOD / name).read_bytes()).hexdigest()
+    assert report.size == (GOOD / name).stat().st_size
+    assert report.task == ("chat" if name.startswith("chat") else "qg")
+
+
+def test_good_coqa_fixture_spans_point_at_the_story():
+    for story in json.loads((GOOD / "coqa.json").read_text())["data"]:
+        assert all(story["story"][a["span_start"]:a["span_end"]] == a["span_text"] for a in story["answers"])
+
+
+def test_official_coqa_reads_into_passages():
+    passages, report = load_data(GOOD / "coqa.json")
+    assert [p.source for p in passages] == ["data[0]", "data[1]", "data[2]"]
+    assert passages[0].context.startswith("Marta had lived in the same blue house")
+    assert passages[0].turns[:2] == [Turn("Where did Marta live?", "in the same blue house on Pine Street"),
+                                     Turn("For how long?", "forty years")]
+    assert len(passages[2].turns) == 5 and report.examples == 16
+
+
+def test_squad_v2_impossible_question_gets_the_no_answer_target():
+    passages, _ = load_data(GOOD / "squad_v2.json")
+    assert [t.answer for t in passages[0].turns] == ["sixty thousand", NO_ANSWER, "single"]
+
+
+def test_simplified_coqa_answers_are_optional():
+    passages, _ = load_data(GOOD / "coqa_simple.json")
+    assert [t.answer for t in passages[1].turns] == [None] * 5
+    assert passages[2].turns[0] == Turn("Where is Mount Kilimanjaro?", "in Tanzania")
+
+
+# --------------------------------------------------------------------------- examples per task
+
+
+def roles(example):
+    return [m["role"] for m in example]
+
+
+def test_qg_examples_are_system_passage_question():
+    passages, _ = load_data(GOOD / "coqa.json")
+    examples = build_examples(passages, "qg")
+    assert len(examples) == 16
+    first = examples[0]
+    assert first == [{"role": "system", "content": QG_SYSTEM},
+                     {"role": "user", "content": PASSAGE_PROMPT.format(context=passages[0].context)},
+                     {"role": "assistant", "content": "Where did Marta live?"}]
+    assert all(roles(e) == ["system", "user", "assistant"] for e in examples)
+
+
+def test_cqg_examples_carry_the_earlier_turns():
+    passages, _ = load_data(GOOD / "coqa.json")
+    examples = build_examples(passages, "cqg")
+    assert len(examples) == 16 and all(e[0]["content"] == CQG_SYSTEM for e in examples)
+    assert examples[0][1]["content"].endswith("Conversation so far:\n" + NO_HISTORY)
+    third = examples[2]
+    assert third[1]["content"].endswith(
+        "Conversation so far:\nQ: Where did Marta live?\nA: in the same blue house on Pine Street\n"
+        "Q: For how long?\nA: forty years")
+    assert third[-1] == {"role": "assistant", "content": "What did she plant every spring?"}
+    # the second passage starts a fresh conversation
+    assert examples[6][1]["content"].endswith(NO_HISTORY) and passages[1].context in examples[6][1]["content"]
+
+
+def test_cqg_history_without_answers_lists_questions_only():
+    passages, _ = load_data(GOOD / "coqa_simple.json")
+    examples = build_examples(passages[1:2], "cqg")
+    assert examples[2][1]["content"].endswith(
+        "Q: What did the council vote to do?\nQ: When was the bridge built?")
+
+
+def test_qa_examples_use_passage_and_question_and_skip_unanswered():
+    passages, _ = load_data(GOOD / "coqa_simple.json")
+    examples = build_examples(passages, "qa")
+    assert len(examples) == 9
+    assert examples[0][0]["content"] == QA_SYSTEM
+    assert passages[0].context in examples[0][1]["content"] and "Question: Where did Marta live?" in examples[0][1]["content"]
+    assert examples[0][-1] == {"role": "assistant", "content": "in the same blue house on Pine Street"}
+
+
+def test_qa_closed_examples_have_no_passage():
+    passages, _ = load_data(GOOD / "squad_v1.json")
+    examples = build_examples(passages, "qa_closed")
+    assert len(examples) == 7
+    assert examples[0] == [{"role": "system", "content": QA_CLOSED_SYSTEM},
+                           {"role": "user", "content": "In which state is Notre Dame?"},
+                           {"role": "assistant", "content": "Indiana"}]
+    assert not any(p.context[:40] in m["content"] for e in examples for m in e for p in passages)
+
+
+def test_chat_examples_keep_whole_conversations_ending_on_assistant():
+    conversations, _ = load_data(GOOD / "chat.jsonl")
+    examples = build_examples(conversations, "chat")
+    assert [len(e) for e in examples] == [5, 2, 4]  # the third ends with a user turn, which is dropped
+    assert roles(examples[0]) == ["system", "user", "assistant", "user", "assistant"]
+    assert all(e[-1]["role"] == "assistant" and all(set(m) == {"role", "content"} for m in e) for e in examples)
+    assert examples[2][-1]["content"].startswith("That is slow")
+
+
+@pytest.mark.parametrize("task", ["qg", "cqg", "qa", "qa_closed"])
+def test_every_qa_task_ends_on_the_assistant_target(task):
+    for name in ("coqa.json", "coqa_simple.json", "squad_v1.json", "squad_v2.json"):
+        examples, report = load_examples(GOOD / name, task)
+        assert examples and report.examples == len(examples) and report.task == task
+        assert all(e[-1]["role"] == "assistant" and e[-1]["content"].strip() for e in examples)
+        assert all(roles(e)[:-1] == ["system", "user"] for e in examples)
+
+
+def test_identical_examples_are_kept_once():
+    passage = Passage("Ada wrote the first program.", [Turn("Who wrote the first program?", "Ada"),
+                                                      Turn("Who wrote the first program?", "Ada"),
+                                                      Turn("What did she write?", "the first program")])
+    assert len(build_examples([passage], "qg")) == 2
+    assert len(build_examples([passage], "cqg")) == 3  # different histories, different examples
+
+
+def test_build_examples_refuses_the_wrong_kind_of_data():
+    with pytest.raises(ValueError, match='unknown task "summarise"'):
+        build_examples([], "summarise")
+    with pytest.raises(ValueError, match='task "chat" needs chat conversations, got Passage'):
+        build_examples([Passage("x", [Turn("y?")])], "chat")
+    with pytest.raises(ValueError, match='task "qg" needs Passage objects, got list'):
+        build_examples([[{"role": "user", "content": "hi"}]], "qg")
+
+
+def test_task_and_format_mismatch_is_rejected_with_one_message(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_examples(GOOD / "chat.jsonl", "qg")
+    assert str(info.value) == 'task "qg" needs passages with questions (CoQA or SQuAD), but this file is chat JSONL'
+    with pytest.raises(DataError) as info:
+        load_examples(GOOD / "coqa.json", "chat")
+    assert str(info.value) == 'task "chat" needs chat JSONL ({"messages": [...]} per line), but this file is CoQA'
+    no_answers = write_json(tmp_path / "q.json", [{"context": "Rain falls.", "questions": ["What falls?"]}])
+    with pytest.raises(DataError) as info:
+        load_examples(no_answers, "qa")
+    assert str(info.value) == 'task "qa" needs answers, but no question in this file has one'
+    assert load_examples(no_answers, "qg")[1].ok
+
+
+def test_all_records_faulty_raises_naming_the_count_and_keeps_the_faults():
+    with pytest.raises(DataError) as info:
+        load_examples(BAD / "simple_empty_context.json", "qg")
+    assert str(info.value) == "no valid records: 1 of 1 skipped for faults"
+    assert info.value.report.faults[1:] == ['[0]: empty "context"']
+
+
+def test_faulty_records_are_skipped_and_the_rest_used():
+    examples, report = load_examples(BAD / "coqa_missing_input_text.json", "qa")
+    assert report.ok and report.skipped == 1 and report.passages == 1
+    assert len(examples) == 6 and report.faults == ['data[1].questions[1]: missing "input_text"']
+
+
+def test_duplicate_passage_is_dropped_and_repeated_turn_noted():
+    passages, report = load_data(BAD / "duplicate_questions.json")
+    assert [p.source for p in passages] == ["[0]", "[1]"] and report.duplicates == 2
+    assert len(build_examples(passages, "qg")) == 3 + 3  # the repeated question is one example
+
+
+def test_repeated_chat_conversation_is_skipped_by_line():
+    good = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! What brings you here?"}]}
+    other = {"messages": [{"role": "user", "content": "Hey"}, {"role": "assistant", "content": "Hi! How was your day?"}]}
+    data = "\n".join(json.dumps(r) for r in (good, other, good)).encode()
+    report = validate_bytes(data, "dupes.jsonl")
+    assert report.ok and report.conversations == 2 and report.duplicates == 1 and report.examples == 2
+    assert report.faults == ["duplicates: 1 conversation repeats an earlier one and was skipped: line 3 (same as line 1)"]
+
+
+def test_cli_prints_the_summary_and_exits_nonzero_on_rejection(capsys):
+    from convo.data import main
+
+    assert main([str(GOOD / "coqa.json"), "--task", "cqg"]) == 0
+    assert capsys.readouterr().out.startswith("**coqa.json**: CoQA, ready to train, 16 examples for task `cqg`.")
+    assert main([str(BAD / "deep.json")]) == 1
+    assert "rejected: JSON is nested deeper than 32 levels" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- token lengths
+
+
+def qg_word_counts(path: Path) -> list[int]:
+    """Independent count of the plain rendering: 'system: ..', 'user: Passage:\\n..', 'assistant: ..'."""
+    counts = []
+    for record in json.loads(path.read_text()):
+        for question in record["questions"]:
+            counts.append(words(QG_SYSTEM) + words(record["context"]) + words(question) + 4)
+    return counts
+
+
+class EncodeOnly:
+    def encode(self, text):
+        return list(range(len(text.split())))
+
+
+@pytest.mark.parametrize("tokenizer", [words, lambda t: t.split(), lambda t: {"input_ids": t.split()}, EncodeOnly()],
+                         ids=["count", "ids", "mapping", "encode"])
+def test_token_stats_under_a_whitespace_tokenizer(tokenizer):
+    counts = sorted(qg_word_counts(GOOD / "coqa_simple.json"))
+    report = validate_file(GOOD / "coqa_simple.json", tokenizer=tokenizer, max_length=counts[-3])
+    stats = report.token_stats
+    assert (stats.count, stats.min, stats.max) == (14, counts[0], counts[-1])
+    assert stats.mean == round(sum(counts) / 14, 1)
+    assert stats.p95 == counts[13]  # nearest rank: ceil(0.95 * 14) = 14th value
+    assert report.truncated == sum(c > counts[-3] for c in counts) == 2
+    assert all(" turn " in where for where in report.truncated_at) and len(report.truncated_at) == 2
+    assert f"2 of 14 longer than {counts[-3]} tokens" in report.summary()
+
+
+def test_p95_is_the_nearest_rank_value():
+    # 20 examples with lengths base+1 .. base+20: p95 is the 19th (95% of 20 = 19 values at or below it)
+    questions = [" ".join(["why"] * n) + "?" for n in range(1, 21)]
+    data = json.dumps([{"context": "Short.", "questions": questions}]).encode()
+    stats = validate_bytes(data, "p95.json", tokenizer=words).token_stats
+    base = words(QG_SYSTEM) + 1 + 4
+    assert (stats.count, stats.min, stats.p95, stats.max) == (20, base + 1, base + 19, base + 20)
+
+
+def test_no_tokenizer_means_no_token_stats():
+    report = validate_file(GOOD / "coqa.json")
+    assert report.token_stats is None and report.truncated == 0 and "Tokens per example" not in report.summary()
+
+
+def test_token_stats_with_a_real_tokenizer_and_its_chat_template():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.WordLevel({"[UNK]": 0, "user:": 1}, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]")
+    plain = validate_file(GOOD / "coqa_simple.json", tokenizer=tokenizer).token_stats
+    assert plain == validate_file(GOOD / "coqa_simple.json", tokenizer=words).token_stats
+
+    tokenizer.chat_template = "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
+    conversations, _ = load_data(GOOD / "chat.jsonl")
+    expected = sorted(sum(1 + words(m["content"]) for m in e) for e in build_examples(conversations, "chat"))
+    report = validate_file(GOOD / "chat.jsonl", tokenizer=tokenizer, max_length=expected[0])
+    stats = report.token_stats
+    assert (stats.min, stats.max, stats.count) == (expected[0], expected[-1], 3)
+    assert report.truncated == sum(count > expected[0] for count in expected) == 2
+
+
+def test_tokenizer_returning_text_is_refused():
+    with pytest.raises(TypeError, match="expected token ids or a count"):
+        validate_file(GOOD / "coqa.json", tokenizer=lambda text: text)
+
+
+# --------------------------------------------------------------------------- bulk data, split, summary, no writes
+
+
+def test_generated_100_passage_coqa_validates_fast_with_matching_counts(tmp_path):
+    path = tmp_path / "coqa100.json"
+    written = load_make_coqa().write_coqa(path, 100)
+    start = time.perf_counter()
+    report = validate_file(path, tokenizer=words)
+    elapsed = time.perf_counter() - start
+    questions = sum(len(story["questions"]) for story in written["data"])
+    assert report.ok and report.faults == [] and report.format == "coqa"
+    assert (report.records, report.passages, report.questions, report.answers) == (100, 100, questions, questions)
+    assert report.examples == questions and report.token_stats.count == questions
+    counts = sorted(words(QG_SYSTEM) + words(story["story"]) + words(q["input_text"]) + 4
+                    for story in written["data"] for q in story["questions"])
+    # p95 by definition: the smallest length that at least 95% of the examples do not exceed
+    p95 = next(c for c in counts if sum(x <= c for x in counts) >= 0.95 * len(counts))
+    stats = report.token_stats
+    assert (stats.min, stats.p95, stats.max, stats.mean) == (counts[0], p95, counts[-1], round(sum(counts) / len(counts), 1))
+    assert elapsed < 5, f"validation took {elapsed:.1f} s"
+    for story in written["data"]:  # the generator's spans point at the story, as in real CoQA
+        assert all(story["story"][a["span_start"]:a["span_end"]] == a["span_text"] for a in story["answers"])
+
+
+def test_split_train_val_is_disjoint_complete_and_seeded():
+    items = list(range(50))
+    train, val = split_train_val(items, 0.1, seed=1)
+    assert len(val) == 5 and len(train) == 45 and sorted(train + val) == items
+    assert split_train_val(items, 0.1, seed=1) == (train, val)
+    assert split_train_val(items, 0.1, seed=2) != (train, val)
+    assert split_train_val(items[:3], 0.1) [1] != [] and len(split_train_val(items[:3], 0.1)[0]) == 2
+    assert split_train_val(items[:1], 0.5) == ([0], [])
+    assert split_train_val(items, 0) == (split_train_val(items, 0)[0], []) and len(split_train_val(items, 0)[0]) == 50
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_train_val(items, 1.0)
+
+
+def test_summary_reads_as_a_report():
+    summary = validate_file(GOOD / "squad_v2.json", tokenizer=words).summary()
+    assert summary.startswith("**squad_v2.json**: SQuAD, ready to train, 3 examples for task `qg`.")
+    assert "| passages | 1 |" in summary and "| questions | 3 |" in summary and "sha256" in summary
+    assert "**Tokens per example**: min" in summary
+    rejected = validate_file(BAD / "empty.json").summary()
+    assert rejected.startswith("**empty.json**: unknown format, rejected: file is empty")
+    warned = validate_file(BAD / "chat_bad_role.jsonl").summary()
+    assert '- `line 2, messages[1].role: expected "system", "user" or "assistant", got "bot"`' in warned
+
+
+def tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_validation_writes_nothing(tmp_path, monkeypatch):
+    scratch, work = tmp_path / "tmp", tmp_path / "cwd"
+    scratch.mkdir()
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    for variable in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.setenv(variable, str(scratch))
+    monkeypatch.chdir(work)
+    before = (tree(GOOD), tree(BAD))
+    for path in sorted(GOOD.iterdir()) + sorted(BAD.iterdir()):
+        validate_file(path, tokenizer=words).summary()
+        try:
+            load_examples(path, "chat" if "chat" in path.name else "qg")
+        except DataError:
+            pass
+    assert (tree(GOOD), tree(BAD)) == before
+    assert os.listdir(scratch) == [] and os.listdir(work) == []
+
+
+def test_default_limit_is_twenty_megabytes():
+    assert MAX_BYTES == 20_000_000

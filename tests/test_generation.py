@@ -1,0 +1,145 @@
+"""Generation engine and model loading on tiny random models: streaming, stop, batching, errors."""
+import threading
+import time
+
+import pytest
+
+from convo import generation
+from convo.models import ModelLoadError, ModelPool, get_model, load_model
+from convo.settings import ModelSpec, Sampling
+
+GREEDY = Sampling(temperature=0, max_new_tokens=12, repetition_penalty=1.0)
+HELLO = [{"role": "user", "content": "Hello there"}]
+CONVERSATIONS = [HELLO, [{"role": "user", "content": "What is the capital of France and why is it there?"}],
+                 [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Birds?"},
+                  {"role": "assistant", "content": "They migrate."}, {"role": "user", "content": "Why?"}]]
+
+
+@pytest.fixture(scope="module")
+def causal(tiny_causal):
+    return get_model(ModelSpec(tiny_causal, dtype="float32"))
+
+
+@pytest.fixture(scope="module")
+def seq2seq(tiny_seq2seq):
+    return get_model(ModelSpec(tiny_seq2seq, dtype="float32"))
+
+
+def test_stream_arrives_in_several_chunks(causal):
+    pieces = list(generation.stream(causal, HELLO, Sampling(max_new_tokens=20, seed=0)))
+    assert len(pieces) >= 3
+    assert all(isinstance(p, str) for p in pieces)
+    assert "".join(pieces).strip()
+
+
+def test_stop_ends_generation_within_a_few_tokens(causal):
+    stop = generation.Stop()
+    pieces = []
+    for piece in generation.stream(causal, HELLO, Sampling(max_new_tokens=400, temperature=1.0, seed=0), stop=stop):
+        pieces.append(piece)
+        if len(pieces) == 3:
+            stop.set()
+    assert 3 <= len(pieces) <= 5
+
+
+def test_closing_the_stream_stops_the_worker(causal):
+    before = threading.active_count()
+    iterator = generation.stream(causal, HELLO, Sampling(max_new_tokens=500, temperature=0))
+    next(iterator)
+    started = time.monotonic()
+    iterator.close()
+    assert time.monotonic() - started < 2
+    assert threading.active_count() <= before
+
+
+@pytest.mark.parametrize("which", ["causal", "seq2seq"])
+def test_batched_greedy_equals_one_by_one(which, request):
+    lm = request.getfixturevalue(which)
+    batched = generation.generate_batch(lm, CONVERSATIONS, GREEDY, batch_size=3)
+    single = [generation.generate(lm, c, GREEDY) for c in CONVERSATIONS]
+    assert batched == single
+    assert all(reply for reply in batched)
+
+
+def test_seq2seq_streams_and_uses_history(seq2seq):
+    assert generation.render_prompt(seq2seq, CONVERSATIONS[2]) == "system: Be brief.\nuser: Birds?\nassistant: They migrate.\nuser: Why?"
+    assert "".join(generation.stream(seq2seq, HELLO, GREEDY)).strip()
+
+
+def test_chat_template_and_fallback(causal, tiny_causal):
+    assert generation.render_prompt(causal, HELLO) == "<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n"
+    no_template = load_model(ModelSpec(tiny_causal, dtype="float32"))
+    no_template.tokenizer.chat_template = None
+    assert generation.render_prompt(no_template, CONVERSATIONS[2][1:]) == "Birds?<|endoftext|>They migrate.<|endoftext|>Why?<|endoftext|>"
+    assert generation.generate(no_template, HELLO, GREEDY)
+
+
+def test_long_prompt_is_truncated_not_an_error(causal):
+    long = [{"role": "user", "content": "word " * 3000}]
+    assert generation.generate(causal, long, GREEDY)
+
+
+def test_continuation_logprobs_prefer_likely_text(causal):
+    prompt = generation.render_prompt(causal, HELLO)
+    likely = generation.generate(causal, HELLO, GREEDY)
+    scores = generation.continuation_logprobs(causal, prompt, [likely, "zebra quantum 1789 ??"])
+    assert scores[0] > scores[1]
+
+
+def test_bad_messages_are_named():
+    with pytest.raises(ValueError, match=r"messages\[1\]\.role: expected system, user or assistant, got 'bot'"):
+        generation.check_messages([{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}])
+
+
+def test_sampling_validation():
+    with pytest.raises(ValueError, match="temperature must be in"):
+        Sampling(temperature=-1)
+    assert Sampling.from_dict({"temperature": 0, "unknown": 1}).do_sample is False
+
+
+def test_pool_shares_one_copy_across_threads(tiny_causal):
+    pool = ModelPool(budget_bytes=10**12)
+    spec = ModelSpec(tiny_causal, dtype="float32")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(pool.get(spec))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(r) for r in results}) == 1
+
+
+def test_pool_evicts_least_recently_used(tiny_causal, tiny_seq2seq):
+    a, b = ModelSpec(tiny_causal, dtype="float32"), ModelSpec(tiny_seq2seq, dtype="float32")
+    pool = ModelPool(budget_bytes=1)  # room for one model at a time
+    pool.get(a)
+    pool.get(b)
+    assert pool.loaded() == [b]
+
+
+def test_unknown_model_is_one_clear_error_offline():
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError) as info:
+        load_model(ModelSpec("no-such-org/no-such-model-xyz"))
+    assert time.monotonic() - started < 10
+    message = str(info.value)
+    assert message.startswith("Could not load model 'no-such-org/no-such-model-xyz'")
+    assert "\n" not in message
+
+
+def test_folder_without_config_is_named(tmp_path):
+    with pytest.raises(ModelLoadError, match="the folder has no config.json"):
+        load_model(ModelSpec(str(tmp_path)))
+
+
+def test_unsupported_architecture(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "not-a-real-arch"}')
+    with pytest.raises(ModelLoadError, match="not supported"):
+        load_model(ModelSpec(str(tmp_path)))
+
+
+def test_4bit_nf4_loads_and_generates_on_cpu(tiny_causal):
+    lm = load_model(ModelSpec(tiny_causal, quantize="4bit", dtype="float32"))
+    assert lm.quantized == "4bit"
+    assert any("4bit" in type(m).__name__ for m in lm.model.modules())
+    assert generation.generate(lm, HELLO, GREEDY)
