@@ -18,7 +18,7 @@ from ..generation import Stop
 from ..models import ModelLoadError, get_model
 from ..settings import ChatSettings, Sampling
 from ..store import Store, conversation_to_json, conversation_to_markdown
-from .common import Shared, spec_from
+from .common import Shared, plain_messages, spec_from
 
 N_SUGGESTIONS = 3
 NOT_AVAILABLE = "This conversation is not available"
@@ -54,7 +54,7 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
             temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, conversation_id, asked,
             request: gr.Request, profile: gr.OAuthProfile | None = None):
     """Stream the assistant's reply to the last user message, then the follow-up suggestions."""
-    history = [{"role": m["role"], "content": m["content"]} for m in history or []]
+    history = plain_messages(history)
     if not history or history[-1]["role"] != "user":
         yield history, conversation_id, asked, *_suggestion_updates([])
         return
@@ -90,7 +90,7 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
 
 def add_user_message(message: str, history):
     """Append the typed message; the textbox is cleared."""
-    history = list(history or [])
+    history = plain_messages(history)
     if message and message.strip():
         history.append({"role": "user", "content": message.strip()})
     return "", history
@@ -105,7 +105,7 @@ def stop_reply(request: gr.Request):
 
 def undo(history):
     """Drop the last exchange (the last user message and the reply after it)."""
-    history = list(history or [])
+    history = plain_messages(history)
     while history and history[-1]["role"] == "assistant":
         history.pop()
     if history and history[-1]["role"] == "user":
@@ -115,7 +115,7 @@ def undo(history):
 
 def prepare_regenerate(history):
     """Remove the last reply so it can be generated again."""
-    history = list(history or [])
+    history = plain_messages(history)
     while history and history[-1]["role"] == "assistant":
         history.pop()
     return history
@@ -139,7 +139,7 @@ def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max
           repetition_penalty, seed, expires_days, secrets, request: gr.Request,
           profile: gr.OAuthProfile | None = None):
     """Save a snapshot and return its link (and the revoke secret, shown once)."""
-    messages = [{"role": m["role"], "content": m["content"]} for m in history or []]
+    messages = plain_messages(history)
     if not messages:
         raise gr.Error("Nothing to share yet: send a message first.")
     sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
@@ -167,7 +167,7 @@ def revoke(link_or_id: str, typed_secret: str, secrets, profile: gr.OAuthProfile
 
 def export(history, model, fmt: str):
     """Write the conversation as JSON or Markdown and return the file for download."""
-    messages = [{"role": m["role"], "content": m["content"]} for m in history or []]
+    messages = plain_messages(history)
     if not messages:
         raise gr.Error("Nothing to export yet.")
     snapshot = {"messages": messages, "model": model, "adapter": None, "settings": {}}
@@ -207,7 +207,7 @@ def render(shared: Shared) -> None:
             top_p = gr.Slider(0.05, 1, defaults.top_p, step=0.05, label="Top-p")
             top_k = gr.Slider(0, 200, defaults.top_k, step=1, label="Top-k (0 = off)")
         with gr.Row():
-            max_new_tokens = gr.Slider(16, 1024, defaults.max_new_tokens, step=16, label="Max new tokens")
+            max_new_tokens = gr.Slider(1, 1024, defaults.max_new_tokens, step=16, label="Max new tokens")
             repetition_penalty = gr.Slider(1.0, 2.0, defaults.repetition_penalty, step=0.05, label="Repetition penalty")
             seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")
     with gr.Accordion("Share and export", open=False):

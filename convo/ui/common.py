@@ -31,6 +31,20 @@ class Shared:
     extra: dict = field(default_factory=dict)
 
 
+def plain_messages(history) -> list[dict]:
+    """Chatbot value -> ``[{"role", "content": str}]``. Gradio 6 hands content over as a list of
+    parts (``{"type": "text", "text": ...}``); we keep the text and drop files/components."""
+    messages = []
+    for message in history or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        elif isinstance(content, dict):
+            content = content.get("text", "")
+        messages.append({"role": message.get("role"), "content": content if isinstance(content, str) else ""})
+    return messages
+
+
 def spec_from(model: str | None, adapter: str | None, quantize: str | None = "auto") -> ModelSpec:
     """The ModelSpec a tab should use, from the model bar's values."""
     adapter = None if not adapter or adapter == NO_ADAPTER else adapter

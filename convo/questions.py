@@ -1,0 +1,976 @@
+"""Question generation from a passage: sentence-aware chunking, model candidates, filters, ranking, fallback.
+
+``generate_questions(passage, n)`` returns ranked :class:`Question` objects, each pointing at the
+character span of the sentence (or chunk) it came from. CLI: ``python -m convo questions --file passage.txt -n 5``
+(also ``python -m convo.questions ...``), one JSON object per line.
+
+How it works, in order (each step a small function below):
+
+1. **Split** the passage into sentences (character spans), cut over-long ones at word boundaries, and
+   **pack** them into chunks that fit the model's context, overlapping by ``overlap_sentences``.
+   When there are more chunks than ``max_chunks``, chunks are sampled evenly across the passage
+   (first, last and evenly spaced in between), so a 20,000-word text costs the same as a few pages.
+2. **Generate** candidates in one batched call (:func:`convo.generation.generate_batch`) with a
+   prompt style picked per model (see ``STYLES``): few-shot ``Text:``/``Question:`` completion aimed at
+   one sentence for plain causal LMs such as the bundled SmolLM2-135M-Instruct; the exact
+   ``qg``/``cqg`` training prompts of :mod:`convo.data` for fine-tuned adapters; ``<hl>`` highlight or
+   ``generate question:``/``answer: ... context:`` inputs for T5-style seq2seq models.
+3. **Filter** with :mod:`convo.filters` (a question, more than one word, no babble, no yes/no when
+   ``open_only``, no near-duplicate of each other or of ``seen``), plus two checks of our own:
+   "not about the passage" (grounding below ``min_grounding``) and, in answer-aware mode,
+   "gives away the answer".
+4. **Rank** (documented in :func:`rank`):
+   ``score = mmr_lambda * relevance + (1 - mmr_lambda) * diversity`` with
+   ``relevance = lm_weight * lm + (1 - lm_weight) * grounding``, where
+   ``lm = exp(mean token log-prob)`` of the question after the chunk's prompt (one
+   :func:`convo.generation.continuation_logprobs` call per chunk), ``grounding`` = share of the
+   question's content words found in its source chunk, and ``diversity = 1 - max similarity`` to
+   the questions already selected (maximal marginal relevance, picked greedily).
+5. **Fall back** to rule-based questions from the passage (definitions, years, named entities;
+   ``source="rule: ..."``) when the model yields fewer than ``n`` good ones.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from . import filters
+from .data import (CONVERSATION_PROMPT, PASSAGE_PROMPT, QG_SYSTEM, Turn, cqg_prompt, format_history,
+                   qg_prompt)
+from .generation import continuation_logprobs, generate_batch, render_prompt
+from .settings import Sampling
+
+MODES = ("open", "answer", "conversational")
+STYLES = ("auto", "fewshot", "chat", "highlight", "prefix")
+"""Prompt styles. ``auto``: ``chat`` when an adapter is loaded (it was trained on convo.data's qg/cqg
+prompts), ``highlight`` for seq2seq models, ``fewshot`` for other causal LMs.
+
+* ``fewshot``: raw completion ``Text: <sentence>\\nQuestion:`` after two worked examples; works on base
+  and instruct models alike, and steers even a 135M model to a real question about one sentence.
+* ``chat``: the model's chat template with ``convo.data.qg_prompt`` / ``cqg_prompt`` (whole chunk).
+* ``highlight``: ``generate question: ... <hl> sentence-or-answer <hl> ...`` (lmqg / valhalla ``hl`` models).
+* ``prefix``: ``generate question: <sentence>``, or ``answer: <answer>  context: <chunk>`` (valhalla ``qg-prep``).
+"""
+SEQ2SEQ_STYLES = ("highlight", "prefix")
+HIGHLIGHT = "<hl>"
+MAX_QUESTIONS = 50
+
+QG_SAMPLING = Sampling(temperature=0.7, top_p=0.9, top_k=50, max_new_tokens=32, repetition_penalty=1.1)
+"""Short outputs: a question rarely needs more than 25 tokens, and every extra token costs a decode step."""
+
+# Worked examples for the few-shot style. They are about topics unlikely to share words with a user's
+# passage, so a copied example fails the grounding check instead of being shown.
+FEWSHOT_INSTRUCTION = "Each text is followed by one question that the text answers.\n\n"
+FEWSHOT_SHOTS = (
+    ("The Eiffel Tower was completed in 1889 as the entrance arch to the World's Fair in Paris.",
+     "1889", "When was the Eiffel Tower completed?"),
+    ("Penguins cannot fly, but their wings work as flippers that let them swim fast under water.",
+     "as flippers", "How do penguins use their wings?"),
+)
+CONVERSATION_SHOT = (
+    "Text: The Eiffel Tower was completed in 1889 as the entrance arch to the World's Fair in Paris. "
+    "It is 330 metres tall and was the tallest structure in the world until 1930.\n"
+    "Q: When was the Eiffel Tower completed?\nA: in 1889\n"
+    "Q: Why was it built?\nA: as the entrance arch to the World's Fair\n"
+    "Q: How tall is it?\n\n"
+)
+
+PRONOUN_START = frozenset("it its they their them this these those he she his her such there that".split())
+"""A sentence starting with one of these needs the sentence before it to make sense on its own."""
+MIN_TARGET_WORDS = 4
+ABBREVIATIONS = frozenset("mr mrs ms dr prof st sr jr vs etc e.g i.e no fig approx mt inc ltd co ca cf al".split())
+
+
+class QuestionError(ValueError):
+    """Bad input to question generation; the message is one line a user can act on."""
+
+
+@dataclass(frozen=True)
+class QuestionSettings:
+    """How questions are generated, filtered and ranked (the tab, the CLI and the tests build this)."""
+
+    open_only: bool = True
+    """Drop questions a bare yes/no answers."""
+    candidates: int = 0
+    """Model samples to draw in total; 0 means ``max(8, 2 * n)``."""
+    style: str = "auto"
+    """Prompt style, one of ``STYLES``."""
+    sampling: Sampling = QG_SAMPLING
+    """Decoding settings for the candidates."""
+    chunk_tokens: int = 384
+    """Upper bound on a chunk's length in tokens (lowered further to fit the model's context)."""
+    overlap_sentences: int = 1
+    """Sentences a chunk shares with the one before it, so no question loses its context at a cut."""
+    max_chunks: int = 8
+    """Chunks processed at most; longer passages are sampled evenly (first, last, evenly between)."""
+    lm_weight: float = 0.5
+    """Share of the model likelihood in relevance; the rest is grounding."""
+    mmr_lambda: float = 0.7
+    """Share of relevance in the final score; the rest is diversity (maximal marginal relevance)."""
+    min_grounding: float = 0.3
+    """Model questions with a smaller share of content words from their chunk are dropped."""
+    fallback: bool = True
+    """Fill up to ``n`` with rule-based questions when the model yields too few."""
+    batch_size: int = 8
+    """Prompts decoded together."""
+
+    def __post_init__(self):
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(message)
+
+        check(0 <= self.candidates <= 256, f"candidates must be in [0, 256], got {self.candidates}")
+        check(self.style in STYLES, f"style must be one of {STYLES}, got {self.style!r}")
+        check(isinstance(self.sampling, Sampling), "sampling must be a Sampling")
+        check(32 <= self.chunk_tokens <= 32768, f"chunk_tokens must be in [32, 32768], got {self.chunk_tokens}")
+        check(0 <= self.overlap_sentences <= 5, f"overlap_sentences must be in [0, 5], got {self.overlap_sentences}")
+        check(1 <= self.max_chunks <= 1000, f"max_chunks must be in [1, 1000], got {self.max_chunks}")
+        check(0 <= self.lm_weight <= 1, f"lm_weight must be in [0, 1], got {self.lm_weight}")
+        check(0 <= self.mmr_lambda <= 1, f"mmr_lambda must be in [0, 1], got {self.mmr_lambda}")
+        check(0 <= self.min_grounding <= 1, f"min_grounding must be in [0, 1], got {self.min_grounding}")
+        check(1 <= self.batch_size <= 256, f"batch_size must be in [1, 256], got {self.batch_size}")
+
+    def candidate_count(self, n: int) -> int:
+        return self.candidates or max(8, 2 * n)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A generated question and why it was kept (or dropped).
+
+    ``span`` is ``(start, end)`` into the passage: the source sentence, or the chunk when no single
+    sentence could be named. ``parts`` holds the score's parts (``lm``, ``lm_logprob``, ``grounding``,
+    ``relevance``, ``diversity``). ``source`` is ``"model"`` or ``"rule: <kind>"``.
+    """
+
+    text: str
+    score: float
+    parts: dict
+    span: tuple[int, int]
+    source: str = "model"
+    reasons: tuple[str, ...] = ()
+    kept: bool = True
+    chunk: int = 0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["span"] = list(self.span)
+        data["reasons"] = list(self.reasons)
+        return data
+
+
+@dataclass
+class QuestionRun:
+    """Everything one call produced: the kept questions (ranked) and the dropped ones (for inspection)."""
+
+    questions: list[Question]
+    dropped: list[Question]
+    mode: str
+    style: str
+    chunks: int
+    """Chunks the passage was cut into."""
+    chunks_used: list[int]
+    """Indices of the chunks that were processed."""
+    generated: int
+    """Model samples drawn (the denominator of the keep ratio)."""
+    seconds: float
+
+    @property
+    def model_kept(self) -> int:
+        return sum(q.source == "model" for q in self.questions)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of whole sentences that fits the model's context."""
+
+    index: int
+    start: int
+    end: int
+    sentences: tuple[tuple[int, int], ...]
+
+
+@dataclass
+class _Candidate:
+    text: str
+    chunk: Chunk
+    span: tuple[int, int]
+    source: str = "model"
+    faults: list[str] = field(default_factory=list)
+    lm_logprob: float = float("-inf")
+    grounding: float = 0.0
+
+
+# --------------------------------------------------------------------------- text units
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text`` (whitespace trimmed; paragraph breaks and
+    Markdown headings end a sentence; common abbreviations and initials do not).
+
+    >>> t = "Dr. Who met J. Smith. It rained!  New day"
+    >>> [t[s:e] for s, e in split_sentences(t)]
+    ['Dr. Who met J. Smith.', 'It rained!', 'New day']
+    """
+    cuts = []
+    for m in re.finditer(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[#*-]?[A-Z0-9])|\n[ \t]*\n|\n(?=[ \t]*#)|(?<=\n)[ \t]*#[^\n]*\n",
+                         text):
+        if m.group().startswith(".") and _ends_with_abbreviation(text, m.start()):
+            continue
+        cuts.append(m.end())
+    spans, start = [], 0
+    for cut in cuts + [len(text)]:
+        span = _trimmed(text, start, cut)
+        if span:
+            spans.append(span)
+        start = max(start, cut)
+    return spans
+
+
+def _ends_with_abbreviation(text: str, dot: int) -> bool:
+    before = re.search(r"([A-Za-z.]+)$", text[max(0, dot - 12):dot])
+    if not before:
+        return False
+    word = before.group(1).lower().strip(".")
+    return word in ABBREVIATIONS or (len(word) == 1 and text[dot - 1].isupper())
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if end > start else None
+
+
+def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Token count of each text (no special tokens), in one tokenizer call."""
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def split_long(text: str, spans: Sequence[tuple[int, int]], tokenizer, budget: int) -> list[tuple[int, int]]:
+    """Cut every span longer than ``budget`` tokens into word-aligned pieces that fit."""
+    result: list[tuple[int, int]] = []
+    todo = list(spans)
+    while todo:
+        lengths = token_lengths(tokenizer, [text[s:e] for s, e in todo])
+        again = []
+        for (s, e), length in zip(todo, lengths):
+            if length <= budget:
+                result.append((s, e))
+                continue
+            words = [(m.start() + s, m.end() + s) for m in re.finditer(r"\S+", text[s:e])]
+            if len(words) <= 1:  # one enormous "word": cut it by characters
+                step = max(1, (e - s) * budget // (2 * length))
+                again.extend((i, min(e, i + step)) for i in range(s, e, step))
+                continue
+            pieces = max(2, math.ceil(length / (0.8 * budget)))
+            size = math.ceil(len(words) / pieces)
+            again.extend((words[i][0], words[min(i + size, len(words)) - 1][1]) for i in range(0, len(words), size))
+        todo = again
+    return sorted(result)
+
+
+def make_chunks(spans: Sequence[tuple[int, int]], lengths: Sequence[int], budget: int,
+                overlap: int = 1) -> list[Chunk]:
+    """Pack sentences into chunks of at most ``budget`` tokens; each chunk starts with the last
+    ``overlap`` sentences of the one before (when they leave room for at least one new sentence).
+
+    >>> [c.sentences for c in make_chunks([(0, 1), (2, 3), (4, 5)], [5, 5, 5], budget=10)]
+    [((0, 1), (2, 3)), ((2, 3), (4, 5))]
+    """
+    chunks: list[Chunk] = []
+    i = 0
+    while i < len(spans):
+        j, total = i, 0
+        while j < len(spans) and (j == i or total + lengths[j] <= budget):
+            total += lengths[j]
+            j += 1
+        group = tuple(spans[i:j])
+        chunks.append(Chunk(len(chunks), group[0][0], group[-1][1], group))
+        if j >= len(spans):
+            break
+        i = max(i + 1, j - overlap)
+    return chunks
+
+
+def pick_evenly(count: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(count)``, first and last included.
+
+    >>> pick_evenly(10, 3)
+    [0, 4, 9]
+    """
+    if k >= count:
+        return list(range(count))
+    if k == 1:
+        return [0]
+    return sorted({round(i * (count - 1) / (k - 1)) for i in range(k)})
+
+
+# --------------------------------------------------------------------------- grounding and similarity
+
+
+def _stem(word: str) -> str:
+    """Crude stem so 'volcanoes'/'volcano' and 'bees'/'bee' match: plural endings off, 6-letter prefix."""
+    for suffix, repl in (("ies", "y"), ("oes", "o"), ("es", "e"), ("s", "")):
+        if len(word) > 4 and word.endswith(suffix) and not word.endswith("ss"):
+            word = word[: -len(suffix)] + repl
+            break
+    return word[:6]
+
+
+def content_stems(text: str) -> set[str]:
+    return {_stem(w) for w in filters.content_words(text)}
+
+
+def grounding(question: str, source: str) -> float:
+    """Share of the question's content words (stemmed) that occur in ``source`` (0..1).
+
+    >>> grounding("When did Tambora erupt?", "The eruption of Tambora in 1815 ...")
+    0.5
+    """
+    words = content_stems(question)
+    if not words:
+        return 0.0
+    return len(words & content_stems(source)) / len(words)
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard overlap of content stems: the redundancy measure of the diversity term."""
+    wa, wb = content_stems(a), content_stems(b)
+    if not wa or not wb:
+        return float(filters.normalize(a) == filters.normalize(b))
+    return len(wa & wb) / len(wa | wb)
+
+
+def best_sentence(question: str, passage: str, chunk: Chunk) -> tuple[int, int]:
+    """The sentence of ``chunk`` that shares most content words with ``question`` (the chunk if none does)."""
+    words = content_stems(question)
+    best, best_hits = (chunk.start, chunk.end), 0
+    for s, e in chunk.sentences:
+        hits = len(words & content_stems(passage[s:e]))
+        if hits > best_hits:
+            best, best_hits = (s, e), hits
+    return best
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def resolve_style(lm, style: str) -> str:
+    """The concrete prompt style for ``lm`` (see ``STYLES``); raises QuestionError on a mismatch."""
+    if style == "auto":
+        if getattr(lm.spec, "adapter", None):
+            return "chat"
+        return "highlight" if lm.is_seq2seq else "fewshot"
+    if style in SEQ2SEQ_STYLES and not lm.is_seq2seq:
+        raise QuestionError(f"The '{style}' prompt style is for seq2seq (T5-style) models; "
+                            f"'{lm.spec.label}' is a causal LM: choose 'fewshot' or 'chat'.")
+    return style
+
+
+def fewshot_prompt(text: str, answer: str | None = None) -> str:
+    """Raw completion prompt: two worked examples, then ``text`` waiting for its question."""
+    parts = [FEWSHOT_INSTRUCTION]
+    for shot_text, shot_answer, shot_question in FEWSHOT_SHOTS:
+        parts.append(f"Text: {shot_text}\n" + (f"Answer: {shot_answer}\n" if answer is not None else "")
+                     + f"Question: {shot_question}\n\n")
+    parts.append(f"Text: {text}\n" + (f"Answer: {answer}\n" if answer is not None else "") + "Question:")
+    return "".join(parts)
+
+
+def conversation_fewshot_prompt(chunk_text: str, history: Sequence[Turn]) -> str:
+    """CoQA-style completion: a worked conversation, then the passage and the turns so far, then ``Q:``."""
+    lines = [f"Text: {chunk_text}"]
+    for turn in history:
+        lines.append(f"Q: {turn.question}")
+        if turn.answer is not None:
+            lines.append(f"A: {turn.answer}")
+    return CONVERSATION_SHOT + "\n".join(lines) + "\nQ:"
+
+
+def highlighted(text: str, start: int, end: int) -> str:
+    """``text`` with ``text[start:end]`` wrapped in ``<hl>`` markers (lmqg input format)."""
+    return f"{text[:start]}{HIGHLIGHT} {text[start:end]} {HIGHLIGHT}{text[end:]}"
+
+
+def seq2seq_history(history: Sequence[Turn]) -> str:
+    return " ".join(f"question: {t.question} answer: {t.answer or ''}".strip() for t in history)
+
+
+def target_prompt(lm, style: str, passage: str, chunk: Chunk, target: tuple[int, int],
+                  answer: str | None) -> str:
+    """The prompt asking for a question about ``target`` (a sentence span, or the answer span)."""
+    chunk_text = passage[chunk.start:chunk.end]
+    if style == "fewshot":
+        return fewshot_prompt(passage[target[0]:target[1]], answer)
+    if style == "chat":
+        if answer is None:
+            return render_prompt(lm, qg_prompt(chunk_text))
+        return render_prompt(lm, [{"role": "system", "content": QG_SYSTEM},
+                                  {"role": "user", "content": PASSAGE_PROMPT.format(context=chunk_text)
+                                   + f"\n\nAnswer: {answer}"}])
+    if style == "highlight":
+        return "generate question: " + highlighted(chunk_text, target[0] - chunk.start, target[1] - chunk.start)
+    if answer is not None:  # prefix
+        return f"answer: {answer}  context: {chunk_text}"
+    return "generate question: " + passage[target[0]:target[1]]
+
+
+def conversation_prompt(lm, style: str, chunk_text: str, history: Sequence[Turn]) -> str:
+    """The prompt asking for the next question of a conversation about ``chunk_text``."""
+    if style == "chat":
+        return render_prompt(lm, cqg_prompt(chunk_text, history))
+    if style == "fewshot":
+        return conversation_fewshot_prompt(chunk_text, history)
+    return f"generate question: {seq2seq_history(history)} context: {chunk_text}".replace("  ", " ")
+
+
+def scoring_prompt(lm, style: str, mode: str, chunk_text: str, answer: str | None,
+                   history: Sequence[Turn]) -> tuple[str, str]:
+    """One prompt per chunk under which every candidate's likelihood is measured, and the text put
+    between prompt and question (a space after ``Question:``, nothing after a chat template)."""
+    if mode == "conversational":
+        prompt = conversation_prompt(lm, style, chunk_text, history)
+        return prompt, (" " if style == "fewshot" else "")
+    if style == "fewshot":
+        return fewshot_prompt(chunk_text, answer), " "
+    if style == "chat":
+        return target_prompt(lm, style, chunk_text, Chunk(0, 0, len(chunk_text), ()), (0, 0), answer), ""
+    if answer is not None:
+        return f"answer: {answer}  context: {chunk_text}", ""
+    return "generate question: " + chunk_text, ""
+
+
+def prompt_overhead(lm, style: str, mode: str, answer: str | None, history: Sequence[Turn]) -> int:
+    """Tokens a prompt spends besides the passage text (examples, instructions, history)."""
+    empty = Chunk(0, 0, 0, ())
+    if mode == "conversational":
+        text = conversation_prompt(lm, style, "", history)
+    else:
+        text = target_prompt(lm, style, "", empty, (0, 0), answer)
+    return token_lengths(lm.tokenizer, [text])[0] + 8
+
+
+def chunk_budget(lm, settings: QuestionSettings, overhead: int) -> int:
+    """Tokens of passage text one prompt may carry: ``chunk_tokens``, lowered to fit the context."""
+    room = lm.context_length - overhead - (0 if lm.is_seq2seq else settings.sampling.max_new_tokens) - 16
+    budget = min(settings.chunk_tokens, room)
+    if budget < 32:
+        raise QuestionError(f"The model's context ({lm.context_length} tokens) leaves no room for the passage "
+                            "after the prompt; shorten the conversation history or use a larger model.")
+    return budget
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+def first_question(text: str) -> str:
+    """The question in a model output: the first line, cut after its first '?', list markers and
+    ``Question:``/``Q:`` labels removed. Returns the line as is when it holds no '?'.
+
+    >>> first_question(" What is it? Some chatter.\\nMore")
+    'What is it?'
+    """
+    text = text.replace(HIGHLIGHT, " ")
+    text = re.sub(r"^\s*(?:question|q)\s*[:.)]\s*", "", text.strip(), flags=re.IGNORECASE)
+    text = text.replace("<sep>", "\n")
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    line = filters.LIST_MARKER.sub("", line).strip().strip('"').strip()
+    if "?" in line:
+        line = line[: line.index("?") + 1]
+    return line.strip()
+
+
+def target_units(passage: str, chunk: Chunk) -> list[tuple[int, int]]:
+    """Spans a single question may be about: each sentence, joined with the one before it when it
+    opens with a pronoun ("It was designed by ...") or is too short to stand alone."""
+    units = []
+    for i, (s, e) in enumerate(chunk.sentences):
+        first = filters.words(passage[s:e])[:1]
+        short = len(filters.words(passage[s:e])) < MIN_TARGET_WORDS
+        if i > 0 and (short or (first and first[0] in PRONOUN_START)):
+            s = chunk.sentences[i - 1][0]
+        units.append((s, e))
+    long_enough = [u for u in units if len(filters.words(passage[u[0]:u[1]])) >= MIN_TARGET_WORDS]
+    return long_enough or units
+
+
+def plan_targets(passage: str, chunks: Sequence[Chunk], total: int,
+                 seen: Sequence[str]) -> list[tuple[Chunk, tuple[int, int]]]:
+    """``total`` (chunk, sentence span) targets spread over the chunks and, within each chunk, evenly
+    over its sentences; sentences a ``seen`` question already covers go last, so a second run asks
+    about something new."""
+    per_chunk = [total // len(chunks) + (i < total % len(chunks)) for i in range(len(chunks))]
+    targets = []
+    for chunk, k in zip(chunks, per_chunk):
+        units = target_units(passage, chunk)
+        fresh = [u for u in units if not _covered(passage[u[0]:u[1]], seen)]
+        stale = [u for u in units if u not in fresh]
+        order = [fresh[i] for i in pick_evenly(len(fresh), len(fresh))] + stale
+        picked = [order[i] for i in pick_evenly(len(order), min(k, len(order)))] if k <= len(fresh) else order
+        while len(picked) < k:  # more samples than sentences: sample some sentences twice
+            picked += order[: k - len(picked)]
+        targets += [(chunk, u) for u in picked[:k]]
+    return targets
+
+
+def _covered(text: str, seen: Sequence[str]) -> bool:
+    return any(grounding(q, text) >= 0.6 for q in seen)
+
+
+def model_candidates(lm, style: str, mode: str, passage: str, chunks: Sequence[Chunk], total: int,
+                     settings: QuestionSettings, answer: str | None, answer_span: tuple[int, int] | None,
+                     history: Sequence[Turn], seen: Sequence[str]) -> list[_Candidate]:
+    """Draw ``total`` samples from the model in batches and turn each into one candidate."""
+    if mode == "conversational":
+        targets = [(chunks[i % len(chunks)], None) for i in range(total)]
+        prompts = [conversation_prompt(lm, style, passage[c.start:c.end], history) for c, _ in targets]
+    elif mode == "answer":
+        unit = _unit_containing(passage, chunks[0], answer_span)
+        target = answer_span if style == "highlight" else unit
+        targets = [(chunks[0], unit)] * total
+        prompts = [target_prompt(lm, style, passage, chunks[0], target, answer)] * total
+    else:
+        targets = plan_targets(passage, chunks, total, seen)
+        prompts = [target_prompt(lm, style, passage, c, u, None) for c, u in targets]
+    outputs = generate_batch(lm, None, settings.sampling, batch_size=settings.batch_size, prompts=prompts)
+    candidates = []
+    for (chunk, unit), output in zip(targets, outputs):
+        text = first_question(output)
+        if style == "chat" or mode == "conversational":
+            unit = best_sentence(text, passage, chunk)
+        candidates.append(_Candidate(text, chunk, unit))
+    return candidates
+
+
+def _unit_containing(passage: str, chunk: Chunk, span: tuple[int, int]) -> tuple[int, int]:
+    for unit in target_units(passage, chunk):
+        if unit[0] <= span[0] and span[1] <= unit[1]:
+            return unit
+    return next(((s, e) for s, e in chunk.sentences if s <= span[0] < e), (chunk.start, chunk.end))
+
+
+# --------------------------------------------------------------------------- rule-based fallback
+
+DEFINITION = re.compile(r"^((?:(?:An?|The)\s+)?[A-Za-z][\w-]*(?:\s+[a-z][\w-]*){0,3})\s+(is|are)\s+(?:an?|the)\s+\w",)
+YEAR = re.compile(r"\b(?:[Ii]n|by|from|since|until|of)\s+(?:the\s+year\s+)?(\d{3,4}(?:\s+(?:BC|AD|BCE|CE))?)\b")
+ENTITY = re.compile(r"\b((?:The\s+)?[A-Z][a-z]+(?:[- ](?:(?:of|von|van|de|da|del|la|le|du|the)\s+){0,2}[A-Z][a-z]+)+)\b")
+ENTITY_SKIP = frozenset("the a an in on at it this that these those there when where what which who while during "
+                        "after before because today most many some each every along across between from with for by "
+                        "as since until although however also both".split())
+
+
+def rule_questions(passage: str, chunk: Chunk) -> list[tuple[str, tuple[int, int], str]]:
+    """Questions built from the chunk's sentences without a model: ``(text, span, kind)``.
+
+    >>> p = "A volcano is an opening in the crust. Tambora erupted in 1815 in Indonesia."
+    >>> [q for q, _, _ in rule_questions(p, Chunk(0, 0, len(p), tuple(split_sentences(p))))]
+    ['What is a volcano?', 'What happened in 1815?']
+    """
+    found, seen_keys = [], set()
+
+    def add(text: str, span: tuple[int, int], kind: str) -> None:
+        if filters.normalize(text) not in seen_keys:
+            seen_keys.add(filters.normalize(text))
+            found.append((text, span, kind))
+
+    for s, e in chunk.sentences:
+        sentence = passage[s:e]
+        match = DEFINITION.match(sentence)
+        if match and filters.content_words(match.group(1)):
+            subject = match.group(1)
+            if subject.split()[0] in ("A", "An", "The") or f" {subject[0].lower()}{subject[1:]} " in passage:
+                subject = subject[0].lower() + subject[1:]  # a common noun, not a name
+            add(f"What {match.group(2)} {subject}?", (s, e), "rule: definition")
+        for year in YEAR.findall(sentence):
+            add(f"What happened in {year}?", (s, e), "rule: number")
+        for name in ENTITY.findall(sentence):
+            words_ = name.split()
+            article = "the " if words_[0] == "The" else ""
+            while words_ and words_[0].lower() in ENTITY_SKIP:
+                words_ = words_[1:]
+            if len(words_) >= 2:
+                add(f"What does the text say about {article}{' '.join(words_)}?", (s, e), "rule: named entity")
+    return found
+
+
+def answer_rule_questions(passage: str, unit: tuple[int, int], answer: str,
+                          answer_span: tuple[int, int]) -> list[tuple[str, tuple[int, int], str]]:
+    """Answer-aware fallback: when the answer opens its sentence, ask for it with Who/What."""
+    sentence = passage[unit[0]:unit[1]].strip()
+    offset = answer_span[0] - unit[0]
+    if offset != 0 or answer_span[1] - unit[0] >= len(sentence):
+        return []
+    rest = sentence[answer_span[1] - unit[0]:].strip().rstrip(".!")
+    who = "Who" if all(w[:1].isupper() for w in answer.split()) else "What"
+    return [(f"{who} {rest}?", unit, "rule: answer subject")]
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def relevance(lm_logprob: float, grounding_: float, lm_weight: float) -> tuple[float, float]:
+    """``(lm, relevance)``: lm = exp(mean token log-prob), the per-token geometric-mean probability in
+    0..1; relevance = lm_weight * lm + (1 - lm_weight) * grounding."""
+    lm = math.exp(lm_logprob) if lm_logprob > -50 else 0.0
+    return lm, lm_weight * lm + (1 - lm_weight) * grounding_
+
+
+def rank(pool: Sequence[_Candidate], n: int, settings: QuestionSettings,
+         selected: list[tuple[_Candidate, dict]] | None = None) -> list[tuple[_Candidate, dict]]:
+    """Greedy maximal marginal relevance: repeatedly take the candidate with the highest
+    ``score = mmr_lambda * relevance + (1 - mmr_lambda) * diversity`` where
+    ``diversity = 1 - max(similarity to each already selected question)`` (1 for the first pick).
+    Similarity is the content-word Jaccard overlap, raised to 0.5 for two questions about the same
+    sentence, so the list spreads over the passage. Returns ``(candidate, parts)`` in pick order,
+    appended to ``selected``.
+    """
+    selected = list(selected or [])
+    remaining = list(pool)
+    while remaining and len(selected) < n:
+        best, best_parts = None, None
+        for cand in remaining:
+            lm, rel = relevance(cand.lm_logprob, cand.grounding, settings.lm_weight)
+            sim = max((max(similarity(cand.text, other.text), 0.5 * (cand.span == other.span))
+                       for other, _ in selected), default=0.0)
+            diversity = 1.0 - sim
+            score = settings.mmr_lambda * rel + (1 - settings.mmr_lambda) * diversity
+            if best_parts is None or score > best_parts["score"]:
+                best, best_parts = cand, {"score": score, "lm": lm, "lm_logprob": cand.lm_logprob,
+                                          "grounding": cand.grounding, "relevance": rel, "diversity": diversity}
+        selected.append((best, best_parts))
+        remaining.remove(best)
+    return selected
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def normalize_history(history) -> list[Turn]:
+    """Turns from ``Turn`` objects, ``(question, answer)`` pairs, ``{"question", "answer"}`` dicts or strings."""
+    turns = []
+    for i, item in enumerate(history or ()):
+        if isinstance(item, Turn):
+            turns.append(item)
+        elif isinstance(item, str):
+            turns.append(Turn(item))
+        elif isinstance(item, dict) and isinstance(item.get("question"), str):
+            turns.append(Turn(item["question"], item.get("answer")))
+        elif isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
+            turns.append(Turn(item[0], item[1]))
+        else:
+            raise QuestionError(f"history[{i}]: expected a question string, a (question, answer) pair or "
+                                "{'question', 'answer'}")
+    return turns
+
+
+def locate_answer(passage: str, answer: str, start: int | None = None) -> tuple[int, int]:
+    """The answer's span in the passage: at ``start`` when it matches there, else its first
+    (case-insensitive) occurrence, else the sentence sharing most words with it."""
+    answer = answer.strip()
+    if start is not None and passage[start:start + len(answer)].lower() == answer.lower():
+        return start, start + len(answer)
+    found = passage.lower().find(answer.lower())
+    if found >= 0:
+        return found, found + len(answer)
+    wanted = content_stems(answer)
+    scored = [(len(wanted & content_stems(passage[s:e])), (s, e)) for s, e in split_sentences(passage)]
+    best = max(scored, default=(0, None))
+    if not best[0]:
+        raise QuestionError(f"The answer {answer[:60]!r} does not appear in the passage: "
+                            "select or type a span of the passage.")
+    return best[1]
+
+
+def question_run(passage: str, n: int = 5, model=None, answer: str | None = None, history=None,
+                 settings: QuestionSettings = QuestionSettings(), seen: Iterable[str] = (),
+                 answer_start: int | None = None) -> QuestionRun:
+    """Generate, filter and rank questions about ``passage``; keep the dropped ones for inspection.
+
+    ``model``: a LoadedModel, ModelSpec, name or None (``$CONVO_MODEL`` or the bundled model).
+    ``answer`` switches to answer-aware mode; ``history`` (a list, possibly empty) to conversational
+    mode. ``seen``: questions already shown in this session, never repeated.
+    """
+    started = time.monotonic()
+    _check_inputs(passage, n, answer)
+    lm = _as_model(model)
+    turns = normalize_history(history) if history is not None else []
+    mode = "answer" if answer and answer.strip() else ("conversational" if history is not None else "open")
+    style = resolve_style(lm, settings.style)
+    seen = [q for q in seen if q and q.strip()] + [t.question for t in turns]
+    answer_span = locate_answer(passage, answer, answer_start) if mode == "answer" else None
+    answer = answer.strip() if mode == "answer" else None
+
+    budget = chunk_budget(lm, settings, prompt_overhead(lm, style, mode, answer, turns))
+    sentences = split_long(passage, split_sentences(passage), lm.tokenizer, budget)
+    lengths = token_lengths(lm.tokenizer, [passage[s:e] for s, e in sentences])
+    chunks = make_chunks(sentences, lengths, budget, settings.overlap_sentences)
+    used = _chunks_to_use(passage, chunks, mode, settings, answer_span, turns)
+
+    total = settings.candidate_count(n)
+    cands = model_candidates(lm, style, mode, passage, used, total, settings, answer, answer_span, turns, seen)
+    rules = _rule_candidates(passage, used, mode, answer, answer_span) if settings.fallback else []
+    _check_candidates(cands + rules, passage, settings, answer)
+    _score(lm, style, mode, passage, cands + rules, answer, turns)
+
+    selected, dropped = _select(cands, rules, n, settings, seen)
+    questions = [_question(c, parts, kept=True, reasons=_kept_reasons(c, parts, rank_=i + 1))
+                 for i, (c, parts) in enumerate(selected)]
+    return QuestionRun(questions, dropped, mode, style, len(chunks), [c.index for c in used], len(cands),
+                       round(time.monotonic() - started, 3))
+
+
+def generate_questions(passage: str, n: int = 5, model=None, answer: str | None = None, history=None,
+                       settings: QuestionSettings = QuestionSettings(), seen: Iterable[str] = (),
+                       answer_start: int | None = None) -> list[Question]:
+    """Up to ``n`` good, varied questions about ``passage``, best first (see :func:`question_run`).
+
+    >>> qs = generate_questions(open("passage.txt").read(), 5)  # doctest: +SKIP
+    >>> qs[0].text, qs[0].span, qs[0].parts["grounding"]        # doctest: +SKIP
+    """
+    return question_run(passage, n, model, answer, history, settings, seen, answer_start).questions
+
+
+def _check_inputs(passage, n, answer) -> None:
+    if not isinstance(passage, str) or not passage.strip():
+        raise QuestionError("The passage is empty: paste a text or upload a .txt or .md file.")
+    if not isinstance(n, int) or not 1 <= n <= MAX_QUESTIONS:
+        raise QuestionError(f"The number of questions must be between 1 and {MAX_QUESTIONS}, got {n!r}.")
+    if answer is not None and not isinstance(answer, str):
+        raise QuestionError("The answer must be text.")
+
+
+def _as_model(model):
+    from .models import LoadedModel, get_model
+
+    return model if isinstance(model, LoadedModel) else get_model(model)
+
+
+def _chunks_to_use(passage, chunks, mode, settings, answer_span, turns) -> list[Chunk]:
+    """Answer mode: the chunk holding the answer. Conversational: the chunk the last question came
+    from and the next one (conversations walk through a text). Open: evenly sampled chunks."""
+    if mode == "answer":
+        return [next((c for c in chunks if c.start <= answer_span[0] and answer_span[1] <= c.end),
+                     min(chunks, key=lambda c: abs(c.start - answer_span[0])))]
+    if mode == "conversational":
+        at = 0
+        if turns:
+            at = max(range(len(chunks)), key=lambda i: grounding(turns[-1].question, passage[chunks[i].start:chunks[i].end]))
+        return chunks[at:at + 2]
+    return [chunks[i] for i in pick_evenly(len(chunks), settings.max_chunks)]
+
+
+def _rule_candidates(passage, chunks, mode, answer, answer_span) -> list[_Candidate]:
+    if mode == "answer":
+        unit = _unit_containing(passage, chunks[0], answer_span)
+        return [_Candidate(t, chunks[0], span, kind) for t, span, kind in answer_rule_questions(passage, unit, answer, answer_span)]
+    return [_Candidate(t, c, span, kind) for c in chunks for t, span, kind in rule_questions(passage, c)]
+
+
+def _check_candidates(cands: Sequence[_Candidate], passage: str, settings: QuestionSettings,
+                      answer: str | None) -> None:
+    """Faults that do not depend on the other candidates (duplicates are judged while selecting)."""
+    for cand in cands:
+        chunk_text = passage[cand.chunk.start:cand.chunk.end]
+        cand.grounding = grounding(cand.text, chunk_text)
+        cand.faults = filters.question_faults(cand.text, open_only=settings.open_only)
+        if cand.source == "model" and cand.grounding < settings.min_grounding and "not a question" not in cand.faults:
+            cand.faults.append("not about the passage")
+        if answer and cand.source == "model" and filters.normalize(answer) in filters.normalize(cand.text):
+            cand.faults.append("gives away the answer")
+
+
+def _score(lm, style, mode, passage, cands, answer, turns) -> None:
+    """One continuation_logprobs call per chunk, over that chunk's candidates that passed the filters."""
+    by_chunk: dict[int, list[_Candidate]] = {}
+    for cand in cands:
+        if not cand.faults:
+            by_chunk.setdefault(cand.chunk.index, []).append(cand)
+    for group in by_chunk.values():
+        chunk = group[0].chunk
+        prompt, joiner = scoring_prompt(lm, style, mode, passage[chunk.start:chunk.end], answer, turns)
+        for cand, logprob in zip(group, continuation_logprobs(lm, prompt, [joiner + c.text for c in group])):
+            cand.lm_logprob = logprob
+
+
+def _select(cands, rules, n, settings, seen) -> tuple[list, list[Question]]:
+    """Drop near-duplicates (of ``seen`` and of better candidates), then rank: model questions
+    first, rule-based ones only to fill up to ``n``."""
+    dropped: list[Question] = []
+    accepted: dict[str, list[_Candidate]] = {"model": [], "rule": []}
+    shown = list(seen)
+    ordered = sorted((c for c in cands + rules if not c.faults),
+                     key=lambda c: (c.source != "model", -relevance(c.lm_logprob, c.grounding, settings.lm_weight)[1]))
+    for cand in ordered:
+        faults = filters.question_faults(cand.text, seen=shown, open_only=settings.open_only)
+        if faults:
+            cand.faults = faults
+            continue
+        shown.append(cand.text)
+        accepted["model" if cand.source == "model" else "rule"].append(cand)
+    selected = rank(accepted["model"], n, settings)
+    if len(selected) < n:
+        selected = rank(accepted["rule"], n, settings, selected)
+    picked = {id(c) for c, _ in selected}
+    for cand in cands + rules:
+        if cand.faults:
+            dropped.append(_question(cand, _parts(cand, settings), kept=False, reasons=tuple(cand.faults)))
+        elif id(cand) not in picked:
+            reason = "ranked below the top n" if cand.source == "model" else "not needed: the model gave enough"
+            dropped.append(_question(cand, _parts(cand, settings), kept=False, reasons=(reason,)))
+    return selected, dropped
+
+
+def _parts(cand: _Candidate, settings: QuestionSettings) -> dict:
+    lm, rel = relevance(cand.lm_logprob, cand.grounding, settings.lm_weight)
+    return {"score": settings.mmr_lambda * rel, "lm": lm, "lm_logprob": cand.lm_logprob,
+            "grounding": cand.grounding, "relevance": rel, "diversity": None}
+
+
+def _kept_reasons(cand: _Candidate, parts: dict, rank_: int) -> tuple[str, ...]:
+    return ("passes every filter", f"grounding {parts['grounding']:.2f}", f"diversity {parts['diversity']:.2f}",
+            f"rank {rank_} by score" + ("" if cand.source == "model" else " (rule-based fill-in)"))
+
+
+def _question(cand: _Candidate, parts: dict, kept: bool, reasons: tuple[str, ...]) -> Question:
+    clean = {k: (None if v is None or (isinstance(v, float) and math.isinf(v)) else round(v, 4))
+             for k, v in parts.items() if k != "score"}
+    return Question(cand.text, round(parts["score"], 4), clean, cand.span, cand.source, reasons, kept,
+                    cand.chunk.index)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register_cli(subparsers) -> None:
+    """Add ``questions`` to ``python -m convo``'s subcommands."""
+    parser = subparsers.add_parser("questions", help="generate questions about a passage (JSON lines)",
+                                   description="Generate questions about a passage; prints one JSON object per line.")
+    add_arguments(parser)
+    parser.set_defaults(func=run_cli)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--file", default="-", help="passage file (.txt/.md); '-' or absent reads stdin")
+    parser.add_argument("-n", type=int, default=5, help="number of questions (default 5)")
+    parser.add_argument("--model", default=None, help="'bundled', a Hub id or a local folder (default: $CONVO_MODEL or bundled)")
+    parser.add_argument("--adapter", default=None, help="LoRA adapter folder or Hub id")
+    parser.add_argument("--quantize", default="auto", choices=("auto", "none", "8bit", "4bit"))
+    parser.add_argument("--mode", default=None, choices=MODES,
+                        help="open (default), answer (needs --answer) or conversational (uses --history)")
+    parser.add_argument("--answer", default=None, help="answer span the questions should target")
+    parser.add_argument("--history", default=None,
+                        help="JSON file of earlier turns [{\"question\", \"answer\"}] for conversational mode")
+    parser.add_argument("--style", default="auto", choices=STYLES, help="prompt style (default: picked per model)")
+    parser.add_argument("--allow-yes-no", action="store_true", help="keep questions a bare yes/no answers")
+    parser.add_argument("--candidates", type=int, default=0, help="model samples to draw (0 = max(8, 2n))")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    parser.add_argument("--dropped", action="store_true", help="also print dropped candidates (\"kept\": false)")
+
+
+def run_cli(args) -> int:
+    """Run ``questions`` from parsed arguments; returns the exit code (2 for bad input)."""
+    from .models import ModelLoadError
+    from .settings import ModelSpec
+
+    try:
+        passage = read_passage_arg(args.file)
+        mode = args.mode or ("answer" if args.answer else "open")
+        if mode == "answer" and not (args.answer and args.answer.strip()):
+            raise QuestionError("--mode answer needs --answer TEXT.")
+        history = _read_history(args.history) if mode == "conversational" else None
+        settings = QuestionSettings(open_only=not args.allow_yes_no, candidates=args.candidates, style=args.style,
+                                    sampling=Sampling(**{**QG_SAMPLING.to_dict(), "seed": args.seed}))
+        spec = ModelSpec(args.model or _default_model(), adapter=args.adapter, quantize=args.quantize)
+        run = question_run(passage, args.n, spec, args.answer if mode == "answer" else None, history, settings)
+    except (QuestionError, ModelLoadError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for q in run.questions + (run.dropped if args.dropped else []):
+        print(json.dumps(_cli_record(q, passage), ensure_ascii=False))
+    return 0
+
+
+def _default_model() -> str:
+    from .models import default_model_name
+
+    return default_model_name()
+
+
+def _cli_record(q: Question, passage: str) -> dict:
+    return {"text": q.text, "score": q.score, "parts": q.parts, "span": list(q.span),
+            "sentence": passage[q.span[0]:q.span[1]], "source": q.source, "chunk": q.chunk,
+            "kept": q.kept, "reasons": list(q.reasons)}
+
+
+MAX_PASSAGE_BYTES = 2_000_000
+"""Largest passage file accepted (the tab caps uploads the same way)."""
+
+
+def check_size(size: int, name: str = "passage") -> None:
+    """Raise QuestionError when a file of ``size`` bytes is over ``MAX_PASSAGE_BYTES``."""
+    if size > MAX_PASSAGE_BYTES:
+        raise QuestionError(f"{name}: the file is {size / 1e6:.1f} MB; the limit is "
+                            f"{MAX_PASSAGE_BYTES / 1e6:.0f} MB. Split it or paste a part.")
+
+
+def decode_passage(data: bytes, name: str = "passage") -> str:
+    """Bytes of a text file -> text; one clear error for empty, oversize, binary or non-UTF-8 input."""
+    check_size(len(data), name)
+    if b"\x00" in data[:65536]:
+        raise QuestionError(f"{name}: this is a binary file, not text. Upload a .txt or .md file.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise QuestionError(f"{name}: the file is not UTF-8 text (invalid byte at position {exc.start}). "
+                            "Save it as UTF-8 and upload it again.") from None
+    if not text.strip():
+        raise QuestionError(f"{name}: the file is empty.")
+    return text
+
+
+def read_passage_arg(path: str | None) -> str:
+    """The passage from a file path, or from stdin for ``-``/None."""
+    if path in (None, "-"):
+        return decode_passage(sys.stdin.buffer.read(MAX_PASSAGE_BYTES + 1), "stdin")
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise QuestionError(f"{path}: no such file.")
+    check_size(file.stat().st_size, file.name)
+    return decode_passage(file.read_bytes(), file.name)
+
+
+def _read_history(path: str | None) -> list:
+    if not path:
+        return []
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise QuestionError(f"{path}: cannot read the history JSON ({exc}).") from None
+    if not isinstance(data, list):
+        raise QuestionError(f"{path}: expected a JSON list of {{\"question\", \"answer\"}} objects.")
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m convo.questions ...`` (the same as ``python -m convo questions ...``)."""
+    parser = argparse.ArgumentParser(prog="python -m convo.questions", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run_cli(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

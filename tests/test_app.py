@@ -1,0 +1,129 @@
+"""The launched app through HTTP and gradio_client: sessions, model errors, sharing, safety probes."""
+import ast
+import json
+import sqlite3
+import concurrent.futures
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from convo.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+KNOBS = dict(system_prompt="You are brief.", curious=False, interviewer=False, temperature=0, top_p=0.9, top_k=50,
+             max_new_tokens=12, repetition_penalty=1.0, seed=-1)
+
+
+def ui_files():
+    return [ROOT / "app.py", *sorted((ROOT / "convo" / "ui").glob("*.py"))]
+
+
+@pytest.mark.parametrize("path", ui_files(), ids=lambda p: p.name)
+def test_ui_code_imports_neither_torch_nor_transformers(path):
+    tree = ast.parse(path.read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"torch", "transformers", "peft", "bitsandbytes"}
+
+
+def test_building_the_app_loads_no_torch():
+    code = "import sys, app; from convo.ui import build_app; build_app(); print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.fixture(scope="module")
+def app(launch, tiny_causal):
+    return launch(model=tiny_causal)
+
+
+def as_chatbot(history):
+    return [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in history]
+
+
+def texts(history):
+    return [{"role": m["role"], "content": "".join(p["text"] for p in m["content"] if p.get("type") == "text")}
+            for m in history]
+
+
+def chat(client, history, model):
+    return texts(client.predict(as_chatbot(history), model, "(none)", "auto", *KNOBS.values(), api_name="/chat"))
+
+
+def test_two_sessions_chat_at_once_and_see_only_their_own_history(app, tiny_causal):
+    alice, bob = Client(app.url, verbose=False), Client(app.url, verbose=False)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        a = pool.submit(chat, alice, [{"role": "user", "content": "I am Alice"}], tiny_causal)
+        b = pool.submit(chat, bob, [{"role": "user", "content": "I am Bob"}], tiny_causal)
+        a, b = a.result(timeout=120), b.result(timeout=120)
+    assert [m["role"] for m in a] == ["user", "assistant"] and a[0]["content"] == "I am Alice"
+    assert [m["role"] for m in b] == ["user", "assistant"] and b[0]["content"] == "I am Bob"
+    assert a[1]["content"] and b[1]["content"]
+    with sqlite3.connect(app.data_dir / "convo.sqlite3") as db:
+        saved = [json.loads(row[0]) for row in db.execute("SELECT messages FROM conversations")]
+    assert sorted(m[0]["content"] for m in saved) == ["I am Alice", "I am Bob"]
+    assert all(len(m) == 2 for m in saved)
+
+
+def test_unloadable_model_is_a_clear_error_and_chat_keeps_working(app, tiny_causal):
+    client = Client(app.url, verbose=False)
+    started = time.monotonic()
+    model, adapter, quantize, status = client.predict("nobody/does-not-exist-42", "(none)", "auto", api_name="/load_model")
+    assert time.monotonic() - started < 10
+    assert "Could not load model 'nobody/does-not-exist-42'" in status
+    assert model == tiny_causal
+    reply = chat(client, [{"role": "user", "content": "still there?"}], model)
+    assert reply[-1]["role"] == "assistant" and reply[-1]["content"]
+
+
+def test_share_and_revoke_through_the_api(app, tiny_causal):
+    client = Client(app.url, verbose=False)
+    history = chat(client, [{"role": "user", "content": "Share me"}], tiny_causal)
+    link, note, = client.predict(as_chatbot(history), tiny_causal, "(none)", *list(KNOBS.values())[0:1], *list(KNOBS.values())[3:],
+                                 0, api_name="/share")
+    share_id = link.rsplit("share=", 1)[1]
+    assert link.startswith(app.url) and len(share_id) >= 22
+    store = Store(app.data_dir / "convo.sqlite3")
+    snapshot = store.get_share(share_id)
+    assert [m["content"] for m in snapshot.messages][1:] == [m["content"] for m in history]
+    assert "secret" in note.lower()
+    with pytest.raises(Exception):
+        Client(app.url, verbose=False).predict(link, "", api_name="/revoke")  # another session, no secret
+    assert store.get_share(share_id) is not None
+    assert "Revoked" in client.predict(link, "", api_name="/revoke")
+    assert store.get_share(share_id) is None
+
+
+@pytest.mark.parametrize("path", ["gradio_api/file=/etc/passwd", "gradio_api/file=../../../../etc/passwd",
+                                  "gradio_api/file=%2e%2e/%2e%2e/etc/passwd", "file=/etc/passwd",
+                                  "gradio_api/file=app.py", "gradio_api/file=convo/store.py"])
+def test_path_traversal_is_refused(app, path):
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(app.url + path, timeout=10)
+    assert info.value.code in (400, 403, 404)
+
+
+def test_oversize_upload_is_refused(app):
+    boundary = "convo-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.json\"\r\n"
+            "Content-Type: application/json\r\n\r\n").encode() + b"0" * (21 * 1024 * 1024) + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(app.url + "gradio_api/upload", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=60)
+    assert info.value.code in (400, 413)
+    assert not list(Path(app.data_dir).rglob("big.json"))
+
+
+def test_internal_events_are_not_public_api(app):
+    info = Client(app.url, verbose=False).view_api(return_format="dict", print_info=False)
+    names = set(info["named_endpoints"])
+    assert {"/chat", "/share", "/revoke", "/load_model"} <= names
+    assert not any(n.startswith("/lambda") or "add_user_message" in n or "stop_reply" in n for n in names)
