@@ -8,6 +8,7 @@ Everything yields or returns plain text; callers (chat, questions, synth, the UI
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from collections.abc import Iterator, Sequence
 
 from .models import LoadedModel
@@ -138,6 +139,10 @@ def stream(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None
     sampling = sampling or Sampling()
     stop = stop or Stop()
     text = prompt if prompt is not None else render_prompt(lm, check_messages(messages))
+    engine = _engine(lm)
+    if engine is not None:
+        yield from _stream_engine(lm, engine, text, sampling, stop)
+        return
     inputs = _encode(lm, [text], sampling.max_new_tokens)
     streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=not lm.is_seq2seq, skip_special_tokens=True,
                                     timeout=None)
@@ -172,6 +177,41 @@ def stream(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None
         raise errors[0]
 
 
+def _engine(lm: LoadedModel):
+    """The fast CPU engine for this model, or None (imported lazily: it needs torch)."""
+    from .fastpath import engine_for
+
+    return engine_for(lm)
+
+
+def _prompt_ids(lm: LoadedModel, text: str) -> list[int]:
+    add_special = lm.is_seq2seq or not getattr(lm.tokenizer, "chat_template", None)
+    return lm.tokenizer(text, add_special_tokens=add_special).input_ids
+
+
+def _stream_engine(lm: LoadedModel, engine, text: str, sampling: Sampling, stop: Stop) -> Iterator[str]:
+    """Stream from the fast engine, detokenizing incrementally (held back while a multi-byte
+    character is incomplete)."""
+    request = engine.submit(_prompt_ids(lm, text), sampling, stop)
+    tokens: list[int] = []
+    printed = ""
+    try:
+        for token in request.tokens():
+            tokens.append(token)
+            decoded = lm.tokenizer.decode(tokens, skip_special_tokens=True)
+            if decoded.endswith("\ufffd") or not decoded.startswith(printed):
+                continue
+            if len(decoded) > len(printed):
+                yield decoded[len(printed):]
+                printed = decoded
+    finally:
+        request.stop = _ABANDONED  # the consumer left (or finished): the engine drops it next step
+
+
+_ABANDONED = Stop()
+_ABANDONED.set()
+
+
 def generate(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None) -> str:
     """The whole reply to ``messages`` as one string."""
     return generate_batch(lm, [messages], sampling)[0]
@@ -187,6 +227,11 @@ def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling:
 
     sampling = sampling or Sampling()
     texts = list(prompts) if prompts is not None else [render_prompt(lm, check_messages(c)) for c in conversations]
+    engine = _engine(lm)
+    if engine is not None:  # continuous batching: all requests share decode steps
+        seeds = [None if sampling.seed is None else sampling.seed + i for i in range(len(texts))]
+        requests = [engine.submit(_prompt_ids(lm, t), replace(sampling, seed=seed)) for t, seed in zip(texts, seeds)]
+        return [lm.tokenizer.decode(list(r.tokens()), skip_special_tokens=True).strip() for r in requests]
     replies: list[str] = []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
