@@ -167,11 +167,16 @@ class FastModel:
         return x * cos + rotated * sin
 
     @torch.inference_mode()
-    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
-        """Run a prompt into ``slot``'s cache; return the logits after its last token."""
-        tokens = torch.tensor([ids])
-        positions = torch.arange(len(ids))
-        return self._forward(tokens, positions[None], slice(slot, slot + 1), len(ids), causal=True)[:, -1]
+    def prefill(self, slot: int, ids: list[int], start: int = 0) -> torch.Tensor:
+        """Run ``ids[start:]`` into ``slot``'s cache (positions before ``start`` are already there,
+        e.g. copied from the prefix cache); return the logits after the last token."""
+        tokens = torch.tensor([ids[start:]])
+        positions = torch.arange(start, len(ids))
+        mask = None
+        if start:  # queries at start.. attend to every cached position up to their own
+            mask = (torch.arange(len(ids))[None, :] <= positions[:, None])[None, None]
+        return self._forward(tokens, positions[None], slice(slot, slot + 1), len(ids), causal=not start,
+                             mask=mask, start=start)[:, -1]
 
     @torch.inference_mode()
     def logits(self, ids: list[int], slot: int = 0) -> torch.Tensor:
@@ -189,11 +194,11 @@ class FastModel:
         return self._forward(torch.tensor(tokens)[:, None], positions, slice(0, batch), max(lengths) + 1,
                              causal=False, lengths=lengths)[:, -1]
 
-    def _forward(self, tokens, positions, slots: slice, span: int, causal: bool, lengths=None, last_only=True):
+    def _forward(self, tokens, positions, slots: slice, span: int, causal: bool, lengths=None, last_only=True,
+                 mask=None, start: int = 0):
         batch, steps = tokens.shape
         x = self.embed[tokens]
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
-        mask = None
         if lengths is not None and len(set(lengths)) > 1:
             valid = torch.arange(span)[None, :] <= torch.tensor(lengths)[:, None]
             mask = valid[:, None, None, :]
@@ -211,8 +216,8 @@ class FastModel:
                 k_cache[rows[:, 0], :, positions[:, 0]] = k[:, :, 0]
                 v_cache[rows[:, 0], :, positions[:, 0]] = v[:, :, 0]
             else:
-                k_cache[slots, :, :steps] = k
-                v_cache[slots, :, :steps] = v
+                k_cache[slots, :, start:start + steps] = k
+                v_cache[slots, :, start:start + steps] = v
             keys, values = k_cache[slots, :, :span], v_cache[slots, :, :span]
             attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal and steps > 1,
                                                   enable_gqa=self.n_kv != self.n_heads)
@@ -221,6 +226,14 @@ class FastModel:
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
         return self.head(self._rms(x[:, -1:] if last_only else x, self.norm)).float()
+
+    def read_slot(self, slot: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.k_cache[:, slot, :, :length].clone(), self.v_cache[:, slot, :, :length].clone()
+
+    def write_slot(self, slot: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        length = keys.shape[2]
+        self.k_cache[:, slot, :, :length] = keys
+        self.v_cache[:, slot, :, :length] = values
 
     def move_slot(self, src: int, dst: int, length: int) -> None:
         """Keep active requests in the first slots (so a decode step reads one contiguous view)."""
@@ -247,6 +260,45 @@ def sample_next(logits: torch.Tensor, sampling: Sampling, seen: list[int], gener
         drop = cumulative - ordered.softmax(-1) > sampling.top_p
         logits[order[drop]] = float("-inf")
     return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
+
+
+class PrefixCache:
+    """KV of recent prompts, so a prompt that starts like an earlier one (the same system prompt,
+    or the next turn of the same chat) only prefills what is new. LRU within a byte budget."""
+
+    def __init__(self, budget_bytes: int = 256 * 2**20, min_tokens: int = 8):
+        self.budget, self.min_tokens = budget_bytes, min_tokens
+        self.entries: list[tuple[tuple[int, ...], torch.Tensor, torch.Tensor]] = []
+
+    def lookup(self, ids: list[int]) -> tuple[int, torch.Tensor | None, torch.Tensor | None]:
+        """The longest cached prefix of ``ids`` (leaving at least one token to prefill)."""
+        best, best_index = 0, None
+        for index, (key, _, _) in enumerate(self.entries):
+            shared = _common_prefix(key, ids, limit=len(ids) - 1)
+            if shared >= self.min_tokens and shared > best:
+                best, best_index = shared, index
+        if best_index is None:
+            return 0, None, None
+        entry = self.entries.pop(best_index)
+        self.entries.append(entry)  # most recently used last
+        return best, entry[1][:, :, :best], entry[2][:, :, :best]
+
+    def store(self, ids: list[int], keys: torch.Tensor, values: torch.Tensor) -> None:
+        if len(ids) < self.min_tokens:
+            return
+        self.entries = [e for e in self.entries if e[0] != tuple(ids)]
+        self.entries.append((tuple(ids), keys, values))
+        while len(self.entries) > 1 and sum(k.nbytes + v.nbytes for _, k, v in self.entries) > self.budget:
+            self.entries.pop(0)
+
+
+def _common_prefix(a, b, limit: int) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y or n >= limit:
+            break
+        n += 1
+    return n
 
 
 @dataclass
@@ -282,6 +334,7 @@ class Engine:
 
     def __init__(self, fast: FastModel, stop_ids: list[int], threads: int | None = None):
         self.fast, self.stop_ids = fast, set(stop_ids)
+        self.prefixes = PrefixCache()
         self.waiting: queue.Queue[Request] = queue.Queue()
         self.active: list[Request] = []
         self.wake = threading.Event()
@@ -331,7 +384,11 @@ class Engine:
         while len(self.active) < self.fast.slots and not self.waiting.empty():
             request = self.waiting.get_nowait()
             slot = len(self.active)
-            logits = self.fast.prefill(slot, request.prompt)[0]
+            cached, keys, values = self.prefixes.lookup(request.prompt)
+            if cached:
+                self.fast.write_slot(slot, keys, values)
+            logits = self.fast.prefill(slot, request.prompt, start=cached)[0]
+            self.prefixes.store(request.prompt, *self.fast.read_slot(slot, len(request.prompt)))
             request.length = len(request.prompt)
             self.active.append(request)
             self._emit(request, logits)

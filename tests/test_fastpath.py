@@ -128,3 +128,18 @@ def test_bundled_fast_path_quality_against_the_fp32_reference():
     fast_text = generation.generate_batch(lm, [convo_of(p) for p in QUALITY["prompts"]], greedy)
     same_start = sum(a.split()[:5] == b.split()[:5] for a, b in zip(reference_text, fast_text))
     assert same_start >= len(QUALITY["prompts"]) - 2, list(zip(reference_text, fast_text))
+
+
+def test_prefix_cache_reuses_a_shared_start_with_identical_output(lm, monkeypatch):
+    greedy = Sampling(temperature=0, max_new_tokens=16, repetition_penalty=1.0)
+    system = {"role": "system", "content": "You are a curious assistant who asks about rivers, mills and birds."}
+    chats = [[system, {"role": "user", "content": p}] for p in PROMPTS]
+    monkeypatch.setenv("CONVO_FAST", "0")
+    expected = [generation.generate(lm, c, greedy) for c in chats]
+    monkeypatch.setenv("CONVO_FAST", "1")
+    engine = fastpath.engine_for(lm)
+    engine.prefixes.entries.clear()
+    assert [generation.generate(lm, c, greedy) for c in chats] == expected
+    prompt = generation._prompt_ids(lm, generation.render_prompt(lm, chats[1]))
+    cached, keys, _ = engine.prefixes.lookup(prompt)
+    assert cached >= 10 and keys.shape[2] == cached  # the shared system prompt is reused
