@@ -108,7 +108,36 @@ def resolve_source(name: str) -> str:
         if not path.is_dir() or not (path / "config.json").is_file():
             raise ModelLoadError(f"Could not load model '{name}': the folder has no config.json.")
         return str(path)
-    return name
+    return resolve_hub_id(name)
+
+
+def resolve_hub_id(repo_id: str) -> str:
+    """A Hub id, checked fast: a cached copy is used as is; otherwise, if the Hub cannot be reached,
+    fail at once with a clear message instead of after the client's retries (about 25 s)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached (or an invalid id): look online below
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or not hub_reachable():
+        raise ModelLoadError(f"Could not load model '{repo_id}': it is not a local folder or cached, and the "
+                             "Hugging Face Hub cannot be reached (offline?). Check the id, or give a local folder.")
+    return repo_id
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can we open a TCP connection to the Hub endpoint (``$HF_ENDPOINT``) within ``timeout``?"""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass

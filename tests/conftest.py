@@ -6,9 +6,11 @@ dir in temporary folders. The bundled model's converted cache is shared (it is d
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -20,22 +22,24 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny import make_tiny_causal, make_tiny_seq2seq  # noqa: E402
 
+# Before any test module imports huggingface_hub or gradio, which read these once at import time.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="convo-tests-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = str(_SCRATCH / "hf")
+os.environ["GRADIO_TEMP_DIR"] = str(_SCRATCH / "gradio")
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.pop("HF_TOKEN", None)
+
 CHROMIUM = os.environ.get("CONVO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic", "--no-first-run"]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def offline_environment(tmp_path_factory):
-    base = tmp_path_factory.mktemp("env")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_HOME"] = str(base / "hf")
-    os.environ["GRADIO_TEMP_DIR"] = str(base / "gradio")
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    os.environ.setdefault("CONVO_DATA_DIR", str(base / "data"))
-    os.environ.pop("HF_TOKEN", None)
+def offline_environment():
     os.environ.pop("CONVO_MODEL", None)
     yield
+    shutil.rmtree(_SCRATCH, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
