@@ -455,6 +455,6 @@ def engine_for(lm) -> Engine | None:
 
 
 def _stop_ids(lm) -> list[int]:
-    from .generation import _stop_token_ids
+    from .generation import stop_token_ids
 
-    return _stop_token_ids(lm)
+    return stop_token_ids(lm)

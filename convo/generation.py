@@ -83,13 +83,13 @@ def _generate_kwargs(lm: LoadedModel, sampling: Sampling) -> dict:
         kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
-    eos = _stop_token_ids(lm)
+    eos = stop_token_ids(lm)
     if eos:
         kwargs["eos_token_id"] = eos
     return kwargs
 
 
-def _stop_token_ids(lm: LoadedModel) -> list[int]:
+def stop_token_ids(lm: LoadedModel) -> list[int]:
     """EOS plus the end-of-turn marker chat templates use (``<|im_end|>``, ``<|eot_id|>``...)."""
     tok = lm.tokenizer
     ids = set()

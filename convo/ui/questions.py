@@ -1,0 +1,260 @@
+"""Questions tab: paste or upload a passage, get ranked questions, see the sentence each came from.
+
+``render(shared)`` is called by ``convo.ui.build_app()`` inside the "Questions" tab. The handlers
+below are plain functions (tested directly in tests/test_questions.py); the tab only wires them.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from ..models import ModelLoadError
+from ..questions import (MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
+                         decode_passage, question_run)
+from .common import Shared, spec_from
+
+MODE_LABELS = {"Open questions": "open", "Answer-aware": "answer", "Conversational (next question)": "conversational"}
+COLUMNS = ["#", "Question", "Score", "LM", "Grounding", "Diversity", "Source", "Sentence"]
+DROPPED_COLUMNS = ["Candidate", "Why dropped", "Source", "Sentence"]
+CONTEXT_CHARS = 1200
+"""Characters shown either side of the highlighted sentence (a 2 MB passage is not sent whole)."""
+SELECT_FIRST = "Select a question in the table first."
+
+ELEM_IDS = {
+    "passage": "questions-passage", "file": "questions-file", "n": "questions-n", "mode": "questions-mode",
+    "answer": "questions-answer", "history": "questions-history", "generate": "questions-generate",
+    "status": "questions-status", "table": "questions-table", "source": "questions-source",
+    "selected": "questions-selected", "ask_chat": "questions-ask-chat", "download": "questions-download",
+    "dropped": "questions-dropped", "forget": "questions-forget",
+}
+"""Stable element ids for browser tests."""
+
+
+# --------------------------------------------------------------------------- handlers (plain functions)
+
+
+def read_upload(path: str | None) -> tuple[str | None, str]:
+    """An uploaded file -> ``(passage text or None, status message)``; one clear message per bad file."""
+    if not path:
+        return None, ""
+    file = Path(path)
+    try:
+        check_size(file.stat().st_size, file.name)
+        text = decode_passage(file.read_bytes(), file.name)
+    except QuestionError as exc:
+        return None, str(exc)
+    return text, f"Loaded {file.name}: {len(text.split()):,} words."
+
+
+def on_upload(path: str | None):
+    """Gradio handler: fill the passage box, or leave it and say what is wrong with the file."""
+    text, message = read_upload(path)
+    return (gr.update() if text is None else text), message
+
+
+def parse_history(text: str | None) -> list[dict]:
+    """``Q: ...`` / ``A: ...`` lines -> ``[{"question", "answer"}]``; a bare line is a question.
+
+    >>> parse_history("Q: Who?\\nA: Bees\\nWhere do they live?")
+    [{'question': 'Who?', 'answer': 'Bees'}, {'question': 'Where do they live?', 'answer': None}]
+    """
+    turns: list[dict] = []
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        label, _, rest = line.partition(":")
+        if label.strip().upper() == "A" and rest:
+            if not turns or turns[-1]["answer"] is not None:
+                raise QuestionError(f"Conversation so far, line {number}: an answer needs a question before it.")
+            turns[-1]["answer"] = rest.strip()
+        else:
+            question = rest.strip() if label.strip().upper() == "Q" and rest else line
+            turns.append({"question": question, "answer": None})
+    return turns
+
+
+def on_generate(passage: str, n: float, mode_label: str, answer: str, history_text: str, open_only: bool,
+                style: str, model: str, adapter: str, quantize: str, seen: list[str] | None,
+                answer_start: int | None = None) -> tuple:
+    """Generate questions. Returns ``(table rows, status, seen, questions, passage used, download files,
+    dropped rows, source view html, selected question)``; on bad input only the status changes."""
+    seen = list(seen or [])
+    mode = MODE_LABELS.get(mode_label, "open")
+    try:
+        check_size(len((passage or "").encode("utf-8")), "The passage")
+        history = parse_history(history_text) if mode == "conversational" else None
+        if mode == "answer" and not (answer or "").strip():
+            raise QuestionError("Answer-aware mode needs an answer: select a span of the passage or type it.")
+        run = question_run(passage or "", int(n or 0), spec_from(model, adapter, quantize),
+                           answer=answer if mode == "answer" else None, history=history,
+                           settings=QuestionSettings(open_only=bool(open_only), style=style or "auto"),
+                           seen=seen, answer_start=answer_start if mode == "answer" else None)
+    except (QuestionError, ModelLoadError, ValueError) as exc:
+        return (gr.update(),) + (str(exc),) + (gr.update(),) * 7
+    questions = [q.to_dict() for q in run.questions]
+    seen += [q["text"] for q in questions]
+    first = questions[0] if questions else None
+    return (table_rows(questions, passage), run_status(run), seen, questions, passage,
+            write_downloads(questions, passage), dropped_rows([q.to_dict() for q in run.dropped], passage),
+            source_html(passage, first["span"] if first else None), first["text"] if first else "")
+
+
+def run_status(run) -> str:
+    """One line saying what came out, and from where."""
+    got = len(run.questions)
+    rules = got - run.model_kept
+    if not got:
+        return ("No new questions: every candidate was dropped (see 'Dropped candidates'). "
+                "Try again, or 'Forget shown questions'.")
+    parts = f"{got} question{'s' if got != 1 else ''}" + (f" ({rules} rule-based)" if rules else "")
+    chunks = f"{len(run.chunks_used)} of {run.chunks} chunk{'s' if run.chunks != 1 else ''}"
+    return (f"{parts} from {chunks}, {run.generated} model samples ({run.mode}, {run.style} prompts), "
+            f"in {run.seconds:.1f} s.")
+
+
+def _sentence(passage: str, span) -> str:
+    text = " ".join(passage[span[0]:span[1]].split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def table_rows(questions: list[dict], passage: str) -> list[list]:
+    """Rows for the questions table (score parts rounded for reading)."""
+    rows = []
+    for i, q in enumerate(questions, start=1):
+        parts = q["parts"]
+        rows.append([i, q["text"], round(q["score"], 3), _round(parts.get("lm")), _round(parts.get("grounding")),
+                     _round(parts.get("diversity")), q["source"], _sentence(passage, q["span"])])
+    return rows
+
+
+def dropped_rows(dropped: list[dict], passage: str) -> list[list]:
+    return [[q["text"], "; ".join(q["reasons"]), q["source"], _sentence(passage, q["span"])] for q in dropped]
+
+
+def _round(value):
+    return None if value is None else round(value, 3)
+
+
+def source_html(passage: str | None, span) -> str:
+    """The passage around ``span`` with the source sentence in a ``<mark>`` (escaped HTML)."""
+    if not passage:
+        return ""
+    if not span:
+        return f"<div class='questions-source'>{html.escape(passage[:2 * CONTEXT_CHARS])}</div>"
+    start, end = span
+    left, right = max(0, start - CONTEXT_CHARS), min(len(passage), end + CONTEXT_CHARS)
+    body = (("... " if left else "") + html.escape(passage[left:start]) + "<mark>" + html.escape(passage[start:end])
+            + "</mark>" + html.escape(passage[end:right]) + (" ..." if right < len(passage) else ""))
+    return f"<div class='questions-source' style='white-space: pre-wrap'>{body}</div>"
+
+
+def select_question(questions: list[dict] | None, passage: str | None, row: int) -> tuple[str, str]:
+    """Clicking row ``row`` of the table: ``(source view html, question text)``."""
+    if not questions or not 0 <= row < len(questions):
+        return gr.update(), gr.update()
+    q = questions[row]
+    return source_html(passage, q["span"]), q["text"]
+
+
+def on_select(questions: list[dict] | None, passage: str | None, evt: gr.SelectData):
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    return select_question(questions, passage, int(row))
+
+
+def ask_in_chat(question: str | None) -> tuple:
+    """Put the selected question into the Chat tab's input and switch to Chat: ``(chat input, tabs, status)``."""
+    if not (question or "").strip():
+        return gr.update(), gr.update(), SELECT_FIRST
+    return question.strip(), gr.Tabs(selected="chat"), ""
+
+
+def write_downloads(questions: list[dict], passage: str) -> list[str]:
+    """questions.csv and questions.json in a fresh temporary folder (Gradio serves them)."""
+    folder = Path(tempfile.mkdtemp(prefix="convo-questions-"))
+    records = [{"rank": i, "text": q["text"], "score": q["score"], **{f"{k}": v for k, v in q["parts"].items()},
+                "source": q["source"], "span_start": q["span"][0], "span_end": q["span"][1],
+                "sentence": passage[q["span"][0]:q["span"][1]]} for i, q in enumerate(questions, start=1)]
+    (folder / "questions.json").write_text(json.dumps(records, indent=2, ensure_ascii=False), encoding="utf-8")
+    with open(folder / "questions.csv", "w", newline="", encoding="utf-8") as handle:
+        fields = list(records[0]) if records else ["rank", "text", "score", "source", "span_start", "span_end", "sentence"]
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(records)
+    return [str(folder / "questions.csv"), str(folder / "questions.json")]
+
+
+def on_passage_select(evt: gr.SelectData):
+    """Selecting text in the passage makes it the answer (answer-aware mode), remembering where it starts."""
+    start = evt.index[0] if isinstance(evt.index, (list, tuple)) else None
+    return evt.value or "", start
+
+
+def show_mode_inputs(mode_label: str):
+    mode = MODE_LABELS.get(mode_label, "open")
+    return gr.update(visible=mode == "answer"), gr.update(visible=mode == "conversational")
+
+
+def forget_shown() -> tuple[list, str]:
+    return [], "Forgot the questions shown in this session; they may be asked again."
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def render(shared: Shared) -> None:
+    """Build the Questions tab (call inside ``with gr.Tab("Questions", id="questions")``)."""
+    seen = gr.State([])
+    questions = gr.State([])
+    passage_used = gr.State("")
+    answer_start = gr.State(None)
+    with gr.Row():
+        with gr.Column(scale=3):
+            passage = gr.Textbox(label="Passage", lines=12, max_lines=24, elem_id=ELEM_IDS["passage"],
+                                 placeholder="Paste a text, or upload a .txt / .md file")
+            upload = gr.File(label=f"Upload a passage (.txt or .md, up to {MAX_PASSAGE_BYTES // 1_000_000} MB)",
+                             file_types=[".txt", ".md"], type="filepath", elem_id=ELEM_IDS["file"])
+        with gr.Column(scale=2):
+            n = gr.Slider(1, 20, value=5, step=1, label="Number of questions", elem_id=ELEM_IDS["n"])
+            mode = gr.Radio(list(MODE_LABELS), value="Open questions", label="Mode", elem_id=ELEM_IDS["mode"])
+            answer = gr.Textbox(label="Answer", visible=False, elem_id=ELEM_IDS["answer"],
+                                info="Select a span in the passage, or type the answer the questions should target")
+            history = gr.Textbox(label="Conversation so far", lines=4, visible=False, elem_id=ELEM_IDS["history"],
+                                 placeholder="Q: What is a volcano?\nA: an opening in the crust\n...")
+            open_only = gr.Checkbox(value=True, label="Open questions only (no yes/no)")
+            with gr.Accordion("Advanced", open=False):
+                style = gr.Dropdown(list(STYLES), value="auto", label="Prompt style",
+                                    info="auto: fewshot for causal LMs, chat for adapters, highlight for T5 models")
+            with gr.Row():
+                generate = gr.Button("Generate questions", variant="primary", elem_id=ELEM_IDS["generate"])
+                forget = gr.Button("Forget shown questions", elem_id=ELEM_IDS["forget"])
+    status = gr.Markdown(elem_id=ELEM_IDS["status"])
+    table = gr.Dataframe(headers=COLUMNS, datatype=["number", "str", "number", "number", "number", "number", "str", "str"],
+                         interactive=False, wrap=True, label="Questions (click one to see its source)",
+                         elem_id=ELEM_IDS["table"])
+    source = gr.HTML(elem_id=ELEM_IDS["source"])
+    with gr.Row(equal_height=True):
+        selected = gr.Textbox(label="Selected question", scale=4, elem_id=ELEM_IDS["selected"])
+        ask = gr.Button("Ask in chat", scale=1, elem_id=ELEM_IDS["ask_chat"])
+    downloads = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False,
+                        elem_id=ELEM_IDS["download"])
+    with gr.Accordion("Dropped candidates (why)", open=False):
+        dropped = gr.Dataframe(headers=DROPPED_COLUMNS, interactive=False, wrap=True, elem_id=ELEM_IDS["dropped"])
+
+    upload.upload(on_upload, upload, [passage, status], api_visibility="private")
+    mode.change(show_mode_inputs, mode, [answer, history], api_visibility="private")
+    passage.select(on_passage_select, None, [answer, answer_start], api_visibility="private")
+    generate.click(on_generate,
+                   [passage, n, mode, answer, history, open_only, style, shared.model, shared.adapter, shared.quantize,
+                    seen, answer_start],
+                   [table, status, seen, questions, passage_used, downloads, dropped, source, selected],
+                   api_name="generate_questions")
+    table.select(on_select, [questions, passage_used], [source, selected], api_visibility="private")
+    forget.click(forget_shown, None, [seen, status], api_visibility="private")
+    chat_outputs = [shared.chat_input if shared.chat_input is not None else selected, shared.tabs, status]
+    ask.click(ask_in_chat, selected, chat_outputs, api_visibility="private")
