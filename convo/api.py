@@ -107,11 +107,12 @@ class ConversationModel:
 
     def fit(self, train, valid=None, *, task: str = "chat", output_dir: str | Path | None = None,
             lora: LoraSettings | None = None, **train_settings) -> "ConversationModel":
-        """Train a LoRA adapter on conversations (or any file the Fine-tune tab accepts) and return
-        the adapted model. ``train``/``valid``: iterables of conversations (lists of strings or of
-        message dicts), or a path. Loss falls on assistant turns only.
+        """Train a LoRA adapter on conversations (or any file the Fine-tune tab accepts); this model
+        becomes the adapted one (and is returned, so calls chain). ``train``/``valid``: iterables of
+        conversations (lists of strings or of message dicts), or a path. Loss falls on assistant
+        turns only. ``train_settings`` takes convo.finetune.TrainSettings fields (max_steps, ...).
 
-        >>> tuned = m.fit([["Hi", "Hello! What brings you here?"]] * 20, max_steps=10)   # doctest: +SKIP
+        >>> m.fit([["Hi", "Hello! What brings you here?"]] * 20, max_steps=10).save_pretrained("out")  # doctest: +SKIP
         """
         from . import finetune
 
@@ -121,10 +122,12 @@ class ConversationModel:
         result = finetune.train_adapter(ModelSpec(base.name, quantize=base.quantize, dtype=base.dtype,
                                                   device=base.device), train_examples, valid_examples, settings,
                                         output_dir or finetune.default_output_dir(base.name))
-        tuned = ConversationModel.from_pretrained(base.name, adapter=str(result.output_dir), quantize=base.quantize,
-                                                  dtype=base.dtype, system_prompt=self.system_prompt)
-        tuned.train_result = result
-        return tuned
+        if result.output_dir is None:
+            raise RuntimeError(f"Training ended without an adapter ({result.status}).")
+        self.lm = get_model(ModelSpec(base.name, adapter=str(result.output_dir), quantize=base.quantize,
+                                      dtype=base.dtype, device=base.device))
+        self.train_result = result
+        return self
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Save the adapter (peft format + card), loadable with ``from_pretrained(base, adapter=folder)``."""

@@ -71,7 +71,8 @@ def signed_in(profile: gr.OAuthProfile | None):
 
 def build_app() -> gr.Blocks:
     """The whole app as one Blocks."""
-    with gr.Blocks(title=TITLE) as demo:
+    # delete_cache: uploads and generated files older than a day are removed every hour.
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown(f"# {TITLE}\nChat with a model that asks good questions, generate questions, "
                         "fine-tune adapters and make training conversations.", elem_id="title")
