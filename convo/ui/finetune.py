@@ -1,0 +1,358 @@
+"""The Fine-tune tab: upload data, read its report, train a LoRA/QLoRA adapter as a background job,
+watch the loss, compare with the base model, and push the adapter to the Hub.
+
+Training runs in a subprocess (``python -m training.finetune ... --job_dir DIR``, shown in the tab);
+this module only starts, polls and cancels it through convo.finetune. The browser remembers its job
+(gr.BrowserState), so a reload reattaches to a running job.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from .. import finetune as core
+from ..data import DEFAULT_TASKS, FORMAT_NAMES, TASKS, validate_file
+from ..hub import HubError, resolve_token
+from ..models import POOL, ModelLoadError
+from ..settings import LoraSettings
+from .common import Shared, adapter_choices, adapters_dir, default_model, spec_from
+
+TASK_LABELS = {
+    "qg": "Question generation (passage -> question)",
+    "cqg": "Conversational question generation (passage + earlier turns -> next question)",
+    "qa": "Question answering with the passage",
+    "qa_closed": "Question answering without the passage",
+    "chat": "Chat (every assistant turn is a target)",
+}
+QLORA_CHOICES = [("auto (4-bit on a GPU)", "auto"), ("on: 4-bit NF4 base", "on"), ("off: full-precision base", "off")]
+LIVE_STATES = ("queued", "running")
+MAX_COMPARE = 8
+POLL_S = 1.0
+
+
+# ----------------------------------------------------------------------------- upload -> report
+
+
+def _path(file) -> str | None:
+    """A gr.File value (path string, or an object with .name/.path) as a path."""
+    if file is None:
+        return None
+    if isinstance(file, str):
+        return file
+    return getattr(file, "path", None) or getattr(file, "name", None)
+
+
+def _loaded_tokenizer(model: str | None, adapter: str | None, quantize: str | None):
+    """The tokenizer of the model bar's model if it is already loaded (token lengths), else None:
+    reading a report never starts a model download."""
+    try:
+        spec = spec_from(model, adapter, quantize)
+    except ValueError:
+        return None
+    for loaded in POOL.loaded():
+        if loaded.name == spec.name:
+            try:
+                return POOL.get(loaded).tokenizer
+            except ModelLoadError:
+                return None
+    return None
+
+
+def inspect_upload(file, val_file, task, max_length, model=None, adapter=None, quantize=None):
+    """Validate the uploaded file(s): the report, the task to use, and whether training may start."""
+    path = _path(file)
+    if not path:
+        return "Upload a CoQA, simplified CoQA, SQuAD or chat JSONL file to see what it holds.", gr.update(), \
+            gr.update(interactive=False)
+    probe = validate_file(path)
+    if probe.ok and (not task or (task == "chat") != (probe.format == "chat-jsonl")):
+        task = DEFAULT_TASKS[probe.format]
+    tokenizer = _loaded_tokenizer(model, adapter, quantize)
+    report = validate_file(path, task=task, tokenizer=tokenizer, max_length=int(max_length or 512))
+    parts = [report.summary()]
+    if tokenizer is None and report.ok:
+        parts.append("_Token lengths appear here once the model is loaded (Load in the model bar)._")
+    ok = report.ok
+    val_path = _path(val_file)
+    if val_path:
+        val_report = validate_file(val_path, task=task, tokenizer=tokenizer, max_length=int(max_length or 512))
+        parts.append("**Validation file**\n\n" + val_report.summary())
+        ok = ok and val_report.ok
+    return "\n\n".join(parts), gr.update(value=task if report.ok else None), gr.update(interactive=ok)
+
+
+# ----------------------------------------------------------------------------- start, cancel, resume
+
+
+def _settings(task, epochs, max_steps, batch_size, grad_accum, learning_rate, max_length, val_fraction,
+              eval_every, save_every, patience, seed, qlora, lora_r, lora_alpha, lora_dropout) -> core.TrainSettings:
+    return core.TrainSettings(
+        task=task or None, epochs=float(epochs), max_steps=int(max_steps) if max_steps else None,
+        batch_size=int(batch_size), grad_accum=int(grad_accum), learning_rate=float(learning_rate),
+        max_length=int(max_length), val_fraction=float(val_fraction), eval_every=int(eval_every),
+        save_every=int(save_every), early_stopping_patience=int(patience), seed=int(seed),
+        qlora={"on": True, "off": False}.get(qlora),
+        lora=LoraSettings(r=int(lora_r), alpha=int(lora_alpha), dropout=float(lora_dropout)))
+
+
+def adapter_folder(name: str) -> Path:
+    """Where an adapter called ``name`` is saved (so Chat and Questions list it)."""
+    return adapters_dir() / core.slug((name or "").strip())
+
+
+def own_job(job_dir) -> Path | None:
+    """The browser's job folder, only if it really is a job folder of this app."""
+    if not job_dir:
+        return None
+    path = Path(job_dir).resolve()
+    return path if path.parent == core.jobs_dir().resolve() and (path / "config.json").is_file() else None
+
+
+def start_training(file, val_file, name, job_dir, model, *settings_values):
+    """Start a training job for the uploaded data; returns the job folder and the first view."""
+    job = own_job(job_dir)
+    if job is not None and core.job_state(job) in LIVE_STATES:
+        gr.Warning("This browser already has a training job running: cancel it or wait for it to finish.")
+        return job_dir, *poll(job_dir)
+    path = _path(file)
+    try:
+        if not path:
+            raise ValueError("Upload a training data file first.")
+        settings = _settings(*settings_values)
+        name = (name or "").strip() or f"{settings.task or 'adapter'}-{core.slug(Path(model or default_model()).name)}"
+        output = adapter_folder(name)
+        if (output / "adapter_config.json").exists():
+            raise ValueError(f"An adapter named '{output.name}' already exists: choose another name.")
+        config = core.FinetuneConfig(train_data=path, val_data=_path(val_file), output_dir=str(output),
+                                     model_name=(model or default_model()).strip(), settings=settings)
+        job = core.start_job(config)
+    except TypeError:  # a cleared number box arrives as None
+        gr.Warning("Fill in every training setting (a number box is empty).")
+        return job_dir, *poll(job_dir)
+    except ValueError as exc:
+        gr.Warning(str(exc))
+        return job_dir, *poll(job_dir)
+    return str(job), *poll(str(job))
+
+
+def cancel_training(job_dir) -> str:
+    job = own_job(job_dir)
+    return core.cancel_job(job) if job else "No training job to cancel."
+
+
+def resume_training(job_dir):
+    """Continue a cancelled, failed or killed job from its last checkpoint."""
+    job = own_job(job_dir)
+    try:
+        if job is None:
+            raise ValueError("No training job to resume.")
+        core.resume_job(job)
+    except ValueError as exc:
+        gr.Warning(str(exc))
+    return poll(job_dir)
+
+
+# ----------------------------------------------------------------------------- polling -> view
+
+
+def progress_html(view: core.JobView | None) -> str:
+    if view is None or not view.max_steps:
+        return ""
+    eta = f" · ETA {core.format_seconds(view.eta_s)}" if view.state == "running" and view.eta_s is not None else ""
+    return (f'<div class="ft-progress"><progress value="{view.step}" max="{view.max_steps}" style="width:100%">'
+            f"</progress><span>step {view.step} / {view.max_steps} ({view.fraction:.0%}){eta}</span></div>")
+
+
+def loss_frame(progress: list[dict]) -> pd.DataFrame:
+    """Train and validation losses by step, for the LinePlot."""
+    rows = [{"step": r["step"], "loss": r["loss"], "split": "train"} for r in progress if r.get("loss") is not None]
+    rows += [{"step": r["step"], "loss": r["eval_loss"], "split": "validation"}
+             for r in progress if r.get("eval_loss") is not None]
+    return pd.DataFrame(rows, columns=["step", "loss", "split"])
+
+
+def status_text(view: core.JobView | None) -> str:
+    if view is None:
+        return "No training job yet."
+    step = f"step {view.step}/{view.max_steps}" if view.max_steps else "before the first step"
+    resume_from = f" Resume continues from step {core.checkpoint_step(view.checkpoint)}." if view.checkpoint else \
+        " No checkpoint was saved yet: Resume starts again."
+    return {
+        "queued": f"**Queued**: position {view.queue_position} — one training job runs per GPU (one at a time on CPU).",
+        "running": f"**Training**: {step}.",
+        "finished": f"**Finished**: adapter saved to `{view.adapter}`; pick it in the Adapter menu above to use it in "
+                    "Chat and Questions.",
+        "failed": f"**Failed**: {html.escape(view.error or 'unknown error')}",
+        "cancelled": f"**Cancelled** at {step}; the last checkpoint is kept.{resume_from}",
+        "died": f"**Stopped unexpectedly** at {step} (killed or crashed).{resume_from}",
+    }.get(view.state, f"**{view.state}**")
+
+
+def metrics_markdown(metrics: dict) -> str:
+    if not metrics:
+        return ""
+    lines = ["| | base model | adapter |", "|---|---|---|"]
+    for label, key in (("ROUGE-L", "rouge_l"), ("BLEU", "bleu")):
+        if key in metrics:
+            lines.append(f"| {label} (held-out) | {metrics.get('base_' + key, '–')} | {metrics[key]} |")
+    if "eval_loss" in metrics:
+        lines.append(f"| validation loss | | {metrics['eval_loss']} |")
+    extra = ", ".join(f"{k} {metrics[k]}" for k in ("train_loss", "steps", "epochs", "train_tokens", "train_runtime_s")
+                      if k in metrics)
+    return "\n".join(lines) + (f"\n\n{extra}" if extra else "")
+
+
+def samples_frame(samples: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([[s["prompt"][:400], s["reference"], s["base"], s["adapter"]] for s in samples],
+                        columns=["passage", "reference", "base model", "adapter"])
+
+
+def poll(job_dir):
+    """Everything shown about the browser's job: status, progress bar, loss plot, command, metrics,
+    side-by-side samples, the adapter menu (refreshed once the job is done) and the timer."""
+    job = own_job(job_dir)
+    view = core.job_view(job) if job else None
+    live = view is not None and view.state in LIVE_STATES
+    command = " ".join(_quote(part) for part in core.job_command(job)) if job else ""
+    if view is not None and view.state in ("cancelled", "died", "failed"):
+        command += "\n# continue from the last checkpoint:\n" + " ".join(core.job_command(job, resume=True))
+    finished = view is not None and view.state == "finished"
+    return (status_text(view), progress_html(view), loss_frame(view.progress if view else []), command,
+            metrics_markdown(view.metrics if finished else {}), samples_frame(core.read_samples(job) if finished else []),
+            gr.update(choices=adapter_choices()) if finished else gr.update(),
+            gr.Timer(active=live))
+
+
+def _quote(part: str) -> str:
+    import shlex
+
+    return shlex.quote(part)
+
+
+# ----------------------------------------------------------------------------- compare and push
+
+
+def compare_passages(job_dir, passages: str, quantize):
+    """Base model vs the job's adapter on the user's own passages (blank line between passages)."""
+    job = own_job(job_dir)
+    view = core.job_view(job) if job else None
+    if view is None or view.state != "finished" or not view.adapter:
+        raise gr.Error("Train an adapter first: the comparison uses the adapter of the finished job.")
+    blocks = [b.strip() for b in (passages or "").split("\n\n") if b.strip()]
+    if not blocks:
+        raise gr.Error("Paste one or more passages, separated by a blank line.")
+    if len(blocks) > MAX_COMPARE:
+        raise gr.Error(f"Compare at most {MAX_COMPARE} passages at a time (got {len(blocks)}).")
+    config = core.read_config(job)
+    try:
+        rows = core.compare_on_passages(config.model_name, view.adapter, blocks, core.read_metadata(view.adapter).get("task"),
+                                        quantize=quantize or "auto")
+    except (ModelLoadError, ValueError) as exc:
+        raise gr.Error(str(exc)) from None
+    return pd.DataFrame([[r["prompt"][:400], r["base"], r["adapter"]] for r in rows],
+                        columns=["passage", "base model", "adapter"])
+
+
+def push_to_hub(job_dir, repo_id, private, pasted_token, oauth_token: gr.OAuthToken | None = None):
+    """Push the finished job's adapter (adapter files and card only). The token is used for this
+    call and then dropped; the token box is cleared."""
+    job = own_job(job_dir)
+    view = core.job_view(job) if job else None
+    if view is None or view.state != "finished" or not view.adapter:
+        gr.Warning("Train an adapter first: there is nothing to push yet.")
+        return "Nothing to push yet.", ""
+    try:
+        url = core.push_adapter_to_hub(view.adapter, repo_id, token=resolve_token(pasted_token, oauth_token),
+                                       private=bool(private))
+    except HubError as exc:
+        gr.Warning(str(exc))
+        return f"**Push failed**: {html.escape(str(exc))}", ""
+    return f"Pushed to [{html.escape(repo_id.strip())}]({url}).", ""
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def render(shared: Shared) -> None:
+    """Build the tab inside the current gr.Tab; sets ``shared.finetune_file`` to the upload."""
+    job = gr.BrowserState(None, storage_key="convo_finetune_job")
+    gr.Markdown("Train a LoRA adapter on your own question/answer data. The report below shows what the file holds "
+                "and what is wrong with it before anything runs.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            upload = gr.File(label="Training data (CoQA, SQuAD or chat JSONL)", file_types=[".json", ".jsonl"],
+                             elem_id="ft-upload")
+            val_upload = gr.File(label="Validation data (optional)", file_types=[".json", ".jsonl"],
+                                 elem_id="ft-val-upload")
+            task = gr.Radio([(label, key) for key, label in TASK_LABELS.items()], value=None, label="Task",
+                            elem_id="ft-task")
+        report = gr.Markdown("Upload a file to see what it holds.", elem_id="ft-report")
+    shared.finetune_file = upload
+    with gr.Accordion("Training settings", open=False):
+        with gr.Row():
+            name = gr.Textbox(label="Adapter name", placeholder="e.g. curious-qg", elem_id="ft-name")
+            qlora = gr.Radio(QLORA_CHOICES, value="auto", label="QLoRA", elem_id="ft-qlora")
+        with gr.Row():
+            epochs = gr.Number(3, label="Epochs", minimum=0.1, maximum=100, elem_id="ft-epochs")
+            max_steps = gr.Number(0, label="Max steps (0: use epochs)", minimum=0, precision=0, elem_id="ft-max-steps")
+            batch_size = gr.Slider(1, 64, 8, step=1, label="Batch size", elem_id="ft-batch-size")
+            grad_accum = gr.Slider(1, 64, 1, step=1, label="Gradient accumulation")
+            learning_rate = gr.Number(2e-4, label="Learning rate", minimum=1e-7, maximum=1, elem_id="ft-lr")
+        with gr.Row():
+            max_length = gr.Slider(64, 4096, 512, step=64, label="Max tokens per example")
+            val_fraction = gr.Slider(0, 0.5, 0.1, step=0.05, label="Validation share (without a validation file)")
+            eval_every = gr.Number(50, label="Validate every N steps", minimum=1, precision=0)
+            save_every = gr.Number(100, label="Checkpoint every N steps", minimum=1, precision=0)
+            patience = gr.Number(3, label="Early stopping patience (0: off)", minimum=0, precision=0)
+            seed = gr.Number(42, label="Seed", precision=0)
+        with gr.Row():
+            lora_r = gr.Slider(1, 256, 16, step=1, label="LoRA rank r")
+            lora_alpha = gr.Number(32, label="LoRA alpha", minimum=1, precision=0)
+            lora_dropout = gr.Slider(0, 0.5, 0.05, step=0.01, label="LoRA dropout")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", interactive=False, elem_id="ft-start")
+        cancel = gr.Button("Cancel", variant="stop", elem_id="ft-cancel")
+        resume = gr.Button("Resume", elem_id="ft-resume")
+    status = gr.Markdown("No training job yet.", elem_id="ft-status")
+    progress = gr.HTML(elem_id="ft-progress")
+    plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="split", title="Loss", height=280,
+                       elem_id="ft-loss-plot")
+    command = gr.Code(label="Equivalent command", language="shell", interactive=False, elem_id="ft-command")
+    metrics = gr.Markdown(elem_id="ft-metrics")
+    samples = gr.Dataframe(samples_frame([]), label="Held-out examples: base model vs adapter", wrap=True,
+                           interactive=False, elem_id="ft-samples")
+    with gr.Accordion("Compare on your own passages", open=False):
+        passages = gr.Textbox(lines=5, label="Passages (blank line between; for question answering, the last line "
+                                             "of each is the question)", elem_id="ft-compare-input")
+        compare = gr.Button("Compare base and adapter", elem_id="ft-compare")
+        compared = gr.Dataframe(label="Base model vs adapter", wrap=True, interactive=False,
+                                elem_id="ft-compare-output")
+    with gr.Accordion("Push the adapter to the Hugging Face Hub", open=False):
+        with gr.Row():
+            repo = gr.Textbox(label="Repository", placeholder="your-name/curious-adapter", elem_id="ft-push-repo")
+            private = gr.Checkbox(True, label="Private", elem_id="ft-push-private")
+            token = gr.Textbox(label="Token (used once, never stored)", type="password",
+                               placeholder="hf_... (not needed when signed in or with HF_TOKEN)", elem_id="ft-push-token")
+        push = gr.Button("Push", elem_id="ft-push")
+        push_status = gr.Markdown(elem_id="ft-push-status")
+    timer = gr.Timer(POLL_S, active=False)
+
+    settings_inputs = [task, epochs, max_steps, batch_size, grad_accum, learning_rate, max_length, val_fraction,
+                       eval_every, save_every, patience, seed, qlora, lora_r, lora_alpha, lora_dropout]
+    view_outputs = [status, progress, plot, command, metrics, samples, shared.adapter, timer]
+    inspect_inputs = [upload, val_upload, task, max_length, shared.model, shared.adapter, shared.quantize]
+    gr.on([upload.change, val_upload.change], inspect_upload, inspect_inputs, [report, task, start],
+          api_name="finetune_inspect")
+    task.input(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
+    start.click(start_training, [upload, val_upload, name, job, shared.model, *settings_inputs], [job, *view_outputs],
+                api_name="finetune_start")
+    cancel.click(cancel_training, job, status, api_name="finetune_cancel")
+    resume.click(resume_training, job, view_outputs, api_name="finetune_resume")
+    timer.tick(poll, job, view_outputs, api_visibility="private", show_progress="hidden")
+    # Reattach after a reload: the browser's stored job is shown (and followed while it runs).
+    job.change(poll, job, view_outputs, api_visibility="private", show_progress="hidden")
+    compare.click(compare_passages, [job, passages, shared.quantize], compared, api_name="finetune_compare")
+    push.click(push_to_hub, [job, repo, private, token], [push_status, token], api_name="finetune_push")

@@ -1,0 +1,550 @@
+"""The Synthetic tab: make training conversations from personas x seed messages or from keyword lists.
+
+Preview the first three, run the whole set in batches (progress, kept/dropped counts, ETA, Cancel;
+a rerun in the same session resumes), then download, push to the Hub or send to Fine-tune.
+"""
+from __future__ import annotations
+
+import html
+import json
+import shlex
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from .. import hub
+from .. import synth as core
+from ..generation import Stop
+from ..models import ModelLoadError, get_model
+from .common import Shared, spec_from
+
+PREVIEW_COUNT = 3
+TABLE_ROWS = 200
+TABLE_HEADERS = ["#", "kept", "word / persona", "seed", "messages", "conversation", "why dropped"]
+DEFAULT_PERSONA_ROWS = [
+    ["learn", "wants to understand a topic well", "curious", "asks many questions and follows up"],
+    ["learn", "wants to understand a topic well", "skeptical", "doubts answers and asks for reasons"],
+    ["vent", "wants to talk about a frustrating day", "curious", "asks many questions and follows up"],
+    ["vent", "wants to talk about a frustrating day", "skeptical", "doubts answers and asks for reasons"],
+]
+DEFAULT_SEEDS = "I want to start running but I keep giving up.\nWhy is the sky blue?"
+DEFAULT_WORDS = "apple\nriver\nmusic\ngarden"
+
+# Cancel flags of running generations, keyed by Gradio session (process-wide, like Chat's Stop).
+_running: dict[str, Stop] = {}
+_running_lock = threading.Lock()
+
+
+@dataclass
+class Form:
+    """The tab's inputs that describe a job, in the order handlers receive their values."""
+
+    mode: gr.Radio
+    seeds: gr.Textbox
+    personas: gr.Dataframe
+    strategy: gr.Radio
+    turns: gr.Slider
+    samples: gr.Number
+    template: gr.Textbox
+    assistant_prompt: gr.Textbox
+    restyle: gr.Checkbox
+    restyle_template: gr.Textbox
+    restyle_max_chars: gr.Number
+    kw_name: gr.Textbox
+    prompt_lines: gr.Textbox
+    words: gr.Textbox
+    exclude: gr.Textbox
+    role_user: gr.Textbox
+    role_assistant: gr.Textbox
+    n_per_word: gr.Number
+    kw_strategy: gr.Radio
+    kw_turns: gr.Slider
+    max_attempts: gr.Number
+    temperature: gr.Slider
+    max_new_tokens: gr.Number
+    batch_size: gr.Number
+    seed: gr.Number
+
+    def inputs(self) -> list:
+        return list(vars(self).values())
+
+
+@dataclass
+class FormValues:
+    """Plain values of a ``Form`` (what the handlers and tests build jobs from)."""
+
+    mode: str = core.PERSONA
+    seeds: str = DEFAULT_SEEDS
+    personas: object = None
+    strategy: str = core.AGENTS
+    turns: int = 3
+    samples: int = 1
+    template: str = core.DEFAULT_AGENT_TEMPLATE
+    assistant_prompt: str = core.DEFAULT_ASSISTANT_PROMPT
+    restyle: bool = False
+    restyle_template: str = core.DEFAULT_RESTYLE_TEMPLATE
+    restyle_max_chars: int = 280
+    kw_name: str = "words"
+    prompt_lines: str = "\n".join(core.DEFAULT_KEYWORD_PROMPT_LINES)
+    words: str = DEFAULT_WORDS
+    exclude: str = "\n".join(core.DEFAULT_EXCLUDE)
+    role_user: str = core.DEFAULT_ROLES[0]
+    role_assistant: str = core.DEFAULT_ROLES[1]
+    n_per_word: int = 1
+    kw_strategy: str = core.TURNS
+    kw_turns: int = 2
+    max_attempts: int = 4
+    temperature: float = 0.8
+    max_new_tokens: int = 0
+    batch_size: int = 8
+    seed: int = -1
+
+
+def _lines(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def _rows(table) -> list[list]:
+    """Dataframe value (a pandas DataFrame, a dict with ``data`` or a list of rows) -> list of rows."""
+    if table is None:
+        return []
+    if hasattr(table, "values") and hasattr(table, "columns"):
+        return table.values.tolist()
+    if isinstance(table, dict):
+        return list(table.get("data") or [])
+    return [list(row) for row in table]
+
+
+def _whole(value, name: str, default: int) -> int:
+    if value in (None, ""):
+        return default
+    number = float(value)
+    if number != int(number):
+        raise core.ConfigError(f"{name}: expected a whole number, got {value}")
+    return int(number)
+
+
+def job_from(values: FormValues) -> core.KeywordJob | core.PersonaJob:
+    """The job the form describes; raises ConfigError naming the field at fault."""
+    if values.mode == core.KEYWORD:
+        config = core.keyword_config_from_dict({
+            "name": (values.kw_name or "").strip() or "words", "prompt_lines": _lines(values.prompt_lines),
+            "words": _lines(values.words), "exclude": _lines(values.exclude)}, source="keyword config")
+        return core.KeywordJob(config, roles=(values.role_user or "", values.role_assistant or ""),
+                               n_per_word=_whole(values.n_per_word, "conversations per word", 1),
+                               max_attempts=_whole(values.max_attempts, "attempts", 4),
+                               strategy=values.kw_strategy or core.TURNS, turns=_whole(values.kw_turns, "turns", 2))
+    restyle_template = values.restyle_template if values.restyle else ""
+    return core.PersonaJob(
+        core.parse_seed_text(values.seeds) or [""], core.personas_from_rows(_rows(values.personas)),
+        turns=_whole(values.turns, "turns", 3), strategy=values.strategy or core.AGENTS,
+        template=values.template or "", assistant_prompt=values.assistant_prompt or "",
+        restyle_template=restyle_template or "", restyle_max_chars=_whole(values.restyle_max_chars, "max characters", 280),
+        samples=_whole(values.samples, "conversations per seed and persona", 1),
+        max_attempts=_whole(values.max_attempts, "attempts", 2))
+
+
+def sampling_from(job, values: FormValues):
+    seed = _whole(values.seed, "seed", -1)
+    tokens = _whole(values.max_new_tokens, "max new tokens", 0)
+    return core.default_sampling(job, tokens or None, temperature=float(values.temperature),
+                                 seed=seed if seed >= 0 else None)
+
+
+def _values(args) -> FormValues:
+    return FormValues(*args)
+
+
+# --------------------------------------------------------------------------- imports
+
+
+def import_keyword_config(file):
+    """Fill the keyword fields from an uploaded keyword config."""
+    if not file:
+        return gr.update(), gr.update(), gr.update(), gr.update(), ""
+    try:
+        config = core.load_keyword_config(_path(file))
+    except core.ConfigError as exc:
+        gr.Warning(str(exc))
+        return gr.update(), gr.update(), gr.update(), gr.update(), f"**Error:** {exc}"
+    note = f"Imported **{config.name}**: {len(config.words)} words, {len(config.exclude)} exclude entries."
+    if config.model:
+        note += f" The config names model `{config.model}`; the model bar above decides which model runs."
+    return (config.name, "\n".join(config.prompt_lines), "\n".join(config.words), "\n".join(config.exclude), note)
+
+
+def import_persona_config(files, template: str, restyle_template: str):
+    """Fill the persona grid (and templates, if the config has them) from an uploaded persona config.
+
+    Description files named by ``path`` must be uploaded together with the config (by file name): an
+    uploaded config never reads anything else from the server's disk.
+    """
+    paths = [_path(f) for f in (files or []) if f]
+    configs = [p for p in paths if p.suffix.lower() == ".json"]
+    if not configs:
+        if paths:
+            gr.Warning("Upload the persona config (.json) together with its description files.")
+        return gr.update(), gr.update(), gr.update(), gr.update(), ""
+    uploaded = {p.name: p for p in paths}
+    try:
+        config = core.load_persona_config(configs[0], files=uploaded)
+    except core.ConfigError as exc:
+        gr.Warning(str(exc))
+        return gr.update(), gr.update(), gr.update(), gr.update(), f"**Error:** {exc}"
+    note = f"Imported {len(config.personas)} personas from **{configs[0].name}**."
+    if config.llm:
+        note += f" The config names model `{config.llm}`; the model bar above decides which model runs."
+    restyle = gr.update(value=True) if config.restyle_template else gr.update()
+    return (core.persona_rows(config.personas), config.template or template, config.restyle_template or restyle_template,
+            restyle, note)
+
+
+def load_seed_file(file, current: str):
+    """Put the seeds of an uploaded .txt/.csv/.jsonl/.json file into the seed box."""
+    if not file:
+        return current
+    try:
+        return "\n".join(core.read_seeds(_path(file)))
+    except core.ConfigError as exc:
+        gr.Warning(str(exc))
+        return current
+
+
+def make_grid(motivations, dispositions):
+    """The persona grid: every motivation (name, description) crossed with every disposition."""
+    motivation_rows = _named_rows(motivations, "motivations")
+    disposition_rows = _named_rows(dispositions, "dispositions")
+    if not motivation_rows or not disposition_rows:
+        gr.Warning("Give at least one motivation and one disposition.")
+        return gr.update()
+    return core.persona_rows(core.grid(motivation_rows, disposition_rows))
+
+
+def _named_rows(table, what: str) -> list[tuple[str, str]]:
+    rows = []
+    for number, row in enumerate(_rows(table), start=1):
+        cells = [("" if c is None else str(c)).strip() for c in list(row) + ["", ""]][:2]
+        if cells[0]:
+            rows.append((cells[0], cells[1]))
+        elif cells[1]:
+            raise gr.Error(f"{what} row {number}: missing name")
+    return rows
+
+
+def switch_strategy(strategy: str, template: str):
+    """Swap the template for the other strategy's default, unless the user has edited it."""
+    defaults = {core.DEFAULT_AGENT_TEMPLATE.strip(), core.DEFAULT_SCRIPT_TEMPLATE.strip(), ""}
+    new_template = core.default_template(strategy) if (template or "").strip() in defaults else template
+    return new_template, gr.update(visible=strategy == core.AGENTS)
+
+
+def switch_mode(mode: str):
+    persona = mode == core.PERSONA
+    return gr.update(visible=persona), gr.update(visible=not persona)
+
+
+def _path(file) -> Path:
+    return Path(file if isinstance(file, str) else getattr(file, "name", None) or file["path"])
+
+
+# --------------------------------------------------------------------------- preview and run
+
+
+def _describe(result: core.Result) -> str:
+    item = result.item
+    return item.word if item.word is not None else item.persona.label
+
+
+def result_rows(results, start: int = 1) -> list[list]:
+    """Output-table rows for results (kept or not)."""
+    rows = []
+    for number, result in enumerate(results, start=start):
+        rows.append([number, "yes" if result.kept else "no", _describe(result), result.item.seed or "",
+                     len(result.messages), core.transcript(result.messages)[:2000], "; ".join(result.faults)])
+    return rows
+
+
+def preview_markdown(results) -> str:
+    parts = []
+    for number, result in enumerate(results, start=1):
+        verdict = "kept" if result.kept else f"dropped: {'; '.join(result.faults)}"
+        body = "\n".join(f"> **{m['role']}:** {html.escape(m['content'])}  " for m in result.messages) or "> (no turns)"
+        if result.restyled:
+            body += "\n>\n> *Restyled:*\n" + "\n".join(
+                f"> **{m['role']}:** {html.escape(m['content'])}  " for m in result.restyled)
+        parts.append(f"**{number}. {html.escape(_describe(result))}** ({verdict})\n\n{body}")
+        if not result.kept and result.raw:
+            parts.append(f"<details><summary>model output</summary>\n\n```\n{result.raw}\n```\n</details>")
+    return "\n\n".join(parts) or "Nothing to preview."
+
+
+def preview(model, adapter, quantize, *args):
+    """Generate the first three conversations (nothing is written) so prompts can be checked first."""
+    values = _values(args)
+    try:
+        job = job_from(values)
+        sampling = sampling_from(job, values)
+        lm = get_model(spec_from(model, adapter, quantize))
+    except (core.ConfigError, ValueError, ModelLoadError) as exc:
+        gr.Warning(str(exc))
+        return f"**Error:** {exc}", gr.update()
+    results = core.preview(lm, job, PREVIEW_COUNT, sampling, batch_size=_whole(values.batch_size, "batch size", 8))
+    return preview_markdown(results), result_rows(results)
+
+
+def progress_html(progress: core.Progress | None) -> str:
+    """A progress bar with kept/dropped counts and ETA."""
+    if progress is None:
+        return ""
+    total = progress.total
+    bar = (f'<progress value="{progress.done}" max="{total}" style="width:100%"></progress>' if total
+           else '<progress style="width:100%"></progress>')
+    state = "finished" if progress.finished else "cancelled" if progress.cancelled else "running"
+    return (f'<div class="synth-progress" data-state="{state}" data-kept="{progress.kept}" '
+            f'data-dropped="{progress.dropped}">{bar}<div>{html.escape(progress.summary())}</div></div>')
+
+
+def new_output_path() -> str:
+    """A fresh output file for this session (in the temp dir, so it can be downloaded)."""
+    folder = Path(tempfile.gettempdir()) / "convo-synth" / uuid.uuid4().hex[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / "conversations.jsonl")
+
+
+def cli_command(job, out_path: str, model: str, sampling, batch_size: int) -> str:
+    """The equivalent ``python -m convo synth`` command; writes the config files it needs next to the output."""
+    folder = Path(out_path).parent
+    if isinstance(job, core.KeywordJob):
+        config = folder / "keywords.json"
+        config.write_text(json.dumps(job.config.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        parts = ["--config", str(config), "--n-per-word", str(job.n_per_word), "--roles", ",".join(job.roles),
+                 "--strategy", job.strategy, "--turns", str(job.turns), "--max-attempts", str(job.max_attempts)]
+    else:
+        config, seeds = folder / "personas.json", folder / "seeds.txt"
+        data = core.persona_config_to_dict(job.personas, llm=model, template=job.template,
+                                           restyle_template=job.restyle_template or None)
+        config.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        seeds.write_text("\n".join(s.replace("\n", " ") for s in job.seeds) + "\n", encoding="utf-8")
+        parts = ["--personas", str(config), "--seeds", str(seeds), "--turns", str(job.turns), "--strategy",
+                 job.strategy, "--samples", str(job.samples), "--max-attempts", str(job.max_attempts)]
+    parts += ["--out", out_path, "--model", model, "--batch-size", str(batch_size), "--max-new-tokens",
+              str(sampling.max_new_tokens), "--temperature", str(sampling.temperature)]
+    if sampling.seed is not None:
+        parts += ["--seed", str(sampling.seed)]
+    return "python -m convo synth " + " ".join(shlex.quote(p) for p in parts)
+
+
+def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.Request = None):
+    """Generate the whole set into this session's output file, streaming progress after each batch.
+
+    Yields (progress bar, status, output table, download file, output path, CLI command, dataset config).
+    Running again with the same output resumes: finished conversations are skipped.
+    """
+    values = _values(args)
+    try:
+        job = job_from(values)
+        sampling = sampling_from(job, values)
+        batch_size = _whole(values.batch_size, "batch size", 8)
+        lm = get_model(spec_from(model, adapter, quantize))
+    except (core.ConfigError, ValueError, ModelLoadError) as exc:
+        gr.Warning(str(exc))
+        yield "", f"**Error:** {exc}", gr.update(), gr.update(), out_path, gr.update(), gr.update()
+        return
+    if out_path and previous_config and previous_config.get("mode") != job.mode:
+        out_path = None  # persona and keyword conversations do not share a file
+    out_path = out_path or new_output_path()
+    command = cli_command(job, out_path, core.model_label(lm), sampling, batch_size)
+    config = core.dataset_config(job, core.model_label(lm), sampling)
+    stop = Stop()
+    session = request.session_hash if request is not None else "local"
+    with _running_lock:
+        _running[session] = stop
+    rows: list[list] = []
+    try:
+        for progress in core.run(lm, job, out_path, sampling=sampling, batch_size=batch_size, stop=stop):
+            rows = (result_rows(progress.latest, start=len(rows) + 1) + rows)[:TABLE_ROWS] if progress.latest else rows
+            finished = progress.finished or progress.cancelled
+            status = _run_status(progress, out_path)
+            yield (progress_html(progress), status, rows, out_path if finished else gr.update(), out_path, command,
+                   config)
+    except core.ConfigError as exc:
+        gr.Warning(str(exc))
+        yield "", f"**Error:** {exc}", gr.update(), gr.update(), None, command, config
+    finally:
+        with _running_lock:
+            _running.pop(session, None)
+
+
+def _run_status(progress: core.Progress, out_path: str) -> str:
+    if progress.cancelled:
+        return f"Cancelled: {progress.kept} new conversations saved. Run again to resume."
+    if progress.finished:
+        reasons = ", ".join(f"{r} ({n})" for r, n in progress.reasons.most_common(3))
+        why = f" Most common reasons to drop: {reasons}." if reasons else ""
+        return f"Done: {progress.kept} new conversations ({progress.skipped} already there) in `{Path(out_path).name}`.{why}"
+    step = f" (this batch: {progress.phase})" if progress.phase else ""
+    return f"Generating{step}... finished conversations are saved as they come."
+
+
+def cancel(request: gr.Request = None):
+    """Stop this session's run after the batch in progress (finished conversations stay saved)."""
+    with _running_lock:
+        stop = _running.get(request.session_hash if request is not None else "local")
+    if stop:
+        stop.set()
+        return "Cancelling after the current batch..."
+    return "Nothing is running."
+
+
+def new_output():
+    return None, "", "Next run writes a new file.", []
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def flat_json(out_path):
+    """The output in the flat ``{"conv", "restyled_conv"}`` JSON of earlier persona experiments."""
+    if not out_path or not Path(out_path).is_file():
+        raise gr.Error("Run the generation first.")
+    return str(core.write_flat_json(out_path, Path(out_path).with_suffix(".flat.json")))
+
+
+def push(out_path, repo_id, private, token, config, oauth_token: gr.OAuthToken | None = None):
+    """Push the output as a Hub dataset with a card recording the generation config."""
+    if not out_path or not Path(out_path).is_file():
+        raise gr.Error("Run the generation first: there is nothing to push.")
+    try:
+        url = core.push_to_hub(out_path, repo_id or "", token=hub.resolve_token(token, oauth_token),
+                               config=config or {}, private=bool(private))
+    except (hub.HubError, core.ConfigError) as exc:
+        return f"**Error:** {exc}"
+    return f"Pushed: [{url}]({url})"
+
+
+def send_to_finetune(out_path):
+    """Hand the output to the Fine-tune tab (its file box validates on change) and switch to it."""
+    if not out_path or not Path(out_path).is_file():
+        raise gr.Error("Run the generation first: there is nothing to send.")
+    return gr.update(value=out_path), gr.Tabs(selected="finetune")
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def render(shared: Shared) -> None:
+    """Build the Synthetic tab inside the current Blocks context."""
+    out_path = gr.State(None)
+    config_state = gr.State({})
+    defaults = FormValues()
+    mode = gr.Radio([core.PERSONA, core.KEYWORD], value=core.PERSONA, label="Mode", elem_id="synth-mode",
+                    info="persona: seed messages role-played by user personas; keyword: one script per word")
+    with gr.Column(visible=True) as persona_box:
+        with gr.Row():
+            seeds = gr.Textbox(defaults.seeds, lines=4, label="Seed messages (one per line)", elem_id="synth-seeds", scale=3)
+            seed_file = gr.File(label="...or upload seeds (.txt one per line, .csv, .jsonl)", scale=2,
+                                file_types=[".txt", ".csv", ".jsonl", ".json"], elem_id="synth-seed-file")
+        personas = gr.Dataframe(value=DEFAULT_PERSONA_ROWS, headers=core.PERSONA_COLUMNS, column_count=4, type="array",
+                                interactive=True, label="Personas (motivation x disposition; edit names and descriptions)",
+                                elem_id="synth-personas", wrap=True)
+        with gr.Accordion("Import a persona config or build a grid", open=False):
+            persona_files = gr.File(label="Persona experiment config (.json) with its description files",
+                                    file_count="multiple", elem_id="synth-persona-config")
+            with gr.Row():
+                motivations = gr.Dataframe(value=[["learn", "wants to understand a topic well"]],
+                                           headers=["motivation", "description"], column_count=2, type="array",
+                                           interactive=True, label="Motivations")
+                dispositions = gr.Dataframe(value=[["curious", "asks many questions"]], headers=["disposition", "description"],
+                                            column_count=2, type="array", interactive=True, label="Dispositions")
+            grid_btn = gr.Button("Make grid", size="sm", elem_id="synth-make-grid")
+        with gr.Row():
+            strategy = gr.Radio(list(core.STRATEGIES), value=core.AGENTS, label="Strategy",
+                                info="agents: two role-played agents take turns; script: one generation parsed into turns")
+            turns = gr.Slider(1, 10, defaults.turns, step=1, label="Turns (exchanges) per conversation")
+            samples = gr.Number(defaults.samples, precision=0, minimum=1, label="Conversations per seed and persona")
+        template = gr.Textbox(defaults.template, lines=6, label="Generation template ({motivation}, {disposition}, {seed})",
+                              elem_id="synth-template")
+        assistant_prompt = gr.Textbox(defaults.assistant_prompt, lines=2, label="Assistant system prompt")
+        with gr.Row():
+            restyle = gr.Checkbox(False, label="Restyle pass", elem_id="synth-restyle")
+            restyle_max_chars = gr.Number(280, precision=0, minimum=0, label="Restyled message max characters (0 = no limit)")
+        restyle_template = gr.Textbox(defaults.restyle_template, lines=3, label="Restyle template ({message})")
+    with gr.Column(visible=False) as keyword_box:
+        keyword_file = gr.File(label="Import keyword config (.json)", file_types=[".json"], elem_id="synth-keyword-config")
+        kw_name = gr.Textbox(defaults.kw_name, label="Name")
+        prompt_lines = gr.Textbox(defaults.prompt_lines, lines=4, label="Prompt lines ({word} is replaced)",
+                                  elem_id="synth-prompt-lines")
+        with gr.Row():
+            words = gr.Textbox(defaults.words, lines=6, label="Words (one per line)", elem_id="synth-words")
+            exclude = gr.Textbox(defaults.exclude, lines=6, label="Exclude (one per line; text or regex, any case)",
+                                 elem_id="synth-exclude")
+        with gr.Row():
+            role_user = gr.Textbox(defaults.role_user, label="First speaker (user)")
+            role_assistant = gr.Textbox(defaults.role_assistant, label="Second speaker (assistant)")
+            n_per_word = gr.Number(1, precision=0, minimum=1, label="Conversations per word")
+        with gr.Row():
+            kw_strategy = gr.Radio(list(core.KEYWORD_STRATEGIES), value=core.TURNS, label="Strategy",
+                                   info="turns: one line per step (best for small models); script: one generation parsed")
+            kw_turns = gr.Slider(1, 10, defaults.kw_turns, step=1, label="Exchanges per conversation (turns strategy)")
+    with gr.Accordion("Generation settings", open=False):
+        with gr.Row():
+            temperature = gr.Slider(0, 1.5, defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
+            max_new_tokens = gr.Number(0, precision=0, minimum=0, label="Max new tokens (0 = auto)")
+            batch_size = gr.Number(defaults.batch_size, precision=0, minimum=1, maximum=512, label="Batch size")
+            max_attempts = gr.Number(defaults.max_attempts, precision=0, minimum=1, label="Attempts per item")
+            seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")
+    with gr.Row():
+        preview_btn = gr.Button("Preview (first 3)", elem_id="synth-preview")
+        run_btn = gr.Button("Run", variant="primary", elem_id="synth-run")
+        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="synth-cancel")
+        new_btn = gr.Button("New output file", elem_id="synth-new-output")
+    progress = gr.HTML(elem_id="synth-progress")
+    status = gr.Markdown(elem_id="synth-status")
+    preview_out = gr.Markdown(elem_id="synth-preview-output")
+    table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, type="array", wrap=True, label="Conversations (newest first)",
+                         elem_id="synth-output-table")
+    command = gr.Code(label="The same run from the command line", language="shell", interactive=False,
+                      elem_id="synth-command")
+    with gr.Row():
+        download = gr.File(label="Output (chat JSONL)", interactive=False, elem_id="synth-download")
+        flat = gr.File(label="Flat JSON ({conv, restyled_conv})", interactive=False, elem_id="synth-flat")
+    with gr.Row():
+        flat_btn = gr.Button("Make flat JSON", size="sm", elem_id="synth-flat-json")
+        send_btn = gr.Button("Send to Fine-tune", elem_id="synth-send-finetune",
+                             visible=shared.finetune_file is not None)
+    with gr.Accordion("Push to the Hugging Face Hub", open=False):
+        with gr.Row():
+            repo_id = gr.Textbox(label="Dataset repo id", placeholder="your-name/curious-conversations", elem_id="synth-repo-id")
+            private = gr.Checkbox(True, label="Private")
+            token = gr.Textbox(label="Token (used for this push only, never stored)", type="password",
+                               elem_id="synth-token")
+        push_btn = gr.Button("Push dataset", elem_id="synth-push")
+        push_status = gr.Markdown(elem_id="synth-push-status")
+
+    form = Form(mode, seeds, personas, strategy, turns, samples, template, assistant_prompt, restyle, restyle_template,
+                restyle_max_chars, kw_name, prompt_lines, words, exclude, role_user, role_assistant, n_per_word,
+                kw_strategy, kw_turns, max_attempts, temperature, max_new_tokens, batch_size, seed)
+    bar = [shared.model, shared.adapter, shared.quantize]
+    private_event = dict(api_visibility="private")
+    mode.change(switch_mode, mode, [persona_box, keyword_box], queue=False, **private_event)
+    strategy.change(switch_strategy, [strategy, template], [template, assistant_prompt], queue=False, **private_event)
+    seed_file.upload(load_seed_file, [seed_file, seeds], seeds, **private_event)
+    persona_files.upload(import_persona_config, [persona_files, template, restyle_template],
+                         [personas, template, restyle_template, restyle, status], **private_event)
+    keyword_file.upload(import_keyword_config, keyword_file, [kw_name, prompt_lines, words, exclude, status],
+                        **private_event)
+    grid_btn.click(make_grid, [motivations, dispositions], personas, queue=False, **private_event)
+    preview_btn.click(preview, [*bar, *form.inputs()], [preview_out, table], api_name="synth_preview")
+    run_event = run_btn.click(run, [*bar, out_path, config_state, *form.inputs()],
+                              [progress, status, table, download, out_path, command, config_state], api_name="synth_run")
+    cancel_btn.click(cancel, None, status, queue=False, **private_event)
+    new_btn.click(new_output, None, [out_path, progress, status, table], queue=False, **private_event)
+    flat_btn.click(flat_json, out_path, flat, **private_event)
+    push_btn.click(push, [out_path, repo_id, private, token, config_state], push_status, api_name="synth_push")
+    if shared.finetune_file is not None:
+        send_btn.click(send_to_finetune, out_path, [shared.finetune_file, shared.tabs], **private_event)
+    shared.extra["synth_run_event"] = run_event

@@ -1,0 +1,45 @@
+"""The notebook API: ConversationModel.fit on whole conversations, save, reload, same output."""
+import json
+
+from convo import ConversationModel
+from convo.models import adapter_base, get_model
+from convo.settings import ModelSpec
+
+GREEDY = dict(temperature=0, max_new_tokens=12, repetition_penalty=1.0)
+
+
+def conversations(n):
+    topics = ["river", "mill", "birds", "bicycle", "stars", "bread", "music", "library", "France", "plants"]
+    return [[f"I like the {t}.", f"What do you like most about the {t}?", f"The {t} is calm.",
+             f"Why does the {t} feel calm to you?"] for t in (topics * 3)[:n]]
+
+
+def test_fit_lowers_validation_loss_and_the_adapter_reloads(tiny_causal, tmp_path):
+    m = ConversationModel.from_pretrained(tiny_causal, dtype="float32")
+    base = ConversationModel.from_pretrained(tiny_causal, dtype="float32")
+    tuned = m.fit(conversations(20), valid=conversations(4), output_dir=tmp_path / "adapter", max_steps=30,
+                  batch_size=4, learning_rate=5e-3, eval_every=10, save_every=30, max_length=128)
+    result = tuned.train_result
+    losses = [loss for _, loss in result.eval_losses]
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+    assert tuned is m and m.spec.adapter == str(tmp_path / "adapter")
+    saved = m.save_pretrained(tmp_path / "saved")
+    assert (saved / "adapter_config.json").is_file() and (saved / "adapter_model.safetensors").is_file()
+    assert adapter_base(saved) == tiny_causal
+    reloaded = ConversationModel.from_pretrained(tiny_causal, adapter=str(saved), dtype="float32")
+    context = ["I like the river.", "What do you like most about the river?", "The river is calm."]
+    assert reloaded.generate(context, **GREEDY).responses == tuned.generate(context, **GREEDY).responses
+    assert reloaded.generate(context, **GREEDY).responses != base.generate(context, **GREEDY).responses
+    # and the Chat tab lists adapters saved under the data dir by path: the same folder loads there
+    assert get_model(ModelSpec(tiny_causal, adapter=str(saved), dtype="float32")).spec.adapter == str(saved)
+
+
+def test_fit_reads_any_file_the_finetune_tab_accepts(tiny_causal, tmp_path):
+    data = tmp_path / "chats.jsonl"
+    data.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": c[0]},
+                                                      {"role": "assistant", "content": c[1]}]})
+                              for c in conversations(12)))
+    m = ConversationModel.from_pretrained(tiny_causal, dtype="float32")
+    tuned = m.fit(str(data), output_dir=tmp_path / "adapter", max_steps=4, batch_size=4, eval_every=2,
+                  save_every=4, max_length=64)
+    assert tuned.spec.adapter == str(tmp_path / "adapter")

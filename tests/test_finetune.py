@@ -1,0 +1,573 @@
+"""Tests for convo.finetune, the training/ CLIs and the Fine-tune tab's handlers, on tiny fp32 models.
+
+Run: ``python -m pytest tests/test_finetune.py -q`` (the slow QLoRA run on the bundled model: ``-m slow``).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from convo import finetune as ft
+from convo.data import DataError, load_examples
+from convo.models import adapter_base, get_model, load_model
+from convo.settings import LoraSettings, ModelSpec
+
+try:
+    from hub_server import serve_fake_hub
+except ImportError:  # pragma: no cover
+    from tests.hub_server import serve_fake_hub
+
+DATA = Path(__file__).parent / "data"
+COQA = DATA / "good" / "coqa_simple.json"
+CHAT = DATA / "finetune" / "chat_multiturn.jsonl"
+TOKEN = "hf_finetune_secret_token"
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def quick(**changes) -> ft.TrainSettings:
+    """Settings for a few fast steps on a tiny model."""
+    base = dict(max_steps=6, batch_size=4, learning_rate=1e-2, eval_every=3, save_every=3, eval_generations=2,
+                lora=LoraSettings(r=8, alpha=16, dropout=0.0))
+    return ft.TrainSettings(**{**base, **changes})
+
+
+def tiny_spec(folder: str, **kwargs) -> ModelSpec:
+    return ModelSpec(folder, dtype="float32", device="cpu", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_causal):
+    return load_model(tiny_spec(tiny_causal))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_causal, tmp_path_factory):
+    """One short LoRA run on the CoQA sample, shared by the tests that inspect its results."""
+    folder = tmp_path_factory.mktemp("trained")
+    examples, _ = load_examples(COQA, "qg")
+    records = []
+    result = ft.train_adapter(tiny_spec(tiny_causal), examples, examples[:4], quick(task="qg"), folder / "adapter",
+                              on_log=records.append)
+    return result, records, folder
+
+
+# ----------------------------------------------------------------------------- settings and converters
+
+
+def test_settings_reject_bad_values_with_the_field_named():
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, 1024\], got 0"):
+        ft.TrainSettings(batch_size=0)
+    with pytest.raises(ValueError, match=r"save_every \(50\) must be a multiple of eval_every \(20\)"):
+        ft.TrainSettings(eval_every=20, save_every=50)
+    ft.TrainSettings(eval_every=20, save_every=50, early_stopping_patience=0)  # no early stopping: any steps
+    with pytest.raises(ValueError, match="task must be one of"):
+        ft.TrainSettings(task="summarise")
+    with pytest.raises(ValueError, match="push_to_hub must be 'user/repo'"):
+        ft.FinetuneConfig(train_data="a.json", output_dir="out", push_to_hub="norepo")
+
+
+def test_settings_round_trip_through_dict():
+    settings = ft.TrainSettings(max_steps=7, qlora=True, task="cqg", lora=LoraSettings(r=4, target_modules="q_proj,v_proj"))
+    assert ft.TrainSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    assert settings.use_qlora("cpu") is True
+    assert ft.TrainSettings().use_qlora("cuda:0") is True and ft.TrainSettings().use_qlora("cpu") is False
+
+
+def test_to_lora_config_is_a_pure_converter():
+    config = ft.to_lora_config(LoraSettings(r=4, alpha=8, dropout=0.1, target_modules="q_proj, v_proj"))
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (4, 8, 0.1)
+    assert set(config.target_modules) == {"q_proj", "v_proj"}
+    assert config.task_type == "CAUSAL_LM"
+    assert ft.to_lora_config(LoraSettings(), "SEQ_2_SEQ_LM").target_modules == "all-linear"
+
+
+def test_cli_args_reproduce_the_config():
+    settings = ft.TrainSettings(max_steps=9, batch_size=2, learning_rate=3e-4, qlora=False, task="qa",
+                                early_stopping_patience=0, eval_every=7, save_every=5, group_by_length=False,
+                                lora=LoraSettings(r=4, dropout=0.0))
+    config = ft.FinetuneConfig(train_data="/d/train.json", val_data="/d/val.json", output_dir="/o/a",
+                               model_name="org/model", settings=settings, dtype="float32", private=False)
+    args = ft.build_parser().parse_args(ft.cli_args(config))
+    assert ft.config_from_args(args) == config
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_labels_mask_prompt_and_every_assistant_turn_is_a_target(tiny_lm):
+    conversation = [{"role": "system", "content": "Be curious."},
+                    {"role": "user", "content": "I bake bread."},
+                    {"role": "assistant", "content": "What kind of bread?"},
+                    {"role": "user", "content": "Sourdough."},
+                    {"role": "assistant", "content": "How old is your starter?"}]
+    encoded = ft.encode_example(tiny_lm, conversation, 512)
+    tok = tiny_lm.tokenizer
+    targets = [t for t in encoded["labels"] if t != -100]
+    assert tok.decode(targets) == "What kind of bread?<|im_end|>How old is your starter?<|im_end|>"
+    prompt = [t for t, label in zip(encoded["input_ids"], encoded["labels"]) if label == -100]
+    assert "I bake bread." in tok.decode(prompt) and "Be curious." in tok.decode(prompt)
+    rendered = tok.apply_chat_template(conversation, tokenize=False)
+    assert encoded["input_ids"] == tok(rendered, add_special_tokens=False)["input_ids"]
+
+
+def test_padding_is_masked_by_position_even_when_pad_is_eos(tiny_lm):
+    short = ft.encode_example(tiny_lm, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello?"}], 512)
+    long = ft.encode_example(tiny_lm, [{"role": "user", "content": "Tell me about the river and the old mill"},
+                                       {"role": "assistant", "content": "Why do you ask about the mill?"}], 512)
+    eos = tiny_lm.tokenizer.eos_token_id
+    batch = ft.PadCollator(pad_id=eos)([short, long])
+    n = len(short["input_ids"])
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+    assert batch["attention_mask"][0, n:].sum() == 0 and batch["attention_mask"][0, :n].all()
+    assert (batch["labels"][0, n:] == -100).all()
+    assert (batch["input_ids"][0, n:] == eos).all()
+    assert batch["labels"][0, :n].tolist() == short["labels"]
+
+
+def test_over_long_examples_keep_their_target(tiny_lm):
+    passage = "The river flows past the old mill. " * 40
+    example = [{"role": "user", "content": passage}, {"role": "assistant", "content": "Where does the river flow?"}]
+    encoded = ft.encode_example(tiny_lm, example, 32)
+    assert len(encoded["input_ids"]) == 32
+    targets = [t for t in encoded["labels"] if t != -100]
+    assert tiny_lm.tokenizer.decode(targets) == "Where does the river flow?<|im_end|>"
+
+
+def test_spans_without_a_chat_template_and_with_an_inconsistent_one(tiny_causal):
+    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there?"},
+                    {"role": "user", "content": "Yes"}, {"role": "assistant", "content": "Why yes?"}]
+    lm = load_model(tiny_spec(tiny_causal))
+    lm.tokenizer.chat_template = None  # plain causal LM: turns joined by EOS
+    text, spans = ft.assistant_spans(lm, conversation)
+    assert [text[a:b] for a, b in spans] == ["Hello there?<|endoftext|>", "Why yes?<|endoftext|>"]
+    # A template that writes the number of messages up front renders no prefix of the full text.
+    lm.tokenizer.chat_template = (
+        "{{ messages|length }} turns\n{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    text, spans = ft.assistant_spans(lm, conversation)
+    assert text.startswith("4 turns")
+    assert [text[a:b] for a, b in spans] == ["Hello there?<|im_end|>", "Why yes?<|im_end|>"]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_lora_weights_change_and_base_weights_do_not(tiny_causal, tiny_lm):
+    import torch
+
+    lm = load_model(tiny_spec(tiny_causal))
+    model = ft.attach_lora(lm, quick())
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    examples, _ = load_examples(COQA, "qg")
+    items, _ = ft.encode_examples(lm, examples[:4], 256)
+    batch = ft.PadCollator(lm.tokenizer.pad_token_id)(items)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(2):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = dict(model.named_parameters())
+    changed = {name for name in before if not torch.equal(before[name], after[name].detach())}
+    assert changed and changed <= set(trainable)
+    assert any("lora_B" in name for name in changed)
+
+
+def test_training_lowers_the_loss_and_saves_a_complete_adapter(trained, tiny_causal):
+    result, records, _ = trained
+    losses = [loss for _, loss in result.train_losses]
+    assert result.status == "finished" and result.steps == 6 and len(losses) == 6
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.05, losses
+    assert [step for step, _ in result.eval_losses] == [3, 6]
+    assert records == result.history and records[-1]["eta_s"] == 0.0
+    folder = Path(result.output_dir)
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "convo_adapter.json",
+            "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in folder.iterdir()}
+    meta = json.loads((folder / "convo_adapter.json").read_text())
+    assert meta["base_model"] == tiny_causal and meta["task"] == "qg"
+    assert meta["hyperparameters"]["max_steps"] == 6 and meta["hyperparameters"]["lora_r"] == 8
+    assert meta["hyperparameters"]["quantization"] == "none"
+    for key in ("eval_loss", "train_loss", "rouge_l", "bleu", "base_rouge_l", "base_bleu"):
+        assert isinstance(meta["metrics"][key], float), key
+    assert len(meta["samples"]) == 2 and set(meta["samples"][0]) == {"prompt", "reference", "base", "adapter"}
+    card = (folder / "README.md").read_text()
+    assert "library_name: peft" in card and meta["train_sha256"] in card
+    assert adapter_base(folder) == tiny_causal
+
+
+def test_saved_adapter_holds_only_trained_lora_weights(trained):
+    from safetensors.torch import load_file
+
+    weights = load_file(Path(trained[0].output_dir) / "adapter_model.safetensors")
+    assert weights and all("lora_" in name for name in weights)
+    assert any(t.abs().sum() > 0 for name, t in weights.items() if "lora_B" in name)  # B starts at zero
+
+
+def test_adapter_reloads_with_get_model_and_generates(trained, tiny_causal):
+    import torch
+    from convo.generation import generate
+    from convo.settings import GREEDY
+
+    adapted = get_model(tiny_spec(tiny_causal, adapter=trained[0].output_dir))
+    base = get_model(tiny_spec(tiny_causal))
+    name = next(n for n, _ in base.model.named_parameters() if n.endswith("q_proj.weight"))
+    merged = dict(adapted.model.named_parameters())[name]
+    assert not torch.equal(merged, dict(base.model.named_parameters())[name])  # the adapter was merged in
+    text = generate(adapted, [{"role": "user", "content": "Passage:\nThe river flows past the mill."}],
+                    replace(GREEDY, max_new_tokens=8))
+    assert isinstance(text, str) and text.strip()
+
+
+def test_qlora_trains_on_a_4bit_base_on_cpu(tiny_causal, tmp_path):
+    examples, _ = load_examples(COQA, "qg")
+    result = ft.train_adapter(tiny_spec(tiny_causal), examples, [], quick(max_steps=3, qlora=True, eval_generations=0),
+                              tmp_path / "qlora")
+    assert result.status == "finished" and result.steps == 3
+    assert all(loss == loss for _, loss in result.train_losses)  # no NaN
+    meta = ft.read_metadata(result.output_dir)
+    assert meta["hyperparameters"]["quantization"] == "4bit"
+    lm = load_model(tiny_spec(tiny_causal, adapter=result.output_dir, quantize="4bit"))
+    assert lm.quantized == "4bit" and type(lm.model).__name__.startswith("Peft")  # 4-bit bases stay unmerged
+
+
+def test_chat_task_trains_on_multi_turn_conversations(tiny_causal, tmp_path):
+    config = ft.FinetuneConfig(train_data=str(CHAT), output_dir=str(tmp_path / "chat"), model_name=tiny_causal,
+                               dtype="float32", device="cpu", settings=quick(max_steps=2, eval_generations=1))
+    result = ft.run_training(config)
+    meta = ft.read_metadata(result.output_dir)
+    assert meta["task"] == "chat" and meta["counts"]["format"] == "chat-jsonl"
+    assert meta["counts"]["train_examples"] + meta["counts"]["validation_examples"] == 6
+
+
+def test_seq2seq_base_trains_on_the_last_turn_and_reloads(tiny_seq2seq, tmp_path):
+    from convo.generation import generate
+
+    examples, _ = load_examples(COQA, "qa")
+    lm = load_model(tiny_spec(tiny_seq2seq))
+    encoded = ft.encode_example(lm, examples[0], 512)
+    assert lm.tokenizer.decode(encoded["labels"], skip_special_tokens=True) == examples[0][-1]["content"]
+    result = ft.train_adapter(tiny_spec(tiny_seq2seq), examples, examples[:2], quick(max_steps=2, eval_generations=1),
+                              tmp_path / "t5")
+    assert result.status == "finished" and "eval_loss" in result.metrics
+    tuned = load_model(tiny_spec(tiny_seq2seq, adapter=result.output_dir))
+    assert isinstance(generate(tuned, examples[0][:-1], ft.eval_sampling("qa")), str)
+
+
+def test_an_existing_adapter_is_not_replaced_unless_asked(trained, tiny_causal):
+    examples, _ = load_examples(COQA, "qg")
+    with pytest.raises(ValueError, match="already holds an adapter"):
+        ft.train_adapter(tiny_spec(tiny_causal), examples, None, quick(), trained[0].output_dir)
+
+
+def test_cancel_keeps_a_usable_checkpoint_and_resume_finishes(tiny_causal, tmp_path):
+    examples, _ = load_examples(COQA, "qg")
+    settings = quick(max_steps=6, eval_generations=0, save_every=4, eval_every=2)
+    polls = []  # should_stop is polled once at the end of every step: say stop at the third
+    result = ft.train_adapter(tiny_spec(tiny_causal), examples, examples[:3], settings, tmp_path / "a",
+                              should_stop=lambda: polls.append(1) or len(polls) >= 3)
+    assert result.status == "cancelled" and result.output_dir is None and result.steps == 3
+    assert Path(result.checkpoint).name == "checkpoint-3"  # saved at the cancel, not just every save_every
+    assert not (tmp_path / "a").exists()
+    lm = load_model(tiny_spec(tiny_causal, adapter=result.checkpoint))  # the checkpoint is a loadable adapter
+    assert lm.model is not None
+    resumed = ft.train_adapter(tiny_spec(tiny_causal), examples, examples[:3], settings, tmp_path / "a", resume=True)
+    assert resumed.status == "finished" and resumed.steps == 6
+    assert [step for step, _ in resumed.train_losses] == [4, 5, 6]
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_rouge_l_and_bleu_values():
+    assert ft.rouge_l("Where did Marta live?", "where did marta live ?") == 1.0
+    assert ft.rouge_l("", "anything") == 0.0
+    # LCS of [who, helped, her, ?] and [who, helped, marta, this, year, ?] is 3: P=3/4, R=3/6.
+    assert ft.rouge_l("Who helped her?", "Who helped Marta this year?") == pytest.approx(0.6)
+    assert ft.bleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(1.0)
+    assert ft.bleu(["dogs bark"], ["the cat sat on the mat"]) == 0.0
+    partial = ft.bleu(["the cat sat on a mat"], ["the cat sat on the mat"])
+    assert 0.3 < partial < 1.0
+
+
+# ----------------------------------------------------------------------------- CLIs
+
+
+def run_cli(main, argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_trains_then_evaluate_prints_metrics(tiny_causal, tmp_path):
+    from training import evaluate, finetune
+
+    output = tmp_path / "adapter"
+    code, out, err = run_cli(finetune.main, [
+        "--train_data", str(COQA), "--model_name", tiny_causal, "--dtype", "float32", "--output_dir", str(output),
+        "--max_steps", "2", "--batch_size", "4", "--learning_rate", "5e-3", "--eval_generations", "0",
+        "--save_steps", "2", "--eval_steps", "2"])
+    assert code == 0, err
+    assert "step 2/2" in out
+    summary = json.loads(out[out.index("{"):])
+    assert summary["adapter"] == str(output) and "eval_loss" in summary["metrics"]
+    assert (tmp_path / "adapter.checkpoints" / "checkpoint-2").is_dir()
+    code, out, err = run_cli(evaluate.main, ["--adapter", str(output), "--data", str(COQA), "--max_examples", "3",
+                                            "--dtype", "float32", "--compare_base"])
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["task"] == "qg" and metrics["examples"] == 3 and metrics["base_model"] == tiny_causal
+    for key in ("eval_loss", "rouge_l", "bleu", "base_eval_loss", "base_rouge_l", "base_bleu"):
+        assert isinstance(metrics[key], float), key
+    assert metrics["eval_loss"] != metrics["base_eval_loss"]
+
+
+def test_cli_rejects_bad_data_naming_the_fault_and_writes_nothing(tiny_causal, tmp_path):
+    from training import finetune
+
+    output = tmp_path / "adapter"
+    code, _, err = run_cli(finetune.main, ["--train_data", str(DATA / "bad" / "coqa_empty_data.json"),
+                                           "--model_name", tiny_causal, "--output_dir", str(output)])
+    assert code == 2
+    assert err == 'error: coqa_empty_data.json: file has no records: "data" is empty\n'
+    assert not output.exists() and not (tmp_path / "adapter.checkpoints").exists()
+    code, _, err = run_cli(finetune.main, ["--train_data", str(COQA), "--output_dir", str(output), "--lora_r", "0"])
+    assert code == 2 and "LoRA r must be in [1, 1024], got 0" in err
+
+
+def test_cli_trains_on_the_good_records_and_names_the_skipped_ones(tiny_causal, tmp_path):
+    from training import finetune
+
+    code, _, err = run_cli(finetune.main, ["--train_data", str(DATA / "bad" / "simple_mismatched_counts.json"),
+                                           "--model_name", tiny_causal, "--dtype", "float32", "--max_steps", "1",
+                                           "--eval_generations", "0", "--output_dir", str(tmp_path / "a")])
+    assert code == 0, err
+    assert "warning: simple_mismatched_counts.json: [1]: 3 questions but 2 answers" in err
+    assert ft.read_metadata(tmp_path / "a")["counts"]["skipped_records"] == 1
+
+
+def test_convo_train_subcommand_has_the_same_flags():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    ft.register_cli(parser.add_subparsers())
+    args = parser.parse_args(["train", "--train_data", "t.json", "--output_dir", "o", "--qlora", "--task", "cqg",
+                              "--num_epochs", "2", "--job_dir", "j"])
+    assert args.func is ft.cli_main
+    config = ft.config_from_args(args)
+    assert config.settings.qlora is True and config.settings.task == "cqg" and config.settings.epochs == 2.0
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def _own_process_status(**fields) -> dict:
+    return {"pid": os.getpid(), "pid_started": ft._process_started(os.getpid()), **fields}
+
+
+def test_queue_runs_one_job_per_slot_in_order(data_dir):
+    config = ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "a"))
+    running, first, second = (ft.create_job(config) for _ in range(3))
+    ft.write_status(running, **_own_process_status(state="running", slot="cpu"))
+    ft.write_status(first, **_own_process_status(state="queued", created=1.0))
+    ft.write_status(second, **_own_process_status(state="queued", created=2.0))
+    assert ft.queue_position(first) == 1 and ft.queue_position(second) == 2
+    assert ft.queue_position(running) is None
+    assert ft.try_acquire_slot(second, ["cpu"]) is None  # not first in line
+    assert ft.try_acquire_slot(first, ["cpu"]) is None  # the CPU is busy
+    ft.write_status(running, state="finished")
+    assert ft.try_acquire_slot(second, ["cpu"]) is None
+    assert ft.try_acquire_slot(first, ["cpu"]) == "cpu"
+    assert ft.job_state(first) == "running" and ft.queue_position(second) == 1
+    ft.write_status(first, pid=None)  # its process is gone without a word: the job died
+    assert ft.job_state(first) == "died"
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _wait_exit(job_dir: Path, timeout: float = 120) -> str:
+    return _wait_for(lambda: (lambda s: s if s not in ("queued", "running") else None)(ft.job_state(job_dir)),
+                     timeout, f"{job_dir.name} to end")
+
+
+def test_job_subprocess_cancel_kill_and_resume(tiny_causal, data_dir):
+    """Cancel (SIGTERM) stops within a few seconds with a checkpoint; SIGKILL mid-run then --resume
+    ends at the planned step count with a valid adapter."""
+    settings = quick(max_steps=8, save_every=2, eval_every=2, eval_generations=0)
+    config = ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "adapters" / "job-test"),
+                               model_name=tiny_causal, dtype="float32", device="cpu", settings=settings)
+    job = ft.start_job(config)
+    assert ft.job_command(job)[:3] == ["python", "-m", "training.finetune"]
+    assert (job / "data").is_dir() and ft.read_config(job).train_data.startswith(str(job))
+    _wait_for(lambda: ft.job_view(job).step >= 2, 120, "step 2")
+    asked = time.monotonic()
+    assert ft.cancel_job(job).startswith("Cancelling")
+    assert _wait_exit(job) == "cancelled", (job / "train.log").read_text()[-2000:]
+    assert time.monotonic() - asked < 15
+    view = ft.job_view(job)
+    assert view.checkpoint and ft.checkpoint_step(view.checkpoint) == view.step < 8
+
+    ft.resume_job(job)
+    _wait_for(lambda: ft.job_view(job).step >= view.step + 3, 120, "the resumed run to pass a checkpoint")
+    status = ft.read_status(job)
+    os.kill(status["pid"], signal.SIGKILL)
+    assert _wait_exit(job) == "died"
+
+    ft.resume_job(job)
+    assert _wait_exit(job, 180) == "finished", (job / "train.log").read_text()[-2000:]
+    view = ft.job_view(job)
+    assert view.step == view.max_steps == 8 and view.adapter == config.output_dir
+    train_steps = [r["step"] for r in view.progress if "loss" in r]
+    assert train_steps == list(range(1, 9))
+    from convo.ui.common import local_adapters
+
+    assert local_adapters() == [config.output_dir]
+    assert load_model(tiny_spec(tiny_causal, adapter=view.adapter)).model is not None
+
+
+def test_cancel_of_a_queued_job_ends_it(tiny_causal, data_dir):
+    blocker = ft.create_job(ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "x")))
+    ft.write_status(blocker, **_own_process_status(state="running", slot="cpu"))
+    job = ft.start_job(ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "y"), model_name=tiny_causal,
+                                         device="cpu"))
+    assert ft.job_view(job).queue_position == 1
+    ft.cancel_job(job)
+    assert _wait_exit(job, 60) == "cancelled"
+    assert not (data_dir / "y").exists()
+
+
+# ----------------------------------------------------------------------------- hub
+
+
+def test_push_sends_only_adapter_files_and_never_the_token(trained, tiny_causal, monkeypatch, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    result, _, folder = trained
+    hub = serve_fake_hub(monkeypatch, tmp_path, {TOKEN: "alice"})
+    try:
+        url = ft.push_adapter_to_hub(result.output_dir, "alice/curious-tiny", token=TOKEN, private=True)
+        files = hub.files("alice/curious-tiny")
+        repo = hub.repo("alice/curious-tiny")
+    finally:
+        hub.stop()
+    assert url.endswith("alice/curious-tiny")
+    assert set(files) - {".gitattributes"} == {"README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
+                          "tokenizer_config.json", "chat_template.jinja"}
+    assert repo.private is True
+    assert b"alice/curious-tiny" in files["README.md"]
+    assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == tiny_causal
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    assert TOKEN not in caplog.text
+
+
+# ----------------------------------------------------------------------------- the tab's handlers
+
+
+@pytest.fixture
+def tab():
+    from convo.ui import finetune as tab_module
+
+    return tab_module
+
+
+def test_tab_upload_shows_the_report_with_counts(tab):
+    text, task, start = tab.inspect_upload(str(COQA), None, None, 512)
+    assert "**coqa_simple.json**: simplified CoQA, ready to train, 14 examples for task `qg`." in text
+    assert "| passages | 3 |" in text and "| questions | 14 |" in text
+    assert task["value"] == "qg" and start["interactive"] is True
+    text, task, start = tab.inspect_upload(str(CHAT), None, "qg", 512)  # a chat file switches the task to chat
+    assert task["value"] == "chat" and "6 examples for task `chat`" in text
+    text, _, start = tab.inspect_upload(str(DATA / "bad" / "coqa_empty_data.json"), None, None, 512)
+    assert 'rejected: file has no records: "data" is empty' in text and start["interactive"] is False
+    text, _, start = tab.inspect_upload(str(COQA), str(DATA / "bad" / "invalid_json.json"), "qg", 512)
+    assert "**Validation file**" in text and "invalid JSON at line 3" in text and start["interactive"] is False
+
+
+def test_tab_ignores_job_folders_it_did_not_create(tab, tmp_path, data_dir):
+    (tmp_path / "config.json").write_text("{}")
+    assert tab.own_job(str(tmp_path)) is None
+    assert tab.cancel_training(str(tmp_path)) == "No training job to cancel."
+    assert tab.poll(str(tmp_path))[0] == "No training job yet."
+
+
+def test_tab_trains_compares_and_pushes(tab, tiny_causal, data_dir, monkeypatch, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    # task, epochs, max_steps, batch, accum, lr, max_length, val share, eval/save every, patience, seed, qlora, r, alpha, dropout
+    settings = ["qg", 1, 2, 4, 1, 5e-3, 256, 0.2, 2, 2, 0, 0, "off", 8, 16, 0.0]
+    monkeypatch.setattr(tab, "default_model", lambda: tiny_causal)
+    job_dir, status, *_ = tab.start_training(str(COQA), None, "my adapter", None, tiny_causal, *settings)
+    assert Path(job_dir).parent == ft.jobs_dir() and status.startswith(("**Queued**", "**Training**"))
+    _wait_exit(Path(job_dir), 180)
+    status, progress, plot, command, metrics, samples, adapters, timer = tab.poll(job_dir)
+    adapter = str(data_dir / "adapters" / "my-adapter")
+    assert status.startswith("**Finished**") and adapter in status, (Path(job_dir) / "train.log").read_text()[-2000:]
+    assert 'value="2" max="2"' in progress
+    assert set(plot["split"]) == {"train", "validation"} and plot["step"].max() == 2
+    assert command.startswith("python -m training.finetune --train_data ") and f"--job_dir {job_dir}" in command
+    assert "| ROUGE-L (held-out) |" in metrics and list(samples.columns) == ["passage", "reference", "base model", "adapter"]
+    assert adapter in adapters["choices"] and timer.active is False
+    assert tab.start_training(str(COQA), None, "my adapter", None, tiny_causal, *settings)[0] is None  # name taken
+
+    compared = tab.compare_passages(job_dir, "The river flows past the old mill.\n\nAlice read about stars.", "none")
+    assert len(compared) == 2 and list(compared.columns) == ["passage", "base model", "adapter"]
+
+    hub = serve_fake_hub(monkeypatch, tmp_path, {TOKEN: "alice"})
+    try:
+        message, cleared = tab.push_to_hub(job_dir, "alice/my-adapter", False, TOKEN, None)
+        files = hub.files("alice/my-adapter")
+        failed, _ = tab.push_to_hub(job_dir, "alice/other", False, "hf_not_a_valid_token", None)
+    finally:
+        hub.stop()
+    assert message.startswith("Pushed to [alice/my-adapter](") and cleared == ""
+    assert "README.md" in files and "adapter_model.safetensors" in files and "convo_adapter.json" not in files
+    assert failed.startswith("**Push failed**: The Hugging Face token was rejected (401)")
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    assert TOKEN not in caplog.text
+
+
+# ----------------------------------------------------------------------------- slow: the bundled model
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_qlora_30_steps_on_the_bundled_model_on_cpu(tmp_path):
+    examples, _ = load_examples(COQA, "qg")
+    # On the shared 2-core machine (load 5-8): batch 2 x 256 tokens took 670 s, 1 x 128 took 392 s.
+    settings = ft.TrainSettings(max_steps=30, batch_size=1, max_length=64, learning_rate=1e-3, qlora=True,
+                                eval_every=15, save_every=15, eval_generations=0)
+    started = time.monotonic()
+    result = ft.train_adapter(ModelSpec("bundled", device="cpu"), examples, examples[:2], settings, tmp_path / "a")
+    elapsed = time.monotonic() - started
+    print(f"QLoRA 30 steps, bundled model, CPU: {elapsed:.0f} s")
+    assert result.status == "finished" and result.steps == 30
+    losses = [loss for _, loss in result.train_losses]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert ft.read_metadata(result.output_dir)["hyperparameters"]["quantization"] == "4bit"

@@ -1,0 +1,698 @@
+"""Synthetic conversations: config import, filters, batched generation, resume, CLI, Hub push, tab handlers.
+
+Fast tests use the tiny random model (greedy, fp32); ``slow`` ones run the bundled SmolLM2-135M-Instruct
+through the real CLI / runner and check the acceptance bar. Run: ``python -m pytest tests/test_synth.py -q``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from convo import synth
+from convo.generation import Stop
+from convo.settings import ModelSpec, Sampling
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data" / "synth"
+SHORT_GREEDY = Sampling(temperature=0.0, repetition_penalty=1.0, max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_causal):
+    from convo.models import get_model
+
+    return get_model(ModelSpec(tiny_causal, dtype="float32"))
+
+
+def persona_job(**kwargs) -> synth.PersonaJob:
+    personas = synth.grid([("learn", "wants to learn"), ("vent", "wants to vent")], [("shy", "speaks softly")])
+    options = dict(turns=1)
+    options.update(kwargs)
+    return synth.PersonaJob(["Hello there.", "Why is the sky blue?"], personas, **options)
+
+
+def keyword_job(words=("river", "music", "wheat"), **kwargs) -> synth.KeywordJob:
+    config = synth.KeywordConfig("test", ["Talk about {word}."], list(words), ["forbidden"])
+    return synth.KeywordJob(config, **kwargs)
+
+
+def lines_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def subprocess_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+# --------------------------------------------------------------------------- config import
+
+
+def test_keyword_config_loads():
+    config = synth.load_keyword_config(DATA / "keywords.json")
+    assert config.name == "everyday-words"
+    assert config.model == "bundled"
+    assert len(config.words) == 8 and config.words[0] == "apple"
+    assert "chatgpt" in config.exclude
+    assert '"apple"' in config.prompt("apple") and "{word}" not in config.prompt("apple")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("keywords_missing_prompt_lines.json", 'keywords_missing_prompt_lines.json: missing "prompt_lines"'),
+    ("keywords_no_placeholder.json", 'keywords_no_placeholder.json: "prompt_lines": no line contains "{word}"'),
+    ("keywords_bad_word.json", "keywords_bad_word.json: words[1]: expected a non-empty string"),
+    ("keywords_duplicate_word.json", 'keywords_duplicate_word.json: words[2]: "Apple" repeats words[0]'),
+    ("keywords_invalid.json", "keywords_invalid.json: invalid JSON (line 2: Expecting value)"),
+    ("does_not_exist.json", "does_not_exist.json: file not found"),
+])
+def test_keyword_config_errors(name, message):
+    with pytest.raises(synth.ConfigError) as error:
+        synth.load_keyword_config(DATA / name)
+    assert str(error.value) == message
+
+
+def test_keyword_config_error_names_the_file(tmp_path):
+    shutil.copy(DATA / "keywords_missing_prompt_lines.json", tmp_path / "keywords.json")
+    with pytest.raises(synth.ConfigError, match='^keywords.json: missing "prompt_lines"$'):
+        synth.load_keyword_config(tmp_path / "keywords.json")
+
+
+def test_persona_config_reads_inline_and_file_descriptions():
+    config = synth.load_persona_config(DATA / "personas.json")
+    assert config.llm == "bundled"
+    assert [p.label for p in config.personas] == ["learn / curious", "learn / skeptical", "vent / curious",
+                                                 "vent / skeptical"]
+    learn_curious, _, vent_curious, vent_skeptical = config.personas
+    assert learn_curious.motivation_text == "wants to understand how things work"
+    assert learn_curious.disposition_text == "asks many questions and follows up on every answer"
+    assert vent_curious.motivation_text == "wants to talk about a frustrating day at work"
+    assert vent_skeptical.disposition_text == "doubts answers and asks for reasons"
+
+
+@pytest.mark.parametrize("name, message", [
+    ("personas_missing_name.json", 'personas_missing_name.json: user_profiles[1].dispositions[0]: missing "name"'),
+    ("personas_missing_file.json",
+     "personas_missing_file.json: user_profiles[0].path: file not found: descriptions/missing.txt"),
+    ("personas_no_description.json", 'personas_no_description.json: user_profiles[0]: missing "path" or "text"'),
+    ("personas_no_profiles.json", 'personas_no_profiles.json: missing "user_profiles"'),
+    ("personas_bad_template.json", "personas_bad_template.json: template: unknown placeholder {dispositon} (use "
+     "{motivation}, {disposition}, {seed}, {motivation_name}, {disposition_name}, {turns})"),
+])
+def test_persona_config_errors(name, message):
+    with pytest.raises(synth.ConfigError) as error:
+        synth.load_persona_config(DATA / name)
+    assert str(error.value) == message
+
+
+def test_uploaded_persona_config_reads_only_uploaded_files(tmp_path):
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    for name in ("personas.json", "descriptions/curious.txt", "descriptions/vent.txt"):
+        shutil.copy(DATA / name, upload / Path(name).name)
+    files = {p.name: p for p in upload.iterdir()}
+    config = synth.load_persona_config(upload / "personas.json", files=files)
+    assert config.personas[0].disposition_text == "asks many questions and follows up on every answer"
+    del files["vent.txt"]
+    with pytest.raises(synth.ConfigError, match=r"user_profiles\[1\]\.path: descriptions/vent.txt was not uploaded"):
+        synth.load_persona_config(upload / "personas.json", files=files)
+    sneaky = {"user_profiles": [{"motivation": "m", "path": "/etc/hostname", "dispositions": [{"name": "d", "text": "t"}]}]}
+    with pytest.raises(synth.ConfigError, match="/etc/hostname was not uploaded with the config"):
+        synth.persona_config_from_dict(sneaky, source="x.json", files={})
+
+
+def test_seed_files():
+    assert synth.read_seeds(DATA / "seeds.txt") == ["I want to start running but I keep giving up.", "Why is the sky blue?"]
+    assert synth.read_seeds(DATA / "seeds.csv") == ["Hello, can you help me plan a trip?", "What should I cook tonight?"]
+    assert synth.read_seeds(DATA / "seeds.jsonl") == ["I cannot sleep at night.", "Tell me about volcanoes.",
+                                                      "My cat ignores me."]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("seeds_missing_field.jsonl",
+     'seeds_missing_field.jsonl line 2: missing "seed" (or "message", "text", "prompt", "content")'),
+    ("seeds_invalid.jsonl", "seeds_invalid.jsonl line 2: invalid JSON"),
+    ("seeds_empty.txt", "seeds_empty.txt: no seed messages"),
+])
+def test_seed_file_errors(name, message):
+    with pytest.raises(synth.ConfigError) as error:
+        synth.read_seeds(DATA / name)
+    assert str(error.value) == message
+
+
+def test_templates_and_jobs_validate():
+    assert synth.fill_template('{"k": 1} {seed}', {"seed": "hi"}) == '{"k": 1} hi'
+    with pytest.raises(synth.ConfigError, match=r"^template: unknown placeholder \{sede\}"):
+        persona_job(template="Say {sede}")
+    with pytest.raises(synth.ConfigError, match=r"^restyle template: it must contain \{message\}$"):
+        persona_job(restyle_template="Rewrite it.")
+    with pytest.raises(synth.ConfigError, match=r"^turns: expected a whole number from 1 to 20, got 0$"):
+        persona_job(turns=0)
+    with pytest.raises(synth.ConfigError, match="^roles: the two speakers need different names$"):
+        keyword_job(roles=("A", "a"))
+    assert persona_job(strategy="script").template == synth.DEFAULT_SCRIPT_TEMPLATE
+
+
+def test_persona_rows_and_grid():
+    personas = synth.grid([("learn", "a"), ("vent", "b")], [("shy", "c"), ("bold", "d")])
+    assert [p.label for p in personas] == ["learn / shy", "learn / bold", "vent / shy", "vent / bold"]
+    rows = synth.persona_rows(personas) + [["", "", "", ""]]
+    assert synth.personas_from_rows(rows) == personas
+    with pytest.raises(synth.ConfigError, match='^personas row 2: missing "disposition"$'):
+        synth.personas_from_rows([["a", "", "b", ""], ["c", "x", "", ""]])
+    with pytest.raises(synth.ConfigError, match='^personas: persona "a / b" appears twice$'):
+        synth.personas_from_rows([["a", "", "b", ""], ["a", "other", "b", ""]])
+    data = synth.persona_config_to_dict(personas, llm="bundled")
+    assert synth.persona_config_from_dict(data).personas == personas
+
+
+# --------------------------------------------------------------------------- filters
+
+ROLES = ("STUDENT", "TEACHER")
+GOOD = "STUDENT: What is a river?\nTEACHER: A river is water that flows to the sea."
+
+
+@pytest.mark.parametrize("case, script, word, faults, contents", [
+    ("kept", GOOD, "river", [], ["What is a river?", "A river is water that flows to the sea."]),
+    ("plural counts", "STUDENT: Where are the libraries?\nTEACHER: In every town.", "library", [],
+     ["Where are the libraries?", "In every town."]),
+    ("missing word", GOOD, "rocket", ['does not mention "rocket"'], None),
+    ("word inside another word", "STUDENT: Who is the driver?\nTEACHER: My aunt.", "river",
+     ['does not mention "river"'], None),
+    ("excluded substring", GOOD.replace("flows", "flows, as an AI would say,"), "river",
+     ['matches exclude "as an ai"'], None),
+    ("excluded regex", GOOD + "\nSTUDENT: See https://x.org for more.\nTEACHER: Thanks.", "river",
+     [r'matches exclude "https?://"'], None),
+    ("one turn only", "STUDENT: What is a river?", "river", ["fewer than 2 turns"], None),
+    ("turns do not alternate", "STUDENT: What is a river?\nSTUDENT: Tell me.\nTEACHER: Water.", "river",
+     ["turns do not alternate"], None),
+    ("wrong first speaker", "TEACHER: A river flows.\nSTUDENT: Yes.", "river", ["does not start with STUDENT"], None),
+    ("empty turn", "STUDENT: What is a river?\nTEACHER:\nSTUDENT: Well?\nTEACHER: Water.", "river", ["empty turn"], None),
+    ("no labels", "Rivers are nice.", "river", ["no turns"], None),
+    ("prose after the script is cut", GOOD + "\n\nHere is another version of the dialogue about stars.", "river", [],
+     ["What is a river?", "A river is water that flows to the sea."]),
+    ("another speaker ends the script", GOOD + "\nNARRATOR: The end.", "river", [],
+     ["What is a river?", "A river is water that flows to the sea."]),
+    ("unfinished last line dropped", GOOD + "\nSTUDENT: And the sea?\nTEACHER: The sea is where", "river", [],
+     ["What is a river?", "A river is water that flows to the sea."]),
+    ("forms of address stripped",
+     "STUDENT: Teacher, what is a river?\nTEACHER: Well, student, a river is moving water.\n"
+     "STUDENT: Thanks, teacher!\nTEACHER: Dear student, you are welcome.", "river", [],
+     ["What is a river?", "Well, a river is moving water.", "Thanks!", "You are welcome."]),
+    ("babble", "STUDENT: river river river river?\nTEACHER: Yes.", "river", ["repeated-token nonsense"], None),
+])
+def test_keyword_filters(case, script, word, faults, contents):
+    config = synth.KeywordConfig("t", ["{word}"], [word], ["as an ai", "https?://"])
+    messages, found = synth.judge_keyword_script(script, word, synth.KeywordJob(config))
+    assert found == faults, case
+    if contents is not None:
+        assert [m["content"] for m in messages] == contents
+        assert [m["role"] for m in messages] == ["user", "assistant"] * (len(contents) // 2)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Teacher, what is rain?", "What is rain?"),
+    ("TEACHER: what is rain?", "What is rain?"),
+    ("Hi teacher, I have a question.", "Hi, I have a question."),
+    ("Yes, student, it is.", "Yes, it is."),
+    ("Thank you, my teacher.", "Thank you."),
+    ("The teacher said rain is water.", "The teacher said rain is water."),
+    ("I am a student, teacher.", "I am a student."),
+])
+def test_strip_address(text, expected):
+    assert synth.strip_address(text, ROLES) == expected
+
+
+def test_agent_replies_are_cleaned():
+    assert synth.clean_reply('User: "I keep giving up."\nAssistant: Why?') == "I keep giving up."
+    assert synth.persona_faults([{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]) == \
+        ["empty message"]
+
+
+# --------------------------------------------------------------------------- batched generation
+
+
+@pytest.mark.parametrize("make_job", [
+    lambda: persona_job(turns=2), lambda: persona_job(strategy="script", turns=2),
+    lambda: keyword_job(), lambda: keyword_job(strategy="script"),
+], ids=["persona-agents", "persona-script", "keyword-turns", "keyword-script"])
+def test_batched_generation_equals_one_by_one(tiny_lm, make_job):
+    job = make_job()
+    items = list(job.items())
+    batched = synth.generate_items(tiny_lm, job, items, SHORT_GREEDY, batch_size=4)
+    single = [synth.generate_items(tiny_lm, job, [item], SHORT_GREEDY, batch_size=1)[0] for item in items]
+    assert [r.item.key for r in batched] == [item.key for item in items]
+    assert [(r.messages, r.raw, r.faults) for r in batched] == [(r.messages, r.raw, r.faults) for r in single]
+    assert all(r.messages for r in batched)
+
+
+def test_agents_take_turns_and_keep_the_persona(tiny_lm, monkeypatch):
+    seen = []
+    real = synth.generate_batch
+
+    def spy(lm, conversations, sampling=None, batch_size=16, prompts=None):
+        seen.append((batch_size, [list(c) for c in conversations] if conversations else None, prompts))
+        return real(lm, conversations, sampling, batch_size=batch_size, prompts=prompts)
+
+    monkeypatch.setattr(synth, "generate_batch", spy)
+    job = persona_job(turns=2)
+    results = synth.generate_items(tiny_lm, job, list(job.items()), SHORT_GREEDY, batch_size=4)
+    assert [m["role"] for m in results[0].messages] == ["user", "assistant", "user", "assistant"]
+    assert results[0].messages[0]["content"] == "Hello there."
+    # 3 batched steps (assistant, user agent, assistant), each for all 4 conversations at once.
+    assert [len(views) for _, views, _ in seen] == [4, 4, 4]
+    user_views = seen[1][1]
+    assert user_views[0][0]["role"] == "system" and "wants to learn" in user_views[0][0]["content"]
+    assert "speaks softly" in user_views[0][0]["content"] and "Hello there." in user_views[0][0]["content"]
+    # The user agent sees its own opening as "assistant" (roles swapped) and the reply as "user".
+    assert [m["role"] for m in user_views[0][1:]] == ["assistant", "user"]
+    assistant_views = seen[2][1]
+    assert assistant_views[0][0] == {"role": "system", "content": synth.DEFAULT_ASSISTANT_PROMPT}
+
+
+def test_restyle_pass(tiny_lm):
+    job = persona_job(restyle_template="Make it a post: {message}", restyle_max_chars=10)
+    results = synth.generate_items(tiny_lm, job, list(job.items())[:2], SHORT_GREEDY, batch_size=2)
+    for result in results:
+        assert [m["role"] for m in result.restyled] == [m["role"] for m in result.messages]
+        assert all(len(m["content"]) <= 10 for m in result.restyled)
+
+
+# --------------------------------------------------------------------------- runs, resume, output
+
+
+def run_all(lm, job, out, **kwargs) -> synth.Progress:
+    progress = None
+    for progress in synth.run(lm, job, out, **kwargs):
+        pass
+    return progress
+
+
+def test_run_writes_chat_jsonl_and_rerun_skips_finished(tiny_lm, tmp_path):
+    out = tmp_path / "out.jsonl"
+    job = persona_job()
+    progress = run_all(tiny_lm, job, out, sampling=SHORT_GREEDY, batch_size=3)
+    assert (progress.total, progress.kept, progress.finished) == (4, 4, True)
+    records = lines_of(out)
+    assert len(records) == 4
+    meta = records[0]["meta"]
+    assert meta["seed"] == "Hello there."
+    assert meta["persona"] == {"motivation": "learn", "disposition": "shy"}
+    assert meta["model"] == tiny_lm.spec.label
+    assert meta["settings"]["strategy"] == "agents" and meta["settings"]["sampling"]["temperature"] == 0.0
+    assert meta["created"].endswith("+00:00")
+    assert meta["key"] == synth.item_key("persona", "Hello there.", "learn / shy", 0)
+    assert [m["role"] for m in records[0]["messages"]] == ["user", "assistant"]
+    before = out.read_bytes()
+    again = run_all(tiny_lm, job, out, sampling=SHORT_GREEDY, batch_size=3)
+    assert (again.total, again.skipped, again.kept) == (0, 4, 0)
+    assert out.read_bytes() == before
+
+
+def test_resume_ignores_a_partial_trailing_line(tiny_lm, tmp_path):
+    out = tmp_path / "out.jsonl"
+    job = persona_job()
+    run_all(tiny_lm, job, out, sampling=SHORT_GREEDY)
+    complete = lines_of(out)
+    lines = out.read_bytes().split(b"\n")
+    out.write_bytes(b"\n".join(lines[:2]) + b"\n" + lines[2][:25])  # killed while writing line 3
+    assert len(synth.read_records(out)) == 2
+    progress = run_all(tiny_lm, job, out, sampling=SHORT_GREEDY)
+    assert (progress.skipped, progress.kept) == (2, 2)
+    records = lines_of(out)
+    assert sorted(r["meta"]["key"] for r in records) == sorted(r["meta"]["key"] for r in complete)
+    assert [r["messages"] for r in records] == [r["messages"] for r in complete]
+
+
+def test_foreign_output_file_is_refused(tiny_lm, tmp_path):
+    out = tmp_path / "notes.jsonl"
+    out.write_text("hello\n{}\n")
+    with pytest.raises(synth.ConfigError, match="^notes.jsonl line 1: not a JSON line; choose a new output file$"):
+        run_all(tiny_lm, persona_job(), out, sampling=SHORT_GREEDY)
+    assert out.read_text() == "hello\n{}\n"
+
+
+def test_cancel_between_steps_keeps_whole_lines(tiny_lm, tmp_path):
+    out = tmp_path / "out.jsonl"
+    stop = Stop()
+    job = persona_job(turns=2)
+    seen = []
+    for progress in synth.run(tiny_lm, job, out, sampling=SHORT_GREEDY, batch_size=2, stop=stop):
+        seen.append(progress.kept)
+        if progress.kept >= 2:
+            stop.set()
+    assert progress.cancelled and not progress.finished
+    assert progress.kept == 2 and len(lines_of(out)) == 2
+    resumed = run_all(tiny_lm, job, out, sampling=SHORT_GREEDY, batch_size=2)
+    assert (resumed.skipped, resumed.kept, resumed.finished) == (2, 2, True)
+
+
+def test_keyword_run_retries_and_counts_drops(tiny_lm, tmp_path):
+    out = tmp_path / "out.jsonl"
+    job = keyword_job(max_attempts=2)
+    sampled = Sampling(temperature=0.9, max_new_tokens=6, seed=3)
+    progress = run_all(tiny_lm, job, out, sampling=sampled, batch_size=4)
+    # A random model never mentions its word: every item is tried twice, then given up.
+    assert (progress.kept, progress.dropped, progress.gave_up, progress.done) == (0, 6, 3, 3)
+    assert progress.reasons['does not mention "river"'] == 2
+    assert out.read_text() == ""
+    greedy = run_all(tiny_lm, job, out, sampling=SHORT_GREEDY)
+    assert (greedy.dropped, greedy.gave_up) == (3, 3)  # greedy output never changes: one attempt each
+
+
+def test_forever_makes_new_samples_until_stopped(tiny_lm, tmp_path):
+    out = tmp_path / "out.jsonl"
+    stop = Stop()
+    for progress in synth.run(tiny_lm, persona_job(), out, sampling=SHORT_GREEDY, batch_size=4, stop=stop,
+                              forever=True):
+        assert progress.total is None
+        if progress.kept >= 10:
+            stop.set()
+    records = lines_of(out)
+    keys = [r["meta"]["key"] for r in records]
+    assert len(records) >= 10 and len(set(keys)) == len(keys)
+    assert max(r["meta"]["sample"] for r in records) >= 2
+
+
+def test_flat_json_shape(tiny_lm, tmp_path):
+    out = tmp_path / "out.jsonl"
+    run_all(tiny_lm, persona_job(restyle_template="Post: {message}"), out, sampling=SHORT_GREEDY)
+    flat = json.loads(synth.write_flat_json(out, tmp_path / "flat.json").read_text())
+    assert len(flat) == 4
+    assert set(flat[0]) == {"conv", "restyled_conv", "seed", "motivation", "disposition", "word", "key"}
+    assert flat[0]["conv"] == lines_of(out)[0]["messages"]
+    assert [m["role"] for m in flat[0]["restyled_conv"]] == ["user", "assistant"]
+    assert (flat[0]["motivation"], flat[0]["disposition"]) == ("learn", "shy")
+
+
+def test_progress_summary_and_eta():
+    progress = synth.Progress(total=10, kept=3, dropped=2, gave_up=1, elapsed=40.0)
+    assert progress.eta == pytest.approx(60.0)
+    assert progress.summary() == "kept 3 · dropped 2 · gave up 1 · 4/10 · ETA 1:00"
+    assert synth.format_seconds(3700) == "1:01:40"
+
+
+# --------------------------------------------------------------------------- Hub
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    from hub_server import serve_fake_hub
+
+    hub = serve_fake_hub(monkeypatch, tmp_path, {"hf_alice_token": "alice"})
+    yield hub
+    hub.stop()
+
+
+def test_push_dataset_reaches_the_hub(fake_hub, tiny_lm, tmp_path):
+    out = tmp_path / "conversations.jsonl"
+    job = persona_job()
+    run_all(tiny_lm, job, out, sampling=SHORT_GREEDY)
+    config = synth.dataset_config(job, tiny_lm.spec.label, SHORT_GREEDY)
+    url = synth.push_to_hub(out, "alice/curious-synth", token="hf_alice_token", config=config, private=True)
+    assert url.endswith("alice/curious-synth")
+    files = fake_hub.files("alice/curious-synth", "dataset")
+    assert files["conversations.jsonl"] == out.read_bytes()
+    card = files["README.md"].decode()
+    assert '"strategy": "agents"' in card and '"generator": "convo synth"' in card
+    assert "| conversations | 4 |" in card.replace("`", "")
+    assert "hf_alice_token" not in card
+    assert fake_hub.repo("alice/curious-synth", "dataset").private
+
+
+def test_push_with_a_bad_token_is_one_clear_error(fake_hub, tiny_lm, tmp_path):
+    from convo.hub import HubError
+
+    out = tmp_path / "conversations.jsonl"
+    run_all(tiny_lm, persona_job(), out, sampling=SHORT_GREEDY)
+    with pytest.raises(HubError) as error:
+        synth.push_to_hub(out, "alice/x", token="hf_wrong", config={})
+    assert "\n" not in str(error.value) and "hf_wrong" not in str(error.value)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def synth_command(out: Path, model: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "convo", "synth", "--personas", str(DATA / "personas.json"),
+            "--seeds", str(DATA / "seeds.txt"), "--out", str(out), "--model", model, "--dtype", "float32",
+            "--turns", "1", "--max-new-tokens", "8", "--temperature", "0", *extra]
+
+
+def wait_for_lines(path: Path, count: int, proc: subprocess.Popen, timeout: float = 180) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= count:
+            return path.read_bytes().count(b"\n")
+        if proc.poll() is not None:
+            raise AssertionError(f"exited early ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    raise AssertionError(f"no {count} lines after {timeout} s")
+
+
+def test_cli_killed_midway_then_rerun_finishes_without_duplicates(tiny_causal, tmp_path):
+    out, reference = tmp_path / "out.jsonl", tmp_path / "reference.jsonl"
+    args = ["--samples", "8", "--batch-size", "1"]  # 2 seeds x 4 personas x 8 samples = 64 items
+    proc = subprocess.Popen(synth_command(out, tiny_causal, *args), env=subprocess_env(), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_lines(out, 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    killed_at = len(synth.read_records(out))
+    assert 2 <= killed_at < 64
+    with open(out, "ab") as fh:  # as if the kill had landed in the middle of a write
+        fh.write(b'{"messages": [{"role": "user", "con')
+    finished = subprocess.run(synth_command(out, tiny_causal, *args), env=subprocess_env(), cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"{killed_at} already done" in finished.stderr
+    # The same job run in-process, uninterrupted, is the reference.
+    from convo.models import get_model
+
+    personas = synth.load_persona_config(DATA / "personas.json").personas
+    job = synth.PersonaJob(synth.read_seeds(DATA / "seeds.txt"), personas, turns=1, samples=8)
+    run_all(get_model(ModelSpec(tiny_causal, dtype="float32")), job, reference,
+            sampling=synth.default_sampling(job, 8, temperature=0.0), batch_size=1)
+    records, expected = lines_of(out), lines_of(reference)
+    keys = [r["meta"]["key"] for r in records]
+    assert len(keys) == len(set(keys)) == 64
+    by_key = {r["meta"]["key"]: r["messages"] for r in expected}
+    assert {r["meta"]["key"]: r["messages"] for r in records} == by_key
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_forever_stops_cleanly_on_a_signal(tiny_causal, tmp_path, sig):
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(synth_command(out, tiny_causal, "--forever", "--batch-size", "2"), env=subprocess_env(),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_lines(out, 12, proc)  # more than one round of the 8 (seed, persona) items
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert out.read_bytes().endswith(b"\n")
+    records = lines_of(out)
+    keys = [r["meta"]["key"] for r in records]
+    assert len(records) >= 12 and len(keys) == len(set(keys))
+    assert "interrupted: finished lines are saved" in stderr.decode()
+    assert f"{out}: {len(records)} new conversations" in stdout.decode()
+
+
+def test_cli_errors_are_one_line(capsys):
+    code = synth.main(["--personas", str(DATA / "personas.json"), "--out", "x.jsonl"])
+    assert code == 2
+    assert capsys.readouterr().err == "error: persona mode needs --seeds (a .txt, .csv, .jsonl or .json file)\n"
+    code = synth.main(["--config", str(DATA / "keywords_missing_prompt_lines.json"), "--out", "x.jsonl"])
+    assert code == 2
+    assert capsys.readouterr().err == 'error: keywords_missing_prompt_lines.json: missing "prompt_lines"\n'
+    code = synth.main(["--config", str(DATA / "keywords.json"), "--personas", str(DATA / "personas.json"),
+                       "--out", "x.jsonl"])
+    assert code == 2 and "give either --config" in capsys.readouterr().err
+
+
+def test_register_cli_adds_synth():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    synth.register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["synth", "--config", "k.json", "--out", "o.jsonl", "--forever", "--n-per-word", "3",
+                              "--batch-size", "16", "--max-new-tokens", "64", "--model", "bundled"])
+    assert (args.func, args.forever, args.n_per_word, args.batch_size, args.max_new_tokens) == (synth.cli, True, 3, 16, 64)
+
+
+# --------------------------------------------------------------------------- tab handlers
+
+
+@pytest.fixture
+def ui():
+    from convo.ui import synth as ui_synth
+
+    return ui_synth
+
+
+def form_args(ui, **changes) -> list:
+    from dataclasses import astuple, replace
+
+    values = replace(ui.FormValues(personas=[["learn", "wants to learn", "shy", "speaks softly"]]), **changes)
+    return list(astuple(values))
+
+
+def test_form_fields_line_up(ui):
+    from dataclasses import fields
+
+    assert [f.name for f in fields(ui.Form)] == [f.name for f in fields(ui.FormValues)]
+
+
+def test_job_from_form(ui):
+    job = ui.job_from(ui.FormValues(personas=ui.DEFAULT_PERSONA_ROWS, turns=2.0, samples=2))
+    assert isinstance(job, synth.PersonaJob) and len(job.personas) == 4 and job.turns == 2 and job.samples == 2
+    assert job.seeds == ui.DEFAULT_SEEDS.splitlines()
+    keyword = ui.job_from(ui.FormValues(mode="keyword", words="apple\n\nriver\n", role_user="PUPIL"))
+    assert keyword.config.words == ["apple", "river"] and keyword.roles == ("PUPIL", "TEACHER")
+    with pytest.raises(synth.ConfigError, match='^keyword config: "prompt_lines": no line contains "{word}"$'):
+        ui.job_from(ui.FormValues(mode="keyword", prompt_lines="Talk."))
+    with pytest.raises(synth.ConfigError, match="^turns: expected a whole number, got 2.5$"):
+        ui.job_from(ui.FormValues(personas=ui.DEFAULT_PERSONA_ROWS, turns=2.5))
+
+
+def test_import_handlers(ui, tmp_path):
+    name, lines, words, exclude, note = ui.import_keyword_config(str(DATA / "keywords.json"))
+    assert name == "everyday-words" and words.splitlines()[-1] == "library" and "chatgpt" in exclude
+    assert "model bar above decides" in note
+    *_, note = ui.import_keyword_config(str(DATA / "keywords_missing_prompt_lines.json"))
+    assert note == '**Error:** keywords_missing_prompt_lines.json: missing "prompt_lines"'
+    files = [str(DATA / "personas.json"), str(DATA / "descriptions" / "curious.txt"),
+             str(DATA / "descriptions" / "vent.txt")]
+    rows, template, restyle_template, _, note = ui.import_persona_config(files, "T {seed}", "R {message}")
+    assert len(rows) == 4 and rows[0][3] == "asks many questions and follows up on every answer"
+    assert (template, restyle_template) == ("T {seed}", "R {message}")
+    *_, note = ui.import_persona_config(files[:1], "T", "R")
+    assert note.startswith("**Error:** personas.json: user_profiles[0].dispositions[0].path: descriptions/curious.txt")
+    assert ui.load_seed_file(str(DATA / "seeds.csv"), "old").splitlines() == ["Hello, can you help me plan a trip?",
+                                                                             "What should I cook tonight?"]
+    assert ui.make_grid([["a", "x"], ["b", ""]], [["c", "y"]]) == [["a", "x", "c", "y"], ["b", "", "c", "y"]]
+    template, _ = ui.switch_strategy("script", synth.DEFAULT_AGENT_TEMPLATE)
+    assert template == synth.DEFAULT_SCRIPT_TEMPLATE
+    assert ui.switch_strategy("agents", "my own {seed}")[0] == "my own {seed}"
+
+
+def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
+    args = form_args(ui, temperature=0.0, max_new_tokens=6, turns=1)
+    markdown, rows = ui.preview(tiny_causal, None, "auto", *args)
+    assert markdown.startswith("**1. learn / shy** (kept)") and len(rows) == 2  # 2 seeds x 1 persona
+    updates = list(ui.run(tiny_causal, None, "auto", None, {}, *args))
+    bar, status, table, download, out_path, command, config = updates[-1]
+    assert status.startswith("Done: 2 new conversations (0 already there)")
+    assert 'data-state="finished"' in bar and 'data-kept="2"' in bar
+    assert download == out_path and len(lines_of(Path(out_path))) == 2
+    assert table[0][1] == "yes" and len(table) == 2
+    assert command.startswith("python -m convo synth --personas ") and "--temperature 0.0" in command
+    assert config["mode"] == "persona" and config["sampling"]["max_new_tokens"] == 6
+    replay = json.loads((Path(out_path).parent / "personas.json").read_text())
+    assert synth.persona_config_from_dict(replay).personas[0].label == "learn / shy"
+    again = list(ui.run(tiny_causal, None, "auto", out_path, config, *args))[-1]
+    assert again[1].startswith("Done: 0 new conversations (2 already there)")
+    keyword_args = form_args(ui, mode="keyword", words="river", temperature=0.0, max_new_tokens=4)
+    switched = list(ui.run(tiny_causal, None, "auto", out_path, config, *keyword_args))[-1]
+    assert switched[4] != out_path  # another mode writes another file
+    file_update, tabs = ui.send_to_finetune(out_path)
+    assert file_update["value"] == out_path and tabs.selected == "finetune"
+    flat = json.loads(Path(ui.flat_json(out_path)).read_text())
+    assert len(flat) == 2 and "conv" in flat[0]
+
+
+def test_run_handler_reports_bad_input(ui, tiny_causal):
+    *_, last = ui.run(tiny_causal, None, "auto", None, {}, *form_args(ui, personas=[["learn", "", "", ""]]))
+    assert last[1] == '**Error:** personas row 1: missing "disposition"'
+    assert ui.cancel(None) == "Nothing is running."
+
+
+def test_push_handler(ui, fake_hub, tiny_lm, tmp_path):
+    out = tmp_path / "conversations.jsonl"
+    job = persona_job()
+    run_all(tiny_lm, job, out, sampling=SHORT_GREEDY)
+    config = synth.dataset_config(job, "tiny", SHORT_GREEDY)
+    assert ui.push(str(out), "alice/ui-push", True, "", config).startswith("**Error:** Sign in")
+    status = ui.push(str(out), "alice/ui-push", True, " hf_alice_token ", config)
+    assert status.startswith("Pushed: [") and "alice/ui-push" in status
+    assert "conversations.jsonl" in fake_hub.files("alice/ui-push", "dataset")
+
+
+def test_tab_renders_with_stable_ids(ui):
+    import gradio as gr
+
+    from convo.ui.common import Shared, model_bar
+
+    with gr.Blocks() as demo:
+        model, adapter, quantize, _, status = model_bar()
+        with gr.Tabs() as tabs:
+            shared = Shared(tabs=tabs, model=model, adapter=adapter, quantize=quantize, model_status=status)
+            with gr.Tab("Fine-tune", id="finetune"):
+                shared.finetune_file = gr.File()
+            with gr.Tab("Synthetic", id="synth"):
+                ui.render(shared)
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert {"synth-preview", "synth-run", "synth-cancel", "synth-output-table", "synth-progress",
+            "synth-download", "synth-push", "synth-send-finetune"} <= ids
+    api_names = {d.api_name for d in demo.fns.values() if getattr(d, "api_name", None)}
+    assert {"synth_preview", "synth_run", "synth_push"} <= api_names
+
+
+# --------------------------------------------------------------------------- acceptance (bundled model)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_keyword_config_with_bundled_model_from_the_cli(tmp_path):
+    out = tmp_path / "words.jsonl"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "convo", "synth", "--config", str(DATA / "keywords.json"),
+                             "--out", str(out), "--seed", "1", "--max-attempts", "3"],
+                            env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = synth.load_keyword_config(DATA / "keywords.json")
+    exclude = synth.compile_exclude(config.exclude)
+    records = lines_of(out)
+    words = [r["meta"]["word"] for r in records]
+    assert len(set(words)) == len(words) >= 6, (words, result.stderr[-3000:])
+    for record in records:
+        text = "\n".join(m["content"] for m in record["messages"])
+        assert synth.mentions(text, record["meta"]["word"]), text
+        assert not any(pattern.search(text) for _, pattern in exclude), text
+        roles = [m["role"] for m in record["messages"]]
+        assert roles == ["user", "assistant"] * (len(roles) // 2) and len(roles) >= 2
+    print(f"keyword CLI: {len(records)}/8 words kept in {took:.0f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_persona_grid_with_bundled_model(tmp_path):
+    from convo.models import get_model
+
+    lm = get_model("bundled")
+    personas = synth.grid([("learn", "wants to understand how things work"), ("vent", "had a frustrating day")],
+                          [("curious", "asks many follow-up questions"), ("terse", "writes very short messages")])
+    job = synth.PersonaJob(["I want to start running but I keep giving up.", "Why is the sky blue?"], personas,
+                           turns=2)
+    out = tmp_path / "personas.jsonl"
+    started = time.monotonic()
+    progress = run_all(lm, job, out, sampling=synth.default_sampling(job, 48, seed=1), batch_size=8)
+    took = time.monotonic() - started
+    records = lines_of(out)
+    assert progress.finished and len(records) == 8, progress.summary()
+    assert len({r["meta"]["key"] for r in records}) == 8
+    combos = {(r["meta"]["seed"], r["meta"]["persona"]["motivation"], r["meta"]["persona"]["disposition"])
+              for r in records}
+    assert len(combos) == 8
+    for record in records:
+        assert [m["role"] for m in record["messages"]] == ["user", "assistant", "user", "assistant"]
+        assert all(m["content"].strip() for m in record["messages"])
+        meta = record["meta"]
+        assert meta["model"] == "bundled" and meta["settings"]["turns"] == 2 and meta["created"]
+    print(f"persona grid: 8 conversations in {took:.0f} s")
