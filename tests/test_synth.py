@@ -610,6 +610,14 @@ def test_run_handler_reports_bad_input(ui, tiny_causal):
     *_, last = ui.run(tiny_causal, None, "auto", None, {}, *form_args(ui, personas=[["learn", "", "", ""]]))
     assert last[1] == '**Error:** personas row 1: missing "disposition"'
     assert ui.cancel(None) == "Nothing is running."
+    ui._running["local"] = Stop()  # a run of this session is going
+    try:
+        *_, last = ui.run(tiny_causal, None, "auto", None, {}, *form_args(ui))
+        assert last[1] == "A run is already going: cancel it first."
+        assert ui.cancel(None) == "Cancelling after the current step..."
+        assert ui._running["local"].is_set()
+    finally:
+        ui._running.pop("local", None)
 
 
 def test_push_handler(ui, fake_hub, tiny_lm, tmp_path):

@@ -8,13 +8,14 @@ this module only starts, polls and cancels it through convo.finetune. The browse
 from __future__ import annotations
 
 import html
+import shlex
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from .. import finetune as core
-from ..data import DEFAULT_TASKS, FORMAT_NAMES, TASKS, validate_file
+from ..data import DEFAULT_TASKS, validate_file
 from ..hub import HubError, resolve_token
 from ..models import POOL, ModelLoadError
 from ..settings import LoraSettings
@@ -216,9 +217,9 @@ def poll(job_dir):
     job = own_job(job_dir)
     view = core.job_view(job) if job else None
     live = view is not None and view.state in LIVE_STATES
-    command = " ".join(_quote(part) for part in core.job_command(job)) if job else ""
+    command = shlex.join(core.job_command(job)) if job else ""
     if view is not None and view.state in ("cancelled", "died", "failed"):
-        command += "\n# continue from the last checkpoint:\n" + " ".join(core.job_command(job, resume=True))
+        command += "\n# continue from the last checkpoint:\n" + shlex.join(core.job_command(job, resume=True))
     finished = view is not None and view.state == "finished"
     return (status_text(view), progress_html(view), loss_frame(view.progress if view else []), command,
             metrics_markdown(view.metrics if finished else {}), samples_frame(core.read_samples(job) if finished else []),
@@ -226,10 +227,6 @@ def poll(job_dir):
             gr.Timer(active=live))
 
 
-def _quote(part: str) -> str:
-    import shlex
-
-    return shlex.quote(part)
 
 
 # ----------------------------------------------------------------------------- compare and push

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import shlex
 import tempfile
 import threading
@@ -309,8 +310,9 @@ def progress_html(progress: core.Progress | None) -> str:
 
 
 def new_output_path() -> str:
-    """A fresh output file for this session (in the temp dir, so it can be downloaded)."""
-    folder = Path(tempfile.gettempdir()) / "convo-synth" / uuid.uuid4().hex[:12]
+    """A fresh output file for this session, under Gradio's temp dir (so it can be downloaded)."""
+    base = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    folder = base / "convo-synth" / uuid.uuid4().hex[:12]
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder / "conversations.jsonl")
 
@@ -362,7 +364,14 @@ def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.
     stop = Stop()
     session = request.session_hash if request is not None else "local"
     with _running_lock:
-        _running[session] = stop
+        busy = session in _running
+        if not busy:
+            _running[session] = stop
+    if busy:  # two runs appending to one file would both make the same conversations
+        gr.Warning("A run is already going in this session: cancel it first.")
+        yield gr.update(), "A run is already going: cancel it first.", gr.update(), gr.update(), out_path, \
+            gr.update(), gr.update()
+        return
     rows: list[list] = []
     try:
         for progress in core.run(lm, job, out_path, sampling=sampling, batch_size=batch_size, stop=stop):
@@ -391,12 +400,12 @@ def _run_status(progress: core.Progress, out_path: str) -> str:
 
 
 def cancel(request: gr.Request = None):
-    """Stop this session's run after the batch in progress (finished conversations stay saved)."""
+    """Stop this session's run before its next batched step (finished conversations stay saved)."""
     with _running_lock:
         stop = _running.get(request.session_hash if request is not None else "local")
     if stop:
         stop.set()
-        return "Cancelling after the current batch..."
+        return "Cancelling after the current step..."
     return "Nothing is running."
 
 
