@@ -121,9 +121,9 @@ def resolve_hub_id(repo_id: str) -> str:
         return snapshot_download(repo_id, local_files_only=True)
     except Exception:  # not cached (or an invalid id): look online below
         pass
-    if repo_id == BUNDLED_HUB_ID:  # the same model ships with convo: no download needed
-        return str(bundled_model_dir())
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or not hub_reachable():
+        if repo_id == BUNDLED_HUB_ID:  # offline, the copy shipped with convo stands in (4-bit GGUF weights)
+            return str(bundled_model_dir())
         raise ModelLoadError(f"Could not load model '{repo_id}': it is not a local folder or cached, and the "
                              "Hugging Face Hub cannot be reached (offline?). Check the id, or give a local folder.")
     return repo_id
