@@ -127,3 +127,17 @@ def test_internal_events_are_not_public_api(app):
     names = set(info["named_endpoints"])
     assert {"/chat", "/share", "/revoke", "/load_model"} <= names
     assert not any(n.startswith("/lambda") or "add_user_message" in n or "stop_reply" in n for n in names)
+
+
+@pytest.mark.slow
+def test_second_start_is_ready_in_under_10_seconds(launch, tmp_path_factory):
+    first = launch(data_dir=tmp_path_factory.mktemp("first"))  # converts the bundled model if needed
+    Client(first.url, verbose=False).predict("bundled", "(none)", "auto", api_name="/load_model")
+    first.stop()
+    started = time.monotonic()
+    second = launch(data_dir=tmp_path_factory.mktemp("second"))
+    model, _adapter, _quantize, status = Client(second.url, verbose=False).predict(
+        "bundled", "(none)", "auto", api_name="/load_model")
+    elapsed = time.monotonic() - started
+    assert status.startswith("Loaded `bundled`"), status
+    assert elapsed < 10, f"second start took {elapsed:.1f} s"

@@ -145,7 +145,7 @@ def preload_default_model() -> threading.Thread:
 
 def main() -> None:
     """Start the app (``python app.py`` / ``convo app``)."""
+    preload_default_model()  # loads torch and the model while Gradio builds the page
     demo = build_app()
     demo.queue(default_concurrency_limit=queue_size(), max_size=64)
-    preload_default_model()
     demo.launch(**launch_kwargs())
