@@ -142,3 +142,27 @@ def test_bundled_model_reply_and_suggested_questions(chromium, launch):
     assert wait_reply(page, count=2, timeout=120_000).strip()
     assert page.locator(USER).nth(1).inner_text().strip() == suggestions[0]
     context.close()
+
+
+def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_causal, tmp_path_factory):
+    from pathlib import Path
+
+    coqa = Path(__file__).parent / "data" / "good" / "coqa.json"
+    app = launch(model=tiny_causal, data_dir=tmp_path_factory.mktemp("ft-data"))
+    context, page = open_app(chromium, app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#ft-upload input[type=file]").set_input_files(str(coqa))
+    page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
+    report = page.locator("#ft-report").inner_text()
+    assert "3" in report and "16" in report  # 3 stories, 16 questions in the file
+    page.get_by_text("Training settings").click()
+    page.locator("#ft-name input, #ft-name textarea").first.fill("browser-adapter")
+    steps = page.locator("#ft-max-steps input")
+    steps.fill("4")
+    steps.press("Tab")
+    page.locator("#ft-start").click()
+    page.wait_for_function("() => /Finished/.test(document.querySelector('#ft-status').innerText)", timeout=240_000)
+    assert page.locator("#ft-loss-plot canvas, #ft-loss-plot svg").count() > 0
+    assert "python -m training.finetune" in page.locator("#ft-command").inner_text()
+    assert (app.data_dir / "adapters" / "browser-adapter" / "adapter_config.json").is_file()
+    context.close()
