@@ -19,6 +19,7 @@ CURIOUS_INSTRUCTION = (
 )
 CURIOUS_SAMPLING = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=40, repetition_penalty=1.2)
 CANDIDATES = 6
+ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,16 @@ def follow_up_questions(lm: LoadedModel, messages: Messages, n: int = 3, asked: 
         return []
     prompt_messages = [{"role": "system", "content": CURIOUS_INSTRUCTION},
                        {"role": "user", "content": transcript(check_messages(messages))}]
-    raw = generate_batch(lm, [prompt_messages] * candidates, sampling)
-    pool = [q for text in raw for q in filters.extract_questions(text)]
-    kept = [q for q in pool if not filters.question_faults(q, seen=asked)]
-    kept = filters.dedupe(kept, seen=asked)
+    kept: list[str] = []
+    # A small model sometimes writes no usable question in one batch of samples: draw a second
+    # batch before giving up, so suggestions rarely come back empty.
+    for _round in range(ROUNDS):
+        raw = generate_batch(lm, [prompt_messages] * candidates, sampling)
+        pool = [q for text in raw for q in filters.extract_questions(text)]
+        fresh = [q for q in pool if not filters.question_faults(q, seen=list(asked) + kept)]
+        kept += filters.dedupe(fresh, seen=list(asked) + kept)
+        if len(kept) >= n:
+            break
     if not kept:
         return []
     scores = continuation_logprobs(lm, render_prompt(lm, prompt_messages), kept)
