@@ -413,7 +413,8 @@ def _wait_exit(job_dir: Path, timeout: float = 120) -> str:
 def test_job_subprocess_cancel_kill_and_resume(tiny_causal, data_dir):
     """Cancel (SIGTERM) stops within a few seconds with a checkpoint; SIGKILL mid-run then --resume
     ends at the planned step count with a valid adapter."""
-    settings = quick(max_steps=8, save_every=2, eval_every=2, eval_generations=0)
+    # 40 steps: enough that the SIGKILL below lands mid-run even on an idle machine
+    settings = quick(max_steps=40, save_every=2, eval_every=2, eval_generations=0, early_stopping_patience=0)
     config = ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "adapters" / "job-test"),
                                model_name=tiny_causal, dtype="float32", device="cpu", settings=settings)
     job = ft.start_job(config)
@@ -425,7 +426,7 @@ def test_job_subprocess_cancel_kill_and_resume(tiny_causal, data_dir):
     assert _wait_exit(job) == "cancelled", (job / "train.log").read_text()[-2000:]
     assert time.monotonic() - asked < 15
     view = ft.job_view(job)
-    assert view.checkpoint and ft.checkpoint_step(view.checkpoint) == view.step < 8
+    assert view.checkpoint and ft.checkpoint_step(view.checkpoint) == view.step < 40
 
     ft.resume_job(job)
     _wait_for(lambda: ft.job_view(job).step >= view.step + 3, 120, "the resumed run to pass a checkpoint")
@@ -436,9 +437,9 @@ def test_job_subprocess_cancel_kill_and_resume(tiny_causal, data_dir):
     ft.resume_job(job)
     assert _wait_exit(job, 180) == "finished", (job / "train.log").read_text()[-2000:]
     view = ft.job_view(job)
-    assert view.step == view.max_steps == 8 and view.adapter == config.output_dir
+    assert view.step == view.max_steps == 40 and view.adapter == config.output_dir
     train_steps = [r["step"] for r in view.progress if "loss" in r]
-    assert train_steps == list(range(1, 9))
+    assert train_steps == list(range(1, 41))
     from convo.ui.common import local_adapters
 
     assert local_adapters() == [config.output_dir]
