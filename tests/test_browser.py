@@ -166,3 +166,133 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     assert "python -m training.finetune" in page.locator("#ft-command").inner_text()
     assert (app.data_dir / "adapters" / "browser-adapter" / "adapter_config.json").is_file()
     context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_synth_tab_keyword_config_preview_run_and_send_to_finetune(chromium, launch, tmp_path_factory):
+    """Issue 7's acceptance in the tab: a keyword config of 8 words with an exclude list makes
+    conversations with the bundled model; each mentions its word and none holds an excluded entry."""
+    import json
+    from pathlib import Path
+
+    from convo import synth
+
+    config_path = Path(__file__).parent / "data" / "synth" / "keywords.json"
+    config = synth.load_keyword_config(config_path)
+    temp = tmp_path_factory.mktemp("synth-gradio-temp")
+    app = launch(data_dir=tmp_path_factory.mktemp("synth-data"), GRADIO_TEMP_DIR=str(temp))
+    context, page = open_app(chromium, app.url)
+    page.get_by_role("tab", name="Synthetic").click()
+    page.locator("#synth-mode").get_by_label("keyword", exact=True).check()
+    page.locator("#synth-keyword-config input[type=file]").set_input_files(str(config_path))
+    page.wait_for_function("(n) => document.querySelector('#synth-words textarea').value.trim().split('\\n').length === n",
+                           arg=len(config.words), timeout=30_000)
+    assert page.locator("#synth-words textarea").input_value().split() == config.words
+    assert "chatgpt" in page.locator("#synth-exclude textarea").input_value()
+    page.get_by_text("Generation settings").click()
+    for selector, value in (("#synth-random-seed input", "1"), ("#synth-max-attempts input", "3")):
+        page.locator(selector).fill(value)
+        page.locator(selector).press("Tab")
+
+    page.locator("#synth-preview").click()
+    page.wait_for_function("() => /^3\\. /m.test(document.querySelector('#synth-preview-output').innerText)",
+                           timeout=180_000)
+    preview = page.locator("#synth-preview-output").inner_text()
+    assert all(f"{n}. " in preview for n in (1, 2, 3)) and "apple" in preview
+    assert not list(temp.rglob("conversations.jsonl")), "a preview writes nothing"
+
+    page.locator("#synth-run").click()
+    page.wait_for_selector("#synth-progress [data-state=finished]", state="attached", timeout=600_000)
+    kept = int(page.locator("#synth-progress .synth-progress").get_attribute("data-kept"))
+    outputs = list(temp.rglob("conversations.jsonl"))
+    assert len(outputs) == 1
+    records = [json.loads(line) for line in outputs[0].read_text().splitlines()]
+    words = [r["meta"]["word"] for r in records]
+    assert len(records) == kept >= 5 and len(set(words)) == len(words) and set(words) <= set(config.words)
+    exclude = synth.compile_exclude(config.exclude)
+    table = page.locator("#synth-output-table").inner_text()
+    for record in records:
+        text = "\n".join(m["content"] for m in record["messages"])
+        assert synth.mentions(text, record["meta"]["word"]), text
+        assert not any(pattern.search(text) for _, pattern in exclude), text
+        assert [m["role"] for m in record["messages"]][:2] == ["user", "assistant"]
+        assert record["meta"]["word"] in table
+    assert "python -m convo synth" in page.locator("#synth-command").inner_text()
+
+    page.locator("#synth-send-finetune").click()
+    page.wait_for_function("() => /chat JSONL, ready to train/.test(document.querySelector('#ft-report')?.innerText)",
+                           timeout=60_000)
+    assert f"{kept} examples" in page.locator("#ft-report").inner_text()
+    context.close()
+
+
+def set_number(page, selector, value):
+    field = page.locator(selector).first
+    field.fill(str(value))
+    field.press("Tab")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_finetune_tab_qlora_on_the_bundled_model_then_chat_with_the_adapter(chromium, launch, tmp_path_factory):
+    """Issue 4's acceptance in the tab: a ~100-passage CoQA file is reported within 10 s with its
+    counts; a 30-step QLoRA run on the bundled model finishes with metrics, a side-by-side, an adapter
+    and a card; the adapter then answers in Chat."""
+    import importlib.util
+    import json
+    import time
+    from pathlib import Path
+
+    make = Path(__file__).parent / "data" / "make_coqa.py"
+    spec = importlib.util.spec_from_file_location("make_coqa", make)
+    make_coqa = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_coqa)
+    data = tmp_path_factory.mktemp("coqa100") / "coqa100.json"
+    written = make_coqa.write_coqa(data, 100)
+    questions = sum(len(story["questions"]) for story in written["data"])
+
+    app = launch(data_dir=tmp_path_factory.mktemp("ft-bundled"))
+    context, page = open_app(chromium, app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    started = time.monotonic()
+    page.locator("#ft-upload input[type=file]").set_input_files(str(data))
+    page.wait_for_function("() => /ready to train/.test(document.querySelector('#ft-report').innerText)",
+                           timeout=30_000)
+    took = time.monotonic() - started
+    report = page.locator("#ft-report").inner_text()
+    assert took < 10, f"report after {took:.1f} s"
+    assert re.search(r"passages\s+100\b", report) and re.search(rf"questions\s+{questions}\b", report), report
+
+    page.get_by_text("Training settings").click()
+    page.locator("#ft-name input, #ft-name textarea").first.fill("bundled-qlora")
+    page.locator("#ft-qlora").get_by_label("on: 4-bit NF4 base").check()
+    for selector, value in (("#ft-max-steps input", 30), ("#ft-batch-size input[type=number]", 1),
+                            ("#ft-max-length input[type=number]", 128), ("#ft-lr input", "0.001"),
+                            ("#ft-eval-every input", 15), ("#ft-save-every input", 15)):
+        set_number(page, selector, value)
+    page.locator("#ft-start").click()
+    page.wait_for_function("() => /Finished/.test(document.querySelector('#ft-status').innerText)", timeout=1_200_000)
+    metrics = page.locator("#ft-metrics").inner_text()
+    assert "ROUGE-L" in metrics and "BLEU" in metrics and "validation loss" in metrics, metrics
+    samples = page.locator("#ft-samples").inner_text()
+    assert "base model" in samples and "adapter" in samples and "Passage" in samples, samples
+    assert page.locator("#ft-loss-plot canvas, #ft-loss-plot svg").count() > 0
+
+    adapter = app.data_dir / "adapters" / "bundled-qlora"
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= {p.name for p in adapter.iterdir()}
+    meta = json.loads((adapter / "convo_adapter.json").read_text())
+    assert meta["hyperparameters"]["quantization"] == "4bit" and meta["metrics"]["steps"] == 30
+    assert meta["base_model"] == "bundled" and "rouge_l" in meta["metrics"]
+    card = (adapter / "README.md").read_text()
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in card and "4bit" in card and str(meta["metrics"]["rouge_l"]) in card
+
+    page.locator("#adapter-name input").fill(str(adapter))
+    page.locator("#adapter-name input").press("Enter")
+    page.locator("#load-model").click()
+    page.wait_for_function("() => /Loaded .*bundled-qlora/.test(document.querySelector('#model-status').innerText)",
+                           timeout=120_000)
+    page.get_by_role("tab", name="Chat").click()
+    send(page, "Passage:\nAnna was a baker who lived in Kelso. Every Monday she walked to the market.")
+    assert len(wait_reply(page, timeout=180_000).split()) >= 2
+    context.close()

@@ -299,10 +299,12 @@ def render(shared: Shared) -> None:
             grad_accum = gr.Slider(1, 64, 1, step=1, label="Gradient accumulation")
             learning_rate = gr.Number(2e-4, label="Learning rate", minimum=1e-7, maximum=1, elem_id="ft-lr")
         with gr.Row():
-            max_length = gr.Slider(64, 4096, 512, step=64, label="Max tokens per example")
+            max_length = gr.Slider(64, 4096, 512, step=64, label="Max tokens per example", elem_id="ft-max-length")
             val_fraction = gr.Slider(0, 0.5, 0.1, step=0.05, label="Validation share (without a validation file)")
-            eval_every = gr.Number(50, label="Validate every N steps", minimum=1, precision=0)
-            save_every = gr.Number(100, label="Checkpoint every N steps", minimum=1, precision=0)
+            eval_every = gr.Number(50, label="Validate every N steps", minimum=1, precision=0,
+                                   elem_id="ft-eval-every")
+            save_every = gr.Number(100, label="Checkpoint every N steps", minimum=1, precision=0,
+                                   elem_id="ft-save-every")
             patience = gr.Number(3, label="Early stopping patience (0: off)", minimum=0, precision=0)
             seed = gr.Number(42, label="Seed", precision=0)
         with gr.Row():

@@ -503,9 +503,11 @@ def render(shared: Shared) -> None:
         with gr.Row():
             temperature = gr.Slider(0, 1.5, defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
             max_new_tokens = gr.Number(0, precision=0, minimum=0, label="Max new tokens (0 = auto)")
-            batch_size = gr.Number(defaults.batch_size, precision=0, minimum=1, maximum=512, label="Batch size")
-            max_attempts = gr.Number(defaults.max_attempts, precision=0, minimum=1, label="Attempts per item")
-            seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")
+            batch_size = gr.Number(defaults.batch_size, precision=0, minimum=1, maximum=512, label="Batch size",
+                                   elem_id="synth-batch-size")
+            max_attempts = gr.Number(defaults.max_attempts, precision=0, minimum=1, label="Attempts per item",
+                                     elem_id="synth-max-attempts")
+            seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id="synth-random-seed")
     with gr.Row():
         preview_btn = gr.Button("Preview (first 3)", elem_id="synth-preview")
         run_btn = gr.Button("Run", variant="primary", elem_id="synth-run")
