@@ -9,7 +9,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from . import filters
-from .generation import Messages, Stop, check_messages, continuation_logprobs, generate_batch, render_prompt, stream
+from .generation import (Messages, Stop, accumulate, check_messages, coalesce, continuation_logprobs, generate_batch,
+                         render_prompt, stream)
 from .models import LoadedModel
 from .settings import ChatSettings, Sampling
 
@@ -38,16 +39,17 @@ def with_system(messages: Messages, system_prompt: str) -> Messages:
 
 def reply_stream(lm: LoadedModel, messages: Messages, settings: ChatSettings = ChatSettings(),
                  sampling: Sampling | None = None, stop: Stop | None = None,
-                 asked: Sequence[str] = ()) -> Iterator[str]:
+                 asked: Sequence[str] = (), min_interval: float = 0.0) -> Iterator[str]:
     """Stream the assistant reply to ``messages`` (ending with a user turn) as growing text.
 
-    In interviewer mode the reply ends with the assistant's best follow-up question.
+    In interviewer mode the reply ends with the assistant's best follow-up question. With
+    ``min_interval`` the text is yielded at most that often (the first piece at once, the whole
+    text always last), so a UI is not redrawn for every token.
     """
     stop = stop or Stop()
     conversation = with_system(check_messages(messages), settings.system_prompt)
     text = ""
-    for piece in stream(lm, conversation, sampling, stop):
-        text += piece
+    for text in coalesce(accumulate(stream(lm, conversation, sampling, stop)), min_interval):
         yield text
     if settings.interviewer and not stop.is_set() and not text.rstrip().endswith("?"):
         history = conversation + [{"role": "assistant", "content": text}]

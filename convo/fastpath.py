@@ -11,6 +11,7 @@ every step decodes one token for every active request in a single batched forwar
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .settings import Sampling
+from .threads import run_in_fresh_thread
 
 log = logging.getLogger(__name__)
 
@@ -243,23 +245,27 @@ class FastModel:
 
 def sample_next(logits: torch.Tensor, sampling: Sampling, seen: list[int], generator) -> int:
     """One token from ``logits`` [vocab], in transformers' processor order: repetition penalty,
-    temperature, top-k, top-p; greedy when temperature is 0."""
+    temperature, top-k, top-p; greedy when temperature is 0.
+
+    Top-p runs on the top-k survivors only (sorted by ``topk``), not on a sort of the whole
+    vocabulary: the same distribution, and about 1 ms less per token for a 49k vocabulary.
+    """
     if sampling.repetition_penalty != 1.0 and seen:
         ids = torch.tensor(sorted(set(seen)))
         picked = logits[ids]
         logits[ids] = torch.where(picked < 0, picked * sampling.repetition_penalty, picked / sampling.repetition_penalty)
     if not sampling.do_sample:
         return int(logits.argmax())
-    logits = logits / sampling.temperature
     if sampling.top_k and sampling.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, sampling.top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        values, order = torch.topk(logits, sampling.top_k)  # descending
+    else:
+        values, order = torch.sort(logits, descending=True)
+    values = values / sampling.temperature
     if sampling.top_p < 1.0:
-        ordered, order = torch.sort(logits, descending=True)
-        cumulative = ordered.softmax(-1).cumsum(-1)
-        drop = cumulative - ordered.softmax(-1) > sampling.top_p
-        logits[order[drop]] = float("-inf")
-    return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
+        probs = values.softmax(-1)
+        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+        values = values.masked_fill(probs.cumsum(-1) - probs > sampling.top_p, float("-inf"))
+    return int(order[torch.multinomial(values.softmax(-1), 1, generator=generator)])
 
 
 class PrefixCache:
@@ -339,10 +345,13 @@ class Engine:
         self.active: list[Request] = []
         self.wake = threading.Event()
         self.threads = threads
+        self.closing: str | None = None  # "drain" or "now" once close() was called
         self.worker = threading.Thread(target=self._run, name="convo-engine", daemon=True)
         self.worker.start()
 
     def submit(self, prompt: list[int], sampling: Sampling, stop=None) -> Request:
+        if self.closing or not self.worker.is_alive():
+            raise RuntimeError("this engine is closed")
         limit = self.fast.max_len - sampling.max_new_tokens - 1
         prompt = prompt[-max(1, limit):]
         request = Request(prompt=prompt, sampling=sampling, stop=stop, seen=list(prompt))
@@ -358,11 +367,30 @@ class Engine:
         with torch.inference_mode():
             self._loop()
 
+    def close(self, drain: bool = False, timeout: float = 30.0) -> None:
+        """Stop the worker: at once (the step in progress finishes, every request's stream ends), or
+        with ``drain`` once the requests already submitted are done (without waiting for that).
+
+        Engines are closed at interpreter exit: a worker still inside a torch op while the
+        interpreter tears down aborts the process ("terminate called without an active exception").
+        """
+        self.closing = "drain" if drain and self.closing != "now" else "now"
+        self.wake.set()
+        with _engines_lock:
+            if self in _engines:
+                _engines.remove(self)
+        if not drain and self.worker.is_alive() and threading.current_thread() is not self.worker:
+            self.worker.join(timeout)
+
     def _loop(self) -> None:
         while True:
-            if not self.active and self.waiting.empty():
+            idle = not self.active and self.waiting.empty()
+            if self.closing == "now" or (self.closing and idle):
+                break
+            if idle:
                 self.wake.wait()
                 self.wake.clear()
+                continue
             try:
                 self._admit()
                 if self.active:
@@ -373,6 +401,9 @@ class Engine:
                     request.error = exc
                     request.out.put(DONE)
                 self.active = []
+        for request in self.active + self._drain():
+            request.out.put(DONE)
+        self.active = []
 
     def _drain(self) -> list[Request]:
         drained = []
@@ -432,8 +463,17 @@ class Engine:
         self.active = kept
 
 
-_engines: dict[int, Engine] = {}
+_engines: list[Engine] = []
 _engines_lock = threading.Lock()
+
+
+@atexit.register
+def close_engines() -> None:
+    """Stop every engine's worker cleanly (runs at interpreter exit, before torch is torn down)."""
+    with _engines_lock:
+        engines = list(_engines)
+    for engine in engines:
+        engine.close()
 
 
 def engine_for(lm) -> Engine | None:
@@ -442,13 +482,16 @@ def engine_for(lm) -> Engine | None:
         return None
     with _engines_lock:
         engine = getattr(lm, "_fast_engine", None)
-        if engine is None:
+        if engine is None or engine.closing:
             started = time.monotonic()
             weights = default_weight_mode(lm)
-            fast = FastModel(lm.model, weights=weights, slots=int(os.environ.get("CONVO_MAX_BATCH", "8")),
-                             max_len=int(os.environ.get("CONVO_FAST_CONTEXT", "2048")))
+            # built on a thread that exits, so the engine thread is the only one holding an OpenMP team
+            fast = run_in_fresh_thread(FastModel, lm.model, weights=weights,
+                                       slots=int(os.environ.get("CONVO_MAX_BATCH", "8")),
+                                       max_len=int(os.environ.get("CONVO_FAST_CONTEXT", "2048")))
             engine = Engine(fast, _stop_ids(lm))
             lm._fast_engine = engine
+            _engines.append(engine)
             log.info("fast path for %s: %s weights, built in %.1f s", lm.spec.label, weights,
                      time.monotonic() - started)
         return engine

@@ -8,13 +8,17 @@ Everything yields or returns plain text; callers (chat, questions, synth, the UI
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from .models import LoadedModel
 from .settings import Sampling
+from .threads import run_in_fresh_thread
 
 Messages = list[dict]
+T = TypeVar("T")
 
 
 class Stop:
@@ -203,6 +207,8 @@ def _stream_engine(lm: LoadedModel, engine, text: str, sampling: Sampling, stop:
     printed = ""
     try:
         for token in request.tokens():
+            if stop.is_set():  # tokens already queued when Stop was pressed are not shown
+                break
             tokens.append(token)
             decoded = lm.tokenizer.decode(tokens, skip_special_tokens=True)
             if decoded.endswith("\ufffd") or not decoded.startswith(printed):
@@ -216,6 +222,38 @@ def _stream_engine(lm: LoadedModel, engine, text: str, sampling: Sampling, stop:
 
 _ABANDONED = Stop()
 _ABANDONED.set()
+
+
+def accumulate(pieces: Iterable[str]) -> Iterator[str]:
+    """Text deltas -> the growing text.
+
+    >>> list(accumulate(["Hel", "lo", "!"]))
+    ['Hel', 'Hello', 'Hello!']
+    """
+    text = ""
+    for piece in pieces:
+        text += piece
+        yield text
+
+
+def coalesce(states: Iterable[T], min_interval: float) -> Iterator[T]:
+    """The latest of a stream of states, at most every ``min_interval`` seconds: the first at once,
+    the last always. Each UI update of a streamed chat costs the server about as much as a decode
+    step, so redrawing 20 times a second instead of once per token leaves the cores to decoding.
+
+    >>> list(coalesce(iter([1, 2, 3]), 60.0))
+    [1, 3]
+    """
+    sent_at, pending, has_pending = None, None, False
+    for state in states:
+        now = time.monotonic()
+        if sent_at is None or now - sent_at >= min_interval:
+            sent_at, has_pending = now, False
+            yield state
+        else:
+            pending, has_pending = state, True
+    if has_pending:
+        yield pending
 
 
 def generate(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None) -> str:
@@ -232,8 +270,6 @@ def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling:
     With greedy decoding in fp32 the result equals running them one by one (in bf16 and with
     quantized weights, batched matmuls round differently, so long greedy replies may diverge).
     """
-    import torch
-
     sampling = sampling or Sampling()
     texts = list(prompts) if prompts is not None else [render_prompt(lm, check_messages(c)) for c in conversations]
     engine = _engine(lm)
@@ -242,6 +278,14 @@ def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling:
         requests = [engine.submit(_prompt_ids(lm, t), replace(sampling, seed=seed), stop)
                     for t, seed in zip(texts, seeds)]
         return [lm.tokenizer.decode(list(r.tokens()), skip_special_tokens=True).strip() for r in requests]
+    # on a thread that exits, so no OpenMP team outlives the call (see convo.threads)
+    return run_in_fresh_thread(_generate_padded, lm, texts, sampling, batch_size, stop)
+
+
+def _generate_padded(lm: LoadedModel, texts: list[str], sampling: Sampling, batch_size: int,
+                     stop: Stop | None) -> list[str]:
+    import torch
+
     replies: list[str] = []
     stopping = {"stopping_criteria": _stopping([stop])} if stop is not None else {}
     for start in range(0, len(texts), batch_size):
@@ -260,10 +304,15 @@ def continuation_logprobs(lm: LoadedModel, prompt: str, continuations: Sequence[
 
     Used to rank candidate questions by how likely the model itself finds them.
     """
-    import torch
-
     if not continuations:
         return []
+    # on a thread that exits, so no OpenMP team outlives the call (see convo.threads)
+    return run_in_fresh_thread(_continuation_logprobs, lm, prompt, list(continuations))
+
+
+def _continuation_logprobs(lm: LoadedModel, prompt: str, continuations: list[str]) -> list[float]:
+    import torch
+
     tok = lm.tokenizer
     if lm.is_seq2seq:
         enc = tok([prompt] * len(continuations), return_tensors="pt", truncation=True, max_length=lm.context_length)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .settings import BUNDLED, ModelSpec
+from .threads import run_in_fresh_thread
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,12 @@ class LoadedModel:
             if isinstance(value, int) and value > 0:
                 return min(value, 32768)
         return 512 if self.is_seq2seq else 2048
+
+    def release(self) -> None:
+        """Let go of what was built around the model (its fast CPU engine, once its requests finish)."""
+        engine = self.__dict__.pop("_fast_engine", None)
+        if engine is not None:
+            engine.close(drain=True)
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -363,7 +370,8 @@ class ModelPool:
             with self._lock:
                 if spec in self._models:
                     return self._models[spec]
-            loaded = load_model(spec)
+            # a thread that exits: its OpenMP team does not outlive the load (see convo.threads)
+            loaded = run_in_fresh_thread(load_model, spec)
             with self._lock:
                 self._models[spec] = loaded
                 self._evict_over_budget(keep=spec)
@@ -374,7 +382,7 @@ class ModelPool:
         while sum(m.nbytes for m in self._models.values()) > self.budget_bytes and len(self._models) > 1:
             oldest = next(s for s in self._models if s != keep)
             log.info("Evicting %s from the model pool", oldest.label)
-            del self._models[oldest]
+            self._models.pop(oldest).release()
 
     def loaded(self) -> list[ModelSpec]:
         with self._lock:
@@ -382,7 +390,9 @@ class ModelPool:
 
     def clear(self) -> None:
         with self._lock:
-            self._models.clear()
+            models, self._models = list(self._models.values()), OrderedDict()
+        for model in models:
+            model.release()
 
 
 POOL = ModelPool()

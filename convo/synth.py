@@ -1443,7 +1443,6 @@ def cli(args: argparse.Namespace) -> int:
         return 2
     stop = Stop()
     progress = None
-    interrupted = False
     previous = _install_interrupt_handlers(stop)
     try:
         for progress in run(lm, job, args.out, sampling=sampling, batch_size=args.batch_size, stop=stop,
@@ -1451,7 +1450,6 @@ def cli(args: argparse.Namespace) -> int:
             if not args.quiet and (progress.latest or progress.finished or progress.cancelled):
                 print(progress.summary(), file=sys.stderr, flush=True)
     except Interrupted:
-        interrupted = True
         print("interrupted: finished lines are saved; rerun to resume", file=sys.stderr)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -1462,18 +1460,7 @@ def cli(args: argparse.Namespace) -> int:
         write_flat_json(args.out, args.flat_json)
     if progress is not None:
         print(f"{args.out}: {progress.kept} new conversations ({progress.summary()})")
-    if interrupted:
-        _exit_now(0)
-    return 0
-
-
-def _exit_now(code: int) -> None:
-    """Leave at once after an interrupt. The generation engine's worker thread may still be inside a torch
-    op for the abandoned batch, and interpreter shutdown under it aborts the process ("terminate called
-    without an active exception"); every finished line is already on disk, so nothing is lost."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    return 0  # also after an interrupt; the engine's worker is stopped cleanly at exit (fastpath.close_engines)
 
 
 def _install_interrupt_handlers(stop: Stop) -> dict:

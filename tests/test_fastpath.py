@@ -143,3 +143,75 @@ def test_prefix_cache_reuses_a_shared_start_with_identical_output(lm, monkeypatc
     prompt = generation._prompt_ids(lm, generation.render_prompt(lm, chats[1]))
     cached, keys, _ = engine.prefixes.lookup(prompt)
     assert cached >= 10 and keys.shape[2] == cached  # the shared system prompt is reused
+
+
+def reference_distribution(logits, sampling):
+    """The next-token distribution transformers' own processors give (temperature, top-k, top-p)."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    scores = logits[None].clone()
+    for warper in (TemperatureLogitsWarper(sampling.temperature), TopKLogitsWarper(sampling.top_k),
+                   TopPLogitsWarper(sampling.top_p)):
+        scores = warper(None, scores)
+    return scores[0].softmax(-1)
+
+
+@pytest.mark.parametrize("top_k,top_p", [(50, 0.9), (5, 1.0), (0, 0.5)])
+def test_sampling_draws_from_the_same_distribution_as_transformers(top_k, top_p):
+    torch.manual_seed(0)
+    logits = torch.randn(1000) * 3
+    sampling = Sampling(temperature=0.7, top_k=top_k, top_p=top_p, repetition_penalty=1.0)
+    expected = reference_distribution(logits, Sampling(temperature=0.7, top_k=top_k or 1000, top_p=top_p))
+    generator = torch.Generator().manual_seed(1)
+    draws = torch.tensor([fastpath.sample_next(logits.clone(), sampling, [], generator) for _ in range(4000)])
+    observed = torch.bincount(draws, minlength=1000).float() / len(draws)
+    assert set(draws.tolist()) <= set(torch.nonzero(expected).flatten().tolist())  # never outside the nucleus
+    assert (observed - expected).abs().sum() < 0.12  # total variation, 4000 draws
+
+
+def test_closed_engine_ends_streams_refuses_work_and_is_rebuilt(tiny_causal):
+    lm = load_model(ModelSpec(tiny_causal, dtype="float32"))
+    engine = fastpath.Engine(fastpath.FastModel(lm.model, weights="none", slots=2), stop_ids=[])  # never ends alone
+    lm._fast_engine = engine
+    request = engine.submit([1, 2, 3], Sampling(temperature=0, max_new_tokens=8000, repetition_penalty=1.0))
+    next(request.tokens())  # it is decoding
+    engine.close()
+    assert not engine.worker.is_alive()
+    assert len(list(request.tokens())) < 8000  # its stream ended
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.submit([1, 2, 3], Sampling())
+    rebuilt = fastpath.engine_for(lm)
+    assert rebuilt is not engine and generation.generate(lm, convo_of("Hi"), Sampling(max_new_tokens=4))
+
+
+def test_evicted_model_engine_finishes_its_requests_then_stops(tiny_causal):
+    from convo.models import ModelPool
+
+    pool = ModelPool()
+    lm = pool.get(ModelSpec(tiny_causal, dtype="float32"))
+    engine = fastpath.Engine(fastpath.FastModel(lm.model, weights="none", slots=2), stop_ids=[])
+    lm._fast_engine = engine
+    request = engine.submit([1, 2, 3], Sampling(temperature=0, max_new_tokens=40, repetition_penalty=1.0))
+    pool.clear()  # what eviction does: the engine drains
+    assert len(list(request.tokens())) == 40
+    engine.worker.join(10)
+    assert not engine.worker.is_alive()
+
+
+def test_cli_exits_cleanly_with_the_engine_busy(tiny_causal, tmp_path):
+    """Interpreter exit while the engine thread is inside a torch op used to abort the process
+    ("terminate called without an active exception"); engines are now closed at exit."""
+    import subprocess
+    import sys
+
+    script = ("from convo.models import get_model\nfrom convo.settings import ModelSpec, Sampling\n"
+              "from convo import fastpath\n"
+              f"lm = get_model(ModelSpec({tiny_causal!r}, dtype='float32'))\n"
+              "engine = fastpath.engine_for(lm)\n"
+              "requests = [engine.submit(list(range(1, 200)), Sampling(max_new_tokens=5000)) for _ in range(4)]\n"
+              "next(requests[0].tokens())\nprint('leaving')\n")
+    for _ in range(3):
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                                cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert result.returncode == 0 and "leaving" in result.stdout, result.stderr[-2000:]
+        assert "terminate called" not in result.stderr

@@ -150,3 +150,30 @@ def test_generate_batch_stops_when_asked(causal):
     stop.set()
     replies = generation.generate_batch(causal, CONVERSATIONS, Sampling(max_new_tokens=200, temperature=0), stop=stop)
     assert all(len(r.split()) <= 3 for r in replies)
+
+
+def test_run_in_fresh_thread_returns_and_raises_in_the_caller():
+    import threading
+
+    from convo.threads import run_in_fresh_thread
+
+    caller = threading.get_ident()
+    assert run_in_fresh_thread(threading.get_ident) != caller
+    with pytest.raises(KeyError, match="missing"):
+        run_in_fresh_thread(lambda: {}["missing"])
+
+
+def test_coalesce_sends_the_first_at_once_the_last_always_and_few_between():
+    import time
+
+    from convo.generation import coalesce
+
+    def slow(n, every):
+        for i in range(n):
+            time.sleep(every)
+            yield i
+
+    sent = list(coalesce(slow(40, 0.005), 0.05))
+    assert sent[0] == 0 and sent[-1] == 39 and 3 <= len(sent) <= 10
+    assert list(coalesce(iter(range(5)), 0.0)) == [0, 1, 2, 3, 4]
+    assert list(coalesce(iter([]), 1.0)) == []

@@ -131,10 +131,13 @@ def launch_kwargs() -> dict:
 
 
 def preload_default_model() -> threading.Thread:
-    """Load (and on first run convert) the default model in the background while the server starts."""
+    """Load (and on first run convert) the default model in the background while the server starts,
+    and build its fast CPU engine, so the first chat does not wait for either."""
     def work():
         try:
-            get_model(spec_from(common.default_model(), None))
+            from ..fastpath import engine_for
+
+            engine_for(get_model(spec_from(common.default_model(), None)))
         except ModelLoadError as exc:
             print(f"convo: {exc}", flush=True)
 

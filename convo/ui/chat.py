@@ -21,6 +21,7 @@ from ..store import Store, conversation_to_json, conversation_to_markdown
 from .common import Shared, plain_messages, spec_from
 
 N_SUGGESTIONS = 3
+UPDATE_EVERY_S = 0.05  # redraw a streaming reply at most 20 times a second
 NOT_AVAILABLE = "This conversation is not available"
 
 # Stop flags of the replies being generated, keyed by Gradio session: the Stop button of a
@@ -72,8 +73,10 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
         _running[session] = stop
     reply = ""
     try:
-        for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked):
-            yield history + [{"role": "assistant", "content": reply}], conversation_id, asked, *_suggestion_updates([])
+        hidden = _suggestion_updates([])  # the first update hides the last reply's suggestions
+        for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked, min_interval=UPDATE_EVERY_S):
+            yield history + [{"role": "assistant", "content": reply}], conversation_id, asked, *hidden
+            hidden = [gr.skip()] * N_SUGGESTIONS
     finally:
         with _running_lock:
             _running.pop(session, None)
