@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 GROUP = 32  # int4 group size: GGUF Q4_0/Q4_1 blocks are 32 weights, so 4-bit GGUF weights map exactly
 DONE = None  # put on a request's queue when it ends
-DENSE_ROWS = 24  # from this many rows (a prefill) a dense bf16 matmul beats torch's int4/int8 CPU kernels
 
 
 def eligible(lm) -> bool:
@@ -67,49 +66,33 @@ def default_weight_mode(lm) -> str:
 
 
 class Linear:
-    """y = x W^T (+ b) with W kept as bf16/fp32, int8 per-channel, or int4 per-group of 32.
+    """y = x W^T (+ b) with W kept as bf16/fp32, int8 per-channel, or int4 per-group of 32."""
 
-    With ``dense`` a quantized layer also keeps its dequantized weights in ``dtype`` for inputs of
-    ``DENSE_ROWS`` rows or more (prefill, batched decode): torch's int4/int8 CPU kernels cost about
-    the same per row as a matrix-vector product, while a dense bf16 GEMM amortizes (measured here,
-    3072x576: 16 rows 691 -> 371 us, 50 rows 2179 -> 903 us; equal at 4 rows).
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, mode: str, dtype: torch.dtype,
-                 dense: bool = False):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, mode: str, dtype: torch.dtype):
         self.mode, self.bias = mode, None if bias is None else bias.to(dtype)
         self.out_features = weight.shape[0]
-        self.dense = None
         w = weight.detach().float()
         if mode == "int8":
             scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
-            q8 = (w / scales[:, None]).round().clamp(-127, 127)
-            self.weight = q8.to(torch.int8).contiguous()
+            self.weight = (w / scales[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()
             self.scales = scales.to(dtype)
-            dequantized = q8 * scales[:, None]
         elif mode == "int4" and w.shape[1] % GROUP == 0:
             n, k = w.shape
             groups = w.reshape(n, k // GROUP, GROUP)
             low, high = groups.amin(-1), groups.amax(-1)
             scale = ((high - low) / 15).clamp(min=1e-8)
-            q = ((groups - low[..., None]) / scale[..., None]).round().clamp(0, 15)
-            self.weight = torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).reshape(n, k), 1)
+            q = ((groups - low[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32).reshape(n, k)
+            self.weight = torch._convert_weight_to_int4pack_for_cpu(q, 1)
             # the kernel computes (q - 8) * scale + zero
             self.scales = torch.stack([scale.t(), (low + 8 * scale).t()], dim=-1).contiguous().to(dtype)
-            dequantized = (q * scale[..., None] + low[..., None]).reshape(n, k)
         else:
             self.mode = "none"
             self.weight = w.to(dtype).contiguous()
-            dequantized = None
-        if dense and dequantized is not None:
-            self.dense = dequantized.to(dtype).contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        if self.dense is not None and x2.shape[0] >= DENSE_ROWS:
-            y = F.linear(x2, self.dense)
-        elif self.mode == "int8":
+        if self.mode == "int8":
             y = torch._weight_int8pack_mm(x2, self.weight, self.scales)
         elif self.mode == "int4":
             y = torch._weight_int4pack_mm_for_cpu(x2, self.weight, GROUP, self.scales)
@@ -134,11 +117,8 @@ class FastModel:
     """The decoder's weights in fused, quantized form plus a static KV cache of ``slots`` rows."""
 
     def __init__(self, model, weights: str = "int4", slots: int = 8, max_len: int = 2048,
-                 head: str | None = None, dtype: torch.dtype | None = None, dense: bool | None = None):
+                 head: str | None = None, dtype: torch.dtype | None = None):
         config = model.config
-        # dense bf16 copies of quantized weights for many-row inputs (see Linear); costs 2 bytes per
-        # weight (bundled model: about 270 MB); $CONVO_FAST_DENSE=0 keeps only the quantized weights
-        self.dense = os.environ.get("CONVO_FAST_DENSE", "1") != "0" if dense is None else dense
         # Quantized weights need bf16 activations: torch's int4/int8 CPU kernels are vectorized for
         # bf16 only (measured here: fp32 inputs take a reference path about 25x slower).
         self.dtype = dtype or (model.dtype if weights == "none" else torch.bfloat16)
@@ -154,7 +134,7 @@ class FastModel:
         self.layers = [self._layer(layer, weights) for layer in inner.layers]
         self.norm = inner.norm.weight.detach().to(self.dtype)
         # The GGUF keeps token embeddings (tied to the head) at 8 bits, so the head gets int8.
-        self.head = Linear(model.get_output_embeddings().weight, None, head, self.dtype, self.dense)
+        self.head = Linear(model.get_output_embeddings().weight, None, head, self.dtype)
         rope = getattr(config, "rope_parameters", None) or {}
         theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
         inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
@@ -172,17 +152,17 @@ class FastModel:
         qkv_b = torch.cat([b.detach() for b in biases]) if all(b is not None for b in biases) else None
         return Layer(
             norm1=layer.input_layernorm.weight.detach().to(self.dtype),
-            qkv=Linear(qkv_w, qkv_b, weights, self.dtype, self.dense),
-            o=Linear(attn.o_proj.weight, None, weights, self.dtype, self.dense),
+            qkv=Linear(qkv_w, qkv_b, weights, self.dtype),
+            o=Linear(attn.o_proj.weight, None, weights, self.dtype),
             norm2=layer.post_attention_layernorm.weight.detach().to(self.dtype),
-            gate_up=Linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), None, weights, self.dtype,
-                           self.dense),
-            down=Linear(mlp.down_proj.weight, None, weights, self.dtype, self.dense),
+            gate_up=Linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), None, weights, self.dtype),
+            down=Linear(mlp.down_proj.weight, None, weights, self.dtype),
         )
 
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+        # normalized in fp32 (as transformers does), scaled in the activation dtype; one fused op
+        # instead of five small ones (each op costs dispatch time at one token per step)
+        return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
     def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         half = x.shape[-1] // 2
