@@ -148,3 +148,22 @@ def test_second_start_is_ready_in_under_10_seconds(launch, tmp_path_factory):
         assert ready + time.monotonic() - started < 20
     finally:
         second.stop()
+
+
+def test_download_folders_older_than_a_day_are_removed(tmp_path, monkeypatch):
+    import os
+
+    from convo.ui import chat as chat_ui
+    from convo.ui import questions as questions_ui
+    from convo.ui.common import EXPORT_MAX_AGE_S, export_folder
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    stale, recent = export_folder("questions"), export_folder("conversation")
+    (stale / "questions.csv").write_text("rank,text\n")
+    old = time.time() - EXPORT_MAX_AGE_S - 60
+    os.utime(stale, (old, old))
+    exported = Path(chat_ui.export([{"role": "user", "content": "Hi"}], "bundled", "md"))
+    assert not stale.exists() and recent.is_dir()
+    assert exported.parent.parent == tmp_path / "convo-exports" and "Hi" in exported.read_text()
+    csv_path, json_path = questions_ui.write_downloads([], "A passage.")
+    assert Path(csv_path).parent.parent == tmp_path / "convo-exports" and Path(json_path).read_text() == "[]"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import tempfile
 import threading
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from ..generation import Stop
 from ..models import ModelLoadError, get_model
 from ..settings import ChatSettings, Sampling
 from ..store import Store, conversation_to_json, conversation_to_markdown
-from .common import Shared, plain_messages, spec_from
+from .common import Shared, export_folder, plain_messages, spec_from
 
 N_SUGGESTIONS = 3
 UPDATE_EVERY_S = 0.05  # redraw a streaming reply at most 20 times a second
@@ -175,7 +174,7 @@ def export(history, model, fmt: str):
         raise gr.Error("Nothing to export yet.")
     snapshot = {"messages": messages, "model": model, "adapter": None, "settings": {}}
     text = conversation_to_json(snapshot) if fmt == "json" else conversation_to_markdown(snapshot)
-    folder = Path(tempfile.mkdtemp(prefix="convo-export-"))
+    folder = export_folder("conversation")
     path = folder / f"conversation.{'json' if fmt == 'json' else 'md'}"
     path.write_text(text, encoding="utf-8")
     return str(path)

@@ -6,6 +6,9 @@ browser session chooses its own model while the pool keeps one copy of each in m
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec
 from ..store import data_dir
 
 NO_ADAPTER = "(none)"
+EXPORT_MAX_AGE_S = 86400  # downloads are kept a day, like the uploads Gradio keeps (delete_cache)
 
 
 @dataclass
@@ -87,3 +91,19 @@ def model_bar() -> tuple[gr.Dropdown, gr.Dropdown, gr.Radio, gr.Button, gr.Markd
         load = gr.Button("Load", scale=1, elem_id="load-model")
     status = gr.Markdown(elem_id="model-status")
     return model, adapter, quantize, load, status
+
+
+def export_folder(kind: str) -> Path:
+    """A fresh folder for files a person downloads (conversation exports, question lists), under
+    ``<tmp>/convo-exports``; folders older than ``EXPORT_MAX_AGE_S`` are removed on the way, so a
+    long-running app does not fill its disk."""
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "convo-exports"
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - EXPORT_MAX_AGE_S
+    for old in root.iterdir():
+        try:
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # removed by another request meanwhile
+            pass
+    return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=root))

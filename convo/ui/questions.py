@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import html
 import json
-import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -16,7 +15,7 @@ import gradio as gr
 from ..models import ModelLoadError
 from ..questions import (MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
                          decode_passage, question_run)
-from .common import Shared, spec_from
+from .common import Shared, export_folder, spec_from
 
 MODE_LABELS = {"Open questions": "open", "Answer-aware": "answer", "Conversational (next question)": "conversational"}
 COLUMNS = ["#", "Question", "Score", "LM", "Grounding", "Diversity", "Source", "Sentence"]
@@ -176,7 +175,7 @@ def ask_in_chat(question: str | None) -> tuple:
 
 def write_downloads(questions: list[dict], passage: str) -> list[str]:
     """questions.csv and questions.json in a fresh temporary folder (Gradio serves them)."""
-    folder = Path(tempfile.mkdtemp(prefix="convo-questions-"))
+    folder = export_folder("questions")
     records = [{"rank": i, "text": q["text"], "score": q["score"], **{f"{k}": v for k, v in q["parts"].items()},
                 "source": q["source"], "span_start": q["span"][0], "span_end": q["span"][1],
                 "sentence": passage[q["span"][0]:q["span"][1]]} for i, q in enumerate(questions, start=1)]
