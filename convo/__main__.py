@@ -85,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat_parser.add_argument("--interviewer", action="store_true", help="end each reply with a question")
     chat_parser.set_defaults(func=run_chat)
     sub.add_parser("app", help="start the web app").set_defaults(func=run_app)
-    from . import finetune, questions, synth
+    from . import jobs, questions, synth
 
-    for module in (questions, synth, finetune):
+    for module in (questions, synth, jobs):
         module.register_cli(sub)
     return parser
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from convo import finetune as ft
+from convo import jobs
 from convo.data import load_examples
 from convo.models import adapter_base, get_model, load_model
 from convo.settings import LoraSettings, ModelSpec
@@ -96,8 +97,8 @@ def test_cli_args_reproduce_the_config():
                                 lora=LoraSettings(r=4, dropout=0.0))
     config = ft.FinetuneConfig(train_data="/d/train.json", val_data="/d/val.json", output_dir="/o/a",
                                model_name="org/model", settings=settings, dtype="float32", private=False)
-    args = ft.build_parser().parse_args(ft.cli_args(config))
-    assert ft.config_from_args(args) == config
+    args = jobs.build_parser().parse_args(jobs.cli_args(config))
+    assert jobs.config_from_args(args) == config
 
 
 # ----------------------------------------------------------------------------- labels
@@ -362,11 +363,11 @@ def test_convo_train_subcommand_has_the_same_flags():
     import argparse
 
     parser = argparse.ArgumentParser()
-    ft.register_cli(parser.add_subparsers())
+    jobs.register_cli(parser.add_subparsers())
     args = parser.parse_args(["train", "--train_data", "t.json", "--output_dir", "o", "--qlora", "--task", "cqg",
                               "--num_epochs", "2", "--job_dir", "j"])
-    assert args.func is ft.cli_main
-    config = ft.config_from_args(args)
+    assert args.func is jobs.cli_main
+    config = jobs.config_from_args(args)
     assert config.settings.qlora is True and config.settings.task == "cqg" and config.settings.epochs == 2.0
 
 
@@ -374,25 +375,25 @@ def test_convo_train_subcommand_has_the_same_flags():
 
 
 def _own_process_status(**fields) -> dict:
-    return {"pid": os.getpid(), "pid_started": ft._process_started(os.getpid()), **fields}
+    return {"pid": os.getpid(), "pid_started": jobs._process_started(os.getpid()), **fields}
 
 
 def test_queue_runs_one_job_per_slot_in_order(data_dir):
     config = ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "a"))
-    running, first, second = (ft.create_job(config) for _ in range(3))
-    ft.write_status(running, **_own_process_status(state="running", slot="cpu"))
-    ft.write_status(first, **_own_process_status(state="queued", created=1.0))
-    ft.write_status(second, **_own_process_status(state="queued", created=2.0))
-    assert ft.queue_position(first) == 1 and ft.queue_position(second) == 2
-    assert ft.queue_position(running) is None
-    assert ft.try_acquire_slot(second, ["cpu"]) is None  # not first in line
-    assert ft.try_acquire_slot(first, ["cpu"]) is None  # the CPU is busy
-    ft.write_status(running, state="finished")
-    assert ft.try_acquire_slot(second, ["cpu"]) is None
-    assert ft.try_acquire_slot(first, ["cpu"]) == "cpu"
-    assert ft.job_state(first) == "running" and ft.queue_position(second) == 1
-    ft.write_status(first, pid=None)  # its process is gone without a word: the job died
-    assert ft.job_state(first) == "died"
+    running, first, second = (jobs.create_job(config) for _ in range(3))
+    jobs.write_status(running, **_own_process_status(state="running", slot="cpu"))
+    jobs.write_status(first, **_own_process_status(state="queued", created=1.0))
+    jobs.write_status(second, **_own_process_status(state="queued", created=2.0))
+    assert jobs.queue_position(first) == 1 and jobs.queue_position(second) == 2
+    assert jobs.queue_position(running) is None
+    assert jobs.try_acquire_slot(second, ["cpu"]) is None  # not first in line
+    assert jobs.try_acquire_slot(first, ["cpu"]) is None  # the CPU is busy
+    jobs.write_status(running, state="finished")
+    assert jobs.try_acquire_slot(second, ["cpu"]) is None
+    assert jobs.try_acquire_slot(first, ["cpu"]) == "cpu"
+    assert jobs.job_state(first) == "running" and jobs.queue_position(second) == 1
+    jobs.write_status(first, pid=None)  # its process is gone without a word: the job died
+    assert jobs.job_state(first) == "died"
 
 
 def _wait_for(predicate, timeout: float, what: str):
@@ -406,7 +407,7 @@ def _wait_for(predicate, timeout: float, what: str):
 
 
 def _wait_exit(job_dir: Path, timeout: float = 120) -> str:
-    return _wait_for(lambda: (lambda s: s if s not in ("queued", "running") else None)(ft.job_state(job_dir)),
+    return _wait_for(lambda: (lambda s: s if s not in ("queued", "running") else None)(jobs.job_state(job_dir)),
                      timeout, f"{job_dir.name} to end")
 
 
@@ -417,26 +418,26 @@ def test_job_subprocess_cancel_kill_and_resume(tiny_causal, data_dir):
     settings = quick(max_steps=40, save_every=2, eval_every=2, eval_generations=0, early_stopping_patience=0)
     config = ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "adapters" / "job-test"),
                                model_name=tiny_causal, dtype="float32", device="cpu", settings=settings)
-    job = ft.start_job(config)
-    assert ft.job_command(job)[:3] == ["python", "-m", "training.finetune"]
-    assert (job / "data").is_dir() and ft.read_config(job).train_data.startswith(str(job))
-    _wait_for(lambda: ft.job_view(job).step >= 2, 120, "step 2")
+    job = jobs.start_job(config)
+    assert jobs.job_command(job)[:3] == ["python", "-m", "training.finetune"]
+    assert (job / "data").is_dir() and jobs.read_config(job).train_data.startswith(str(job))
+    _wait_for(lambda: jobs.job_view(job).step >= 2, 120, "step 2")
     asked = time.monotonic()
-    assert ft.cancel_job(job).startswith("Cancelling")
+    assert jobs.cancel_job(job).startswith("Cancelling")
     assert _wait_exit(job) == "cancelled", (job / "train.log").read_text()[-2000:]
     assert time.monotonic() - asked < 15
-    view = ft.job_view(job)
+    view = jobs.job_view(job)
     assert view.checkpoint and ft.checkpoint_step(view.checkpoint) == view.step < 40
 
-    ft.resume_job(job)
-    _wait_for(lambda: ft.job_view(job).step >= view.step + 3, 120, "the resumed run to pass a checkpoint")
-    status = ft.read_status(job)
+    jobs.resume_job(job)
+    _wait_for(lambda: jobs.job_view(job).step >= view.step + 3, 120, "the resumed run to pass a checkpoint")
+    status = jobs.read_status(job)
     os.kill(status["pid"], signal.SIGKILL)
     assert _wait_exit(job) == "died"
 
-    ft.resume_job(job)
+    jobs.resume_job(job)
     assert _wait_exit(job, 180) == "finished", (job / "train.log").read_text()[-2000:]
-    view = ft.job_view(job)
+    view = jobs.job_view(job)
     assert view.step == view.max_steps == 40 and view.adapter == config.output_dir
     train_steps = [r["step"] for r in view.progress if "loss" in r]
     assert train_steps == list(range(1, 41))
@@ -447,12 +448,12 @@ def test_job_subprocess_cancel_kill_and_resume(tiny_causal, data_dir):
 
 
 def test_cancel_of_a_queued_job_ends_it(tiny_causal, data_dir):
-    blocker = ft.create_job(ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "x")))
-    ft.write_status(blocker, **_own_process_status(state="running", slot="cpu"))
-    job = ft.start_job(ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "y"), model_name=tiny_causal,
+    blocker = jobs.create_job(ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "x")))
+    jobs.write_status(blocker, **_own_process_status(state="running", slot="cpu"))
+    job = jobs.start_job(ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "y"), model_name=tiny_causal,
                                          device="cpu"))
-    assert ft.job_view(job).queue_position == 1
-    ft.cancel_job(job)
+    assert jobs.job_view(job).queue_position == 1
+    jobs.cancel_job(job)
     assert _wait_exit(job, 60) == "cancelled"
     assert not (data_dir / "y").exists()
 
@@ -522,7 +523,7 @@ def test_tab_trains_compares_and_pushes(tab, tiny_causal, data_dir, monkeypatch,
     settings = ["qg", 1, 2, 4, 1, 5e-3, 256, 0.2, 2, 2, 0, 0, "off", 8, 16, 0.0]
     monkeypatch.setattr(tab, "default_model", lambda: tiny_causal)
     job_dir, status, *_ = tab.start_training(str(COQA), None, "my adapter", None, tiny_causal, *settings)
-    assert Path(job_dir).parent == ft.jobs_dir() and status.startswith(("**Queued**", "**Training**"))
+    assert Path(job_dir).parent == jobs.jobs_dir() and status.startswith(("**Queued**", "**Training**"))
     _wait_exit(Path(job_dir), 180)
     status, progress, plot, command, metrics, samples, adapters, timer = tab.poll(job_dir)
     adapter = str(data_dir / "adapters" / "my-adapter")

@@ -15,6 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from .. import finetune as core
+from .. import jobs
 from ..data import DEFAULT_TASKS, validate_file
 from ..hub import HubError, resolve_token
 from ..models import POOL, ModelLoadError
@@ -109,13 +110,13 @@ def own_job(job_dir) -> Path | None:
     if not job_dir:
         return None
     path = Path(job_dir).resolve()
-    return path if path.parent == core.jobs_dir().resolve() and (path / "config.json").is_file() else None
+    return path if path.parent == jobs.jobs_dir().resolve() and (path / "config.json").is_file() else None
 
 
 def start_training(file, val_file, name, job_dir, model, *settings_values):
     """Start a training job for the uploaded data; returns the job folder and the first view."""
     job = own_job(job_dir)
-    if job is not None and core.job_state(job) in LIVE_STATES:
+    if job is not None and jobs.job_state(job) in LIVE_STATES:
         gr.Warning("This browser already has a training job running: cancel it or wait for it to finish.")
         return job_dir, *poll(job_dir)
     path = _path(file)
@@ -129,7 +130,7 @@ def start_training(file, val_file, name, job_dir, model, *settings_values):
             raise ValueError(f"An adapter named '{output.name}' already exists: choose another name.")
         config = core.FinetuneConfig(train_data=path, val_data=_path(val_file), output_dir=str(output),
                                      model_name=(model or default_model()).strip(), settings=settings)
-        job = core.start_job(config)
+        job = jobs.start_job(config)
     except TypeError:  # a cleared number box arrives as None
         gr.Warning("Fill in every training setting (a number box is empty).")
         return job_dir, *poll(job_dir)
@@ -141,7 +142,7 @@ def start_training(file, val_file, name, job_dir, model, *settings_values):
 
 def cancel_training(job_dir) -> str:
     job = own_job(job_dir)
-    return core.cancel_job(job) if job else "No training job to cancel."
+    return jobs.cancel_job(job) if job else "No training job to cancel."
 
 
 def resume_training(job_dir):
@@ -150,7 +151,7 @@ def resume_training(job_dir):
     try:
         if job is None:
             raise ValueError("No training job to resume.")
-        core.resume_job(job)
+        jobs.resume_job(job)
     except ValueError as exc:
         gr.Warning(str(exc))
     return poll(job_dir)
@@ -159,10 +160,10 @@ def resume_training(job_dir):
 # ----------------------------------------------------------------------------- polling -> view
 
 
-def progress_html(view: core.JobView | None) -> str:
+def progress_html(view: jobs.JobView | None) -> str:
     if view is None or not view.max_steps:
         return ""
-    eta = f" · ETA {core.format_seconds(view.eta_s)}" if view.state == "running" and view.eta_s is not None else ""
+    eta = f" · ETA {jobs.format_seconds(view.eta_s)}" if view.state == "running" and view.eta_s is not None else ""
     return (f'<div class="ft-progress"><progress value="{view.step}" max="{view.max_steps}" style="width:100%">'
             f"</progress><span>step {view.step} / {view.max_steps} ({view.fraction:.0%}){eta}</span></div>")
 
@@ -175,7 +176,7 @@ def loss_frame(progress: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "loss", "split"])
 
 
-def status_text(view: core.JobView | None) -> str:
+def status_text(view: jobs.JobView | None) -> str:
     if view is None:
         return "No training job yet."
     step = f"step {view.step}/{view.max_steps}" if view.max_steps else "before the first step"
@@ -215,14 +216,14 @@ def poll(job_dir):
     """Everything shown about the browser's job: status, progress bar, loss plot, command, metrics,
     side-by-side samples, the adapter menu (refreshed once the job is done) and the timer."""
     job = own_job(job_dir)
-    view = core.job_view(job) if job else None
+    view = jobs.job_view(job) if job else None
     live = view is not None and view.state in LIVE_STATES
-    command = shlex.join(core.job_command(job)) if job else ""
+    command = shlex.join(jobs.job_command(job)) if job else ""
     if view is not None and view.state in ("cancelled", "died", "failed"):
-        command += "\n# continue from the last checkpoint:\n" + shlex.join(core.job_command(job, resume=True))
+        command += "\n# continue from the last checkpoint:\n" + shlex.join(jobs.job_command(job, resume=True))
     finished = view is not None and view.state == "finished"
     return (status_text(view), progress_html(view), loss_frame(view.progress if view else []), command,
-            metrics_markdown(view.metrics if finished else {}), samples_frame(core.read_samples(job) if finished else []),
+            metrics_markdown(view.metrics if finished else {}), samples_frame(jobs.read_samples(job) if finished else []),
             gr.update(choices=adapter_choices()) if finished else gr.update(),
             gr.Timer(active=live))
 
@@ -235,7 +236,7 @@ def poll(job_dir):
 def compare_passages(job_dir, passages: str, quantize):
     """Base model vs the job's adapter on the user's own passages (blank line between passages)."""
     job = own_job(job_dir)
-    view = core.job_view(job) if job else None
+    view = jobs.job_view(job) if job else None
     if view is None or view.state != "finished" or not view.adapter:
         raise gr.Error("Train an adapter first: the comparison uses the adapter of the finished job.")
     blocks = [b.strip() for b in (passages or "").split("\n\n") if b.strip()]
@@ -243,7 +244,7 @@ def compare_passages(job_dir, passages: str, quantize):
         raise gr.Error("Paste one or more passages, separated by a blank line.")
     if len(blocks) > MAX_COMPARE:
         raise gr.Error(f"Compare at most {MAX_COMPARE} passages at a time (got {len(blocks)}).")
-    config = core.read_config(job)
+    config = jobs.read_config(job)
     try:
         rows = core.compare_on_passages(config.model_name, view.adapter, blocks, core.read_metadata(view.adapter).get("task"),
                                         quantize=quantize or "auto")
@@ -257,7 +258,7 @@ def push_to_hub(job_dir, repo_id, private, pasted_token, oauth_token: gr.OAuthTo
     """Push the finished job's adapter (adapter files and card only). The token is used for this
     call and then dropped; the token box is cleared."""
     job = own_job(job_dir)
-    view = core.job_view(job) if job else None
+    view = jobs.job_view(job) if job else None
     if view is None or view.state != "finished" or not view.adapter:
         gr.Warning("Train an adapter first: there is nothing to push yet.")
         return "Nothing to push yet.", ""

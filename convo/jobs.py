@@ -1,0 +1,613 @@
+"""Training jobs and the fine-tuning CLI: a job is a folder, run by a subprocess, queued per device.
+
+``python -m training.finetune --train_data train.json --output_dir ./adapter [--job_dir DIR]``
+(or ``python -m convo train ...``) parses into a FinetuneConfig and trains through
+convo.finetune; the Fine-tune tab creates a job folder and starts the same command as a child
+process, then only reads the folder (status, progress, samples) and asks for a stop.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .data import TASKS, DataError
+from .finetune import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, FinetuneConfig, StopFn, TrainResult,
+                       TrainSettings, _check, checkpoint_step, last_checkpoint, push_adapter_to_hub, run_training, slug)
+from .finetune import log as training_log
+from .settings import DTYPE_CHOICES, LoraSettings
+
+# =========================================================================== jobs
+#
+# A job is a folder: config.json (a FinetuneConfig), status.json (state, pid, step, error,
+# adapter, metrics), progress.jsonl (one log record per line), train.log (the child's output),
+# samples.json and checkpoints/. The child process (python -m training.finetune --job_dir DIR)
+# owns status.json once it runs; the UI only reads it, and asks for a stop with SIGTERM plus a
+# "cancel" marker file.
+
+QUEUE_POLL_S = 1.0
+
+
+def jobs_dir() -> Path:
+    """Where jobs live: ``data_dir()/jobs``."""
+    from .store import data_dir
+
+    return data_dir() / "jobs"
+
+
+def new_job_dir() -> Path:
+    folder = jobs_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:16]}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    os.replace(partial, path)
+
+
+def read_status(job_dir: str | Path) -> dict:
+    path = Path(job_dir) / "status.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def write_status(job_dir: str | Path, **changes) -> dict:
+    """Merge ``changes`` into status.json (atomically) and return the new status."""
+    status = {**read_status(job_dir), **changes, "updated": time.time()}
+    _write_json_atomic(Path(job_dir) / "status.json", status)
+    return status
+
+
+def read_config(job_dir: str | Path) -> FinetuneConfig:
+    path = Path(job_dir) / "config.json"
+    _check(path.is_file(), f"{job_dir} is not a job folder: it has no config.json")
+    return FinetuneConfig.from_dict(json.loads(path.read_text()))
+
+
+def append_progress(job_dir: str | Path, record: dict) -> None:
+    with open(Path(job_dir) / "progress.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_progress(job_dir: str | Path) -> list[dict]:
+    """The job's log records in step order; a resumed run's records replace the earlier run's."""
+    path = Path(job_dir) / "progress.jsonl"
+    if not path.is_file():
+        return []
+    latest: dict[tuple[int, str], dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+        latest[(record["step"], "eval" if "eval_loss" in record else "train")] = record
+    return [latest[key] for key in sorted(latest)]
+
+
+def _truncate_progress(job_dir: Path, last_step: int) -> None:
+    # Steps logged after the checkpoint we resume from will be trained again: drop them.
+    kept = [r for r in read_progress(job_dir) if r["step"] <= last_step]
+    path = job_dir / "progress.jsonl"
+    partial = path.with_name(".progress.tmp")
+    partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(partial, path)
+
+
+def _process_started(pid: int) -> float | None:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return None if process.status() == psutil.STATUS_ZOMBIE else process.create_time()
+    except psutil.Error:
+        return None
+
+
+def _alive(status: dict) -> bool:
+    """Is the process that owns this job still running (and not a recycled pid)?"""
+    pid = status.get("pid")
+    if not pid:
+        return False
+    started = _process_started(pid)
+    return started is not None and abs(started - status.get("pid_started", started)) < 1.0
+
+
+def job_state(job_dir: str | Path, status: dict | None = None) -> str:
+    """queued, running, finished, failed, cancelled, or ``died`` (killed or crashed: resumable)."""
+    status = read_status(job_dir) if status is None else status
+    state = status.get("state", "missing")
+    if state in ("queued", "running") and not _alive(status):
+        # A cancel that arrived before the child could catch it ends the process outright.
+        return "cancelled" if (Path(job_dir) / "cancel").exists() else "died"
+    return state
+
+
+def _job_dirs() -> list[Path]:
+    root = jobs_dir()
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def queue_position(job_dir: str | Path) -> int | None:
+    """1 for the next job to start, 2 after it...; None when the job is not waiting."""
+    job_dir = Path(job_dir)
+    mine = read_status(job_dir)
+    if job_state(job_dir, mine) != "queued":
+        return None
+    ahead = 0
+    for other in _job_dirs():
+        status = read_status(other)
+        if other != job_dir and job_state(other, status) == "queued" and \
+                status.get("created", 0) < mine.get("created", 0):
+            ahead += 1
+    return ahead + 1
+
+
+def running_jobs() -> list[Path]:
+    return [job for job in _job_dirs() if job_state(job) == "running"]
+
+
+def device_slots(device: str = "auto") -> list[str]:
+    """The devices a job may run on: each GPU is one slot; CPU (or MPS) is one slot."""
+    import torch
+
+    from .models import pick_device
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return [pick_device(device) if device != "cuda" else "cuda"]
+
+
+def try_acquire_slot(job_dir: str | Path, slots: Sequence[str]) -> str | None:
+    """Start the job on a free slot if it is first in the queue; the state change happens under
+    a lock, so two waiting jobs never take the same slot."""
+    from filelock import FileLock
+
+    job_dir = Path(job_dir)
+    jobs_dir().mkdir(parents=True, exist_ok=True)
+    with FileLock(str(jobs_dir() / ".queue.lock"), timeout=30):
+        if queue_position(job_dir) != 1:
+            return None
+        busy = {read_status(job).get("slot") for job in running_jobs()}
+        free = [slot for slot in slots if slot not in busy]
+        if not free:
+            return None
+        write_status(job_dir, state="running", slot=free[0], started=time.time())
+        return free[0]
+
+
+def wait_for_slot(job_dir: str | Path, slots: Sequence[str], should_stop: StopFn) -> str | None:
+    """Block until the job may run (returns its slot) or a stop is requested (returns None)."""
+    while not should_stop():
+        slot = try_acquire_slot(job_dir, slots)
+        if slot is not None:
+            return slot
+        time.sleep(QUEUE_POLL_S)
+    return None
+
+
+class StopRequest:
+    """A stop asked for by SIGTERM/SIGINT or by a ``cancel`` file in the job folder."""
+
+    def __init__(self, job_dir: str | Path | None = None):
+        self.event = threading.Event()
+        self.marker = Path(job_dir) / "cancel" if job_dir else None
+
+    def install(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: self.event.set())
+        return self
+
+    def __call__(self) -> bool:
+        return self.event.is_set() or bool(self.marker and self.marker.exists())
+
+
+def run_job(job_dir: str | Path, *, config: FinetuneConfig | None = None, resume: bool = False) -> int:
+    """Run (or resume) a job in this process: wait in the queue, train, record everything in the
+    job folder. Returns the exit status (0 finished, 1 failed, 2 bad input, 3 cancelled)."""
+    import traceback
+
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    if config is None:
+        config = read_config(job_dir)
+    else:
+        config = config.resolved()
+        _write_json_atomic(job_dir / "config.json", config.to_dict())
+    if resume:
+        (job_dir / "cancel").unlink(missing_ok=True)
+        _truncate_progress(job_dir, checkpoint_step(last_checkpoint(job_dir / "checkpoints")))
+    else:
+        (job_dir / "progress.jsonl").unlink(missing_ok=True)
+    stop = StopRequest(job_dir).install()
+    status = read_status(job_dir)
+    write_status(job_dir, state="queued", pid=os.getpid(), pid_started=_process_started(os.getpid()),
+                 created=status.get("created", time.time()), error=None, slot=None)
+    slot = wait_for_slot(job_dir, device_slots(config.device), stop)
+    if slot is None:
+        write_status(job_dir, state="cancelled", finished=time.time())
+        return EXIT_CANCELLED
+    try:
+        _select_cuda_device(slot)
+        result = run_training(replace(config, device=slot), checkpoint_dir=job_dir / "checkpoints", resume=resume,
+                              on_log=lambda record: _record_progress(job_dir, record), should_stop=stop)
+    except Exception as exc:  # every failure ends as one line in status.json, details in train.log
+        bad_input = isinstance(exc, (DataError, ValueError)) or type(exc).__name__ == "ModelLoadError"
+        traceback.print_exc()
+        write_status(job_dir, state="failed", error=_one_line(exc), finished=time.time())
+        return EXIT_BAD_INPUT if bad_input else EXIT_FAILED
+    return _record_result(job_dir, result)
+
+
+def _select_cuda_device(slot: str) -> None:
+    if slot.startswith("cuda:"):
+        import torch
+
+        torch.cuda.set_device(int(slot.split(":")[1]))
+
+
+def _record_progress(job_dir: Path, record: dict) -> None:
+    _print_record(record)  # into train.log
+    append_progress(job_dir, record)
+    write_status(job_dir, step=record["step"], max_steps=record["max_steps"], eta_s=record.get("eta_s"))
+
+
+def _record_result(job_dir: Path, result: TrainResult) -> int:
+    common = dict(step=result.steps, max_steps=result.max_steps, checkpoint=result.checkpoint, finished=time.time())
+    if result.status == "cancelled":
+        write_status(job_dir, state="cancelled", **common)
+        return EXIT_CANCELLED
+    _write_json_atomic(job_dir / "samples.json", result.samples)
+    write_status(job_dir, state="finished", outcome=result.status, adapter=result.output_dir,
+                 metrics=result.metrics, eta_s=0, **common)
+    return EXIT_OK
+
+
+def _one_line(exc: BaseException) -> str:
+    """One line a person can act on; a data fault names its file."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, DataError) and exc.report.name and not text.startswith(exc.report.name):
+        text = f"{exc.report.name}: {text}"
+    return text if isinstance(exc, (DataError, ValueError)) else f"{type(exc).__name__}: {text}"[:500]
+
+
+# ------------------------------------------------------------------ the UI side of jobs
+
+
+def cli_args(config: FinetuneConfig) -> list[str]:
+    """The ``training.finetune`` flags that reproduce ``config`` (defaults left out)."""
+    s, defaults, lora = config.settings, TrainSettings(), LoraSettings()
+    args = ["--train_data", config.train_data]
+    if config.val_data:
+        args += ["--val_data", config.val_data]
+    args += ["--model_name", config.model_name, "--output_dir", config.output_dir]
+    values = [("--task", s.task, None), ("--num_epochs", s.epochs, None), ("--max_steps", s.max_steps, None),
+              ("--batch_size", s.batch_size, None), ("--grad_accum", s.grad_accum, defaults.grad_accum),
+              ("--learning_rate", s.learning_rate, None), ("--max_length", s.max_length, defaults.max_length),
+              ("--val_fraction", s.val_fraction, defaults.val_fraction),
+              ("--eval_steps", s.eval_every, defaults.eval_every), ("--save_steps", s.save_every, defaults.save_every),
+              ("--early_stopping_patience", s.early_stopping_patience, defaults.early_stopping_patience),
+              ("--seed", s.seed, defaults.seed), ("--lora_r", s.lora.r, lora.r), ("--lora_alpha", s.lora.alpha, lora.alpha),
+              ("--lora_dropout", s.lora.dropout, lora.dropout),
+              ("--target_modules", s.lora.target_modules, lora.target_modules),
+              ("--warmup_ratio", s.warmup_ratio, defaults.warmup_ratio),
+              ("--weight_decay", s.weight_decay, defaults.weight_decay),
+              ("--keep_checkpoints", s.keep_checkpoints, defaults.keep_checkpoints),
+              ("--eval_generations", s.eval_generations, defaults.eval_generations),
+              ("--dtype", config.dtype, "auto"), ("--device", config.device, "auto"),
+              ("--push_to_hub", config.push_to_hub, None)]
+    args += [item for flag, value, default in values if value is not None and value != default
+             for item in (flag, str(value))]
+    for flag, value in (("qlora", s.qlora), ("gradient_checkpointing", s.gradient_checkpointing)):
+        if value is not None:
+            args.append(f"--{flag}" if value else f"--no-{flag}")
+    args += [flag for flag, on in (("--no_group_by_length", not s.group_by_length), ("--public", not config.private),
+                                   ("--overwrite", config.overwrite), ("--trust_remote_code", config.trust_remote_code))
+             if on]
+    return args
+
+
+def job_command(job_dir: str | Path, *, resume: bool = False, python: str = "python") -> list[str]:
+    """The command that runs (``resume``: continues) a job: what the tab shows and what it starts."""
+    if resume:
+        return [python, "-m", "training.finetune", "--job_dir", str(job_dir), "--resume"]
+    return [python, "-m", "training.finetune", *cli_args(read_config(job_dir)), "--job_dir", str(job_dir)]
+
+
+def create_job(config: FinetuneConfig, *, copy_data: bool = True) -> Path:
+    """A new job folder holding config.json (and a copy of the data files, so the job can be
+    resumed after the uploads are gone), queued but not started."""
+    job_dir = new_job_dir()
+    if copy_data:
+        data = job_dir / "data"
+        data.mkdir()
+        copies = {"train_data": _copy_into(config.train_data, data, "train")}
+        if config.val_data:
+            copies["val_data"] = _copy_into(config.val_data, data, "val")
+        config = replace(config, **copies)
+    _write_json_atomic(job_dir / "config.json", config.resolved().to_dict())
+    write_status(job_dir, state="queued", created=time.time(), pid=None)
+    return job_dir
+
+
+def _copy_into(path: str, folder: Path, prefix: str) -> str:
+    target = folder / f"{prefix}-{slug(Path(path).name)}"
+    shutil.copyfile(path, target)
+    return str(target)
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def spawn_job(job_dir: str | Path, *, resume: bool = False) -> int:
+    """Start the job's training process (detached from the UI) and return its pid.
+
+    The child gets no token: pushing happens in the UI process after training.
+    """
+    job_dir = Path(job_dir)
+    command = job_command(job_dir, resume=resume, python=sys.executable)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_project_root()), env.get("PYTHONPATH")]))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    with open(job_dir / "train.log", "ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=str(_project_root()), env=env, start_new_session=True)
+    write_status(job_dir, pid=process.pid, pid_started=_process_started(process.pid))
+    # Reap the child when it ends, so a finished job is never mistaken for a live (zombie) one.
+    threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
+    return process.pid
+
+
+def start_job(config: FinetuneConfig) -> Path:
+    """Create a job for ``config`` and start it; returns the job folder."""
+    job_dir = create_job(config)
+    spawn_job(job_dir)
+    return job_dir
+
+
+def resume_job(job_dir: str | Path) -> int:
+    """Continue a cancelled, failed or died job from its last checkpoint; returns the new pid."""
+    state = job_state(job_dir)
+    _check(state in ("cancelled", "failed", "died"), f"only a stopped job can be resumed (this one is {state})")
+    (Path(job_dir) / "cancel").unlink(missing_ok=True)
+    write_status(job_dir, state="queued", created=time.time(), error=None)
+    return spawn_job(job_dir, resume=True)
+
+
+def cancel_job(job_dir: str | Path) -> str:
+    """Ask a queued or running job to stop; it saves a checkpoint and exits within a step."""
+    job_dir = Path(job_dir)
+    status = read_status(job_dir)
+    state = job_state(job_dir, status)
+    if state not in ("queued", "running"):
+        return f"Nothing to cancel: the job is {state}."
+    (job_dir / "cancel").touch()
+    if _alive(status):
+        try:
+            os.kill(status["pid"], signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return "Cancelling: the job saves a checkpoint and stops after the current step."
+
+
+@dataclass
+class JobView:
+    """What the tab shows about one job."""
+
+    job_dir: str
+    state: str
+    step: int = 0
+    max_steps: int = 0
+    eta_s: float | None = None
+    queue_position: int | None = None
+    error: str | None = None
+    adapter: str | None = None
+    metrics: dict = field(default_factory=dict)
+    checkpoint: str | None = None
+    progress: list[dict] = field(default_factory=list)
+
+    @property
+    def fraction(self) -> float:
+        return min(self.step / self.max_steps, 1.0) if self.max_steps else 0.0
+
+
+def job_view(job_dir: str | Path) -> JobView:
+    """Everything the tab needs to draw a job, read from its folder."""
+    status = read_status(job_dir)
+    state = job_state(job_dir, status)
+    progress = read_progress(job_dir)
+    last = progress[-1] if progress else {}
+    return JobView(str(job_dir), state, status.get("step", last.get("step", 0)),
+                   status.get("max_steps", last.get("max_steps", 0)), status.get("eta_s"),
+                   queue_position(job_dir) if state == "queued" else None, status.get("error"), status.get("adapter"),
+                   status.get("metrics") or {}, status.get("checkpoint") or last_checkpoint(Path(job_dir) / "checkpoints"),
+                   progress)
+
+
+def read_samples(job_dir: str | Path) -> list[dict]:
+    path = Path(job_dir) / "samples.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+# =========================================================================== CLI
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The fine-tuning flags, shared by ``python -m training.finetune`` and ``python -m convo train``.
+
+    Every default is None so TrainSettings holds the one set of defaults.
+    """
+    add = parser.add_argument
+    add("--train_data", help="training data: CoQA, simplified CoQA, SQuAD or chat JSONL")
+    add("--val_data", help="validation data (default: split --val_fraction off the training data)")
+    add("--model_name", default=None, help="base model: 'bundled', a Hub id or a local folder (default: bundled)")
+    add("--output_dir", help="where to save the adapter")
+    add("--task", choices=TASKS, help="qg, cqg, qa, qa_closed or chat (default: from the data format)")
+    add("--num_epochs", type=float, help="passes over the data (default 3)")
+    add("--max_steps", type=int, help="optimizer steps; overrides --num_epochs")
+    add("--batch_size", type=int, help="examples per forward pass (default 8)")
+    add("--grad_accum", type=int, help="forward passes per optimizer step (default 1)")
+    add("--learning_rate", type=float, help="peak learning rate (default 2e-4)")
+    add("--max_length", type=int, help="longest example in tokens (default 512)")
+    add("--val_fraction", type=float, help="held-out share when no --val_data (default 0.1)")
+    add("--eval_steps", type=int, help="validation loss every N steps (default 50)")
+    add("--save_steps", type=int, help="checkpoint every N steps (default 100)")
+    add("--early_stopping_patience", type=int, help="evaluations without improvement before stopping (0: off; default 3)")
+    add("--seed", type=int, help="random seed (default 42)")
+    add("--lora_r", type=int, help="LoRA rank (default 16)")
+    add("--lora_alpha", type=int, help="LoRA alpha (default 32)")
+    add("--lora_dropout", type=float, help="LoRA dropout (default 0.05)")
+    add("--target_modules", help="'all-linear' (default) or comma-separated module names")
+    add("--warmup_ratio", type=float, help="share of steps warming up (default 0.03)")
+    add("--weight_decay", type=float, help="AdamW weight decay (default 0)")
+    add("--keep_checkpoints", type=int, help="recent checkpoints to keep (default 2)")
+    add("--eval_generations", type=int, help="held-out examples to generate for after training (default 16; 0 skips)")
+    add("--qlora", action=argparse.BooleanOptionalAction, default=None,
+        help="4-bit NF4 base (default: on with CUDA, off on CPU)")
+    add("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
+        help="recompute activations to save memory (default: on with CUDA)")
+    add("--no_group_by_length", action="store_true", help="plain random batches instead of length-grouped ones")
+    add("--dtype", choices=DTYPE_CHOICES, help="compute dtype (default auto)")
+    add("--device", help="auto, cpu, cuda, cuda:1 ... (default auto)")
+    add("--trust_remote_code", action="store_true", help="run model code from the Hub")
+    add("--push_to_hub", metavar="USER/REPO", help="push the adapter after training (token from $HF_TOKEN)")
+    add("--public", action="store_true", help="create the Hub repo as public (default private)")
+    add("--overwrite", action="store_true", help="replace an adapter already in --output_dir")
+    add("--resume", action="store_true", help="continue from the last checkpoint (of --job_dir, or next to --output_dir)")
+    add("--job_dir", help="run as a job: config, progress log, status and checkpoints in this folder")
+    return parser
+
+
+_SETTING_FLAGS = {"num_epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size",
+                  "grad_accum": "grad_accum", "learning_rate": "learning_rate", "max_length": "max_length",
+                  "val_fraction": "val_fraction", "eval_steps": "eval_every", "save_steps": "save_every",
+                  "early_stopping_patience": "early_stopping_patience", "seed": "seed", "qlora": "qlora",
+                  "task": "task", "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay",
+                  "keep_checkpoints": "keep_checkpoints", "eval_generations": "eval_generations",
+                  "gradient_checkpointing": "gradient_checkpointing"}
+_LORA_FLAGS = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "target_modules"}
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    """Parsed flags -> FinetuneConfig; raises ValueError naming the bad flag."""
+    _check(bool(args.train_data), "--train_data is required (or --job_dir DIR --resume)")
+    _check(bool(args.output_dir), "--output_dir is required")
+    lora = LoraSettings(**{name: getattr(args, flag) for flag, name in _LORA_FLAGS.items()
+                           if getattr(args, flag) is not None})
+    values = {name: getattr(args, flag) for flag, name in _SETTING_FLAGS.items() if getattr(args, flag) is not None}
+    if args.no_group_by_length:
+        values["group_by_length"] = False
+    settings = TrainSettings(lora=lora, **values)
+    optional = {name: getattr(args, name) for name in ("model_name", "dtype", "device") if getattr(args, name)}
+    return FinetuneConfig(train_data=args.train_data, output_dir=args.output_dir, val_data=args.val_data,
+                          settings=settings, push_to_hub=args.push_to_hub, private=not args.public,
+                          overwrite=args.overwrite, trust_remote_code=args.trust_remote_code, **optional)
+
+
+def _show_warnings() -> None:
+    """Print this module's warnings (skipped records...) to stderr as ``warning: ...`` lines."""
+    if not any(isinstance(h, _StderrWarnings) for h in training_log.handlers):
+        training_log.addHandler(_StderrWarnings(logging.WARNING))
+
+
+class _StderrWarnings(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (not the stream of when it was made)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"warning: {record.getMessage()}", file=sys.stderr)
+
+
+def _print_record(record: dict) -> None:
+    parts = [f"step {record['step']}/{record['max_steps']}"]
+    parts += [f"{key} {record[key]:.4f}" for key in ("loss", "eval_loss") if key in record]
+    if record.get("eta_s") is not None:
+        parts.append(f"eta {format_seconds(record['eta_s'])}")
+    print("  ".join(parts), flush=True)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``75`` -> ``1:15``; ``3725`` -> ``1:02:05``."""
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """Run the parsed command: train (as a job with --job_dir), then push when asked."""
+    _show_warnings()
+    try:
+        if args.job_dir and args.resume and not args.train_data:
+            config, given = read_config(args.job_dir), None
+        else:
+            config = given = config_from_args(args)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.job_dir:
+        code = run_job(args.job_dir, config=given, resume=args.resume)
+        status = read_status(args.job_dir)
+        if code != EXIT_OK:
+            print(f"job {status.get('state')}: {status.get('error') or ''}".strip(), file=sys.stderr)
+            return code
+        output = status.get("adapter")
+        summary = {"adapter": output, "metrics": status.get("metrics", {})}
+    else:
+        stop = StopRequest().install()
+        try:
+            result = run_training(config, resume=args.resume, on_log=_print_record, should_stop=stop)
+        except (DataError, ValueError) as exc:
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if result.status == "cancelled":
+            print(f"cancelled at step {result.steps}: resume from {result.checkpoint} with --resume", file=sys.stderr)
+            return EXIT_CANCELLED
+        output, summary = result.output_dir, {"adapter": result.output_dir, "metrics": result.metrics}
+    if config.push_to_hub:
+        summary["pushed"] = _push_from_cli(output, config)
+        if summary["pushed"] is None:
+            print(json.dumps(summary, indent=2))
+            return EXIT_FAILED
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+def _push_from_cli(adapter_dir: str, config: FinetuneConfig) -> str | None:
+    from .hub import HubError, resolve_token
+
+    try:
+        return push_adapter_to_hub(adapter_dir, config.push_to_hub, token=resolve_token(), private=config.private)
+    except HubError as exc:
+        print(f"push failed: {exc} (the adapter is saved in {adapter_dir})", file=sys.stderr)
+        return None
+
+
+def build_parser(prog: str = "python -m training.finetune") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Train a LoRA/QLoRA adapter on question-answer data.")
+    return add_train_arguments(parser)
+
+
+def register_cli(subparsers) -> None:
+    """``python -m convo train ...``: the same flags as ``python -m training.finetune``."""
+    parser = subparsers.add_parser("train", help="fine-tune a LoRA/QLoRA adapter on your data",
+                                   description="Train a LoRA/QLoRA adapter on question-answer data.")
+    add_train_arguments(parser)
+    parser.set_defaults(func=cli_main)
