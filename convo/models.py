@@ -248,7 +248,6 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
 
 def _load(spec: ModelSpec) -> LoadedModel:
-    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     base_name = spec.name

@@ -5,7 +5,7 @@ is made (``Sampling(temperature=-1)`` raises) rather than deep inside a generate
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 BUNDLED = "bundled"
 QUANTIZE_CHOICES = ("auto", "none", "8bit", "4bit")

@@ -77,7 +77,7 @@ def test_share_link_read_only_continue_and_restart(chromium, launch, tiny_causal
     app = launch(model=tiny_causal, data_dir=data)
     context, page = open_app(chromium, app.url)
     send(page, "Remember the lighthouse")
-    original_reply = wait_reply(page)
+    wait_reply(page)
     link = share_link(page)
     assert re.search(r"\?share=[A-Za-z0-9_-]{22}$", link)
 

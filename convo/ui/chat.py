@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import functools
 import threading
-from pathlib import Path
 
 import gradio as gr
 
@@ -163,7 +162,7 @@ def revoke(link_or_id: str, typed_secret: str, secrets, profile: gr.OAuthProfile
     share_id = (link_or_id or "").strip().rsplit("share=", 1)[-1].split("&")[0]
     secret = (typed_secret or "").strip() or (secrets or {}).get(share_id)
     if get_store().revoke_share(share_id, secret=secret, owner=_owner(profile)):
-        return f"Revoked: the link no longer shows the conversation."
+        return "Revoked: the link no longer shows the conversation."
     raise gr.Error("Could not revoke: unknown link, or not yours (give the revoke secret).")
 
 

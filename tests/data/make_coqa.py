@@ -46,7 +46,7 @@ def _visit_story(rng: random.Random) -> tuple[str, list[tuple[str, str, str]]]:
              (f"Where had {friend} been?", city, f"just come back from {city}"),
              (f"What did {friend} talk about?", f"a {event}", f"about a {event}"),
              ("When was it?", f"on {date}", f"on {date}"),
-             (f"Who looked after the house?", f"{his} neighbour", f"{his} neighbour to look after the house")]
+             ("Who looked after the house?", f"{his} neighbour", f"{his} neighbour to look after the house")]
     return story, turns
 
 
@@ -65,7 +65,7 @@ def _pet_story(rng: random.Random) -> tuple[str, list[tuple[str, str, str]]]:
              (f"How long did {name} search?", f"{hours} hours", f"for {hours} hours"),
              ("Who helped?", friend, f"{his} friend {friend}"),
              (f"Where was {pet_name} found?", "in a farmer's barn", "sleeping in his barn"),
-             (f"What did {name} do to thank the farmer?", "baked a cake", f"baked the farmer a cake")]
+             (f"What did {name} do to thank the farmer?", "baked a cake", "baked the farmer a cake")]
     return story, turns
 
 
