@@ -113,14 +113,27 @@ class LaunchedApp:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
+        self.kill_jobs()
+
+    def kill_jobs(self) -> None:
+        """End the training jobs this app started: they run detached (a job outlives the app that
+        started it, by design), and one left running would take the CPU from every later test."""
+        import signal
+
+        from convo import jobs
+
+        for job in self.data_dir.glob("jobs/*/"):
+            if jobs.job_state(job) in ("queued", "running"):  # alive, and not a recycled pid
+                try:
+                    os.killpg(jobs.read_status(job)["pid"], signal.SIGKILL)  # start_new_session=True
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def output(self) -> str:
         return self.log_path.read_text()
 
 
-@pytest.fixture(scope="module")
-def launch(tmp_path_factory):
-    """Start apps for a test module: ``app = launch(model=...)``; all stopped at module end."""
+def _launcher(tmp_path_factory):
     apps = []
 
     def start(model: str | None = None, data_dir: Path | None = None, **extra_env) -> LaunchedApp:
@@ -132,6 +145,19 @@ def launch(tmp_path_factory):
     yield start
     for app in apps:
         app.stop()
+
+
+@pytest.fixture
+def launch(tmp_path_factory):
+    """Start apps for one test: ``app = launch(model=...)``; all stopped when the test ends, so an
+    idle app of an earlier test never takes CPU from a later one (2 cores: a training job slowed 20x)."""
+    yield from _launcher(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def launch_shared(tmp_path_factory):
+    """Start apps shared by a test module (module-scoped fixtures); stopped at module end."""
+    yield from _launcher(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -41,8 +41,8 @@ def test_building_the_app_loads_no_torch():
 
 
 @pytest.fixture(scope="module")
-def app(launch, tiny_causal):
-    return launch(model=tiny_causal)
+def app(launch_shared, tiny_causal):
+    return launch_shared(model=tiny_causal)
 
 
 def as_chatbot(history):

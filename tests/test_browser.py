@@ -31,8 +31,8 @@ def open_app(browser, url):
 
 
 @pytest.fixture(scope="module")
-def tiny_app(launch, tiny_causal):
-    return launch(model=tiny_causal)
+def tiny_app(launch_shared, tiny_causal):
+    return launch_shared(model=tiny_causal)
 
 
 def test_chat_streams_a_reply(chromium, tiny_app):

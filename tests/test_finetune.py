@@ -518,6 +518,8 @@ def test_tab_ignores_job_folders_it_did_not_create(tab, tmp_path, data_dir):
 def test_tab_trains_compares_and_pushes(tab, tiny_causal, data_dir, monkeypatch, tmp_path, caplog):
     import logging
 
+    import gradio as gr
+
     caplog.set_level(logging.DEBUG)
     # task, epochs, max_steps, batch, accum, lr, max_length, val share, eval/save every, patience, seed, qlora, r, alpha, dropout
     settings = ["qg", 1, 2, 4, 1, 5e-3, 256, 0.2, 2, 2, 0, 0, "off", 8, 16, 0.0]
@@ -533,6 +535,10 @@ def test_tab_trains_compares_and_pushes(tab, tiny_causal, data_dir, monkeypatch,
     assert command.startswith("python -m training.finetune --train_data ") and f"--job_dir {job_dir}" in command
     assert "| ROUGE-L (held-out) |" in metrics and list(samples.columns) == ["passage", "reference", "base model", "adapter"]
     assert adapter in adapters["choices"] and timer.active is False
+    *drawn, key = tab.tick(job_dir, None)  # the timer draws a job once per change, then skips
+    assert drawn[0] == status and tab.tick(job_dir, key) == (*(gr.skip(),) * len(drawn), key)
+    jobs.write_status(job_dir, step=2)
+    assert tab.tick(job_dir, key)[0] == status
     assert tab.start_training(str(COQA), None, "my adapter", None, tiny_causal, *settings)[0] is None  # name taken
 
     compared = tab.compare_passages(job_dir, "The river flows past the old mill.\n\nAlice read about stars.", "none")

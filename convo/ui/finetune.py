@@ -32,6 +32,7 @@ TASK_LABELS = {
 QLORA_CHOICES = [("auto (4-bit on a GPU)", "auto"), ("on: 4-bit NF4 base", "on"), ("off: full-precision base", "off")]
 LIVE_STATES = ("queued", "running")
 MAX_COMPARE = 8
+VIEW_FIELDS = ("status", "progress", "plot", "command", "metrics", "samples", "adapter", "timer")
 POLL_S = 1.0
 
 
@@ -228,6 +229,25 @@ def poll(job_dir):
             gr.Timer(active=live))
 
 
+def view_key(job_dir) -> list:
+    """What the view of a job depends on; a timer tick redraws only when it changed."""
+    job = own_job(job_dir)
+    if job is None:
+        return [None]
+    status = jobs.read_status(job)
+    progress = job / "progress.jsonl"
+    return [str(job), jobs.job_state(job, status), status.get("step"), status.get("updated"),
+            progress.stat().st_size if progress.is_file() else 0]
+
+
+def tick(job_dir, drawn):
+    """The timer's poll: the whole view when the job moved on, else nothing (a redraw of an
+    unchanged loss plot and table every second kept a browser core busy)."""
+    key = view_key(job_dir)
+    if key == drawn:
+        return *(gr.skip() for _ in range(len(VIEW_FIELDS))), drawn
+    return *poll(job_dir), key
+
 
 
 # ----------------------------------------------------------------------------- compare and push
@@ -339,10 +359,11 @@ def render(shared: Shared) -> None:
         push = gr.Button("Push", elem_id="ft-push")
         push_status = gr.Markdown(elem_id="ft-push-status")
     timer = gr.Timer(POLL_S, active=False)
+    drawn = gr.State(None)  # view_key of what the timer last drew
 
     settings_inputs = [task, epochs, max_steps, batch_size, grad_accum, learning_rate, max_length, val_fraction,
                        eval_every, save_every, patience, seed, qlora, lora_r, lora_alpha, lora_dropout]
-    view_outputs = [status, progress, plot, command, metrics, samples, shared.adapter, timer]
+    view_outputs = [status, progress, plot, command, metrics, samples, shared.adapter, timer]  # VIEW_FIELDS
     inspect_inputs = [upload, val_upload, task, max_length, shared.model, shared.adapter, shared.quantize]
     gr.on([upload.change, val_upload.change], inspect_upload, inspect_inputs, [report, task, start],
           api_name="finetune_inspect")
@@ -351,7 +372,7 @@ def render(shared: Shared) -> None:
                 api_name="finetune_start")
     cancel.click(cancel_training, job, status, api_name="finetune_cancel")
     resume.click(resume_training, job, view_outputs, api_name="finetune_resume")
-    timer.tick(poll, job, view_outputs, api_visibility="private", show_progress="hidden")
+    timer.tick(tick, [job, drawn], [*view_outputs, drawn], api_visibility="private", show_progress="hidden")
     # Reattach after a reload: the browser's stored job is shown (and followed while it runs).
     job.change(poll, job, view_outputs, api_visibility="private", show_progress="hidden")
     compare.click(compare_passages, [job, passages, shared.quantize], compared, api_name="finetune_compare")
