@@ -197,7 +197,7 @@ def pick_device(requested: str = "auto") -> str:
 def cpu_computes_bf16() -> bool:
     """Does this CPU do bf16 arithmetic in hardware (AVX512-BF16 or AMX)? Without it torch emulates
     bf16: measured on a 2-core AVX2 EPYC, a 128-row bf16 matmul took 2.5x as long as fp32 and a
-    QLoRA step on the bundled model 8.6x (20 s vs 2.3 s)."""
+    QLoRA step on the bundled model about 10x (20 s vs 1.8-2.3 s)."""
     import torch
 
     try:
