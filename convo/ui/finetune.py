@@ -2,7 +2,7 @@
 watch the loss, compare with the base model, and push the adapter to the Hub.
 
 Training runs in a subprocess (``python -m training.finetune ... --job_dir DIR``, shown in the tab);
-this module only starts, polls and cancels it through convo.finetune. The browser remembers its job
+this module only starts, polls and cancels it through convo.jobs. The browser remembers its job
 (gr.BrowserState), so a reload reattaches to a running job.
 """
 from __future__ import annotations
