@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 GROUP = 32  # int4 group size: GGUF Q4_0/Q4_1 blocks are 32 weights, so 4-bit GGUF weights map exactly
 DONE = None  # put on a request's queue when it ends
+PREFILL_TOKENS = 2048  # new prompt tokens per prefill forward (activations stay small)
 
 
 def eligible(lm) -> bool:
@@ -66,11 +67,19 @@ def default_weight_mode(lm) -> str:
 
 
 class Linear:
-    """y = x W^T (+ b) with W kept as bf16/fp32, int8 per-channel, or int4 per-group of 32."""
+    """y = x W^T (+ b) with W kept as bf16/fp32, int8 per-channel, or int4 per-group of 32.
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, mode: str, dtype: torch.dtype):
+    With ``dense_rows`` a quantized layer also keeps W in the activation dtype and uses it for calls
+    of at least that many rows (prefill, batched decode steps): torch's int4/int8 CPU kernels cost
+    nearly the same per row however many rows come, while a dense bf16 matmul on a CPU with bf16
+    matrix units costs little more for 16 rows than for one (see ``default_dense_rows``).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, mode: str, dtype: torch.dtype,
+                 dense_rows: int | None = None):
         self.mode, self.bias = mode, None if bias is None else bias.to(dtype)
         self.out_features = weight.shape[0]
+        self.dense, self.dense_rows = None, dense_rows
         w = weight.detach().float()
         if mode == "int8":
             scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
@@ -88,19 +97,45 @@ class Linear:
         else:
             self.mode = "none"
             self.weight = w.to(dtype).contiguous()
+        if self.mode != "none" and dense_rows is not None:
+            self.dense = w.to(dtype).contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        if self.mode == "int8":
-            y = torch._weight_int8pack_mm(x2, self.weight, self.scales)
-        elif self.mode == "int4":
-            y = torch._weight_int4pack_mm_for_cpu(x2, self.weight, GROUP, self.scales)
-        else:
+        if self.mode == "none":
             y = F.linear(x2, self.weight)
+        elif self.dense is not None and x2.shape[0] >= self.dense_rows:
+            y = F.linear(x2, self.dense)
+        elif self.mode == "int8":
+            y = torch._weight_int8pack_mm(x2, self.weight, self.scales)
+        else:
+            y = torch._weight_int4pack_mm_for_cpu(x2, self.weight, GROUP, self.scales)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features)
+
+
+def cpu_has_bf16_units() -> bool:
+    from .models import cpu_computes_bf16
+
+    return cpu_computes_bf16()
+
+
+def default_dense_rows() -> tuple[int, int] | None:
+    """Row counts (decoder layers, head) from which quantized layers use a dense bf16 copy, or None.
+
+    Measured on a 2-core Xeon with AMX (30 layers of the bundled model's shapes, then its 49k-row
+    head), int4/int8 kernel vs dense bf16: layers 8 rows 18.3 vs 25.8 ms, 16 rows 38.8 vs 27.1,
+    256 rows 494 vs 60; head 4 rows 2.4 vs 2.8 ms, 8 rows 5.2 vs 2.9, 16 rows 12.5 vs 3.4. Without
+    bf16 units torch emulates bf16 and the copies lose (dense fp32, tried on an AVX2 EPYC: a
+    batched synth run went from 33.8 to 41.0 s, bound by memory bandwidth), so there are none.
+    The copies cost 2 bytes per weight. ``$CONVO_FAST_DENSE``: 0 never, 1 always, else this rule.
+    """
+    chosen = os.environ.get("CONVO_FAST_DENSE", "auto")
+    if chosen == "0" or (chosen != "1" and not cpu_has_bf16_units()):
+        return None
+    return 12, 8
 
 
 @dataclass
@@ -117,11 +152,20 @@ class FastModel:
     """The decoder's weights in fused, quantized form plus a static KV cache of ``slots`` rows."""
 
     def __init__(self, model, weights: str = "int4", slots: int = 8, max_len: int = 2048,
-                 head: str | None = None, dtype: torch.dtype | None = None):
+                 head: str | None = None, dtype: torch.dtype | None = None,
+                 dense_rows: tuple[int, int] | None | str = "auto"):
         config = model.config
         # Quantized weights need bf16 activations: torch's int4/int8 CPU kernels are vectorized for
         # bf16 only (measured here: fp32 inputs take a reference path about 25x slower).
         self.dtype = dtype or (model.dtype if weights == "none" else torch.bfloat16)
+        bf16_units = cpu_has_bf16_units()
+        if dense_rows == "auto":
+            dense_rows = default_dense_rows() if self.dtype == torch.bfloat16 else None
+        layer_rows, head_rows = dense_rows or (None, None)
+        # Decode attention (one query a row) in fp32 where bf16 is emulated: 4-6x faster there, the
+        # conversion included (16 rows x 300 keys: 4.6 -> 0.8 ms a layer, AVX2 EPYC); in bf16 where the
+        # CPU computes it (16 rows x 216 keys: 533 us fp32 with conversion, 203 us bf16; AMX Xeon).
+        self.decode_attn_dtype = self.dtype if bf16_units else torch.float32
         head = head or ("int8" if weights in ("int4", "int8") else weights)
         self.n_heads = config.num_attention_heads
         self.n_kv = getattr(config, "num_key_value_heads", None) or self.n_heads
@@ -131,10 +175,10 @@ class FastModel:
         self.slots = slots
         inner = model.model
         self.embed = inner.embed_tokens.weight.detach().to(self.dtype)
-        self.layers = [self._layer(layer, weights) for layer in inner.layers]
+        self.layers = [self._layer(layer, weights, layer_rows) for layer in inner.layers]
         self.norm = inner.norm.weight.detach().to(self.dtype)
         # The GGUF keeps token embeddings (tied to the head) at 8 bits, so the head gets int8.
-        self.head = Linear(model.get_output_embeddings().weight, None, head, self.dtype)
+        self.head = Linear(model.get_output_embeddings().weight, None, head, self.dtype, head_rows)
         rope = getattr(config, "rope_parameters", None) or {}
         theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
         inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
@@ -145,18 +189,19 @@ class FastModel:
         self.k_cache = torch.zeros(shape, dtype=self.dtype)
         self.v_cache = torch.zeros(shape, dtype=self.dtype)
 
-    def _layer(self, layer, weights: str) -> Layer:
+    def _layer(self, layer, weights: str, dense_rows: int | None) -> Layer:
         attn, mlp = layer.self_attn, layer.mlp
         qkv_w = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])
         biases = [getattr(p, "bias", None) for p in (attn.q_proj, attn.k_proj, attn.v_proj)]
         qkv_b = torch.cat([b.detach() for b in biases]) if all(b is not None for b in biases) else None
         return Layer(
             norm1=layer.input_layernorm.weight.detach().to(self.dtype),
-            qkv=Linear(qkv_w, qkv_b, weights, self.dtype),
-            o=Linear(attn.o_proj.weight, None, weights, self.dtype),
+            qkv=Linear(qkv_w, qkv_b, weights, self.dtype, dense_rows),
+            o=Linear(attn.o_proj.weight, None, weights, self.dtype, dense_rows),
             norm2=layer.post_attention_layernorm.weight.detach().to(self.dtype),
-            gate_up=Linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), None, weights, self.dtype),
-            down=Linear(mlp.down_proj.weight, None, weights, self.dtype),
+            gate_up=Linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), None, weights, self.dtype,
+                           dense_rows),
+            down=Linear(mlp.down_proj.weight, None, weights, self.dtype, dense_rows),
         )
 
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -172,69 +217,90 @@ class FastModel:
     @torch.inference_mode()
     def prefill(self, slot: int, ids: list[int], start: int = 0) -> torch.Tensor:
         """Run ``ids[start:]`` into ``slot``'s cache (positions before ``start`` are already there,
-        e.g. copied from the prefix cache); return the logits after the last token."""
-        tokens = torch.tensor([ids[start:]])
-        positions = torch.arange(start, len(ids))
-        mask = None
-        if start:  # queries at start.. attend to every cached position up to their own
-            mask = (torch.arange(len(ids))[None, :] <= positions[:, None])[None, None]
-        return self._forward(tokens, positions[None], slice(slot, slot + 1), len(ids), causal=not start,
-                             mask=mask, start=start)[:, -1]
+        e.g. copied from the prefix cache); return the logits after the last token ([1, vocab])."""
+        return self.prefill_many([(slot, ids, start)])
+
+    @torch.inference_mode()
+    def prefill_many(self, segments: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        """Prefill several prompts in one forward: ``(slot, ids, start)`` each. Their new tokens go
+        through every linear layer together, as one sequence (the linears treat tokens alike); only
+        attention runs prompt by prompt. Returns the logits after each prompt's last token [n, vocab]."""
+        return self._forward_segments(segments, last_only=True)
 
     @torch.inference_mode()
     def logits(self, ids: list[int], slot: int = 0) -> torch.Tensor:
         """Next-token logits at every position of ``ids`` ([T, vocab]); for perplexity checks."""
-        tokens = torch.tensor([ids])
-        return self._forward(tokens, torch.arange(len(ids))[None], slice(slot, slot + 1), len(ids), causal=True,
-                             last_only=False)[0]
+        return self._forward_segments([(slot, ids, 0)], last_only=False)
 
     @torch.inference_mode()
     def decode(self, tokens: list[int], lengths: list[int]) -> torch.Tensor:
         """One token for each of the first ``len(tokens)`` slots; ``lengths`` are their cache lengths
         before this token. Returns logits ``[B, vocab]``."""
-        batch = len(tokens)
-        positions = torch.tensor(lengths)[:, None]
-        return self._forward(torch.tensor(tokens)[:, None], positions, slice(0, batch), max(lengths) + 1,
-                             causal=False, lengths=lengths)[:, -1]
+        batch, span = len(tokens), max(lengths) + 1
+        positions = torch.tensor(lengths)
+        x = self.embed[torch.tensor(tokens)][:, None]
+        cos, sin = self.cos[positions][:, None, None], self.sin[positions][:, None, None]
+        mask = None
+        if len(set(lengths)) > 1:
+            mask = (torch.arange(span)[None, :] <= positions[:, None])[:, None, None, :]
+        rows = torch.arange(batch)
+        nq, nk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        attn_dtype = self.decode_attn_dtype
+        for i, layer in enumerate(self.layers):
+            q, k, v = self._qkv(layer, x, nq, nk, cos, sin)
+            k_cache, v_cache = self.k_cache[i], self.v_cache[i]
+            k_cache[rows, :, positions] = k[:, :, 0]
+            v_cache[rows, :, positions] = v[:, :, 0]
+            keys, values = k_cache[:batch, :, :span], v_cache[:batch, :, :span]
+            attn = F.scaled_dot_product_attention(q.to(attn_dtype), keys.to(attn_dtype), values.to(attn_dtype),
+                                                  attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
+            x = self._mlp(layer, x + layer.o(attn.to(x.dtype).transpose(1, 2).reshape(batch, 1, nq)))
+        return self.head(self._rms(x[:, -1], self.norm)).float()
 
-    def _forward(self, tokens, positions, slots: slice, span: int, causal: bool, lengths=None, last_only=True,
-                 mask=None, start: int = 0):
-        batch, steps = tokens.shape
-        x = self.embed[tokens]
-        cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
-        if lengths is not None and len(set(lengths)) > 1:
-            valid = torch.arange(span)[None, :] <= torch.tensor(lengths)[:, None]
-            mask = valid[:, None, None, :]
-        rows = torch.arange(slots.start, slots.stop)[:, None]
+    def _qkv(self, layer: Layer, x, nq: int, nk: int, cos, sin):
+        """Queries, keys and values [B, heads, T, D] of ``x`` [B, T, hidden], rotated."""
+        batch, steps = x.shape[:2]
+        qkv = layer.qkv(self._rms(x, layer.norm1))
+        q = qkv[..., :nq].view(batch, steps, self.n_heads, self.head_dim).transpose(1, 2)
+        k = qkv[..., nq:nq + nk].view(batch, steps, self.n_kv, self.head_dim).transpose(1, 2)
+        v = qkv[..., nq + nk:].view(batch, steps, self.n_kv, self.head_dim).transpose(1, 2)
+        return self._rope(q, cos, sin), self._rope(k, cos, sin), v
+
+    def _mlp(self, layer: Layer, x):
+        gate, up = layer.gate_up(self._rms(x, layer.norm2)).chunk(2, dim=-1)
+        return x + layer.down(F.silu(gate) * up)
+
+    def _forward_segments(self, segments, last_only: bool) -> torch.Tensor:
+        new = [ids[start:] for _, ids, start in segments]
+        if any(not tokens for tokens in new):
+            raise ValueError("prefill: every prompt needs at least one new token")
+        positions = torch.cat([torch.arange(start, len(ids)) for _, ids, start in segments])
+        x = self.embed[torch.tensor([t for tokens in new for t in tokens])][None]
+        cos, sin = self.cos[positions][None, None], self.sin[positions][None, None]
+        bounds, offset = [], 0
+        for tokens in new:
+            bounds.append((offset, offset + len(tokens)))
+            offset += len(tokens)
+        # queries at start.. attend to every cached position up to their own (a causal mask offset by start)
+        masks = [None if start == 0 else (torch.arange(len(ids))[None, :] <= torch.arange(start, len(ids))[:, None])
+                 for _, ids, start in segments]
         nq, nk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         for i, layer in enumerate(self.layers):
-            h = self._rms(x, layer.norm1)
-            qkv = layer.qkv(h)
-            q = qkv[..., :nq].view(batch, steps, self.n_heads, self.head_dim).transpose(1, 2)
-            k = qkv[..., nq:nq + nk].view(batch, steps, self.n_kv, self.head_dim).transpose(1, 2)
-            v = qkv[..., nq + nk:].view(batch, steps, self.n_kv, self.head_dim).transpose(1, 2)
-            q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
-            k_cache, v_cache = self.k_cache[i], self.v_cache[i]
-            if steps == 1:
-                k_cache[rows[:, 0], :, positions[:, 0]] = k[:, :, 0]
-                v_cache[rows[:, 0], :, positions[:, 0]] = v[:, :, 0]
-            else:
-                k_cache[slots, :, start:start + steps] = k
-                v_cache[slots, :, start:start + steps] = v
-            keys, values = k_cache[slots, :, :span], v_cache[slots, :, :span]
-            if steps == 1:
-                # One query per row: torch's CPU attention is 4-6x faster in fp32 than in bf16 here, the
-                # conversion included (measured: 16 rows x 300 keys 4.6 -> 0.8 ms a layer).
-                attn = F.scaled_dot_product_attention(q.float(), keys.float(), values.float(), attn_mask=mask,
-                                                      enable_gqa=self.n_kv != self.n_heads).to(x.dtype)
-            else:
-                attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal,
-                                                      enable_gqa=self.n_kv != self.n_heads)
-            x = x + layer.o(attn.transpose(1, 2).reshape(batch, steps, nq))
-            h = self._rms(x, layer.norm2)
-            gate, up = layer.gate_up(h).chunk(2, dim=-1)
-            x = x + layer.down(F.silu(gate) * up)
-        return self.head(self._rms(x[:, -1:] if last_only else x, self.norm)).float()
+            q, k, v = self._qkv(layer, x, nq, nk, cos, sin)
+            parts = []
+            for (slot, ids, start), (a, b), mask in zip(segments, bounds, masks):
+                self.k_cache[i, slot, :, start:len(ids)] = k[0, :, a:b]
+                self.v_cache[i, slot, :, start:len(ids)] = v[0, :, a:b]
+                keys = self.k_cache[i, slot:slot + 1, :, :len(ids)]
+                values = self.v_cache[i, slot:slot + 1, :, :len(ids)]
+                parts.append(F.scaled_dot_product_attention(q[:, :, a:b], keys, values, attn_mask=mask,
+                                                            is_causal=mask is None,
+                                                            enable_gqa=self.n_kv != self.n_heads))
+            attn = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+            x = self._mlp(layer, x + layer.o(attn.transpose(1, 2).reshape(1, offset, nq)))
+        if last_only:
+            x = x[:, torch.tensor([b - 1 for _, b in bounds])]
+        return self.head(self._rms(x[0], self.norm)).float()
 
     def read_slot(self, slot: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.k_cache[:, slot, :, :length].clone(), self.v_cache[:, slot, :, :length].clone()
@@ -331,6 +397,13 @@ class Request:
     generator: torch.Generator | None = None
     submitted: float = field(default_factory=time.monotonic)
     error: BaseException | None = None
+    notify: queue.Queue | None = None
+    """Also gets the request itself when it ends (one queue can wait for the first of many)."""
+
+    def end(self) -> None:
+        self.out.put(DONE)
+        if self.notify is not None:
+            self.notify.put(self)
 
     def tokens(self):
         """Yield generated token ids as they come."""
@@ -358,12 +431,12 @@ class Engine:
         self.worker = threading.Thread(target=self._run, name="convo-engine", daemon=True)
         self.worker.start()
 
-    def submit(self, prompt: list[int], sampling: Sampling, stop=None) -> Request:
+    def submit(self, prompt: list[int], sampling: Sampling, stop=None, notify: queue.Queue | None = None) -> Request:
         if self.closing or not self.worker.is_alive():
             raise RuntimeError("this engine is closed")
         limit = self.fast.max_len - sampling.max_new_tokens - 1
         prompt = prompt[-max(1, limit):]
-        request = Request(prompt=prompt, sampling=sampling, stop=stop, seen=list(prompt))
+        request = Request(prompt=prompt, sampling=sampling, stop=stop, seen=list(prompt), notify=notify)
         if sampling.seed is not None:
             request.generator = torch.Generator().manual_seed(sampling.seed)
         self.waiting.put(request)
@@ -408,10 +481,10 @@ class Engine:
                 log.exception("engine step failed")
                 for request in self.active + self._drain():
                     request.error = exc
-                    request.out.put(DONE)
+                    request.end()
                 self.active = []
         for request in self.active + self._drain():
-            request.out.put(DONE)
+            request.end()
         self.active = []
 
     def _drain(self) -> list[Request]:
@@ -421,17 +494,32 @@ class Engine:
         return drained
 
     def _admit(self) -> None:
-        while len(self.active) < self.fast.slots and not self.waiting.empty():
-            request = self.waiting.get_nowait()
-            slot = len(self.active)
+        """Move waiting requests into free slots and prefill them all in one forward."""
+        admitted = []
+        while len(self.active) + len(admitted) < self.fast.slots and not self.waiting.empty():
+            admitted.append(self.waiting.get_nowait())
+        if not admitted:
+            return
+        segments = []
+        for slot, request in enumerate(admitted, start=len(self.active)):
             cached, keys, values = self.prefixes.lookup(request.prompt)
             if cached:
                 self.fast.write_slot(slot, keys, values)
-            logits = self.fast.prefill(slot, request.prompt, start=cached)[0]
+            segments.append((slot, request.prompt, cached))
+        logits, group, tokens = [], [], 0
+        for segment in segments + [None]:  # forwards of at most PREFILL_TOKENS new tokens (or one prompt)
+            size = 0 if segment is None else len(segment[1]) - segment[2]
+            if group and (segment is None or tokens + size > PREFILL_TOKENS):
+                logits.extend(self.fast.prefill_many(group))
+                group, tokens = [], 0
+            if segment is not None:
+                group.append(segment)
+                tokens += size
+        for (slot, _, _), request, row in zip(segments, admitted, logits):
             self.prefixes.store(request.prompt, *self.fast.read_slot(slot, len(request.prompt)))
             request.length = len(request.prompt)
             self.active.append(request)
-            self._emit(request, logits)
+            self._emit(request, row)
 
     def _emit(self, request: Request, logits: torch.Tensor) -> None:
         token = sample_next(logits, request.sampling, request.seen, request.generator)
@@ -467,7 +555,7 @@ class Engine:
                 # only ever move to lower slots, so this row's slot is still intact.)
                 self.prefixes.store(request.seen[:request.length], *self.fast.read_slot(row, request.length),
                                     replaces=request.prompt)
-                request.out.put(DONE)
+                request.end()
                 continue
             slot = len(kept)
             old = self.active.index(request)

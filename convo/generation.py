@@ -7,11 +7,13 @@ Everything yields or returns plain text; callers (chat, questions, synth, the UI
 """
 from __future__ import annotations
 
+import itertools
+import queue
 import threading
 import time
-from dataclasses import replace
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from .models import LoadedModel
 from .settings import Sampling
@@ -280,6 +282,149 @@ def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling:
         return [lm.tokenizer.decode(list(r.tokens()), skip_special_tokens=True).strip() for r in requests]
     # on a thread that exits, so no OpenMP team outlives the call (see convo.threads)
     return run_in_fresh_thread(_generate_padded, lm, texts, sampling, batch_size, stop)
+
+
+Program = Generator[list[str], list[str], Any]
+"""A multi-step generation for ``pipeline``: yields each step's prompts, is sent their replies, returns its result."""
+
+
+@dataclass
+class Finished:
+    """A ``pipeline`` program that returned: the key it was handed out with, and its result."""
+
+    key: Any
+    value: Any
+
+
+@dataclass
+class _Running:
+    key: Any
+    program: Program
+    seed: int
+    asked: int = 0
+    prompts: list[str] = field(default_factory=list)
+    requests: list = field(default_factory=list)
+    pending: int = 0
+
+
+def pipeline(lm: LoadedModel, source: Callable[[], tuple[Any, Program] | None], sampling: Sampling | None = None,
+             width: int = 16, stop: Stop | None = None) -> Iterator[Finished]:
+    """Run many multi-step generations ("programs", e.g. conversations written turn by turn), ``width``
+    at a time, yielding each one as it finishes.
+
+    ``source()`` hands out the next ``(key, program)``, or None when it has none now; it is asked again
+    whenever a program finishes, so it may hand out retries of earlier ones. On the fast CPU engine
+    every program takes its next step as soon as its own replies are in, and a new program starts as
+    soon as one ends: the decode batch stays full instead of waiting, step after step, for the longest
+    reply of a batch. Elsewhere the active programs step together as one padded batch. Once ``stop``
+    is set no new step starts and the pipeline ends; unfinished programs are dropped. On the engine a
+    fixed ``sampling.seed`` gives every program and step its own seed, so results do not depend on
+    what ran alongside.
+    """
+    sampling = sampling or Sampling()
+    engine = _engine(lm)
+    run = _pipeline_engine if engine is not None else _pipeline_padded
+    return run(lm, engine, source, sampling, max(1, width), stop)
+
+
+def _advance(running: _Running, replies: list[str] | None) -> Finished | None:
+    """Send a program its replies (None: start it) until it asks for prompts or returns."""
+    while True:
+        try:
+            prompts = next(running.program) if replies is None else running.program.send(replies)
+        except StopIteration as done:
+            return Finished(running.key, done.value)
+        if prompts:
+            running.prompts = list(prompts)
+            return None
+        replies = []
+
+
+def _stopped(stop: Stop | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Finished]:
+    notify: queue.Queue = queue.Queue()
+    owners: dict[int, _Running] = {}
+    serial = itertools.count()
+    live = 0
+
+    def submit(running: _Running) -> None:
+        running.requests, running.pending = [], len(running.prompts)
+        for text in running.prompts:
+            seed = None if sampling.seed is None else sampling.seed + running.seed + running.asked
+            request = engine.submit(_prompt_ids(lm, text), replace(sampling, seed=seed), stop, notify)
+            owners[id(request)] = running
+            running.requests.append(request)
+            running.asked += 1
+
+    try:
+        while True:
+            while live < width and not _stopped(stop):
+                handed = source()
+                if handed is None:
+                    break
+                running = _Running(*handed, seed=1009 * next(serial))
+                finished = _advance(running, None)
+                if finished is not None:
+                    yield finished
+                    continue
+                submit(running)
+                live += 1
+            if live == 0 or _stopped(stop):
+                return
+            running = owners.pop(id(notify.get()))  # the engine ends every request (errors and closing too)
+            if _stopped(stop):  # its reply may be cut short: never hand that to a program
+                return
+            running.pending -= 1
+            if running.pending:
+                continue
+            replies = [lm.tokenizer.decode(list(r.tokens()), skip_special_tokens=True).strip()
+                       for r in running.requests]
+            finished = _advance(running, replies)
+            if finished is None:
+                submit(running)
+                continue
+            live -= 1
+            yield finished
+    finally:  # left early (stop, an error, the consumer closed us): the engine drops what is left
+        for running in owners.values():
+            for request in running.requests:
+                request.stop = _ABANDONED
+
+
+def _pipeline_padded(lm, engine, source, sampling, width, stop) -> Iterator[Finished]:
+    active: list[_Running] = []
+    serial = itertools.count()
+    for step in itertools.count():
+        while len(active) < width and not _stopped(stop):
+            handed = source()
+            if handed is None:
+                break
+            running = _Running(*handed, seed=next(serial))
+            finished = _advance(running, None)
+            if finished is not None:
+                yield finished
+            else:
+                active.append(running)
+        if not active or _stopped(stop):
+            return
+        prompts = [text for running in active for text in running.prompts]
+        # on a thread that exits, so no OpenMP team outlives the call (see convo.threads)
+        # a fixed seed still gives each step (and so a retry) its own samples
+        step_sampling = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + step)
+        replies = iter(run_in_fresh_thread(_generate_padded, lm, prompts, step_sampling, width, stop))
+        if _stopped(stop):  # replies may be cut short
+            return
+        still = []
+        for running in active:
+            finished = _advance(running, [next(replies) for _ in running.prompts])
+            if finished is None:
+                still.append(running)
+            else:
+                yield finished
+        active = still
 
 
 def _generate_padded(lm: LoadedModel, texts: list[str], sampling: Sampling, batch_size: int,

@@ -20,14 +20,14 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import filters
-from .generation import Stop, generate_batch, render_prompt
+from .generation import Program, Stop, check_messages, pipeline, render_prompt
 
 PERSONA, KEYWORD = "persona", "keyword"
 MODES = (PERSONA, KEYWORD)
@@ -863,32 +863,29 @@ class Result:
 
 def generate_items(lm, job: Job, items: Sequence[Item], sampling, batch_size: int = 8) -> list[Result]:
     """One attempt at each item, ``batch_size`` conversations at a time; results in item order."""
-    steps = generation_steps(lm, job, items, sampling, batch_size)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as finished:
-            return finished.value
+    results: list[Result | None] = [None] * len(items)
+    pending = iter(enumerate(items))
+    make = program_for(lm, job)
 
+    def source():
+        index, item = next(pending, (None, None))
+        return None if item is None else (index, make(item))
 
-def generation_steps(lm, job: Job, items: Sequence[Item], sampling,
-                     batch_size: int = 8) -> Generator[str, None, list[Result]]:
-    """Generate ``items`` together, yielding a phase name (``"turn 2/6"``) before each batched step and
-    returning the results: a caller can report progress, or abandon the batch between steps."""
-    if not items:
-        return []
-    if isinstance(job, KeywordJob):
-        steps = _keyword_script(lm, job, items, sampling, batch_size) if job.strategy == SCRIPT else \
-            _keyword_turns(lm, job, items, sampling, batch_size)
-    elif job.strategy == SCRIPT:
-        steps = _persona_script(lm, job, items, sampling, batch_size)
-    else:
-        steps = _persona_agents(lm, job, items, sampling, batch_size)
-    results = yield from steps
-    if isinstance(job, PersonaJob) and job.restyle_template and any(r.kept for r in results):
-        yield "restyle"
-        restyle(lm, job, [r for r in results if r.kept], sampling, batch_size)
+    for finished in pipeline(lm, source, sampling, batch_size):
+        results[finished.key] = finished.value
     return results
+
+
+def program_for(lm, job: Job) -> Callable[[Item], Program]:
+    """How one conversation of ``job`` is made, as a ``generation.pipeline`` program: it yields the
+    prompts of each step and gets their replies, so many conversations share decode steps, each
+    taking its next turn as soon as its last reply is in."""
+    if isinstance(job, KeywordJob):
+        exclude = compile_exclude(job.config.exclude)
+        write = _keyword_script if job.strategy == SCRIPT else _keyword_turns
+        return lambda item: write(lm, job, item, exclude)
+    write = _persona_script if job.strategy == SCRIPT else _persona_agents
+    return lambda item: _with_restyle(lm, job, write(lm, job, item))
 
 
 def _script_prompts(lm, instructions: Sequence[str], prefills: Sequence[str]) -> list[str]:
@@ -914,35 +911,24 @@ def judge_keyword_script(script: str, word: str, job: KeywordJob,
     return messages, faults
 
 
-def _keyword_script(lm, job: KeywordJob, items, sampling, batch_size):
+def _keyword_script(lm, job: KeywordJob, item: Item, exclude) -> Program:
     """The earlier scripts' way: one generation per conversation, parsed into turns."""
-    yield "script"
     prefill = f"{job.roles[0]}:"
-    prompts = _script_prompts(lm, [job.config.prompt(item.word) for item in items], [prefill] * len(items))
-    outputs = generate_batch(lm, None, sampling, batch_size=batch_size, prompts=prompts)
-    exclude = compile_exclude(job.config.exclude)
-    results = []
-    for item, output in zip(items, outputs):
-        raw = f"{prefill} {output}"
-        results.append(Result(item, *judge_keyword_script(raw, item.word, job, exclude), raw=raw))
-    return results
+    [output] = yield _script_prompts(lm, [job.config.prompt(item.word)], [prefill])
+    raw = f"{prefill} {output}"
+    return Result(item, *judge_keyword_script(raw, item.word, job, exclude), raw=raw)
 
 
-def _keyword_turns(lm, job: KeywordJob, items, sampling, batch_size):
+def _keyword_turns(lm, job: KeywordJob, item: Item, exclude) -> Program:
     """The script written one line per step: each step pre-starts the next speaker's label and keeps the
     model's first line, so even a 135M model keeps the format and the turns alternate."""
-    bases = [render_prompt(lm, [{"role": "user", "content": job.config.prompt(item.word)}]) for item in items]
-    scripts = [""] * len(items)
-    lines = 2 * job.turns
-    for step in range(lines):
+    base = render_prompt(lm, [{"role": "user", "content": job.config.prompt(item.word)}])
+    script = ""
+    for step in range(2 * job.turns):
         speaker = job.roles[step % 2]
-        yield f"line {step + 1}/{lines}"
-        prompts = [base + script + f"{speaker}:" for base, script in zip(bases, scripts)]
-        outputs = generate_batch(lm, None, sampling, batch_size=batch_size, prompts=prompts)
-        scripts = [script + f"{speaker}: {first_line(output, job.roles)}\n" for script, output in zip(scripts, outputs)]
-    exclude = compile_exclude(job.config.exclude)
-    return [Result(item, *judge_keyword_script(script, item.word, job, exclude), raw=script)
-            for item, script in zip(items, scripts)]
+        [output] = yield [base + script + f"{speaker}:"]
+        script += f"{speaker}: {first_line(output, job.roles)}\n"
+    return Result(item, *judge_keyword_script(script, item.word, job, exclude), raw=script)
 
 
 def first_line(text: str, roles: Sequence[str]) -> str:
@@ -958,42 +944,32 @@ def first_line(text: str, roles: Sequence[str]) -> str:
     return _whole_sentences(text)
 
 
-def _persona_script(lm, job: PersonaJob, items, sampling, batch_size):
-    yield "script"
+def _persona_script(lm, job: PersonaJob, item: Item) -> Program:
     user, assistant = PERSONA_SCRIPT_ROLES
-    instructions = [fill_template(job.template, job.values(item)) for item in items]
-    prefills = [f"{user}: {item.seed}\n{assistant}:" for item in items]
-    outputs = generate_batch(lm, None, sampling, batch_size=batch_size,
-                             prompts=_script_prompts(lm, instructions, prefills))
-    results = []
-    for item, prefill, output in zip(items, prefills, outputs):
-        raw = f"{prefill} {output}"
-        messages, faults = parse_script(raw, PERSONA_SCRIPT_ROLES)
-        messages = messages[:2 * job.turns]
-        results.append(Result(item, messages, faults or persona_faults(messages), raw))
-    return results
+    prefill = f"{user}: {item.seed}\n{assistant}:"
+    [output] = yield _script_prompts(lm, [fill_template(job.template, job.values(item))], [prefill])
+    raw = f"{prefill} {output}"
+    messages, faults = parse_script(raw, PERSONA_SCRIPT_ROLES)
+    messages = messages[:2 * job.turns]
+    return Result(item, messages, faults or persona_faults(messages), raw)
 
 
-def _persona_agents(lm, job: PersonaJob, items, sampling, batch_size):
-    """Two role-played agents take turns; every conversation of the call advances one message per step.
+def _persona_agents(lm, job: PersonaJob, item: Item) -> Program:
+    """Two role-played agents take turns.
 
     The user agent sees its persona as system prompt and the chat with roles swapped (its own messages
     as "assistant"), so it speaks as itself, in character, at every turn.
     """
-    conversations = [[{"role": "user", "content": item.seed}] for item in items]
-    personas = [fill_template(job.template, job.values(item)) for item in items]
+    conversation = [{"role": "user", "content": item.seed}]
+    persona = [{"role": "system", "content": fill_template(job.template, job.values(item))}]
     assistant_system = [{"role": "system", "content": job.assistant_prompt}] if job.assistant_prompt else []
-    steps = 2 * job.turns - 1
     for turn in range(job.turns):
         if turn > 0:
-            yield f"message {2 * turn}/{steps}"
-            views = [[{"role": "system", "content": persona}] + _swap_roles(conv)
-                     for persona, conv in zip(personas, conversations)]
-            _append_replies(lm, conversations, views, "user", sampling, batch_size)
-        yield f"message {2 * turn + 1}/{steps}"
-        _append_replies(lm, conversations, [assistant_system + conv for conv in conversations], "assistant",
-                        sampling, batch_size)
-    return [Result(item, conv, persona_faults(conv)) for item, conv in zip(items, conversations)]
+            [reply] = yield [render_prompt(lm, check_messages(persona + _swap_roles(conversation)))]
+            conversation.append({"role": "user", "content": clean_reply(reply)})
+        [reply] = yield [render_prompt(lm, check_messages(assistant_system + conversation))]
+        conversation.append({"role": "assistant", "content": clean_reply(reply)})
+    return Result(item, conversation, persona_faults(conversation))
 
 
 def _swap_roles(conversation: list[dict]) -> list[dict]:
@@ -1001,23 +977,15 @@ def _swap_roles(conversation: list[dict]) -> list[dict]:
     return [{"role": swap[m["role"]], "content": m["content"]} for m in conversation]
 
 
-def _append_replies(lm, conversations, views, role: str, sampling, batch_size: int) -> None:
-    replies = generate_batch(lm, views, sampling, batch_size=batch_size)
-    for conversation, reply in zip(conversations, replies):
-        conversation.append({"role": role, "content": clean_reply(reply)})
-
-
-def restyle(lm, job: PersonaJob, results: Sequence[Result], sampling, batch_size: int = 8) -> None:
-    """Rewrite every message of ``results`` with the restyle template (one batched pass), in place."""
-    requests = [(r, m) for r in results for m in r.messages]
-    if not requests:
-        return
-    views = [[{"role": "user", "content": fill_template(job.restyle_template, {
-        **job.values(r.item), "message": m["content"], "role": m["role"]})}] for r, m in requests]
-    texts = iter(generate_batch(lm, views, sampling, batch_size=batch_size))
-    for result in results:
-        result.restyled = [{"role": m["role"], "content": cut_to(clean_reply(next(texts)), job.restyle_max_chars)}
-                           for m in result.messages]
+def _with_restyle(lm, job: PersonaJob, write: Program) -> Program:
+    """``write``, then (with a restyle template, for a kept conversation) every message rewritten by it."""
+    result = yield from write
+    if job.restyle_template and result.kept and result.messages:
+        replies = yield [render_prompt(lm, [{"role": "user", "content": fill_template(job.restyle_template, {
+            **job.values(result.item), "message": m["content"], "role": m["role"]})}]) for m in result.messages]
+        result.restyled = [{"role": m["role"], "content": cut_to(clean_reply(text), job.restyle_max_chars)}
+                           for m, text in zip(result.messages, replies)]
+    return result
 
 
 # --------------------------------------------------------------------------- output files
@@ -1164,7 +1132,7 @@ def output_counts(path: str | Path) -> dict:
 
 @dataclass
 class Progress:
-    """Where a run stands; ``run`` yields one after each batch."""
+    """Where a run stands; ``run`` yields one as each conversation ends."""
 
     total: int | None
     """Items this run has to make (``None`` when running forever)."""
@@ -1180,8 +1148,6 @@ class Progress:
     reasons: Counter = field(default_factory=Counter)
     finished: bool = False
     cancelled: bool = False
-    phase: str = ""
-    """The batched step in progress, e.g. ``"message 3/5"``."""
 
     @property
     def done(self) -> int:
@@ -1228,11 +1194,12 @@ def model_label(lm) -> str:
 
 def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int = 8, stop: Stop | None = None,
         forever: bool = False) -> Iterator[Progress]:
-    """Generate the job's conversations into ``out_path`` (chat JSONL), yielding progress after each batch.
+    """Generate the job's conversations into ``out_path`` (chat JSONL), yielding progress as each one ends.
 
-    Each kept conversation is appended and fsynced at once; items already in the file are skipped, so an
-    interrupted run resumes where it stopped. Failed items are retried (up to ``job.max_attempts``) in later
-    batches together with new ones. ``forever`` keeps making new samples until ``stop`` is set.
+    ``batch_size`` conversations are made at once, and a new one starts as soon as one ends. Each kept
+    conversation is appended and fsynced at once; items already in the file are skipped, so an
+    interrupted run resumes where it stopped. Failed items are retried (up to ``job.max_attempts``) as
+    soon as they fail. ``forever`` keeps making new samples until ``stop`` is set.
     """
     if not 1 <= batch_size <= 512:
         raise ConfigError(f"batch size: expected 1 to 512, got {batch_size}")
@@ -1252,67 +1219,38 @@ def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int = 
         progress = Progress(total=len(pending), skipped=len(all_items) - len(pending))
         todo = iter(pending)
     retry: deque[tuple[Item, int]] = deque()
+    make = program_for(lm, job)
+
+    def source():
+        """Retries first (so items finish early), then new items."""
+        item, attempt = retry.popleft() if retry else (next(todo, None), 0)
+        return None if item is None else ((item, attempt), make(item))
+
     started = time.monotonic()
-    finished = False
     yield progress
     with open(out_path, "a", encoding="utf-8") as fh:
-        for batch_number in itertools.count():
-            batch = [] if stop.is_set() else _next_batch(retry, todo, batch_size)
-            if not batch:
-                finished = not stop.is_set()
-                break
-            # A fixed seed still gives retries new samples: each batch gets its own seed.
-            batch_sampling = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + batch_number)
-            results = yield from _run_batch(lm, job, batch, batch_sampling, batch_size, stop, progress, started)
-            if results is None:
-                break
-            for result in results:
-                if result.kept:
-                    with _writing:  # an interrupt waits: the count always matches the lines written
-                        append_record(fh, make_record(result, job, model_label(lm), sampling))
-                        progress.kept += 1
-                    continue
+        for finished in pipeline(lm, source, sampling, batch_size, stop):
+            (_, attempt), result = finished.key, finished.value
+            result.attempt = attempt
+            if result.kept:
+                with _writing:  # an interrupt waits: the count always matches the lines written
+                    append_record(fh, make_record(result, job, model_label(lm), sampling))
+                    progress.kept += 1
+            else:
                 progress.dropped += 1
                 progress.reasons.update(result.faults)
-                if result.attempt + 1 < attempts:
-                    retry.append((result.item, result.attempt + 1))
+                if attempt + 1 < attempts:
+                    retry.append((result.item, attempt + 1))
                 else:
                     progress.gave_up += 1
-            progress.latest = results
+            progress.latest = [result]
             progress.elapsed = time.monotonic() - started
             yield progress
             progress.latest = []
-    progress.finished, progress.cancelled = finished, not finished
+    progress.finished = not stop.is_set()
+    progress.cancelled = not progress.finished
     progress.elapsed = time.monotonic() - started
-    progress.phase = ""
     yield progress
-
-
-def _next_batch(retry: deque, todo: Iterator[Item], size: int) -> list[tuple[Item, int]]:
-    """Retries first (so items finish early), then new items, up to ``size``."""
-    batch = []
-    while retry and len(batch) < size:
-        batch.append(retry.popleft())
-    batch.extend((item, 0) for item in itertools.islice(todo, size - len(batch)))
-    return batch
-
-
-def _run_batch(lm, job: Job, batch: list[tuple[Item, int]], sampling, batch_size: int, stop: Stop,
-               progress: Progress, started: float) -> Generator[Progress, None, list[Result] | None]:
-    """Generate one batch, yielding progress before each step; None if ``stop`` was set meanwhile (the
-    unfinished conversations are simply made again by the next run)."""
-    steps = generation_steps(lm, job, [item for item, _ in batch], sampling, batch_size)
-    while not stop.is_set():
-        try:
-            progress.phase = next(steps)
-        except StopIteration as done:
-            for result, (_, attempt) in zip(done.value, batch):
-                result.attempt = attempt
-            return done.value
-        progress.elapsed = time.monotonic() - started
-        yield progress
-    steps.close()
-    return None
 
 
 def preview(lm, job: Job, n: int = 3, sampling=None, batch_size: int = 8) -> list[Result]:

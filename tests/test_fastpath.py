@@ -91,6 +91,33 @@ def test_int4_is_exact_for_4bit_grid_weights():
     assert torch.allclose(layer(x), x @ weight.t(), atol=1e-4)
 
 
+def test_dense_copy_serves_calls_of_many_rows():
+    torch.manual_seed(0)
+    weight = torch.randn(96, 128)
+    layer = fastpath.Linear(weight, None, "int4", torch.float32, dense_rows=4)
+    many, few = torch.randn(4, 128), torch.randn(3, 128)
+    assert torch.allclose(layer(many), many @ weight.t(), atol=1e-5)  # the exact dense copy
+    assert not torch.allclose(layer(few), few @ weight.t(), atol=1e-3)  # the int4 kernel
+    assert fastpath.Linear(weight, None, "int4", torch.float32).dense is None
+
+
+def test_prefill_many_equals_one_prefill_each(lm):
+    fast = fastpath.FastModel(lm.model, weights="none", slots=3, max_len=128)
+    prompts = [lm.tokenizer(p).input_ids for p in PROMPTS[:3]]
+    alone = []
+    for slot, ids in enumerate(prompts):
+        alone.append(fast.prefill(slot, ids)[0])
+    keys = fast.k_cache.clone()
+    # the third prompt's first 3 tokens are already in its slot (as from the prefix cache)
+    together = fast.prefill_many([(0, prompts[0], 0), (1, prompts[1], 0), (2, prompts[2], 3)])
+    assert together.shape == (3, lm.model.config.vocab_size)
+    for row, expected in zip(together, alone):
+        assert torch.allclose(row, expected, atol=1e-4)
+    assert torch.allclose(fast.k_cache, keys, atol=1e-5)
+    with pytest.raises(ValueError, match="at least one new token"):
+        fast.prefill_many([(0, prompts[0], len(prompts[0]))])
+
+
 def test_not_eligible_models_use_transformers(tiny_seq2seq):
     assert fastpath.engine_for(load_model(ModelSpec(tiny_seq2seq, dtype="float32"))) is None
 

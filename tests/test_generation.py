@@ -61,6 +61,57 @@ def test_batched_greedy_equals_one_by_one(which, request):
     assert all(reply for reply in batched)
 
 
+def echo_program(lm, conversation, steps):
+    """A multi-step program: each step asks for a reply to the conversation so far, then extends it."""
+    conversation = list(conversation)
+    for _ in range(steps):
+        [reply] = yield [generation.render_prompt(lm, conversation)]
+        conversation += [{"role": "assistant", "content": reply}, {"role": "user", "content": "And then?"}]
+    return conversation
+
+
+@pytest.mark.parametrize("which, fast", [("causal", "1"), ("causal", "0"), ("seq2seq", "1")],
+                         ids=["engine", "padded", "seq2seq"])
+def test_pipeline_refills_and_equals_one_by_one(which, fast, request, monkeypatch):
+    """Programs of different lengths, two at a time, new ones started as others end: each gets the
+    same result as when run alone (greedy, fp32), whether on the engine or in padded batches."""
+    monkeypatch.setenv("CONVO_FAST", fast)
+    lm = request.getfixturevalue(which)
+    plan = [(c, steps) for c, steps in zip(CONVERSATIONS * 2, [3, 1, 2, 1, 3, 2])]
+    handed, order = iter(enumerate(plan)), []
+
+    def source():
+        index, (conversation, steps) = next(handed, (None, (None, 0)))
+        return None if index is None else (index, echo_program(lm, conversation, steps))
+
+    for finished in generation.pipeline(lm, source, GREEDY, width=2):
+        order.append((finished.key, finished.value))
+    assert sorted(key for key, _ in order) == list(range(6))
+    assert [key for key, _ in order] != list(range(6))  # short ones overtook long ones
+    for key, value in order:
+        conversation, steps = plan[key]
+        alone = iter([(key, echo_program(lm, conversation, steps))])
+        [again] = generation.pipeline(lm, lambda: next(alone, None), GREEDY, width=1)
+        assert value == again.value
+        assert len(value) == len(conversation) + 2 * steps
+
+
+def test_pipeline_stop_hands_no_cut_reply_to_a_program(causal):
+    stop, replies = generation.Stop(), []
+
+    def program(i):
+        reply = yield [generation.render_prompt(causal, HELLO)]
+        replies.append(reply)
+        stop.set()
+        yield [generation.render_prompt(causal, HELLO + [{"role": "assistant", "content": "x"}])]
+        raise AssertionError("a reply after Stop reached the program")
+
+    programs = iter([(i, program(i)) for i in range(4)])
+    sampling = Sampling(max_new_tokens=50, temperature=1.0, seed=0)
+    finished = list(generation.pipeline(causal, lambda: next(programs, None), sampling, width=2, stop=stop))
+    assert finished == [] and 1 <= len(replies) <= 2
+
+
 def test_seq2seq_streams_and_uses_history(seq2seq):
     assert generation.render_prompt(seq2seq, CONVERSATIONS[2]) == "system: Be brief.\nuser: Birds?\nassistant: They migrate.\nuser: Why?"
     assert "".join(generation.stream(seq2seq, HELLO, GREEDY)).strip()

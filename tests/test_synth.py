@@ -253,27 +253,31 @@ def test_batched_generation_equals_one_by_one(tiny_lm, make_job):
 
 
 def test_agents_take_turns_and_keep_the_persona(tiny_lm, monkeypatch):
-    seen = []
-    real = synth.generate_batch
+    views = []
+    real = synth.render_prompt
 
-    def spy(lm, conversations, sampling=None, batch_size=16, prompts=None):
-        seen.append((batch_size, [list(c) for c in conversations] if conversations else None, prompts))
-        return real(lm, conversations, sampling, batch_size=batch_size, prompts=prompts)
+    def spy(lm, messages, *args, **kwargs):
+        views.append([dict(m) for m in messages])
+        return real(lm, messages, *args, **kwargs)
 
-    monkeypatch.setattr(synth, "generate_batch", spy)
+    monkeypatch.setattr(synth, "render_prompt", spy)
     job = persona_job(turns=2)
     results = synth.generate_items(tiny_lm, job, list(job.items()), SHORT_GREEDY, batch_size=4)
     assert [m["role"] for m in results[0].messages] == ["user", "assistant", "user", "assistant"]
     assert results[0].messages[0]["content"] == "Hello there."
-    # 3 batched steps (assistant, user agent, assistant), each for all 4 conversations at once.
-    assert [len(views) for _, views, _ in seen] == [4, 4, 4]
-    user_views = seen[1][1]
-    assert user_views[0][0]["role"] == "system" and "wants to learn" in user_views[0][0]["content"]
-    assert "speaks softly" in user_views[0][0]["content"] and "Hello there." in user_views[0][0]["content"]
+    # 3 prompts per conversation (assistant, user agent, assistant), 4 conversations
+    assert len(views) == 12
+    views.clear()
+    first = synth.generate_items(tiny_lm, job, list(job.items())[:1], SHORT_GREEDY, batch_size=4)[0].messages
+    assert first == results[0].messages
+    assistant_view, user_view, last_view = views
+    assert user_view[0]["role"] == "system" and "wants to learn" in user_view[0]["content"]
+    assert "speaks softly" in user_view[0]["content"] and "Hello there." in user_view[0]["content"]
     # The user agent sees its own opening as "assistant" (roles swapped) and the reply as "user".
-    assert [m["role"] for m in user_views[0][1:]] == ["assistant", "user"]
-    assistant_views = seen[2][1]
-    assert assistant_views[0][0] == {"role": "system", "content": synth.DEFAULT_ASSISTANT_PROMPT}
+    assert user_view[1:] == [{"role": "assistant", "content": first[0]["content"]},
+                             {"role": "user", "content": first[1]["content"]}]
+    assert assistant_view == [{"role": "system", "content": synth.DEFAULT_ASSISTANT_PROMPT}, first[0]]
+    assert last_view == [{"role": "system", "content": synth.DEFAULT_ASSISTANT_PROMPT}] + first[:3]
 
 
 def test_restyle_pass(tiny_lm):
@@ -355,12 +359,12 @@ def test_cancel_between_steps_keeps_whole_lines(tiny_lm, tmp_path):
 
 def test_keyword_run_retries_and_counts_drops(tiny_lm, tmp_path):
     out = tmp_path / "out.jsonl"
-    job = keyword_job(max_attempts=2)
+    job = keyword_job(words=("quixotrel", "zanthorpe", "vellumbrix"), max_attempts=2)
     sampled = Sampling(temperature=0.9, max_new_tokens=6, seed=3)
     progress = run_all(tiny_lm, job, out, sampling=sampled, batch_size=4)
-    # A random model never mentions its word: every item is tried twice, then given up.
+    # A random model never writes these made-up words: every item is tried twice, then given up.
     assert (progress.kept, progress.dropped, progress.gave_up, progress.done) == (0, 6, 3, 3)
-    assert progress.reasons['does not mention "river"'] == 2
+    assert progress.reasons['does not mention "quixotrel"'] == 2
     assert out.read_text() == ""
     greedy = run_all(tiny_lm, job, out, sampling=SHORT_GREEDY)
     assert (greedy.dropped, greedy.gave_up) == (3, 3)  # greedy output never changes: one attempt each
@@ -614,7 +618,7 @@ def test_run_handler_reports_bad_input(ui, tiny_causal):
     try:
         *_, last = ui.run(tiny_causal, None, "auto", None, {}, *form_args(ui))
         assert last[1] == "A run is already going: cancel it first."
-        assert ui.cancel(None) == "Cancelling after the current step..."
+        assert ui.cancel(None) == "Cancelling..."
         assert ui._running["local"].is_set()
     finally:
         ui._running.pop("local", None)

@@ -341,7 +341,7 @@ def cli_command(job, out_path: str, model: str, sampling, batch_size: int) -> st
 
 
 def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.Request = None):
-    """Generate the whole set into this session's output file, streaming progress after each batch.
+    """Generate the whole set into this session's output file, streaming progress as each conversation ends.
 
     Yields (progress bar, status, output table, download file, output path, CLI command, dataset config).
     Running again with the same output resumes: finished conversations are skipped.
@@ -395,17 +395,17 @@ def _run_status(progress: core.Progress, out_path: str) -> str:
         reasons = ", ".join(f"{r} ({n})" for r, n in progress.reasons.most_common(3))
         why = f" Most common reasons to drop: {reasons}." if reasons else ""
         return f"Done: {progress.kept} new conversations ({progress.skipped} already there) in `{Path(out_path).name}`.{why}"
-    step = f" (this batch: {progress.phase})" if progress.phase else ""
-    return f"Generating{step}... finished conversations are saved as they come."
+    return "Generating... finished conversations are saved as they come."
 
 
 def cancel(request: gr.Request = None):
-    """Stop this session's run before its next batched step (finished conversations stay saved)."""
+    """Stop this session's run within a decode step or two (finished conversations stay saved; the
+    unfinished ones are made again by the next run)."""
     with _running_lock:
         stop = _running.get(request.session_hash if request is not None else "local")
     if stop:
         stop.set()
-        return "Cancelling after the current step..."
+        return "Cancelling..."
     return "Nothing is running."
 
 
