@@ -1,6 +1,6 @@
 """The Synthetic tab: make training conversations from personas x seed messages or from keyword lists.
 
-Preview the first three, run the whole set in batches (progress, kept/dropped counts, ETA, Cancel;
+Preview the first three, run the whole set many at a time (progress, kept/dropped counts, ETA, Cancel;
 a rerun in the same session resumes), then download, push to the Hub or send to Fine-tune.
 """
 from __future__ import annotations
@@ -504,7 +504,8 @@ def render(shared: Shared) -> None:
             temperature = gr.Slider(0, 1.5, defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
             max_new_tokens = gr.Number(0, precision=0, minimum=0, label="Max new tokens (0 = auto)")
             batch_size = gr.Number(defaults.batch_size, precision=0, minimum=1, maximum=512, label="Batch size",
-                                   elem_id="synth-batch-size")
+                                   info="conversations made at once (the CPU engine decodes up to $CONVO_MAX_BATCH, "
+                                        "default 8, per step)", elem_id="synth-batch-size")
             max_attempts = gr.Number(defaults.max_attempts, precision=0, minimum=1, label="Attempts per item",
                                      elem_id="synth-max-attempts")
             seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id="synth-random-seed")
