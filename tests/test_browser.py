@@ -30,6 +30,27 @@ def open_app(browser, url):
     return context, page
 
 
+def table_rows(page, selector) -> list[str]:
+    """The text of every row of a gr.Dataframe, by its first cell. The table renders only the rows in
+    view (a virtual table of at most ``max_height``), so scroll through it and collect what shows."""
+    return page.evaluate("""async (sel) => {
+        const root = document.querySelector(sel);
+        const view = root.querySelector('.virtual-table-viewport') || root;
+        const rows = new Map();
+        for (let top = 0; ; top += Math.max(40, view.clientHeight / 3)) {
+            view.scrollTop = top;
+            await new Promise(r => setTimeout(r, 120));
+            for (const row of root.querySelectorAll('.virtual-row')) {
+                const first = row.querySelector('.first-column');
+                if (first && first.innerText.trim()) rows.set(first.innerText.trim(), row.innerText);
+            }
+            if (top >= view.scrollHeight) break;
+        }
+        view.scrollTop = 0;
+        return [...rows.values()];
+    }""", selector)
+
+
 @pytest.fixture(scope="module")
 def tiny_app(launch_shared, tiny_causal):
     return launch_shared(model=tiny_causal)
@@ -211,7 +232,10 @@ def test_synth_tab_keyword_config_preview_run_and_send_to_finetune(chromium, lau
     words = [r["meta"]["word"] for r in records]
     assert len(records) == kept >= 5 and len(set(words)) == len(words) and set(words) <= set(config.words)
     exclude = synth.compile_exclude(config.exclude)
-    table = page.locator("#synth-output-table").inner_text()
+    rows = table_rows(page, "#synth-output-table")  # every attempt, kept or dropped, newest first
+    dropped = int(page.locator("#synth-progress .synth-progress").get_attribute("data-dropped"))
+    assert len(rows) == kept + dropped
+    table = "\n".join(rows)
     for record in records:
         text = "\n".join(m["content"] for m in record["messages"])
         assert synth.mentions(text, record["meta"]["word"]), text
