@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .models import cpu_computes_bf16
 from .settings import Sampling
 from .threads import run_in_fresh_thread
 
@@ -116,12 +117,6 @@ class Linear:
         return y.reshape(*shape[:-1], self.out_features)
 
 
-def cpu_has_bf16_units() -> bool:
-    from .models import cpu_computes_bf16
-
-    return cpu_computes_bf16()
-
-
 def default_dense_rows() -> tuple[int, int] | None:
     """Row counts (decoder layers, head) from which quantized layers use a dense bf16 copy, or None.
 
@@ -133,7 +128,7 @@ def default_dense_rows() -> tuple[int, int] | None:
     The copies cost 2 bytes per weight. ``$CONVO_FAST_DENSE``: 0 never, 1 always, else this rule.
     """
     chosen = os.environ.get("CONVO_FAST_DENSE", "auto")
-    if chosen == "0" or (chosen != "1" and not cpu_has_bf16_units()):
+    if chosen == "0" or (chosen != "1" and not cpu_computes_bf16()):
         return None
     return 12, 8
 
@@ -158,7 +153,7 @@ class FastModel:
         # Quantized weights need bf16 activations: torch's int4/int8 CPU kernels are vectorized for
         # bf16 only (measured here: fp32 inputs take a reference path about 25x slower).
         self.dtype = dtype or (model.dtype if weights == "none" else torch.bfloat16)
-        bf16_units = cpu_has_bf16_units()
+        bf16_units = cpu_computes_bf16()
         if dense_rows == "auto":
             dense_rows = default_dense_rows() if self.dtype == torch.bfloat16 else None
         layer_rows, head_rows = dense_rows or (None, None)
