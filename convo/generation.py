@@ -279,7 +279,7 @@ def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling:
         seeds = [None if sampling.seed is None else sampling.seed + i for i in range(len(texts))]
         requests = [engine.submit(_prompt_ids(lm, t), replace(sampling, seed=seed), stop)
                     for t, seed in zip(texts, seeds)]
-        return [lm.tokenizer.decode(list(r.tokens()), skip_special_tokens=True).strip() for r in requests]
+        return [_reply_text(lm, r) for r in requests]
     # on a thread that exits, so no OpenMP team outlives the call (see convo.threads)
     return run_in_fresh_thread(_generate_padded, lm, texts, sampling, batch_size, stop)
 
@@ -300,7 +300,8 @@ class Finished:
 class _Running:
     key: Any
     program: Program
-    seed: int
+    seed: int = 0
+    """Offset of this program's seeds on the engine."""
     asked: int = 0
     prompts: list[str] = field(default_factory=list)
     requests: list = field(default_factory=list)
@@ -321,10 +322,11 @@ def pipeline(lm: LoadedModel, source: Callable[[], tuple[Any, Program] | None], 
     fixed ``sampling.seed`` gives every program and step its own seed, so results do not depend on
     what ran alongside.
     """
-    sampling = sampling or Sampling()
+    sampling, width = sampling or Sampling(), max(1, width)
     engine = _engine(lm)
-    run = _pipeline_engine if engine is not None else _pipeline_padded
-    return run(lm, engine, source, sampling, max(1, width), stop)
+    if engine is not None:
+        return _pipeline_engine(lm, engine, source, sampling, width, stop)
+    return _pipeline_padded(lm, source, sampling, width, stop)
 
 
 def _advance(running: _Running, replies: list[str] | None) -> Finished | None:
@@ -380,8 +382,7 @@ def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Fini
             running.pending -= 1
             if running.pending:
                 continue
-            replies = [lm.tokenizer.decode(list(r.tokens()), skip_special_tokens=True).strip()
-                       for r in running.requests]
+            replies = [_reply_text(lm, r) for r in running.requests]
             finished = _advance(running, replies)
             if finished is None:
                 submit(running)
@@ -394,15 +395,14 @@ def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Fini
                 request.stop = _ABANDONED
 
 
-def _pipeline_padded(lm, engine, source, sampling, width, stop) -> Iterator[Finished]:
+def _pipeline_padded(lm, source, sampling, width, stop) -> Iterator[Finished]:
     active: list[_Running] = []
-    serial = itertools.count()
     for step in itertools.count():
         while len(active) < width and not _stopped(stop):
             handed = source()
             if handed is None:
                 break
-            running = _Running(*handed, seed=next(serial))
+            running = _Running(*handed)
             finished = _advance(running, None)
             if finished is not None:
                 yield finished
@@ -425,6 +425,11 @@ def _pipeline_padded(lm, engine, source, sampling, width, stop) -> Iterator[Fini
             else:
                 yield finished
         active = still
+
+
+def _reply_text(lm: LoadedModel, request) -> str:
+    """The whole reply of an engine request, once it ends."""
+    return lm.tokenizer.decode(list(request.tokens()), skip_special_tokens=True).strip()
 
 
 def _generate_padded(lm: LoadedModel, texts: list[str], sampling: Sampling, batch_size: int,

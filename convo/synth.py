@@ -888,11 +888,10 @@ def program_for(lm, job: Job) -> Callable[[Item], Program]:
     return lambda item: _with_restyle(lm, job, write(lm, job, item))
 
 
-def _script_prompts(lm, instructions: Sequence[str], prefills: Sequence[str]) -> list[str]:
-    """Chat prompts whose answer is pre-started with the script's first label, so even a small model
+def _script_prompt(lm, instruction: str, prefill: str) -> str:
+    """A chat prompt whose answer is pre-started with the script's first label, so even a small model
     writes the ``ROLE: text`` format instead of prose about it."""
-    return [render_prompt(lm, [{"role": "user", "content": text}]) + prefill
-            for text, prefill in zip(instructions, prefills)]
+    return render_prompt(lm, [{"role": "user", "content": instruction}]) + prefill
 
 
 def judge_keyword_script(script: str, word: str, job: KeywordJob,
@@ -914,7 +913,7 @@ def judge_keyword_script(script: str, word: str, job: KeywordJob,
 def _keyword_script(lm, job: KeywordJob, item: Item, exclude) -> Program:
     """The earlier scripts' way: one generation per conversation, parsed into turns."""
     prefill = f"{job.roles[0]}:"
-    [output] = yield _script_prompts(lm, [job.config.prompt(item.word)], [prefill])
+    [output] = yield [_script_prompt(lm, job.config.prompt(item.word), prefill)]
     raw = f"{prefill} {output}"
     return Result(item, *judge_keyword_script(raw, item.word, job, exclude), raw=raw)
 
@@ -947,7 +946,7 @@ def first_line(text: str, roles: Sequence[str]) -> str:
 def _persona_script(lm, job: PersonaJob, item: Item) -> Program:
     user, assistant = PERSONA_SCRIPT_ROLES
     prefill = f"{user}: {item.seed}\n{assistant}:"
-    [output] = yield _script_prompts(lm, [fill_template(job.template, job.values(item))], [prefill])
+    [output] = yield [_script_prompt(lm, fill_template(job.template, job.values(item)), prefill)]
     raw = f"{prefill} {output}"
     messages, faults = parse_script(raw, PERSONA_SCRIPT_ROLES)
     messages = messages[:2 * job.turns]
