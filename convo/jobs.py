@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -356,14 +356,27 @@ def _project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACEHUB_API_TOKEN")
+
+
+def child_environment(config: FinetuneConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The training child's environment: this process's, without Hub tokens unless the job pushes."""
+    env = dict(os.environ if environ is None else environ)
+    if not config.push_to_hub:
+        for name in TOKEN_VARIABLES:
+            env.pop(name, None)
+    return env
+
+
 def spawn_job(job_dir: str | Path, *, resume: bool = False) -> int:
     """Start the job's training process (detached from the UI) and return its pid.
 
-    The child gets no token: pushing happens in the UI process after training.
+    The child gets no Hub token (pushes from the UI happen in the UI process after training),
+    unless the job's own config asks it to push (``--push_to_hub``, from the command line).
     """
     job_dir = Path(job_dir)
     command = job_command(job_dir, resume=resume, python=sys.executable)
-    env = dict(os.environ)
+    env = child_environment(read_config(job_dir))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_project_root()), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
     with open(job_dir / "train.log", "ab") as output:

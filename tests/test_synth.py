@@ -629,9 +629,10 @@ def test_push_handler(ui, fake_hub, tiny_lm, tmp_path):
     job = persona_job()
     run_all(tiny_lm, job, out, sampling=SHORT_GREEDY)
     config = synth.dataset_config(job, "tiny", SHORT_GREEDY)
-    assert ui.push(str(out), "alice/ui-push", True, "", config).startswith("**Error:** Sign in")
-    status = ui.push(str(out), "alice/ui-push", True, " hf_alice_token ", config)
+    assert ui.push(str(out), "alice/ui-push", True, "", config)[0].startswith("**Error:** Sign in")
+    status, token_box = ui.push(str(out), "alice/ui-push", True, " hf_alice_token ", config)
     assert status.startswith("Pushed: [") and "alice/ui-push" in status
+    assert token_box == ""  # the token box is cleared after use
     assert "conversations.jsonl" in fake_hub.files("alice/ui-push", "dataset")
 
 

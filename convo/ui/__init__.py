@@ -127,6 +127,9 @@ def launch_kwargs() -> dict:
         show_error=False,
         css=CSS,
         footer_links=["gradio", "settings"],
+        # Gradio's run history keeps every event's inputs in the browser (localStorage) and shows
+        # them at /gradio_api/runs: a token typed into a Push box would stay there in plain text.
+        run_history=False,
     )
 
 

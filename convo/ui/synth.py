@@ -424,15 +424,16 @@ def flat_json(out_path):
 
 
 def push(out_path, repo_id, private, token, config, oauth_token: gr.OAuthToken | None = None):
-    """Push the output as a Hub dataset with a card recording the generation config."""
+    """Push the output as a Hub dataset with a card recording the generation config. The token is
+    used for this call only; the second value clears the token box."""
     if not out_path or not Path(out_path).is_file():
         raise gr.Error("Run the generation first: there is nothing to push.")
     try:
         url = core.push_to_hub(out_path, repo_id or "", token=hub.resolve_token(token, oauth_token),
                                config=config or {}, private=bool(private))
     except (hub.HubError, core.ConfigError) as exc:
-        return f"**Error:** {exc}"
-    return f"Pushed: [{url}]({url})"
+        return f"**Error:** {exc}", ""
+    return f"Pushed: [{url}]({url})", ""
 
 
 def send_to_finetune(out_path):
@@ -556,7 +557,7 @@ def render(shared: Shared) -> None:
     cancel_btn.click(cancel, None, status, queue=False, **private_event)
     new_btn.click(new_output, None, [out_path, progress, status, table], queue=False, **private_event)
     flat_btn.click(flat_json, out_path, flat, **private_event)
-    push_btn.click(push, [out_path, repo_id, private, token, config_state], push_status, api_name="synth_push")
+    push_btn.click(push, [out_path, repo_id, private, token, config_state], [push_status, token], api_name="synth_push")
     if shared.finetune_file is not None:
         send_btn.click(send_to_finetune, out_path, [shared.finetune_file, shared.tabs], **private_event)
     shared.extra["synth_run_event"] = run_event
