@@ -1,7 +1,7 @@
 """Readers and validators that turn an uploaded data file into training examples, with a report.
 
-The format (official CoQA, simplified CoQA, SQuAD v1.1/v2.0, chat JSONL) is detected from the
-content; the report names every fault by location before anything trains.
+The format (official CoQA, simplified CoQA, SQuAD v1.1/v2.0, flat QA, chat JSONL) is detected from
+the content; the report names every fault by location before anything trains.
 Run: ``python -m convo.data FILE [--task qg|cqg|qa|qa_closed|chat]`` to print the report.
 
 Decisions a caller should know:
@@ -12,6 +12,9 @@ Decisions a caller should know:
 * A whole-file rejection (empty, too big, not UTF-8, binary, invalid JSON, too deep, unknown
   format) sets ``Report.error`` and leaves that one message as the only fault.
 * Validation only reads: it writes no file, cache or temp file anywhere.
+* Every check runs in time and memory linear in the file (one parse, linear scans), with hard caps
+  on the work per file (``MAX_WORK``, ``MAX_TURNS``); token lengths are measured on a sample of at
+  most ``TOKEN_SAMPLE`` examples, and the report says when they are an estimate.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import json
 import math
 import random
 import re
+from itertools import accumulate
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +38,21 @@ FAULT_LIMIT = 200
 """How many faults a report keeps; the rest are counted in a closing ``... and N more faults``."""
 SUMMARY_FAULTS = 20
 """How many faults ``Report.summary()`` shows."""
+MAX_WORK = 300_000
+"""Most records plus questions plus messages one file may hold (a hard cap on work per upload)."""
+MAX_TURNS = 1_000
+"""Most questions one passage may have (conversational examples grow with the square of it)."""
+TOKEN_SAMPLE = 2_000
+"""Token lengths are measured on at most this many examples (a seeded sample), else estimated."""
+MEASURE_CHARS = 40_000
+"""An example longer than this is measured on its first ``MEASURE_CHARS`` characters only."""
 
 ROLES = ("system", "user", "assistant")
-FORMATS = ("coqa-simple", "coqa", "squad", "chat-jsonl")
-FORMAT_NAMES = {"coqa-simple": "simplified CoQA", "coqa": "CoQA", "squad": "SQuAD", "chat-jsonl": "chat JSONL"}
+FORMATS = ("coqa-simple", "coqa", "squad", "flat-qa", "chat-jsonl")
+FORMAT_NAMES = {"coqa-simple": "simplified CoQA", "coqa": "CoQA", "squad": "SQuAD", "flat-qa": "flat QA",
+                "chat-jsonl": "chat JSONL"}
 TASKS = ("qg", "cqg", "qa", "qa_closed", "chat")
-DEFAULT_TASKS = {"coqa-simple": "qg", "coqa": "qg", "squad": "qg", "chat-jsonl": "chat"}
+DEFAULT_TASKS = {"coqa-simple": "qg", "coqa": "qg", "squad": "qg", "flat-qa": "qg", "chat-jsonl": "chat"}
 """The task a report's token statistics use when the caller names none."""
 NO_ANSWER = "unknown"
 """Answer target for unanswerable questions (SQuAD v2.0 ``is_impossible``), as CoQA writes it."""
@@ -70,9 +83,11 @@ NO_HISTORY = "(no questions yet)"
 
 UNRECOGNISED = (
     'unrecognised format: expected CoQA ({"data": [{"story", "questions", ...}]}), '
-    'simplified CoQA ([{"context", "questions"}]), SQuAD ({"data": [{"paragraphs": ...}]}) '
+    'simplified CoQA ([{"context", "questions"}]), SQuAD ({"data": [{"paragraphs": ...}]}), '
+    'flat QA ({"data": [{"context", "question", "answer"}]}) '
     'or chat JSONL ({"messages": [...]} per line)'
 )
+"""The start of every "unrecognised format" error; what was found follows it."""
 
 
 @dataclass
@@ -110,6 +125,10 @@ class TokenStats:
     mean: float
     p95: int
     max: int
+    of: int = 0
+    """How many examples there are when ``count`` is a sample of them (0: all were measured)."""
+    clipped: int = 0
+    """Examples over ``MEASURE_CHARS`` characters, measured on their start only (lengths are lower bounds)."""
 
 
 @dataclass
@@ -123,7 +142,7 @@ class Report:
     name: str = ""
     ok: bool = False
     format: str = ""
-    """``coqa-simple``, ``coqa``, ``squad`` or ``chat-jsonl``; empty when the file was rejected unread."""
+    """``coqa-simple``, ``coqa``, ``squad``, ``flat-qa`` or ``chat-jsonl``; empty when the file was rejected unread."""
     task: str = ""
     """The task the examples and token statistics were built for."""
     size: int = 0
@@ -153,7 +172,8 @@ class Report:
     token_stats: TokenStats | None = None
     max_length: int = 1024
     truncated: int = 0
-    """Examples longer than ``max_length`` tokens; training would cut them."""
+    """Examples longer than ``max_length`` tokens; training would cut them (an estimate when
+    ``token_stats.of`` says the lengths come from a sample)."""
     truncated_at: list[str] = field(default_factory=list)
     """Where the first few over-long examples come from."""
 
@@ -309,14 +329,17 @@ def validate_file(
     tokenizer: Any = None,
     max_length: int = 1024,
     max_bytes: int = MAX_BYTES,
+    adapt_task: bool = False,
 ) -> Report:
     """Read and check a data file; never raises for bad content (see ``Report.ok``).
 
     ``tokenizer`` may be a Hugging Face tokenizer, anything whose ``encode``/``__call__`` returns
     token ids, or a plain ``count_tokens(text) -> int``. ``task`` picks which examples the token
-    statistics measure (default: ``qg`` for QA formats, ``chat`` for chat).
+    statistics measure (default: ``qg`` for QA formats, ``chat`` for chat). With ``adapt_task`` a
+    ``task`` that does not fit the file (chat on passages, a QA task on chats) is replaced by the
+    format's default, so a caller needs one parse, not a probe first.
     """
-    return _inspect_file(path, task, tokenizer, max_length, max_bytes)[0]
+    return _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task)[0]
 
 
 def validate_bytes(
@@ -388,7 +411,7 @@ class _Parsed:
     skipped: int = 0
 
 
-def _inspect_file(path, task, tokenizer, max_length, max_bytes):
+def _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task=False):
     _check_limits(task, max_length, max_bytes)
     path = Path(path)
     size = path.stat().st_size
@@ -396,12 +419,12 @@ def _inspect_file(path, task, tokenizer, max_length, max_bytes):
         # Refuse before reading: an accidental multi-GB upload must not fill memory.
         report = Report(name=path.name, size=size, max_length=max_length)
         return _rejected(report, _size_message(size, max_bytes)), [], []
-    return _inspect_bytes(path.read_bytes(), path.name, task, tokenizer, max_length, max_bytes)
+    return _inspect_bytes(path.read_bytes(), path.name, task, tokenizer, max_length, max_bytes, adapt_task)
 
 
-def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_bytes):
+def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_bytes, adapt_task=False):
     _check_limits(task, max_length, max_bytes)
-    report = Report(name=name, size=len(data), max_length=max_length)
+    report = Report(name=_safe(name), size=len(data), max_length=max_length)
     if len(data) > max_bytes:
         return _rejected(report, _size_message(len(data), max_bytes)), [], []
     report.sha256 = hashlib.sha256(data).hexdigest()
@@ -410,10 +433,13 @@ def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_byte
     except _Reject as reject:
         return _rejected(report, str(reject)), [], []
     report.format = parsed.format
+    if task and adapt_task and (task == "chat") != (parsed.format == "chat-jsonl"):
+        task = None
     report.task = task or DEFAULT_TASKS[parsed.format]
     _count(report, parsed)
+    broken = _flag_non_questions(parsed)
     faults = parsed.faults + _dedupe(parsed, report)
-    error = _usability_error(parsed, report.task, report.skipped)
+    error = _broken_questions_error(broken) or _usability_error(parsed, report.task, report.skipped)
     examples = [] if error else _examples_with_sources(parsed.items, report.task, parsed.sources)
     if not error and not examples:
         error = f'task "{report.task}" needs answers, but no question in this file has one'
@@ -435,6 +461,7 @@ def _check_limits(task, max_length, max_bytes) -> None:
 
 
 def _rejected(report: Report, error: str) -> Report:
+    error = _safe(error)
     report.ok = False
     report.error = error
     report.faults = [error] + report.faults
@@ -450,11 +477,27 @@ def _size_message(size: int, limit: int) -> str:
     return f"file is {size / MB:.{digits}f} MB, over the {limit / MB:.{digits}f} MB limit"
 
 
+# Byte-order marks, longest first: a UTF-32-LE mark starts like a UTF-16-LE one.
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32-LE", "utf-32"), (b"\x00\x00\xfe\xff", "UTF-32-BE", "utf-32"),
+         (b"\xff\xfe", "UTF-16-LE", "utf-16"), (b"\xfe\xff", "UTF-16-BE", "utf-16"))
+
+
 def _decode(data: bytes) -> str:
+    # Files saved as UTF-16/32 (Windows editors, PowerShell) carry a byte-order mark: read them.
+    bom = next((entry for entry in _BOMS if data.startswith(entry[0])), None)
+    if bom is not None:
+        mark, name, codec = bom
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError as err:
+            raise _Reject(f"file starts with a {name} byte-order mark but is not valid {name} text "
+                          f"(at offset {err.start})") from None
+        if not text.strip():
+            raise _Reject("file is empty")
+        return text
     if not data.removeprefix(b"\xef\xbb\xbf").strip():
         raise _Reject("file is empty")
-    # UTF-16 files start with a byte-order mark and are full of NULs; call them what they are.
-    if b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if b"\x00" in data:
         raise _Reject("file looks binary, not JSON text")
     try:
         text = data.decode("utf-8")
@@ -463,8 +506,13 @@ def _decode(data: bytes) -> str:
     return text.removeprefix("\ufeff")  # Windows editors add a UTF-8 byte-order mark
 
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+# A string, or an unterminated one up to the end: possessive quantifiers never backtrack, and an
+# unterminated string is consumed once, so the scan is linear (the old pattern retried from every
+# quote of an unterminated run of escaped quotes: quadratic, seconds for 80 kB, GIL held).
+_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.S)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_CHUNK = 1_000_000
 
 
 def json_depth(text: str, limit: int = MAX_DEPTH) -> int:
@@ -477,28 +525,65 @@ def json_depth(text: str, limit: int = MAX_DEPTH) -> int:
     3
     """
     depth = deepest = 0
-    for char in _NOT_BRACKET.sub("", _STRING.sub("", text)):
-        depth = depth + 1 if char in "[{" else depth - 1
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                break
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    # Running sums of +1/-1 steps computed in C (map, accumulate, max), chunk by chunk so other
+    # threads get the GIL in between: about a second for a 20 MB file made only of brackets.
+    for start in range(0, len(brackets), _CHUNK):
+        sums = list(accumulate(map(_STEP.__getitem__, brackets[start : start + _CHUNK]), initial=depth))
+        deepest = max(deepest, max(sums))
+        depth = sums[-1]
+        if deepest > limit:
+            break
     return deepest
 
 
+class _Duplicates(dict):
+    """A JSON object that repeated a key; ``repeated`` names the keys (the last value was kept)."""
+
+    repeated: list[str]
+
+
+def _object_from_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    seen: set[str] = set()
+    marked = _Duplicates(value)
+    marked.repeated = sorted({key for key, _ in pairs if key in seen or seen.add(key)})
+    return marked
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` that notes repeated keys (see :class:`_Duplicates`)."""
+    return json.loads(text, object_pairs_hook=_object_from_pairs)
+
+
 def _parse(text: str) -> _Parsed:
-    if json_depth(text) > MAX_DEPTH:
-        raise _Reject(f"JSON is nested deeper than {MAX_DEPTH} levels")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        lines = _jsonl_lines(text)
-        if lines is None:
-            raise _Reject(f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-        if not any(isinstance(value, dict) and "messages" in value for _, value in lines):
-            raise _Reject(UNRECOGNISED) from None  # JSON Lines, but not of chats
-        return _read_chat_lines(lines)
-    return _read_value(value)
+    too_deep = f"JSON is nested deeper than {MAX_DEPTH} levels"
+    problem = too_deep if json_depth(text) > MAX_DEPTH else None
+    if problem is None:
+        try:
+            return _read_value(_loads(text))
+        except RecursionError:  # brackets the scan could not see as nesting (unbalanced): still refused
+            problem = too_deep
+        except json.JSONDecodeError as err:
+            problem = f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+    # Not one JSON document: JSON Lines, where each line is checked (depth included) on its own.
+    lines = _jsonl_lines(text)
+    if lines is None:
+        raise _Reject(problem)
+    if not any(isinstance(value, dict) and "messages" in value for _, value in lines):
+        raise _Reject(f"{UNRECOGNISED}; found JSON Lines whose first line is {_describe(lines[0][1])}")
+    _check_work(len(lines))
+    return _read_chat_lines(lines)
+
+
+class _LineFault(json.JSONDecodeError):
+    """A JSONL line refused before parsing (too deep); reported like invalid JSON on that line."""
+
+    def __init__(self, message: str):
+        ValueError.__init__(self, message)
+        self.msg, self.colno = message, 0
 
 
 def _jsonl_lines(text: str) -> list[tuple[int, Any]] | None:
@@ -506,21 +591,56 @@ def _jsonl_lines(text: str) -> list[tuple[int, Any]] | None:
 
     JSONL is assumed when the first non-blank line and most others are JSON objects on their
     own. A JSON file with a syntax error does not start that way: its first line is ``[`` or
-    ``{`` or a first record that ends in a comma.
+    ``{`` or a first record that ends in a comma. Each line gets its own depth check.
     """
     lines = []
     for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
-            try:
-                lines.append((number, json.loads(line)))
-            except json.JSONDecodeError as err:
-                lines.append((number, err))
+            lines.append((number, _parse_line(line)))
     objects = sum(isinstance(value, dict) for _, value in lines)
     starts_with_object = bool(lines) and isinstance(lines[0][1], dict)
     return lines if starts_with_object and objects * 2 > len(lines) else None
 
 
+def _parse_line(line: str) -> Any:
+    if json_depth(line) > MAX_DEPTH:
+        return _LineFault(f"JSON is nested deeper than {MAX_DEPTH} levels")
+    try:
+        return _loads(line)
+    except RecursionError:
+        return _LineFault(f"JSON is nested deeper than {MAX_DEPTH} levels")
+    except json.JSONDecodeError as err:
+        return err
+
+
+def _check_work(units: int) -> None:
+    if units > MAX_WORK:
+        raise _Reject(f"file holds {units:,} records, questions and messages, over the limit of {MAX_WORK:,} "
+                      "per upload: split it into smaller files")
+
+
+def _work(value: Any) -> int:
+    """Records + questions + messages (an upper bound read from the lists' lengths), computed
+    before any reading so an oversized file is refused before the per-record work."""
+    if isinstance(value, dict):
+        value = value.get("data") if isinstance(value.get("data"), list) else [value]
+    if not isinstance(value, list):
+        return 0
+    units = len(value)
+    for record in value:
+        if isinstance(record, dict):
+            for key in ("questions", "messages", "paragraphs", "answers"):
+                inner = record.get(key)
+                if isinstance(inner, list):
+                    units += len(inner)
+                    if key == "paragraphs":
+                        units += sum(len(p.get("qas") or []) for p in inner if isinstance(p, dict)
+                                     and isinstance(p.get("qas"), list))
+    return units
+
+
 def _read_value(value: Any) -> _Parsed:
+    _check_work(_work(value))
     if isinstance(value, dict) and "messages" in value:
         return _read_chat_records([("line 1", value)])
     if isinstance(value, list):
@@ -537,9 +657,43 @@ def _read_value(value: Any) -> _Parsed:
             return _read_records(value["data"], "coqa", "data", _read_coqa_record)
         if first is not None and "paragraphs" in first:
             return _read_squad(value["data"])
+        if first is not None and "question" in first and "context" in first:
+            return _read_flat(value["data"])
         if not value["data"]:
             raise _Reject('file has no records: "data" is empty')
-    raise _Reject(UNRECOGNISED)
+    raise _Reject(f"{UNRECOGNISED}; found {_describe(value)}")
+
+
+_KINDS = {"null": "null", "bool": "true/false", "string": "a string", "object": "an object", "list": "a list",
+          "int": "a number", "float": "a number"}
+_KIND_PLURALS = {"null": "nulls", "bool": "true/false values", "string": "strings", "object": "objects",
+                 "list": "lists", "int": "numbers", "float": "numbers"}
+
+
+def _describe(value: Any, top: bool = True) -> str:
+    """What a JSON value is, for "unrecognised format" messages: ``null``, ``a JSON list of
+    numbers``, ``an object with keys "a", "b"``, ``{"data": [...]} whose first record has keys ...``."""
+    kind = _type_name(value)
+    if isinstance(value, json.JSONDecodeError):
+        return "not valid JSON"
+    if isinstance(value, list):
+        if not value:
+            return "an empty JSON list"
+        kinds = sorted({_KIND_PLURALS.get(_type_name(v), "values") for v in value[:1000]})
+        first = _first_object(value)
+        keys = f" (the first has keys {_keys(first)})" if first is not None else ""
+        return f"a JSON list of {' and '.join(kinds)}{keys}"
+    if isinstance(value, dict):
+        data = value.get("data")
+        if isinstance(data, list) and data and top:
+            return f'{{"data": [...]}} whose records are {_describe(data, top=False).removeprefix("a JSON list of ")}'
+        return f"an object with keys {_keys(value)}" if value else "an empty object"
+    return _KINDS.get(kind, kind) if not top or kind == "null" else f"{_KINDS.get(kind, kind)} ({_quote(str(value), 40)})"
+
+
+def _keys(record: dict, shown: int = 6) -> str:
+    keys = [_quote(str(key), 30) for key in list(record)[:shown]]
+    return ", ".join(keys) + (", ..." if len(record) > shown else "")
 
 
 def _first_object(values: list) -> dict | None:
@@ -594,10 +748,35 @@ def _field(record: dict, key: str, kind: type, location: str, faults: list, *, r
     if kind in (str, list) and not (value.strip() if kind is str else value):
         faults.append((location, f'empty "{key}"'))
         return None
+    if kind is str and not _text_ok(value, _child(location, key), faults):
+        return None
     return value
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _text_ok(text: str, location: str, faults: list) -> bool:
+    """False (and a fault) for text holding a lone surrogate (``"\\ud800"`` in the file): it is
+    not Unicode text, and tokenizers and JSON encoders refuse it."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return True
+    faults.append((location, f"holds a lone surrogate (\\u{ord(found.group()):04x}) at character {found.start()}: "
+                             "not valid Unicode text"))
+    return False
+
+
+def _safe(text: str) -> str:
+    """Text safe to send as JSON: lone surrogates written as ``\\udXXX`` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if _SURROGATE.search(text) else text
+
+
 def _object(value: Any, location: str, faults: list) -> dict | None:
+    if isinstance(value, _Duplicates):
+        repeated = ", ".join(_quote(key, 30) for key in value.repeated[:5])
+        faults.append((location, f"repeats the key {repeated} (JSON keeps only the last value; which one was meant?)"))
+        return None
     if isinstance(value, dict):
         return value
     faults.append((location, f"expected an object, got {_type_name(value)}"))
@@ -618,6 +797,8 @@ def _string_list(record: dict, key: str, location: str, faults: list, *, require
             faults.append((where, f"expected a string, got {_type_name(value)}"))
         elif not value.strip():
             faults.append((where, "empty string"))
+        else:
+            _text_ok(value, where, faults)
     return values if len(faults) == before else None
 
 
@@ -775,9 +956,42 @@ def _read_squad_answer(answer: Any, location: str, context: str | None, faults: 
     return text
 
 
+def _read_flat(records: list) -> _Parsed:
+    """``{"data": [{"context", "question", "answer"?}]}``: one question per record; records that
+    share a context (same text after stripping) become one passage, in order of first appearance."""
+    parsed = _Parsed("flat-qa", records=len(records))
+    passages: dict[str, tuple[Passage, list[str]]] = {}
+    for index, record in enumerate(records):
+        location = f"data[{index}]"
+        faults: list[tuple[str, str]] = []
+        turn = None
+        if _object(record, location, faults) is not None:
+            context = _field(record, "context", str, location, faults)
+            question = _field(record, "question", str, location, faults)
+            answer = _field(record, "answer", str, location, faults, required=False) if record.get("answer") is not None else None
+            if not faults:
+                turn = (context.strip(), Turn(question.strip(), answer.strip() if answer is not None else None))
+        parsed.faults.extend(faults)
+        if turn is None:
+            parsed.skipped += 1
+            continue
+        context, one = turn
+        if context not in passages:
+            passages[context] = (Passage(context, [], location), [])
+        passage, locations = passages[context]
+        passage.turns.append(one)
+        locations.append(location)
+    for passage, locations in passages.values():
+        parsed.items.append(passage)
+        parsed.sources.append(passage.source)
+        parsed.turn_locations.append(locations)
+    return parsed
+
+
 def _read_chat_lines(lines: list[tuple[int, Any]]) -> _Parsed:
     parsed = _read_chat_records([(f"line {n}", v) for n, v in lines if not isinstance(v, json.JSONDecodeError)])
-    bad = [(f"line {n}", f"invalid JSON ({v.msg} at column {v.colno})") for n, v in lines if isinstance(v, json.JSONDecodeError)]
+    bad = [(f"line {n}", v.msg if isinstance(v, _LineFault) else f"invalid JSON ({v.msg} at column {v.colno})")
+           for n, v in lines if isinstance(v, json.JSONDecodeError)]
     parsed.records += len(bad)
     parsed.skipped += len(bad)
     parsed.faults = sorted(parsed.faults + bad, key=lambda fault: _line_number(fault[0]))
@@ -834,6 +1048,52 @@ def _count(report: Report, parsed: _Parsed) -> None:
         report.passages = len(parsed.items)
         report.questions = sum(len(p.turns) for p in parsed.items)
         report.answers = sum(t.answer is not None for p in parsed.items for t in p.turns)
+
+
+def _not_a_question(text: str) -> bool:
+    """A "question" with no letter at all, or of one or two Latin characters ("a", "1?", "ok"):
+    what a broken export leaves behind. Two-character questions in scripts like Chinese pass."""
+    text = text.strip()
+    if not any(char.isalpha() for char in text):
+        return True
+    return len(text) <= 2 and text.isascii()
+
+
+def _flag_non_questions(parsed: _Parsed) -> tuple[int, int, list[str]]:
+    """Skip passages holding questions that are not questions (or too many questions), with a
+    fault naming each; returns (broken, total questions, first broken texts) for the file verdict."""
+    if parsed.format == "chat-jsonl":
+        return 0, 0, []
+    broken, total, examples = 0, 0, []
+    kept_items, kept_sources, kept_locations = [], [], []
+    for passage, source, locations in zip(parsed.items, parsed.sources, parsed.turn_locations):
+        faults = []
+        if len(passage.turns) > MAX_TURNS:
+            faults.append((source, f"{len(passage.turns):,} questions in one passage, over the limit of {MAX_TURNS:,}"))
+        for turn, location in zip(passage.turns, locations):
+            total += 1
+            if _not_a_question(turn.question):
+                broken += 1
+                if len(examples) < 5:
+                    examples.append(_quote(turn.question, 20))
+                faults.append((location, f"not a question: {_quote(turn.question, 20)} (no letters, or one or two characters)"))
+        if faults:
+            parsed.faults.extend(faults)
+            parsed.skipped += 1
+        else:
+            kept_items.append(passage)
+            kept_sources.append(source)
+            kept_locations.append(locations)
+    parsed.items, parsed.sources, parsed.turn_locations = kept_items, kept_sources, kept_locations
+    return broken, total, examples
+
+
+def _broken_questions_error(broken: tuple[int, int, list[str]]) -> str | None:
+    count, total, examples = broken
+    if not total or count * 2 <= total:
+        return None
+    return (f"most questions are not questions: {count:,} of {total:,} have no letters or only one or two characters "
+            f"(e.g. {', '.join(examples)}); the file looks like a broken export, with the questions cut or replaced")
 
 
 def _normalise(text: str) -> str:
@@ -910,7 +1170,7 @@ def _usability_error(parsed: _Parsed, task: str, skipped: int) -> str | None:
 
 
 def _fault_lines(faults: list[tuple[str, str]]) -> list[str]:
-    lines = [f"{location}: {problem}" for location, problem in faults[:FAULT_LIMIT]]
+    lines = [_safe(f"{location}: {problem}") for location, problem in faults[:FAULT_LIMIT]]
     if len(faults) > FAULT_LIMIT:
         lines.append(f"... and {len(faults) - FAULT_LIMIT} more faults")
     return lines
@@ -954,29 +1214,39 @@ def render_example(example: Conversation, tokenizer: Any = None) -> str:
     return "\n\n".join(f"{message['role']}: {message['content']}" for message in example)
 
 
-def _token_lengths(examples: list[Conversation], tokenizer: Any) -> list[int]:
+def _token_lengths(examples: list[Conversation], tokenizer: Any) -> tuple[list[int], int]:
+    """Token lengths of ``examples`` and how many were measured on their first ``MEASURE_CHARS``
+    characters only (a 19 MB one-line chat must not be tokenized whole to learn it is too long)."""
     texts = [render_example(example, tokenizer) for example in examples]
+    clipped = sum(len(text) > MEASURE_CHARS for text in texts)
+    texts = [text[:MEASURE_CHARS] for text in texts]
     if hasattr(tokenizer, "apply_chat_template") and hasattr(tokenizer, "batch_decode"):
         # A Hugging Face tokenizer: batch the work in Rust; the template already holds any BOS.
         special = not getattr(tokenizer, "chat_template", None)
         lengths = []
-        for start in range(0, len(texts), 1000):
-            batch = tokenizer(texts[start : start + 1000], add_special_tokens=special)["input_ids"]
+        for start in range(0, len(texts), 200):
+            batch = tokenizer(texts[start : start + 200], add_special_tokens=special)["input_ids"]
             lengths += [len(ids) for ids in batch]
-        return lengths
+        return lengths, clipped
     count = token_counter(tokenizer)
-    return [count(text) for text in texts]
+    return [count(text) for text in texts], clipped
 
 
 def _measure(report: Report, examples: list[tuple[str, Conversation]], tokenizer: Any, max_length: int) -> None:
     if tokenizer is None or not examples:
         return
-    lengths = _token_lengths([example for _, example in examples], tokenizer)
+    sample = examples
+    if len(examples) > TOKEN_SAMPLE:  # a seeded sample in file order: the same file gives the same report
+        picked = sorted(random.Random(0).sample(range(len(examples)), TOKEN_SAMPLE))
+        sample = [examples[i] for i in picked]
+    lengths, clipped = _token_lengths([example for _, example in sample], tokenizer)
     ordered = sorted(lengths)
     p95 = ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
-    report.token_stats = TokenStats(len(ordered), ordered[0], round(sum(ordered) / len(ordered), 1), p95, ordered[-1])
-    over = [source for (source, _), length in zip(examples, lengths) if length > max_length]
-    report.truncated = len(over)
+    of = len(examples) if sample is not examples else 0
+    report.token_stats = TokenStats(len(ordered), ordered[0], round(sum(ordered) / len(ordered), 1), p95, ordered[-1],
+                                    of=of, clipped=clipped)
+    over = [source for (source, _), length in zip(sample, lengths) if length > max_length]
+    report.truncated = round(len(over) * len(examples) / len(sample))
     report.truncated_at = over[:5]
 
 
@@ -1012,10 +1282,18 @@ def _token_line(report: Report) -> str:
     stats = report.token_stats
     if stats is None:
         return ""
-    line = (f"**Tokens per example**: min {stats.min}, mean {stats.mean}, p95 {stats.p95}, max {stats.max}; "
-            f"{report.truncated} of {stats.count} longer than {report.max_length} tokens")
+    if stats.of:
+        line = (f"**Tokens per example** (estimated from a sample of {stats.count:,} of {stats.of:,} examples): "
+                f"min {stats.min}, mean {stats.mean}, p95 {stats.p95}, max {stats.max}; about {report.truncated:,} "
+                f"of {stats.of:,} longer than {report.max_length} tokens")
+    else:
+        line = (f"**Tokens per example**: min {stats.min}, mean {stats.mean}, p95 {stats.p95}, max {stats.max}; "
+                f"{report.truncated} of {stats.count} longer than {report.max_length} tokens")
     if report.truncated:
         line += f" (would be truncated; first at {', '.join(report.truncated_at)})"
+    if stats.clipped:
+        line += (f". {_plural(stats.clipped, 'example')} over {MEASURE_CHARS:,} characters measured on "
+                 "their start only (their lengths are lower bounds)")
     return line
 
 

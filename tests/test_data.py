@@ -94,7 +94,7 @@ def test_whole_file_rejections_keep_only_that_message():
 
 
 def test_unrecognised_message_is_the_documented_one():
-    assert validate_file(BAD / "unknown.json").error == UNRECOGNISED
+    assert validate_file(BAD / "unknown.json").error == UNRECOGNISED + '; found an object with keys "rows"'
 
 
 def test_over_size_file_is_refused_before_reading(tmp_path):
@@ -490,3 +490,129 @@ def test_validation_writes_nothing(tmp_path, monkeypatch):
 
 def test_default_limit_is_twenty_megabytes():
     assert MAX_BYTES == 20_000_000
+
+
+# --------------------------------------------------------------------------- hostile and odd inputs (issue 18)
+
+
+def test_depth_scan_is_linear_on_runs_of_escaped_quotes():
+    # A quote and 400,000 escaped quotes froze the old regex for minutes (quadratic, GIL held).
+    text = '"' + '\\"' * 400_000
+    start = time.perf_counter()
+    assert json_depth(text) == 0
+    assert time.perf_counter() - start < 1.0
+    report = validate_bytes(text.encode(), "quotes.json")
+    assert report.error.startswith("invalid JSON at line 1")
+
+
+def test_jsonl_lines_get_their_own_depth_check():
+    good = json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]})
+    deep = "]" * 40 + "[" * 5000  # drives the total depth negative first: only a per-line check sees it
+    report = validate_bytes(f"{good}\n{deep}\n{good.replace('Hi', 'Hey')}\n".encode(), "deep.jsonl")
+    assert report.ok and report.conversations == 2
+    assert report.faults == ["line 2: JSON is nested deeper than 32 levels"]
+    nested = "[" * 3000 + "]" * 3000
+    report = validate_bytes(f"{good}\n{nested}\n{good.replace('Hi', 'Hey')}\n".encode(), "nested.jsonl")
+    assert report.ok and report.faults == ["line 2: JSON is nested deeper than 32 levels"]
+
+
+def test_lone_surrogates_are_named_and_every_message_is_json_safe():
+    data = b'[{"context": "Cats purr.", "questions": ["Who purrs?", "Why \\ud800?"]}, ' \
+           b'{"context": "Dogs bark.", "questions": ["Who barks?"]}]'
+    report = validate_bytes(data, "surrogate\ud800.json")
+    assert report.ok and report.passages == 1
+    assert report.faults == ["[0].questions[1]: holds a lone surrogate (\\ud800) at character 4: not valid Unicode text"]
+    json.dumps(report.summary(), ensure_ascii=False).encode("utf-8")  # no UnicodeEncodeError anywhere
+    assert "\\udc" not in report.name and "\ud800" not in report.summary()
+
+
+@pytest.mark.parametrize("value, found", [
+    (None, "found null"),
+    ([1, 2, 3], "found a JSON list of numbers"),
+    (42, 'found a number ("42")'),
+    ({"data": [{"title": "x"}]}, 'found {"data": [...]} whose records are objects (the first has keys "title")'),
+])
+def test_unrecognised_format_names_what_was_found(value, found):
+    report = validate_bytes(json.dumps(value).encode(), "odd.json")
+    assert report.error == f"{UNRECOGNISED}; {found}"
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32", "utf-32-be"])
+def test_utf16_and_utf32_with_a_byte_order_mark_are_read(codec):
+    text = json.dumps([{"context": "Zoë smiled.", "questions": ["Who smiled?"]}], ensure_ascii=False)
+    bom = {"utf-16-be": b"\xfe\xff", "utf-32-be": b"\x00\x00\xfe\xff"}.get(codec, b"")
+    report = validate_bytes(bom + text.encode(codec), f"{codec}.json")
+    assert report.ok and report.questions == 1, report.faults
+    broken = b"\xff\xfe" + "[{}]".encode("utf-16-le")[:-1]
+    assert validate_bytes(broken, "odd.json").error.startswith("file starts with a UTF-16-LE byte-order mark but is not valid")
+
+
+def test_duplicate_keys_are_reported_not_silently_resolved():
+    data = b'[{"context": "Cats purr.", "questions": ["Who purrs?"], "questions": ["What?"]},' \
+           b' {"context": "Dogs bark.", "questions": ["Who barks?"]}]'
+    report = validate_bytes(data, "dupes.json")
+    assert report.ok and report.passages == 1
+    assert report.faults == ['[0]: repeats the key "questions" (JSON keeps only the last value; which one was meant?)']
+
+
+def test_questions_that_are_not_questions_are_flagged_and_a_file_of_them_refused():
+    passages = [{"context": f"Story {i} about a cat.", "questions": ["a", "?", "Who is the cat?"][i % 3: i % 3 + 1]}
+                for i in range(30)]
+    report = validate_bytes(json.dumps(passages).encode(), "broken.json")
+    assert not report.ok
+    assert report.error.startswith("most questions are not questions: 20 of 30 have no letters or only one or two")
+    assert '"a"' in report.error and "broken export" in report.error
+    assert '[0].questions[0]: not a question: "a" (no letters, or one or two characters)' in report.faults
+    mostly_fine = passages[:2] + [{"context": f"Other {i}.", "questions": ["What is it?"]} for i in range(10)]
+    report = validate_bytes(json.dumps(mostly_fine).encode(), "some.json")
+    assert report.ok and report.passages == 10 and report.skipped == 2
+    assert validate_bytes(json.dumps([{"context": "猫.", "questions": ["谁?"]}], ensure_ascii=False).encode(), "zh.json").ok
+
+
+def test_flat_layout_groups_records_of_one_context_into_a_passage():
+    records = [{"context": "Cats purr.", "question": "Who purrs?", "answer": "Cats"},
+               {"context": "Dogs bark.", "question": "Who barks?", "answer": "Dogs"},
+               {"context": "Cats purr. ", "question": "What do cats do?", "answer": "Purr"},
+               {"context": "Dogs bark.", "question": 7, "answer": "x"}]
+    report = validate_bytes(json.dumps({"data": records}).encode(), "flat.json", task="cqg")
+    assert report.ok and report.format == "flat-qa"
+    assert (report.records, report.passages, report.questions, report.answers, report.skipped) == (4, 2, 3, 3, 1)
+    assert report.faults == ["data[3].question: expected a string, got int"]
+    assert "| passages | 2 |" in report.summary() and "| questions | 3 |" in report.summary()
+    data, _ = load_data(write_json(Path(tempfile.mkdtemp()) / "flat.json", {"data": records}))
+    assert [(p.source, [t.question for t in p.turns]) for p in data] == \
+        [("data[0]", ["Who purrs?", "What do cats do?"]), ("data[1]", ["Who barks?"])]
+
+
+def test_token_lengths_come_from_a_bounded_sample_labelled_as_an_estimate():
+    passages = [{"context": f"Passage number {i} is here.", "questions": [f"What is passage {i}?"]} for i in range(5000)]
+    measured = []
+
+    def counting(text):
+        measured.append(len(text))
+        return len(text.split())
+
+    report = validate_bytes(json.dumps(passages).encode(), "many.json", tokenizer=counting, max_length=10)
+    assert report.ok and report.examples == 5000 and len(measured) == 2000
+    assert report.token_stats.count == 2000 and report.token_stats.of == 5000
+    assert "estimated from a sample of 2,000 of 5,000 examples" in report.summary()
+    assert report.truncated == 5000  # every example is over 10 words: the estimate scales to the file
+    huge = [{"messages": [{"role": "user", "content": "word " * 200_000}, {"role": "assistant", "content": "ok"}]}]
+    measured.clear()
+    report = validate_bytes(json.dumps(huge).encode(), "huge.json", tokenizer=counting)
+    assert max(measured) <= 40_000 and report.token_stats.clipped == 1 and "lower bounds" in report.summary()
+
+
+def test_work_per_upload_has_a_hard_cap():
+    records = [{"context": "c", "questions": ["Who?"]}] * 300_001
+    report = validate_bytes(json.dumps(records).encode(), "many.json")
+    assert report.error == ("file holds 600,002 records, questions and messages, over the limit of 300,000 per upload: "
+                            "split it into smaller files")
+
+
+def test_one_passage_with_too_many_questions_is_skipped_by_name():
+    passages = [{"context": "Long.", "questions": [f"Question {i}?" for i in range(1001)]},
+                {"context": "Short.", "questions": ["Why?"]}]
+    report = validate_bytes(json.dumps(passages).encode(), "long.json", task="cqg")
+    assert report.ok and report.passages == 1
+    assert report.faults[0] == "[0]: 1,001 questions in one passage, over the limit of 1,000"

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import finetune as core
 from .. import jobs
-from ..data import DEFAULT_TASKS, validate_file
+from ..data import validate_file
 from ..hub import HubError, resolve_token
 from ..models import POOL, ModelLoadError
 from ..settings import LoraSettings
@@ -70,11 +70,11 @@ def inspect_upload(file, val_file, task, max_length, model=None, adapter=None, q
     if not path:
         return "Upload a CoQA, simplified CoQA, SQuAD or chat JSONL file to see what it holds.", gr.update(), \
             gr.update(interactive=False)
-    probe = validate_file(path)
-    if probe.ok and (not task or (task == "chat") != (probe.format == "chat-jsonl")):
-        task = DEFAULT_TASKS[probe.format]
     tokenizer = _loaded_tokenizer(model, adapter, quantize)
-    report = validate_file(path, task=task, tokenizer=tokenizer, max_length=int(max_length or 512))
+    # One parse: a task that does not fit the file (chat on passages) falls back to the format's default.
+    report = validate_file(path, task=task or None, tokenizer=tokenizer, max_length=int(max_length or 512),
+                           adapt_task=True)
+    task = report.task or task
     parts = [report.summary()]
     if tokenizer is None and report.ok:
         parts.append("_Token lengths appear here once the model is loaded (Load in the model bar)._")
