@@ -2,6 +2,10 @@
 
 Use: ``store = Store()`` (file under :func:`data_dir`), then ``save_conversation``,
 ``create_share`` / ``get_share`` / ``revoke_share``; export with ``conversation_to_json`` / ``_markdown``.
+
+Limits (:class:`Limits`): characters per message and per conversation or share, shares per
+creator per hour, and free disk space kept for the data dir; a write over one raises
+:class:`LimitError`, whose message says which limit and by how much.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +33,8 @@ import platformdirs
 __all__ = [
     "Conversation",
     "ConversationSummary",
+    "LimitError",
+    "Limits",
     "MIGRATIONS",
     "ROLES",
     "SCHEMA_VERSION",
@@ -52,6 +60,45 @@ SPACE_PERSISTENT_DIR = Path("/data")
 _ID_BYTES = 16
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 _SECRET_BYTES = 32
+
+
+# --------------------------------------------------------------------------- limits
+
+
+class LimitError(ValueError):
+    """A write refused by one of the store's :class:`Limits`; ``str()`` is the message for the user."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one conversation or share may hold, how often shares are made, and the disk kept free."""
+
+    message_chars: int = 100_000
+    """Most characters in one message."""
+    conversation_chars: int = 1_000_000
+    """Most characters in one saved conversation or share (all messages together)."""
+    messages: int = 2_000
+    """Most messages in one conversation or share."""
+    shares_per_hour: int = 30
+    """Shares one creator (signed-in user, else client address) may make in an hour."""
+    min_free_bytes: int = 200_000_000
+    """Writes stop while the data dir's disk has less free space than this."""
+
+
+def check_size(messages: list[dict[str, str]], limits: Limits, what: str = "conversation") -> None:
+    """Raise :class:`LimitError` when a message or the whole conversation is over ``limits``."""
+    if len(messages) > limits.messages:
+        raise LimitError(f"this {what} has {len(messages):,} messages, over the limit of {limits.messages:,}")
+    total = 0
+    for index, message in enumerate(messages):
+        size = len(message["content"])
+        if size > limits.message_chars:
+            raise LimitError(f"messages[{index}] is {size:,} characters long, over the limit of "
+                             f"{limits.message_chars:,} characters per message")
+        total += size
+    if total > limits.conversation_chars:
+        raise LimitError(f"this {what} is {total:,} characters long, over the limit of "
+                         f"{limits.conversation_chars:,} characters")
 
 
 # --------------------------------------------------------------------------- locations
@@ -269,10 +316,13 @@ class Store:
     ``clock`` returns epoch seconds; tests pass their own to exercise expiry without sleeping.
     """
 
-    def __init__(self, path: str | Path | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | Path | None = None, *, clock: Callable[[], float] = time.time,
+                 limits: Limits = Limits()) -> None:
         self.path = Path(path) if path is not None else data_dir() / "convo.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
+        self.limits = limits
+        self._recent_shares: dict[str, deque[float]] = {}  # creator -> times of their shares in the last hour
         self._lock = threading.RLock()
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so migrations are truly atomic.
         self._conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
@@ -338,6 +388,30 @@ class Store:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def _check_disk(self) -> None:
+        free = shutil.disk_usage(self.path.parent).free
+        if free < self.limits.min_free_bytes:
+            raise LimitError(f"the server's disk is nearly full ({free / 1e6:,.0f} MB free, "
+                             f"{self.limits.min_free_bytes / 1e6:,.0f} MB kept free): nothing more can be saved now")
+
+    def _check_share_rate(self, creator: str | None) -> None:
+        """At most ``limits.shares_per_hour`` shares per creator in any hour (kept in memory)."""
+        if not creator:
+            return
+        now = self._clock()
+        with self._lock:
+            recent = self._recent_shares.setdefault(creator, deque())
+            while recent and recent[0] <= now - 3600:
+                recent.popleft()
+            if len(recent) >= self.limits.shares_per_hour:
+                wait = int(recent[0] + 3600 - now) + 1
+                raise LimitError(f"too many shares: {self.limits.shares_per_hour} an hour at most; "
+                                 f"try again in {wait // 60} min {wait % 60} s")
+            recent.append(now)
+            if len(self._recent_shares) > 10_000:  # forget creators with no share in the last hour
+                for key in [k for k, times in self._recent_shares.items() if not times or times[-1] <= now - 3600]:
+                    del self._recent_shares[key]
+
     def schema_version(self) -> int:
         """The database's ``PRAGMA user_version`` (equals :data:`SCHEMA_VERSION` once opened)."""
         return self._read("PRAGMA user_version")[0][0]
@@ -358,8 +432,11 @@ class Store:
 
         A conversation owned by a signed-in user can only be saved again by that user
         (``PermissionError`` otherwise); an anonymous one is claimed by the first owner who saves it.
+        Over a size limit or with the disk nearly full it raises :class:`LimitError`.
         """
         clean = validate_messages(messages)
+        check_size(clean, self.limits)
+        self._check_disk()
         settings_json = _settings_json(settings)
         if not isinstance(model, str):
             raise ValueError(f"model: expected str, got {type(model).__name__}")
@@ -446,15 +523,20 @@ class Store:
         owner: str | None = None,
         expires_in: float | None = None,
         conversation_id: str | None = None,
+        creator: str | None = None,
     ) -> ShareTicket:
         """Snapshot a conversation behind a new random link id; return the id and a one-time revoke secret.
 
         ``expires_in`` is in seconds (None: never). ``conversation_id`` optionally records which
         saved conversation it came from; the snapshot never changes when that conversation does.
+        ``creator`` (the owner, else the client's address) is rate-limited; over a size or rate
+        limit, or with the disk nearly full, it raises :class:`LimitError`.
         """
         clean = validate_messages(messages)
         if not clean:
             raise ValueError("messages: nothing to share, the conversation is empty")
+        check_size(clean, self.limits, "share")
+        self._check_disk()
         settings_json = _settings_json(settings)
         if not isinstance(model, str):
             raise ValueError(f"model: expected str, got {type(model).__name__}")
@@ -466,6 +548,7 @@ class Store:
             raise ValueError(f"expires_in: expected a positive number of seconds or None, got {expires_in!r}")
         if conversation_id is not None and not is_valid_id(conversation_id):
             raise ValueError(f"conversation_id: expected an id returned by save_conversation, got {conversation_id!r}")
+        self._check_share_rate(owner or creator)
         share_id, secret = new_id(), secrets.token_urlsafe(_SECRET_BYTES)
         created = self._clock()
         expires = created + float(expires_in) if expires_in is not None else None

@@ -603,11 +603,16 @@ def test_token_lengths_come_from_a_bounded_sample_labelled_as_an_estimate():
     assert max(measured) <= 40_000 and report.token_stats.clipped == 1 and "lower bounds" in report.summary()
 
 
-def test_work_per_upload_has_a_hard_cap():
-    records = [{"context": "c", "questions": ["Who?"]}] * 300_001
+def test_work_per_upload_has_a_hard_cap(monkeypatch):
+    import convo.data
+
+    monkeypatch.setattr(convo.data, "MAX_WORK", 1000)
+    records = [{"context": "c", "questions": ["Who?"]}] * 501
     report = validate_bytes(json.dumps(records).encode(), "many.json")
-    assert report.error == ("file holds 600,002 records, questions and messages, over the limit of 300,000 per upload: "
+    assert report.error == ("file holds 1,002 records, questions and messages, over the limit of 1,000 per upload: "
                             "split it into smaller files")
+    lines = "\n".join(json.dumps({"messages": []}) for _ in range(1001))
+    assert validate_bytes(lines.encode(), "many.jsonl").error.startswith("file holds 1,001 records")
 
 
 def test_one_passage_with_too_many_questions_is_skipped_by_name():

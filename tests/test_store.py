@@ -484,3 +484,73 @@ def test_export_rejects_bad_snapshot():
         conversation_to_json({"model": "m"})
     with pytest.raises(ValueError, match=r"^snapshot: expected a Conversation, SharedConversation or dict, got list$"):
         conversation_to_json([])
+
+
+# --------------------------------------------------------------------------- limits (issue 18)
+
+
+def test_share_and_conversation_size_caps_are_refused_with_a_clear_message(tmp_path):
+    from convo.store import LimitError, Limits, Store
+
+    limits = Limits(message_chars=100, conversation_chars=250, messages=5)
+    with Store(tmp_path / "s.sqlite3", limits=limits) as store:
+        big = [{"role": "user", "content": "x" * 101}]
+        with pytest.raises(LimitError, match=r"^messages\[0\] is 101 characters long, over the limit of 100 characters per message$"):
+            store.create_share(big, model="m", adapter=None, settings={})
+        with pytest.raises(LimitError, match="per message"):
+            store.save_conversation(big)
+        long = [{"role": "user", "content": "x" * 90}] * 3
+        with pytest.raises(LimitError, match=r"^this share is 270 characters long, over the limit of 250 characters$"):
+            store.create_share(long, model="m", adapter=None, settings={})
+        with pytest.raises(LimitError, match=r"^this conversation has 6 messages, over the limit of 5$"):
+            store.save_conversation([{"role": "user", "content": "hi"}] * 6)
+        assert store._read("SELECT COUNT(*) FROM shares")[0][0] == 0
+        assert store._read("SELECT COUNT(*) FROM conversations")[0][0] == 0
+
+
+def test_share_creation_is_rate_limited_per_creator(tmp_path):
+    from convo.store import LimitError, Limits, Store
+
+    now = [1000.0]
+    with Store(tmp_path / "s.sqlite3", limits=Limits(shares_per_hour=3), clock=lambda: now[0]) as store:
+        hi = [{"role": "user", "content": "hi"}]
+        for _ in range(3):
+            store.create_share(hi, model="m", adapter=None, settings={}, creator="10.0.0.1")
+        with pytest.raises(LimitError, match=r"^too many shares: 3 an hour at most; try again in 60 min 1 s$"):
+            store.create_share(hi, model="m", adapter=None, settings={}, creator="10.0.0.1")
+        store.create_share(hi, model="m", adapter=None, settings={}, creator="10.0.0.2")  # another creator
+        now[0] += 3601
+        store.create_share(hi, model="m", adapter=None, settings={}, creator="10.0.0.1")  # an hour later
+
+
+def test_disk_guard_refuses_writes_when_the_data_dir_is_nearly_full(tmp_path):
+    from convo.store import LimitError, Limits, Store
+
+    with Store(tmp_path / "s.sqlite3", limits=Limits(min_free_bytes=10**18)) as store:
+        with pytest.raises(LimitError, match=r"^the server's disk is nearly full \(.* MB free, .* MB kept free\)"):
+            store.save_conversation([{"role": "user", "content": "hi"}])
+        with pytest.raises(LimitError, match="disk is nearly full"):
+            store.create_share([{"role": "user", "content": "hi"}], model="m", adapter=None, settings={})
+
+
+def test_turn_saver_saves_the_message_at_once_and_the_reply_on_a_timer(tmp_path):
+    from convo.chat import TurnSaver
+    from convo.store import Limits, Store
+
+    now = [0.0]
+    with Store(tmp_path / "s.sqlite3", limits=Limits(message_chars=50)) as store:
+        history = [{"role": "user", "content": "Tell me about cats."}]
+        saver = TurnSaver(store, history, model="m", every_s=2.0, clock=lambda: now[0])
+        cid = saver.start()
+        assert store.load_conversation(cid).messages == history
+        now[0] = 1.0
+        saver.partial("Cats")
+        assert store.load_conversation(cid).messages == history  # not yet: under 2 s since the last save
+        now[0] = 2.5
+        saver.partial("Cats purr")
+        assert store.load_conversation(cid).messages[-1] == {"role": "assistant", "content": "Cats purr"}
+        assert saver.finish("Cats purr and sleep.") == cid
+        assert store.load_conversation(cid).messages[-1]["content"] == "Cats purr and sleep."
+        saver.finish("x" * 51)  # over the store's limit: the chat goes on, the problem is reported once
+        assert saver.take_problem().startswith("This conversation is no longer saved: messages[1] is 51 characters")
+        assert saver.take_problem() is None

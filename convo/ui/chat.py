@@ -70,9 +70,15 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
     with _running_lock:
         _running[session] = stop
     reply = ""
+    # The user's message is saved now and the reply while it streams: a crash loses seconds, not the turn.
+    saver = core.TurnSaver(get_store(), history, conversation_id, owner=_owner(profile), model=lm.spec.name,
+                           adapter=lm.spec.adapter,
+                           settings={"sampling": sampling.to_dict(), "system_prompt": settings.system_prompt})
+    conversation_id = saver.start()
     try:
         hidden = _suggestion_updates([])  # the first update hides the last reply's suggestions
         for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked, min_interval=UPDATE_EVERY_S):
+            saver.partial(reply)
             yield history + [{"role": "assistant", "content": reply}], conversation_id, asked, *hidden
             hidden = [gr.skip()] * N_SUGGESTIONS
     finally:
@@ -80,9 +86,9 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
             _running.pop(session, None)
     history = history + [{"role": "assistant", "content": reply}]
     asked = list(asked or []) + core.asked_questions(history[-1:])
-    conversation_id = get_store().save_conversation(
-        history, conversation_id=conversation_id, owner=_owner(profile), model=lm.spec.name,
-        adapter=lm.spec.adapter, settings={"sampling": sampling.to_dict(), "system_prompt": settings.system_prompt})
+    conversation_id = saver.finish(reply)
+    if saver.problem:
+        gr.Warning(saver.take_problem())
     questions = []
     if curious and not stop.is_set() and reply.strip():
         questions = [q.text for q in core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked)]
@@ -148,8 +154,13 @@ def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max
         messages = [{"role": "system", "content": system_prompt.strip()}] + messages
     expires_in = float(expires_days) * 86400 if expires_days and float(expires_days) > 0 else None
     adapter = spec_from(model, adapter).adapter
-    ticket = get_store().create_share(messages, model=model, adapter=adapter, settings={"sampling": sampling.to_dict()},
-                                      owner=_owner(profile), expires_in=expires_in)
+    client = getattr(getattr(request, "client", None), "host", None) if request else None
+    try:
+        ticket = get_store().create_share(messages, model=model, adapter=adapter,
+                                          settings={"sampling": sampling.to_dict()}, owner=_owner(profile),
+                                          expires_in=expires_in, creator=client)
+    except ValueError as exc:  # a size or rate limit (LimitError), a full disk, or a malformed message
+        raise gr.Error(f"Could not share: {exc}") from None
     secrets = dict(secrets or {})
     secrets[ticket.id] = ticket.secret
     link = f"{app_url(request)}?share={ticket.id}"
