@@ -38,8 +38,10 @@ FAULT_LIMIT = 200
 """How many faults a report keeps; the rest are counted in a closing ``... and N more faults``."""
 SUMMARY_FAULTS = 20
 """How many faults ``Report.summary()`` shows."""
-MAX_WORK = 300_000
+MAX_WORK = 100_000
 """Most records plus questions plus messages one file may hold (a hard cap on work per upload)."""
+MAX_VALUES = 2_000_000
+"""Most JSON strings, objects and lists one file may hold (bounds the memory of the parsed file)."""
 MAX_TURNS = 1_000
 """Most questions one passage may have (conversational examples grow with the square of it)."""
 TOKEN_SAMPLE = 2_000
@@ -524,8 +526,19 @@ def json_depth(text: str, limit: int = MAX_DEPTH) -> int:
     >>> json_depth('{"a": [[1], "]]]"]}')
     3
     """
+    return _structure(text, limit)[0]
+
+
+def _structure(text: str, limit: int = MAX_DEPTH, max_values: int | None = None) -> tuple[int, int]:
+    """(deepest nesting, number of strings, objects and lists), by linear scans without parsing.
+    Past ``max_values`` values the depth is not measured (the file is refused for its size anyway)."""
+    outside, strings = _STRING.subn("", text)
+    brackets = _NOT_BRACKET.sub("", outside)
+    del outside
+    values = strings + brackets.count("[") + brackets.count("{")
+    if max_values is not None and values > max_values:
+        return 0, values
     depth = deepest = 0
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
     # Running sums of +1/-1 steps computed in C (map, accumulate, max), chunk by chunk so other
     # threads get the GIL in between: about a second for a 20 MB file made only of brackets.
     for start in range(0, len(brackets), _CHUNK):
@@ -534,7 +547,7 @@ def json_depth(text: str, limit: int = MAX_DEPTH) -> int:
         depth = sums[-1]
         if deepest > limit:
             break
-    return deepest
+    return deepest, values
 
 
 class _Duplicates(dict):
@@ -560,7 +573,11 @@ def _loads(text: str) -> Any:
 
 def _parse(text: str) -> _Parsed:
     too_deep = f"JSON is nested deeper than {MAX_DEPTH} levels"
-    problem = too_deep if json_depth(text) > MAX_DEPTH else None
+    depth, values = _structure(text, max_values=MAX_VALUES)
+    if values > MAX_VALUES:
+        raise _Reject(f"file holds {values:,} JSON strings, objects and lists, over the limit of {MAX_VALUES:,} "
+                      "per upload: split it into smaller files")
+    problem = too_deep if depth > MAX_DEPTH else None
     if problem is None:
         try:
             return _read_value(_loads(text))
@@ -568,6 +585,8 @@ def _parse(text: str) -> _Parsed:
             problem = too_deep
         except json.JSONDecodeError as err:
             problem = f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+        except ValueError as err:  # e.g. an integer of more than 4300 digits
+            raise _Reject(f"JSON holds a value Python cannot read: {err}") from None
     # Not one JSON document: JSON Lines, where each line is checked (depth included) on its own.
     lines = _jsonl_lines(text)
     if lines is None:
@@ -611,6 +630,8 @@ def _parse_line(line: str) -> Any:
         return _LineFault(f"JSON is nested deeper than {MAX_DEPTH} levels")
     except json.JSONDecodeError as err:
         return err
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        return _LineFault(f"holds a value Python cannot read: {err}")
 
 
 def _check_work(units: int) -> None:

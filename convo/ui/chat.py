@@ -153,9 +153,9 @@ def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max
     if system_prompt and system_prompt.strip():
         messages = [{"role": "system", "content": system_prompt.strip()}] + messages
     expires_in = float(expires_days) * 86400 if expires_days and float(expires_days) > 0 else None
-    adapter = spec_from(model, adapter).adapter
     client = getattr(getattr(request, "client", None), "host", None) if request else None
     try:
+        adapter = spec_from(model, adapter).adapter
         ticket = get_store().create_share(messages, model=model, adapter=adapter,
                                           settings={"sampling": sampling.to_dict()}, owner=_owner(profile),
                                           expires_in=expires_in, creator=client)

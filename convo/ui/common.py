@@ -6,6 +6,7 @@ browser session chooses its own model while the pool keeps one copy of each in m
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -18,6 +19,10 @@ from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec
 from ..store import data_dir
 
 NO_ADAPTER = "(none)"
+REFUSED = ("'{name}' is not a model this app may load: pick 'bundled', a Hugging Face Hub id (user/model), "
+           "an adapter trained here, or a folder the operator listed in CONVO_MODEL_DIRS")
+"""One message for every refused name, whether or not such a path exists (no file-system probing)."""
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 EXPORT_MAX_AGE_S = 86400  # downloads are kept a day, like the uploads Gradio keeps (delete_cache)
 
 
@@ -50,9 +55,40 @@ def plain_messages(history) -> list[dict]:
 
 
 def spec_from(model: str | None, adapter: str | None, quantize: str | None = "auto") -> ModelSpec:
-    """The ModelSpec a tab should use, from the model bar's values."""
-    adapter = None if not adapter or adapter == NO_ADAPTER else adapter
-    return ModelSpec(name=(model or default_model()).strip(), adapter=adapter, quantize=quantize or "auto")
+    """The ModelSpec a tab should use, from the model bar's values; a name that is not allowed
+    (see :func:`check_source`) raises ``ValueError`` with the one ``REFUSED`` message."""
+    adapter = None if not adapter or adapter == NO_ADAPTER else adapter.strip() or None
+    name = check_source((model or default_model()).strip())
+    return ModelSpec(name=name, adapter=check_source(adapter, adapter=True) if adapter else None,
+                     quantize=quantize or "auto")
+
+
+def allowed_dirs(adapter: bool = False) -> list[Path]:
+    """Folders a visitor may load from: the operator's ``CONVO_MODEL_DIRS`` (``os.pathsep``-separated),
+    plus, for adapters, the folder this app trains adapters into."""
+    dirs = [Path(p).expanduser() for p in os.environ.get("CONVO_MODEL_DIRS", "").split(os.pathsep) if p.strip()]
+    if adapter:
+        dirs.append(adapters_dir())
+    return [d.resolve() for d in dirs]
+
+
+def check_source(name: str, adapter: bool = False) -> str:
+    """``name`` when a visitor may load it: ``bundled``, the operator's default model, a Hub id that is
+    not also a local path, or a folder inside :func:`allowed_dirs`. Anything else (``/etc``,
+    ``../x``, ``/nonexistent``) raises ``ValueError`` with the same message, so the answer says
+    nothing about the server's files."""
+    if not adapter and name in (BUNDLED, default_model()):
+        return name
+    looks_like_hub_id = bool(_HUB_ID.fullmatch(name)) and ".." not in name
+    if looks_like_hub_id and not os.path.lexists(name):
+        return name
+    try:
+        path = Path(name).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        path = None
+    if path is not None and any(path == d or path.is_relative_to(d) for d in allowed_dirs(adapter)):
+        return str(path)
+    raise ValueError(REFUSED.format(name=name[:200]))
 
 
 def default_model() -> str:

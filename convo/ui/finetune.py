@@ -130,7 +130,7 @@ def start_training(file, val_file, name, job_dir, model, *settings_values):
         if (output / "adapter_config.json").exists():
             raise ValueError(f"An adapter named '{output.name}' already exists: choose another name.")
         config = core.FinetuneConfig(train_data=path, val_data=_path(val_file), output_dir=str(output),
-                                     model_name=(model or default_model()).strip(), settings=settings)
+                                     model_name=spec_from(model, None).name, settings=settings)
         job = jobs.start_job(config)
     except TypeError:  # a cleared number box arrives as None
         gr.Warning("Fill in every training setting (a number box is empty).")
