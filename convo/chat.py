@@ -7,6 +7,7 @@ while it streams), so a crash loses at most a few seconds of one reply.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ def asked_questions(messages: Messages) -> list[str]:
             if q.endswith("?")]
 
 
-SAVE_EVERY_S = 2.0
+SAVE_EVERY_S = float(os.environ.get("CONVO_SAVE_EVERY_S") or 2.0)
 """How often a streaming reply is written to the store (a crash loses at most this much of it)."""
 
 
@@ -126,7 +127,7 @@ class TurnSaver:
     model: str = ""
     adapter: str | None = None
     settings: dict = field(default_factory=dict)
-    every_s: float = SAVE_EVERY_S
+    every_s: float = field(default_factory=lambda: SAVE_EVERY_S)
     clock: Callable[[], float] = time.monotonic
     problem: str | None = None
     _last: float = 0.0

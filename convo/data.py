@@ -23,6 +23,7 @@ import json
 import math
 import random
 import re
+import time
 from itertools import accumulate
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -512,9 +513,11 @@ def _decode(data: bytes) -> str:
 # unterminated string is consumed once, so the scan is linear (the old pattern retried from every
 # quote of an unterminated run of escaped quotes: quadratic, seconds for 80 kB, GIL held).
 _STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.S)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
-_CHUNK = 1_000_000
+_NOT_BRACKET_BYTES = bytes(set(range(256)) - set(b"[]{}"))
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+_CHUNK = 500_000
 
 
 def json_depth(text: str, limit: int = MAX_DEPTH) -> int:
@@ -531,23 +534,48 @@ def json_depth(text: str, limit: int = MAX_DEPTH) -> int:
 
 def _structure(text: str, limit: int = MAX_DEPTH, max_values: int | None = None) -> tuple[int, int]:
     """(deepest nesting, number of strings, objects and lists), by linear scans without parsing.
-    Past ``max_values`` values the depth is not measured (the file is refused for its size anyway)."""
-    outside, strings = _STRING.subn("", text)
-    brackets = _NOT_BRACKET.sub("", outside)
-    del outside
-    values = strings + brackets.count("[") + brackets.count("{")
+    Past ``max_values`` values the depth is not measured (the file is refused for its size anyway).
+
+    The scans run on pieces of about ``_CHUNK`` characters, cut at line ends (a JSON string holds
+    no raw line break), with a pause between pieces, so no single C call holds the GIL for long
+    and other requests are served meanwhile."""
+    if max_values is not None:
+        # Quotes that are not escaped come in pairs: a cheap count refuses a file of millions of
+        # strings before the regex scan, which holds the GIL for a whole line.
+        quotes = text.count('"') - text.count('\\"') + text.count('\\\\"')
+        if quotes // 2 > max_values:
+            return 0, quotes // 2
+    brackets, strings = [], 0
+    for piece in _line_chunks(text):
+        outside, count = _STRING.subn("", piece)
+        strings += count
+        brackets.append(outside.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKET_BYTES))
+        time.sleep(0)
+    joined = b"".join(brackets)
+    del brackets
+    values = strings + joined.count(b"[") + joined.count(b"{")
     if max_values is not None and values > max_values:
         return 0, values
     depth = deepest = 0
     # Running sums of +1/-1 steps computed in C (map, accumulate, max), chunk by chunk so other
     # threads get the GIL in between: about a second for a 20 MB file made only of brackets.
-    for start in range(0, len(brackets), _CHUNK):
-        sums = list(accumulate(map(_STEP.__getitem__, brackets[start : start + _CHUNK]), initial=depth))
+    for start in range(0, len(joined), _CHUNK):
+        sums = list(accumulate(map(_STEP.__getitem__, joined[start : start + _CHUNK]), initial=depth))
         deepest = max(deepest, max(sums))
         depth = sums[-1]
         if deepest > limit:
             break
+        time.sleep(0)
     return deepest, values
+
+
+def _line_chunks(text: str) -> Iterator[str]:
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + _CHUNK)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 class _Duplicates(dict):
@@ -709,6 +737,8 @@ def _describe(value: Any, top: bool = True) -> str:
         if isinstance(data, list) and data and top:
             return f'{{"data": [...]}} whose records are {_describe(data, top=False).removeprefix("a JSON list of ")}'
         return f"an object with keys {_keys(value)}" if value else "an empty object"
+    if isinstance(value, bool) and top:
+        return "true" if value else "false"
     return _KINDS.get(kind, kind) if not top or kind == "null" else f"{_KINDS.get(kind, kind)} ({_quote(str(value), 40)})"
 
 

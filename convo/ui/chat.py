@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
 import threading
 
 import gradio as gr
@@ -142,6 +143,17 @@ def app_url(request: gr.Request | None) -> str:
     return f"{proto.split(',')[0].strip()}://{host.split(',')[0].strip()}/"
 
 
+def client_address(request: gr.Request | None) -> str | None:
+    """Who is asking, for rate limits: the client's address; on a Space, where every request comes
+    through the platform's proxy, the first address of X-Forwarded-For (set by that proxy)."""
+    if request is None:
+        return None
+    forwarded = request.headers.get("x-forwarded-for") if os.environ.get("SPACE_ID") else None
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    return getattr(getattr(request, "client", None), "host", None)
+
+
 def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
           repetition_penalty, seed, expires_days, secrets, request: gr.Request,
           profile: gr.OAuthProfile | None = None):
@@ -153,12 +165,11 @@ def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max
     if system_prompt and system_prompt.strip():
         messages = [{"role": "system", "content": system_prompt.strip()}] + messages
     expires_in = float(expires_days) * 86400 if expires_days and float(expires_days) > 0 else None
-    client = getattr(getattr(request, "client", None), "host", None) if request else None
     try:
         adapter = spec_from(model, adapter).adapter
         ticket = get_store().create_share(messages, model=model, adapter=adapter,
                                           settings={"sampling": sampling.to_dict()}, owner=_owner(profile),
-                                          expires_in=expires_in, creator=client)
+                                          expires_in=expires_in, creator=client_address(request))
     except ValueError as exc:  # a size or rate limit (LimitError), a full disk, or a malformed message
         raise gr.Error(f"Could not share: {exc}") from None
     secrets = dict(secrets or {})
