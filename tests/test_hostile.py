@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -270,3 +271,101 @@ def test_kill_9_mid_reply_keeps_the_message_and_the_streamed_part(launch, tiny_c
     assert len(messages) == 2 and messages[1]["role"] == "assistant"
     saved = messages[1]["content"]
     assert saved and (seen.startswith(saved) or saved.startswith(seen)), (saved[:80], seen[:80])
+
+
+CANARY = "hf_canaryTYPEDtoken0123456789"
+ENV_CANARY = "hf_canaryENVtoken9876543210"
+
+
+def found_in_files(root: Path, needles: list[bytes]) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            hits += [f"{path} holds {n!r}" for n in needles if n in data]
+    return hits
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(600)
+def test_a_typed_token_ends_up_nowhere(chromium, launch, tiny_causal, tmp_path_factory, monkeypatch):
+    """A canary token typed into both Push boxes, and another in the app's HF_TOKEN, are found in 0
+    places: files under the data dir, Gradio's temp dir and the Hub cache, the app log, SQLite, the job
+    folder, the training child's environment, and the browser's localStorage/sessionStorage."""
+    from hub_server import serve_fake_hub
+
+    root = tmp_path_factory.mktemp("canary")
+    hub = serve_fake_hub(monkeypatch, root, {CANARY: "alice", ENV_CANARY: "alice"})
+    try:
+        temp = root / "gradio-temp"
+        app = launch(model=tiny_causal, data_dir=root / "data", GRADIO_TEMP_DIR=str(temp), HF_TOKEN=ENV_CANARY)
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(app.url)
+        page.wait_for_selector("#chat-input textarea", timeout=60_000)
+
+        # Fine-tune: train 2 steps; while the child runs, read its environment.
+        page.get_by_role("tab", name="Fine-tune").click()
+        page.locator("#ft-upload input[type=file]").set_input_files(str(Path(__file__).parent / "data" / "good" / "coqa.json"))
+        page.wait_for_function("() => /ready to train/.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
+        page.get_by_text("Training settings").click()
+        page.locator("#ft-name input, #ft-name textarea").first.fill("canary-adapter")
+        page.locator("#ft-max-steps input").fill("2")
+        page.locator("#ft-max-steps input").press("Tab")
+        page.locator("#ft-start").click()
+        environ = None
+        deadline = time.monotonic() + 120
+        while environ is None and time.monotonic() < deadline:
+            for status in (root / "data" / "jobs").glob("*/status.json"):
+                pid = json.loads(status.read_text()).get("pid")
+                if pid:
+                    try:
+                        environ = Path(f"/proc/{pid}/environ").read_bytes()
+                    except OSError:
+                        pass
+            time.sleep(0.05)
+        assert environ, "the training child was not seen running"
+        assert b"HF_ENDPOINT=" in environ  # the real environment, read while the job ran
+        assert ENV_CANARY.encode() not in environ and b"HF_TOKEN=" not in environ
+        page.wait_for_function("() => /Finished/.test(document.querySelector('#ft-status').innerText)", timeout=300_000)
+        page.get_by_text("Push the adapter to the Hugging Face Hub").click()
+        page.locator("#ft-push-repo input, #ft-push-repo textarea").first.fill("alice/canary-adapter")
+        page.locator("#ft-push-token input").fill(CANARY)
+        page.locator("#ft-push").click()
+        page.wait_for_function("() => /Pushed to/.test(document.querySelector('#ft-push-status').innerText)", timeout=120_000)
+        assert page.locator("#ft-push-token input").input_value() == ""
+        assert "adapter_config.json" in hub.files("alice/canary-adapter")
+
+        # Synthetic: a short run with the tiny model, then a push with the typed token.
+        page.get_by_role("tab", name="Synthetic").click()
+        page.locator("#synth-seeds textarea").fill("I just adopted a cat.")
+        page.locator("#synth-run").click()
+        page.wait_for_selector("#synth-progress [data-state=finished]", state="attached", timeout=300_000)
+        page.get_by_text("Push to the Hugging Face Hub").click()
+        page.locator("#synth-repo-id input, #synth-repo-id textarea").first.fill("alice/canary-data")
+        page.locator("#synth-token input").fill(CANARY)
+        page.locator("#synth-push").click()
+        page.wait_for_function("() => /Pushed|Error/.test(document.querySelector('#synth-push-status').innerText)",
+                               timeout=120_000)
+        assert "Pushed" in page.locator("#synth-push-status").inner_text()
+        assert page.locator("#synth-token input").input_value() == ""
+
+        storage = page.evaluate("() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])")
+        assert CANARY not in storage and ENV_CANARY not in storage
+        page.reload()
+        page.wait_for_selector("#chat-input textarea", timeout=60_000)
+        storage = page.evaluate("() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])")
+        assert CANARY not in storage
+        context.close()
+        assert found_in_files(root, [CANARY.encode(), ENV_CANARY.encode()]) == []
+        assert CANARY not in app.output() and ENV_CANARY not in app.output()
+        with sqlite3.connect(root / "data" / "convo.sqlite3") as db:
+            dump_sql = "\n".join(db.iterdump())
+        assert CANARY not in dump_sql
+        with pytest.raises(urllib.error.HTTPError, match="404"):  # the run history page is off
+            urllib.request.urlopen(app.url + "gradio_api/runs")
+    finally:
+        hub.stop()
