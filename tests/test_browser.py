@@ -76,6 +76,48 @@ def test_two_browsers_never_see_each_others_messages(chromium, tiny_app):
     cb.close()
 
 
+def chat_turns(page) -> list[tuple[str, str]]:
+    """The chat's messages in order, as (role, text)."""
+    return page.evaluate("""([u, b]) => [...document.querySelectorAll(u + ', ' + b)].map(
+        el => [el.matches(u) ? 'user' : 'assistant', el.innerText.trim()])""", [USER, BOT])
+
+
+def test_messages_sent_while_busy_are_answered_in_order(chromium, tiny_app):
+    """A message sent mid-stream and one sent while follow-ups are computed are both answered, in order."""
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("button", name="Settings ▼").click()
+    tokens = page.locator("#max-new-tokens input[type=number]")
+    tokens.fill("300")
+    tokens.press("Tab")
+    # the third message is sent from the page itself the moment the status says follow-ups are being
+    # thought of (no round trip through the test), and records what the status said then
+    page.evaluate("""() => {
+        const status = document.querySelector('#chat-status');
+        new MutationObserver((_, observer) => {
+            if (!/follow-up/i.test(status.innerText)) return;
+            observer.disconnect();
+            window.sentDuring = status.innerText;
+            const box = document.querySelector('#chat-input textarea');
+            Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set.call(box, 'third message');
+            box.dispatchEvent(new Event('input', {bubbles: true}));
+            setTimeout(() => document.querySelector('#send').click(), 0);
+        }).observe(status, {subtree: true, childList: true, characterData: true});
+    }""")
+    send(page, "first message")
+    page.wait_for_function("() => /Replying/.test(document.querySelector('#chat-status').innerText)", timeout=60_000)
+    page.wait_for_function("(b) => (document.querySelector(b)?.innerText || '').trim().length > 0", arg=BOT)
+    send(page, "second message")
+    assert "Replying" in page.locator("#chat-status").inner_text(), "the second message was not sent mid-stream"
+    page.wait_for_function("(b) => document.querySelectorAll(b).length === 3", arg=BOT, timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#chat-status').innerText.trim() === ''", timeout=120_000)
+    assert "follow-up" in page.evaluate("window.sentDuring")
+    turns = chat_turns(page)
+    assert [role for role, _ in turns] == ["user", "assistant"] * 3, turns
+    assert [text for role, text in turns if role == "user"] == ["first message", "second message", "third message"]
+    assert all(text for _, text in turns)
+    context.close()
+
+
 def share_link(page):
     page.get_by_text("Share and export").click()
     page.locator("#share").click()
