@@ -1,5 +1,8 @@
 """The app in Chromium (Playwright): chat, suggestions, share links across restarts, isolation."""
+import os
 import re
+import time
+from pathlib import Path
 
 import pytest
 
@@ -363,4 +366,26 @@ def test_finetune_tab_qlora_on_the_bundled_model_then_chat_with_the_adapter(chro
     page.get_by_role("tab", name="Chat").click()
     send(page, "Passage:\nAnna was a baker who lived in Kelso. Every Monday she walked to the market.")
     assert len(wait_reply(page, timeout=180_000).split()) >= 2
+    context.close()
+
+
+def test_synth_cancel_stops_the_run_and_says_how_many_were_written(chromium, tiny_app):
+    """Cancel during a run: the run stops (fewer conversations than asked), the status says cancelled."""
+    started = time.time()
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Synthetic").click()
+    seeds = [f"Tell me about thing number {n}." for n in range(12)]
+    page.locator("#synth-seeds textarea").fill("\n".join(seeds))  # 12 seeds x 4 personas = 48 conversations
+    page.locator("#synth-run").click()
+    page.wait_for_selector("#synth-progress [data-state=running]", state="attached", timeout=120_000)
+    page.wait_for_timeout(1000)
+    page.locator("#synth-cancel").click()
+    page.wait_for_selector("#synth-progress [data-state=cancelled]", state="attached", timeout=30_000)
+    status = page.locator("#synth-status").inner_text()
+    kept = int(page.locator("#synth-progress .synth-progress").get_attribute("data-kept"))
+    assert re.search(rf"Cancelled: {kept} new conversations? written to conversations.jsonl", status), status
+    temp = Path(os.environ["GRADIO_TEMP_DIR"])
+    outputs = [p for p in temp.rglob("convo-synth/*/conversations.jsonl") if p.stat().st_ctime >= started]
+    assert len(outputs) == 1
+    assert len(outputs[0].read_text().splitlines()) == kept < 48
     context.close()

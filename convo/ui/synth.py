@@ -388,9 +388,17 @@ def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.
             _running.pop(session, None)
 
 
+def run_in_session(request: gr.Request, *inputs):
+    """``run`` as an event handler: Gradio fills in the request only for a positional parameter (a
+    keyword-only one after ``*args`` stayed None, so every run was "local" and Cancel, which looks
+    the run up by the real session, found nothing)."""
+    yield from run(*inputs, request=request)
+
+
 def _run_status(progress: core.Progress, out_path: str) -> str:
     if progress.cancelled:
-        return f"Cancelled: {progress.kept} new conversations saved. Run again to resume."
+        return (f"Cancelled: {progress.kept} new conversation{'s' * (progress.kept != 1)} written to "
+                f"`{Path(out_path).name}` ({progress.skipped} already there). Run again to resume.")
     if progress.finished:
         reasons = ", ".join(f"{r} ({n})" for r, n in progress.reasons.most_common(3))
         why = f" Most common reasons to drop: {reasons}." if reasons else ""
@@ -405,7 +413,9 @@ def cancel(request: gr.Request = None):
         stop = _running.get(request.session_hash if request is not None else "local")
     if stop:
         stop.set()
-        return "Cancelling..."
+        gr.Info("Cancelling: the run stops after the current step and says how many were written.")
+        return gr.skip()  # the run writes the status ("Cancelled: N new conversations written ..."); a
+        # "Cancelling..." written here could arrive after it and stay on screen
     return "Nothing is running."
 
 
@@ -551,7 +561,7 @@ def render(shared: Shared) -> None:
                         **private_event)
     grid_btn.click(make_grid, [motivations, dispositions], personas, queue=False, **private_event)
     preview_btn.click(preview, [*bar, *form.inputs()], [preview_out, table], api_name="synth_preview")
-    run_event = run_btn.click(run, [*bar, out_path, config_state, *form.inputs()],
+    run_event = run_btn.click(run_in_session, [*bar, out_path, config_state, *form.inputs()],
                               [progress, status, table, download, out_path, command, config_state], api_name="synth_run")
     cancel_btn.click(cancel, None, status, queue=False, **private_event)
     new_btn.click(new_output, None, [out_path, progress, status, table], queue=False, **private_event)
