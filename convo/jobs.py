@@ -264,8 +264,13 @@ def _select_cuda_device(slot: str) -> None:
 
 def _record_progress(job_dir: Path, record: dict) -> None:
     _print_record(record)  # into train.log
+    if record.get("phase") == "validating":  # progress of a validation pass: status only, not a curve point
+        write_status(job_dir, phase="validating", step=record["step"], max_steps=record["max_steps"],
+                     eval_batch=record["eval_batch"], eval_batches=record["eval_batches"])
+        return
     append_progress(job_dir, record)
-    write_status(job_dir, step=record["step"], max_steps=record["max_steps"], eta_s=record.get("eta_s"))
+    write_status(job_dir, phase="training", step=record["step"], max_steps=record["max_steps"],
+                 eta_s=record.get("eta_s"))
 
 
 def _record_result(job_dir: Path, result: TrainResult) -> int:
@@ -404,7 +409,7 @@ def cancel_job(job_dir: str | Path) -> str:
             os.kill(status["pid"], signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
-    return "Cancelling: the job saves a checkpoint and stops after the current step."
+    return "Cancelling: the job saves a checkpoint and stops after the current step or validation batch."
 
 
 @dataclass
@@ -422,6 +427,10 @@ class JobView:
     metrics: dict = field(default_factory=dict)
     checkpoint: str | None = None
     progress: list[dict] = field(default_factory=list)
+    phase: str = "training"
+    """``training`` or ``validating`` (a validation pass, with its own ``eval_batch`` of ``eval_batches``)."""
+    eval_batch: int = 0
+    eval_batches: int | None = None
 
     @property
     def fraction(self) -> float:
@@ -438,7 +447,7 @@ def job_view(job_dir: str | Path) -> JobView:
                    status.get("max_steps", last.get("max_steps", 0)), status.get("eta_s"),
                    queue_position(job_dir) if state == "queued" else None, status.get("error"), status.get("adapter"),
                    status.get("metrics") or {}, status.get("checkpoint") or last_checkpoint(Path(job_dir) / "checkpoints"),
-                   progress)
+                   progress, status.get("phase") or "training", status.get("eval_batch") or 0, status.get("eval_batches"))
 
 
 def read_samples(job_dir: str | Path) -> list[dict]:
@@ -536,6 +545,8 @@ class _StderrWarnings(logging.Handler):
 
 def _print_record(record: dict) -> None:
     parts = [f"step {record['step']}/{record['max_steps']}"]
+    if record.get("phase") == "validating":
+        parts.append(f"validating batch {record['eval_batch']}/{record.get('eval_batches') or '?'}")
     parts += [f"{key} {record[key]:.4f}" for key in ("loss", "eval_loss") if key in record]
     if record.get("eta_s") is not None:
         parts.append(f"eta {format_seconds(record['eta_s'])}")

@@ -164,6 +164,10 @@ def resume_training(job_dir):
 def progress_html(view: jobs.JobView | None) -> str:
     if view is None or not view.max_steps:
         return ""
+    if view.state == "running" and view.phase == "validating" and view.eval_batches:
+        return (f'<div class="ft-progress" data-phase="validating"><progress value="{view.eval_batch}" '
+                f'max="{view.eval_batches}" style="width:100%"></progress><span>validating: batch {view.eval_batch} / '
+                f"{view.eval_batches} (after step {view.step} / {view.max_steps})</span></div>")
     eta = f" · ETA {jobs.format_seconds(view.eta_s)}" if view.state == "running" and view.eta_s is not None else ""
     return (f'<div class="ft-progress"><progress value="{view.step}" max="{view.max_steps}" style="width:100%">'
             f"</progress><span>step {view.step} / {view.max_steps} ({view.fraction:.0%}){eta}</span></div>")
@@ -185,7 +189,9 @@ def status_text(view: jobs.JobView | None) -> str:
         " No checkpoint was saved yet: Resume starts again."
     return {
         "queued": f"**Queued**: position {view.queue_position} — one training job runs per GPU (one at a time on CPU).",
-        "running": f"**Training**: {step}.",
+        "running": (f"**Validating** after step {view.step}/{view.max_steps}: batch {view.eval_batch}"
+                    f"{f'/{view.eval_batches}' if view.eval_batches else ''}." if view.phase == "validating"
+                    else f"**Training**: {step}."),
         "finished": f"**Finished**: adapter saved to `{view.adapter}`; pick it in the Adapter menu above to use it in "
                     "Chat and Questions.",
         "failed": f"**Failed**: {html.escape(view.error or 'unknown error')}",
