@@ -273,8 +273,9 @@ def test_an_existing_adapter_is_not_replaced_unless_asked(trained, tiny_causal):
 
 def test_cancel_keeps_a_usable_checkpoint_and_resume_finishes(tiny_causal, tmp_path):
     examples, _ = load_examples(COQA, "qg")
-    settings = quick(max_steps=6, eval_generations=0, save_every=4, eval_every=2)
-    polls = []  # should_stop is polled once at the end of every step: say stop at the third
+    settings = quick(max_steps=6, eval_generations=0, save_every=4, eval_every=4)
+    polls = []  # should_stop is polled at the end of every step (and between validation batches, none
+    # before step 4 here): say stop at the third
     result = ft.train_adapter(tiny_spec(tiny_causal), examples, examples[:3], settings, tmp_path / "a",
                               should_stop=lambda: polls.append(1) or len(polls) >= 3)
     assert result.status == "cancelled" and result.output_dir is None and result.steps == 3
