@@ -230,7 +230,15 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     steps.press("Tab")
     page.locator("#ft-start").click()
     page.wait_for_function("() => /Finished/.test(document.querySelector('#ft-status').innerText)", timeout=240_000)
-    assert page.locator("#ft-loss-plot canvas, #ft-loss-plot svg").count() > 0
+    # the loss is drawn as a line over a numeric y axis (it was a point scale: a label per value, no line)
+    page.wait_for_function("() => document.querySelector('#ft-loss-plot .mark-line path')?.getAttribute('d')",
+                           timeout=30_000)
+    y_axis = page.locator("#ft-loss-plot [aria-label^='Y-axis']").first.get_attribute("aria-label")
+    assert "linear scale" in y_axis and "discrete" not in y_axis, y_axis
+    ticks = page.locator("#ft-loss-plot [aria-label^='Y-axis'] .role-axis-label text").all_text_contents()
+    assert len(ticks) >= 2 and all(re.fullmatch(r"-?[\d.,]+", t.strip()) for t in ticks), ticks
+    path = page.locator("#ft-loss-plot .mark-line path").first.get_attribute("d")
+    assert path.count("L") >= 2 and "NaN" not in path, path  # a line through the 4 steps
     assert "python -m training.finetune" in page.locator("#ft-command").inner_text()
     assert (app.data_dir / "adapters" / "browser-adapter" / "adapter_config.json").is_file()
     context.close()

@@ -178,7 +178,10 @@ def loss_frame(progress: list[dict]) -> pd.DataFrame:
     rows = [{"step": r["step"], "loss": r["loss"], "split": "train"} for r in progress if r.get("loss") is not None]
     rows += [{"step": r["step"], "loss": r["eval_loss"], "split": "validation"}
              for r in progress if r.get("eval_loss") is not None]
-    return pd.DataFrame(rows, columns=["step", "loss", "split"])
+    # Typed columns even when empty: the plot takes its axis types from the first frame it gets, and an
+    # empty frame's object columns made both axes discrete (every loss value its own label, no line).
+    frame = pd.DataFrame(rows, columns=["step", "loss", "split"])
+    return frame.astype({"step": "int64", "loss": "float64", "split": "str"})
 
 
 def status_text(view: jobs.JobView | None) -> str:
