@@ -162,6 +162,60 @@ def running_jobs() -> list[Path]:
     return [job for job in _job_dirs() if job_state(job) == "running"]
 
 
+def waiting_for(job_dir: str | Path, owner: str | None = None) -> str:
+    """What a queued job waits for, in words: the jobs running now and the queued ones ahead of it
+    (named as ``owner``'s or another user's, never by their data or settings)."""
+    running = []
+    for job in running_jobs():
+        status = read_status(job)
+        whose = "your" if owner and owner in job_owners(job) else "another user's"
+        running.append(f"{whose} job on {status.get('slot') or 'this device'} "
+                       f"(step {status.get('step', 0)}/{status.get('max_steps') or '?'})")
+    ahead = (queue_position(job_dir) or 1) - 1
+    parts = running + ([f"{ahead} queued job{'s' * (ahead != 1)} ahead"] if ahead else [])
+    return "waiting for " + " and ".join(parts) if parts else "waiting for a free device"
+
+
+# ------------------------------------------------------------------ who may see a job
+
+JOB_ID = r"\d{8}-\d{6}-[0-9a-f]{16}"
+
+
+def job_owners(job_dir: str | Path) -> list[str]:
+    """Who may see and control the job: signed-in users (``hf:<name>``) and browsers (``browser:<id>``)."""
+    try:
+        owners = json.loads((Path(job_dir) / "owners.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+    return [o for o in owners if isinstance(o, str)] if isinstance(owners, list) else []
+
+
+def add_owner(job_dir: str | Path, owner: str) -> None:
+    """Let ``owner`` see and control the job (the one who started it, or who reclaimed it by its id)."""
+    owners = job_owners(job_dir)
+    if owner and owner not in owners:
+        _write_json_atomic(Path(job_dir) / "owners.json", owners + [owner])
+
+
+def owned_jobs(owner: str | None) -> list[Path]:
+    """The jobs ``owner`` may see, newest first."""
+    if not owner:
+        return []
+    mine = [job for job in _job_dirs() if owner in job_owners(job)]
+    return sorted(mine, key=lambda job: read_status(job).get("created", 0), reverse=True)
+
+
+def find_job(job_id: str) -> Path | None:
+    """The job folder called ``job_id`` (its name, as the tab shows it), or None."""
+    import re
+
+    job_id = (job_id or "").strip().rstrip("/").rsplit("/", 1)[-1]
+    if not re.fullmatch(JOB_ID, job_id):
+        return None
+    job = jobs_dir() / job_id
+    return job if (job / "config.json").is_file() else None
+
+
 def device_slots(device: str = "auto") -> list[str]:
     """The devices a job may run on: each GPU is one slot; CPU (or MPS) is one slot."""
     import torch

@@ -397,3 +397,45 @@ def test_synth_cancel_stops_the_run_and_says_how_many_were_written(chromium, tin
     assert len(outputs) == 1
     assert len(outputs[0].read_text().splitlines()) == kept < 48
     context.close()
+
+
+def test_a_training_job_follows_its_owner_not_the_tab(chromium, launch, tiny_causal, tmp_path_factory):
+    """A job started in one browser context is shown and cancellable in a new context of the same
+    browser storage (the first page closed), invisible to another browser, and reclaimable by its id."""
+    coqa = Path(__file__).parent / "data" / "good" / "coqa.json"
+    app = launch(model=tiny_causal, data_dir=tmp_path_factory.mktemp("owner-data"))
+    first, page = open_app(chromium, app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#ft-upload input[type=file]").set_input_files(str(coqa))
+    page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
+    page.get_by_text("Training settings").click()
+    set_number(page, "#ft-max-steps input", 5000)
+    page.locator("#ft-start").click()
+    page.wait_for_function("() => /Queued|Training/.test(document.querySelector('#ft-status').innerText)",
+                           timeout=60_000)
+    job_id = re.search(r"Job id: (\S+)", page.locator("#ft-status").inner_text()).group(1)
+    storage = first.storage_state()
+    first.close()
+
+    again = chromium.new_context(storage_state=storage)  # the same browser, a new window
+    view = again.new_page()
+    view.goto(app.url)
+    view.get_by_role("tab", name="Fine-tune").click()
+    view.wait_for_function("(id) => document.querySelector('#ft-status').innerText.includes(id)", arg=job_id,
+                           timeout=60_000)
+    assert re.search(r"Queued|Training|Validating", view.locator("#ft-status").inner_text())
+    view.locator("#ft-cancel").click()
+    view.wait_for_function("() => /Cancelled/.test(document.querySelector('#ft-status').innerText)", timeout=60_000)
+    again.close()
+
+    other, stranger = open_app(chromium, app.url)  # another user (no shared storage)
+    stranger.get_by_role("tab", name="Fine-tune").click()
+    stranger.wait_for_timeout(3000)
+    assert stranger.locator("#ft-status").inner_text().strip() == "No training job yet."
+    stranger.get_by_text("Open a job by its id").click()
+    stranger.locator("#ft-job-id input, #ft-job-id textarea").first.fill(job_id)
+    stranger.locator("#ft-open-job").click()
+    stranger.wait_for_function("(id) => document.querySelector('#ft-status').innerText.includes(id)", arg=job_id,
+                               timeout=30_000)
+    assert "Cancelled" in stranger.locator("#ft-status").inner_text()
+    other.close()
