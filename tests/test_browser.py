@@ -439,3 +439,23 @@ def test_a_training_job_follows_its_owner_not_the_tab(chromium, launch, tiny_cau
                                timeout=30_000)
     assert "Cancelled" in stranger.locator("#ft-status").inner_text()
     other.close()
+
+
+def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_app):
+    """"Checkpoint every N steps" follows "Validate every N steps" while early stopping is on; a
+    clash typed by hand is refused in the status, in the fields' labels (not code names)."""
+    coqa = Path(__file__).parent / "data" / "good" / "coqa.json"
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#ft-upload input[type=file]").set_input_files(str(coqa))
+    page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
+    page.get_by_text("Training settings").click()
+    set_number(page, "#ft-eval-every input", 30)
+    page.wait_for_function("() => document.querySelector('#ft-save-every input').value === '90'", timeout=15_000)
+    set_number(page, "#ft-save-every input", 25)
+    page.locator("#ft-start").click()
+    page.wait_for_function("() => /Not started/.test(document.querySelector('#ft-status').innerText)", timeout=30_000)
+    status = page.locator("#ft-status").inner_text()
+    assert '"Checkpoint every N steps" (25) must be a multiple of "Validate every N steps" (30)' in status, status
+    assert "save_every" not in status and "eval_every" not in status
+    context.close()

@@ -8,6 +8,7 @@ this module only starts, polls and cancels it through convo.jobs. The browser re
 from __future__ import annotations
 
 import html
+import re
 import shlex
 import uuid
 from pathlib import Path
@@ -102,6 +103,37 @@ def _settings(task, epochs, max_steps, batch_size, grad_accum, learning_rate, ma
         lora=LoraSettings(r=int(lora_r), alpha=int(lora_alpha), dropout=float(lora_dropout)))
 
 
+# The code names in TrainSettings' messages, as the fields are labelled in this tab (longest first,
+# so "early_stopping_patience" is replaced before any shorter name inside it).
+FIELD_LABELS = {
+    "early_stopping_patience": "Early stopping patience", "save_every": "Checkpoint every N steps",
+    "eval_every": "Validate every N steps", "max_steps": "Max steps", "batch_size": "Batch size",
+    "grad_accum": "Gradient accumulation", "learning_rate": "Learning rate", "max_length": "Max tokens per example",
+    "val_fraction": "Validation share", "epochs": "Epochs", "LoRA r": "LoRA rank r", "LoRA alpha": "LoRA alpha",
+    "LoRA dropout": "LoRA dropout",
+}
+
+
+def in_labels(message: str) -> str:
+    """A settings error as the user reads the form: field labels in quotes instead of code names."""
+    message = re.sub(r"\s*\(early_stopping_patience > 0\)", "", message)
+    for name in sorted(FIELD_LABELS, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w\"]){re.escape(name)}(?![\w\"])", f'"{FIELD_LABELS[name]}"', message)
+    return message
+
+
+def follow_validation(eval_every, save_every, patience):
+    """With early stopping on, checkpoints must fall on validation steps: keep "Checkpoint every N
+    steps" a multiple of "Validate every N steps" (the nearest one), so the defaults never clash."""
+    try:
+        eval_every, save_every, patience = int(eval_every), int(save_every), int(patience)
+    except (TypeError, ValueError):
+        return gr.skip()
+    if patience <= 0 or eval_every < 1 or save_every % eval_every == 0:
+        return gr.skip()
+    return eval_every * max(1, round(save_every / eval_every))
+
+
 def adapter_folder(name: str) -> Path:
     """Where an adapter called ``name`` is saved (so Chat and Questions list it)."""
     return adapters_dir() / core.slug((name or "").strip())
@@ -177,12 +209,17 @@ def start_training(file, val_file, name, job_dir, model, *settings_values, owner
             jobs.add_owner(job, owner)
         jobs.spawn_job(job)
     except TypeError:  # a cleared number box arrives as None
-        gr.Warning("Fill in every training setting (a number box is empty).")
-        return job_dir, *poll(job_dir)
+        return _refused("Fill in every training setting (a number box is empty).", job_dir)
     except ValueError as exc:
-        gr.Warning(str(exc))
-        return job_dir, *poll(job_dir)
+        return _refused(in_labels(str(exc)), job_dir)
     return str(job), *poll(str(job))
+
+
+def _refused(message: str, job_dir):
+    """Training did not start: say why in the status (a toast alone vanishes), keep the job view."""
+    gr.Warning(message)
+    status, *rest = poll(job_dir)
+    return job_dir, f"**Not started**: {html.escape(message)}", *rest
 
 
 def cancel_training(job_dir) -> str:
@@ -383,7 +420,8 @@ def render(shared: Shared) -> None:
                                    elem_id="ft-eval-every")
             save_every = gr.Number(100, label="Checkpoint every N steps", minimum=1, precision=0,
                                    elem_id="ft-save-every")
-            patience = gr.Number(3, label="Early stopping patience (0: off)", minimum=0, precision=0)
+            patience = gr.Number(3, label="Early stopping patience (0: off)", minimum=0, precision=0,
+                                 elem_id="ft-patience")
             seed = gr.Number(42, label="Seed", precision=0)
         with gr.Row():
             lora_r = gr.Slider(1, 256, 16, step=1, label="LoRA rank r")
@@ -432,6 +470,9 @@ def render(shared: Shared) -> None:
     task.input(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
     start.click(start_for_owner, [browser_id, upload, val_upload, name, job, shared.model, *settings_inputs],
                 [browser_id, job, *view_outputs], api_name="finetune_start")
+    for field in (eval_every, patience):
+        field.input(follow_validation, [eval_every, save_every, patience], save_every, queue=False,
+                    api_visibility="private")
     open_job.click(reclaim, [job_id, browser_id], [browser_id, job, *view_outputs], api_visibility="private")
     # A new tab, a reload, another window of the same browser: show this user's job (on page load, and
     # when the tab is opened, by which time the browser's stored values have surely arrived).
