@@ -12,6 +12,7 @@ import shlex
 import tempfile
 import threading
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,25 +179,86 @@ def import_keyword_config(file):
     return (config.name, "\n".join(config.prompt_lines), "\n".join(config.words), "\n".join(config.exclude), note)
 
 
-def import_persona_config(files, template: str, restyle_template: str):
-    """Fill the persona grid (and templates, if the config has them) from an uploaded persona config.
+ZIP_MAX_FILES = 500
+ZIP_MAX_BYTES = 20 * 1024 * 1024
 
-    Description files named by ``path`` must be uploaded together with the config (by file name): an
-    uploaded config never reads anything else from the server's disk.
-    """
-    paths = [_path(f) for f in (files or []) if f]
-    configs = [p for p in paths if p.suffix.lower() == ".json"]
-    if not configs:
-        if paths:
-            gr.Warning("Upload the persona config (.json) together with its description files.")
-        return gr.update(), gr.update(), gr.update(), gr.update(), ""
-    uploaded = {p.name: p for p in paths}
+
+def _unzip(path: Path) -> list[Path]:
+    """The files of an uploaded .zip, by their own names (folders flattened), in a fresh folder: no
+    member can be written outside it, and a zip bomb stops at the caps."""
+    folder = Path(tempfile.mkdtemp(prefix="persona-zip-", dir=Path(new_output_path()).parent))
+    out, total = [], 0
     try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                name = Path(member.filename).name
+                if member.is_dir() or not name or name.startswith(".") or "__MACOSX" in member.filename:
+                    continue
+                total += member.file_size
+                if len(out) >= ZIP_MAX_FILES or total > ZIP_MAX_BYTES:
+                    raise core.ConfigError(f"{path.name}: too large (at most {ZIP_MAX_FILES} files, "
+                                           f"{ZIP_MAX_BYTES // 2**20} MB unpacked)")
+                target = folder / name
+                target.write_bytes(archive.read(member))
+                out.append(target)
+    except zipfile.BadZipFile:
+        raise core.ConfigError(f"{path.name}: not a valid .zip file") from None
+    return out
+
+
+def _uploaded_templates(paths: list[Path], named: set[str]) -> dict[str, Path]:
+    """Generation and restyle templates uploaded beside the config but not named in it, by file name
+    (``...restyle...`` is the restyle template; ``...template...``/``...prompt...`` the generation one)."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        stem = path.stem.lower()
+        if path.suffix.lower() == ".json" or path.name in named:
+            continue
+        if "restyle" in stem:
+            found.setdefault("restyle_template", path)
+        elif "template" in stem or "prompt" in stem:
+            found.setdefault("template", path)
+    return found
+
+
+def import_persona_config(files, template: str, restyle_template: str):
+    """Fill the persona grid (and templates) from an uploaded persona config.
+
+    Description files named by ``path`` must be uploaded together with the config (several files, or
+    one .zip holding them): an uploaded config never reads anything else from the server's disk.
+    Generation/restyle templates uploaded beside it are used (and the note says so). Problems are
+    reported once, in the status.
+    """
+    keep = gr.update(), gr.update(), gr.update(), gr.update()
+    try:
+        paths = []
+        for path in (_path(f) for f in (files or []) if f):
+            paths += _unzip(path) if path.suffix.lower() == ".zip" else [path]
+        configs = [p for p in paths if p.suffix.lower() == ".json"]
+        if not configs:
+            return (*keep, "**Error:** upload the persona config (.json) together with its description files "
+                           "(or one .zip holding them)." if paths else "")
+        uploaded = {p.name: p for p in paths}
         config = core.load_persona_config(configs[0], files=uploaded)
-    except core.ConfigError as exc:
-        gr.Warning(str(exc))
-        return gr.update(), gr.update(), gr.update(), gr.update(), f"**Error:** {exc}"
+        named = {Path(n).name for n in core.described_files(json.loads(configs[0].read_text(encoding="utf-8")))}
+        extra = _uploaded_templates(paths, named)
+        used = []
+        if extra.get("template") and not config.template:
+            config.template = core.check_template(extra["template"].read_text(encoding="utf-8").strip(),
+                                                  core.PERSONA_FIELDS, extra["template"].name)
+            used.append(f"the generation template from **{extra['template'].name}**")
+        if extra.get("restyle_template") and not config.restyle_template:
+            config.restyle_template = core.check_template(extra["restyle_template"].read_text(encoding="utf-8").strip(),
+                                                          core.RESTYLE_FIELDS, extra["restyle_template"].name)
+            used.append(f"the restyle template from **{extra['restyle_template'].name}**")
+    except (core.ConfigError, UnicodeDecodeError, OSError) as exc:
+        return (*keep, f"**Error:** {exc}")
     note = f"Imported {len(config.personas)} personas from **{configs[0].name}**."
+    if used:
+        note += " Using " + " and ".join(used) + "."
+    unused = sorted(set(uploaded) - named - {configs[0].name} - {p.name for p in extra.values()})
+    if unused:
+        note += f" Not used: {', '.join(unused)}."
     if config.llm:
         note += f" The config names model `{config.llm}`; the model bar above decides which model runs."
     restyle = gr.update(value=True) if config.restyle_template else gr.update()
