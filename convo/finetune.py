@@ -553,7 +553,10 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
                       data_collator=PadCollator(pad_id, 8 if lm.device.startswith("cuda") else None),
                       processing_class=lm.tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our on_log reports progress; no raw dicts on stdout
-    output = trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+    except TrainingCancelled:  # a stop during validation: keep the steps trained so far
+        trainer._save_checkpoint(trainer.model, trial=None)
     state = trainer.state
     saved_checkpoint = last_checkpoint(checkpoint_dir)
     if progress.stopped:
@@ -644,6 +647,10 @@ def _examples_info(train: Sequence[Conversation], valid: Sequence[Conversation])
             "counts": {"train_examples": len(train), "validation_examples": len(valid)}}
 
 
+class TrainingCancelled(Exception):
+    """Raised between validation batches when a stop was asked for (evaluation has no stop flag)."""
+
+
 class _ProgressCallback:
     """Turns Trainer events into log records with an ETA, and honours a stop request."""
 
@@ -658,17 +665,36 @@ class _ProgressCallback:
                 self.quiet = False
                 self.started = time.monotonic()
                 self.first_step = 0
+                self.eval_batch = 0  # validation batches done in the current pass
+                self.reported = 0.0  # when the validation progress was last reported
 
             def on_train_begin(self, args, state, control, **kwargs):
                 self.started = time.monotonic()
                 self.first_step = state.global_step
 
             def on_step_end(self, args, state, control, **kwargs):
+                self.eval_batch = 0
                 if should_stop is not None and should_stop():
                     # Save where we are, then stop: the checkpoint is what a resume continues from.
+                    # No validation first: a pass over a large validation set can take many minutes.
                     control.should_save = True
+                    control.should_evaluate = False
                     control.should_training_stop = True
                     self.stopped = True
+
+            def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+                """Between validation batches: obey a stop, and report the validation's own progress."""
+                if should_stop is not None and should_stop():
+                    self.stopped = True
+                    raise TrainingCancelled(state.global_step)
+                self.eval_batch += 1
+                total = len(eval_dataloader) if eval_dataloader is not None else None
+                now = time.monotonic()
+                if on_log is not None and not self.quiet and (now - self.reported >= 1.0
+                                                               or self.eval_batch == total):
+                    self.reported = now
+                    on_log({"phase": "validating", "step": state.global_step, "max_steps": state.max_steps,
+                            "eval_batch": self.eval_batch, "eval_batches": total})
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 logs = logs or {}

@@ -162,6 +162,60 @@ def running_jobs() -> list[Path]:
     return [job for job in _job_dirs() if job_state(job) == "running"]
 
 
+def waiting_for(job_dir: str | Path, owner: str | None = None) -> str:
+    """What a queued job waits for, in words: the jobs running now and the queued ones ahead of it
+    (named as ``owner``'s or another user's, never by their data or settings)."""
+    running = []
+    for job in running_jobs():
+        status = read_status(job)
+        whose = "your" if owner and owner in job_owners(job) else "another user's"
+        running.append(f"{whose} job on {status.get('slot') or 'this device'} "
+                       f"(step {status.get('step', 0)}/{status.get('max_steps') or '?'})")
+    ahead = (queue_position(job_dir) or 1) - 1
+    parts = running + ([f"{ahead} queued job{'s' * (ahead != 1)} ahead"] if ahead else [])
+    return "waiting for " + " and ".join(parts) if parts else "waiting for a free device"
+
+
+# ------------------------------------------------------------------ who may see a job
+
+JOB_ID = r"\d{8}-\d{6}-[0-9a-f]{16}"
+
+
+def job_owners(job_dir: str | Path) -> list[str]:
+    """Who may see and control the job: signed-in users (``hf:<name>``) and browsers (``browser:<id>``)."""
+    try:
+        owners = json.loads((Path(job_dir) / "owners.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+    return [o for o in owners if isinstance(o, str)] if isinstance(owners, list) else []
+
+
+def add_owner(job_dir: str | Path, owner: str) -> None:
+    """Let ``owner`` see and control the job (the one who started it, or who reclaimed it by its id)."""
+    owners = job_owners(job_dir)
+    if owner and owner not in owners:
+        _write_json_atomic(Path(job_dir) / "owners.json", owners + [owner])
+
+
+def owned_jobs(owner: str | None) -> list[Path]:
+    """The jobs ``owner`` may see, newest first."""
+    if not owner:
+        return []
+    mine = [job for job in _job_dirs() if owner in job_owners(job)]
+    return sorted(mine, key=lambda job: read_status(job).get("created", 0), reverse=True)
+
+
+def find_job(job_id: str) -> Path | None:
+    """The job folder called ``job_id`` (its name, as the tab shows it), or None."""
+    import re
+
+    job_id = (job_id or "").strip().rstrip("/").rsplit("/", 1)[-1]
+    if not re.fullmatch(JOB_ID, job_id):
+        return None
+    job = jobs_dir() / job_id
+    return job if (job / "config.json").is_file() else None
+
+
 def device_slots(device: str = "auto") -> list[str]:
     """The devices a job may run on: each GPU is one slot; CPU (or MPS) is one slot."""
     import torch
@@ -264,8 +318,13 @@ def _select_cuda_device(slot: str) -> None:
 
 def _record_progress(job_dir: Path, record: dict) -> None:
     _print_record(record)  # into train.log
+    if record.get("phase") == "validating":  # progress of a validation pass: status only, not a curve point
+        write_status(job_dir, phase="validating", step=record["step"], max_steps=record["max_steps"],
+                     eval_batch=record["eval_batch"], eval_batches=record["eval_batches"])
+        return
     append_progress(job_dir, record)
-    write_status(job_dir, step=record["step"], max_steps=record["max_steps"], eta_s=record.get("eta_s"))
+    write_status(job_dir, phase="training", step=record["step"], max_steps=record["max_steps"],
+                 eta_s=record.get("eta_s"))
 
 
 def _record_result(job_dir: Path, result: TrainResult) -> int:
@@ -417,7 +476,7 @@ def cancel_job(job_dir: str | Path) -> str:
             os.kill(status["pid"], signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
-    return "Cancelling: the job saves a checkpoint and stops after the current step."
+    return "Cancelling: the job saves a checkpoint and stops after the current step or validation batch."
 
 
 @dataclass
@@ -435,6 +494,10 @@ class JobView:
     metrics: dict = field(default_factory=dict)
     checkpoint: str | None = None
     progress: list[dict] = field(default_factory=list)
+    phase: str = "training"
+    """``training`` or ``validating`` (a validation pass, with its own ``eval_batch`` of ``eval_batches``)."""
+    eval_batch: int = 0
+    eval_batches: int | None = None
 
     @property
     def fraction(self) -> float:
@@ -451,7 +514,7 @@ def job_view(job_dir: str | Path) -> JobView:
                    status.get("max_steps", last.get("max_steps", 0)), status.get("eta_s"),
                    queue_position(job_dir) if state == "queued" else None, status.get("error"), status.get("adapter"),
                    status.get("metrics") or {}, status.get("checkpoint") or last_checkpoint(Path(job_dir) / "checkpoints"),
-                   progress)
+                   progress, status.get("phase") or "training", status.get("eval_batch") or 0, status.get("eval_batches"))
 
 
 def read_samples(job_dir: str | Path) -> list[dict]:
@@ -549,6 +612,8 @@ class _StderrWarnings(logging.Handler):
 
 def _print_record(record: dict) -> None:
     parts = [f"step {record['step']}/{record['max_steps']}"]
+    if record.get("phase") == "validating":
+        parts.append(f"validating batch {record['eval_batch']}/{record.get('eval_batches') or '?'}")
     parts += [f"{key} {record[key]:.4f}" for key in ("loss", "eval_loss") if key in record]
     if record.get("eta_s") is not None:
         parts.append(f"eta {format_seconds(record['eta_s'])}")

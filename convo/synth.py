@@ -98,6 +98,11 @@ def check_template(template: str, allowed: Sequence[str], where: str) -> str:
     >>> check_template("Be {disposition}", PERSONA_FIELDS, "template")
     'Be {disposition}'
     """
+    if re.search(r"(?<!\{)\{\}(?!\})|\{\d+\}", template):
+        # str.format-style positional slots: nothing says which is the persona and which the seed
+        names = ", ".join("{" + name + "}" for name in allowed[:3])
+        raise ConfigError(f"{where}: positional placeholders {{}} or {{0}} cannot be filled (nothing says which "
+                          f"is which): write named ones instead, e.g. {names}")
     unknown = sorted(set(_PLACEHOLDER.findall(template)) - set(allowed))
     if unknown:
         names = ", ".join("{" + name + "}" for name in allowed)
@@ -320,6 +325,8 @@ def persona_config_from_dict(data: Any, base_dir: str | Path = ".", source: str 
     if not isinstance(profiles, list) or not profiles:
         raise _fail(source, '"user_profiles": expected a non-empty list')
     base = Path(base_dir)
+    if files is not None:
+        _check_uploaded(data, files, source)
     personas: list[Persona] = []
     for i, profile in enumerate(profiles):
         where = f"user_profiles[{i}]"
@@ -346,6 +353,27 @@ def persona_config_from_dict(data: Any, base_dir: str | Path = ".", source: str 
     template = _optional_template(data, "template", base, files, source, PERSONA_FIELDS)
     restyle = _optional_template(data, "restyle_template", base, files, source, RESTYLE_FIELDS)
     return PersonaConfig(personas, llm.strip() if llm else None, template, restyle)
+
+
+def described_files(data: dict) -> list[str]:
+    """Every file a persona config names (``path`` of profiles and dispositions, ``*_template_path``)."""
+    names = [data.get(key) for key in ("template_path", "restyle_template_path")]
+    for profile in data.get("user_profiles") or []:
+        if isinstance(profile, dict):
+            names.append(profile.get("path") if "text" not in profile else None)
+            for disposition in profile.get("dispositions") or []:
+                if isinstance(disposition, dict) and "text" not in disposition:
+                    names.append(disposition.get("path"))
+    return [n for n in names if isinstance(n, str) and n.strip()]
+
+
+def _check_uploaded(data: dict, files: Mapping[str, Path], source: str | None) -> None:
+    """All the description files a config names that were not uploaded, in one message."""
+    missing = list(dict.fromkeys(n for n in described_files(data) if Path(n).name not in files))
+    if missing:
+        raise _fail(source, f"{len(missing)} file{'s' * (len(missing) != 1)} it names {'were' if len(missing) != 1 else 'was'} "
+                            f"not uploaded with it: {', '.join(missing)}. Upload them together with the config "
+                            "(select them all, or one .zip).")
 
 
 def _required_name(entry: dict, key: str, where: str, source: str | None) -> str:

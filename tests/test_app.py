@@ -55,7 +55,9 @@ def texts(history):
 
 
 def chat(client, history, model):
-    return texts(client.predict(as_chatbot(history), model, "(none)", "auto", *KNOBS.values(), api_name="/chat"))
+    """The /chat endpoint; it returns the conversation first, then the chat status and the chips' label."""
+    result = client.predict(as_chatbot(history), model, "(none)", "auto", *KNOBS.values(), api_name="/chat")
+    return texts(result[0] if isinstance(result, tuple) else result)
 
 
 def test_two_sessions_chat_at_once_and_see_only_their_own_history(app, tiny_causal):

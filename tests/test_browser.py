@@ -1,5 +1,8 @@
 """The app in Chromium (Playwright): chat, suggestions, share links across restarts, isolation."""
+import os
 import re
+import time
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +77,48 @@ def test_two_browsers_never_see_each_others_messages(chromium, tiny_app):
     assert "alice" not in b.locator("#chatbot").inner_text()
     ca.close()
     cb.close()
+
+
+def chat_turns(page) -> list[tuple[str, str]]:
+    """The chat's messages in order, as (role, text)."""
+    return page.evaluate("""([u, b]) => [...document.querySelectorAll(u + ', ' + b)].map(
+        el => [el.matches(u) ? 'user' : 'assistant', el.innerText.trim()])""", [USER, BOT])
+
+
+def test_messages_sent_while_busy_are_answered_in_order(chromium, tiny_app):
+    """A message sent mid-stream and one sent while follow-ups are computed are both answered, in order."""
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("button", name="Settings ▼").click()
+    tokens = page.locator("#max-new-tokens input[type=number]")
+    tokens.fill("300")
+    tokens.press("Tab")
+    # the third message is sent from the page itself the moment the status says follow-ups are being
+    # thought of (no round trip through the test), and records what the status said then
+    page.evaluate("""() => {
+        const status = document.querySelector('#chat-status');
+        new MutationObserver((_, observer) => {
+            if (!/follow-up/i.test(status.innerText)) return;
+            observer.disconnect();
+            window.sentDuring = status.innerText;
+            const box = document.querySelector('#chat-input textarea');
+            Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set.call(box, 'third message');
+            box.dispatchEvent(new Event('input', {bubbles: true}));
+            setTimeout(() => document.querySelector('#send').click(), 0);
+        }).observe(status, {subtree: true, childList: true, characterData: true});
+    }""")
+    send(page, "first message")
+    page.wait_for_function("() => /Replying/.test(document.querySelector('#chat-status').innerText)", timeout=60_000)
+    page.wait_for_function("(b) => (document.querySelector(b)?.innerText || '').trim().length > 0", arg=BOT)
+    send(page, "second message")
+    assert "Replying" in page.locator("#chat-status").inner_text(), "the second message was not sent mid-stream"
+    page.wait_for_function("(b) => document.querySelectorAll(b).length === 3", arg=BOT, timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#chat-status').innerText.trim() === ''", timeout=120_000)
+    assert "follow-up" in page.evaluate("window.sentDuring")
+    turns = chat_turns(page)
+    assert [role for role, _ in turns] == ["user", "assistant"] * 3, turns
+    assert [text for role, text in turns if role == "user"] == ["first message", "second message", "third message"]
+    assert all(text for _, text in turns)
+    context.close()
 
 
 def share_link(page):
@@ -159,9 +204,11 @@ def test_bundled_model_reply_and_suggested_questions(chromium, launch):
     suggestions = [page.locator(f"#suggestion-{i}").inner_text().strip() for i in range(3)
                    if page.locator(f"#suggestion-{i}").is_visible()]
     assert suggestions and all(s.endswith("?") and len(s.split()) > 1 for s in suggestions)
-    page.locator("#suggestion-0").click()
-    assert wait_reply(page, count=2, timeout=120_000).strip()
-    assert page.locator(USER).nth(1).inner_text().strip() == suggestions[0]
+    assert page.locator("#suggestions-label").is_visible()  # labelled as what convo would ask
+    page.locator("#suggestion-0").click()  # the assistant asks it, the user does not
+    page.wait_for_function("([b, q]) => document.querySelector(b).innerText.trim().endsWith(q)",
+                           arg=[BOT, suggestions[0]], timeout=30_000)
+    assert page.locator(USER).count() == 1
     context.close()
 
 
@@ -183,7 +230,15 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     steps.press("Tab")
     page.locator("#ft-start").click()
     page.wait_for_function("() => /Finished/.test(document.querySelector('#ft-status').innerText)", timeout=240_000)
-    assert page.locator("#ft-loss-plot canvas, #ft-loss-plot svg").count() > 0
+    # the loss is drawn as a line over a numeric y axis (it was a point scale: a label per value, no line)
+    page.wait_for_function("() => document.querySelector('#ft-loss-plot .mark-line path')?.getAttribute('d')",
+                           timeout=30_000)
+    y_axis = page.locator("#ft-loss-plot [aria-label^='Y-axis']").first.get_attribute("aria-label")
+    assert "linear scale" in y_axis and "discrete" not in y_axis, y_axis
+    ticks = page.locator("#ft-loss-plot [aria-label^='Y-axis'] .role-axis-label text").all_text_contents()
+    assert len(ticks) >= 2 and all(re.fullmatch(r"-?[\d.,]+", t.strip()) for t in ticks), ticks
+    path = page.locator("#ft-loss-plot .mark-line path").first.get_attribute("d")
+    assert path.count("L") >= 2 and "NaN" not in path, path  # a line through the 4 steps
     assert "python -m training.finetune" in page.locator("#ft-command").inner_text()
     assert (app.data_dir / "adapters" / "browser-adapter" / "adapter_config.json").is_file()
     context.close()
@@ -319,4 +374,88 @@ def test_finetune_tab_qlora_on_the_bundled_model_then_chat_with_the_adapter(chro
     page.get_by_role("tab", name="Chat").click()
     send(page, "Passage:\nAnna was a baker who lived in Kelso. Every Monday she walked to the market.")
     assert len(wait_reply(page, timeout=180_000).split()) >= 2
+    context.close()
+
+
+def test_synth_cancel_stops_the_run_and_says_how_many_were_written(chromium, tiny_app):
+    """Cancel during a run: the run stops (fewer conversations than asked), the status says cancelled."""
+    started = time.time()
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Synthetic").click()
+    seeds = [f"Tell me about thing number {n}." for n in range(12)]
+    page.locator("#synth-seeds textarea").fill("\n".join(seeds))  # 12 seeds x 4 personas = 48 conversations
+    page.locator("#synth-run").click()
+    page.wait_for_selector("#synth-progress [data-state=running]", state="attached", timeout=120_000)
+    page.wait_for_timeout(1000)
+    page.locator("#synth-cancel").click()
+    page.wait_for_selector("#synth-progress [data-state=cancelled]", state="attached", timeout=30_000)
+    status = page.locator("#synth-status").inner_text()
+    kept = int(page.locator("#synth-progress .synth-progress").get_attribute("data-kept"))
+    assert re.search(rf"Cancelled: {kept} new conversations? written to conversations.jsonl", status), status
+    temp = Path(os.environ["GRADIO_TEMP_DIR"])
+    outputs = [p for p in temp.rglob("convo-synth/*/conversations.jsonl") if p.stat().st_ctime >= started]
+    assert len(outputs) == 1
+    assert len(outputs[0].read_text().splitlines()) == kept < 48
+    context.close()
+
+
+def test_a_training_job_follows_its_owner_not_the_tab(chromium, launch, tiny_causal, tmp_path_factory):
+    """A job started in one browser context is shown and cancellable in a new context of the same
+    browser storage (the first page closed), invisible to another browser, and reclaimable by its id."""
+    coqa = Path(__file__).parent / "data" / "good" / "coqa.json"
+    app = launch(model=tiny_causal, data_dir=tmp_path_factory.mktemp("owner-data"))
+    first, page = open_app(chromium, app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#ft-upload input[type=file]").set_input_files(str(coqa))
+    page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
+    page.get_by_text("Training settings").click()
+    set_number(page, "#ft-max-steps input", 5000)
+    page.locator("#ft-start").click()
+    page.wait_for_function("() => /Queued|Training/.test(document.querySelector('#ft-status').innerText)",
+                           timeout=60_000)
+    job_id = re.search(r"Job id: (\S+)", page.locator("#ft-status").inner_text()).group(1)
+    storage = first.storage_state()
+    first.close()
+
+    again = chromium.new_context(storage_state=storage)  # the same browser, a new window
+    view = again.new_page()
+    view.goto(app.url)
+    view.get_by_role("tab", name="Fine-tune").click()
+    view.wait_for_function("(id) => document.querySelector('#ft-status').innerText.includes(id)", arg=job_id,
+                           timeout=60_000)
+    assert re.search(r"Queued|Training|Validating", view.locator("#ft-status").inner_text())
+    view.locator("#ft-cancel").click()
+    view.wait_for_function("() => /Cancelled/.test(document.querySelector('#ft-status').innerText)", timeout=60_000)
+    again.close()
+
+    other, stranger = open_app(chromium, app.url)  # another user (no shared storage)
+    stranger.get_by_role("tab", name="Fine-tune").click()
+    stranger.wait_for_timeout(3000)
+    assert stranger.locator("#ft-status").inner_text().strip() == "No training job yet."
+    stranger.get_by_text("Open a job by its id").click()
+    stranger.locator("#ft-job-id input, #ft-job-id textarea").first.fill(job_id)
+    stranger.locator("#ft-open-job").click()
+    stranger.wait_for_function("(id) => document.querySelector('#ft-status').innerText.includes(id)", arg=job_id,
+                               timeout=30_000)
+    assert "Cancelled" in stranger.locator("#ft-status").inner_text()
+    other.close()
+
+
+def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_app):
+    """"Checkpoint every N steps" follows "Validate every N steps" while early stopping is on; a
+    clash typed by hand is refused in the status, in the fields' labels (not code names)."""
+    coqa = Path(__file__).parent / "data" / "good" / "coqa.json"
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#ft-upload input[type=file]").set_input_files(str(coqa))
+    page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
+    page.get_by_text("Training settings").click()
+    set_number(page, "#ft-eval-every input", 30)
+    page.wait_for_function("() => document.querySelector('#ft-save-every input').value === '90'", timeout=15_000)
+    set_number(page, "#ft-save-every input", 25)
+    page.locator("#ft-start").click()
+    page.wait_for_function("() => /Not started/.test(document.querySelector('#ft-status').innerText)", timeout=30_000)
+    status = page.locator("#ft-status").inner_text()
+    assert '"Checkpoint every N steps" (25) must be a multiple of "Validate every N steps" (30)' in status, status
+    assert "save_every" not in status and "eval_every" not in status
     context.close()

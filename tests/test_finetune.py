@@ -273,8 +273,9 @@ def test_an_existing_adapter_is_not_replaced_unless_asked(trained, tiny_causal):
 
 def test_cancel_keeps_a_usable_checkpoint_and_resume_finishes(tiny_causal, tmp_path):
     examples, _ = load_examples(COQA, "qg")
-    settings = quick(max_steps=6, eval_generations=0, save_every=4, eval_every=2)
-    polls = []  # should_stop is polled once at the end of every step: say stop at the third
+    settings = quick(max_steps=6, eval_generations=0, save_every=4, eval_every=4)
+    polls = []  # should_stop is polled at the end of every step (and between validation batches, none
+    # before step 4 here): say stop at the third
     result = ft.train_adapter(tiny_spec(tiny_causal), examples, examples[:3], settings, tmp_path / "a",
                               should_stop=lambda: polls.append(1) or len(polls) >= 3)
     assert result.status == "cancelled" and result.output_dir is None and result.steps == 3
@@ -579,3 +580,53 @@ def test_qlora_30_steps_on_the_bundled_model_on_cpu(tmp_path):
     losses = [loss for _, loss in result.train_losses]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     assert ft.read_metadata(result.output_dir)["hyperparameters"]["quantization"] == "4bit"
+
+
+def test_cancel_during_validation_stops_between_batches(tiny_causal, tmp_path):
+    """A stop asked for in the middle of a validation pass ends it after the current batch (the
+    Trainer's evaluation loop has no stop flag), keeps a checkpoint, and the pass reports its own progress."""
+    examples, _ = load_examples(COQA, "qg")
+    valid = examples * 10
+    settings = quick(max_steps=6, batch_size=1, eval_every=1, save_every=1, eval_generations=0,
+                     early_stopping_patience=0)
+    records, polls = [], []
+
+    def should_stop():  # polled after step 1, then after every validation batch: stop at the third batch
+        polls.append(1)
+        return len(polls) >= 4
+
+    result = ft.train_adapter(tiny_spec(tiny_causal), examples, valid, settings, tmp_path / "a",
+                              on_log=records.append, should_stop=should_stop)
+    assert result.status == "cancelled" and result.steps == 1 and result.output_dir is None
+    assert Path(result.checkpoint).name == "checkpoint-1"
+    validating = [r for r in records if r.get("phase") == "validating"]
+    assert validating and validating[-1]["eval_batches"] == len(valid) and validating[-1]["eval_batch"] < len(valid)
+    assert not any("eval_loss" in r for r in records)  # the pass was cut short: no validation loss point
+
+
+def test_job_cancel_during_validation_ends_within_30_s(tiny_causal, data_dir, tmp_path):
+    """The job shows "validating" with its own batch progress, and Cancel during it ends the job fast."""
+    records = [json.loads(line) for line in CHAT.read_text().splitlines()]
+    val = tmp_path / "val.jsonl"
+    n_val = 2400  # a long validation pass for a tiny model (distinct records: duplicates are dropped)
+    with open(val, "w") as fh:
+        for i in range(n_val):
+            record = json.loads(json.dumps(records[i % len(records)]))
+            record["messages"][-1]["content"] += f" ({i})"
+            fh.write(json.dumps(record) + "\n")
+    settings = quick(max_steps=4, batch_size=1, eval_every=1, save_every=1, eval_generations=0,
+                     early_stopping_patience=0, task="chat")
+    config = ft.FinetuneConfig(train_data=str(CHAT), val_data=str(val), output_dir=str(data_dir / "adapters" / "v"),
+                               model_name=tiny_causal, dtype="float32", device="cpu", settings=settings)
+    job = jobs.start_job(config)
+    view = _wait_for(lambda: (lambda v: v if v.phase == "validating" and v.eval_batch >= 1 else None)(jobs.job_view(job)),
+                     180, "the first validation pass")
+    from convo.ui.finetune import progress_html, status_text
+
+    assert "Validating" in status_text(view) and 'data-phase="validating"' in progress_html(view)
+    asked = time.monotonic()
+    jobs.cancel_job(job)
+    assert _wait_exit(job) == "cancelled", (job / "train.log").read_text()[-2000:]
+    assert time.monotonic() - asked < 30
+    view = jobs.job_view(job)
+    assert view.step == 1 and view.eval_batch < view.eval_batches == n_val

@@ -120,10 +120,10 @@ def test_uploaded_persona_config_reads_only_uploaded_files(tmp_path):
     config = synth.load_persona_config(upload / "personas.json", files=files)
     assert config.personas[0].disposition_text == "asks many questions and follows up on every answer"
     del files["vent.txt"]
-    with pytest.raises(synth.ConfigError, match=r"user_profiles\[1\]\.path: descriptions/vent.txt was not uploaded"):
+    with pytest.raises(synth.ConfigError, match=r"1 file it names was not uploaded with it: descriptions/vent.txt\. Upload them"):
         synth.load_persona_config(upload / "personas.json", files=files)
     sneaky = {"user_profiles": [{"motivation": "m", "path": "/etc/hostname", "dispositions": [{"name": "d", "text": "t"}]}]}
-    with pytest.raises(synth.ConfigError, match="/etc/hostname was not uploaded with the config"):
+    with pytest.raises(synth.ConfigError, match="was not uploaded with it: /etc/hostname"):
         synth.persona_config_from_dict(sneaky, source="x.json", files={})
 
 
@@ -576,7 +576,8 @@ def test_import_handlers(ui, tmp_path):
     assert len(rows) == 4 and rows[0][3] == "asks many questions and follows up on every answer"
     assert (template, restyle_template) == ("T {seed}", "R {message}")
     *_, note = ui.import_persona_config(files[:1], "T", "R")
-    assert note.startswith("**Error:** personas.json: user_profiles[0].dispositions[0].path: descriptions/curious.txt")
+    assert note.startswith("**Error:** personas.json: 2 files it names were not uploaded with it: "
+                           "descriptions/curious.txt"), note
     assert ui.load_seed_file(str(DATA / "seeds.csv"), "old").splitlines() == ["Hello, can you help me plan a trip?",
                                                                              "What should I cook tonight?"]
     assert ui.make_grid([["a", "x"], ["b", ""]], [["c", "y"]]) == [["a", "x", "c", "y"], ["b", "", "c", "y"]]
@@ -618,7 +619,7 @@ def test_run_handler_reports_bad_input(ui, tiny_causal):
     try:
         *_, last = ui.run(tiny_causal, None, "auto", None, {}, *form_args(ui))
         assert last[1] == "A run is already going: cancel it first."
-        assert ui.cancel(None) == "Cancelling..."
+        assert ui.cancel(None) != "Nothing is running."  # the run itself then says "Cancelled: ..."
         assert ui._running["local"].is_set()
     finally:
         ui._running.pop("local", None)
@@ -709,3 +710,45 @@ def test_persona_grid_with_bundled_model(tmp_path):
         meta = record["meta"]
         assert meta["model"] == "bundled" and meta["settings"]["turns"] == 2 and meta["created"]
     print(f"persona grid: 8 conversations in {took:.0f} s")
+
+
+def test_persona_setup_missing_files_listed_at_once_then_imported_from_a_zip_with_its_templates(ui, tmp_path):
+    """Issue 19: another tool's setup (3 motivations x 2 dispositions, 9 description files) uploaded
+    alone lists all 9 in one message; with them in a .zip beside it, one persona per pair is imported
+    and the uploaded generation/restyle templates are used (and said so); "{}" templates are refused."""
+    import zipfile
+
+    profiles = [{"motivation": f"m{i}", "path": f"desc/m{i}.txt",
+                 "dispositions": [{"name": f"d{j}", "path": f"desc/m{i}-d{j}.txt"} for j in range(2)]}
+                for i in range(3)]
+    config = tmp_path / "setup.json"
+    config.write_text(json.dumps({"llm": "other/model", "user_profiles": profiles}))
+    names = [p["path"] for p in profiles] + [d["path"] for p in profiles for d in p["dispositions"]]
+    assert len(names) == 9
+    rows, *_, note = ui.import_persona_config([str(config)], "T {seed}", "R {message}")
+    assert note.count("**Error:**") == 1 and "9 files it names were not uploaded" in note
+    assert all(name in note for name in names), note
+
+    bundle = tmp_path / "descriptions.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for name in names:
+            archive.writestr(name, f"description of {Path(name).stem}")
+        archive.writestr("prompts/generation_template.txt", "Be {disposition}, want {motivation}. Say: {seed}")
+        archive.writestr("prompts/restyle_prompt.txt", "Rewrite casually: {message}")
+    rows, template, restyle_template, restyle, note = ui.import_persona_config([str(config), str(bundle)], "T {seed}",
+                                                                               "R {message}")
+    assert sorted((r[0], r[2]) for r in rows) == [(f"m{i}", f"d{j}") for i in range(3) for j in range(2)]
+    assert rows[0][1] == "description of m0" and rows[0][3] == "description of m0-d0"
+    assert template == "Be {disposition}, want {motivation}. Say: {seed}"
+    assert restyle_template == "Rewrite casually: {message}" and restyle["value"] is True
+    assert "generation template from **generation_template.txt**" in note
+    assert "restyle template from **restyle_prompt.txt**" in note
+
+    only_descriptions = tmp_path / "only.zip"
+    with zipfile.ZipFile(only_descriptions, "w") as archive:
+        for name in names:
+            archive.writestr(name, "text")
+    positional = tmp_path / "generation_template.txt"
+    positional.write_text("You are {} and {}. Start with: {}")
+    *_, note = ui.import_persona_config([str(config), str(only_descriptions), str(positional)], "T {seed}", "R {message}")
+    assert note.startswith("**Error:**") and "positional placeholders" in note and "{motivation}" in note, note

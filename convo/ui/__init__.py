@@ -94,7 +94,7 @@ def build_app() -> gr.Blocks:
                     chat.render(shared)
                 with gr.Tab("Questions", id="questions"):
                     questions.render(shared)
-                with gr.Tab("Fine-tune", id="finetune"):
+                with gr.Tab("Fine-tune", id="finetune") as finetune_tab:
                     finetune.render(shared)
                 with gr.Tab("Synthetic", id="synth"):
                     synth.render(shared)
@@ -105,6 +105,10 @@ def build_app() -> gr.Blocks:
         demo.load(open_share, None, [share_view, main_view, share_header, share_chat, continue_btn, share_id],
                   api_visibility="private")
         demo.load(signed_in, None, who, api_visibility="private")
+        for fn, inputs, outputs in shared.extra.get("on_load", []):  # tabs' own page-load handlers
+            demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+        fn, inputs, outputs = shared.extra["on_finetune_select"]
+        finetune_tab.select(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         conversation_id, asked = shared.extra["chat_reset"]
         continue_btn.click(continue_share, share_id,
                            [share_view, main_view, shared.extra["chatbot"], conversation_id, asked, model, adapter,

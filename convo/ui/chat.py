@@ -9,6 +9,7 @@ import datetime
 import functools
 import os
 import threading
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -22,11 +23,28 @@ from .common import Shared, export_folder, plain_messages, spec_from
 N_SUGGESTIONS = 3
 UPDATE_EVERY_S = 0.05  # redraw a streaming reply at most 20 times a second
 NOT_AVAILABLE = "This conversation is not available"
+REPLYING = "Replying..."
+THINKING = "Thinking of follow-up questions..."
+SUGGESTIONS_LABEL = "convo could ask you next (click to let it ask):"
 
-# Stop flags of the replies being generated, keyed by Gradio session: the Stop button of a
-# session ends that session's reply within a token or two.
-_running: dict[str, Stop] = {}
-_running_lock = threading.Lock()
+
+@dataclass
+class Turns:
+    """One browser session's reply loop: whether a reply is being written, the messages sent
+    meanwhile (answered in order by the running loop), and the Stop flag of the current reply."""
+
+    busy: bool = False
+    pending: list[str] = field(default_factory=list)
+    stop: Stop | None = None
+
+
+# Keyed by Gradio session; the Stop button of a session ends that session's reply within a token or two.
+_sessions: dict[str, Turns] = {}
+_sessions_lock = threading.Lock()
+
+
+def _session(request) -> str:
+    return request.session_hash if request else "local"
 
 
 @functools.lru_cache(maxsize=1)
@@ -43,70 +61,143 @@ def sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty,
 
 def _suggestion_updates(questions: list[str]) -> list:
     padded = questions[:N_SUGGESTIONS] + [""] * (N_SUGGESTIONS - len(questions[:N_SUGGESTIONS]))
-    return [gr.update(value=q, visible=bool(q)) for q in padded]
+    label = gr.update(visible=bool(questions))
+    return [label] + [gr.update(value=q, visible=bool(q)) for q in padded]
 
 
 def _owner(profile) -> str | None:
     return getattr(profile, "username", None) or (profile.get("preferred_username") if isinstance(profile, dict) else None)
 
 
+def _status(state: str, queued: int) -> str:
+    more = f" ({queued} more message{'s' * (queued != 1)} queued, answered in order)" if queued else ""
+    return f"{state}{more}" if state else ""
+
+
+def _without_shown_pending(history: list[dict], pending: list[str]) -> list[dict]:
+    """The conversation without the queued messages the browser already shows at its end (they
+    are taken from the queue, one turn at a time)."""
+    for j in range(min(len(pending), len(history)), 0, -1):
+        tail = history[-j:]
+        if all(m["role"] == "user" for m in tail) and [m["content"] for m in tail] == pending[:j]:
+            return history[:-j]
+    return history
+
+
 def respond(history, model, adapter, quantize, system_prompt, curious, interviewer,
             temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, conversation_id, asked,
             request: gr.Request, profile: gr.OAuthProfile | None = None):
-    """Stream the assistant's reply to the last user message, then the follow-up suggestions."""
-    history = plain_messages(history)
-    if not history or history[-1]["role"] != "user":
-        yield history, conversation_id, asked, *_suggestion_updates([])
-        return
+    """Answer the last user message and every message queued while answering, in order: stream
+    each reply, then think of follow-up questions (shown only when no newer message waits).
+
+    One loop runs per session: a call made while one runs changes nothing (the running loop takes
+    the queued message), so a message sent mid-reply is neither dropped nor answered out of turn.
+    """
+    nothing = [gr.skip()] * (4 + N_SUGGESTIONS + 1)
+    with _sessions_lock:
+        turns = _sessions.setdefault(_session(request), Turns())
+        if turns.busy:
+            yield tuple(nothing)
+            return
+        turns.busy = True
+        history = _without_shown_pending(plain_messages(history), turns.pending)
     try:
         lm = get_model(spec_from(model, adapter, quantize))
         sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
         settings = ChatSettings(system_prompt=system_prompt or "", curious=curious, interviewer=interviewer)
     except (ModelLoadError, ValueError) as exc:
         gr.Warning(str(exc))
-        yield history[:-1], conversation_id, asked, *_suggestion_updates([])
+        with _sessions_lock:
+            turns.pending.clear()
+            turns.busy = False
+        if history and history[-1]["role"] == "user":
+            history = history[:-1]
+        yield history, conversation_id, asked, "", *_suggestion_updates([])
         return
-    stop = Stop()
-    session = request.session_hash if request else "local"
-    with _running_lock:
-        _running[session] = stop
+    try:
+        while True:
+            with _sessions_lock:
+                if turns.pending:
+                    history = history + [{"role": "user", "content": turns.pending.pop(0)}]
+                elif not history or history[-1]["role"] != "user":
+                    turns.busy = False
+                    break
+                turns.stop = stop = Stop()
+            history, conversation_id, asked = yield from _one_turn(
+                lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious)
+    finally:
+        with _sessions_lock:
+            turns.busy = False
+            turns.stop = None
+            if not turns.pending and _sessions.get(_session(request)) is turns:
+                del _sessions[_session(request)]
+
+
+def _shown(history: list[dict], turns: Turns) -> list[dict]:
+    """What the chat shows: the conversation so far, then the messages still queued."""
+    return history + [{"role": "user", "content": text} for text in list(turns.pending)]
+
+
+def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious):
+    """Stream one reply, save the conversation, then the follow-up suggestions (skipped when a
+    newer message is already queued, so they never land on a newer turn)."""
+    hidden = _suggestion_updates([])  # the first update hides the last reply's suggestions
     reply = ""
     # The user's message is saved now and the reply while it streams: a crash loses seconds, not the turn.
     saver = core.TurnSaver(get_store(), history, conversation_id, owner=_owner(profile), model=lm.spec.name,
                            adapter=lm.spec.adapter,
                            settings={"sampling": sampling.to_dict(), "system_prompt": settings.system_prompt})
     conversation_id = saver.start()
-    try:
-        hidden = _suggestion_updates([])  # the first update hides the last reply's suggestions
-        for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked, min_interval=UPDATE_EVERY_S):
-            saver.partial(reply)
-            yield history + [{"role": "assistant", "content": reply}], conversation_id, asked, *hidden
-            hidden = [gr.skip()] * N_SUGGESTIONS
-    finally:
-        with _running_lock:
-            _running.pop(session, None)
+    for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked, min_interval=UPDATE_EVERY_S):
+        saver.partial(reply)
+        shown = _shown(history + [{"role": "assistant", "content": reply}], turns)
+        yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), *hidden
+        hidden = [gr.skip()] * (N_SUGGESTIONS + 1)
     history = history + [{"role": "assistant", "content": reply}]
     asked = list(asked or []) + core.asked_questions(history[-1:])
     conversation_id = saver.finish(reply)
     if saver.problem:
         gr.Warning(saver.take_problem())
     questions = []
-    if curious and not stop.is_set() and reply.strip():
+    if curious and not stop.is_set() and reply.strip() and not turns.pending:
+        yield _shown(history, turns), conversation_id, asked, _status(THINKING, 0), *hidden
         questions = [q.text for q in core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked)]
-    yield history, conversation_id, asked, *_suggestion_updates(questions)
+    if turns.pending:  # a newer message waits: its turn comes next, these suggestions are stale
+        questions = []
+    yield _shown(history, turns), conversation_id, asked, _status("", 0), *_suggestion_updates(questions)
+    return history, conversation_id, asked
 
 
-def add_user_message(message: str, history):
-    """Append the typed message; the textbox is cleared."""
+def add_user_message(message: str, history, request: gr.Request = None):
+    """Show the typed message and queue it for the reply loop; the textbox is cleared."""
     history = plain_messages(history)
-    if message and message.strip():
-        history.append({"role": "user", "content": message.strip()})
+    text = (message or "").strip()
+    if not text:
+        return "", history
+    history.append({"role": "user", "content": text})
+    with _sessions_lock:
+        _sessions.setdefault(_session(request), Turns()).pending.append(text)
     return "", history
 
 
+def ask_suggestion(question: str, history, asked):
+    """The assistant asks the chosen follow-up question (it is convo's question, not the user's):
+    it ends the last reply, or starts a new assistant message."""
+    history = plain_messages(history)
+    question = (question or "").strip()
+    if not question:
+        return history, asked, *_suggestion_updates([])
+    if history and history[-1]["role"] == "assistant":
+        history[-1] = {"role": "assistant", "content": f"{history[-1]['content'].rstrip()}\n\n{question}"}
+    else:
+        history.append({"role": "assistant", "content": question})
+    return history, list(asked or []) + [question], *_suggestion_updates([])
+
+
 def stop_reply(request: gr.Request):
-    with _running_lock:
-        stop = _running.get(request.session_hash if request else "local")
+    with _sessions_lock:
+        turns = _sessions.get(_session(request))
+        stop = turns.stop if turns else None
     if stop:
         stop.set()
 
@@ -121,9 +212,12 @@ def undo(history):
     return history, *_suggestion_updates([])
 
 
-def prepare_regenerate(history):
-    """Remove the last reply so it can be generated again."""
+def prepare_regenerate(history, request: gr.Request = None):
+    """Remove the last reply so it can be generated again (not while a reply is being written)."""
     history = plain_messages(history)
+    with _sessions_lock:
+        if _session(request) in _sessions and _sessions[_session(request)].busy:
+            return history
     while history and history[-1]["role"] == "assistant":
         history.pop()
     return history
@@ -207,6 +301,8 @@ def render(shared: Shared) -> None:
     asked = gr.State([])
     secrets = gr.State({})
     chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=460, buttons=["copy", "copy_all"])
+    chat_status = gr.Markdown(elem_id="chat-status")
+    suggestions_label = gr.Markdown(SUGGESTIONS_LABEL, visible=False, elem_id="suggestions-label")
     with gr.Row(elem_id="suggestions"):
         suggestions = [gr.Button(visible=False, size="sm", elem_id=f"suggestion-{i}", elem_classes=["suggestion"])
                        for i in range(N_SUGGESTIONS)]
@@ -214,7 +310,7 @@ def render(shared: Shared) -> None:
         message = gr.Textbox(placeholder="Say something...", show_label=False, scale=6, elem_id="chat-input",
                              lines=1, max_lines=6, submit_btn=False)
         send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-        stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+        stop = gr.Button("Stop", variant="secondary", scale=1, elem_id="stop")
     with gr.Row():
         regenerate = gr.Button("Regenerate", size="sm", elem_id="regenerate")
         undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
@@ -230,7 +326,8 @@ def render(shared: Shared) -> None:
             top_p = gr.Slider(0.05, 1, defaults.top_p, step=0.05, label="Top-p")
             top_k = gr.Slider(0, 200, defaults.top_k, step=1, label="Top-k (0 = off)")
         with gr.Row():
-            max_new_tokens = gr.Slider(1, 1024, defaults.max_new_tokens, step=16, label="Max new tokens")
+            max_new_tokens = gr.Slider(1, 1024, defaults.max_new_tokens, step=16, label="Max new tokens",
+                                       elem_id="max-new-tokens")
             repetition_penalty = gr.Slider(1.0, 2.0, defaults.repetition_penalty, step=0.05, label="Repetition penalty")
             seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")
     with gr.Accordion("Share and export", open=False):
@@ -255,22 +352,25 @@ def render(shared: Shared) -> None:
     bar = [shared.model, shared.adapter, shared.quantize]
     knobs = [system_prompt, curious, interviewer, temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed]
     reply_inputs = [chatbot, *bar, *knobs, conversation_id, asked]
-    reply_outputs = [chatbot, conversation_id, asked, *suggestions]
+    chips = [suggestions_label, *suggestions]
+    reply_outputs = [chatbot, conversation_id, asked, chat_status, *chips]
 
+    # A message sent while a reply runs is queued by add_user_message and answered by the running
+    # loop; "multiple" lets every send reach respond (the default "once" dropped it while busy).
     events = []
     for trigger in (message.submit, send.click):
         events.append(trigger(add_user_message, [message, chatbot], [message, chatbot], queue=False,
-                              api_visibility="private")
-                      .then(respond, reply_inputs, reply_outputs, api_name="chat" if not events else False))
+                              api_visibility="private", trigger_mode="multiple")
+                      .then(respond, reply_inputs, reply_outputs, api_name="chat" if not events else False,
+                            trigger_mode="multiple"))
     for button in suggestions:
-        events.append(button.click(lambda q, h: add_user_message(q, h)[1], [button, chatbot], chatbot,
-                                   queue=False, api_visibility="private")
-                      .then(respond, reply_inputs, reply_outputs, api_visibility="private"))
+        button.click(ask_suggestion, [button, chatbot, asked], [chatbot, asked, *chips], queue=False,
+                     api_visibility="private")
     events.append(regenerate.click(prepare_regenerate, chatbot, chatbot, queue=False, api_visibility="private")
                   .then(respond, reply_inputs, reply_outputs, api_visibility="private"))
     stop.click(stop_reply, None, None, queue=False, api_visibility="private")
-    undo_btn.click(undo, chatbot, [chatbot, *suggestions], queue=False, api_visibility="private")
-    clear_btn.click(clear, None, [chatbot, conversation_id, asked, share_link, *suggestions], queue=False,
+    undo_btn.click(undo, chatbot, [chatbot, *chips], queue=False, api_visibility="private")
+    clear_btn.click(clear, None, [chatbot, conversation_id, asked, share_link, *chips], queue=False,
                     api_visibility="private")
     share_btn.click(share, [chatbot, shared.model, shared.adapter, system_prompt, temperature, top_p, top_k,
                             max_new_tokens, repetition_penalty, seed, expires_days, secrets],

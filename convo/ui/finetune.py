@@ -8,7 +8,9 @@ this module only starts, polls and cancels it through convo.jobs. The browser re
 from __future__ import annotations
 
 import html
+import re
 import shlex
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -101,6 +103,37 @@ def _settings(task, epochs, max_steps, batch_size, grad_accum, learning_rate, ma
         lora=LoraSettings(r=int(lora_r), alpha=int(lora_alpha), dropout=float(lora_dropout)))
 
 
+# The code names in TrainSettings' messages, as the fields are labelled in this tab (longest first,
+# so "early_stopping_patience" is replaced before any shorter name inside it).
+FIELD_LABELS = {
+    "early_stopping_patience": "Early stopping patience", "save_every": "Checkpoint every N steps",
+    "eval_every": "Validate every N steps", "max_steps": "Max steps", "batch_size": "Batch size",
+    "grad_accum": "Gradient accumulation", "learning_rate": "Learning rate", "max_length": "Max tokens per example",
+    "val_fraction": "Validation share", "epochs": "Epochs", "LoRA r": "LoRA rank r", "LoRA alpha": "LoRA alpha",
+    "LoRA dropout": "LoRA dropout",
+}
+
+
+def in_labels(message: str) -> str:
+    """A settings error as the user reads the form: field labels in quotes instead of code names."""
+    message = re.sub(r"\s*\(early_stopping_patience > 0\)", "", message)
+    for name in sorted(FIELD_LABELS, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w\"]){re.escape(name)}(?![\w\"])", f'"{FIELD_LABELS[name]}"', message)
+    return message
+
+
+def follow_validation(eval_every, save_every, patience):
+    """With early stopping on, checkpoints must fall on validation steps: keep "Checkpoint every N
+    steps" a multiple of "Validate every N steps" (the nearest one), so the defaults never clash."""
+    try:
+        eval_every, save_every, patience = int(eval_every), int(save_every), int(patience)
+    except (TypeError, ValueError):
+        return gr.skip()
+    if patience <= 0 or eval_every < 1 or save_every % eval_every == 0:
+        return gr.skip()
+    return eval_every * max(1, round(save_every / eval_every))
+
+
 def adapter_folder(name: str) -> Path:
     """Where an adapter called ``name`` is saved (so Chat and Questions list it)."""
     return adapters_dir() / core.slug((name or "").strip())
@@ -114,7 +147,47 @@ def own_job(job_dir) -> Path | None:
     return path if path.parent == jobs.jobs_dir().resolve() and (path / "config.json").is_file() else None
 
 
-def start_training(file, val_file, name, job_dir, model, *settings_values):
+def owner_of(browser_id: str | None, profile=None) -> str | None:
+    """Who owns the jobs started here: the signed-in Hub user, else this browser (its id in localStorage)."""
+    name = getattr(profile, "username", None)
+    return f"hf:{name}" if name else (f"browser:{browser_id}" if browser_id else None)
+
+
+def start_for_owner(profile: gr.OAuthProfile | None, browser_id, *inputs):
+    """``start_training`` as the Start button's handler: the job belongs to this user or browser
+    (a browser gets its id with its first job)."""
+    browser_id = browser_id or uuid.uuid4().hex
+    return browser_id, *start_training(*inputs, owner=owner_of(browser_id, profile))
+
+
+def attach(job_dir, browser_id, profile: gr.OAuthProfile | None = None):
+    """On page load and when the tab is opened: the job to show. The one this browser last looked at
+    if it is still theirs, else their newest live job, else their newest job. (The stored values
+    may arrive after the page's load event, hence the tab's select event too.)"""
+    owner = owner_of(browser_id, profile)
+    job = own_job(job_dir)
+    if job is not None and jobs.job_owners(job) and owner not in jobs.job_owners(job):
+        job = None
+    if job is None or jobs.job_state(job) not in LIVE_STATES:
+        mine = jobs.owned_jobs(owner)
+        live = [j for j in mine if jobs.job_state(j) in LIVE_STATES]
+        job = (live or ([job] if job else []) or mine or [None])[0]
+    job_dir = str(job) if job else None
+    return job_dir, *poll(job_dir, owner)
+
+
+def reclaim(job_id, browser_id, profile: gr.OAuthProfile | None = None):
+    """Show and control a job by its id (e.g. from another browser): it becomes this user's too."""
+    job = jobs.find_job(job_id)
+    if job is None:
+        raise gr.Error(f"No training job with the id '{(job_id or '').strip()}' (it is the name shown as 'Job id').")
+    browser_id = browser_id or uuid.uuid4().hex
+    owner = owner_of(browser_id, profile)
+    jobs.add_owner(job, owner)
+    return browser_id, str(job), *poll(str(job), owner)
+
+
+def start_training(file, val_file, name, job_dir, model, *settings_values, owner: str | None = None):
     """Start a training job for the uploaded data; returns the job folder and the first view."""
     job = own_job(job_dir)
     if job is not None and jobs.job_state(job) in LIVE_STATES:
@@ -131,14 +204,22 @@ def start_training(file, val_file, name, job_dir, model, *settings_values):
             raise ValueError(f"An adapter named '{output.name}' already exists: choose another name.")
         config = core.FinetuneConfig(train_data=path, val_data=_path(val_file), output_dir=str(output),
                                      model_name=spec_from(model, None).name, settings=settings)
-        job = jobs.start_job(config)
+        job = jobs.create_job(config)
+        if owner:
+            jobs.add_owner(job, owner)
+        jobs.spawn_job(job)
     except TypeError:  # a cleared number box arrives as None
-        gr.Warning("Fill in every training setting (a number box is empty).")
-        return job_dir, *poll(job_dir)
+        return _refused("Fill in every training setting (a number box is empty).", job_dir)
     except ValueError as exc:
-        gr.Warning(str(exc))
-        return job_dir, *poll(job_dir)
+        return _refused(in_labels(str(exc)), job_dir)
     return str(job), *poll(str(job))
+
+
+def _refused(message: str, job_dir):
+    """Training did not start: say why in the status (a toast alone vanishes), keep the job view."""
+    gr.Warning(message)
+    status, *rest = poll(job_dir)
+    return job_dir, f"**Not started**: {html.escape(message)}", *rest
 
 
 def cancel_training(job_dir) -> str:
@@ -164,6 +245,10 @@ def resume_training(job_dir):
 def progress_html(view: jobs.JobView | None) -> str:
     if view is None or not view.max_steps:
         return ""
+    if view.state == "running" and view.phase == "validating" and view.eval_batches:
+        return (f'<div class="ft-progress" data-phase="validating"><progress value="{view.eval_batch}" '
+                f'max="{view.eval_batches}" style="width:100%"></progress><span>validating: batch {view.eval_batch} / '
+                f"{view.eval_batches} (after step {view.step} / {view.max_steps})</span></div>")
     eta = f" · ETA {jobs.format_seconds(view.eta_s)}" if view.state == "running" and view.eta_s is not None else ""
     return (f'<div class="ft-progress"><progress value="{view.step}" max="{view.max_steps}" style="width:100%">'
             f"</progress><span>step {view.step} / {view.max_steps} ({view.fraction:.0%}){eta}</span></div>")
@@ -174,24 +259,32 @@ def loss_frame(progress: list[dict]) -> pd.DataFrame:
     rows = [{"step": r["step"], "loss": r["loss"], "split": "train"} for r in progress if r.get("loss") is not None]
     rows += [{"step": r["step"], "loss": r["eval_loss"], "split": "validation"}
              for r in progress if r.get("eval_loss") is not None]
-    return pd.DataFrame(rows, columns=["step", "loss", "split"])
+    # Typed columns even when empty: the plot takes its axis types from the first frame it gets, and an
+    # empty frame's object columns made both axes discrete (every loss value its own label, no line).
+    frame = pd.DataFrame(rows, columns=["step", "loss", "split"])
+    return frame.astype({"step": "int64", "loss": "float64", "split": "str"})
 
 
-def status_text(view: jobs.JobView | None) -> str:
+def status_text(view: jobs.JobView | None, owner: str | None = None) -> str:
     if view is None:
         return "No training job yet."
-    step = f"step {view.step}/{view.max_steps}" if view.max_steps else "before the first step"
-    resume_from = f" Resume continues from step {core.checkpoint_step(view.checkpoint)}." if view.checkpoint else \
-        " No checkpoint was saved yet: Resume starts again."
+    job_id = f"  \nJob id: `{Path(view.job_dir).name}` (open it from another browser with this id)"
+    step = f"step {view.step}/{view.max_steps}" if view.max_steps else "starting"
+    when = f"at step {view.step}/{view.max_steps}" if view.max_steps and view.step else "before the first step"
+    resume_from = (f" The last checkpoint is kept: Resume continues from step {core.checkpoint_step(view.checkpoint)}."
+                   if view.checkpoint else " No checkpoint was saved yet: Resume starts again.")
     return {
-        "queued": f"**Queued**: position {view.queue_position} — one training job runs per GPU (one at a time on CPU).",
-        "running": f"**Training**: {step}.",
+        "queued": f"**Queued**: position {view.queue_position}, {jobs.waiting_for(view.job_dir, owner)} — one "
+                  "training job runs per GPU (one at a time on CPU).",
+        "running": (f"**Validating** after step {view.step}/{view.max_steps}: batch {view.eval_batch}"
+                    f"{f'/{view.eval_batches}' if view.eval_batches else ''}." if view.phase == "validating"
+                    else f"**Training**: {step}."),
         "finished": f"**Finished**: adapter saved to `{view.adapter}`; pick it in the Adapter menu above to use it in "
                     "Chat and Questions.",
         "failed": f"**Failed**: {html.escape(view.error or 'unknown error')}",
-        "cancelled": f"**Cancelled** at {step}; the last checkpoint is kept.{resume_from}",
-        "died": f"**Stopped unexpectedly** at {step} (killed or crashed).{resume_from}",
-    }.get(view.state, f"**{view.state}**")
+        "cancelled": f"**Cancelled** {when}.{resume_from}",
+        "died": f"**Stopped unexpectedly** {when} (killed or crashed).{resume_from}",
+    }.get(view.state, f"**{view.state}**") + job_id
 
 
 def metrics_markdown(metrics: dict) -> str:
@@ -213,7 +306,7 @@ def samples_frame(samples: list[dict]) -> pd.DataFrame:
                         columns=["passage", "reference", "base model", "adapter"])
 
 
-def poll(job_dir):
+def poll(job_dir, owner: str | None = None):
     """Everything shown about the browser's job: status, progress bar, loss plot, command, metrics,
     side-by-side samples, the adapter menu (refreshed once the job is done) and the timer."""
     job = own_job(job_dir)
@@ -223,7 +316,7 @@ def poll(job_dir):
     if view is not None and view.state in ("cancelled", "died", "failed"):
         command += "\n# continue from the last checkpoint:\n" + shlex.join(jobs.job_command(job, resume=True))
     finished = view is not None and view.state == "finished"
-    return (status_text(view), progress_html(view), loss_frame(view.progress if view else []), command,
+    return (status_text(view, owner), progress_html(view), loss_frame(view.progress if view else []), command,
             metrics_markdown(view.metrics if finished else {}), samples_frame(jobs.read_samples(job) if finished else []),
             gr.update(choices=adapter_choices()) if finished else gr.update(),
             gr.Timer(active=live))
@@ -297,6 +390,7 @@ def push_to_hub(job_dir, repo_id, private, pasted_token, oauth_token: gr.OAuthTo
 def render(shared: Shared) -> None:
     """Build the tab inside the current gr.Tab; sets ``shared.finetune_file`` to the upload."""
     job = gr.BrowserState(None, storage_key="convo_finetune_job")
+    browser_id = gr.BrowserState(None, storage_key="convo_browser_id")  # owner of jobs started without signing in
     gr.Markdown("Train a LoRA adapter on your own question/answer data. The report below shows what the file holds "
                 "and what is wrong with it before anything runs.")
     with gr.Row():
@@ -326,7 +420,8 @@ def render(shared: Shared) -> None:
                                    elem_id="ft-eval-every")
             save_every = gr.Number(100, label="Checkpoint every N steps", minimum=1, precision=0,
                                    elem_id="ft-save-every")
-            patience = gr.Number(3, label="Early stopping patience (0: off)", minimum=0, precision=0)
+            patience = gr.Number(3, label="Early stopping patience (0: off)", minimum=0, precision=0,
+                                 elem_id="ft-patience")
             seed = gr.Number(42, label="Seed", precision=0)
         with gr.Row():
             lora_r = gr.Slider(1, 256, 16, step=1, label="LoRA rank r")
@@ -337,6 +432,11 @@ def render(shared: Shared) -> None:
         cancel = gr.Button("Cancel", variant="stop", elem_id="ft-cancel")
         resume = gr.Button("Resume", elem_id="ft-resume")
     status = gr.Markdown("No training job yet.", elem_id="ft-status")
+    with gr.Accordion("Open a job by its id", open=False):
+        with gr.Row():
+            job_id = gr.Textbox(label="Job id", placeholder="e.g. 20260101-120000-0123456789abcdef",
+                                elem_id="ft-job-id", scale=4)
+            open_job = gr.Button("Open job", elem_id="ft-open-job", scale=1)
     progress = gr.HTML(elem_id="ft-progress")
     plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="split", title="Loss", height=280,
                        elem_id="ft-loss-plot")
@@ -368,8 +468,17 @@ def render(shared: Shared) -> None:
     gr.on([upload.change, val_upload.change], inspect_upload, inspect_inputs, [report, task, start],
           api_name="finetune_inspect")
     task.input(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
-    start.click(start_training, [upload, val_upload, name, job, shared.model, *settings_inputs], [job, *view_outputs],
-                api_name="finetune_start")
+    start.click(start_for_owner, [browser_id, upload, val_upload, name, job, shared.model, *settings_inputs],
+                [browser_id, job, *view_outputs], api_name="finetune_start")
+    for field in (eval_every, patience):
+        field.input(follow_validation, [eval_every, save_every, patience], save_every, queue=False,
+                    api_visibility="private")
+    open_job.click(reclaim, [job_id, browser_id], [browser_id, job, *view_outputs], api_visibility="private")
+    # A new tab, a reload, another window of the same browser: show this user's job (on page load, and
+    # when the tab is opened, by which time the browser's stored values have surely arrived).
+    attach_event = (attach, [job, browser_id], [job, *view_outputs])
+    shared.extra.setdefault("on_load", []).append(attach_event)
+    shared.extra["on_finetune_select"] = attach_event
     cancel.click(cancel_training, job, status, api_name="finetune_cancel")
     resume.click(resume_training, job, view_outputs, api_name="finetune_resume")
     timer.tick(tick, [job, drawn], [*view_outputs, drawn], api_visibility="private", show_progress="hidden")

@@ -12,6 +12,7 @@ import shlex
 import tempfile
 import threading
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,25 +179,86 @@ def import_keyword_config(file):
     return (config.name, "\n".join(config.prompt_lines), "\n".join(config.words), "\n".join(config.exclude), note)
 
 
-def import_persona_config(files, template: str, restyle_template: str):
-    """Fill the persona grid (and templates, if the config has them) from an uploaded persona config.
+ZIP_MAX_FILES = 500
+ZIP_MAX_BYTES = 20 * 1024 * 1024
 
-    Description files named by ``path`` must be uploaded together with the config (by file name): an
-    uploaded config never reads anything else from the server's disk.
-    """
-    paths = [_path(f) for f in (files or []) if f]
-    configs = [p for p in paths if p.suffix.lower() == ".json"]
-    if not configs:
-        if paths:
-            gr.Warning("Upload the persona config (.json) together with its description files.")
-        return gr.update(), gr.update(), gr.update(), gr.update(), ""
-    uploaded = {p.name: p for p in paths}
+
+def _unzip(path: Path) -> list[Path]:
+    """The files of an uploaded .zip, by their own names (folders flattened), in a fresh folder: no
+    member can be written outside it, and a zip bomb stops at the caps."""
+    folder = Path(tempfile.mkdtemp(prefix="persona-zip-", dir=Path(new_output_path()).parent))
+    out, total = [], 0
     try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                name = Path(member.filename).name
+                if member.is_dir() or not name or name.startswith(".") or "__MACOSX" in member.filename:
+                    continue
+                total += member.file_size
+                if len(out) >= ZIP_MAX_FILES or total > ZIP_MAX_BYTES:
+                    raise core.ConfigError(f"{path.name}: too large (at most {ZIP_MAX_FILES} files, "
+                                           f"{ZIP_MAX_BYTES // 2**20} MB unpacked)")
+                target = folder / name
+                target.write_bytes(archive.read(member))
+                out.append(target)
+    except zipfile.BadZipFile:
+        raise core.ConfigError(f"{path.name}: not a valid .zip file") from None
+    return out
+
+
+def _uploaded_templates(paths: list[Path], named: set[str]) -> dict[str, Path]:
+    """Generation and restyle templates uploaded beside the config but not named in it, by file name
+    (``...restyle...`` is the restyle template; ``...template...``/``...prompt...`` the generation one)."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        stem = path.stem.lower()
+        if path.suffix.lower() == ".json" or path.name in named:
+            continue
+        if "restyle" in stem:
+            found.setdefault("restyle_template", path)
+        elif "template" in stem or "prompt" in stem:
+            found.setdefault("template", path)
+    return found
+
+
+def import_persona_config(files, template: str, restyle_template: str):
+    """Fill the persona grid (and templates) from an uploaded persona config.
+
+    Description files named by ``path`` must be uploaded together with the config (several files, or
+    one .zip holding them): an uploaded config never reads anything else from the server's disk.
+    Generation/restyle templates uploaded beside it are used (and the note says so). Problems are
+    reported once, in the status.
+    """
+    keep = gr.update(), gr.update(), gr.update(), gr.update()
+    try:
+        paths = []
+        for path in (_path(f) for f in (files or []) if f):
+            paths += _unzip(path) if path.suffix.lower() == ".zip" else [path]
+        configs = [p for p in paths if p.suffix.lower() == ".json"]
+        if not configs:
+            return (*keep, "**Error:** upload the persona config (.json) together with its description files "
+                           "(or one .zip holding them)." if paths else "")
+        uploaded = {p.name: p for p in paths}
         config = core.load_persona_config(configs[0], files=uploaded)
-    except core.ConfigError as exc:
-        gr.Warning(str(exc))
-        return gr.update(), gr.update(), gr.update(), gr.update(), f"**Error:** {exc}"
+        named = {Path(n).name for n in core.described_files(json.loads(configs[0].read_text(encoding="utf-8")))}
+        extra = _uploaded_templates(paths, named)
+        used = []
+        if extra.get("template") and not config.template:
+            config.template = core.check_template(extra["template"].read_text(encoding="utf-8").strip(),
+                                                  core.PERSONA_FIELDS, extra["template"].name)
+            used.append(f"the generation template from **{extra['template'].name}**")
+        if extra.get("restyle_template") and not config.restyle_template:
+            config.restyle_template = core.check_template(extra["restyle_template"].read_text(encoding="utf-8").strip(),
+                                                          core.RESTYLE_FIELDS, extra["restyle_template"].name)
+            used.append(f"the restyle template from **{extra['restyle_template'].name}**")
+    except (core.ConfigError, UnicodeDecodeError, OSError) as exc:
+        return (*keep, f"**Error:** {exc}")
     note = f"Imported {len(config.personas)} personas from **{configs[0].name}**."
+    if used:
+        note += " Using " + " and ".join(used) + "."
+    unused = sorted(set(uploaded) - named - {configs[0].name} - {p.name for p in extra.values()})
+    if unused:
+        note += f" Not used: {', '.join(unused)}."
     if config.llm:
         note += f" The config names model `{config.llm}`; the model bar above decides which model runs."
     restyle = gr.update(value=True) if config.restyle_template else gr.update()
@@ -388,9 +450,17 @@ def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.
             _running.pop(session, None)
 
 
+def run_in_session(request: gr.Request, *inputs):
+    """``run`` as an event handler: Gradio fills in the request only for a positional parameter (a
+    keyword-only one after ``*args`` stayed None, so every run was "local" and Cancel, which looks
+    the run up by the real session, found nothing)."""
+    yield from run(*inputs, request=request)
+
+
 def _run_status(progress: core.Progress, out_path: str) -> str:
     if progress.cancelled:
-        return f"Cancelled: {progress.kept} new conversations saved. Run again to resume."
+        return (f"Cancelled: {progress.kept} new conversation{'s' * (progress.kept != 1)} written to "
+                f"`{Path(out_path).name}` ({progress.skipped} already there). Run again to resume.")
     if progress.finished:
         reasons = ", ".join(f"{r} ({n})" for r, n in progress.reasons.most_common(3))
         why = f" Most common reasons to drop: {reasons}." if reasons else ""
@@ -405,7 +475,9 @@ def cancel(request: gr.Request = None):
         stop = _running.get(request.session_hash if request is not None else "local")
     if stop:
         stop.set()
-        return "Cancelling..."
+        gr.Info("Cancelling: the run stops after the current step and says how many were written.")
+        return gr.skip()  # the run writes the status ("Cancelled: N new conversations written ..."); a
+        # "Cancelling..." written here could arrive after it and stay on screen
     return "Nothing is running."
 
 
@@ -552,7 +624,7 @@ def render(shared: Shared) -> None:
                         **private_event)
     grid_btn.click(make_grid, [motivations, dispositions], personas, queue=False, **private_event)
     preview_btn.click(preview, [*bar, *form.inputs()], [preview_out, table], api_name="synth_preview")
-    run_event = run_btn.click(run, [*bar, out_path, config_state, *form.inputs()],
+    run_event = run_btn.click(run_in_session, [*bar, out_path, config_state, *form.inputs()],
                               [progress, status, table, download, out_path, command, config_state], api_name="synth_run")
     cancel_btn.click(cancel, None, status, queue=False, **private_event)
     new_btn.click(new_output, None, [out_path, progress, status, table], queue=False, **private_event)
