@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 ENDPOINTS_ENV = "CONVO_ENDPOINTS"
 REMOTE_PREFIX = "remote:"
 PROVIDERS_PREFIX = "hf:"
+PROVIDERS_URL = "https://router.huggingface.co/v1"  # Inference Providers' OpenAI-compatible router
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 BACKOFF_S = 0.5
 MAX_BACKOFF_S = 8.0
@@ -223,6 +224,8 @@ class RemoteModel(LoadedModel):
         names it after the adapter folder) or the endpoint's model."""
         if self.spec.adapter:
             return Path(self.spec.adapter).name or self.spec.adapter
+        if self.endpoint.provider not in (None, "auto"):
+            return f"{self.endpoint.model}:{self.endpoint.provider}"  # the router's provider pick
         return self.endpoint.model
 
     def with_token(self, token: str | None) -> "RemoteModel":
@@ -327,12 +330,18 @@ def _api_key(lm: RemoteModel) -> str:
 
 
 def _client(lm: RemoteModel):
-    from huggingface_hub import InferenceClient
+    """A fresh OpenAI client for one call (its retries are ours, see ``_retrying``). The openai client, not
+    huggingface_hub's InferenceClient: that one shares the Hub session, which HF_HUB_OFFLINE=1 blocks even
+    for a server on localhost."""
+    import openai
 
     endpoint = lm.endpoint
+    base_url = endpoint.base_url
     if endpoint.provider is not None:
-        return InferenceClient(provider=endpoint.provider, api_key=_api_key(lm), timeout=endpoint.timeout)
-    return InferenceClient(base_url=endpoint.base_url, api_key=_api_key(lm), timeout=endpoint.timeout)
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            raise RemoteError(f"'{lm.spec.name}' runs on Inference Providers, and HF_HUB_OFFLINE is set.")
+        base_url = os.environ.get("CONVO_PROVIDERS_URL") or PROVIDERS_URL
+    return openai.OpenAI(base_url=base_url, api_key=_api_key(lm), timeout=endpoint.timeout, max_retries=0)
 
 
 def _request(lm: RemoteModel, messages: list[dict], sampling: Sampling, seed: int | None, logprobs: bool) -> dict:
@@ -353,17 +362,17 @@ def _request(lm: RemoteModel, messages: list[dict], sampling: Sampling, seed: in
 
 
 def _status(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    return getattr(response, "status_code", None)
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else getattr(getattr(exc, "response", None), "status_code", None)
 
 
 def _retryable(exc: BaseException) -> bool:
-    from huggingface_hub.errors import InferenceTimeoutError
+    import openai
 
     status = _status(exc)
     if status is not None:
         return status in RETRY_STATUSES
-    if isinstance(exc, (InferenceTimeoutError, TimeoutError, ConnectionError)):
+    if isinstance(exc, (openai.APIConnectionError, TimeoutError, ConnectionError)):  # timeouts too
         return True
     module = type(exc).__module__ or ""
     # connection refused / reset, a stream cut mid-answer, read timeouts (the http client's transport errors)
@@ -441,7 +450,7 @@ def complete(lm: RemoteModel, prompt: str, sampling: Sampling, seed: int | None 
 
     def call():
         with _client(lm) as client:
-            return client.chat_completion(**request)
+            return client.chat.completions.create(**request)
 
     output = _retrying(lm, call, stop)
     choice = output.choices[0]
@@ -470,7 +479,7 @@ def stream(lm: RemoteModel, messages: list[dict], sampling: Sampling, stop, prom
         nonlocal client
         client = _client(lm)
         try:
-            pieces = client.chat_completion(**request, stream=True)
+            pieces = client.chat.completions.create(**request, stream=True)
             return pieces, next(iter(pieces), None)  # the first chunk proves the server answers
         except BaseException:
             client.close()
@@ -493,7 +502,8 @@ def stream(lm: RemoteModel, messages: list[dict], sampling: Sampling, stop, prom
         raise RemoteError(str(error).replace(" broke off the connection", " broke off the reply mid-way")
                           if shown else str(error)) from None
     finally:
-        client.close()  # closes the HTTP response: the server sees the client go and stops generating
+        pieces.close()  # closes the HTTP response: the server sees the client go and stops generating
+        client.close()
 
 
 def _chain(first, rest) -> Iterator:
