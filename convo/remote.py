@@ -115,16 +115,16 @@ def parse_endpoints(data: Any, origin: str = ENDPOINTS_ENV) -> dict[str, Endpoin
         data = data["endpoints"]
     if not isinstance(data, list):
         raise ValueError(f"{origin}: expected a list of endpoints, got {type(data).__name__}")
-    known = {f.name for f in fields(Endpoint)}
+    known = {f.name for f in fields(Endpoint)} - {"provider"}
     endpoints: dict[str, Endpoint] = {}
     for i, record in enumerate(data):
         if not isinstance(record, dict):
             raise ValueError(f"{origin}[{i}]: expected an object with name, base_url, model")
+        if "api_key" in record:
+            raise ValueError(f"{origin}[{i}].api_key: give api_key_env, the name of a variable holding the key")
         unknown = sorted(set(record) - known)
         if unknown:
             raise ValueError(f"{origin}[{i}].{unknown[0]}: unknown field (known: {', '.join(sorted(known))})")
-        if "api_key" in record:
-            raise ValueError(f"{origin}[{i}].api_key: give api_key_env, the name of a variable holding the key")
         try:
             endpoint = Endpoint(**{**record, "provider": None})
         except (TypeError, ValueError) as exc:
@@ -398,12 +398,21 @@ def explain(lm: RemoteModel, exc: BaseException, tries: int = 1) -> RemoteError:
     if status is not None:
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         return RemoteError(f"{what} rejected the request (HTTP {status}): {detail}")
-    text = f"{type(exc).__name__}: {exc}".lower()
+    text = " ".join(f"{type(e).__name__}: {e}" for e in _causes(exc)).lower()
     if "timeout" in text or "timed out" in text:
         return RemoteError(f"{what} did not answer within {lm.endpoint.timeout:g} s{after}.")
     if "refused" in text or "connecterror" in text or "name or service" in text or "resolve" in text:
         return RemoteError(f"{what} is unreachable{after}: is the server running?")
     return RemoteError(f"{what} broke off the connection{after} ({type(exc).__name__}).")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what caused it (the client wraps transport errors)."""
+    chain = []
+    while exc is not None and len(chain) < 6:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
 
 
 def _backoff(attempt: int, exc: BaseException) -> float:
