@@ -462,6 +462,8 @@ def complete(lm: RemoteModel, prompt: str, sampling: Sampling, seed: int | None 
             return client.chat.completions.create(**request)
 
     output = _retrying(lm, call, stop)
+    if not getattr(output, "choices", None):
+        raise RemoteError(f"Remote model '{lm.spec.label}' at {lm.endpoint.where} answered without a reply.")
     choice = output.choices[0]
     text = choice.message.content or ""
     if prefill and not lm.endpoint.continue_final_message:

@@ -22,6 +22,7 @@ class FaultProxy:
         self.backend, self.drop_after, self.stall_s = backend, drop_after, stall_s
         self.faults: list[str] = []
         self.seen: list[str] = []  # what each request met
+        self.bodies: list[bytes] = []  # each request's body, as sent
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests open at once
         self._lock = threading.Lock()
@@ -75,6 +76,7 @@ class FaultProxy:
             request = _read_request(client)
             if request is None:
                 return
+            self.bodies.append(request.partition(b"\r\n\r\n")[2])
             fault = self._next_fault()
             if fault.isdigit():  # an HTTP error status, answered at once
                 reason = {"429": "Too Many Requests", "500": "Internal Server Error"}.get(fault, "Error")

@@ -125,6 +125,27 @@ def test_5xx_and_429_are_retried_then_reported(monkeypatch):
         proxy.down()
 
 
+def test_an_adapter_is_named_per_request_and_odd_answers_are_one_line(monkeypatch, tmp_path):
+    """vLLM --enable-lora serves each adapter under its name: the request's model field picks it (what the
+    Fine-tune before/after, convo.finetune.compare_on_passages("remote:<name>", adapter_dir, ...), sends)."""
+    from convo.settings import ModelSpec
+
+    proxy = FaultProxy(("127.0.0.1", free_port())).start()
+    try:
+        declare(monkeypatch, proxy.url, name="lora", model="base-model", retries=0)
+        tuned = remote.load_remote(ModelSpec("remote:lora", adapter=str(tmp_path / "adapters" / "my-adapter")))
+        proxy.faults += ["404", "200"]
+        with pytest.raises(remote.RemoteError) as caught:
+            generate(tuned, [{"role": "user", "content": "Hi"}], SHORT)
+        assert json.loads(proxy.bodies[-1])["model"] == "my-adapter"
+        assert "does not serve model 'my-adapter' (HTTP 404)" in str(caught.value)
+        with pytest.raises(remote.RemoteError, match="answered without a reply"):  # a 200 that is no completion
+            generate(fresh("remote:lora"), [{"role": "user", "content": "Hi"}], SHORT)
+        assert json.loads(proxy.bodies[-1])["model"] == "base-model"
+    finally:
+        proxy.down()
+
+
 def test_a_stalled_server_times_out(monkeypatch):
     proxy = FaultProxy(("127.0.0.1", free_port()), stall_s=10).start()
     try:
@@ -184,7 +205,7 @@ def proxied(served):
 @pytest.mark.slow
 def test_chat_stop_follow_ups_and_questions_through_a_server(served, monkeypatch):
     from convo import chat
-    from convo.questions import generate_questions
+    from convo.questions import QuestionSettings, generate_questions
 
     lm = get_model(declare(monkeypatch, served["url"], name="served", model=served["model"]))
     conversation = [{"role": "user", "content": "Hello! I just came back from a trip to Lisbon."}]
@@ -197,11 +218,11 @@ def test_chat_stop_follow_ups_and_questions_through_a_server(served, monkeypatch
             stop.set()
     assert len(pieces) == 2
     history = conversation + [{"role": "assistant", "content": reply[-1]}]
-    questions = chat.follow_up_questions(lm, history, n=2, sampling=Sampling(temperature=0.8, max_new_tokens=24,
-                                                                            seed=3))
+    questions = chat.follow_up_questions(lm, history, n=1, candidates=4)
     assert questions and all(q.text.endswith("?") for q in questions)
     passage = "The Eiffel Tower was finished in 1889 for the World's Fair. It is 330 metres tall and stands in Paris."
-    found = generate_questions(passage, 1, model=lm)
+    settings = QuestionSettings(candidates=3, sampling=Sampling(temperature=0.7, max_new_tokens=32, seed=1))
+    found = generate_questions(passage, 1, model=lm, settings=settings)
     assert found and found[0].text.endswith("?")
 
 

@@ -14,6 +14,7 @@ import gradio as gr
 from .. import chat as core
 from ..generation import Stop
 from ..models import ModelLoadError, get_model
+from ..remote import RemoteError, for_user
 from ..settings import ChatSettings, Sampling
 from ..store import Store, conversation_to_json, conversation_to_markdown
 from .common import Shared, export_folder, plain_messages, spec_from
@@ -51,14 +52,15 @@ def _owner(profile) -> str | None:
 
 def respond(history, model, adapter, quantize, system_prompt, curious, interviewer,
             temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, conversation_id, asked,
-            request: gr.Request, profile: gr.OAuthProfile | None = None):
-    """Stream the assistant's reply to the last user message, then the follow-up suggestions."""
+            request: gr.Request, profile: gr.OAuthProfile | None = None, oauth: gr.OAuthToken | None = None):
+    """Stream the assistant's reply to the last user message, then the follow-up suggestions. A signed-in
+    user's token is used (per call, never kept) for Inference Providers models (``hf:<id>``)."""
     history = plain_messages(history)
     if not history or history[-1]["role"] != "user":
         yield history, conversation_id, asked, *_suggestion_updates([])
         return
     try:
-        lm = get_model(spec_from(model, adapter, quantize))
+        lm = for_user(get_model(spec_from(model, adapter, quantize)), oauth.token if oauth else None)
         sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
         settings = ChatSettings(system_prompt=system_prompt or "", curious=curious, interviewer=interviewer)
     except (ModelLoadError, ValueError) as exc:
@@ -75,6 +77,10 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
         for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked, min_interval=UPDATE_EVERY_S):
             yield history + [{"role": "assistant", "content": reply}], conversation_id, asked, *hidden
             hidden = [gr.skip()] * N_SUGGESTIONS
+    except RemoteError as exc:  # the server went away: one line, the user's message stays to retry
+        gr.Warning(str(exc))
+        yield history, conversation_id, asked, *_suggestion_updates([])
+        return
     finally:
         with _running_lock:
             _running.pop(session, None)
@@ -85,7 +91,10 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
         adapter=lm.spec.adapter, settings={"sampling": sampling.to_dict(), "system_prompt": settings.system_prompt})
     questions = []
     if curious and not stop.is_set() and reply.strip():
-        questions = [q.text for q in core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked)]
+        try:
+            questions = [q.text for q in core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked)]
+        except RemoteError as exc:
+            gr.Warning(str(exc))
     yield history, conversation_id, asked, *_suggestion_updates(questions)
 
 
