@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -294,8 +295,8 @@ def test_synth_16_concurrent_survives_a_dead_server_and_resumes(served, proxied,
     assert len(after) == len(set(after))  # nothing duplicated
     assert f"{len(before)} already done" in stdout
     summary = stdout.strip().splitlines()[-1]
-    done = int(summary.split(" · ")[-3].split("/")[0]) if "/" in summary else None
-    assert done == len(words) - len(before), summary  # every remaining word was made or given up on
+    done = re.search(r"(\d+)/(\d+)", summary)
+    assert done and int(done[1]) == int(done[2]) == len(words) - len(before), summary  # all the rest were made or given up on
 
 
 @pytest.mark.slow
@@ -347,3 +348,38 @@ def test_canary_api_key_is_written_nowhere(served, tmp_path, data_dir, monkeypat
     assert any(p.suffix == ".sqlite3" for p in places) and (logs / "convo.log").stat().st_size > 0
     leaks = [str(p) for p in places if canary.encode() in p.read_bytes()]
     assert leaks == []
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_app_lists_a_declared_server_and_chats_through_it(served, chromium, launch):
+    """Acceptance: with an endpoint declared, the model bar lists it and a chat streams through it, Stop ends
+    the reply, and follow-up questions are suggested."""
+    from test_browser import BOT, open_app, send, wait_reply
+
+    endpoints = json.dumps([{"name": "served", "base_url": served["url"], "model": served["model"]}])
+    app = launch(model="remote:served", CONVO_ENDPOINTS=endpoints)
+    context, page = open_app(chromium, app.url)
+    page.locator("#model-name input").click()
+    options = page.locator("[role='option']").all_inner_texts()
+    assert any("remote:served" in o for o in options), options
+    page.keyboard.press("Escape")
+
+    send(page, "Tell me a very long story about a dragon who learns to cook.")
+    page.wait_for_function("(sel) => { const b = document.querySelectorAll(sel); "
+                           "return b.length && b[0].innerText.trim().split(/\\s+/).length >= 3; }",
+                           arg=BOT, timeout=120_000)
+    page.locator("#stop").click()
+    page.wait_for_timeout(1500)
+    stopped = page.locator(BOT).first.inner_text()
+    page.wait_for_timeout(3000)
+    assert page.locator(BOT).first.inner_text() == stopped  # Stop closed the stream: nothing more arrives
+    assert len(stopped.split()) < 150
+
+    send(page, "Hello! I just came back from a trip to Lisbon.")
+    assert wait_reply(page, count=2, timeout=180_000).strip()
+    page.wait_for_selector("#suggestion-0", state="visible", timeout=240_000)
+    suggestion = page.locator("#suggestion-0").inner_text().strip()
+    assert suggestion.endswith("?") and len(suggestion.split()) > 1
+    assert "Traceback" not in app.output()
+    context.close()
