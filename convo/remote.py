@@ -316,7 +316,8 @@ def cut_echo(reply: str, prefill: str) -> str:
 def _api_key(lm: RemoteModel) -> str:
     endpoint = lm.endpoint
     if endpoint.provider is not None:
-        token = lm.token or os.environ.get("HF_TOKEN")
+        # On a Space each visitor pays with their own sign-in: never with the operator's HF_TOKEN secret.
+        token = lm.token or (None if os.environ.get("SPACE_ID") else os.environ.get("HF_TOKEN"))
         if not token:
             raise RemoteError(f"'{lm.spec.name}' runs on Inference Providers: sign in with Hugging Face "
                               "(or set HF_TOKEN when running locally) so the calls are billed to you.")

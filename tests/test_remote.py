@@ -86,6 +86,10 @@ def test_only_declared_endpoints_and_provider_models(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     with pytest.raises(remote.RemoteError, match="sign in with Hugging Face"):
         generate(lm, [{"role": "user", "content": "Hi"}], SHORT)
+    monkeypatch.setenv("SPACE_ID", "alice/convo")
+    monkeypatch.setenv("HF_TOKEN", "hf_operator_secret")  # on a Space, visitors never bill the operator
+    with pytest.raises(remote.RemoteError, match="sign in with Hugging Face"):
+        generate(lm, [{"role": "user", "content": "Hi"}], SHORT)
     assert remote.for_user(lm, "hf_user").token == "hf_user" and lm.token is None
 
 
@@ -243,62 +247,6 @@ def test_retries_then_answers_and_a_cut_stream_is_one_line(served, proxied, monk
     assert len(replies) == 3 and all(replies)  # the pool keeps working after the fault
 
 
-def _keys(path: Path) -> list[str]:
-    return [json.loads(line)["meta"]["key"] for line in path.read_text().splitlines() if line.strip()]
-
-
-def _synth(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "convo", "synth", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
-
-
-@pytest.mark.slow
-def test_synth_16_concurrent_survives_a_dead_server_and_resumes(served, proxied, tmp_path, data_dir):
-    """Acceptance: synth --model remote:<name> with 16 concurrent requests; the server dies mid-run: one clear
-    line, every finished conversation saved; the same command after the server is back resumes with no
-    duplicate and no lost conversation. (The "death" is the proxy closing its port and cutting the connections
-    in flight: to the client, the same as a killed server, without paying the model's start-up twice.)"""
-    words = ["rain", "snow", "wind", "sun", "cloud", "storm", "ice", "fog",
-             "river", "tree", "bird", "stone", "fire", "sea", "moon", "star"]
-    config = tmp_path / "keywords.json"
-    config.write_text(json.dumps({"name": "weather", "prompt_lines": [
-        "Write a short dialogue between a student and a teacher about {word}. Use the word {word}."],
-        "words": words, "exclude": []}))
-    out = data_dir / "synth" / "out.jsonl"
-    endpoint = {"name": "srv", "base_url": proxied.url, "model": served["model"], "retries": 1, "timeout": 60,
-                "concurrency": 16}
-    env = {**os.environ, remote.ENDPOINTS_ENV: json.dumps([endpoint])}
-    args = ["--config", str(config), "--model", "remote:srv", "--out", str(out), "--batch-size", "16",
-            "--turns", "1", "--max-new-tokens", "20", "--seed", "1", "--max-attempts", "2"]
-    first = _synth(args, env, tmp_path / "first.log")
-    deadline = time.monotonic() + 300
-    while not (out.is_file() and _keys(out)) and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert out.is_file() and _keys(out), (tmp_path / "first.log").read_text()[-2000:]
-    assert proxied.max_in_flight >= 12  # 16 conversations asked at once (the server queues them)
-    proxied.down()
-    first.communicate(timeout=120)
-    log = (tmp_path / "first.log").read_text()
-    errors = [line for line in log.splitlines() if line.startswith("error:")]
-    assert first.returncode == 1, log[-2000:]
-    assert len(errors) == 1 and "is unreachable" in errors[0] and "rerun the same command to resume" in errors[0]
-    assert "Traceback" not in log
-    before = _keys(out)
-    assert len(before) == len(set(before)) and len(before) < len(words)
-
-    proxied.up()
-    second = _synth(args, env, tmp_path / "second.log")
-    stdout, _ = second.communicate(timeout=600)
-    assert second.returncode == 0, (tmp_path / "second.log").read_text()[-2000:]
-    after = _keys(out)
-    assert after[:len(before)] == before  # nothing lost
-    assert len(after) == len(set(after))  # nothing duplicated
-    assert f"{len(before)} already done" in stdout
-    summary = stdout.strip().splitlines()[-1]
-    done = re.search(r"(\d+)/(\d+)", summary)
-    assert done and int(done[1]) == int(done[2]) == len(words) - len(before), summary  # all the rest were made or given up on
-
-
 @pytest.mark.slow
 def test_canary_api_key_is_written_nowhere(served, tmp_path, data_dir, monkeypatch):
     """Acceptance: after remote calls with a made-up key, a chat saved to the store, a synth run (its log kept
@@ -383,3 +331,59 @@ def test_app_lists_a_declared_server_and_chats_through_it(served, chromium, laun
     assert suggestion.endswith("?") and len(suggestion.split()) > 1
     assert "Traceback" not in app.output()
     context.close()
+
+
+def _keys(path: Path) -> list[str]:
+    return [json.loads(line)["meta"]["key"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def _synth(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "convo", "synth", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+
+
+@pytest.mark.slow
+def test_synth_16_concurrent_survives_a_dead_server_and_resumes(served, proxied, tmp_path, data_dir):
+    """Acceptance: synth --model remote:<name> with 16 concurrent requests; the server dies mid-run: one clear
+    line, every finished conversation saved; the same command after the server is back resumes with no
+    duplicate and no lost conversation. (The "death" is the proxy closing its port and cutting the connections
+    in flight: to the client, the same as a killed server, without paying the model's start-up twice.)"""
+    words = ["rain", "snow", "wind", "sun", "cloud", "storm", "ice", "fog",
+             "river", "tree", "bird", "stone", "fire", "sea", "moon", "star"]
+    config = tmp_path / "keywords.json"
+    config.write_text(json.dumps({"name": "weather", "prompt_lines": [
+        "Write a short dialogue between a student and a teacher about {word}. Use the word {word}."],
+        "words": words, "exclude": []}))
+    out = data_dir / "synth" / "out.jsonl"
+    endpoint = {"name": "srv", "base_url": proxied.url, "model": served["model"], "retries": 1, "timeout": 600,
+                "concurrency": 16}
+    env = {**os.environ, remote.ENDPOINTS_ENV: json.dumps([endpoint])}
+    args = ["--config", str(config), "--model", "remote:srv", "--out", str(out), "--batch-size", "16",
+            "--turns", "1", "--max-new-tokens", "20", "--seed", "1", "--max-attempts", "2"]
+    first = _synth(args, env, tmp_path / "first.log")
+    deadline = time.monotonic() + 300
+    while not (out.is_file() and _keys(out)) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert out.is_file() and _keys(out), (tmp_path / "first.log").read_text()[-2000:]
+    assert proxied.max_in_flight >= 12  # 16 conversations asked at once (the server queues them)
+    proxied.down()
+    first.communicate(timeout=120)
+    log = (tmp_path / "first.log").read_text()
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert first.returncode == 1, log[-2000:]
+    assert len(errors) == 1 and "is unreachable" in errors[0] and "rerun the same command to resume" in errors[0]
+    assert "Traceback" not in log
+    before = _keys(out)
+    assert len(before) == len(set(before)) and len(before) < len(words)
+
+    proxied.up()
+    second = _synth(args, env, tmp_path / "second.log")
+    stdout, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, (tmp_path / "second.log").read_text()[-2000:]
+    after = _keys(out)
+    assert after[:len(before)] == before  # nothing lost
+    assert len(after) == len(set(after))  # nothing duplicated
+    assert f"{len(before)} already done" in stdout
+    summary = stdout.strip().splitlines()[-1]
+    done = re.search(r"(\d+)/(\d+)", summary)
+    assert done and int(done[1]) == int(done[2]) == len(words) - len(before), summary  # all the rest were made or given up on
