@@ -11,7 +11,7 @@ from .settings import BUNDLED, ChatSettings, Sampling
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help=f"'{BUNDLED}' (default), a Hub id or a local folder")
+    parser.add_argument("--model", default=None, help=f"'{BUNDLED}' (default), a Hub id, a local folder, remote:<declared endpoint> or hf:<model id>[:provider]")
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder or Hub id")
     parser.add_argument("--quantize", default="auto", choices=["auto", "none", "8bit", "4bit"])
 
@@ -21,6 +21,7 @@ def run_chat(args) -> int:
     from . import chat
     from .generation import Stop
     from .models import ModelLoadError, default_model_name, get_model
+    from .remote import RemoteError
     from .settings import ModelSpec
 
     try:
@@ -53,6 +54,10 @@ def run_chat(args) -> int:
                 printed = text
         except KeyboardInterrupt:
             stop.set()
+        except RemoteError as exc:  # the server went away: say so in one line, keep the chat going
+            print(f"\nerror: {exc}", file=sys.stderr)
+            history.pop()
+            continue
         print()
         history.append({"role": "assistant", "content": printed})
         asked += chat.asked_questions(history[-1:])

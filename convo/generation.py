@@ -58,6 +58,10 @@ def render_prompt(lm: LoadedModel, messages: Messages, add_generation_prompt: bo
     plain causal LMs get turns joined by the EOS token, as GPT-2 conversation models (DialoGPT)
     were trained.
     """
+    if getattr(lm, "remote", False):  # a server applies its own template: keep the messages whole
+        from . import remote
+
+        return remote.render_prompt(messages)
     tok = lm.tokenizer
     if lm.is_seq2seq:
         return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
@@ -146,10 +150,15 @@ def stream(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None
     Generation runs on a worker thread feeding a streamer; setting ``stop`` (or closing this
     iterator) ends it within a token or two.
     """
-    from transformers import TextIteratorStreamer
-
     sampling = sampling or Sampling()
     stop = stop or Stop()
+    if getattr(lm, "remote", False):
+        from . import remote
+
+        yield from remote.stream(lm, check_messages(messages), sampling, stop, prompt)
+        return
+    from transformers import TextIteratorStreamer
+
     text = prompt if prompt is not None else render_prompt(lm, check_messages(messages))
     engine = _engine(lm)
     if engine is not None:
@@ -274,6 +283,10 @@ def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling:
     """
     sampling = sampling or Sampling()
     texts = list(prompts) if prompts is not None else [render_prompt(lm, check_messages(c)) for c in conversations]
+    if getattr(lm, "remote", False):  # concurrent requests; the server batches them
+        from . import remote
+
+        return remote.generate_batch(lm, texts, sampling, stop)
     engine = _engine(lm)
     if engine is not None:  # continuous batching: all requests share decode steps
         seeds = [None if sampling.seed is None else sampling.seed + i for i in range(len(texts))]
@@ -323,6 +336,10 @@ def pipeline(lm: LoadedModel, source: Callable[[], tuple[Any, Program] | None], 
     what ran alongside.
     """
     sampling, width = sampling or Sampling(), max(1, width)
+    if getattr(lm, "remote", False):
+        from . import remote
+
+        return remote.pipeline(lm, source, sampling, width, stop)
     engine = _engine(lm)
     if engine is not None:
         return _pipeline_engine(lm, engine, source, sampling, width, stop)
@@ -456,6 +473,10 @@ def continuation_logprobs(lm: LoadedModel, prompt: str, continuations: Sequence[
     """
     if not continuations:
         return []
+    if getattr(lm, "remote", False):  # what the server returned while generating them (see remote)
+        from . import remote
+
+        return remote.continuation_logprobs(lm, list(continuations))
     # on a thread that exits, so no OpenMP team outlives the call (see convo.threads)
     return run_in_fresh_thread(_continuation_logprobs, lm, prompt, list(continuations))
 

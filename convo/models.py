@@ -258,6 +258,10 @@ def to_bnb_config(mode: str | None, compute_dtype):
 
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load a model (and its adapter) as the spec says. Raises ModelLoadError with one clear line."""
+    from . import remote
+
+    if remote.is_remote(spec.name):  # a declared server or an Inference Providers model: nothing to load
+        return remote.load_remote(spec)
     try:
         return _load(spec)
     except ModelLoadError:

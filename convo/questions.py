@@ -377,7 +377,7 @@ def best_sentence(question: str, passage: str, chunk: Chunk) -> tuple[int, int]:
 def resolve_style(lm, style: str) -> str:
     """The concrete prompt style for ``lm`` (see ``STYLES``); raises QuestionError on a mismatch."""
     if style == "auto":
-        if getattr(lm.spec, "adapter", None):
+        if getattr(lm.spec, "adapter", None) or getattr(lm, "remote", False):  # a server takes chat messages
             return "chat"
         return "highlight" if lm.is_seq2seq else "fewshot"
     if style in SEQ2SEQ_STYLES and not lm.is_seq2seq:
@@ -963,7 +963,7 @@ def register_cli(subparsers) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file", default="-", help="passage file (.txt/.md); '-' or absent reads stdin")
     parser.add_argument("-n", type=int, default=5, help="number of questions (default 5)")
-    parser.add_argument("--model", default=None, help="'bundled', a Hub id or a local folder (default: $CONVO_MODEL or bundled)")
+    parser.add_argument("--model", default=None, help="'bundled', a Hub id, a local folder, remote:<endpoint> or hf:<id> (default: $CONVO_MODEL or bundled)")
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder or Hub id")
     parser.add_argument("--quantize", default="auto", choices=("auto", "none", "8bit", "4bit"))
     parser.add_argument("--mode", default=None, choices=MODES,
@@ -981,6 +981,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_cli(args) -> int:
     """Run ``questions`` from parsed arguments; returns the exit code (2 for bad input)."""
     from .models import ModelLoadError
+    from .remote import RemoteError
     from .settings import ModelSpec
 
     try:
@@ -996,6 +997,9 @@ def run_cli(args) -> int:
     except (QuestionError, ModelLoadError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RemoteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     for q in run.questions + (run.dropped if args.dropped else []):
         print(json.dumps(_cli_record(q, passage), ensure_ascii=False))
     return 0

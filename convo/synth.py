@@ -1331,7 +1331,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--personas", help="persona experiment config JSON (llm, user_profiles)")
     source.add_argument("--seeds", help="seed messages: .txt (one per line), .csv, .jsonl or .json")
     parser.add_argument("--out", required=True, help="output chat JSONL (appended to; reruns resume)")
-    parser.add_argument("--model", help="model: 'bundled', a Hub id or a folder (default: the config's, else bundled)")
+    parser.add_argument("--model", help="model: 'bundled', a Hub id, a folder, remote:<endpoint> or hf:<id> (default: the config's, else bundled)")
     parser.add_argument("--adapter", help="LoRA adapter folder or Hub id on top of the model")
     parser.add_argument("--quantize", default="auto", choices=("auto", "none", "8bit", "4bit"))
     parser.add_argument("--forever", action="store_true", help="keep generating new samples until interrupted")
@@ -1391,6 +1391,7 @@ def _read_text_arg(path: str | None, flag: str) -> str:
 def cli(args: argparse.Namespace) -> int:
     """Run ``synth`` from parsed arguments; returns the exit code (0 also after SIGINT/SIGTERM)."""
     from .models import ModelLoadError, get_model
+    from .remote import RemoteError
     from .settings import ModelSpec
 
     try:
@@ -1416,6 +1417,9 @@ def cli(args: argparse.Namespace) -> int:
                 print(progress.summary(), file=sys.stderr, flush=True)
     except Interrupted:
         print("interrupted: finished lines are saved; rerun to resume", file=sys.stderr)
+    except RemoteError as exc:  # the server went away mid-run: what is written is whole
+        print(f"error: {exc} Finished lines are saved; rerun the same command to resume.", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

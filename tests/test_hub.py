@@ -468,7 +468,7 @@ def test_space_readme_is_a_valid_space_card():
         assert key in meta, key
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == "6.31.0" and meta["app_file"] == "app.py"
     assert meta["python_version"] == "3.11" and meta["license"] == "apache-2.0" and meta["hf_oauth"] is True
-    assert meta["hf_oauth_scopes"] == ["read-repos", "write-repos", "manage-repos"]
+    assert meta["hf_oauth_scopes"] == ["read-repos", "write-repos", "manage-repos", "inference-api"]
     colors = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
     assert meta["colorFrom"] in colors and meta["colorTo"] in colors
     assert len(meta.get("short_description", "")) <= 60

@@ -33,6 +33,8 @@ def load_model(model, adapter, quantize, last_good):
         gr.Warning(str(exc))
         name, adapter_was, quant_was = last_good
         return name, adapter_was, quant_was, f"**Error:** {exc}  \nStill using `{name}`.", last_good
+    if getattr(lm, "remote", False):  # nothing loads here: the server answers each request
+        return model, adapter, quantize, f"Using `{spec.label}` (a remote server).", (model, adapter, quantize)
     quant = f", {lm.quantized}" if lm.quantized else ""
     status = f"Loaded `{spec.label}` on {lm.device} ({str(lm.model.dtype).replace('torch.', '')}{quant})."
     return model, adapter, quantize, status, (model, adapter, quantize)
@@ -144,7 +146,9 @@ def preload_default_model() -> threading.Thread:
         try:
             from ..fastpath import engine_for
 
-            engine_for(get_model(spec_from(common.default_model(), None)))
+            lm = get_model(spec_from(common.default_model(), None))
+            if not getattr(lm, "remote", False):  # a remote server needs nothing here
+                engine_for(lm)
         except ModelLoadError as exc:
             print(f"convo: {exc}", flush=True)
 

@@ -16,6 +16,7 @@ import gradio as gr
 from .. import chat as core
 from ..generation import Stop
 from ..models import ModelLoadError, get_model
+from ..remote import RemoteError, for_user
 from ..settings import ChatSettings, Sampling
 from ..store import Store, conversation_to_json, conversation_to_markdown
 from .common import Shared, export_folder, plain_messages, spec_from
@@ -86,7 +87,7 @@ def _without_shown_pending(history: list[dict], pending: list[str]) -> list[dict
 
 def respond(history, model, adapter, quantize, system_prompt, curious, interviewer,
             temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, conversation_id, asked,
-            request: gr.Request, profile: gr.OAuthProfile | None = None):
+            request: gr.Request, profile: gr.OAuthProfile | None = None, oauth: gr.OAuthToken | None = None):
     """Answer the last user message and every message queued while answering, in order: stream
     each reply, then think of follow-up questions (shown only when no newer message waits).
 
@@ -102,7 +103,7 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
         turns.busy = True
         history = _without_shown_pending(plain_messages(history), turns.pending)
     try:
-        lm = get_model(spec_from(model, adapter, quantize))
+        lm = for_user(get_model(spec_from(model, adapter, quantize)), oauth.token if oauth else None)
         sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
         settings = ChatSettings(system_prompt=system_prompt or "", curious=curious, interviewer=interviewer)
     except (ModelLoadError, ValueError) as exc:
@@ -125,6 +126,10 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
                 turns.stop = stop = Stop()
             history, conversation_id, asked = yield from _one_turn(
                 lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious)
+    except RemoteError as exc:  # the server went away: one line, the user's message stays to retry
+        gr.Warning(str(exc))
+        yield _shown(history, turns), conversation_id, asked, "", *_suggestion_updates([])
+        return
     finally:
         with _sessions_lock:
             turns.busy = False
@@ -161,7 +166,10 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
     questions = []
     if curious and not stop.is_set() and reply.strip() and not turns.pending:
         yield _shown(history, turns), conversation_id, asked, _status(THINKING, 0), *hidden
-        questions = [q.text for q in core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked)]
+        try:
+            questions = [q.text for q in core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked)]
+        except RemoteError as exc:
+            gr.Warning(str(exc))
     if turns.pending:  # a newer message waits: its turn comes next, these suggestions are stale
         questions = []
     yield _shown(history, turns), conversation_id, asked, _status("", 0), *_suggestion_updates(questions)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..remote import remote_choices
 from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec
 from ..store import data_dir
 
@@ -116,8 +117,10 @@ def adapter_choices() -> list[str]:
 def model_bar() -> tuple[gr.Dropdown, gr.Dropdown, gr.Radio, gr.Button, gr.Markdown]:
     """The model picker every tab uses: base model, optional adapter, quantization."""
     with gr.Row(equal_height=True):
-        model = gr.Dropdown(choices=[default_model()], value=default_model(), allow_custom_value=True,
-                            label="Model", info="'bundled', a Hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct) or a local folder",
+        choices = list(dict.fromkeys([default_model(), *remote_choices()]))  # + the operator's declared servers
+        model = gr.Dropdown(choices=choices, value=default_model(), allow_custom_value=True,
+                            label="Model", info="'bundled', a Hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct), a local folder, "
+                                                "or a declared server (remote:...)",
                             scale=3, elem_id="model-name")
         adapter = gr.Dropdown(choices=adapter_choices(), value=NO_ADAPTER, allow_custom_value=True,
                               label="Adapter", info="LoRA adapter: a trained one, a folder or a Hub id",

@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..models import ModelLoadError
+from ..remote import RemoteError
 from ..questions import (MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
                          decode_passage, question_run)
 from .common import Shared, export_folder, spec_from
@@ -94,7 +95,7 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
                            answer=answer if mode == "answer" else None, history=history,
                            settings=QuestionSettings(open_only=bool(open_only), style=style or "auto"),
                            seen=seen, answer_start=answer_start if mode == "answer" else None)
-    except (QuestionError, ModelLoadError, ValueError) as exc:
+    except (QuestionError, ModelLoadError, ValueError, RemoteError) as exc:
         return (gr.update(),) + (str(exc),) + (gr.update(),) * 7
     questions = [q.to_dict() for q in run.questions]
     seen += [q["text"] for q in questions]

@@ -22,6 +22,7 @@ from .. import hub
 from .. import synth as core
 from ..generation import Stop
 from ..models import ModelLoadError, get_model
+from ..remote import RemoteError
 from .common import Shared, spec_from
 
 PREVIEW_COUNT = 3
@@ -355,7 +356,11 @@ def preview(model, adapter, quantize, *args):
     except (core.ConfigError, ValueError, ModelLoadError) as exc:
         gr.Warning(str(exc))
         return f"**Error:** {exc}", gr.update()
-    results = core.preview(lm, job, PREVIEW_COUNT, sampling, batch_size=_whole(values.batch_size, "batch size", 8))
+    try:
+        results = core.preview(lm, job, PREVIEW_COUNT, sampling, batch_size=_whole(values.batch_size, "batch size", 8))
+    except RemoteError as exc:
+        gr.Warning(str(exc))
+        return f"**Error:** {exc}", gr.update()
     return preview_markdown(results), result_rows(results)
 
 
@@ -445,6 +450,10 @@ def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.
     except core.ConfigError as exc:
         gr.Warning(str(exc))
         yield "", f"**Error:** {exc}", gr.update(), gr.update(), None, command, config
+    except RemoteError as exc:  # the server went away: what is written is whole, a rerun resumes
+        gr.Warning(str(exc))
+        yield gr.update(), f"**Error:** {exc} Finished conversations are saved: run again to resume.", \
+            gr.update(), out_path, out_path, command, config
     finally:
         with _running_lock:
             _running.pop(session, None)
