@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..remote import remote_choices
+from ..remote import is_remote, remote_choices
 from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec
 from ..store import data_dir
 
@@ -74,12 +74,12 @@ def allowed_dirs(adapter: bool = False) -> list[Path]:
 
 
 def check_source(name: str, adapter: bool = False) -> str:
-    """``name`` when a visitor may load it: ``bundled``, the operator's default model, a Hub id that is
+    """``name`` when a visitor may load it: ``bundled``, the operator's default model, a remote name, a Hub id that is
     not also a local path, or a folder inside :func:`allowed_dirs`. Anything else (``/etc``,
     ``../x``, ``/nonexistent``) raises ``ValueError`` with the same message, so the answer says
     nothing about the server's files."""
-    if not adapter and name in (BUNDLED, default_model()):
-        return name
+    if not adapter and (name in (BUNDLED, default_model()) or is_remote(name)):
+        return name  # remote names reach only declared endpoints or Inference Providers (convo.remote)
     looks_like_hub_id = bool(_HUB_ID.fullmatch(name)) and ".." not in name
     if looks_like_hub_id and not os.path.lexists(name):
         return name
