@@ -41,3 +41,21 @@ def test_sentiment_weight_is_validated():
 
     with pytest.raises(ValueError, match="sentiment_weight must be in"):
         qg.QuestionSettings(sentiment_weight=2)
+
+
+def test_follow_up_ranking_weighs_feeling(monkeypatch):
+    """The chat's follow-up ranking: the likelier flat question wins without the option, the warmer
+    one with it, and its parts show the sentiment."""
+    from convo import chat
+
+    flat, warm = "What time did your train leave?", "What did you love most about the trip?"
+    monkeypatch.setattr(chat, "generate_batch", lambda lm, prompts, sampling: [f"{flat} {warm}"] * len(prompts))
+    monkeypatch.setattr(chat, "render_prompt", lambda lm, messages: "prompt")
+    monkeypatch.setattr(chat, "continuation_logprobs", lambda lm, prompt, texts: [-1.0 if t == flat else -1.1 for t in texts])
+    history = [{"role": "user", "content": "I had a wonderful, amazing trip!"}, {"role": "assistant", "content": "Nice."}]
+    off = chat.follow_up_questions(None, history, n=2)
+    assert [f.text for f in off] == [flat, warm] and "sentiment" not in off[0].parts
+    on = chat.follow_up_questions(None, history, n=2, sentiment_weight=sentiment.DEFAULT_WEIGHT)
+    assert [f.text for f in on] == [warm, flat]
+    assert on[0].parts["sentiment"] == round(sentiment.feeling(warm, history[0]["content"]), 3) > 0.5
+    assert on[0].score == round(-1.1 + sentiment.DEFAULT_WEIGHT * sentiment.feeling(warm, history[0]["content"]), 3)

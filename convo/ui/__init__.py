@@ -105,6 +105,7 @@ def build_app() -> gr.Blocks:
         demo.load(open_share, None, [share_view, main_view, share_header, share_chat, continue_btn, share_id],
                   api_visibility="private")
         demo.load(signed_in, None, who, api_visibility="private")
+        demo.load(chat.ensure_memory_id, shared.extra["memory_id"], shared.extra["memory_id"], api_visibility="private")
         conversation_id, asked = shared.extra["chat_reset"]
         continue_btn.click(continue_share, share_id,
                            [share_view, main_view, shared.extra["chatbot"], conversation_id, asked, model, adapter,
