@@ -46,9 +46,10 @@ def sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty,
 
 
 def _suggestion_updates(questions: list[str], note: str = "") -> list:
-    """Updates for the suggestion buttons and, last, the line showing their score parts."""
+    """Updates for the suggestion buttons and, last, the text of their score parts (a gr.State, so
+    the /chat API's outputs stay as they were; its change event shows the text)."""
     padded = questions[:N_SUGGESTIONS] + [""] * (N_SUGGESTIONS - len(questions[:N_SUGGESTIONS]))
-    return [gr.update(value=q, visible=bool(q)) for q in padded] + [gr.update(value=note, visible=bool(note))]
+    return [gr.update(value=q, visible=bool(q)) for q in padded] + [note]
 
 
 def score_note(follow_ups: list, feeling: bool) -> str:
@@ -255,7 +256,8 @@ def render(shared: Shared) -> None:
         suggestions = [gr.Button(visible=False, size="sm", elem_id=f"suggestion-{i}", elem_classes=["suggestion"])
                        for i in range(N_SUGGESTIONS)]
     suggestion_scores = gr.Markdown(visible=False, elem_id="suggestion-scores")
-    suggestion_outputs = [*suggestions, suggestion_scores]
+    scores_note = gr.State("")
+    suggestion_outputs = [*suggestions, scores_note]
     with gr.Row():
         message = gr.Textbox(placeholder="Say something...", show_label=False, scale=6, elem_id="chat-input",
                              lines=1, max_lines=6, submit_btn=False)
@@ -331,6 +333,8 @@ def render(shared: Shared) -> None:
     undo_btn.click(undo, chatbot, [chatbot, *suggestion_outputs], queue=False, api_visibility="private")
     clear_btn.click(clear, None, [chatbot, conversation_id, asked, share_link, *suggestion_outputs], queue=False,
                     api_visibility="private")
+    scores_note.change(lambda note: gr.update(value=note, visible=bool(note)), scores_note, suggestion_scores,
+                       queue=False, api_visibility="private")
     for trigger in (memory_panel.expand, refresh_memory.click):
         trigger(show_memory, memory_id, [memory_list, memory_choice], api_visibility="private")
     forget_one.click(forget_memory, [memory_choice, memory_id], [memory_list, memory_choice], api_visibility="private")
