@@ -334,11 +334,23 @@ def pick_evenly(count: int, k: int) -> list[int]:
 
 
 def _stem(word: str) -> str:
-    """Crude stem so 'volcanoes'/'volcano' and 'bees'/'bee' match: plural endings off, 6-letter prefix."""
+    """Crude stem so 'volcanoes'/'volcano', 'bees'/'bee', "Mei's"/'Mei' and 'lived'/'live'/'living'
+    match: possessive, plural and -ed/-ing endings off, a final 'e' off, 6-letter prefix.
+
+    >>> [_stem(w) for w in ("mei's", "lived", "live", "living", "helped", "volcanoes", "bee")]
+    ['mei', 'liv', 'liv', 'liv', 'help', 'volcan', 'bee']
+    """
+    word = re.sub(r"'s?$", "", word)
     for suffix, repl in (("ies", "y"), ("oes", "o"), ("es", "e"), ("s", "")):
         if len(word) > 4 and word.endswith(suffix) and not word.endswith("ss"):
             word = word[: -len(suffix)] + repl
             break
+    for suffix in ("ing", "ed"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            break
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
     return word[:6]
 
 
