@@ -39,3 +39,15 @@ def test_benchmark_runs_end_to_end_on_the_tiny_model(tiny_causal, tmp_path):
         assert figures[side]["human_words"] > 0
     assert (tmp_path / "work" / "adapter" / "adapter_config.json").is_file()
     assert len(json.loads((tmp_path / "work" / "train.json").read_text())) == 6
+
+
+def test_grounding_matches_possessives_and_verb_forms():
+    """CoQA-style questions ("What was Mei's job?", "Where did she live?") ground in their story;
+    they used to score 0 and be dropped as "not about the passage"."""
+    from convo import questions as qg
+
+    story = "Mei was a nurse who lived in Kelso. She was helping at the market."
+    assert qg.grounding("What was Mei's job?", story) == 0.5
+    assert qg.grounding("Where did she live?", story) == 1.0
+    assert qg.grounding("Who helped?", story) == 1.0
+    assert qg.grounding("When was the volcano built?", story) == 0.0
