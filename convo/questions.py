@@ -27,7 +27,9 @@ How it works, in order (each step a small function below):
    (:func:`convo.generation.continuation_logprobs`, one call per distinct prompt: see :func:`_score`),
    ``grounding`` = share of the question's content words found in its source chunk, and
    ``diversity = 1 - max similarity`` to the questions already selected or shown (maximal marginal
-   relevance, picked greedily). Every kept :class:`Question` carries these parts.
+   relevance, picked greedily). With ``sentiment_weight`` > 0, ``sentiment_weight * sentiment``
+   (VADER strength of the question, :mod:`convo.sentiment`) is added and shown as the ``sentiment`` part.
+   Every kept :class:`Question` carries these parts.
 5. **Fall back** to rule-based questions from the passage (definitions, years, named entities;
    ``source="rule: ..."``) when the model yields fewer than ``n`` good ones.
 """
@@ -124,6 +126,9 @@ class QuestionSettings:
     """Fill up to ``n`` with rule-based questions when the model yields too few."""
     batch_size: int = 16
     """Prompts decoded together (16 holds the default 10 candidates of n=5 in one batch)."""
+    sentiment_weight: float = 0.0
+    """Weight of the question's feeling (:func:`convo.sentiment.feeling`, 0..1) added to the score;
+    0 leaves it out (and out of the parts)."""
 
     def __post_init__(self):
         def check(ok: bool, message: str) -> None:
@@ -140,6 +145,7 @@ class QuestionSettings:
         check(0 <= self.mmr_lambda <= 1, f"mmr_lambda must be in [0, 1], got {self.mmr_lambda}")
         check(0 <= self.min_grounding <= 1, f"min_grounding must be in [0, 1], got {self.min_grounding}")
         check(1 <= self.batch_size <= 256, f"batch_size must be in [1, 256], got {self.batch_size}")
+        check(0 <= self.sentiment_weight <= 1, f"sentiment_weight must be in [0, 1], got {self.sentiment_weight}")
 
     def candidate_count(self, n: int) -> int:
         return self.candidates or max(8, 2 * n)
@@ -328,11 +334,23 @@ def pick_evenly(count: int, k: int) -> list[int]:
 
 
 def _stem(word: str) -> str:
-    """Crude stem so 'volcanoes'/'volcano' and 'bees'/'bee' match: plural endings off, 6-letter prefix."""
+    """Crude stem so 'volcanoes'/'volcano', 'bees'/'bee', "Mei's"/'Mei' and 'lived'/'live'/'living'
+    match: possessive, plural and -ed/-ing endings off, a final 'e' off, 6-letter prefix.
+
+    >>> [_stem(w) for w in ("mei's", "lived", "live", "living", "helped", "volcanoes", "bee")]
+    ['mei', 'liv', 'liv', 'liv', 'help', 'volcan', 'bee']
+    """
+    word = re.sub(r"'s?$", "", word)
     for suffix, repl in (("ies", "y"), ("oes", "o"), ("es", "e"), ("s", "")):
         if len(word) > 4 and word.endswith(suffix) and not word.endswith("ss"):
             word = word[: -len(suffix)] + repl
             break
+    for suffix in ("ing", "ed"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            break
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
     return word[:6]
 
 
@@ -675,9 +693,10 @@ def rank(pool: Sequence[_Candidate], n: int, settings: QuestionSettings,
     """Greedy maximal marginal relevance: repeatedly take the candidate with the highest
     ``score = mmr_lambda * relevance + (1 - mmr_lambda) * diversity`` where
     ``diversity = 1 - max(similarity to each question already selected or in seen)`` (1 for the first
-    pick of a fresh session). Similarity is the content-word Jaccard overlap, raised to 0.5 for two
-    selected questions about the same sentence, so the list spreads over the passage. Returns
-    ``(candidate, parts)`` in pick order, appended to ``selected``.
+    pick of a fresh session), plus ``sentiment_weight * sentiment`` when that option is on
+    (:func:`convo.sentiment.feeling`: how strongly the question feels, 0..1). Similarity is the
+    content-word Jaccard overlap, raised to 0.5 for two selected questions about the same sentence,
+    so the list spreads over the passage. Returns ``(candidate, parts)`` in pick order, appended to ``selected``.
     """
     selected = list(selected or [])
     remaining = list(pool)
@@ -689,9 +708,11 @@ def rank(pool: Sequence[_Candidate], n: int, settings: QuestionSettings,
                       + [similarity(cand.text, text) for text in seen], default=0.0)
             diversity = 1.0 - sim
             score = settings.mmr_lambda * rel + (1 - settings.mmr_lambda) * diversity
+            parts = {"lm": lm, "lm_logprob": cand.lm_logprob, "grounding": cand.grounding, "relevance": rel,
+                     "diversity": diversity, **_sentiment_part(cand.text, settings)}
+            score += settings.sentiment_weight * parts.get("sentiment", 0.0)
             if best_parts is None or score > best_parts["score"]:
-                best, best_parts = cand, {"score": score, "lm": lm, "lm_logprob": cand.lm_logprob,
-                                          "grounding": cand.grounding, "relevance": rel, "diversity": diversity}
+                best, best_parts = cand, {"score": score, **parts}
         selected.append((best, best_parts))
         remaining.remove(best)
     return selected
@@ -933,8 +954,19 @@ def _dropped(cands: Sequence[_Candidate], picked: set[int], settings: QuestionSe
 
 def _parts(cand: _Candidate, settings: QuestionSettings) -> dict:
     lm, rel = relevance(cand.lm_logprob, cand.grounding, settings.lm_weight)
-    return {"score": settings.mmr_lambda * rel, "lm": lm, "lm_logprob": cand.lm_logprob,
-            "grounding": cand.grounding, "relevance": rel, "diversity": None}
+    sentiment = _sentiment_part(cand.text, settings)
+    return {"score": settings.mmr_lambda * rel + settings.sentiment_weight * sentiment.get("sentiment", 0.0),
+            "lm": lm, "lm_logprob": cand.lm_logprob, "grounding": cand.grounding, "relevance": rel,
+            "diversity": None, **sentiment}
+
+
+def _sentiment_part(text: str, settings: QuestionSettings) -> dict:
+    """``{"sentiment": feeling}`` when the sentiment option is on, else nothing (the part is not shown)."""
+    if not settings.sentiment_weight:
+        return {}
+    from .sentiment import feeling
+
+    return {"sentiment": feeling(text)}
 
 
 def _kept_reasons(cand: _Candidate, parts: dict, rank_: int) -> tuple[str, ...]:

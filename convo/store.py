@@ -1,4 +1,4 @@
-"""SQLite store of conversations (saved as the user chats) and immutable share links.
+"""SQLite store of conversations (saved as the user chats), immutable share links and per-user memory.
 
 Use: ``store = Store()`` (file under :func:`data_dir`), then ``save_conversation``,
 ``create_share`` / ``get_share`` / ``revoke_share``; export with ``conversation_to_json`` / ``_markdown``.
@@ -35,6 +35,7 @@ __all__ = [
     "ConversationSummary",
     "LimitError",
     "Limits",
+    "Memory",
     "MIGRATIONS",
     "ROLES",
     "SCHEMA_VERSION",
@@ -243,6 +244,22 @@ class SharedConversation:
 
 
 @dataclass(frozen=True)
+class Memory:
+    """A fact a user told the chat about themselves, kept for that user only."""
+
+    id: int
+    fact: str
+    """In the second person, as shown to the user: "You just got back from hiking in Norway"."""
+    question: str | None
+    """A follow-up question built from the fact, or None when it makes none."""
+    created: float
+
+
+MAX_MEMORIES = 100
+"""Facts kept per user; the oldest go first."""
+
+
+@dataclass(frozen=True)
 class ShareTicket:
     """What the creator of a share gets back, once: the link id and the revoke secret."""
 
@@ -293,9 +310,23 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX shares_by_owner ON shares(owner, created DESC)")
 
 
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    """Per-user memory: facts a user told the chat about themselves (see convo.memory)."""
+    conn.execute(
+        """CREATE TABLE memories (
+            id       INTEGER PRIMARY KEY,
+            owner    TEXT NOT NULL,
+            fact     TEXT NOT NULL,
+            question TEXT,
+            created  REAL NOT NULL,
+            UNIQUE (owner, fact)
+        )"""
+    )
+
+
 # Applied in order; MIGRATIONS[i] takes a database from user_version i to i + 1. Append only:
 # never edit a shipped migration, databases in the wild already ran it.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_v1, _migrate_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_v1, _migrate_v2, _migrate_v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -616,6 +647,44 @@ class Store:
         )
         shares = (self.get_share(share_id) for (share_id,) in rows)
         return [share for share in shares if share is not None]
+
+    # -- memory (facts a user told the chat about themselves; convo.memory decides what they are)
+
+    def remember(self, owner: str, fact: str, question: str | None = None) -> bool:
+        """Keep ``fact`` for ``owner`` (a second copy of the same fact is not added); True if new.
+        Only the newest :data:`MAX_MEMORIES` facts of an owner are kept."""
+        if not (isinstance(owner, str) and owner and isinstance(fact, str) and fact.strip()):
+            raise ValueError("remember: owner and fact must be non-empty strings")
+        _check_optional_str("question", question)
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO memories (owner, fact, question, created) VALUES (?, ?, ?, ?)",
+                (owner, fact.strip(), question, self._clock()),
+            )
+            conn.execute(
+                "DELETE FROM memories WHERE owner = ? AND id NOT IN"
+                " (SELECT id FROM memories WHERE owner = ? ORDER BY created DESC, id DESC LIMIT ?)",
+                (owner, owner, MAX_MEMORIES),
+            )
+            return cursor.rowcount == 1
+
+    def memories(self, owner: str) -> list[Memory]:
+        """``owner``'s facts, newest first (nobody else's)."""
+        rows = self._read(
+            "SELECT id, fact, question, created FROM memories WHERE owner = ? ORDER BY created DESC, id DESC",
+            (owner,),
+        )
+        return [Memory(id=id_, fact=fact, question=question, created=created) for id_, fact, question, created in rows]
+
+    def forget(self, owner: str, memory_id: int | None = None) -> int:
+        """Delete one of ``owner``'s facts (``memory_id``), or all of them (None); the rows are gone.
+        Returns how many were deleted (0 for another owner's id)."""
+        with self._transaction() as conn:
+            if memory_id is None:
+                cursor = conn.execute("DELETE FROM memories WHERE owner = ?", (owner,))
+            else:
+                cursor = conn.execute("DELETE FROM memories WHERE owner = ? AND id = ?", (owner, int(memory_id)))
+            return cursor.rowcount
 
 
 def _title(messages: list[dict[str, str]], width: int = 60) -> str:

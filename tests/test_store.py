@@ -107,12 +107,12 @@ def test_wal_mode_foreign_keys_and_schema_version(store, db_path):
     other = sqlite3.connect(db_path)
     try:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(store_module.MIGRATIONS)
     finally:
         other.close()
     assert store._read("PRAGMA foreign_keys")[0][0] == 1
     assert store._read("PRAGMA busy_timeout")[0][0] == 5000
-    assert store.schema_version() == 2
+    assert store.schema_version() == SCHEMA_VERSION
 
 
 V1_SCHEMA = """
@@ -148,7 +148,7 @@ def test_migration_from_hand_built_v1_keeps_rows(db_path):
     legacy.close()
 
     with Store(db_path) as migrated:
-        assert migrated.schema_version() == 2
+        assert migrated.schema_version() == SCHEMA_VERSION
         conversation = migrated.load_conversation(conversation_id)
         assert conversation == Conversation(
             id=conversation_id, messages=MESSAGES, owner="alice", model="old-model", adapter=None,
@@ -189,7 +189,7 @@ def test_newer_schema_is_refused(db_path):
     newer = sqlite3.connect(db_path)
     newer.execute("PRAGMA user_version = 99")
     newer.close()
-    with pytest.raises(RuntimeError, match=r"schema version 99 is newer than this convo supports \(2\)"):
+    with pytest.raises(RuntimeError, match=rf"schema version 99 is newer than this convo supports \({SCHEMA_VERSION}\)"):
         Store(db_path)
 
 

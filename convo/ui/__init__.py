@@ -111,6 +111,7 @@ def build_app() -> gr.Blocks:
             demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         fn, inputs, outputs = shared.extra["on_finetune_select"]
         finetune_tab.select(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+        demo.load(chat.ensure_memory_id, shared.extra["memory_id"], shared.extra["memory_id"], api_visibility="private")
         conversation_id, asked = shared.extra["chat_reset"]
         continue_btn.click(continue_share, share_id,
                            [share_view, main_view, shared.extra["chatbot"], conversation_id, asked, model, adapter,

@@ -2,11 +2,14 @@
 
 Each browser session keeps its own conversation in the Chatbot value and gr.State; the only
 process-wide objects are the model pool, the store, and the Stop flags of running replies.
+Per-user memory (convo.memory) is keyed by the signed-in user, else by a random id the browser
+keeps in gr.BrowserState; the "What convo remembers about you" panel lists and deletes it.
 """
 from __future__ import annotations
 
 import datetime
 import functools
+import html
 import os
 import threading
 from dataclasses import dataclass, field
@@ -14,11 +17,13 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from .. import chat as core
+from .. import memory
 from ..generation import Stop
 from ..models import ModelLoadError, get_model
 from ..remote import RemoteError, for_user
+from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from ..settings import ChatSettings, Sampling
-from ..store import Store, conversation_to_json, conversation_to_markdown
+from ..store import Store, conversation_to_json, conversation_to_markdown, new_id
 from .common import Shared, export_folder, plain_messages, spec_from
 
 N_SUGGESTIONS = 3
@@ -60,10 +65,29 @@ def sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty,
                     seed=int(seed) if seed not in (None, "") and int(seed) >= 0 else None)
 
 
-def _suggestion_updates(questions: list[str]) -> list:
+def _suggestion_updates(questions: list[str], note: str = "") -> list:
+    """Updates for the suggestion buttons and, last, the text of their score parts (a gr.State, so
+    the /chat API's outputs stay as they were; its change event shows the text)."""
     padded = questions[:N_SUGGESTIONS] + [""] * (N_SUGGESTIONS - len(questions[:N_SUGGESTIONS]))
     label = gr.update(visible=bool(questions))
-    return [label] + [gr.update(value=q, visible=bool(q)) for q in padded]
+    return [label] + [gr.update(value=q, visible=bool(q)) for q in padded] + [note]
+
+
+def score_note(follow_ups: list, feeling: bool) -> str:
+    """The score parts of the suggestions, one per line: shown when feeling is weighed or a
+    suggestion comes from memory."""
+    if not follow_ups or not (feeling or any("memory" in f.parts for f in follow_ups)):
+        return ""
+    lines = []
+    for i, f in enumerate(follow_ups[:N_SUGGESTIONS], start=1):
+        if "memory" in f.parts:
+            lines.append(f"{i}. remembered from an earlier conversation")
+        elif "sentiment" in f.parts:
+            lines.append(f"{i}. score {f.score:.3f} = log-prob {f.parts['lm_logprob']:.3f} "
+                         f"+ {SENTIMENT_WEIGHT} x sentiment {f.parts['sentiment']:.3f}")
+        else:
+            lines.append(f"{i}. score {f.score:.3f} (log-prob)")
+    return "Suggestion scores:  \n" + "  \n".join(lines)
 
 
 def _owner(profile) -> str | None:
@@ -87,14 +111,17 @@ def _without_shown_pending(history: list[dict], pending: list[str]) -> list[dict
 
 def respond(history, model, adapter, quantize, system_prompt, curious, interviewer,
             temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, conversation_id, asked,
-            request: gr.Request, profile: gr.OAuthProfile | None = None, oauth: gr.OAuthToken | None = None):
+            feeling: bool = False, remember: bool = False, memory_id: str | None = None,
+            request: gr.Request = None, profile: gr.OAuthProfile | None = None, oauth: gr.OAuthToken | None = None):
     """Answer the last user message and every message queued while answering, in order: stream
     each reply, then think of follow-up questions (shown only when no newer message waits).
+    ``feeling`` weighs the suggestions' sentiment; ``remember`` keeps the facts of each message for
+    this user and offers questions built from earlier ones.
 
     One loop runs per session: a call made while one runs changes nothing (the running loop takes
     the queued message), so a message sent mid-reply is neither dropped nor answered out of turn.
     """
-    nothing = [gr.skip()] * (4 + N_SUGGESTIONS + 1)
+    nothing = [gr.skip()] * (4 + len(_suggestion_updates([])))
     with _sessions_lock:
         turns = _sessions.setdefault(_session(request), Turns())
         if turns.busy:
@@ -115,6 +142,7 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
             history = history[:-1]
         yield history, conversation_id, asked, "", *_suggestion_updates([])
         return
+    owner = memory.owner_key(_owner(profile), memory_id) if remember else None
     try:
         while True:
             with _sessions_lock:
@@ -125,7 +153,8 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
                     break
                 turns.stop = stop = Stop()
             history, conversation_id, asked = yield from _one_turn(
-                lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious)
+                lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious,
+                feeling=feeling, owner=owner)
     except RemoteError as exc:  # the server went away: one line, the user's message stays to retry
         gr.Warning(str(exc))
         yield _shown(history, turns), conversation_id, asked, "", *_suggestion_updates([])
@@ -143,9 +172,14 @@ def _shown(history: list[dict], turns: Turns) -> list[dict]:
     return history + [{"role": "user", "content": text} for text in list(turns.pending)]
 
 
-def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious):
+def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious,
+              feeling=False, owner=None):
     """Stream one reply, save the conversation, then the follow-up suggestions (skipped when a
-    newer message is already queued, so they never land on a newer turn)."""
+    newer message is already queued, so they never land on a newer turn). With a memory ``owner``,
+    the user's message is remembered and questions built from earlier facts are offered."""
+    remembered = memory.follow_ups(get_store(), owner, history) if owner else []
+    if owner:
+        memory.remember(get_store(), owner, history[-1]["content"])
     hidden = _suggestion_updates([])  # the first update hides the last reply's suggestions
     reply = ""
     # The user's message is saved now and the reply while it streams: a crash loses seconds, not the turn.
@@ -153,26 +187,29 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
                            adapter=lm.spec.adapter,
                            settings={"sampling": sampling.to_dict(), "system_prompt": settings.system_prompt})
     conversation_id = saver.start()
-    for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked, min_interval=UPDATE_EVERY_S):
+    for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked, min_interval=UPDATE_EVERY_S,
+                                   remembered=remembered):
         saver.partial(reply)
         shown = _shown(history + [{"role": "assistant", "content": reply}], turns)
         yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), *hidden
-        hidden = [gr.skip()] * (N_SUGGESTIONS + 1)
+        hidden = [gr.skip()] * len(hidden)
     history = history + [{"role": "assistant", "content": reply}]
     asked = list(asked or []) + core.asked_questions(history[-1:])
     conversation_id = saver.finish(reply)
     if saver.problem:
         gr.Warning(saver.take_problem())
-    questions = []
+    follow = []
     if curious and not stop.is_set() and reply.strip() and not turns.pending:
         yield _shown(history, turns), conversation_id, asked, _status(THINKING, 0), *hidden
         try:
-            questions = [q.text for q in core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked)]
+            follow = core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked, remembered=remembered,
+                                              sentiment_weight=SENTIMENT_WEIGHT if feeling else 0.0)
         except RemoteError as exc:
             gr.Warning(str(exc))
     if turns.pending:  # a newer message waits: its turn comes next, these suggestions are stale
-        questions = []
-    yield _shown(history, turns), conversation_id, asked, _status("", 0), *_suggestion_updates(questions)
+        follow = []
+    note = score_note(follow, feeling)
+    yield _shown(history, turns), conversation_id, asked, _status("", 0), *_suggestion_updates([q.text for q in follow], note)
     return history, conversation_id, asked
 
 
@@ -233,6 +270,39 @@ def prepare_regenerate(history, request: gr.Request = None):
 
 def clear():
     return [], None, [], "", *_suggestion_updates([])
+
+
+# --------------------------------------------------------------------------- per-user memory panel
+
+
+def ensure_memory_id(browser_id):
+    """This browser's memory id: the one it keeps, or a new random one on its first visit."""
+    return browser_id if memory.owner_key(None, browser_id) else new_id()
+
+
+def show_memory(memory_id, profile: gr.OAuthProfile | None = None):
+    """The panel: the facts kept for this user as a list, and the same facts to pick one to forget."""
+    owner = memory.owner_key(_owner(profile), memory_id)
+    facts = get_store().memories(owner) if owner else []
+    text = "\n".join(f"- {html.escape(m.fact)}" for m in facts) or "convo remembers nothing about you."
+    return text, gr.update(choices=[(m.fact, m.id) for m in facts], value=None)
+
+
+def forget_memory(choice, memory_id, profile: gr.OAuthProfile | None = None):
+    """Delete the picked fact (its row is gone from the database)."""
+    owner = memory.owner_key(_owner(profile), memory_id)
+    if owner is None or choice in (None, ""):
+        raise gr.Error("Pick a fact to forget first.")
+    get_store().forget(owner, int(choice))
+    return show_memory(memory_id, profile)
+
+
+def forget_all_memory(memory_id, profile: gr.OAuthProfile | None = None):
+    """Delete every fact kept for this user."""
+    owner = memory.owner_key(_owner(profile), memory_id)
+    if owner is not None:
+        get_store().forget(owner)
+    return show_memory(memory_id, profile)
 
 
 def app_url(request: gr.Request | None) -> str:
@@ -314,6 +384,8 @@ def render(shared: Shared) -> None:
     with gr.Row(elem_id="suggestions"):
         suggestions = [gr.Button(visible=False, size="sm", elem_id=f"suggestion-{i}", elem_classes=["suggestion"])
                        for i in range(N_SUGGESTIONS)]
+    suggestion_scores = gr.Markdown(visible=False, elem_id="suggestion-scores")
+    scores_note = gr.State("")
     with gr.Row():
         message = gr.Textbox(placeholder="Say something...", show_label=False, scale=6, elem_id="chat-input",
                              lines=1, max_lines=6, submit_btn=False)
@@ -329,6 +401,10 @@ def render(shared: Shared) -> None:
             curious = gr.Checkbox(True, label="Curious mode (suggest follow-up questions)", elem_id="curious")
             interviewer = gr.Checkbox(False, label="Interviewer (end each reply with a question)", elem_id="interviewer")
         with gr.Row():
+            feeling = gr.Checkbox(False, label="Weigh feeling in follow-ups (sentiment strength)", elem_id="chat-sentiment")
+            remember = gr.Checkbox(memory.enabled_by_default(), elem_id="memory-on",
+                                   label="Remember what I tell about myself (only for me; see the panel below)")
+        with gr.Row():
             defaults = Sampling()
             temperature = gr.Slider(0, 2, defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
             top_p = gr.Slider(0.05, 1, defaults.top_p, step=0.05, label="Top-p")
@@ -338,6 +414,14 @@ def render(shared: Shared) -> None:
                                        elem_id="max-new-tokens")
             repetition_penalty = gr.Slider(1.0, 2.0, defaults.repetition_penalty, step=0.05, label="Repetition penalty")
             seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")
+    memory_id = gr.BrowserState("", storage_key="convo-memory-id")
+    with gr.Accordion("What convo remembers about you", open=False, elem_id="memory-panel") as memory_panel:
+        memory_list = gr.Markdown(elem_id="memory-list")
+        with gr.Row():
+            memory_choice = gr.Dropdown([], label="Fact", elem_id="memory-choice", scale=3)
+            forget_one = gr.Button("Forget this", size="sm", elem_id="memory-forget")
+            forget_all = gr.Button("Forget everything", size="sm", variant="stop", elem_id="memory-forget-all")
+            refresh_memory = gr.Button("Refresh", size="sm", elem_id="memory-refresh")
     with gr.Accordion("Share and export", open=False):
         with gr.Row():
             expires_days = gr.Number(0, precision=0, label="Link expires after (days, 0 = never)", minimum=0)
@@ -357,10 +441,11 @@ def render(shared: Shared) -> None:
     shared.extra["chatbot"] = chatbot
     shared.extra["chat_reset"] = (conversation_id, asked)
     shared.extra["system_prompt"] = system_prompt
+    shared.extra["memory_id"] = memory_id
     bar = [shared.model, shared.adapter, shared.quantize]
     knobs = [system_prompt, curious, interviewer, temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed]
-    reply_inputs = [chatbot, *bar, *knobs, conversation_id, asked]
-    chips = [suggestions_label, *suggestions]
+    reply_inputs = [chatbot, *bar, *knobs, conversation_id, asked, feeling, remember, memory_id]
+    chips = [suggestions_label, *suggestions, scores_note]
     reply_outputs = [chatbot, conversation_id, asked, chat_status, *chips]
 
     # A message sent while a reply runs is queued by add_user_message and answered by the running
@@ -380,6 +465,12 @@ def render(shared: Shared) -> None:
     undo_btn.click(undo, chatbot, [chatbot, *chips], queue=False, api_visibility="private")
     clear_btn.click(clear, None, [chatbot, conversation_id, asked, share_link, *chips], queue=False,
                     api_visibility="private")
+    scores_note.change(lambda note: gr.update(value=note, visible=bool(note)), scores_note, suggestion_scores,
+                       queue=False, api_visibility="private")
+    for trigger in (memory_panel.expand, refresh_memory.click):
+        trigger(show_memory, memory_id, [memory_list, memory_choice], api_visibility="private")
+    forget_one.click(forget_memory, [memory_choice, memory_id], [memory_list, memory_choice], api_visibility="private")
+    forget_all.click(forget_all_memory, memory_id, [memory_list, memory_choice], api_visibility="private")
     share_btn.click(share, [chatbot, shared.model, shared.adapter, system_prompt, temperature, top_p, top_k,
                             max_new_tokens, repetition_penalty, seed, expires_days, secrets],
                     [share_link, share_note, secrets], api_name="share")

@@ -16,10 +16,11 @@ from ..models import ModelLoadError
 from ..remote import RemoteError
 from ..questions import (MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
                          decode_passage, question_run)
+from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from .common import Shared, export_folder, spec_from
 
 MODE_LABELS = {"Open questions": "open", "Answer-aware": "answer", "Conversational (next question)": "conversational"}
-COLUMNS = ["#", "Question", "Score", "LM", "Grounding", "Diversity", "Source", "Sentence"]
+COLUMNS = ["#", "Question", "Score", "LM", "Grounding", "Diversity", "Sentiment", "Source", "Sentence"]
 DROPPED_COLUMNS = ["Candidate", "Why dropped", "Source", "Sentence"]
 CONTEXT_CHARS = 1200
 """Characters shown either side of the highlighted sentence (a 2 MB passage is not sent whole)."""
@@ -30,7 +31,7 @@ ELEM_IDS = {
     "answer": "questions-answer", "history": "questions-history", "generate": "questions-generate",
     "status": "questions-status", "table": "questions-table", "source": "questions-source",
     "selected": "questions-selected", "ask_chat": "questions-ask-chat", "download": "questions-download",
-    "dropped": "questions-dropped", "forget": "questions-forget",
+    "dropped": "questions-dropped", "forget": "questions-forget", "sentiment": "questions-sentiment",
 }
 """Stable element ids for browser tests."""
 
@@ -81,8 +82,8 @@ def parse_history(text: str | None) -> list[dict]:
 
 def on_generate(passage: str, n: float, mode_label: str, answer: str, history_text: str, open_only: bool,
                 style: str, model: str, adapter: str, quantize: str, seen: list[str] | None,
-                answer_start: int | None = None) -> tuple:
-    """Generate questions. Returns ``(table rows, status, seen, questions, passage used, download files,
+                answer_start: int | None = None, sentiment: bool = False) -> tuple:
+    """Generate questions (``sentiment``: weigh each question's feeling into its score). Returns ``(table rows, status, seen, questions, passage used, download files,
     dropped rows, source view html, selected question)``; on bad input only the status changes."""
     seen = list(seen or [])
     mode = MODE_LABELS.get(mode_label, "open")
@@ -93,7 +94,8 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
             raise QuestionError("Answer-aware mode needs an answer: select a span of the passage or type it.")
         run = question_run(passage or "", int(n or 0), spec_from(model, adapter, quantize),
                            answer=answer if mode == "answer" else None, history=history,
-                           settings=QuestionSettings(open_only=bool(open_only), style=style or "auto"),
+                           settings=QuestionSettings(open_only=bool(open_only), style=style or "auto",
+                                                     sentiment_weight=SENTIMENT_WEIGHT if sentiment else 0.0),
                            seen=seen, answer_start=answer_start if mode == "answer" else None)
     except (QuestionError, ModelLoadError, ValueError, RemoteError) as exc:
         return (gr.update(),) + (str(exc),) + (gr.update(),) * 7
@@ -129,7 +131,8 @@ def table_rows(questions: list[dict], passage: str) -> list[list]:
     for i, q in enumerate(questions, start=1):
         parts = q["parts"]
         rows.append([i, q["text"], round(q["score"], 3), _round(parts.get("lm")), _round(parts.get("grounding")),
-                     _round(parts.get("diversity")), q["source"], _sentence(passage, q["span"])])
+                     _round(parts.get("diversity")), _round(parts.get("sentiment")), q["source"],
+                     _sentence(passage, q["span"])])
     return rows
 
 
@@ -227,6 +230,8 @@ def render(shared: Shared) -> None:
             history = gr.Textbox(label="Conversation so far", lines=4, visible=False, elem_id=ELEM_IDS["history"],
                                  placeholder="Q: What is a volcano?\nA: an opening in the crust\n...")
             open_only = gr.Checkbox(value=True, label="Open questions only (no yes/no)")
+            sentiment = gr.Checkbox(value=False, label="Weigh feeling (sentiment strength of each question)",
+                                    elem_id=ELEM_IDS["sentiment"])
             with gr.Accordion("Advanced", open=False):
                 style = gr.Dropdown(list(STYLES), value="auto", label="Prompt style",
                                     info="auto: fewshot for causal LMs, chat for adapters, highlight for T5 models")
@@ -234,7 +239,8 @@ def render(shared: Shared) -> None:
                 generate = gr.Button("Generate questions", variant="primary", elem_id=ELEM_IDS["generate"])
                 forget = gr.Button("Forget shown questions", elem_id=ELEM_IDS["forget"])
     status = gr.Markdown(elem_id=ELEM_IDS["status"])
-    table = gr.Dataframe(headers=COLUMNS, datatype=["number", "str", "number", "number", "number", "number", "str", "str"],
+    table = gr.Dataframe(headers=COLUMNS, datatype=["number", "str", "number", "number", "number", "number", "number",
+                                                    "str", "str"],
                          interactive=False, wrap=True, label="Questions (click one to see its source)",
                          elem_id=ELEM_IDS["table"])
     source = gr.HTML(elem_id=ELEM_IDS["source"])
@@ -251,7 +257,7 @@ def render(shared: Shared) -> None:
     passage.select(on_passage_select, None, [answer, answer_start], api_visibility="private")
     generate.click(on_generate,
                    [passage, n, mode, answer, history, open_only, style, shared.model, shared.adapter, shared.quantize,
-                    seen, answer_start],
+                    seen, answer_start, sentiment],
                    [table, status, seen, questions, passage_used, downloads, dropped, source, selected],
                    api_name="generate_questions")
     table.select(on_select, [questions, passage_used], [source, selected], api_visibility="private")

@@ -1,0 +1,89 @@
+"""The curious-model loop in Chromium: per-user memory across conversations and browsers (forget
+deletes the rows), and the sentiment part of each question's score in the Questions tab."""
+import sqlite3
+
+import pytest
+from test_browser import open_app, send, table_rows, wait_reply
+
+from convo.ui.questions import COLUMNS
+
+pytestmark = pytest.mark.browser
+PASSAGE = ("Mount Tambora is a volcano on the island of Sumbawa in Indonesia. It erupted in 1815 in the largest "
+           "eruption in recorded history. The ash caused the Year Without a Summer in Europe, a sad and terrible "
+           "time of hunger. Farmers in New England lost their crops.")
+
+
+@pytest.fixture(scope="module")
+def app(launch_shared, tiny_causal):
+    return launch_shared(model=tiny_causal)
+
+
+def memory_rows(app):
+    with sqlite3.connect(app.data_dir / "convo.sqlite3") as conn:
+        return conn.execute("SELECT owner, fact FROM memories").fetchall()
+
+
+def suggestions(page) -> list[str]:
+    return [b.inner_text() for b in page.locator(".suggestion").all() if b.is_visible()]
+
+
+def wait_suggestions(page, contains=""):
+    """The reply's event ends with its suggestions (the tiny model always writes some '?' text)."""
+    page.wait_for_function("""(text) => [...document.querySelectorAll('.suggestion')]
+        .some(b => b.offsetParent !== null && b.innerText.includes(text))""", arg=contains, timeout=90_000)
+    return suggestions(page)
+
+
+def open_memory(page) -> str:
+    page.get_by_text("What convo remembers about you").click()
+    page.locator("#memory-refresh").click()
+    page.wait_for_timeout(800)
+    return page.locator("#memory-list").inner_text()
+
+
+def test_memory_follows_its_user_only_and_forget_deletes(chromium, app):
+    alice_ctx, alice = open_app(chromium, app.url)
+    send(alice, "I just got back from hiking in Norway")
+    wait_reply(alice)
+    assert not any("Norway" in q for q in wait_suggestions(alice))  # said in this conversation: not offered back
+    assert [fact for _, fact in memory_rows(app)] == ["You just got back from hiking in Norway"]
+
+    alice.locator("#clear").click()  # a later conversation
+    send(alice, "Hello again")
+    wait_reply(alice)
+    assert wait_suggestions(alice, "Norway")[0] == "How was the hiking in Norway?"
+    assert "remembered" in alice.locator("#suggestion-scores").inner_text()
+
+    bob_ctx, bob = open_app(chromium, app.url)
+    bob.get_by_role("button", name="Settings ▼").click()
+    bob.locator("#chat-sentiment input").check()  # and bob weighs feeling: his suggestions show that part
+    send(bob, "Hello")
+    wait_reply(bob)
+    assert not any("Norway" in q for q in wait_suggestions(bob))
+    bob.wait_for_selector("#suggestion-scores", state="visible", timeout=30_000)
+    assert "sentiment" in bob.locator("#suggestion-scores").inner_text()
+    assert open_memory(bob).strip() == "convo remembers nothing about you."
+    assert "Norway" not in bob.content()
+
+    assert "You just got back from hiking in Norway" in open_memory(alice)
+    alice.locator("#memory-forget-all").click()
+    alice.wait_for_function("() => document.querySelector('#memory-list').innerText.includes('nothing')", timeout=30_000)
+    assert memory_rows(app) == []
+    alice_ctx.close()
+    bob_ctx.close()
+
+
+def test_questions_tab_shows_the_sentiment_part(chromium, app):
+    context, page = open_app(chromium, app.url)
+    page.get_by_role("tab", name="Questions").click()
+    page.locator("#questions-passage textarea").fill(PASSAGE)
+    page.locator("#questions-sentiment input").check()
+    page.locator("#questions-generate").click()
+    page.wait_for_function("() => document.querySelector('#questions-status').innerText.includes('question')",
+                           timeout=120_000)
+    head = page.evaluate("() => [...document.querySelectorAll('#questions-table thead th')].map(th => th.innerText.trim())")
+    column = head.index("Sentiment")
+    rows = [row.split("\n") for row in table_rows(page, "#questions-table")]
+    assert rows and all(len(row) == len(COLUMNS) for row in rows), rows
+    assert all(0 <= float(row[column]) <= 1 for row in rows)  # a number in every row, not blank
+    context.close()
