@@ -185,6 +185,56 @@ def test_lora_weights_change_and_base_weights_do_not(tiny_causal, tiny_lm):
     assert any("lora_B" in name for name in changed)
 
 
+def test_targets_only_loss_and_gradients_equal_the_full_logits_loss(tiny_causal):
+    """The loss computed from logits at target positions only is transformers' own loss, and so
+    are its gradients, with and without a token count from gradient accumulation."""
+    import torch
+
+    lm = load_model(tiny_spec(tiny_causal))
+    model = ft.attach_lora(lm, quick(lora=LoraSettings(r=4, alpha=8, dropout=0.0)))
+    assert ft.supports_targets_only_loss(model)
+    examples, _ = load_examples(COQA, "qg")
+    items, _ = ft.encode_examples(lm, examples[:5], 256)
+    batch = ft.PadCollator(lm.tokenizer.pad_token_id)(items)
+    mask = ft.next_token_target_mask(batch["labels"])
+    assert 0 < int(mask.sum()) < mask.numel() // 3  # question targets are a small part of each row
+    model.train()
+    for count in (None, torch.tensor(57)):
+        extra = {} if count is None else {"num_items_in_batch": count}
+        model.zero_grad()
+        full = model(**batch, **extra).loss
+        full.backward()
+        full_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        model.zero_grad()
+        new, outputs = ft.targets_only_loss(model, batch, count)
+        new.backward()
+        assert outputs.logits.shape == (int(mask.sum()), lm.model.config.vocab_size)
+        assert torch.allclose(new, full, rtol=1e-5, atol=1e-6), (new, full)
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                assert torch.allclose(param.grad, full_grads[name], rtol=1e-4, atol=1e-7), name
+
+
+def test_seq2seq_keeps_its_own_loss(tiny_seq2seq):
+    lm = load_model(tiny_spec(tiny_seq2seq))
+    assert not ft.supports_targets_only_loss(ft.attach_lora(lm, quick()))
+
+
+def test_validation_loss_runs_on_a_capped_fixed_sample(tiny_causal, tmp_path):
+    examples, _ = load_examples(COQA, "qg")
+    valid = examples * 4
+    settings = quick(max_steps=2, eval_every=2, save_every=2, eval_generations=0, eval_examples=3)
+    sample = ft.eval_sample(valid, settings)
+    assert len(sample) == 3 and sample == ft.eval_sample(valid, settings)
+    assert len(ft.eval_sample(valid, replace(settings, eval_examples=0))) == len(valid)
+    result = ft.train_adapter(tiny_spec(tiny_causal), examples, valid, settings, tmp_path / "adapter")
+    assert result.metrics["eval_loss"] > 0
+    meta = ft.read_metadata(result.output_dir)
+    assert meta["hyperparameters"]["validation_examples"] == 3 and meta["hyperparameters"]["eval_examples"] == 3
+    with pytest.raises(ValueError, match="eval_examples"):
+        ft.TrainSettings(eval_examples=-1)
+
+
 def test_training_lowers_the_loss_and_saves_a_complete_adapter(trained, tiny_causal):
     result, records, _ = trained
     losses = [loss for _, loss in result.train_losses]
