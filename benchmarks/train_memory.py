@@ -38,6 +38,8 @@ def coqa_passages(n: int = 500, stories_per_passage: int = 3, seed: int = 0) -> 
             offset = len(text) + (1 if text else 0)
             text = f"{text} {story['story']}" if text else story["story"]
             for question, answer in zip(story["questions"], story["answers"]):
+                if any(q["input_text"] == question["input_text"] for q in questions):
+                    continue  # the templates repeat some questions ("When was it?"): one per passage
                 turn = len(questions) + 1
                 questions.append({**question, "turn_id": turn})
                 answers.append({**answer, "turn_id": turn, "span_start": answer["span_start"] + offset,
@@ -91,7 +93,8 @@ def run_job(code: Path, train: Path, out: Path, args, extra: list[str]) -> dict:
     peak = sampler.stop()
     wall = time.monotonic() - started
     if child.returncode != 0:
-        raise SystemExit(f"training failed ({child.returncode}):\n{stderr[-3000:]}")
+        raise SystemExit(f"training failed ({child.returncode}{', killed: out of memory?' if child.returncode == -9 else ''}) "
+                         f"after {wall:.0f} s, peak RSS so far {peak / 2**30:.2f} GiB:\n{stderr[-3000:]}")
     summary = json.loads(stdout[stdout.index("{\n"):])
     return {"peak_rss": peak, "wall_s": wall, "metrics": summary["metrics"], "log": stdout}
 

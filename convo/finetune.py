@@ -90,7 +90,9 @@ class TrainSettings:
     group_by_length: bool = True
     """Batch examples of similar length together, so little compute is spent on padding."""
     gradient_checkpointing: bool | None = None
-    """Recompute activations to save memory. None: on with CUDA, off on CPU (where it only costs time)."""
+    """Recompute each layer's activations in the backward pass instead of keeping them. None: on, on
+    CUDA and on CPU alike: the bundled model at batch 8 x 512 tokens held over 8 GB of activations
+    without it (see benchmarks/train_memory.py); off trades that memory for about a third less compute."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep (plus the best one under early stopping)."""
     eval_generations: int = 16
@@ -163,10 +165,15 @@ class FinetuneConfig:
     """Create the Hub repo as private."""
     overwrite: bool = False
     """Replace an adapter already in ``output_dir``."""
+    num_processes: int = 1
+    """Data-parallel training processes for a job: above 1 the job runs under ``accelerate launch
+    --multi_gpu --num_processes N`` (one process per GPU; on CPU they share the cores over gloo) and
+    takes every device slot. ``batch_size`` is per process."""
 
     def __post_init__(self):
         if isinstance(self.settings, dict):
             self.settings = TrainSettings.from_dict(self.settings)
+        _check(1 <= self.num_processes <= 64, f"num_processes must be in [1, 64], got {self.num_processes}")
         _check(bool(self.train_data and str(self.train_data).strip()), "train_data is empty")
         _check(bool(self.output_dir and str(self.output_dir).strip()), "output_dir is empty")
         _check(bool(self.model_name and self.model_name.strip()), "model_name is empty")
@@ -272,6 +279,8 @@ def to_training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, *
         greater_is_better=False,
         # Loss only: gathering logits (vocabulary x tokens) for a validation set fills memory fast.
         prediction_loss_only=True,
+        # Data-parallel runs (accelerate launch / torchrun): every LoRA weight takes part in every step.
+        ddp_find_unused_parameters=False,
         seed=settings.seed,
         data_seed=settings.seed,
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
@@ -529,7 +538,52 @@ def eval_sample(valid: Sequence[Conversation], settings: TrainSettings) -> list[
     return random.Random(settings.seed).sample(valid, settings.eval_examples)
 
 
+def plan_time_split(settings: TrainSettings, n_train: int, n_valid: int, num_processes: int = 1) -> dict:
+    """How a run's compute divides between training and the validation loss, before it starts.
+
+    Counted in forward passes over one example: a training example costs 3 (forward and backward),
+    4 with gradient checkpointing (its forward runs twice); a validation example costs 1. Returns
+    ``steps``, ``evaluations``, ``eval_examples`` (per evaluation) and ``train_share`` / ``eval_share``.
+
+    >>> plan = plan_time_split(TrainSettings(max_steps=25, eval_every=5), 7000, 800)
+    >>> plan["evaluations"], plan["eval_examples"], round(plan["train_share"], 2)
+    (5, 128, 0.56)
+    """
+    per_step = settings.batch_size * settings.grad_accum * num_processes
+    steps = settings.max_steps or max(1, math.ceil(settings.epochs * n_train / per_step))
+    eval_examples = min(n_valid, settings.eval_examples or n_valid)
+    evaluations = (steps // settings.eval_every + bool(steps % settings.eval_every)) if eval_examples else 0
+    train_cost = steps * per_step * (3 if settings.gradient_checkpointing is False else 4)
+    eval_cost = evaluations * eval_examples
+    total = train_cost + eval_cost
+    return {"steps": steps, "evaluations": evaluations, "eval_examples": eval_examples,
+            "train_share": train_cost / total, "eval_share": eval_cost / total}
+
+
 # =========================================================================== training
+
+
+def process_rank() -> int:
+    """This process's rank in a data-parallel run (``accelerate launch`` / ``torchrun`` set RANK); 0 alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    """How many processes train together (WORLD_SIZE from the launcher); 1 alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _any_process(flag: bool, device) -> bool:
+    """True when ``flag`` is true in any process of a data-parallel run: every process must stop
+    after the same step, or the others wait forever for its gradients."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def default_output_dir(base_name: str) -> Path:
@@ -578,9 +632,7 @@ def attach_lora(lm, settings: TrainSettings):
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     model = lm.model
-    checkpointing = settings.gradient_checkpointing
-    if checkpointing is None:
-        checkpointing = lm.device.startswith("cuda")
+    checkpointing = settings.gradient_checkpointing is not False
     kwargs = {"use_reentrant": False}
     model.config.use_cache = False
     if lm.quantized:
@@ -629,7 +681,8 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     checkpoint = _prepare_checkpoints(checkpoint_dir, resume)
     args = to_training_arguments(settings, checkpoint_dir, device=lm.device, dtype=_base_dtype(lm),
                                  has_validation=bool(valid_items))
-    progress = _ProgressCallback.make(on_log, should_stop)
+    main = process_rank() == 0  # in a data-parallel run only rank 0 reports and writes files
+    progress = _ProgressCallback.make(on_log if main else None, should_stop)
     callbacks = [progress]
     if args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
@@ -654,6 +707,9 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     if valid_items:
         metrics["eval_loss"] = round(_final_eval_loss(trainer, progress.history), 4)
     peft_model.config.use_cache = True
+    if not main:
+        return TrainResult(str(output_dir), status, state.global_step, state.max_steps, progress.history, metrics,
+                           checkpoint=saved_checkpoint)
     samples = []
     if valid and settings.eval_generations:
         generated, samples = compare_with_base(lm, valid[: settings.eval_generations], settings.task)
@@ -696,7 +752,7 @@ def _prepare_checkpoints(checkpoint_dir: Path, resume: bool) -> str | None:
         if last is None:
             log.warning("No checkpoint in %s: starting from the beginning", checkpoint_dir)
         return last
-    for old in checkpoint_dir.glob("checkpoint-*"):
+    for old in checkpoint_dir.glob("checkpoint-*") if process_rank() == 0 else ():
         shutil.rmtree(old, ignore_errors=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return None
@@ -751,7 +807,7 @@ class _ProgressCallback:
                 self.first_step = state.global_step
 
             def on_step_end(self, args, state, control, **kwargs):
-                if should_stop is not None and should_stop():
+                if should_stop is not None and _any_process(should_stop(), args.device):
                     # Save where we are, then stop: the checkpoint is what a resume continues from.
                     control.should_save = True
                     control.should_training_stop = True

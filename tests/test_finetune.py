@@ -94,7 +94,7 @@ def test_to_lora_config_is_a_pure_converter():
 def test_cli_args_reproduce_the_config():
     settings = ft.TrainSettings(max_steps=9, batch_size=2, learning_rate=3e-4, qlora=False, task="qa",
                                 early_stopping_patience=0, eval_every=7, save_every=5, group_by_length=False,
-                                lora=LoraSettings(r=4, dropout=0.0))
+                                eval_examples=0, lora=LoraSettings(r=4, dropout=0.0))
     config = ft.FinetuneConfig(train_data="/d/train.json", val_data="/d/val.json", output_dir="/o/a",
                                model_name="org/model", settings=settings, dtype="float32", private=False)
     args = jobs.build_parser().parse_args(jobs.cli_args(config))
@@ -497,6 +497,38 @@ def test_job_subprocess_cancel_kill_and_resume(tiny_causal, data_dir):
     assert load_model(tiny_spec(tiny_causal, adapter=view.adapter)).model is not None
 
 
+@pytest.mark.timeout(420)
+def test_two_process_data_parallel_job_through_accelerate_launch(tiny_causal, data_dir):
+    """A job with num_processes=2 runs ``accelerate launch`` (two CPU processes over gloo): it
+    finishes, rank 0 alone writes progress and the adapter, and the adapter loads and differs from the base."""
+    import torch
+
+    settings = quick(max_steps=4, batch_size=2, eval_every=2, save_every=2, eval_generations=0,
+                     early_stopping_patience=0)
+    config = ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "adapters" / "ddp"),
+                               model_name=tiny_causal, dtype="float32", device="cpu", settings=settings,
+                               num_processes=2)
+    job = jobs.start_job(config)
+    command = jobs.job_command(job)
+    assert command[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert command[command.index("--num_processes") + 1] == "2" and "training.finetune" in command
+    assert _wait_exit(job, 360) == "finished", (job / "train.log").read_text()[-3000:]
+    log = (job / "train.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    raw = [json.loads(line) for line in (job / "progress.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in raw if "loss" in r] == [1, 2, 3, 4]  # one writer, not one per process
+    view = jobs.job_view(job)
+    assert view.adapter == config.output_dir and view.metrics["steps"] == 4
+    assert jobs.read_config(job).num_processes == 2  # a resume launches two processes again
+    n_train = ft.read_metadata(view.adapter)["counts"]["train_examples"]
+    assert view.metrics["epochs"] == pytest.approx(4 * 2 * 2 / n_train, abs=0.02)  # 2 processes x batch 2
+    tuned = load_model(tiny_spec(tiny_causal, adapter=view.adapter))
+    base = load_model(tiny_spec(tiny_causal))
+    ids = base.tokenizer("Where did Marta live?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert not torch.allclose(tuned.model(ids).logits, base.model(ids).logits)
+
+
 def test_cancel_of_a_queued_job_ends_it(tiny_causal, data_dir):
     blocker = jobs.create_job(ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "x")))
     jobs.write_status(blocker, **_own_process_status(state="running", slot="cpu"))
@@ -556,6 +588,20 @@ def test_tab_upload_shows_the_report_with_counts(tab):
     assert 'rejected: file has no records: "data" is empty' in text and start["interactive"] is False
     text, _, start = tab.inspect_upload(str(COQA), str(DATA / "bad" / "invalid_json.json"), "qg", 512)
     assert "**Validation file**" in text and "invalid JSON at line 3" in text and start["interactive"] is False
+
+
+def test_tab_shows_the_planned_time_split_before_the_run(tab):
+    # task, epochs, max_steps, batch, accum, lr, max_length, val_fraction, eval_every, save_every, patience,
+    # seed, qlora, r, alpha, dropout: as the tab's settings inputs
+    values = [None, 3, 4, 2, 1, 2e-4, 512, 0.25, 2, 2, 0, 42, "auto", 16, 32, 0.05]
+    text = tab.plan_text(str(COQA), None, *values)
+    # 14 questions: 4 held out, 10 trained on; 4 steps of 2 (x4 with checkpointing) vs 2 x 4 validation examples
+    assert text == ("**Planned**: 4 steps of 2 examples on 10 training examples; validation loss 2 times on 4 of 4 "
+                    "held-out examples. Time: about 80% training, 20% validation, then generating for 4 held-out "
+                    "examples."), text
+    assert "validation loss" not in tab.plan_text(str(COQA), None, *values[:7], 0, *values[8:])
+    assert tab.plan_text(None, None, *values) == ""
+    assert tab.plan_text(str(DATA / "bad" / "coqa_empty_data.json"), None, *values) == ""
 
 
 def test_tab_ignores_job_folders_it_did_not_create(tab, tmp_path, data_dir):
