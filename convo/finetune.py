@@ -56,9 +56,14 @@ class TrainSettings:
     max_steps: int | None = None
     """Stop after this many optimizer steps; overrides ``epochs``."""
     batch_size: int = 8
-    """Examples per forward pass."""
+    """Examples per batch (effective batch per optimizer step = batch_size * grad_accum)."""
     grad_accum: int = 1
-    """Forward passes per optimizer step (effective batch = batch_size * grad_accum)."""
+    """Batches per optimizer step."""
+    micro_batch_size: int | None = None
+    """Examples per forward pass: a batch runs as micro-batches whose gradients add up to the batch's
+    (the loss is normalised over the whole batch, so a step is the same). None: the whole batch on a
+    GPU, 1 on CPU, where activations grow with every example of a pass (the bundled model at 8 x 512
+    tokens held 8 GB even with gradient checkpointing) and one example a pass computes as fast."""
     learning_rate: float = 2e-4
     """Peak learning rate of the LoRA weights (linear warmup, then linear decay)."""
     max_length: int = 512
@@ -105,6 +110,8 @@ class TrainSettings:
         _check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(1 <= self.batch_size <= 1024, f"batch_size must be in [1, 1024], got {self.batch_size}")
         _check(1 <= self.grad_accum <= 1024, f"grad_accum must be in [1, 1024], got {self.grad_accum}")
+        _check(self.micro_batch_size is None or self.micro_batch_size >= 1,
+               f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
         _check(0 < self.learning_rate <= 1, f"learning_rate must be in (0, 1], got {self.learning_rate}")
         _check(16 <= self.max_length <= 32768, f"max_length must be in [16, 32768], got {self.max_length}")
         _check(0 <= self.val_fraction <= 0.5, f"val_fraction must be in [0, 0.5], got {self.val_fraction}")
@@ -125,6 +132,16 @@ class TrainSettings:
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.grad_accum
+
+    def micro_batch(self, device: str) -> int:
+        """Examples per forward pass on ``device``: ``micro_batch_size`` (or its default), lowered to
+        a divisor of ``batch_size`` so every batch splits evenly.
+
+        >>> TrainSettings(batch_size=8).micro_batch("cpu"), TrainSettings(batch_size=6, micro_batch_size=4).micro_batch("cpu")
+        (1, 3)
+        """
+        wanted = self.micro_batch_size or (self.batch_size if device.startswith("cuda") else 1)
+        return next(d for d in range(min(wanted, self.batch_size), 0, -1) if self.batch_size % d == 0)
 
     def use_qlora(self, device: str) -> bool:
         """Whether this run trains on a 4-bit base on ``device``."""
@@ -261,9 +278,9 @@ def to_training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, *
         output_dir=str(checkpoint_dir),
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps or -1,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
+        per_device_train_batch_size=settings.micro_batch(device),
+        per_device_eval_batch_size=settings.micro_batch(device),
+        gradient_accumulation_steps=settings.grad_accum * settings.batch_size // settings.micro_batch(device),
         learning_rate=settings.learning_rate,
         lr_scheduler_type="linear",
         warmup_steps=settings.warmup_ratio,

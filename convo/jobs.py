@@ -339,6 +339,7 @@ def cli_args(config: FinetuneConfig) -> list[str]:
     args += ["--model_name", config.model_name, "--output_dir", config.output_dir]
     values = [("--task", s.task, None), ("--num_epochs", s.epochs, None), ("--max_steps", s.max_steps, None),
               ("--batch_size", s.batch_size, None), ("--grad_accum", s.grad_accum, defaults.grad_accum),
+              ("--micro_batch_size", s.micro_batch_size, None),
               ("--learning_rate", s.learning_rate, None), ("--max_length", s.max_length, defaults.max_length),
               ("--val_fraction", s.val_fraction, defaults.val_fraction),
               ("--eval_steps", s.eval_every, defaults.eval_every), ("--save_steps", s.save_every, defaults.save_every),
@@ -515,8 +516,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add("--task", choices=TASKS, help="qg, cqg, qa, qa_closed or chat (default: from the data format)")
     add("--num_epochs", type=float, help="passes over the data (default 3)")
     add("--max_steps", type=int, help="optimizer steps; overrides --num_epochs")
-    add("--batch_size", type=int, help="examples per forward pass (default 8)")
-    add("--grad_accum", type=int, help="forward passes per optimizer step (default 1)")
+    add("--batch_size", type=int, help="examples per batch (default 8; split into micro-batches, see --micro_batch_size)")
+    add("--grad_accum", type=int, help="batches per optimizer step (default 1)")
+    add("--micro_batch_size", type=int, help="examples per forward pass (default: the whole batch on a GPU, 1 on CPU)")
     add("--learning_rate", type=float, help="peak learning rate (default 2e-4)")
     add("--max_length", type=int, help="longest example in tokens (default 512)")
     add("--val_fraction", type=float, help="held-out share when no --val_data (default 0.1)")
@@ -552,7 +554,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 _SETTING_FLAGS = {"num_epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size",
                   "grad_accum": "grad_accum", "learning_rate": "learning_rate", "max_length": "max_length",
                   "val_fraction": "val_fraction", "eval_steps": "eval_every", "save_steps": "save_every",
-                  "eval_examples": "eval_examples",
+                  "eval_examples": "eval_examples", "micro_batch_size": "micro_batch_size",
                   "early_stopping_patience": "early_stopping_patience", "seed": "seed", "qlora": "qlora",
                   "task": "task", "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay",
                   "keep_checkpoints": "keep_checkpoints", "eval_generations": "eval_generations",

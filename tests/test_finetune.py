@@ -94,7 +94,7 @@ def test_to_lora_config_is_a_pure_converter():
 def test_cli_args_reproduce_the_config():
     settings = ft.TrainSettings(max_steps=9, batch_size=2, learning_rate=3e-4, qlora=False, task="qa",
                                 early_stopping_patience=0, eval_every=7, save_every=5, group_by_length=False,
-                                eval_examples=0, lora=LoraSettings(r=4, dropout=0.0))
+                                eval_examples=0, micro_batch_size=1, lora=LoraSettings(r=4, dropout=0.0))
     config = ft.FinetuneConfig(train_data="/d/train.json", val_data="/d/val.json", output_dir="/o/a",
                                model_name="org/model", settings=settings, dtype="float32", private=False)
     args = jobs.build_parser().parse_args(jobs.cli_args(config))
@@ -213,6 +213,30 @@ def test_targets_only_loss_and_gradients_equal_the_full_logits_loss(tiny_causal)
         for name, param in model.named_parameters():
             if param.requires_grad:
                 assert torch.allclose(param.grad, full_grads[name], rtol=1e-4, atol=1e-7), name
+
+
+def test_micro_batches_make_the_same_step_as_the_whole_batch(tiny_causal, tmp_path):
+    """A batch of 4 run as 4 passes of 1 (CPU's default) and as one pass of 4 updates the LoRA
+    weights alike: the loss is normalised over the whole batch either way."""
+    import torch
+    from safetensors.torch import load_file
+
+    examples, _ = load_examples(COQA, "qg")
+    weights, losses = [], []
+    for micro in (1, 4):
+        settings = quick(max_steps=2, batch_size=4, micro_batch_size=micro, eval_generations=0, group_by_length=False,
+                         warmup_ratio=0.0, early_stopping_patience=0)
+        result = ft.train_adapter(tiny_spec(tiny_causal), examples, [], settings, tmp_path / f"micro-{micro}")
+        weights.append(load_file(str(Path(result.output_dir) / "adapter_model.safetensors")))
+        losses.append([loss for _, loss in result.train_losses])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # Adam hides a scaled gradient; the loss does not
+    assert ft.TrainSettings(batch_size=8).micro_batch("cpu") == 1
+    assert ft.TrainSettings(batch_size=6, micro_batch_size=4).micro_batch("cpu") == 3
+    assert ft.TrainSettings(batch_size=8).micro_batch("cuda:0") == 8
+    assert weights[0].keys() == weights[1].keys()
+    assert any(w.abs().sum() > 0 for k, w in weights[0].items() if "lora_B" in k)  # it trained
+    for key in weights[0]:
+        assert torch.allclose(weights[0][key], weights[1][key], rtol=1e-3, atol=1e-5), key
 
 
 def test_seq2seq_keeps_its_own_loss(tiny_seq2seq):
