@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def machine() -> str:
-    """One line: date, CPU model, cores, torch threads."""
+    """One line: date, CPU model and features, cores, torch threads."""
     cpu = platform.processor() or "cpu"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -27,8 +27,24 @@ def machine() -> str:
         pass
     import torch
 
-    return (f"{datetime.date.today()} · {cpu} · {os.cpu_count()} cores · torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads) · Python {platform.python_version()}")
+    return (f"{datetime.date.today()} · {cpu} · {cpu_features()} · {os.cpu_count()} cores · torch "
+            f"{torch.__version__} ({torch.get_num_threads()} threads) · Python {platform.python_version()}")
+
+
+def cpu_features() -> str:
+    """The CPU's matrix and vector features that decide which kernels run: AVX2, AVX512-BF16, AMX.
+
+    Printed with every benchmark's figures, since the same script gives different ratios on each kind.
+    """
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return "unknown (no /proc/cpuinfo)"
+    names = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16"}
+    present = [label for flag, label in names.items() if flag in flags]
+    absent = [label for flag, label in names.items() if flag not in flags]
+    return " ".join(present) + (f" (no {', no '.join(absent)})" if absent else "")
 
 
 def free_port() -> int:

@@ -2,12 +2,17 @@
 against llama.cpp on the same GGUF (when ``llama_cpp`` is importable) and plain transformers.
 
     python benchmarks/decode.py [--tokens 128] [--threads 2]
+
+llama.cpp runs in a child process. When it fails, its error is printed (stderr tail, or the signal
+that killed it); after a crash with the default ``n_batch`` (llama-cpp-python 0.3.36 built with
+default flags segfaults on AMX Xeons for any n_batch above 1) it is measured again with n_batch=1.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -87,14 +92,15 @@ def transformers_runs(tokens: int, prompts: list[str]):
     return results
 
 
-def llama_cpp_runs(tokens: int, prompts: list[str], threads: int):
+def llama_cpp_runs(tokens: int, prompts: list[str], threads: int, n_batch: int | None = None):
     try:
         from llama_cpp import Llama
     except ImportError:
         return None
     from convo.models import bundled_gguf_path
 
-    llm = Llama(model_path=str(bundled_gguf_path()), n_threads=threads, n_ctx=2048, verbose=False)
+    batch = {"n_batch": n_batch} if n_batch else {}  # None: llama-cpp-python's default (512)
+    llm = Llama(model_path=str(bundled_gguf_path()), n_threads=threads, n_ctx=2048, verbose=False, **batch)
     list(llm.create_completion(prompts[0], max_tokens=8, temperature=0.0, stream=True))  # warm-up
     results = []
     for prompt in prompts:
@@ -103,15 +109,59 @@ def llama_cpp_runs(tokens: int, prompts: list[str], threads: int):
     return results
 
 
-def llama_cpp_in_own_process(tokens: int, prompts: list[str], threads: int):
-    """llama.cpp measured in a process of its own: next to torch's OpenMP threads in this process it
-    ran 35-55% slower (measured here: 53-78 tok/s in-process vs 105-119 tok/s alone)."""
+SAFE_BUILD = ('CMAKE_ARGS="-DGGML_CPU_REPACK=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" '
+              "pip install --force-reinstall --no-cache-dir llama-cpp-python")
+
+
+def child_failure(returncode: int, stderr: str, lines: int = 15) -> str:
+    """What went wrong in a child process, in words: the signal that killed it (a negative return
+    code) or its exit status, then the last ``lines`` lines of its stderr.
+
+    >>> child_failure(-11, "")
+    'killed by SIGSEGV (segmentation fault); no output on stderr'
+    >>> child_failure(1, "Traceback...\\nValueError: bad")
+    'exit status 1; stderr ends:\\n    Traceback...\\n    ValueError: bad'
+    """
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        what = f"killed by {name}" + (" (segmentation fault)" if name == "SIGSEGV" else "")
+    else:
+        what = f"exit status {returncode}"
+    tail = stderr.strip().splitlines()[-lines:]
+    return what + ("; stderr ends:\n" + "\n".join("    " + line for line in tail) if tail else "; no output on stderr")
+
+
+def llama_cpp_child(tokens: int, prompts: list[str], threads: int, n_batch: int | None) -> tuple[list | None, str | None]:
+    """Run llama.cpp in a child process: (runs, None), (None, None) when it is not installed, or
+    (None, what went wrong)."""
     command = [sys.executable, __file__, "--llama-cpp-only", "--tokens", str(tokens), "--threads", str(threads)]
+    command += ["--n-batch", str(n_batch)] if n_batch else []
     done = subprocess.run(command, input=json.dumps(prompts), capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
-        raise SystemExit(f"llama.cpp run failed:\n{done.stderr[-2000:]}")
+        return None, child_failure(done.returncode, done.stderr)
     runs = json.loads(done.stdout.strip().splitlines()[-1])
-    return None if runs is None else [tuple(run) for run in runs]
+    return (None if runs is None else [tuple(run) for run in runs]), None
+
+
+def llama_cpp_in_own_process(tokens: int, prompts: list[str], threads: int):
+    """llama.cpp measured in a process of its own: next to torch's OpenMP threads in this process it
+    ran 35-55% slower (measured here: 53-78 tok/s in-process vs 105-119 tok/s alone). After a crash
+    with the default settings it runs again with n_batch=1, and says so."""
+    runs, error = llama_cpp_child(tokens, prompts, threads, None)
+    if error is None:
+        return runs, ""
+    print(f"llama.cpp run failed with the default n_batch: {error}")
+    runs, retry_error = llama_cpp_child(tokens, prompts, threads, 1)
+    if retry_error is not None:
+        raise SystemExit(f"llama.cpp failed again with n_batch=1: {retry_error}\n"
+                         f"A build without the CPU repack and AMX paths may work: {SAFE_BUILD}")
+    print("llama.cpp: measured with n_batch=1 instead (prompts are evaluated one token at a time, so its TTFT "
+          "is slower than a working default build; decode tok/s is comparable). The default crashes are known "
+          f"on AMX Xeons with llama-cpp-python 0.3.36; a build that may avoid them: {SAFE_BUILD}")
+    return runs, " (n_batch=1)"
 
 
 def summarize(name: str, runs) -> tuple[float, float]:
@@ -126,9 +176,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--llama-cpp-only", action="store_true", help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--n-batch", type=int, default=None, help=argparse.SUPPRESS)  # the child's n_batch
     args = parser.parse_args()
     if args.llama_cpp_only:
-        print(json.dumps(llama_cpp_runs(args.tokens, json.loads(sys.stdin.read()), args.threads)))
+        print(json.dumps(llama_cpp_runs(args.tokens, json.loads(sys.stdin.read()), args.threads, args.n_batch)))
         return
     import torch
 
@@ -143,11 +194,11 @@ def main() -> None:
     convo_rate, convo_ttft = summarize("convo (fast path)", runs)
     hf_rate, hf_ttft = summarize("transformers bf16", hf)
     print(f"ratio convo/transformers: decode {convo_rate / hf_rate:.2f}x, TTFT {hf_ttft / convo_ttft:.2f}x faster")
-    llama = llama_cpp_in_own_process(args.tokens, prompts, args.threads)
+    llama, setting = llama_cpp_in_own_process(args.tokens, prompts, args.threads)
     if llama is None:
         print("llama.cpp: llama_cpp is not importable (pip install llama-cpp-python in a benchmark env)")
         return
-    llama_rate, llama_ttft = summarize("llama.cpp (same GGUF)", llama)
+    llama_rate, llama_ttft = summarize(f"llama.cpp{setting}", llama)
     print(f"ratio convo/llama.cpp: decode {convo_rate / llama_rate:.2f}x, TTFT {llama_ttft / convo_ttft:.2f}x")
 
 

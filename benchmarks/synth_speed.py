@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import machine  # noqa: E402
 
 WORDS = ["apple", "river", "music", "garden", "rocket", "bread", "winter", "library", "forest", "bicycle",
          "ocean", "candle", "mountain", "violin", "island", "planet", "teacher", "market", "bridge", "cloud",
@@ -92,6 +93,7 @@ def main(argv=None) -> int:
     per_minute_single = 60 * len(items) / single_s
     per_minute_batched = 60 * len(items) / batched_s
     ratio = per_minute_batched / per_minute_single
+    print(machine())
     print(f"model: {lm.spec.label} on {lm.device}; mode {args.mode} ({job.strategy}); {len(items)} conversations; "
           f"{sampling.max_new_tokens} tokens per step; warm-up {warmup:.1f} s")
     print(f"one at a time : {single_s:7.1f} s  {per_minute_single:6.1f} conversations/min  "

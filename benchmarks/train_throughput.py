@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import ROOT, machine
+
 SAMPLES = ROOT / "tests" / "data" / "good"
 QA_FILES = ("coqa.json", "coqa_simple.json", "squad_v1.json", "squad_v2.json")
 
@@ -72,13 +70,6 @@ def padding_share(lengths: list[int], args, grouped: bool, steps: int) -> float:
     real = sum(lengths[i] for batch in batches for i in batch)
     padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
     return 1 - real / padded
-
-
-def machine() -> str:
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU x{os.cpu_count()}"
-    return f"{platform.node()} / {platform.processor() or platform.machine()} / {device} / torch {torch.__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,9 +56,14 @@ class TrainSettings:
     max_steps: int | None = None
     """Stop after this many optimizer steps; overrides ``epochs``."""
     batch_size: int = 8
-    """Examples per forward pass."""
+    """Examples per batch (effective batch per optimizer step = batch_size * grad_accum)."""
     grad_accum: int = 1
-    """Forward passes per optimizer step (effective batch = batch_size * grad_accum)."""
+    """Batches per optimizer step."""
+    micro_batch_size: int | None = None
+    """Examples per forward pass: a batch runs as micro-batches whose gradients add up to the batch's
+    (the loss is normalised over the whole batch, so a step is the same). None: the whole batch on a
+    GPU, 1 on CPU, where activations grow with every example of a pass (the bundled model at 8 x 512
+    tokens held 8 GB even with gradient checkpointing) and one example a pass computes as fast."""
     learning_rate: float = 2e-4
     """Peak learning rate of the LoRA weights (linear warmup, then linear decay)."""
     max_length: int = 512
@@ -67,6 +72,10 @@ class TrainSettings:
     """Share of the examples held out for validation when no validation file is given."""
     eval_every: int = 50
     """Compute the validation loss every N steps."""
+    eval_examples: int = 128
+    """Validation examples the validation loss is computed on (a fixed sample drawn with ``seed``; 0: all of
+    them). The held-out share stays out of training either way; scoring 800 held-out CoQA questions every
+    few steps cost more time than training itself."""
     save_every: int = 100
     """Save a resumable checkpoint every N steps."""
     early_stopping_patience: int = 3
@@ -86,7 +95,9 @@ class TrainSettings:
     group_by_length: bool = True
     """Batch examples of similar length together, so little compute is spent on padding."""
     gradient_checkpointing: bool | None = None
-    """Recompute activations to save memory. None: on with CUDA, off on CPU (where it only costs time)."""
+    """Recompute each layer's activations in the backward pass instead of keeping them. None: on, on
+    CUDA and on CPU alike: the bundled model at batch 8 x 512 tokens held over 8 GB of activations
+    without it (see benchmarks/train_memory.py); off trades that memory for about a third less compute."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep (plus the best one under early stopping)."""
     eval_generations: int = 16
@@ -99,10 +110,13 @@ class TrainSettings:
         _check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(1 <= self.batch_size <= 1024, f"batch_size must be in [1, 1024], got {self.batch_size}")
         _check(1 <= self.grad_accum <= 1024, f"grad_accum must be in [1, 1024], got {self.grad_accum}")
+        _check(self.micro_batch_size is None or self.micro_batch_size >= 1,
+               f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
         _check(0 < self.learning_rate <= 1, f"learning_rate must be in (0, 1], got {self.learning_rate}")
         _check(16 <= self.max_length <= 32768, f"max_length must be in [16, 32768], got {self.max_length}")
         _check(0 <= self.val_fraction <= 0.5, f"val_fraction must be in [0, 0.5], got {self.val_fraction}")
         _check(self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}")
+        _check(self.eval_examples >= 0, f"eval_examples must be >= 0, got {self.eval_examples}")
         _check(self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}")
         _check(self.early_stopping_patience >= 0, f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
         _check(self.task is None or self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
@@ -118,6 +132,16 @@ class TrainSettings:
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.grad_accum
+
+    def micro_batch(self, device: str) -> int:
+        """Examples per forward pass on ``device``: ``micro_batch_size`` (or its default), lowered to
+        a divisor of ``batch_size`` so every batch splits evenly.
+
+        >>> TrainSettings(batch_size=8).micro_batch("cpu"), TrainSettings(batch_size=6, micro_batch_size=4).micro_batch("cpu")
+        (1, 3)
+        """
+        wanted = self.micro_batch_size or (self.batch_size if device.startswith("cuda") else 1)
+        return next(d for d in range(min(wanted, self.batch_size), 0, -1) if self.batch_size % d == 0)
 
     def use_qlora(self, device: str) -> bool:
         """Whether this run trains on a 4-bit base on ``device``."""
@@ -158,10 +182,15 @@ class FinetuneConfig:
     """Create the Hub repo as private."""
     overwrite: bool = False
     """Replace an adapter already in ``output_dir``."""
+    num_processes: int = 1
+    """Data-parallel training processes for a job: above 1 the job runs under ``accelerate launch
+    --multi_gpu --num_processes N`` (one process per GPU; on CPU they share the cores over gloo) and
+    takes every device slot. ``batch_size`` is per process."""
 
     def __post_init__(self):
         if isinstance(self.settings, dict):
             self.settings = TrainSettings.from_dict(self.settings)
+        _check(1 <= self.num_processes <= 64, f"num_processes must be in [1, 64], got {self.num_processes}")
         _check(bool(self.train_data and str(self.train_data).strip()), "train_data is empty")
         _check(bool(self.output_dir and str(self.output_dir).strip()), "output_dir is empty")
         _check(bool(self.model_name and self.model_name.strip()), "model_name is empty")
@@ -249,9 +278,9 @@ def to_training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, *
         output_dir=str(checkpoint_dir),
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps or -1,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
+        per_device_train_batch_size=settings.micro_batch(device),
+        per_device_eval_batch_size=settings.micro_batch(device),
+        gradient_accumulation_steps=settings.grad_accum * settings.batch_size // settings.micro_batch(device),
         learning_rate=settings.learning_rate,
         lr_scheduler_type="linear",
         warmup_steps=settings.warmup_ratio,
@@ -267,6 +296,8 @@ def to_training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, *
         greater_is_better=False,
         # Loss only: gathering logits (vocabulary x tokens) for a validation set fills memory fast.
         prediction_loss_only=True,
+        # Data-parallel runs (accelerate launch / torchrun): every LoRA weight takes part in every step.
+        ddp_find_unused_parameters=False,
         seed=settings.seed,
         data_seed=settings.seed,
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
@@ -443,7 +474,133 @@ class EncodedDataset:
         return self.items[index]
 
 
+# =========================================================================== loss
+
+
+def next_token_target_mask(labels):
+    """True at the positions whose next token is a target: the only places a causal LM's logits
+    enter the loss (right-padded batches: the last position never predicts anything)."""
+    import torch
+
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = labels[:, 1:] != -100
+    return mask
+
+
+def targets_only_loss(model, inputs: dict, num_items_in_batch=None):
+    """The causal-LM loss of ``inputs`` with logits computed at target positions only; returns (loss, outputs).
+
+    Equal to transformers' own loss (cross-entropy summed over the targets, divided by
+    ``num_items_in_batch`` when given, else their mean), but the vocabulary projection runs for
+    the targets alone: in question generation a question of ~15 tokens follows a passage of ~400,
+    and the full float32 logits of a batch of 8 x 512 over SmolLM2's 49k vocabulary are 0.8 GB
+    per copy (the loss keeps three).
+    """
+    import torch
+
+    labels = inputs["labels"]
+    mask = next_token_target_mask(labels)
+    outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=mask)
+    targets = labels[:, 1:][mask[:, :-1]]
+    loss = torch.nn.functional.cross_entropy(outputs.logits.float(), targets, reduction="sum")
+    return loss / (num_items_in_batch if num_items_in_batch is not None else max(targets.numel(), 1)), outputs
+
+
+def supports_targets_only_loss(model) -> bool:
+    """Whether ``model`` (peft-wrapped or not) is a decoder whose loss is transformers' shifted
+    cross-entropy and whose forward takes a boolean ``logits_to_keep`` mask (models built on
+    transformers' ``slice_logits_to_keep``); others train with the model's own loss."""
+    import inspect
+
+    from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "is_encoder_decoder", False):
+        return False
+    if "logits_to_keep" not in inspect.signature(base.forward).parameters:
+        return False
+    module = inspect.getmodule(type(base))
+    if getattr(module, "slice_logits_to_keep", None) is None:
+        return False
+    return LOSS_MAPPING.get(getattr(base, "loss_type", None) or "ForCausalLM") is ForCausalLMLoss
+
+
+def make_trainer(*, targets_only: bool, **kwargs):
+    """A transformers.Trainer whose loss (training and validation) uses :func:`targets_only_loss`
+    when ``targets_only``; else the plain Trainer."""
+    from transformers import Trainer
+
+    class TargetsOnlyTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "labels" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, outputs = targets_only_loss(model, inputs, num_items_in_batch)
+            # As Trainer.compute_loss: DDP averages gradients, so a loss divided by the token count
+            # of all processes is scaled back up by their number.
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            return (loss, outputs) if return_outputs else loss
+
+    return (TargetsOnlyTrainer if targets_only else Trainer)(**kwargs)
+
+
+def eval_sample(valid: Sequence[Conversation], settings: TrainSettings) -> list[Conversation]:
+    """The validation examples the validation loss runs on: all, or ``settings.eval_examples`` of
+    them drawn with ``settings.seed`` (the same sample at every evaluation and on resume)."""
+    import random
+
+    valid = list(valid)
+    if not settings.eval_examples or len(valid) <= settings.eval_examples:
+        return valid
+    return random.Random(settings.seed).sample(valid, settings.eval_examples)
+
+
+def plan_time_split(settings: TrainSettings, n_train: int, n_valid: int, num_processes: int = 1) -> dict:
+    """How a run's compute divides between training and the validation loss, before it starts.
+
+    Counted in forward passes over one example: a training example costs 3 (forward and backward),
+    4 with gradient checkpointing (its forward runs twice); a validation example costs 1. Returns
+    ``steps``, ``evaluations``, ``eval_examples`` (per evaluation) and ``train_share`` / ``eval_share``.
+
+    >>> plan = plan_time_split(TrainSettings(max_steps=25, eval_every=5), 7000, 800)
+    >>> plan["evaluations"], plan["eval_examples"], round(plan["train_share"], 2)
+    (5, 128, 0.56)
+    """
+    per_step = settings.batch_size * settings.grad_accum * num_processes
+    steps = settings.max_steps or max(1, math.ceil(settings.epochs * n_train / per_step))
+    eval_examples = min(n_valid, settings.eval_examples or n_valid)
+    evaluations = (steps // settings.eval_every + bool(steps % settings.eval_every)) if eval_examples else 0
+    train_cost = steps * per_step * (3 if settings.gradient_checkpointing is False else 4)
+    eval_cost = evaluations * eval_examples
+    total = train_cost + eval_cost
+    return {"steps": steps, "evaluations": evaluations, "eval_examples": eval_examples,
+            "train_share": train_cost / total, "eval_share": eval_cost / total}
+
+
 # =========================================================================== training
+
+
+def process_rank() -> int:
+    """This process's rank in a data-parallel run (``accelerate launch`` / ``torchrun`` set RANK); 0 alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    """How many processes train together (WORLD_SIZE from the launcher); 1 alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _any_process(flag: bool, device) -> bool:
+    """True when ``flag`` is true in any process of a data-parallel run: every process must stop
+    after the same step, or the others wait forever for its gradients."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def default_output_dir(base_name: str) -> Path:
@@ -492,9 +649,7 @@ def attach_lora(lm, settings: TrainSettings):
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     model = lm.model
-    checkpointing = settings.gradient_checkpointing
-    if checkpointing is None:
-        checkpointing = lm.device.startswith("cuda")
+    checkpointing = settings.gradient_checkpointing is not False
     kwargs = {"use_reentrant": False}
     model.config.use_cache = False
     if lm.quantized:
@@ -524,7 +679,7 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     >>> result.output_dir, result.metrics["eval_loss"]                                                # doctest: +SKIP
     """
     import torch
-    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
+    from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
 
     output_dir = Path(output_dir)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.with_name(output_dir.name + ".checkpoints")
@@ -536,22 +691,24 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     lm = load_base_for_training(spec, settings)
     max_length = min(settings.max_length, lm.context_length)
     train_items, dropped = encode_examples(lm, train, max_length)
-    valid_items, _ = encode_examples(lm, valid, max_length)
+    valid_items, _ = encode_examples(lm, eval_sample(valid, settings), max_length)
     _check(bool(train_items), "no training example has a target token left after truncation")
     peft_model = attach_lora(lm, settings)
     lm = replace(lm, model=peft_model)
     checkpoint = _prepare_checkpoints(checkpoint_dir, resume)
     args = to_training_arguments(settings, checkpoint_dir, device=lm.device, dtype=_base_dtype(lm),
                                  has_validation=bool(valid_items))
-    progress = _ProgressCallback.make(on_log, should_stop)
+    main = process_rank() == 0  # in a data-parallel run only rank 0 reports and writes files
+    progress = _ProgressCallback.make(on_log if main else None, should_stop)
     callbacks = [progress]
     if args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
-    trainer = Trainer(model=peft_model, args=args, train_dataset=EncodedDataset(train_items),
-                      eval_dataset=EncodedDataset(valid_items) if valid_items else None,
-                      data_collator=PadCollator(pad_id, 8 if lm.device.startswith("cuda") else None),
-                      processing_class=lm.tokenizer, callbacks=callbacks)
+    trainer = make_trainer(targets_only=supports_targets_only_loss(peft_model), model=peft_model, args=args,
+                           train_dataset=EncodedDataset(train_items),
+                           eval_dataset=EncodedDataset(valid_items) if valid_items else None,
+                           data_collator=PadCollator(pad_id, 8 if lm.device.startswith("cuda") else None),
+                           processing_class=lm.tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our on_log reports progress; no raw dicts on stdout
     try:
         output = trainer.train(resume_from_checkpoint=checkpoint)
@@ -570,6 +727,9 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     if valid_items:
         metrics["eval_loss"] = round(_final_eval_loss(trainer, progress.history), 4)
     peft_model.config.use_cache = True
+    if not main:
+        return TrainResult(str(output_dir), status, state.global_step, state.max_steps, progress.history, metrics,
+                           checkpoint=saved_checkpoint)
     samples = []
     if valid and settings.eval_generations:
         generated, samples = compare_with_base(lm, valid[: settings.eval_generations], settings.task)
@@ -612,7 +772,7 @@ def _prepare_checkpoints(checkpoint_dir: Path, resume: bool) -> str | None:
         if last is None:
             log.warning("No checkpoint in %s: starting from the beginning", checkpoint_dir)
         return last
-    for old in checkpoint_dir.glob("checkpoint-*"):
+    for old in checkpoint_dir.glob("checkpoint-*") if process_rank() == 0 else ():
         shutil.rmtree(old, ignore_errors=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return None
@@ -674,7 +834,7 @@ class _ProgressCallback:
 
             def on_step_end(self, args, state, control, **kwargs):
                 self.eval_batch = 0
-                if should_stop is not None and should_stop():
+                if should_stop is not None and _any_process(should_stop(), args.device):
                     # Save where we are, then stop: the checkpoint is what a resume continues from.
                     # No validation first: a pass over a large validation set can take many minutes.
                     control.should_save = True

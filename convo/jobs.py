@@ -25,7 +25,8 @@ from typing import Any
 
 from .data import TASKS, DataError
 from .finetune import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, FinetuneConfig, StopFn, TrainResult,
-                       TrainSettings, _check, checkpoint_step, last_checkpoint, push_adapter_to_hub, run_training, slug)
+                       TrainSettings, _check, checkpoint_step, last_checkpoint, process_rank, push_adapter_to_hub,
+                       run_training, slug, world_size)
 from .finetune import log as training_log
 from .settings import DTYPE_CHOICES, LoraSettings
 
@@ -227,9 +228,10 @@ def device_slots(device: str = "auto") -> list[str]:
     return [pick_device(device) if device != "cuda" else "cuda"]
 
 
-def try_acquire_slot(job_dir: str | Path, slots: Sequence[str]) -> str | None:
-    """Start the job on a free slot if it is first in the queue; the state change happens under
-    a lock, so two waiting jobs never take the same slot."""
+def try_acquire_slot(job_dir: str | Path, slots: Sequence[str], take_all: bool = False) -> str | None:
+    """Start the job on a free slot if it is first in the queue (``take_all``: on every slot, once
+    all are free, for a data-parallel job; recorded comma-separated); the state change happens
+    under a lock, so two waiting jobs never take the same slot."""
     from filelock import FileLock
 
     job_dir = Path(job_dir)
@@ -237,18 +239,19 @@ def try_acquire_slot(job_dir: str | Path, slots: Sequence[str]) -> str | None:
     with FileLock(str(jobs_dir() / ".queue.lock"), timeout=30):
         if queue_position(job_dir) != 1:
             return None
-        busy = {read_status(job).get("slot") for job in running_jobs()}
+        busy = {slot for job in running_jobs() for slot in str(read_status(job).get("slot") or "").split(",")}
         free = [slot for slot in slots if slot not in busy]
-        if not free:
+        if not free or (take_all and len(free) < len(slots)):
             return None
-        write_status(job_dir, state="running", slot=free[0], started=time.time())
-        return free[0]
+        taken = ",".join(free) if take_all else free[0]
+        write_status(job_dir, state="running", slot=taken, started=time.time())
+        return taken
 
 
-def wait_for_slot(job_dir: str | Path, slots: Sequence[str], should_stop: StopFn) -> str | None:
+def wait_for_slot(job_dir: str | Path, slots: Sequence[str], should_stop: StopFn, take_all: bool = False) -> str | None:
     """Block until the job may run (returns its slot) or a stop is requested (returns None)."""
     while not should_stop():
-        slot = try_acquire_slot(job_dir, slots)
+        slot = try_acquire_slot(job_dir, slots, take_all)
         if slot is not None:
             return slot
         time.sleep(QUEUE_POLL_S)
@@ -278,11 +281,14 @@ def run_job(job_dir: str | Path, *, config: FinetuneConfig | None = None, resume
     import traceback
 
     job_dir = Path(job_dir)
+    if process_rank() != 0:
+        return _run_worker(job_dir, config, resume)
     job_dir.mkdir(parents=True, exist_ok=True)
     if config is None:
         config = read_config(job_dir)
     else:
-        config = config.resolved()
+        # Under a launcher every process parsed the same flags; the job remembers how many ran.
+        config = replace(config.resolved(), num_processes=max(config.num_processes, world_size()))
         _write_json_atomic(job_dir / "config.json", config.to_dict())
     if resume:
         (job_dir / "cancel").unlink(missing_ok=True)
@@ -293,13 +299,14 @@ def run_job(job_dir: str | Path, *, config: FinetuneConfig | None = None, resume
     status = read_status(job_dir)
     write_status(job_dir, state="queued", pid=os.getpid(), pid_started=_process_started(os.getpid()),
                  created=status.get("created", time.time()), error=None, slot=None)
-    slot = wait_for_slot(job_dir, device_slots(config.device), stop)
+    slot = wait_for_slot(job_dir, device_slots(config.device), stop, take_all=world_size() > 1)
     if slot is None:
         write_status(job_dir, state="cancelled", finished=time.time())
         return EXIT_CANCELLED
     try:
-        _select_cuda_device(slot)
-        result = run_training(replace(config, device=slot), checkpoint_dir=job_dir / "checkpoints", resume=resume,
+        device = _process_device(slot)
+        _select_cuda_device(device)
+        result = run_training(replace(config, device=device), checkpoint_dir=job_dir / "checkpoints", resume=resume,
                               on_log=lambda record: _record_progress(job_dir, record), should_stop=stop)
     except Exception as exc:  # every failure ends as one line in status.json, details in train.log
         bad_input = isinstance(exc, (DataError, ValueError)) or type(exc).__name__ == "ModelLoadError"
@@ -307,6 +314,39 @@ def run_job(job_dir: str | Path, *, config: FinetuneConfig | None = None, resume
         write_status(job_dir, state="failed", error=_one_line(exc), finished=time.time())
         return EXIT_BAD_INPUT if bad_input else EXIT_FAILED
     return _record_result(job_dir, result)
+
+
+def _process_device(slot: str) -> str:
+    """The device of this process: the job's slot, or in a data-parallel run on GPUs the GPU of
+    its local rank (the launcher starts one process per GPU)."""
+    if world_size() > 1 and slot.startswith("cuda"):
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return slot.split(",")[0]
+
+
+def _run_worker(job_dir: Path, config: FinetuneConfig | None, resume: bool) -> int:
+    """A rank above 0 of a data-parallel job: it waits until rank 0 holds the job's slots, then
+    trains alongside it; rank 0 alone writes the job folder (status, progress, adapter)."""
+    import traceback
+
+    config = read_config(job_dir) if config is None else config.resolved()
+    stop = StopRequest(job_dir).install()
+    while True:
+        status = read_status(job_dir)
+        if status.get("state") == "running" and _alive(status):
+            break
+        if stop():
+            return EXIT_CANCELLED
+        time.sleep(QUEUE_POLL_S)
+    try:
+        device = _process_device(str(status.get("slot") or config.device))
+        _select_cuda_device(device)
+        result = run_training(replace(config, device=device), checkpoint_dir=job_dir / "checkpoints", resume=resume,
+                              should_stop=stop)
+    except Exception:  # rank 0 records the failure; this rank's traceback goes to train.log
+        traceback.print_exc()
+        return EXIT_FAILED
+    return EXIT_CANCELLED if result.status == "cancelled" else EXIT_OK
 
 
 def _select_cuda_device(slot: str) -> None:
@@ -358,9 +398,11 @@ def cli_args(config: FinetuneConfig) -> list[str]:
     args += ["--model_name", config.model_name, "--output_dir", config.output_dir]
     values = [("--task", s.task, None), ("--num_epochs", s.epochs, None), ("--max_steps", s.max_steps, None),
               ("--batch_size", s.batch_size, None), ("--grad_accum", s.grad_accum, defaults.grad_accum),
+              ("--micro_batch_size", s.micro_batch_size, None),
               ("--learning_rate", s.learning_rate, None), ("--max_length", s.max_length, defaults.max_length),
               ("--val_fraction", s.val_fraction, defaults.val_fraction),
               ("--eval_steps", s.eval_every, defaults.eval_every), ("--save_steps", s.save_every, defaults.save_every),
+              ("--eval_examples", s.eval_examples, defaults.eval_examples),
               ("--early_stopping_patience", s.early_stopping_patience, defaults.early_stopping_patience),
               ("--seed", s.seed, defaults.seed), ("--lora_r", s.lora.r, lora.r), ("--lora_alpha", s.lora.alpha, lora.alpha),
               ("--lora_dropout", s.lora.dropout, lora.dropout),
@@ -382,11 +424,23 @@ def cli_args(config: FinetuneConfig) -> list[str]:
     return args
 
 
+def launcher(num_processes: int, python: str = "python") -> list[str]:
+    """How a job's training module is started: plain ``python``, or for a data-parallel job
+    ``accelerate launch`` with one process per GPU (``--multi_gpu`` is accelerate's name for
+    torchrun-style processes; on a machine without GPUs they train on CPU over gloo)."""
+    if num_processes <= 1:
+        return [python]
+    return [python, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
 def job_command(job_dir: str | Path, *, resume: bool = False, python: str = "python") -> list[str]:
     """The command that runs (``resume``: continues) a job: what the tab shows and what it starts."""
+    config = read_config(job_dir)
+    start = [*launcher(config.num_processes, python), "-m", "training.finetune"]
     if resume:
-        return [python, "-m", "training.finetune", "--job_dir", str(job_dir), "--resume"]
-    return [python, "-m", "training.finetune", *cli_args(read_config(job_dir)), "--job_dir", str(job_dir)]
+        return [*start, "--job_dir", str(job_dir), "--resume"]
+    return [*start, *cli_args(config), "--job_dir", str(job_dir)]
 
 
 def create_job(config: FinetuneConfig, *, copy_data: bool = True) -> Path:
@@ -538,13 +592,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add("--task", choices=TASKS, help="qg, cqg, qa, qa_closed or chat (default: from the data format)")
     add("--num_epochs", type=float, help="passes over the data (default 3)")
     add("--max_steps", type=int, help="optimizer steps; overrides --num_epochs")
-    add("--batch_size", type=int, help="examples per forward pass (default 8)")
-    add("--grad_accum", type=int, help="forward passes per optimizer step (default 1)")
+    add("--batch_size", type=int, help="examples per batch (default 8; split into micro-batches, see --micro_batch_size)")
+    add("--grad_accum", type=int, help="batches per optimizer step (default 1)")
+    add("--micro_batch_size", type=int, help="examples per forward pass (default: the whole batch on a GPU, 1 on CPU)")
     add("--learning_rate", type=float, help="peak learning rate (default 2e-4)")
     add("--max_length", type=int, help="longest example in tokens (default 512)")
     add("--val_fraction", type=float, help="held-out share when no --val_data (default 0.1)")
     add("--eval_steps", type=int, help="validation loss every N steps (default 50)")
     add("--save_steps", type=int, help="checkpoint every N steps (default 100)")
+    add("--eval_examples", type=int, help="validation examples the validation loss runs on (default 128; 0: all)")
     add("--early_stopping_patience", type=int, help="evaluations without improvement before stopping (0: off; default 3)")
     add("--seed", type=int, help="random seed (default 42)")
     add("--lora_r", type=int, help="LoRA rank (default 16)")
@@ -558,7 +614,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add("--qlora", action=argparse.BooleanOptionalAction, default=None,
         help="4-bit NF4 base (default: on with CUDA, off on CPU)")
     add("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
-        help="recompute activations to save memory (default: on with CUDA)")
+        help="recompute activations to save memory (default: on)")
     add("--no_group_by_length", action="store_true", help="plain random batches instead of length-grouped ones")
     add("--dtype", choices=DTYPE_CHOICES, help="compute dtype (default auto)")
     add("--device", help="auto, cpu, cuda, cuda:1 ... (default auto)")
@@ -574,6 +630,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 _SETTING_FLAGS = {"num_epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size",
                   "grad_accum": "grad_accum", "learning_rate": "learning_rate", "max_length": "max_length",
                   "val_fraction": "val_fraction", "eval_steps": "eval_every", "save_steps": "save_every",
+                  "eval_examples": "eval_examples", "micro_batch_size": "micro_batch_size",
                   "early_stopping_patience": "early_stopping_patience", "seed": "seed", "qlora": "qlora",
                   "task": "task", "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay",
                   "keep_checkpoints": "keep_checkpoints", "eval_generations": "eval_generations",
@@ -642,6 +699,8 @@ def cli_main(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if args.job_dir:
         code = run_job(args.job_dir, config=given, resume=args.resume)
+        if process_rank() != 0:  # rank 0 reports and pushes for a data-parallel run
+            return code
         status = read_status(args.job_dir)
         if code != EXIT_OK:
             print(f"job {status.get('state')}: {status.get('error') or ''}".strip(), file=sys.stderr)
@@ -655,6 +714,8 @@ def cli_main(args: argparse.Namespace) -> int:
         except (DataError, ValueError) as exc:
             print(f"error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        if process_rank() != 0:
+            return EXIT_CANCELLED if result.status == "cancelled" else EXIT_OK
         if result.status == "cancelled":
             print(f"cancelled at step {result.steps}: resume from {result.checkpoint} with --resume", file=sys.stderr)
             return EXIT_CANCELLED

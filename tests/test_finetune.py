@@ -94,7 +94,7 @@ def test_to_lora_config_is_a_pure_converter():
 def test_cli_args_reproduce_the_config():
     settings = ft.TrainSettings(max_steps=9, batch_size=2, learning_rate=3e-4, qlora=False, task="qa",
                                 early_stopping_patience=0, eval_every=7, save_every=5, group_by_length=False,
-                                lora=LoraSettings(r=4, dropout=0.0))
+                                eval_examples=0, micro_batch_size=1, lora=LoraSettings(r=4, dropout=0.0))
     config = ft.FinetuneConfig(train_data="/d/train.json", val_data="/d/val.json", output_dir="/o/a",
                                model_name="org/model", settings=settings, dtype="float32", private=False)
     args = jobs.build_parser().parse_args(jobs.cli_args(config))
@@ -183,6 +183,80 @@ def test_lora_weights_change_and_base_weights_do_not(tiny_causal, tiny_lm):
     changed = {name for name in before if not torch.equal(before[name], after[name].detach())}
     assert changed and changed <= set(trainable)
     assert any("lora_B" in name for name in changed)
+
+
+def test_targets_only_loss_and_gradients_equal_the_full_logits_loss(tiny_causal):
+    """The loss computed from logits at target positions only is transformers' own loss, and so
+    are its gradients, with and without a token count from gradient accumulation."""
+    import torch
+
+    lm = load_model(tiny_spec(tiny_causal))
+    model = ft.attach_lora(lm, quick(lora=LoraSettings(r=4, alpha=8, dropout=0.0)))
+    assert ft.supports_targets_only_loss(model)
+    examples, _ = load_examples(COQA, "qg")
+    items, _ = ft.encode_examples(lm, examples[:5], 256)
+    batch = ft.PadCollator(lm.tokenizer.pad_token_id)(items)
+    mask = ft.next_token_target_mask(batch["labels"])
+    assert 0 < int(mask.sum()) < mask.numel() // 3  # question targets are a small part of each row
+    model.train()
+    for count in (None, torch.tensor(57)):
+        extra = {} if count is None else {"num_items_in_batch": count}
+        model.zero_grad()
+        full = model(**batch, **extra).loss
+        full.backward()
+        full_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        model.zero_grad()
+        new, outputs = ft.targets_only_loss(model, batch, count)
+        new.backward()
+        assert outputs.logits.shape == (int(mask.sum()), lm.model.config.vocab_size)
+        assert torch.allclose(new, full, rtol=1e-5, atol=1e-6), (new, full)
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                assert torch.allclose(param.grad, full_grads[name], rtol=1e-4, atol=1e-7), name
+
+
+def test_micro_batches_make_the_same_step_as_the_whole_batch(tiny_causal, tmp_path):
+    """A batch of 4 run as 4 passes of 1 (CPU's default) and as one pass of 4 updates the LoRA
+    weights alike: the loss is normalised over the whole batch either way."""
+    import torch
+    from safetensors.torch import load_file
+
+    examples, _ = load_examples(COQA, "qg")
+    weights, losses = [], []
+    for micro in (1, 4):
+        settings = quick(max_steps=2, batch_size=4, micro_batch_size=micro, eval_generations=0, group_by_length=False,
+                         warmup_ratio=0.0, early_stopping_patience=0)
+        result = ft.train_adapter(tiny_spec(tiny_causal), examples, [], settings, tmp_path / f"micro-{micro}")
+        weights.append(load_file(str(Path(result.output_dir) / "adapter_model.safetensors")))
+        losses.append([loss for _, loss in result.train_losses])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # Adam hides a scaled gradient; the loss does not
+    assert ft.TrainSettings(batch_size=8).micro_batch("cpu") == 1
+    assert ft.TrainSettings(batch_size=6, micro_batch_size=4).micro_batch("cpu") == 3
+    assert ft.TrainSettings(batch_size=8).micro_batch("cuda:0") == 8
+    assert weights[0].keys() == weights[1].keys()
+    assert any(w.abs().sum() > 0 for k, w in weights[0].items() if "lora_B" in k)  # it trained
+    for key in weights[0]:
+        assert torch.allclose(weights[0][key], weights[1][key], rtol=1e-3, atol=1e-5), key
+
+
+def test_seq2seq_keeps_its_own_loss(tiny_seq2seq):
+    lm = load_model(tiny_spec(tiny_seq2seq))
+    assert not ft.supports_targets_only_loss(ft.attach_lora(lm, quick()))
+
+
+def test_validation_loss_runs_on_a_capped_fixed_sample(tiny_causal, tmp_path):
+    examples, _ = load_examples(COQA, "qg")
+    valid = examples * 4
+    settings = quick(max_steps=2, eval_every=2, save_every=2, eval_generations=0, eval_examples=3)
+    sample = ft.eval_sample(valid, settings)
+    assert len(sample) == 3 and sample == ft.eval_sample(valid, settings)
+    assert len(ft.eval_sample(valid, replace(settings, eval_examples=0))) == len(valid)
+    result = ft.train_adapter(tiny_spec(tiny_causal), examples, valid, settings, tmp_path / "adapter")
+    assert result.metrics["eval_loss"] > 0
+    meta = ft.read_metadata(result.output_dir)
+    assert meta["hyperparameters"]["validation_examples"] == 3 and meta["hyperparameters"]["eval_examples"] == 3
+    with pytest.raises(ValueError, match="eval_examples"):
+        ft.TrainSettings(eval_examples=-1)
 
 
 def test_training_lowers_the_loss_and_saves_a_complete_adapter(trained, tiny_causal):
@@ -448,6 +522,38 @@ def test_job_subprocess_cancel_kill_and_resume(tiny_causal, data_dir):
     assert load_model(tiny_spec(tiny_causal, adapter=view.adapter)).model is not None
 
 
+@pytest.mark.timeout(420)
+def test_two_process_data_parallel_job_through_accelerate_launch(tiny_causal, data_dir):
+    """A job with num_processes=2 runs ``accelerate launch`` (two CPU processes over gloo): it
+    finishes, rank 0 alone writes progress and the adapter, and the adapter loads and differs from the base."""
+    import torch
+
+    settings = quick(max_steps=4, batch_size=2, eval_every=2, save_every=2, eval_generations=0,
+                     early_stopping_patience=0)
+    config = ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "adapters" / "ddp"),
+                               model_name=tiny_causal, dtype="float32", device="cpu", settings=settings,
+                               num_processes=2)
+    job = jobs.start_job(config)
+    command = jobs.job_command(job)
+    assert command[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert command[command.index("--num_processes") + 1] == "2" and "training.finetune" in command
+    assert _wait_exit(job, 360) == "finished", (job / "train.log").read_text()[-3000:]
+    log = (job / "train.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    raw = [json.loads(line) for line in (job / "progress.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in raw if "loss" in r] == [1, 2, 3, 4]  # one writer, not one per process
+    view = jobs.job_view(job)
+    assert view.adapter == config.output_dir and view.metrics["steps"] == 4
+    assert jobs.read_config(job).num_processes == 2  # a resume launches two processes again
+    n_train = ft.read_metadata(view.adapter)["counts"]["train_examples"]
+    assert view.metrics["epochs"] == pytest.approx(4 * 2 * 2 / n_train, abs=0.02)  # 2 processes x batch 2
+    tuned = load_model(tiny_spec(tiny_causal, adapter=view.adapter))
+    base = load_model(tiny_spec(tiny_causal))
+    ids = base.tokenizer("Where did Marta live?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert not torch.allclose(tuned.model(ids).logits, base.model(ids).logits)
+
+
 def test_cancel_of_a_queued_job_ends_it(tiny_causal, data_dir):
     blocker = jobs.create_job(ft.FinetuneConfig(train_data=str(COQA), output_dir=str(data_dir / "x")))
     jobs.write_status(blocker, **_own_process_status(state="running", slot="cpu"))
@@ -507,6 +613,20 @@ def test_tab_upload_shows_the_report_with_counts(tab):
     assert 'rejected: file has no records: "data" is empty' in text and start["interactive"] is False
     text, _, start = tab.inspect_upload(str(COQA), str(DATA / "bad" / "invalid_json.json"), "qg", 512)
     assert "**Validation file**" in text and "invalid JSON at line 3" in text and start["interactive"] is False
+
+
+def test_tab_shows_the_planned_time_split_before_the_run(tab):
+    # task, epochs, max_steps, batch, accum, lr, max_length, val_fraction, eval_every, save_every, patience,
+    # seed, qlora, r, alpha, dropout: as the tab's settings inputs
+    values = [None, 3, 4, 2, 1, 2e-4, 512, 0.25, 2, 2, 0, 42, "auto", 16, 32, 0.05]
+    text = tab.plan_text(str(COQA), None, *values)
+    # 14 questions: 4 held out, 10 trained on; 4 steps of 2 (x4 with checkpointing) vs 2 x 4 validation examples
+    assert text == ("**Planned**: 4 steps of 2 examples on 10 training examples; validation loss 2 times on 4 of 4 "
+                    "held-out examples. Time: about 80% training, 20% validation, then generating for 4 held-out "
+                    "examples."), text
+    assert "validation loss" not in tab.plan_text(str(COQA), None, *values[:7], 0, *values[8:])
+    assert tab.plan_text(None, None, *values) == ""
+    assert tab.plan_text(str(DATA / "bad" / "coqa_empty_data.json"), None, *values) == ""
 
 
 def test_tab_ignores_job_folders_it_did_not_create(tab, tmp_path, data_dir):

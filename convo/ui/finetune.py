@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import finetune as core
 from .. import jobs
-from ..data import validate_file
+from ..data import DEFAULT_TASKS, DataError, load_examples, split_train_val, validate_file
 from ..hub import HubError, resolve_token
 from ..models import POOL, ModelLoadError
 from ..settings import LoraSettings
@@ -132,6 +132,33 @@ def follow_validation(eval_every, save_every, patience):
     if patience <= 0 or eval_every < 1 or save_every % eval_every == 0:
         return gr.skip()
     return eval_every * max(1, round(save_every / eval_every))
+
+
+def plan_text(file, val_file, *settings_values) -> str:
+    """The run's time split between training and the validation loss, shown before it starts."""
+    path = _path(file)
+    if not path:
+        return ""
+    try:
+        settings = _settings(*settings_values)
+        task = settings.task or DEFAULT_TASKS[validate_file(path).format]
+        train, _ = load_examples(path, task)
+        if _path(val_file):
+            valid = load_examples(_path(val_file), task)[0]
+        else:
+            train, valid = split_train_val(train, settings.val_fraction, settings.seed)
+    except (TypeError, ValueError, KeyError, DataError):  # the report above says what is wrong
+        return ""
+    plan = core.plan_time_split(settings, len(train), len(valid))
+    per_step = settings.batch_size * settings.grad_accum
+    text = f"**Planned**: {plan['steps']} steps of {per_step} examples on {len(train)} training examples"
+    if plan["evaluations"]:
+        text += (f"; validation loss {plan['evaluations']} times on {plan['eval_examples']} of {len(valid)} "
+                 f"held-out examples")
+    text += f". Time: about {plan['train_share']:.0%} training, {plan['eval_share']:.0%} validation"
+    if valid and settings.eval_generations:
+        text += f", then generating for {min(settings.eval_generations, len(valid))} held-out examples"
+    return text + "."
 
 
 def adapter_folder(name: str) -> Path:
@@ -427,6 +454,7 @@ def render(shared: Shared) -> None:
             lora_r = gr.Slider(1, 256, 16, step=1, label="LoRA rank r")
             lora_alpha = gr.Number(32, label="LoRA alpha", minimum=1, precision=0)
             lora_dropout = gr.Slider(0, 0.5, 0.05, step=0.01, label="LoRA dropout")
+    plan = gr.Markdown(elem_id="ft-plan")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", interactive=False, elem_id="ft-start")
         cancel = gr.Button("Cancel", variant="stop", elem_id="ft-cancel")
@@ -468,6 +496,8 @@ def render(shared: Shared) -> None:
     gr.on([upload.change, val_upload.change], inspect_upload, inspect_inputs, [report, task, start],
           api_name="finetune_inspect")
     task.input(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
+    gr.on([upload.change, val_upload.change, *(c.change for c in settings_inputs)], plan_text,
+          [upload, val_upload, *settings_inputs], plan, api_visibility="private", show_progress="hidden")
     start.click(start_for_owner, [browser_id, upload, val_upload, name, job, shared.model, *settings_inputs],
                 [browser_id, job, *view_outputs], api_name="finetune_start")
     for field in (eval_every, patience):
