@@ -420,3 +420,15 @@ def test_synthetic_tab_uploads_refuse_deep_or_unreadable_json_by_name(tmp_path, 
     for read in (synth.read_seeds, synth.load_keyword_config):
         with pytest.raises(synth.ConfigError, match=rf"^{name}(: JSON| line 2: invalid JSON)"):
             read(path)
+
+
+def test_job_child_gets_hub_tokens_only_when_its_job_pushes(tmp_path):
+    from convo.finetune import FinetuneConfig
+    from convo.jobs import child_environment
+
+    env = {"HF_TOKEN": ENV_CANARY, "HUGGING_FACE_HUB_TOKEN": ENV_CANARY, "PATH": "/usr/bin"}
+    config = FinetuneConfig(train_data=str(tmp_path / "train.json"), output_dir=str(tmp_path / "out"))
+    assert child_environment(config, env) == {"PATH": "/usr/bin"}
+    pushing = FinetuneConfig(train_data=str(tmp_path / "train.json"), output_dir=str(tmp_path / "out"),
+                             push_to_hub="alice/adapter")
+    assert child_environment(pushing, env)["HF_TOKEN"] == ENV_CANARY
