@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import filters
+from .data import MAX_DEPTH, json_depth
 from .generation import Program, Stop, check_messages, pipeline, render_prompt
 
 PERSONA, KEYWORD = "persona", "keyword"
@@ -218,10 +219,20 @@ def _read_json(path: Path) -> Any:
         raise ConfigError(f"{path.name}: file not found") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path.name}: not UTF-8 text") from None
+    return _loads_checked(text, path.name)
+
+
+def _loads_checked(text: str, where: str) -> Any:
+    """``json.loads`` for uploaded files: too deep, invalid or unreadable JSON is one ConfigError
+    (never a RecursionError or a bare ValueError), the depth found by a linear scan first."""
+    if json_depth(text) > MAX_DEPTH:
+        raise ConfigError(f"{where}: JSON is nested deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path.name}: invalid JSON (line {exc.lineno}: {exc.msg})") from None
+        raise ConfigError(f"{where}: invalid JSON (line {exc.lineno}: {exc.msg})") from None
+    except (RecursionError, ValueError) as exc:
+        raise ConfigError(f"{where}: JSON cannot be read ({str(exc)[:80]})") from None
 
 
 def load_keyword_config(path: str | Path) -> KeywordConfig:
@@ -500,8 +511,8 @@ def _csv_seeds(text: str) -> list[str]:
 
 def _json_line(line: str, name: str, number: int) -> Any:
     try:
-        return json.loads(line)
-    except json.JSONDecodeError:
+        return _loads_checked(line, f"{name} line {number}")
+    except ConfigError:
         raise ConfigError(f"{name} line {number}: invalid JSON") from None
 
 

@@ -35,6 +35,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--disable-quic", "--no-first-run"]
 
 
+def allow_model_dir(folder) -> str:
+    """Let the app's model bar load this test model by path (CONVO_MODEL_DIRS, inherited by launched apps)."""
+    os.environ["CONVO_MODEL_DIRS"] = os.pathsep.join(filter(None, [os.environ.get("CONVO_MODEL_DIRS"), str(folder)]))
+    return str(folder)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def offline_environment():
     os.environ.pop("CONVO_MODEL", None)
@@ -52,12 +58,12 @@ def data_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_causal(tmp_path_factory) -> str:
-    return str(make_tiny_causal(tmp_path_factory.mktemp("tiny-causal")))
+    return allow_model_dir(make_tiny_causal(tmp_path_factory.mktemp("tiny-causal")))
 
 
 @pytest.fixture(scope="session")
 def tiny_seq2seq(tmp_path_factory) -> str:
-    return str(make_tiny_seq2seq(tmp_path_factory.mktemp("tiny-seq2seq")))
+    return allow_model_dir(make_tiny_seq2seq(tmp_path_factory.mktemp("tiny-seq2seq")))
 
 
 @pytest.fixture(autouse=True)

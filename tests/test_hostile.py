@@ -369,3 +369,66 @@ def test_a_typed_token_ends_up_nowhere(chromium, launch, tiny_causal, tmp_path_f
             urllib.request.urlopen(app.url + "gradio_api/runs")
     finally:
         hub.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_memory_stays_flat_over_100_streamed_chats():
+    """100 streamed chats with the bundled model, 8 at a time, on the fast CPU path: after 16 chats
+    to warm up (engine buffers, a full prefix cache), the next 84 grow the process by under 100 MB.
+    The prefix cache gets a 32 MB budget so it is full (and evicting) early in the run, and any
+    growth beyond it shows."""
+    import concurrent.futures
+
+    from convo import chat
+    from convo.fastpath import engine_for
+    from convo.models import get_model
+    from convo.settings import ChatSettings, ModelSpec, Sampling
+
+    lm = get_model(ModelSpec("bundled"))
+    engine = engine_for(lm)
+    if engine is None:
+        pytest.skip("the fast CPU path is off for this model")
+    budget, engine.prefixes.budget = engine.prefixes.budget, 32 * 2**20
+
+    def one(i):
+        messages = [{"role": "user", "content": f"Tell me story {i} about a {['cat', 'dog', 'fox', 'owl'][i % 4]} "
+                                                f"who lives in town {i * 7}."}]
+        text = ""
+        for text in chat.reply_stream(lm, messages, ChatSettings(), Sampling(temperature=0.7, max_new_tokens=48, seed=i)):
+            pass
+        return text
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(one, range(16)))
+            warm = rss_mb(os.getpid())
+            assert all(pool.map(one, range(16, 100)))
+        growth = rss_mb(os.getpid()) - warm
+    finally:
+        engine.prefixes.budget = budget
+    assert growth < 100, f"RSS grew {growth:.0f} MB over 84 chats"
+
+
+@pytest.mark.parametrize("name, content", [("deep.json", "[" * 100_000), ("int.json", "1" * 10_000),
+                                           ("deep-line.jsonl", '"a"\n' + "[" * 5_000 + "]" * 5_000)])
+def test_synthetic_tab_uploads_refuse_deep_or_unreadable_json_by_name(tmp_path, name, content):
+    from convo import synth
+
+    path = tmp_path / name
+    path.write_text(content)
+    for read in (synth.read_seeds, synth.load_keyword_config):
+        with pytest.raises(synth.ConfigError, match=rf"^{name}(: JSON| line 2: invalid JSON)"):
+            read(path)
+
+
+def test_job_child_gets_hub_tokens_only_when_its_job_pushes(tmp_path):
+    from convo.finetune import FinetuneConfig
+    from convo.jobs import child_environment
+
+    env = {"HF_TOKEN": ENV_CANARY, "HUGGING_FACE_HUB_TOKEN": ENV_CANARY, "PATH": "/usr/bin"}
+    config = FinetuneConfig(train_data=str(tmp_path / "train.json"), output_dir=str(tmp_path / "out"))
+    assert child_environment(config, env) == {"PATH": "/usr/bin"}
+    pushing = FinetuneConfig(train_data=str(tmp_path / "train.json"), output_dir=str(tmp_path / "out"),
+                             push_to_hub="alice/adapter")
+    assert child_environment(pushing, env)["HF_TOKEN"] == ENV_CANARY
