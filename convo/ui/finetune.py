@@ -468,6 +468,8 @@ def render(shared: Shared) -> None:
     gr.on([upload.change, val_upload.change], inspect_upload, inspect_inputs, [report, task, start],
           api_name="finetune_inspect")
     task.input(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
+    # the token report counts against "Max tokens per example": recount when it changes
+    max_length.release(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
     start.click(start_for_owner, [browser_id, upload, val_upload, name, job, shared.model, *settings_inputs],
                 [browser_id, job, *view_outputs], api_name="finetune_start")
     for field in (eval_every, patience):
