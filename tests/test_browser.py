@@ -185,6 +185,11 @@ def test_revoked_and_unknown_links_show_not_available(chromium, launch, tiny_cau
         assert view.locator("#share-header").inner_text().strip() == "This conversation is not available"
         assert not view.locator("#main-view").is_visible()
         assert not view.locator("#share-chatbot").is_visible()
+        back = view.locator("#continue")  # a way back to the app
+        assert back.inner_text().strip() == "Start a new conversation"
+        back.click()
+        view.wait_for_selector("#main-view", state="visible", timeout=30_000)
+        assert not view.locator(USER).count()
         visitor.close()
     app.stop()
     restarted = launch(model=tiny_causal, data_dir=data)

@@ -129,3 +129,62 @@ def test_readme_python_example_runs():
     result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_recommended_sampling_reads_generation_config_and_our_choice_for_the_bundled_model():
+    from dataclasses import replace
+
+    from convo.settings import BUNDLED, MODEL_SAMPLING, recommended_sampling
+
+    sampling, source = recommended_sampling("org/model", {"do_sample": True, "temperature": 0.6, "top_p": 0.95,
+                                                          "top_k": 20, "repetition_penalty": 1.05})
+    assert (sampling.temperature, sampling.top_p, sampling.top_k, sampling.repetition_penalty) == (0.6, 0.95, 20, 1.05)
+    assert "generation_config.json" in source
+    assert recommended_sampling("org/model", {"bos_token_id": 1})[0] == Sampling()  # nothing recommended
+    assert recommended_sampling(BUNDLED)[0] == MODEL_SAMPLING[BUNDLED]
+    assert replace(MODEL_SAMPLING[BUNDLED], max_new_tokens=256).temperature <= 0.3
+
+
+OPENERS = ["Hello! How are you today?", "Hi there, what's up?", "Good morning! Any plans for the weekend?",
+           "I just got back from a trip to the mountains.", "Can you recommend a good book?",
+           "What's your favourite food?", "I started learning to play the guitar.", "My cat keeps waking me up at night.",
+           "Do you like rainy days?", "I'm thinking about changing jobs.", "What should I cook for dinner tonight?",
+           "I had a really long day at work.", "Tell me something interesting.", "I'm planning a birthday party for my friend.",
+           "How do I stay motivated to exercise?", "We just moved to a new city.", "I love watching old movies.",
+           "What's a good way to learn a new language?", "My garden is finally blooming.", "Hey! Nice to meet you."]
+ENGLISH_WORDS = set("""the a an i you your to is are and it of in that for what this with be can do have my me we on at
+so not but how was it's i'm there here like about would will if or as just all some any really good great nice hello hi
+thanks thank sounds""".split())
+
+
+def looks_english(text: str) -> bool:
+    """Offline language check: (almost) only ASCII letters, and common English words make up at
+    least 15% of the words (invented Portuguese or Scandinavian has nearly none)."""
+    words = [w.strip(".,!?;:\"'()").lower() for w in text.split()]
+    words = [w for w in words if w]
+    letters = [c for c in text if c.isalpha()]
+    if not words or not letters:
+        return False
+    return sum(c.isascii() for c in letters) / len(letters) >= 0.97 and \
+        sum(w in ENGLISH_WORDS for w in words) / len(words) >= 0.15
+
+
+@pytest.mark.slow
+def test_bundled_defaults_answer_english_in_english():
+    """Issue 19: with the bundled model's defaults, at least 18 of 20 English openers get English replies."""
+    from dataclasses import replace
+
+    from convo.generation import Stop
+    from convo.settings import recommended_sampling
+
+    lm = get_model(ModelSpec("bundled"))
+    sampling = replace(recommended_sampling("bundled")[0], max_new_tokens=40)
+    replies = []
+    for opener in OPENERS:
+        reply = ""
+        for reply in chat.reply_stream(lm, [{"role": "user", "content": opener}], ChatSettings(curious=False),
+                                       sampling, Stop()):
+            pass
+        replies.append(reply)
+    english = [looks_english(r) for r in replies]
+    assert sum(english) >= 18, [r for r, ok in zip(replies, english) if not ok]

@@ -16,7 +16,12 @@ from .common import Shared, spec_from
 
 TITLE = "convo: curious conversational models"
 MAX_UPLOAD = "20mb"
-CSS = ".suggestion { white-space: normal !important; text-align: left; }"
+START_NEW = "Start a new conversation"
+CSS = (".suggestion { white-space: normal !important; text-align: left; }"
+       # table cells break between words, never inside one ("rec/ords"); a wide table scrolls instead
+       " .prose table th, .prose table td, .table th, .table td { word-break: normal !important;"
+       " overflow-wrap: normal !important; hyphens: none; }"
+       " .prose table { display: block; overflow-x: auto; }")
 
 
 def on_space() -> bool:
@@ -46,19 +51,21 @@ def open_share(request: gr.Request):
     if not share_id:
         return gr.update(visible=False), gr.update(visible=True), "", [], gr.update(visible=False), None
     snapshot = chat.load_shared(share_id)
-    if snapshot is None:
+    if snapshot is None:  # the Continue button becomes the way back to the app
         return (gr.update(visible=True), gr.update(visible=False), f"## {chat.NOT_AVAILABLE}",
-                gr.update(value=[], visible=False), gr.update(visible=False), None)
+                gr.update(value=[], visible=False), gr.update(visible=True, value=START_NEW), None)
     messages = [m for m in snapshot.messages if m["role"] != "system"]
     return (gr.update(visible=True), gr.update(visible=False), chat.shared_header(snapshot),
             gr.update(value=messages, visible=True), gr.update(visible=True), share_id)
 
 
 def continue_share(share_id):
-    """Copy the shared conversation into this visitor's own session (the original stays as it is)."""
+    """Copy the shared conversation into this visitor's own session (the original stays as it is);
+    for a link that is not available (revoked, expired, unknown): open the app with a new chat."""
     snapshot = chat.load_shared(share_id)
     if snapshot is None:
-        raise gr.Error(chat.NOT_AVAILABLE)
+        return (gr.update(visible=False), gr.update(visible=True), [], None, [], gr.update(), gr.update(),
+                gr.update())
     messages = [m for m in snapshot.messages if m["role"] != "system"]
     system = next((m["content"] for m in snapshot.messages if m["role"] == "system"), None)
     return (gr.update(visible=False), gr.update(visible=True), messages, None, [],

@@ -22,9 +22,9 @@ from ..generation import Stop
 from ..models import ModelLoadError, get_model
 from ..remote import RemoteError, for_user
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
-from ..settings import ChatSettings, Sampling
+from ..settings import ChatSettings, Sampling, recommended_sampling
 from ..store import Store, conversation_to_json, conversation_to_markdown, new_id
-from .common import Shared, export_folder, plain_messages, spec_from
+from .common import Shared, default_model, export_folder, plain_messages, spec_from
 
 N_SUGGESTIONS = 3
 UPDATE_EVERY_S = 0.05  # redraw a streaming reply at most 20 times a second
@@ -57,6 +57,27 @@ def _session(request) -> str:
 def get_store() -> Store:
     """One store per process (SQLite in the data directory)."""
     return Store()
+
+
+def model_generation_config(model: str) -> dict | None:
+    """The model's generation_config.json without loading the model: a local folder's, or the Hub
+    cache's copy (no download); None when there is none."""
+    import json
+    from pathlib import Path
+
+    path = Path(model) / "generation_config.json"
+    if not path.is_file() and "/" in model and not Path(model).exists():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(model, "generation_config.json")
+            path = Path(cached) if isinstance(cached, str) else path
+        except (ImportError, ValueError):
+            return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed) -> Sampling:
@@ -400,12 +421,15 @@ def render(shared: Shared) -> None:
         with gr.Row():
             curious = gr.Checkbox(True, label="Curious mode (suggest follow-up questions)", elem_id="curious")
             interviewer = gr.Checkbox(False, label="Interviewer (end each reply with a question)", elem_id="interviewer")
+        defaults, source = recommended_sampling(default_model(), model_generation_config(default_model()))
+        gr.Markdown(f"Defaults for `{default_model()}` ({source}): temperature {defaults.temperature}, top-p "
+                    f"{defaults.top_p}, top-k {defaults.top_k}, repetition penalty {defaults.repetition_penalty}.",
+                    elem_id="sampling-defaults")
         with gr.Row():
             feeling = gr.Checkbox(False, label="Weigh feeling in follow-ups (sentiment strength)", elem_id="chat-sentiment")
             remember = gr.Checkbox(memory.enabled_by_default(), elem_id="memory-on",
                                    label="Remember what I tell about myself (only for me; see the panel below)")
         with gr.Row():
-            defaults = Sampling()
             temperature = gr.Slider(0, 2, defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
             top_p = gr.Slider(0.05, 1, defaults.top_p, step=0.05, label="Top-p")
             top_k = gr.Slider(0, 200, defaults.top_k, step=1, label="Top-k (0 = off)")

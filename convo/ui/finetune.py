@@ -498,6 +498,8 @@ def render(shared: Shared) -> None:
     task.input(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
     gr.on([upload.change, val_upload.change, *(c.change for c in settings_inputs)], plan_text,
           [upload, val_upload, *settings_inputs], plan, api_visibility="private", show_progress="hidden")
+    # the token report counts against "Max tokens per example": recount when it changes
+    max_length.release(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
     start.click(start_for_owner, [browser_id, upload, val_upload, name, job, shared.model, *settings_inputs],
                 [browser_id, job, *view_outputs], api_name="finetune_start")
     for field in (eval_every, patience):

@@ -517,9 +517,14 @@ def push(out_path, repo_id, private, token, config, oauth_token: gr.OAuthToken |
     return f"Pushed: [{url}]({url})", ""
 
 
-def send_to_finetune(out_path):
-    """Hand the output to the Fine-tune tab (its file box validates on change) and switch to it."""
-    if not out_path or not Path(out_path).is_file():
+def send_to_finetune(out_path, request: gr.Request = None):
+    """Hand the output to the Fine-tune tab (its file box validates on change) and switch to it; not
+    while this session's run is still writing it, and not before it holds a conversation."""
+    with _running_lock:
+        running = (request.session_hash if request is not None else "local") in _running
+    if running:
+        raise gr.Error("The run is still going: wait until it ends (or Cancel it), then send the output.")
+    if not out_path or not Path(out_path).is_file() or not Path(out_path).stat().st_size:
         raise gr.Error("Run the generation first: there is nothing to send.")
     return gr.update(value=out_path), gr.Tabs(selected="finetune")
 
