@@ -86,3 +86,20 @@ def test_memory_is_opt_in_on_a_space(monkeypatch):
     assert memory.enabled_by_default()
     monkeypatch.setenv("SPACE_ID", "someone/convo")
     assert not memory.enabled_by_default()
+
+
+def test_panel_lists_and_forgets_one_fact(store, monkeypatch):
+    from convo.ui import chat as tab
+
+    monkeypatch.setattr(tab, "get_store", lambda: store)
+    browser = new_id()
+    owner = memory.owner_key(None, browser)
+    memory.remember(store, owner, "I love jazz. I live in Oslo.")
+    memory.remember(store, memory.owner_key(None, new_id()), "I love tea")  # another browser
+    text, choices = tab.show_memory(browser)
+    assert text == "- You live in Oslo\n- You love jazz"
+    jazz = dict(choices["choices"])["You love jazz"]
+    text, _ = tab.forget_memory(jazz, browser)
+    assert text == "- You live in Oslo"
+    assert [fact for _, fact, _ in rows(store.path)] == ["You live in Oslo", "You love tea"]
+    assert tab.ensure_memory_id(browser) == browser and tab.ensure_memory_id("") != ""
