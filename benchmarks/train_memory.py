@@ -89,7 +89,18 @@ def run_job(code: Path, train: Path, out: Path, args, extra: list[str]) -> dict:
     started = time.monotonic()
     child = subprocess.Popen(command, cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = PeakRss(child.pid)
-    stdout, stderr = child.communicate()
+    errors: list[str] = []
+    drain = threading.Thread(target=lambda: errors.extend(child.stderr), daemon=True)
+    drain.start()
+    lines = []
+    for line in child.stdout:  # progress lines as they come, with the memory so far
+        lines.append(line)
+        if line.startswith("step "):
+            print(f"  {time.monotonic() - started:6.0f} s  {line.strip()}  (peak RSS so far {sampler.peak / 2**30:.2f} GiB)",
+                  flush=True)
+    child.wait()
+    drain.join()
+    stdout, stderr = "".join(lines), "".join(errors)
     peak = sampler.stop()
     wall = time.monotonic() - started
     if child.returncode != 0:

@@ -63,7 +63,8 @@ class TrainSettings:
     """Examples per forward pass: a batch runs as micro-batches whose gradients add up to the batch's
     (the loss is normalised over the whole batch, so a step is the same). None: the whole batch on a
     GPU, 1 on CPU, where activations grow with every example of a pass (the bundled model at 8 x 512
-    tokens held 8 GB even with gradient checkpointing) and one example a pass computes as fast."""
+    tokens held 8 GB even with gradient checkpointing, 2 GB one example a pass) while one example of a
+    few hundred tokens still keeps the matrix products large, and needs no padding."""
     learning_rate: float = 2e-4
     """Peak learning rate of the LoRA weights (linear warmup, then linear decay)."""
     max_length: int = 512
@@ -97,7 +98,8 @@ class TrainSettings:
     gradient_checkpointing: bool | None = None
     """Recompute each layer's activations in the backward pass instead of keeping them. None: on, on
     CUDA and on CPU alike: the bundled model at batch 8 x 512 tokens held over 8 GB of activations
-    without it (see benchmarks/train_memory.py); off trades that memory for about a third less compute."""
+    without it (see benchmarks/train_memory.py); off saves the second forward pass (a step costs about
+    4 forward passes with it, 3 without)."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep (plus the best one under early stopping)."""
     eval_generations: int = 16

@@ -233,6 +233,10 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     steps = page.locator("#ft-max-steps input")
     steps.fill("4")
     steps.press("Tab")
+    # the planned split of the run's time is shown before it starts, and follows the settings
+    page.wait_for_function("() => /Planned: 4 steps of 8 examples/.test(document.querySelector('#ft-plan').innerText)",
+                           timeout=30_000)
+    assert "% training" in page.locator("#ft-plan").inner_text()
     page.locator("#ft-start").click()
     page.wait_for_function("() => /Finished/.test(document.querySelector('#ft-status').innerText)", timeout=240_000)
     # the loss is drawn as a line over a numeric y axis (it was a point scale: a label per value, no line)
