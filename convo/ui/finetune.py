@@ -193,6 +193,10 @@ def attach(job_dir, browser_id, profile: gr.OAuthProfile | None = None):
     may arrive after the page's load event, hence the tab's select event too.)"""
     owner = owner_of(browser_id, profile)
     job = own_job(job_dir)
+    if owner is None and job is None:
+        # Nothing known yet (the browser's stored values may still be on their way): change nothing,
+        # so a late answer to this call never blanks a job another call has already shown.
+        return (gr.skip(),) * (1 + len(poll(None)))
     if job is not None and jobs.job_owners(job) and owner not in jobs.job_owners(job):
         job = None
     if job is None or jobs.job_state(job) not in LIVE_STATES:
