@@ -7,22 +7,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .settings import BUNDLED, ChatSettings, Sampling
+from .settings import BUNDLED, QUANTIZE_CHOICES, ChatSettings, ModelSpec, Sampling, default_model_name
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help=f"'{BUNDLED}' (default), a Hub id, a local folder, remote:<declared endpoint> or hf:<model id>[:provider]")
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder or Hub id")
-    parser.add_argument("--quantize", default="auto", choices=["auto", "none", "8bit", "4bit"])
+    parser.add_argument("--quantize", default=ModelSpec.quantize, choices=QUANTIZE_CHOICES)
 
 
 def run_chat(args) -> int:
     """Interactive terminal chat on the app's engine, with the same curious questions."""
     from . import chat
     from .generation import Stop
-    from .models import ModelLoadError, default_model_name, get_model
+    from .models import ModelLoadError, get_model
     from .remote import RemoteError
-    from .settings import ModelSpec
 
     try:
         lm = get_model(ModelSpec(args.model or default_model_name(), adapter=args.adapter, quantize=args.quantize))
@@ -82,12 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat_parser = sub.add_parser("chat", help="chat in the terminal (reads stdin; Ctrl-D ends)")
     add_model_args(chat_parser)
     chat_parser.add_argument("--system", default=None, help="system prompt")
-    chat_parser.add_argument("--temperature", type=float, default=0.7)
-    chat_parser.add_argument("--max-new-tokens", type=int, default=200)
-    chat_parser.add_argument("--seed", type=int, default=None)
-    chat_parser.add_argument("--questions", type=int, default=3, help="follow-up questions to suggest")
+    chat_parser.add_argument("--temperature", type=float, default=Sampling.temperature, help="(default: %(default)s)")
+    chat_parser.add_argument("--max-new-tokens", type=int, default=Sampling.max_new_tokens, help="(default: %(default)s)")
+    chat_parser.add_argument("--seed", type=int, default=Sampling.seed)
+    chat_parser.add_argument("--questions", type=int, default=ChatSettings.n_questions,
+                             help="follow-up questions to suggest (default: %(default)s)")
     chat_parser.add_argument("--no-questions", action="store_true", help="no follow-up questions")
-    chat_parser.add_argument("--interviewer", action="store_true", help="end each reply with a question")
+    chat_parser.add_argument("--interviewer", action="store_true", default=ChatSettings.interviewer,
+                             help="end each reply with a question")
     chat_parser.set_defaults(func=run_chat)
     sub.add_parser("app", help="start the web app").set_defaults(func=run_app)
     from . import jobs, questions, synth

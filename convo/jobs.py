@@ -28,7 +28,7 @@ from .finetune import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, Fin
                        TrainSettings, _check, checkpoint_step, last_checkpoint, process_rank, push_adapter_to_hub,
                        run_training, slug, world_size)
 from .finetune import log as training_log
-from .settings import DTYPE_CHOICES, LoraSettings
+from .settings import DTYPE_CHOICES, LoraSettings, ModelSpec
 
 # =========================================================================== jobs
 #
@@ -434,13 +434,16 @@ def launcher(num_processes: int, python: str = "python") -> list[str]:
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
-def job_command(job_dir: str | Path, *, resume: bool = False, python: str = "python") -> list[str]:
-    """The command that runs (``resume``: continues) a job: what the tab shows and what it starts."""
+def job_command(job_dir: str | Path, *, resume: bool = False, python: str = "python",
+                flags: bool = True) -> list[str]:
+    """The command that runs (``resume``: continues) a job. With ``flags`` (what the tab shows) it
+    spells the config out as the CLI flags; without (what the tab starts) the child reads the job's
+    config.json directly, so the config never round-trips through flags."""
     config = read_config(job_dir)
     start = [*launcher(config.num_processes, python), "-m", "training.finetune"]
     if resume:
         return [*start, "--job_dir", str(job_dir), "--resume"]
-    return [*start, *cli_args(config), "--job_dir", str(job_dir)]
+    return [*start, *(cli_args(config) if flags else []), "--job_dir", str(job_dir)]
 
 
 def create_job(config: FinetuneConfig, *, copy_data: bool = True) -> Path:
@@ -488,7 +491,7 @@ def spawn_job(job_dir: str | Path, *, resume: bool = False) -> int:
     unless the job's own config asks it to push (``--push_to_hub``, from the command line).
     """
     job_dir = Path(job_dir)
-    command = job_command(job_dir, resume=resume, python=sys.executable)
+    command = job_command(job_dir, resume=resume, python=sys.executable, flags=False)
     env = child_environment(read_config(job_dir))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_project_root()), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -582,42 +585,43 @@ def read_samples(job_dir: str | Path) -> list[dict]:
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The fine-tuning flags, shared by ``python -m training.finetune`` and ``python -m convo train``.
 
-    Every default is None so TrainSettings holds the one set of defaults.
+    Every default is None so TrainSettings holds the one set of defaults; the help reads them from there.
     """
+    d, lora, spec = TrainSettings(), LoraSettings(), ModelSpec()
     add = parser.add_argument
     add("--train_data", help="training data: CoQA, simplified CoQA, SQuAD or chat JSONL")
     add("--val_data", help="validation data (default: split --val_fraction off the training data)")
     add("--model_name", default=None, help="base model: 'bundled', a Hub id or a local folder (default: bundled)")
     add("--output_dir", help="where to save the adapter")
     add("--task", choices=TASKS, help="qg, cqg, qa, qa_closed or chat (default: from the data format)")
-    add("--num_epochs", type=float, help="passes over the data (default 3)")
+    add("--num_epochs", type=float, help=f"passes over the data (default {d.epochs:g})")
     add("--max_steps", type=int, help="optimizer steps; overrides --num_epochs")
-    add("--batch_size", type=int, help="examples per batch (default 8; split into micro-batches, see --micro_batch_size)")
-    add("--grad_accum", type=int, help="batches per optimizer step (default 1)")
+    add("--batch_size", type=int, help=f"examples per batch (default {d.batch_size}; split into micro-batches, see --micro_batch_size)")
+    add("--grad_accum", type=int, help=f"batches per optimizer step (default {d.grad_accum})")
     add("--micro_batch_size", type=int, help="examples per forward pass (default: the whole batch on a GPU, 1 on CPU)")
-    add("--learning_rate", type=float, help="peak learning rate (default 2e-4)")
-    add("--max_length", type=int, help="longest example in tokens (default 512)")
-    add("--val_fraction", type=float, help="held-out share when no --val_data (default 0.1)")
-    add("--eval_steps", type=int, help="validation loss every N steps (default 50)")
-    add("--save_steps", type=int, help="checkpoint every N steps (default 100)")
-    add("--eval_examples", type=int, help="validation examples the validation loss runs on (default 128; 0: all)")
-    add("--early_stopping_patience", type=int, help="evaluations without improvement before stopping (0: off; default 3)")
-    add("--seed", type=int, help="random seed (default 42)")
-    add("--lora_r", type=int, help="LoRA rank (default 16)")
-    add("--lora_alpha", type=int, help="LoRA alpha (default 32)")
-    add("--lora_dropout", type=float, help="LoRA dropout (default 0.05)")
-    add("--target_modules", help="'all-linear' (default) or comma-separated module names")
-    add("--warmup_ratio", type=float, help="share of steps warming up (default 0.03)")
-    add("--weight_decay", type=float, help="AdamW weight decay (default 0)")
-    add("--keep_checkpoints", type=int, help="recent checkpoints to keep (default 2)")
-    add("--eval_generations", type=int, help="held-out examples to generate for after training (default 16; 0 skips)")
+    add("--learning_rate", type=float, help=f"peak learning rate (default {d.learning_rate:g})")
+    add("--max_length", type=int, help=f"longest example in tokens (default {d.max_length})")
+    add("--val_fraction", type=float, help=f"held-out share when no --val_data (default {d.val_fraction:g})")
+    add("--eval_steps", type=int, help=f"validation loss every N steps (default {d.eval_every})")
+    add("--save_steps", type=int, help=f"checkpoint every N steps (default {d.save_every})")
+    add("--eval_examples", type=int, help=f"validation examples the validation loss runs on (default {d.eval_examples}; 0: all)")
+    add("--early_stopping_patience", type=int, help=f"evaluations without improvement before stopping (0: off; default {d.early_stopping_patience})")
+    add("--seed", type=int, help=f"random seed (default {d.seed})")
+    add("--lora_r", type=int, help=f"LoRA rank (default {lora.r})")
+    add("--lora_alpha", type=int, help=f"LoRA alpha (default {lora.alpha})")
+    add("--lora_dropout", type=float, help=f"LoRA dropout (default {lora.dropout:g})")
+    add("--target_modules", help=f"'{lora.target_modules}' (default) or comma-separated module names")
+    add("--warmup_ratio", type=float, help=f"share of steps warming up (default {d.warmup_ratio:g})")
+    add("--weight_decay", type=float, help=f"AdamW weight decay (default {d.weight_decay:g})")
+    add("--keep_checkpoints", type=int, help=f"recent checkpoints to keep (default {d.keep_checkpoints})")
+    add("--eval_generations", type=int, help=f"held-out examples to generate for after training (default {d.eval_generations}; 0 skips)")
     add("--qlora", action=argparse.BooleanOptionalAction, default=None,
         help="4-bit NF4 base (default: on with CUDA, off on CPU)")
     add("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
         help="recompute activations to save memory (default: on)")
     add("--no_group_by_length", action="store_true", help="plain random batches instead of length-grouped ones")
-    add("--dtype", choices=DTYPE_CHOICES, help="compute dtype (default auto)")
-    add("--device", help="auto, cpu, cuda, cuda:1 ... (default auto)")
+    add("--dtype", choices=DTYPE_CHOICES, help=f"compute dtype (default {spec.dtype})")
+    add("--device", help=f"auto, cpu, cuda, cuda:1 ... (default {spec.device})")
     add("--trust_remote_code", action="store_true", help="run model code from the Hub")
     add("--push_to_hub", metavar="USER/REPO", help="push the adapter after training (token from $HF_TOKEN)")
     add("--public", action="store_true", help="create the Hub repo as public (default private)")
@@ -690,7 +694,7 @@ def cli_main(args: argparse.Namespace) -> int:
     """Run the parsed command: train (as a job with --job_dir), then push when asked."""
     _show_warnings()
     try:
-        if args.job_dir and args.resume and not args.train_data:
+        if args.job_dir and not args.train_data:  # a job folder: its config.json is the config
             config, given = read_config(args.job_dir), None
         else:
             config = given = config_from_args(args)

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .settings import BUNDLED, ModelSpec
+from .settings import BUNDLED, ModelSpec, default_model_name  # noqa: F401 (re-exported)
 from .threads import run_in_fresh_thread
 
 log = logging.getLogger(__name__)
@@ -432,6 +432,3 @@ def get_model(spec: ModelSpec | str | None = None) -> LoadedModel:
     return POOL.get(spec)
 
 
-def default_model_name() -> str:
-    """The app's default model: ``$CONVO_MODEL`` or the bundled one."""
-    return os.environ.get("CONVO_MODEL") or BUNDLED

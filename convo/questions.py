@@ -98,6 +98,10 @@ class QuestionError(ValueError):
     """Bad input to question generation; the message is one line a user can act on."""
 
 
+DEFAULT_N = 5
+"""Questions asked for by default (the tab, the CLI and the API)."""
+
+
 @dataclass(frozen=True)
 class QuestionSettings:
     """How questions are generated, filtered and ranked (the tab, the CLI and the tests build this)."""
@@ -757,7 +761,7 @@ def locate_answer(passage: str, answer: str, start: int | None = None) -> tuple[
     return best[1]
 
 
-def question_run(passage: str, n: int = 5, model=None, answer: str | None = None, history=None,
+def question_run(passage: str, n: int = DEFAULT_N, model=None, answer: str | None = None, history=None,
                  settings: QuestionSettings = QuestionSettings(), seen: Iterable[str] = (),
                  answer_start: int | None = None) -> QuestionRun:
     """Generate, filter and rank questions about ``passage``; keep the dropped ones for inspection.
@@ -994,18 +998,20 @@ def register_cli(subparsers) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file", default="-", help="passage file (.txt/.md); '-' or absent reads stdin")
-    parser.add_argument("-n", type=int, default=5, help="number of questions (default 5)")
+    from .settings import QUANTIZE_CHOICES, ModelSpec
+
+    parser.add_argument("-n", type=int, default=DEFAULT_N, help="number of questions (default %(default)s)")
     parser.add_argument("--model", default=None, help="'bundled', a Hub id, a local folder, remote:<endpoint> or hf:<id> (default: $CONVO_MODEL or bundled)")
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder or Hub id")
-    parser.add_argument("--quantize", default="auto", choices=("auto", "none", "8bit", "4bit"))
+    parser.add_argument("--quantize", default=ModelSpec.quantize, choices=QUANTIZE_CHOICES)
     parser.add_argument("--mode", default=None, choices=MODES,
                         help="open (default), answer (needs --answer) or conversational (uses --history)")
     parser.add_argument("--answer", default=None, help="answer span the questions should target")
     parser.add_argument("--history", default=None,
                         help="JSON file of earlier turns [{\"question\", \"answer\"}] for conversational mode")
-    parser.add_argument("--style", default="auto", choices=STYLES, help="prompt style (default: picked per model)")
+    parser.add_argument("--style", default=QuestionSettings.style, choices=STYLES, help="prompt style (default: picked per model)")
     parser.add_argument("--allow-yes-no", action="store_true", help="keep questions a bare yes/no answers")
-    parser.add_argument("--candidates", type=int, default=0, help="model samples to draw (0 = max(8, 2n))")
+    parser.add_argument("--candidates", type=int, default=QuestionSettings.candidates, help="model samples to draw (0 = max(8, 2n))")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
     parser.add_argument("--dropped", action="store_true", help="also print dropped candidates (\"kept\": false)")
 
@@ -1038,7 +1044,7 @@ def run_cli(args) -> int:
 
 
 def _default_model() -> str:
-    from .models import default_model_name
+    from .settings import default_model_name
 
     return default_model_name()
 

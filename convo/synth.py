@@ -685,7 +685,21 @@ def _check_range(name: str, value: Any, low: int, high: int) -> None:
         raise ConfigError(f"{name}: expected a whole number from {low} to {high}, got {value!r}")
 
 
-def default_sampling(job: Job, max_new_tokens: int | None = None, temperature: float = 0.7,
+@dataclass(frozen=True)
+class SynthSampling:
+    """How a synthetic run samples and batches: the tab's "Generation settings" and the CLI's flags."""
+
+    temperature: float = 0.7
+    """Softmax temperature; 0 means greedy."""
+    max_new_tokens: int | None = None
+    """Tokens per script, message or line; None picks by strategy (script 160, agents 72, turns 40)."""
+    batch_size: int = 8
+    """Conversations generated together."""
+    seed: int | None = None
+    """Random seed for reproducible sampling (None: random)."""
+
+
+def default_sampling(job: Job, max_new_tokens: int | None = None, temperature: float = SynthSampling.temperature,
                      seed: int | None = None):
     """Sampling that suits the job: a whole script needs more tokens than one message or line."""
     from .settings import Sampling
@@ -900,7 +914,7 @@ class Result:
         return not self.faults
 
 
-def generate_items(lm, job: Job, items: Sequence[Item], sampling, batch_size: int = 8) -> list[Result]:
+def generate_items(lm, job: Job, items: Sequence[Item], sampling, batch_size: int = SynthSampling.batch_size) -> list[Result]:
     """One attempt at each item, ``batch_size`` conversations at a time; results in item order."""
     results: list[Result | None] = [None] * len(items)
     pending = iter(enumerate(items))
@@ -1230,7 +1244,7 @@ def model_label(lm) -> str:
     return spec.label if spec is not None else "unknown"
 
 
-def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int = 8, stop: Stop | None = None,
+def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int = SynthSampling.batch_size, stop: Stop | None = None,
         forever: bool = False) -> Iterator[Progress]:
     """Generate the job's conversations into ``out_path`` (chat JSONL), yielding progress as each one ends.
 
@@ -1291,7 +1305,7 @@ def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int = 
     yield progress
 
 
-def preview(lm, job: Job, n: int = 3, sampling=None, batch_size: int = 8) -> list[Result]:
+def preview(lm, job: Job, n: int = 3, sampling=None, batch_size: int = SynthSampling.batch_size) -> list[Result]:
     """One attempt at the first ``n`` items, kept or not (nothing is written): check the prompts first."""
     items = list(itertools.islice(job.items(), n))
     return generate_items(lm, job, items, sampling or default_sampling(job), batch_size)
@@ -1337,29 +1351,39 @@ def register_cli(subparsers) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags; every default is read from the job and sampling dataclasses (declared once there)."""
+    from .settings import DTYPE_CHOICES, QUANTIZE_CHOICES, ModelSpec
+
     source = parser.add_argument_group("what to generate")
     source.add_argument("--config", help="keyword config JSON (name, prompt_lines with {word}, words, exclude)")
     source.add_argument("--personas", help="persona experiment config JSON (llm, user_profiles)")
     source.add_argument("--seeds", help="seed messages: .txt (one per line), .csv, .jsonl or .json")
     parser.add_argument("--out", required=True, help="output chat JSONL (appended to; reruns resume)")
-    parser.add_argument("--model", help="model: 'bundled', a Hub id, a folder, remote:<endpoint> or hf:<id> (default: the config's, else bundled)")
+    parser.add_argument("--model", help="model: 'bundled', a Hub id, a folder, remote:<endpoint> or hf:<id> (default: the config's, else $CONVO_MODEL or bundled)")
     parser.add_argument("--adapter", help="LoRA adapter folder or Hub id on top of the model")
-    parser.add_argument("--quantize", default="auto", choices=("auto", "none", "8bit", "4bit"))
+    parser.add_argument("--quantize", default=ModelSpec.quantize, choices=QUANTIZE_CHOICES)
     parser.add_argument("--forever", action="store_true", help="keep generating new samples until interrupted")
-    parser.add_argument("--n-per-word", type=int, default=1, help="keyword mode: conversations per word")
-    parser.add_argument("--samples", type=int, default=1, help="persona mode: conversations per seed and persona")
-    parser.add_argument("--roles", default=",".join(DEFAULT_ROLES), help="keyword mode: two speakers, 'A,B'")
-    parser.add_argument("--turns", type=int, help="exchanges per conversation (default: 3 persona, 2 keyword)")
+    parser.add_argument("--n-per-word", type=int, default=KeywordJob.n_per_word,
+                        help="keyword mode: conversations per word (default: %(default)s)")
+    parser.add_argument("--samples", type=int, default=PersonaJob.samples,
+                        help="persona mode: conversations per seed and persona (default: %(default)s)")
+    parser.add_argument("--roles", default=",".join(KeywordJob.roles), help="keyword mode: two speakers (default: %(default)s)")
+    parser.add_argument("--turns", type=int, help="exchanges per conversation "
+                        f"(default: {PersonaJob.turns} persona, {KeywordJob.turns} keyword)")
     parser.add_argument("--strategy", choices=sorted(set(STRATEGIES + KEYWORD_STRATEGIES)),
-                        help="persona: agents (default) or script; keyword: turns (default) or script")
+                        help=f"persona: {PersonaJob.strategy} (default) or script; keyword: {KeywordJob.strategy} (default) or script")
     parser.add_argument("--template", help="persona mode: generation template file (default: built in)")
     parser.add_argument("--restyle-template", help="persona mode: restyle template file ({message})")
-    parser.add_argument("--max-attempts", type=int, help="generations per item before giving up")
-    parser.add_argument("--batch-size", type=int, default=8, help="conversations generated together")
-    parser.add_argument("--max-new-tokens", type=int, help="tokens per script (keyword/script) or per message (agents)")
-    parser.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
-    parser.add_argument("--seed", type=int, help="random seed for reproducible sampling")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    parser.add_argument("--max-attempts", type=int, help="generations per item before giving up "
+                        f"(default: {PersonaJob.max_attempts} persona, {KeywordJob.max_attempts} keyword)")
+    parser.add_argument("--batch-size", type=int, default=SynthSampling.batch_size,
+                        help="conversations generated together (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=int, default=SynthSampling.max_new_tokens,
+                        help="tokens per script (keyword/script) or per message (agents) (default: by strategy)")
+    parser.add_argument("--temperature", type=float, default=SynthSampling.temperature,
+                        help="0 = greedy (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=SynthSampling.seed, help="random seed for reproducible sampling")
+    parser.add_argument("--dtype", default=ModelSpec.dtype, choices=DTYPE_CHOICES)
     parser.add_argument("--flat-json", help="also write the flat {conv, restyled_conv} JSON here at the end")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
@@ -1403,12 +1427,12 @@ def cli(args: argparse.Namespace) -> int:
     """Run ``synth`` from parsed arguments; returns the exit code (0 also after SIGINT/SIGTERM)."""
     from .models import ModelLoadError, get_model
     from .remote import RemoteError
-    from .settings import ModelSpec
+    from .settings import ModelSpec, default_model_name
 
     try:
         job, config_model = job_from_args(args)
         sampling = default_sampling(job, args.max_new_tokens, temperature=args.temperature, seed=args.seed)
-        spec = ModelSpec(args.model or config_model or os.environ.get("CONVO_MODEL") or "bundled",
+        spec = ModelSpec(args.model or config_model or default_model_name(),
                          adapter=args.adapter, quantize=args.quantize, dtype=args.dtype)
         lm = get_model(spec)
     except (ConfigError, ValueError) as exc:

@@ -78,33 +78,39 @@ class Form:
 
 @dataclass
 class FormValues:
-    """Plain values of a ``Form`` (what the handlers and tests build jobs from)."""
+    """Plain values of a ``Form`` (what the handlers and tests build jobs from).
+
+
+    Every default comes from the job and sampling dataclasses of convo.synth (declared once there);
+    only the tab's own conventions live here (``0`` max new tokens and ``-1`` seed mean "none").
+    """
 
     mode: str = core.PERSONA
     seeds: str = DEFAULT_SEEDS
     personas: object = None
-    strategy: str = core.AGENTS
-    turns: int = 3
-    samples: int = 1
+    strategy: str = core.PersonaJob.strategy
+    turns: int = core.PersonaJob.turns
+    samples: int = core.PersonaJob.samples
     template: str = core.DEFAULT_AGENT_TEMPLATE
-    assistant_prompt: str = core.DEFAULT_ASSISTANT_PROMPT
+    assistant_prompt: str = core.PersonaJob.assistant_prompt
     restyle: bool = False
     restyle_template: str = core.DEFAULT_RESTYLE_TEMPLATE
-    restyle_max_chars: int = 280
+    restyle_max_chars: int = core.PersonaJob.restyle_max_chars
     kw_name: str = "words"
     prompt_lines: str = "\n".join(core.DEFAULT_KEYWORD_PROMPT_LINES)
     words: str = DEFAULT_WORDS
     exclude: str = "\n".join(core.DEFAULT_EXCLUDE)
-    role_user: str = core.DEFAULT_ROLES[0]
-    role_assistant: str = core.DEFAULT_ROLES[1]
-    n_per_word: int = 1
-    kw_strategy: str = core.TURNS
-    kw_turns: int = 2
-    max_attempts: int = 4
-    temperature: float = 0.8
-    max_new_tokens: int = 0
-    batch_size: int = 8
-    seed: int = -1
+    role_user: str = core.KeywordJob.roles[0]
+    role_assistant: str = core.KeywordJob.roles[1]
+    n_per_word: int = core.KeywordJob.n_per_word
+    kw_strategy: str = core.KeywordJob.strategy
+    kw_turns: int = core.KeywordJob.turns
+    max_attempts: int | None = None
+    """None: the mode's job default (the tab shows the persona one and switches it with the mode)."""
+    temperature: float = core.SynthSampling.temperature
+    max_new_tokens: int = core.SynthSampling.max_new_tokens or 0
+    batch_size: int = core.SynthSampling.batch_size
+    seed: int = -1 if core.SynthSampling.seed is None else core.SynthSampling.seed
 
 
 def _lines(text: str | None) -> list[str]:
@@ -138,17 +144,19 @@ def job_from(values: FormValues) -> core.KeywordJob | core.PersonaJob:
             "name": (values.kw_name or "").strip() or "words", "prompt_lines": _lines(values.prompt_lines),
             "words": _lines(values.words), "exclude": _lines(values.exclude)}, source="keyword config")
         return core.KeywordJob(config, roles=(values.role_user or "", values.role_assistant or ""),
-                               n_per_word=_whole(values.n_per_word, "conversations per word", 1),
-                               max_attempts=_whole(values.max_attempts, "attempts", 4),
-                               strategy=values.kw_strategy or core.TURNS, turns=_whole(values.kw_turns, "turns", 2))
+                               n_per_word=_whole(values.n_per_word, "conversations per word", core.KeywordJob.n_per_word),
+                               max_attempts=_whole(values.max_attempts, "attempts", core.KeywordJob.max_attempts),
+                               strategy=values.kw_strategy or core.KeywordJob.strategy,
+                               turns=_whole(values.kw_turns, "turns", core.KeywordJob.turns))
     restyle_template = values.restyle_template if values.restyle else ""
     return core.PersonaJob(
         core.parse_seed_text(values.seeds) or [""], core.personas_from_rows(_rows(values.personas)),
-        turns=_whole(values.turns, "turns", 3), strategy=values.strategy or core.AGENTS,
+        turns=_whole(values.turns, "turns", core.PersonaJob.turns), strategy=values.strategy or core.PersonaJob.strategy,
         template=values.template or "", assistant_prompt=values.assistant_prompt or "",
-        restyle_template=restyle_template or "", restyle_max_chars=_whole(values.restyle_max_chars, "max characters", 280),
-        samples=_whole(values.samples, "conversations per seed and persona", 1),
-        max_attempts=_whole(values.max_attempts, "attempts", 2))
+        restyle_template=restyle_template or "", restyle_max_chars=_whole(values.restyle_max_chars, "max characters",
+                                                                         core.PersonaJob.restyle_max_chars),
+        samples=_whole(values.samples, "conversations per seed and persona", core.PersonaJob.samples),
+        max_attempts=_whole(values.max_attempts, "attempts", core.PersonaJob.max_attempts))
 
 
 def sampling_from(job, values: FormValues):
@@ -306,9 +314,12 @@ def switch_strategy(strategy: str, template: str):
     return new_template, gr.update(visible=strategy == core.AGENTS)
 
 
-def switch_mode(mode: str):
+def switch_mode(mode: str, max_attempts):
+    """Show the mode's fields; attempts follow the mode's default unless the user changed them."""
     persona = mode == core.PERSONA
-    return gr.update(visible=persona), gr.update(visible=not persona)
+    job, other = (core.PersonaJob, core.KeywordJob) if persona else (core.KeywordJob, core.PersonaJob)
+    attempts = job.max_attempts if max_attempts in (None, "", other.max_attempts) else max_attempts
+    return gr.update(visible=persona), gr.update(visible=not persona), attempts
 
 
 def _path(file) -> Path:
@@ -537,7 +548,7 @@ def render(shared: Shared) -> None:
     out_path = gr.State(None)
     config_state = gr.State({})
     defaults = FormValues()
-    mode = gr.Radio([core.PERSONA, core.KEYWORD], value=core.PERSONA, label="Mode", elem_id="synth-mode",
+    mode = gr.Radio([core.PERSONA, core.KEYWORD], value=defaults.mode, label="Mode", elem_id="synth-mode",
                     info="persona: seed messages role-played by user personas; keyword: one script per word")
     with gr.Column(visible=True) as persona_box:
         with gr.Row():
@@ -558,7 +569,7 @@ def render(shared: Shared) -> None:
                                             column_count=2, type="array", interactive=True, label="Dispositions")
             grid_btn = gr.Button("Make grid", size="sm", elem_id="synth-make-grid")
         with gr.Row():
-            strategy = gr.Radio(list(core.STRATEGIES), value=core.AGENTS, label="Strategy",
+            strategy = gr.Radio(list(core.STRATEGIES), value=defaults.strategy, label="Strategy",
                                 info="agents: two role-played agents take turns; script: one generation parsed into turns")
             turns = gr.Slider(1, 10, defaults.turns, step=1, label="Turns (exchanges) per conversation")
             samples = gr.Number(defaults.samples, precision=0, minimum=1, label="Conversations per seed and persona")
@@ -566,8 +577,8 @@ def render(shared: Shared) -> None:
                               elem_id="synth-template")
         assistant_prompt = gr.Textbox(defaults.assistant_prompt, lines=2, label="Assistant system prompt")
         with gr.Row():
-            restyle = gr.Checkbox(False, label="Restyle pass", elem_id="synth-restyle")
-            restyle_max_chars = gr.Number(280, precision=0, minimum=0, label="Restyled message max characters (0 = no limit)")
+            restyle = gr.Checkbox(defaults.restyle, label="Restyle pass", elem_id="synth-restyle")
+            restyle_max_chars = gr.Number(defaults.restyle_max_chars, precision=0, minimum=0, label="Restyled message max characters (0 = no limit)")
         restyle_template = gr.Textbox(defaults.restyle_template, lines=3, label="Restyle template ({message})")
     with gr.Column(visible=False) as keyword_box:
         keyword_file = gr.File(label="Import keyword config (.json)", file_types=[".json"], elem_id="synth-keyword-config")
@@ -581,21 +592,21 @@ def render(shared: Shared) -> None:
         with gr.Row():
             role_user = gr.Textbox(defaults.role_user, label="First speaker (user)")
             role_assistant = gr.Textbox(defaults.role_assistant, label="Second speaker (assistant)")
-            n_per_word = gr.Number(1, precision=0, minimum=1, label="Conversations per word")
+            n_per_word = gr.Number(defaults.n_per_word, precision=0, minimum=1, label="Conversations per word")
         with gr.Row():
-            kw_strategy = gr.Radio(list(core.KEYWORD_STRATEGIES), value=core.TURNS, label="Strategy",
+            kw_strategy = gr.Radio(list(core.KEYWORD_STRATEGIES), value=defaults.kw_strategy, label="Strategy",
                                    info="turns: one line per step (best for small models); script: one generation parsed")
             kw_turns = gr.Slider(1, 10, defaults.kw_turns, step=1, label="Exchanges per conversation (turns strategy)")
     with gr.Accordion("Generation settings", open=False):
         with gr.Row():
             temperature = gr.Slider(0, 1.5, defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
-            max_new_tokens = gr.Number(0, precision=0, minimum=0, label="Max new tokens (0 = auto)")
+            max_new_tokens = gr.Number(defaults.max_new_tokens, precision=0, minimum=0, label="Max new tokens (0 = auto)")
             batch_size = gr.Number(defaults.batch_size, precision=0, minimum=1, maximum=512, label="Batch size",
                                    info="conversations made at once (the CPU engine decodes up to $CONVO_MAX_BATCH, "
                                         "default 8, per step)", elem_id="synth-batch-size")
-            max_attempts = gr.Number(defaults.max_attempts, precision=0, minimum=1, label="Attempts per item",
+            max_attempts = gr.Number(core.PersonaJob.max_attempts, precision=0, minimum=1, label="Attempts per item",
                                      elem_id="synth-max-attempts")
-            seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id="synth-random-seed")
+            seed = gr.Number(defaults.seed, precision=0, label="Seed (-1 = random)", elem_id="synth-random-seed")
     with gr.Row():
         preview_btn = gr.Button("Preview (first 3)", elem_id="synth-preview")
         run_btn = gr.Button("Run", variant="primary", elem_id="synth-run")
@@ -629,7 +640,7 @@ def render(shared: Shared) -> None:
                 kw_strategy, kw_turns, max_attempts, temperature, max_new_tokens, batch_size, seed)
     bar = [shared.model, shared.adapter, shared.quantize]
     private_event = dict(api_visibility="private")
-    mode.change(switch_mode, mode, [persona_box, keyword_box], queue=False, **private_event)
+    mode.change(switch_mode, [mode, max_attempts], [persona_box, keyword_box, max_attempts], queue=False, **private_event)
     strategy.change(switch_strategy, [strategy, template], [template, assistant_prompt], queue=False, **private_event)
     seed_file.upload(load_seed_file, [seed_file, seeds], seeds, **private_event)
     persona_files.upload(import_persona_config, [persona_files, template, restyle_template],
