@@ -15,6 +15,9 @@ Decisions a caller should know:
 * Every check runs in time and memory linear in the file (one parse, linear scans), with hard caps
   on the work per file (``MAX_WORK``, ``MAX_TURNS``); token lengths are measured on a sample of at
   most ``TOKEN_SAMPLE`` examples, and the report says when they are an estimate.
+
+Why one module (for now): readers, validators, report and task prompts of the training data; to be
+split into convo/data/.
 """
 from __future__ import annotations
 
@@ -1358,18 +1361,7 @@ def _fault_list(report: Report) -> str:
     return "**Faults**:\n" + "\n".join(shown)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: print the report of a data file; exit status 1 when it is rejected."""
-    import argparse
+if __name__ == "__main__":  # python -m convo.data FILE: the same as python -m convo data FILE
+    from convo.cli.data import main
 
-    parser = argparse.ArgumentParser(prog="python -m convo.data", description=__doc__.split("\n\n")[0])
-    parser.add_argument("file")
-    parser.add_argument("--task", choices=TASKS)
-    args = parser.parse_args(argv)
-    report = validate_file(args.file, task=args.task)
-    print(report.summary())
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

@@ -3,6 +3,10 @@
 In-process: ``train_adapter(spec, train, valid, TrainSettings(...), "out/adapter")``; from files:
 ``run_training(FinetuneConfig(...))``. Jobs (a folder, a subprocess, a queue per device) and the
 ``python -m training.finetune`` CLI live in convo.jobs.
+
+Why one module: settings, labels, training, save/card/push and metrics of one adapter run; the
+issue-17 work edits its training format this session, so the split into convo/finetune/ waits for
+that to land.
 """
 from __future__ import annotations
 
@@ -327,7 +331,7 @@ def assistant_spans(lm, conversation: Conversation) -> tuple[str, list[tuple[int
     end-of-turn marker. Templates that do not render prefixes consistently fall back to finding
     the message text in the full rendering.
     """
-    from .generation import render_prompt
+    from .engine.generation import render_prompt
 
     full = render_prompt(lm, conversation, add_generation_prompt=False)
     spans: list[tuple[int, int]] = []
@@ -345,7 +349,7 @@ def assistant_spans(lm, conversation: Conversation) -> tuple[str, list[tuple[int
 
 
 def _prefix_span(lm, conversation: Conversation, index: int, full: str) -> tuple[int, int] | None:
-    from .generation import render_prompt
+    from .engine.generation import render_prompt
 
     try:
         before = render_prompt(lm, conversation[:index], add_generation_prompt=True)
@@ -417,7 +421,7 @@ def _encode_segments(tok, text: str, spans: Sequence[tuple[int, int]]) -> tuple[
 
 def _encode_seq2seq(lm, conversation: Conversation, max_length: int) -> dict[str, list[int]] | None:
     # Encoder-decoder models learn the last assistant turn from everything before it.
-    from .generation import render_prompt
+    from .engine.generation import render_prompt
 
     tok = lm.tokenizer
     source = render_prompt(lm, conversation[:-1])
@@ -632,7 +636,7 @@ def training_quantization(spec: ModelSpec, settings: TrainSettings, device: str)
 
 def load_base_for_training(spec: ModelSpec, settings: TrainSettings):
     """Load the base (4-bit when QLoRA) outside the shared pool: training wraps and changes it."""
-    from .models import load_model, pick_device
+    from .engine import load_model, pick_device
 
     _check(not spec.adapter, f"train on a base model, not on one with an adapter (got adapter {spec.adapter!r})")
     device = pick_device(spec.device)
@@ -1047,7 +1051,7 @@ def compare_with_base(lm, examples: Sequence[Conversation], task: str | None,
     ``lm.model`` is a peft model. Returns the metrics (``rouge_l``, ``bleu``, ``base_rouge_l``,
     ``base_bleu``) and a side-by-side of the first ``n_samples`` examples.
     """
-    from .generation import generate_batch
+    from .engine.generation import generate_batch
 
     prompts = [example[:-1] for example in examples]
     references = [example[-1]["content"] for example in examples]
@@ -1097,8 +1101,8 @@ def passage_prompt(text: str, task: str | None) -> Conversation:
 def compare_on_passages(base: str, adapter_dir: str | Path, texts: Sequence[str], task: str | None, *,
                         quantize: str = "auto") -> list[dict]:
     """Greedy outputs of the base model and of base + adapter for each text (shared model pool)."""
-    from .generation import generate_batch
-    from .models import get_model
+    from .engine.generation import generate_batch
+    from .engine import get_model
 
     prompts = [passage_prompt(text, task) for text in texts]
     sampling = eval_sampling(task)
@@ -1136,8 +1140,8 @@ def evaluate_adapter(adapter_dir: str | Path, data_path: str | Path, *, task: st
     The base comes from the adapter's ``convo_adapter.json`` unless ``base`` is given; with
     ``compare_base`` the base model is scored too (``base_*`` keys).
     """
-    from .generation import generate_batch
-    from .models import adapter_base, get_model
+    from .engine.generation import generate_batch
+    from .engine import adapter_base, get_model
 
     meta = read_metadata(adapter_dir)
     base = base or adapter_base(adapter_dir)

@@ -340,7 +340,7 @@ def test_repeated_chat_conversation_is_skipped_by_line():
 
 
 def test_cli_prints_the_summary_and_exits_nonzero_on_rejection(capsys):
-    from convo.data import main
+    from convo.cli.data import main
 
     assert main([str(GOOD / "coqa.json"), "--task", "cqg"]) == 0
     assert capsys.readouterr().out.startswith("**coqa.json**: CoQA, ready to train, 16 examples for task `cqg`.")

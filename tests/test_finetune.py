@@ -17,8 +17,9 @@ import pytest
 
 from convo import finetune as ft
 from convo import jobs
+from convo.cli import train as train_cli
 from convo.data import load_examples
-from convo.models import adapter_base, get_model, load_model
+from convo.engine import adapter_base, get_model, load_model
 from convo.settings import LoraSettings, ModelSpec
 
 try:
@@ -98,8 +99,8 @@ def test_cli_args_reproduce_the_config():
                                 eval_examples=0, micro_batch_size=1, lora=LoraSettings(r=4, dropout=0.0))
     config = ft.FinetuneConfig(train_data="/d/train.json", val_data="/d/val.json", output_dir="/o/a",
                                model_name="org/model", settings=settings, dtype="float32", private=False)
-    args = jobs.build_parser().parse_args(jobs.cli_args(config))
-    assert jobs.config_from_args(args) == config
+    args = train_cli.build_parser().parse_args(jobs.cli_args(config))
+    assert train_cli.config_from_args(args) == config
 
 
 # ----------------------------------------------------------------------------- labels
@@ -293,7 +294,7 @@ def test_saved_adapter_holds_only_trained_lora_weights(trained):
 
 def test_adapter_reloads_with_get_model_and_generates(trained, tiny_causal):
     import torch
-    from convo.generation import generate
+    from convo.engine.generation import generate
     from convo.settings import GREEDY
 
     adapted = get_model(tiny_spec(tiny_causal, adapter=trained[0].output_dir))
@@ -328,7 +329,7 @@ def test_chat_task_trains_on_multi_turn_conversations(tiny_causal, tmp_path):
 
 
 def test_seq2seq_base_trains_on_the_last_turn_and_reloads(tiny_seq2seq, tmp_path):
-    from convo.generation import generate
+    from convo.engine.generation import generate
 
     examples, _ = load_examples(COQA, "qa")
     lm = load_model(tiny_spec(tiny_seq2seq))
@@ -440,11 +441,11 @@ def test_convo_train_subcommand_has_the_same_flags():
     import argparse
 
     parser = argparse.ArgumentParser()
-    jobs.register_cli(parser.add_subparsers())
+    train_cli.register_cli(parser.add_subparsers())
     args = parser.parse_args(["train", "--train_data", "t.json", "--output_dir", "o", "--qlora", "--task", "cqg",
                               "--num_epochs", "2", "--job_dir", "j"])
-    assert args.func is jobs.cli_main
-    config = jobs.config_from_args(args)
+    assert args.func is train_cli.cli_main
+    config = train_cli.config_from_args(args)
     assert config.settings.qlora is True and config.settings.task == "cqg" and config.settings.epochs == 2.0
 
 

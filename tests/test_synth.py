@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from convo import synth
-from convo.generation import Stop
+from convo.cli import synth as synth_cli
+from convo.engine.generation import Stop
 from convo.settings import ModelSpec, Sampling
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ SHORT_GREEDY = Sampling(temperature=0.0, repetition_penalty=1.0, max_new_tokens=
 
 @pytest.fixture(scope="module")
 def tiny_lm(tiny_causal):
-    from convo.models import get_model
+    from convo.engine import get_model
 
     return get_model(ModelSpec(tiny_causal, dtype="float32"))
 
@@ -477,7 +478,7 @@ def test_cli_killed_midway_then_rerun_finishes_without_duplicates(tiny_causal, t
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert f"{killed_at} already done" in finished.stderr
     # The same job run in-process, uninterrupted, is the reference.
-    from convo.models import get_model
+    from convo.engine import get_model
 
     personas = synth.load_persona_config(DATA / "personas.json").personas
     job = synth.PersonaJob(synth.read_seeds(DATA / "seeds.txt"), personas, turns=1, samples=8)
@@ -508,13 +509,13 @@ def test_cli_forever_stops_cleanly_on_a_signal(tiny_causal, tmp_path, sig):
 
 
 def test_cli_errors_are_one_line(capsys):
-    code = synth.main(["--personas", str(DATA / "personas.json"), "--out", "x.jsonl"])
+    code = synth_cli.main(["--personas", str(DATA / "personas.json"), "--out", "x.jsonl"])
     assert code == 2
     assert capsys.readouterr().err == "error: persona mode needs --seeds (a .txt, .csv, .jsonl or .json file)\n"
-    code = synth.main(["--config", str(DATA / "keywords_missing_prompt_lines.json"), "--out", "x.jsonl"])
+    code = synth_cli.main(["--config", str(DATA / "keywords_missing_prompt_lines.json"), "--out", "x.jsonl"])
     assert code == 2
     assert capsys.readouterr().err == 'error: keywords_missing_prompt_lines.json: missing "prompt_lines"\n'
-    code = synth.main(["--config", str(DATA / "keywords.json"), "--personas", str(DATA / "personas.json"),
+    code = synth_cli.main(["--config", str(DATA / "keywords.json"), "--personas", str(DATA / "personas.json"),
                        "--out", "x.jsonl"])
     assert code == 2 and "give either --config" in capsys.readouterr().err
 
@@ -523,10 +524,10 @@ def test_register_cli_adds_synth():
     import argparse
 
     parser = argparse.ArgumentParser()
-    synth.register_cli(parser.add_subparsers(dest="command"))
+    synth_cli.register_cli(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["synth", "--config", "k.json", "--out", "o.jsonl", "--forever", "--n-per-word", "3",
                               "--batch-size", "16", "--max-new-tokens", "64", "--model", "bundled"])
-    assert (args.func, args.forever, args.n_per_word, args.batch_size, args.max_new_tokens) == (synth.cli, True, 3, 16, 64)
+    assert (args.func, args.forever, args.n_per_word, args.batch_size, args.max_new_tokens) == (synth_cli.cli, True, 3, 16, 64)
 
 
 # --------------------------------------------------------------------------- tab handlers
@@ -687,7 +688,7 @@ def test_keyword_config_with_bundled_model_from_the_cli(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_persona_grid_with_bundled_model(tmp_path):
-    from convo.models import get_model
+    from convo.engine import get_model
 
     lm = get_model("bundled")
     personas = synth.grid([("learn", "wants to understand how things work"), ("vent", "had a frustrating day")],

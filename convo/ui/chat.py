@@ -18,9 +18,9 @@ import gradio as gr
 
 from .. import chat as core
 from .. import memory
-from ..generation import Stop
-from ..models import ModelLoadError, get_model
-from ..remote import RemoteError, for_user
+from ..engine.generation import Stop
+from ..engine import ModelLoadError, get_model
+from ..engine.remote import RemoteError, for_user
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from ..settings import ChatSettings, Sampling, recommended_sampling
 from ..store import Store, conversation_to_json, conversation_to_markdown, new_id

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..remote import is_remote, remote_choices
+from ..engine.remote import is_remote, remote_choices
 from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec, default_model_name
 from ..store import data_dir
 
@@ -79,7 +79,7 @@ def check_source(name: str, adapter: bool = False) -> str:
     ``../x``, ``/nonexistent``) raises ``ValueError`` with the same message, so the answer says
     nothing about the server's files."""
     if not adapter and (name in (BUNDLED, default_model()) or is_remote(name)):
-        return name  # remote names reach only declared endpoints or Inference Providers (convo.remote)
+        return name  # remote names reach only declared endpoints or Inference Providers (convo.engine.remote)
     looks_like_hub_id = bool(_HUB_ID.fullmatch(name)) and ".." not in name
     if looks_like_hub_id and not os.path.lexists(name):
         return name

@@ -20,7 +20,7 @@ from .. import finetune as core
 from .. import jobs
 from ..data import DEFAULT_TASKS, DataError, load_examples, split_train_val, validate_file
 from ..hub import HubError, resolve_token
-from ..models import POOL, ModelLoadError
+from ..engine import POOL, ModelLoadError
 from ..settings import LoraSettings
 from .common import Shared, adapter_choices, adapters_dir, default_model, spec_from
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..models import ModelLoadError
-from ..remote import RemoteError
+from ..engine import ModelLoadError
+from ..engine.remote import RemoteError
 from ..questions import (DEFAULT_N, MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
                          decode_passage, question_run)
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT

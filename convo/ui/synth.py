@@ -2,6 +2,9 @@
 
 Preview the first three, run the whole set many at a time (progress, kept/dropped counts, ETA, Cancel;
 a rerun in the same session resumes), then download, push to the Hub or send to Fine-tune.
+
+Why one module: a tab is a sub-Blocks in one file (the house style); its handlers are the form's,
+and most of its length is the form itself.
 """
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ import gradio as gr
 
 from .. import hub
 from .. import synth as core
-from ..generation import Stop
-from ..models import ModelLoadError, get_model
-from ..remote import RemoteError
+from ..engine.generation import Stop
+from ..engine import ModelLoadError, get_model
+from ..engine.remote import RemoteError
 from .common import Shared, spec_from
 
 PREVIEW_COUNT = 3
