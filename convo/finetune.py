@@ -437,34 +437,25 @@ def encode_examples(lm, examples: Sequence[Conversation], max_length: int) -> tu
     return kept, len(encoded) - len(kept)
 
 
-class PadCollator:
-    """Right-pads a batch: padding gets attention 0 and label -100, so it never counts in the loss.
+def pad_collator(tokenizer, pad_to_multiple_of: int | None = None, pad_id: int | None = None):
+    """transformers' ``DataCollatorForSeq2Seq`` with labels padded by -100, on a private copy of the
+    tokenizer that right-pads with ``pad_id`` (default: its pad token, else EOS).
 
-    Padding is masked by position, not by token id, so a tokenizer whose pad token is its EOS
-    still learns to stop.
+    Padding gets attention 0 and label -100 by position, not by token id, so a tokenizer whose pad
+    token is its EOS still learns to stop; the shared tokenizer's padding side (left, for batched
+    generation) is left alone.
     """
+    import copy
 
-    def __init__(self, pad_id: int, pad_to_multiple_of: int | None = None):
-        self.pad_id = pad_id
-        self.multiple = pad_to_multiple_of
+    from transformers import DataCollatorForSeq2Seq
 
-    def _width(self, rows: list[list[int]]) -> int:
-        width = max(len(row) for row in rows)
-        return math.ceil(width / self.multiple) * self.multiple if self.multiple else width
-
-    def __call__(self, features: list[dict]) -> dict:
-        import torch
-
-        ids = [list(f["input_ids"]) for f in features]
-        labels = [list(f["labels"]) for f in features]
-        width = self._width(ids)
-        # Decoder-only: labels line up with input_ids; encoder-decoder: labels have their own width.
-        label_width = width if all(len(i) == len(l) for i, l in zip(ids, labels)) else self._width(labels)
-        return {
-            "input_ids": torch.tensor([row + [self.pad_id] * (width - len(row)) for row in ids]),
-            "attention_mask": torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids]),
-            "labels": torch.tensor([row + [-100] * (label_width - len(row)) for row in labels]),
-        }
+    tok = copy.deepcopy(tokenizer)
+    tok.padding_side = "right"
+    pad = pad_id if pad_id is not None else tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if tok.pad_token_id != pad:
+        tok.pad_token = tok.convert_ids_to_tokens(pad)
+    return DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of,
+                                  return_tensors="pt")
 
 
 class EncodedDataset:
@@ -709,11 +700,10 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     callbacks = [progress]
     if args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
     trainer = make_trainer(targets_only=supports_targets_only_loss(peft_model), model=peft_model, args=args,
                            train_dataset=EncodedDataset(train_items),
                            eval_dataset=EncodedDataset(valid_items) if valid_items else None,
-                           data_collator=PadCollator(pad_id, 8 if lm.device.startswith("cuda") else None),
+                           data_collator=pad_collator(lm.tokenizer, 8 if lm.device.startswith("cuda") else None),
                            processing_class=lm.tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our on_log reports progress; no raw dicts on stdout
     try:
@@ -785,7 +775,12 @@ def _prepare_checkpoints(checkpoint_dir: Path, resume: bool) -> str | None:
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
-    """The newest complete checkpoint folder (one with saved trainer state)."""
+    """The newest complete checkpoint folder (one with saved trainer state).
+
+    Not ``transformers.trainer_utils.get_last_checkpoint``: that returns the newest ``checkpoint-N``
+    folder even when a kill cut its save short, and resuming from it fails; this skips to the last
+    complete one.
+    """
     found = []
     for folder in Path(checkpoint_dir).glob("checkpoint-*"):
         if folder.name.split("-")[-1].isdigit() and (folder / "trainer_state.json").is_file():
@@ -1118,7 +1113,7 @@ def validation_loss(lm, examples: Sequence[Conversation], max_length: int = 512,
     items, _ = encode_examples(lm, examples, min(max_length, lm.context_length))
     _check(bool(items), "no example has a target token")
     tok = lm.tokenizer
-    collate = PadCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    collate = pad_collator(tok)
     total, count = 0.0, 0
     for start in range(0, len(items), batch_size):
         batch = {k: v.to(lm.model.device) for k, v in collate(items[start:start + batch_size]).items()}

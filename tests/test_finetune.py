@@ -123,16 +123,26 @@ def test_labels_mask_prompt_and_every_assistant_turn_is_a_target(tiny_lm):
 
 
 def test_padding_is_masked_by_position_even_when_pad_is_eos(tiny_lm):
+    import torch
+
     short = ft.encode_example(tiny_lm, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello?"}], 512)
     long = ft.encode_example(tiny_lm, [{"role": "user", "content": "Tell me about the river and the old mill"},
                                        {"role": "assistant", "content": "Why do you ask about the mill?"}], 512)
     eos = tiny_lm.tokenizer.eos_token_id
-    batch = ft.PadCollator(pad_id=eos)([short, long])
+    batch = ft.pad_collator(tiny_lm.tokenizer, pad_id=eos)([short, long])
     n = len(short["input_ids"])
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
     assert batch["attention_mask"][0, n:].sum() == 0 and batch["attention_mask"][0, :n].all()
     assert (batch["labels"][0, n:] == -100).all()
     assert (batch["input_ids"][0, n:] == eos).all()
+    side, pad = tiny_lm.tokenizer.padding_side, tiny_lm.tokenizer.pad_token_id
+    tiny_lm.tokenizer.padding_side = "left"  # as for batched generation: training still pads on the right
+    try:
+        again = ft.pad_collator(tiny_lm.tokenizer, pad_id=eos)([short, long])
+        assert all(torch.equal(again[key], batch[key]) for key in batch)
+        assert (tiny_lm.tokenizer.padding_side, tiny_lm.tokenizer.pad_token_id) == ("left", pad)  # shared one untouched
+    finally:
+        tiny_lm.tokenizer.padding_side = side
     assert batch["labels"][0, :n].tolist() == short["labels"]
 
 
@@ -174,7 +184,7 @@ def test_lora_weights_change_and_base_weights_do_not(tiny_causal, tiny_lm):
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     examples, _ = load_examples(COQA, "qg")
     items, _ = ft.encode_examples(lm, examples[:4], 256)
-    batch = ft.PadCollator(lm.tokenizer.pad_token_id)(items)
+    batch = ft.pad_collator(lm.tokenizer)(items)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
     for _ in range(2):
@@ -197,7 +207,7 @@ def test_targets_only_loss_and_gradients_equal_the_full_logits_loss(tiny_causal)
     assert ft.supports_targets_only_loss(model)
     examples, _ = load_examples(COQA, "qg")
     items, _ = ft.encode_examples(lm, examples[:5], 256)
-    batch = ft.PadCollator(lm.tokenizer.pad_token_id)(items)
+    batch = ft.pad_collator(lm.tokenizer)(items)
     mask = ft.next_token_target_mask(batch["labels"])
     assert 0 < int(mask.sum()) < mask.numel() // 3  # question targets are a small part of each row
     model.train()

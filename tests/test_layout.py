@@ -2,8 +2,8 @@
 and no module grows past about 600 lines without saying why in its docstring.
 
 Imports are read from the source (every ``import`` statement, also those inside functions), so a
-cycle hidden behind a lazy import is found too; an ``if __name__ == "__main__":`` block is not an
-import of the module and is skipped.
+cycle hidden behind a lazy import is found too; an ``if __name__ == "__main__":`` or ``if TYPE_CHECKING:``
+block is not an import of the module and is skipped.
 """
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def is_main_block(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":`` or ``if TYPE_CHECKING:``: imports that never run on import."""
     test = getattr(node, "test", None)
+    if isinstance(node, ast.If) and isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
+        return True
     return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
             and test.left.id == "__name__")
 

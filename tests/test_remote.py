@@ -1,4 +1,4 @@
-"""Remote engines (convo/remote.py) against a real server: ``transformers serve`` on the bundled model's
+"""Remote engines (convo/engine/remote.py) against a real server: ``transformers serve`` on the bundled model's
 converted folder, with a fault-injecting proxy (tests/fault_proxy.py) in front of it for the error paths.
 
 Tests marked ``slow`` share one server (started once per session, about 10 s on an idle CPU).

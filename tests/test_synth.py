@@ -254,14 +254,16 @@ def test_batched_generation_equals_one_by_one(tiny_lm, make_job):
 
 
 def test_agents_take_turns_and_keep_the_persona(tiny_lm, monkeypatch):
+    from convo.synth import programs
+
     views = []
-    real = synth.render_prompt
+    real = programs.render_prompt
 
     def spy(lm, messages, *args, **kwargs):
         views.append([dict(m) for m in messages])
         return real(lm, messages, *args, **kwargs)
 
-    monkeypatch.setattr(synth, "render_prompt", spy)
+    monkeypatch.setattr(programs, "render_prompt", spy)
     job = persona_job(turns=2)
     results = synth.generate_items(tiny_lm, job, list(job.items()), SHORT_GREEDY, batch_size=4)
     assert [m["role"] for m in results[0].messages] == ["user", "assistant", "user", "assistant"]
@@ -540,11 +542,10 @@ def ui():
     return ui_synth
 
 
-def form_args(ui, **changes) -> list:
-    from dataclasses import astuple, replace
+def form_args(ui, **changes):
+    from dataclasses import replace
 
-    values = replace(ui.FormValues(personas=[["learn", "wants to learn", "shy", "speaks softly"]]), **changes)
-    return list(astuple(values))
+    return replace(ui.FormValues(personas=[["learn", "wants to learn", "shy", "speaks softly"]]), **changes)
 
 
 def test_form_fields_line_up(ui):
@@ -589,9 +590,9 @@ def test_import_handlers(ui, tmp_path):
 
 def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
     args = form_args(ui, temperature=0.0, max_new_tokens=6, turns=1)
-    markdown, rows = ui.preview(tiny_causal, None, "auto", *args)
+    markdown, rows = ui.preview(tiny_causal, None, "auto", args)
     assert markdown.startswith("**1. learn / shy** (kept)") and len(rows) == 2  # 2 seeds x 1 persona
-    updates = list(ui.run(tiny_causal, None, "auto", None, {}, *args))
+    updates = list(ui.run(tiny_causal, None, "auto", None, {}, args))
     bar, status, table, download, out_path, command, config = updates[-1]
     assert status.startswith("Done: 2 new conversations (0 already there)")
     assert 'data-state="finished"' in bar and 'data-kept="2"' in bar
@@ -601,10 +602,10 @@ def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
     assert config["mode"] == "persona" and config["sampling"]["max_new_tokens"] == 6
     replay = json.loads((Path(out_path).parent / "personas.json").read_text())
     assert synth.persona_config_from_dict(replay).personas[0].label == "learn / shy"
-    again = list(ui.run(tiny_causal, None, "auto", out_path, config, *args))[-1]
+    again = list(ui.run(tiny_causal, None, "auto", out_path, config, args))[-1]
     assert again[1].startswith("Done: 0 new conversations (2 already there)")
     keyword_args = form_args(ui, mode="keyword", words="river", temperature=0.0, max_new_tokens=4)
-    switched = list(ui.run(tiny_causal, None, "auto", out_path, config, *keyword_args))[-1]
+    switched = list(ui.run(tiny_causal, None, "auto", out_path, config, keyword_args))[-1]
     assert switched[4] != out_path  # another mode writes another file
     file_update, tabs = ui.send_to_finetune(out_path)
     assert file_update["value"] == out_path and tabs.selected == "finetune"
@@ -613,12 +614,12 @@ def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
 
 
 def test_run_handler_reports_bad_input(ui, tiny_causal):
-    *_, last = ui.run(tiny_causal, None, "auto", None, {}, *form_args(ui, personas=[["learn", "", "", ""]]))
+    *_, last = ui.run(tiny_causal, None, "auto", None, {}, form_args(ui, personas=[["learn", "", "", ""]]))
     assert last[1] == '**Error:** personas row 1: missing "disposition"'
     assert ui.cancel(None) == "Nothing is running."
     ui._running["local"] = Stop()  # a run of this session is going
     try:
-        *_, last = ui.run(tiny_causal, None, "auto", None, {}, *form_args(ui))
+        *_, last = ui.run(tiny_causal, None, "auto", None, {}, form_args(ui))
         assert last[1] == "A run is already going: cancel it first."
         assert ui.cancel(None) != "Nothing is running."  # the run itself then says "Cancelled: ..."
         assert ui._running["local"].is_set()

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..engine import ModelLoadError, get_model
+from ..engine.generation import Stop
 from ..engine.remote import RemoteError
 from ..settings import DTYPE_CHOICES, QUANTIZE_CHOICES, ModelSpec, default_model_name
 from ..synth import (KEYWORD_STRATEGIES, STRATEGIES, ConfigError, Interrupted, Job, KeywordJob, PersonaJob,
-                     Stop, SynthSampling, _writing, default_sampling, load_keyword_config, load_persona_config,
+                     SynthSampling, _writing, default_sampling, load_keyword_config, load_persona_config,
                      read_seeds, run, write_flat_json)
 
 

@@ -75,8 +75,13 @@ class Form:
     batch_size: gr.Number
     seed: gr.Number
 
-    def inputs(self) -> list:
-        return list(vars(self).values())
+    def inputs(self) -> set:
+        """The components, as a set: Gradio then hands the handler one dict of their values."""
+        return set(vars(self).values())
+
+    def values(self, data: dict) -> "FormValues":
+        """The form's plain values out of a handler's input dict."""
+        return FormValues(**{name: data[component] for name, component in vars(self).items()})
 
 
 @dataclass
@@ -167,10 +172,6 @@ def sampling_from(job, values: FormValues):
     tokens = _whole(values.max_new_tokens, "max new tokens", 0)
     return core.default_sampling(job, tokens or None, temperature=float(values.temperature),
                                  seed=seed if seed >= 0 else None)
-
-
-def _values(args) -> FormValues:
-    return FormValues(*args)
 
 
 # --------------------------------------------------------------------------- imports
@@ -360,9 +361,8 @@ def preview_markdown(results) -> str:
     return "\n\n".join(parts) or "Nothing to preview."
 
 
-def preview(model, adapter, quantize, *args):
+def preview(model, adapter, quantize, values: FormValues):
     """Generate the first three conversations (nothing is written) so prompts can be checked first."""
-    values = _values(args)
     try:
         job = job_from(values)
         sampling = sampling_from(job, values)
@@ -421,13 +421,12 @@ def cli_command(job, out_path: str, model: str, sampling, batch_size: int) -> st
     return "python -m convo synth " + " ".join(shlex.quote(p) for p in parts)
 
 
-def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.Request = None):
+def run(model, adapter, quantize, out_path, previous_config, values: FormValues, request: gr.Request = None):
     """Generate the whole set into this session's output file, streaming progress as each conversation ends.
 
     Yields (progress bar, status, output table, download file, output path, CLI command, dataset config).
     Running again with the same output resumes: finished conversations are skipped.
     """
-    values = _values(args)
     try:
         job = job_from(values)
         sampling = sampling_from(job, values)
@@ -474,9 +473,7 @@ def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.
 
 
 def run_in_session(request: gr.Request, *inputs):
-    """``run`` as an event handler: Gradio fills in the request only for a positional parameter (a
-    keyword-only one after ``*args`` stayed None, so every run was "local" and Cancel, which looks
-    the run up by the real session, found nothing)."""
+    """``run`` with the session's request (Cancel looks the run up by the real session)."""
     yield from run(*inputs, request=request)
 
 
@@ -651,8 +648,18 @@ def render(shared: Shared) -> None:
     keyword_file.upload(import_keyword_config, keyword_file, [kw_name, prompt_lines, words, exclude, status],
                         **private_event)
     grid_btn.click(make_grid, [motivations, dispositions], personas, queue=False, **private_event)
-    preview_btn.click(preview, [*bar, *form.inputs()], [preview_out, table], api_name="synth_preview")
-    run_event = run_btn.click(run_in_session, [*bar, out_path, config_state, *form.inputs()],
+
+    def preview_form(data: dict):
+        return preview(*(data[c] for c in bar), form.values(data))
+
+    def run_form(data: dict, request: gr.Request):
+        """Gradio fills in the request only for a positional parameter (a keyword-only one stayed None, so
+        every run was "local" and Cancel, which looks the run up by the real session, found nothing)."""
+        yield from run_in_session(request, *(data[c] for c in bar), data[out_path], data[config_state],
+                                  form.values(data))
+
+    preview_btn.click(preview_form, {*bar, *form.inputs()}, [preview_out, table], api_name="synth_preview")
+    run_event = run_btn.click(run_form, {*bar, out_path, config_state, *form.inputs()},
                               [progress, status, table, download, out_path, command, config_state], api_name="synth_run")
     cancel_btn.click(cancel, None, status, queue=False, **private_event)
     new_btn.click(new_output, None, [out_path, progress, status, table], queue=False, **private_event)
