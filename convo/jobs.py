@@ -1,9 +1,9 @@
-"""Training jobs and the fine-tuning CLI: a job is a folder, run by a subprocess, queued per device.
+"""Training jobs: a job is a folder, run by a subprocess, queued per device.
 
-``python -m training.finetune --train_data train.json --output_dir ./adapter [--job_dir DIR]``
-(or ``python -m convo train ...``) parses into a FinetuneConfig and trains through
-convo.finetune; the Fine-tune tab creates a job folder and starts the same command as a child
-process, then only reads the folder (status, progress, samples) and asks for a stop.
+The Fine-tune tab creates a job folder (config.json, a FinetuneConfig) and starts
+``python -m training.finetune --job_dir DIR`` as a child process, which reads that config.json;
+the tab then only reads the folder (status, progress, samples) and asks for a stop. The flags of
+``python -m training.finetune`` / ``python -m convo train`` live in convo.cli.train.
 """
 from __future__ import annotations
 
