@@ -38,17 +38,17 @@ def measure(stream_tokens) -> tuple[float, float, int]:
 
 def rendered_prompts() -> list[str]:
     """The prompts in the bundled model's chat template (the same text for every engine)."""
-    from convo import generation
-    from convo.models import get_model
+    from convo.engine import generation
+    from convo.engine import get_model
 
     lm = get_model("bundled")
     return [generation.render_prompt(lm, [{"role": "user", "content": p}]) for p in PROMPTS]
 
 
 def convo_runs(tokens: int):
-    from convo import generation
-    from convo.fastpath import engine_for
-    from convo.models import get_model
+    from convo.engine import generation
+    from convo.engine.fastpath import engine_for
+    from convo.engine import get_model
     from convo.settings import Sampling
 
     lm = get_model("bundled")  # the app's way: loaded on a thread that exits (see convo/threads.py)
@@ -66,7 +66,7 @@ def transformers_runs(tokens: int, prompts: list[str]):
     import torch
     from transformers import TextIteratorStreamer
 
-    from convo.models import load_model
+    from convo.engine import load_model
     from convo.settings import ModelSpec
 
     lm = load_model(ModelSpec("bundled", dtype="bfloat16"))
@@ -97,7 +97,7 @@ def llama_cpp_runs(tokens: int, prompts: list[str], threads: int, n_batch: int |
         from llama_cpp import Llama
     except ImportError:
         return None
-    from convo.models import bundled_gguf_path
+    from convo.engine import bundled_gguf_path
 
     batch = {"n_batch": n_batch} if n_batch else {}  # None: llama-cpp-python's default (512)
     llm = Llama(model_path=str(bundled_gguf_path()), n_threads=threads, n_ctx=2048, verbose=False, **batch)

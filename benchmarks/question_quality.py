@@ -67,7 +67,7 @@ def measure(passages: Sequence, spec, n: int, seed: int, task: str) -> dict:
     """Generate ``n`` questions per passage with ``spec`` and score them against the human ones."""
     from convo import questions as qg
     from convo.finetune import bleu
-    from convo.models import get_model
+    from convo.engine import get_model
     from convo.settings import Sampling
 
     lm = get_model(spec)

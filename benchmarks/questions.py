@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from convo import questions as qg
-    from convo.models import get_model
+    from convo.engine import get_model
     from convo.settings import Sampling
 
     print(machine())
@@ -57,7 +57,7 @@ def reference_scoring(lm, settings, n: int) -> None:
     """Reference: score one passage's candidates under the whole-chunk prompt (one continuation_logprobs
     call per chunk) against the per-sentence prompts convo uses, on the same candidates."""
     from convo import questions as qg
-    from convo.generation import continuation_logprobs
+    from convo.engine.generation import continuation_logprobs
 
     passage = PASSAGES[0].read_text(encoding="utf-8")
     run = qg.question_run(passage, n, lm, settings=settings)

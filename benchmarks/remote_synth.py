@@ -60,8 +60,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("CONVO_MAX_BATCH", str(args.batch_size))
 
-    from convo import remote, synth
-    from convo.models import bundled_model_dir, get_model
+    from convo import synth
+    from convo.engine import remote
+    from convo.engine import bundled_model_dir, get_model
     from convo.settings import Sampling
 
     folder = str(bundled_model_dir())

@@ -43,7 +43,7 @@ def build_job(mode: str, items: int):
 
 def forget_prompts(lm) -> None:
     """Empty the CPU engine's prefix cache (KV of earlier prompts and replies), if the model has one."""
-    from convo.fastpath import engine_for
+    from convo.engine.fastpath import engine_for
 
     engine = engine_for(lm)
     if engine is not None:
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("CONVO_MAX_BATCH", str(args.batch_size))
 
     from convo import synth
-    from convo.models import get_model
+    from convo.engine import get_model
     from convo.settings import Sampling
 
     lm = get_model("bundled")

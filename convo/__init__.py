@@ -5,8 +5,8 @@ generation, LoRA/QLoRA fine-tuning and synthetic conversations, as a package and
 >>> ConversationModel.from_pretrained("bundled").generate(["Hello"]).responses[0]  # doctest: +SKIP
 """
 from .api import ConversationModel, GenerationOutput, to_messages
-from .generation import Stop, generate, generate_batch, stream
-from .models import ModelLoadError, get_model
+from .engine.generation import Stop, generate, generate_batch, stream
+from .engine import ModelLoadError, get_model
 from .settings import BUNDLED, ChatSettings, LoraSettings, ModelSpec, Sampling
 
 __version__ = "0.1.0"

@@ -10,8 +10,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import chat, generation
-from .models import LoadedModel, get_model
+from . import chat
+from .engine import generation
+from .engine import LoadedModel, get_model
 from .settings import ChatSettings, LoraSettings, ModelSpec, Sampling
 
 Context = Sequence[str] | Sequence[dict]

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import filters
-from .generation import (Messages, Stop, accumulate, check_messages, coalesce, continuation_logprobs, generate_batch,
+from .engine.generation import (Messages, Stop, accumulate, check_messages, coalesce, continuation_logprobs, generate_batch,
                          render_prompt, stream)
-from .models import LoadedModel
+from .engine import LoadedModel
 from .settings import ChatSettings, Sampling
 
 CURIOUS_INSTRUCTION = (

@@ -3,6 +3,10 @@
 In-process: ``train_adapter(spec, train, valid, TrainSettings(...), "out/adapter")``; from files:
 ``run_training(FinetuneConfig(...))``. Jobs (a folder, a subprocess, a queue per device) and the
 ``python -m training.finetune`` CLI live in convo.jobs.
+
+Why one module: settings, labels, training, save/card/push and metrics of one adapter run; the
+issue-17 work edits its training format this session, so the split into convo/finetune/ waits for
+that to land.
 """
 from __future__ import annotations
 
@@ -327,7 +331,7 @@ def assistant_spans(lm, conversation: Conversation) -> tuple[str, list[tuple[int
     end-of-turn marker. Templates that do not render prefixes consistently fall back to finding
     the message text in the full rendering.
     """
-    from .generation import render_prompt
+    from .engine.generation import render_prompt
 
     full = render_prompt(lm, conversation, add_generation_prompt=False)
     spans: list[tuple[int, int]] = []
@@ -345,7 +349,7 @@ def assistant_spans(lm, conversation: Conversation) -> tuple[str, list[tuple[int
 
 
 def _prefix_span(lm, conversation: Conversation, index: int, full: str) -> tuple[int, int] | None:
-    from .generation import render_prompt
+    from .engine.generation import render_prompt
 
     try:
         before = render_prompt(lm, conversation[:index], add_generation_prompt=True)
@@ -417,7 +421,7 @@ def _encode_segments(tok, text: str, spans: Sequence[tuple[int, int]]) -> tuple[
 
 def _encode_seq2seq(lm, conversation: Conversation, max_length: int) -> dict[str, list[int]] | None:
     # Encoder-decoder models learn the last assistant turn from everything before it.
-    from .generation import render_prompt
+    from .engine.generation import render_prompt
 
     tok = lm.tokenizer
     source = render_prompt(lm, conversation[:-1])
@@ -433,34 +437,25 @@ def encode_examples(lm, examples: Sequence[Conversation], max_length: int) -> tu
     return kept, len(encoded) - len(kept)
 
 
-class PadCollator:
-    """Right-pads a batch: padding gets attention 0 and label -100, so it never counts in the loss.
+def pad_collator(tokenizer, pad_to_multiple_of: int | None = None, pad_id: int | None = None):
+    """transformers' ``DataCollatorForSeq2Seq`` with labels padded by -100, on a private copy of the
+    tokenizer that right-pads with ``pad_id`` (default: its pad token, else EOS).
 
-    Padding is masked by position, not by token id, so a tokenizer whose pad token is its EOS
-    still learns to stop.
+    Padding gets attention 0 and label -100 by position, not by token id, so a tokenizer whose pad
+    token is its EOS still learns to stop; the shared tokenizer's padding side (left, for batched
+    generation) is left alone.
     """
+    import copy
 
-    def __init__(self, pad_id: int, pad_to_multiple_of: int | None = None):
-        self.pad_id = pad_id
-        self.multiple = pad_to_multiple_of
+    from transformers import DataCollatorForSeq2Seq
 
-    def _width(self, rows: list[list[int]]) -> int:
-        width = max(len(row) for row in rows)
-        return math.ceil(width / self.multiple) * self.multiple if self.multiple else width
-
-    def __call__(self, features: list[dict]) -> dict:
-        import torch
-
-        ids = [list(f["input_ids"]) for f in features]
-        labels = [list(f["labels"]) for f in features]
-        width = self._width(ids)
-        # Decoder-only: labels line up with input_ids; encoder-decoder: labels have their own width.
-        label_width = width if all(len(i) == len(l) for i, l in zip(ids, labels)) else self._width(labels)
-        return {
-            "input_ids": torch.tensor([row + [self.pad_id] * (width - len(row)) for row in ids]),
-            "attention_mask": torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids]),
-            "labels": torch.tensor([row + [-100] * (label_width - len(row)) for row in labels]),
-        }
+    tok = copy.deepcopy(tokenizer)
+    tok.padding_side = "right"
+    pad = pad_id if pad_id is not None else tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if tok.pad_token_id != pad:
+        tok.pad_token = tok.convert_ids_to_tokens(pad)
+    return DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of,
+                                  return_tensors="pt")
 
 
 class EncodedDataset:
@@ -632,7 +627,7 @@ def training_quantization(spec: ModelSpec, settings: TrainSettings, device: str)
 
 def load_base_for_training(spec: ModelSpec, settings: TrainSettings):
     """Load the base (4-bit when QLoRA) outside the shared pool: training wraps and changes it."""
-    from .models import load_model, pick_device
+    from .engine import load_model, pick_device
 
     _check(not spec.adapter, f"train on a base model, not on one with an adapter (got adapter {spec.adapter!r})")
     device = pick_device(spec.device)
@@ -705,11 +700,10 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     callbacks = [progress]
     if args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
     trainer = make_trainer(targets_only=supports_targets_only_loss(peft_model), model=peft_model, args=args,
                            train_dataset=EncodedDataset(train_items),
                            eval_dataset=EncodedDataset(valid_items) if valid_items else None,
-                           data_collator=PadCollator(pad_id, 8 if lm.device.startswith("cuda") else None),
+                           data_collator=pad_collator(lm.tokenizer, 8 if lm.device.startswith("cuda") else None),
                            processing_class=lm.tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our on_log reports progress; no raw dicts on stdout
     try:
@@ -781,7 +775,12 @@ def _prepare_checkpoints(checkpoint_dir: Path, resume: bool) -> str | None:
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
-    """The newest complete checkpoint folder (one with saved trainer state)."""
+    """The newest complete checkpoint folder (one with saved trainer state).
+
+    Not ``transformers.trainer_utils.get_last_checkpoint``: that returns the newest ``checkpoint-N``
+    folder even when a kill cut its save short, and resuming from it fails; this skips to the last
+    complete one.
+    """
     found = []
     for folder in Path(checkpoint_dir).glob("checkpoint-*"):
         if folder.name.split("-")[-1].isdigit() and (folder / "trainer_state.json").is_file():
@@ -1047,7 +1046,7 @@ def compare_with_base(lm, examples: Sequence[Conversation], task: str | None,
     ``lm.model`` is a peft model. Returns the metrics (``rouge_l``, ``bleu``, ``base_rouge_l``,
     ``base_bleu``) and a side-by-side of the first ``n_samples`` examples.
     """
-    from .generation import generate_batch
+    from .engine.generation import generate_batch
 
     prompts = [example[:-1] for example in examples]
     references = [example[-1]["content"] for example in examples]
@@ -1097,8 +1096,8 @@ def passage_prompt(text: str, task: str | None) -> Conversation:
 def compare_on_passages(base: str, adapter_dir: str | Path, texts: Sequence[str], task: str | None, *,
                         quantize: str = "auto") -> list[dict]:
     """Greedy outputs of the base model and of base + adapter for each text (shared model pool)."""
-    from .generation import generate_batch
-    from .models import get_model
+    from .engine.generation import generate_batch
+    from .engine import get_model
 
     prompts = [passage_prompt(text, task) for text in texts]
     sampling = eval_sampling(task)
@@ -1114,7 +1113,7 @@ def validation_loss(lm, examples: Sequence[Conversation], max_length: int = 512,
     items, _ = encode_examples(lm, examples, min(max_length, lm.context_length))
     _check(bool(items), "no example has a target token")
     tok = lm.tokenizer
-    collate = PadCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    collate = pad_collator(tok)
     total, count = 0.0, 0
     for start in range(0, len(items), batch_size):
         batch = {k: v.to(lm.model.device) for k, v in collate(items[start:start + batch_size]).items()}
@@ -1136,8 +1135,8 @@ def evaluate_adapter(adapter_dir: str | Path, data_path: str | Path, *, task: st
     The base comes from the adapter's ``convo_adapter.json`` unless ``base`` is given; with
     ``compare_base`` the base model is scored too (``base_*`` keys).
     """
-    from .generation import generate_batch
-    from .models import adapter_base, get_model
+    from .engine.generation import generate_batch
+    from .engine import adapter_base, get_model
 
     meta = read_metadata(adapter_dir)
     base = base or adapter_base(adapter_dir)

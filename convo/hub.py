@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import yaml
 
 __all__ = [
     "ADAPTER_FILES",
@@ -108,8 +107,15 @@ def validate_repo_id(repo_id: str) -> str:
     >>> validate_repo_id(" alice/curious-lora ")
     'alice/curious-lora'
     """
+    from huggingface_hub.utils import HFValidationError
+    from huggingface_hub.utils import validate_repo_id as hub_rules
+
     cleaned = (repo_id or "").strip()
-    if not _REPO_ID_RE.match(cleaned) or "--" in cleaned or ".." in cleaned:
+    try:
+        hub_rules(cleaned)  # characters, length, no '--' or '..' (huggingface_hub's own rules)
+    except HFValidationError:
+        cleaned = ""
+    if not _REPO_ID_RE.match(cleaned):  # and ours: a namespace, ASCII only
         raise HubError(f"Invalid repo id '{repo_id}': expected 'user/name'.")
     return cleaned
 
@@ -416,8 +422,9 @@ def _check_card(text: str) -> str:
     return text
 
 
-def _yaml_header(meta: dict) -> str:
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+def _card(card_class, data, body: str) -> str:
+    """The card's text: huggingface_hub's card data writes the YAML header, its card class parses it back."""
+    return str(card_class(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 
 def _cell(value: Any) -> str:
@@ -497,7 +504,9 @@ model = ConversationModel.from_pretrained("{base_model}", adapter="{repo_id}")
 {_table("Counts", counts, "No counts recorded.")}
 {_table("Hyperparameters", hyperparameters, "No hyperparameters recorded.")}
 {_table("Metrics", metrics, "No metrics recorded.")}"""
-    return _check_card(_yaml_header(meta) + body)
+    from huggingface_hub import ModelCard, ModelCardData
+
+    return _check_card(_card(ModelCard, ModelCardData(**meta), body))
 
 
 def _model_ref(base_model: str) -> str:
@@ -540,4 +549,6 @@ dataset = load_dataset("{repo_id}")
 {config_json}
 ```
 """
-    return _check_card(_yaml_header(meta) + body)
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    return _check_card(_card(DatasetCard, DatasetCardData(**meta), body))

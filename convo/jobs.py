@@ -1,15 +1,13 @@
-"""Training jobs and the fine-tuning CLI: a job is a folder, run by a subprocess, queued per device.
+"""Training jobs: a job is a folder, run by a subprocess, queued per device.
 
-``python -m training.finetune --train_data train.json --output_dir ./adapter [--job_dir DIR]``
-(or ``python -m convo train ...``) parses into a FinetuneConfig and trains through
-convo.finetune; the Fine-tune tab creates a job folder and starts the same command as a child
-process, then only reads the folder (status, progress, samples) and asks for a stop.
+The Fine-tune tab creates a job folder (config.json, a FinetuneConfig) and starts
+``python -m training.finetune --job_dir DIR`` as a child process, which reads that config.json;
+the tab then only reads the folder (status, progress, samples) and asks for a stop. The flags of
+``python -m training.finetune`` / ``python -m convo train`` live in convo.cli.train.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
 import shutil
 import signal
@@ -23,12 +21,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .data import TASKS, DataError
+from .data import DataError
 from .finetune import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, FinetuneConfig, StopFn, TrainResult,
-                       TrainSettings, _check, checkpoint_step, last_checkpoint, process_rank, push_adapter_to_hub,
-                       run_training, slug, world_size)
-from .finetune import log as training_log
-from .settings import DTYPE_CHOICES, LoraSettings
+                       TrainSettings, _check, checkpoint_step, last_checkpoint, process_rank, run_training, slug,
+                       world_size)
+from .settings import LoraSettings
 
 # =========================================================================== jobs
 #
@@ -221,7 +218,7 @@ def device_slots(device: str = "auto") -> list[str]:
     """The devices a job may run on: each GPU is one slot; CPU (or MPS) is one slot."""
     import torch
 
-    from .models import pick_device
+    from .engine import pick_device
 
     if device in ("auto", "cuda") and torch.cuda.is_available():
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
@@ -434,13 +431,16 @@ def launcher(num_processes: int, python: str = "python") -> list[str]:
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
-def job_command(job_dir: str | Path, *, resume: bool = False, python: str = "python") -> list[str]:
-    """The command that runs (``resume``: continues) a job: what the tab shows and what it starts."""
+def job_command(job_dir: str | Path, *, resume: bool = False, python: str = "python",
+                flags: bool = True) -> list[str]:
+    """The command that runs (``resume``: continues) a job. With ``flags`` (what the tab shows) it
+    spells the config out as the CLI flags; without (what the tab starts) the child reads the job's
+    config.json directly, so the config never round-trips through flags."""
     config = read_config(job_dir)
     start = [*launcher(config.num_processes, python), "-m", "training.finetune"]
     if resume:
         return [*start, "--job_dir", str(job_dir), "--resume"]
-    return [*start, *cli_args(config), "--job_dir", str(job_dir)]
+    return [*start, *(cli_args(config) if flags else []), "--job_dir", str(job_dir)]
 
 
 def create_job(config: FinetuneConfig, *, copy_data: bool = True) -> Path:
@@ -488,7 +488,7 @@ def spawn_job(job_dir: str | Path, *, resume: bool = False) -> int:
     unless the job's own config asks it to push (``--push_to_hub``, from the command line).
     """
     job_dir = Path(job_dir)
-    command = job_command(job_dir, resume=resume, python=sys.executable)
+    command = job_command(job_dir, resume=resume, python=sys.executable, flags=False)
     env = child_environment(read_config(job_dir))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_project_root()), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -576,95 +576,13 @@ def read_samples(job_dir: str | Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-# =========================================================================== CLI
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The fine-tuning flags, shared by ``python -m training.finetune`` and ``python -m convo train``.
-
-    Every default is None so TrainSettings holds the one set of defaults.
-    """
-    add = parser.add_argument
-    add("--train_data", help="training data: CoQA, simplified CoQA, SQuAD or chat JSONL")
-    add("--val_data", help="validation data (default: split --val_fraction off the training data)")
-    add("--model_name", default=None, help="base model: 'bundled', a Hub id or a local folder (default: bundled)")
-    add("--output_dir", help="where to save the adapter")
-    add("--task", choices=TASKS, help="qg, cqg, qa, qa_closed or chat (default: from the data format)")
-    add("--num_epochs", type=float, help="passes over the data (default 3)")
-    add("--max_steps", type=int, help="optimizer steps; overrides --num_epochs")
-    add("--batch_size", type=int, help="examples per batch (default 8; split into micro-batches, see --micro_batch_size)")
-    add("--grad_accum", type=int, help="batches per optimizer step (default 1)")
-    add("--micro_batch_size", type=int, help="examples per forward pass (default: the whole batch on a GPU, 1 on CPU)")
-    add("--learning_rate", type=float, help="peak learning rate (default 2e-4)")
-    add("--max_length", type=int, help="longest example in tokens (default 512)")
-    add("--val_fraction", type=float, help="held-out share when no --val_data (default 0.1)")
-    add("--eval_steps", type=int, help="validation loss every N steps (default 50)")
-    add("--save_steps", type=int, help="checkpoint every N steps (default 100)")
-    add("--eval_examples", type=int, help="validation examples the validation loss runs on (default 128; 0: all)")
-    add("--early_stopping_patience", type=int, help="evaluations without improvement before stopping (0: off; default 3)")
-    add("--seed", type=int, help="random seed (default 42)")
-    add("--lora_r", type=int, help="LoRA rank (default 16)")
-    add("--lora_alpha", type=int, help="LoRA alpha (default 32)")
-    add("--lora_dropout", type=float, help="LoRA dropout (default 0.05)")
-    add("--target_modules", help="'all-linear' (default) or comma-separated module names")
-    add("--warmup_ratio", type=float, help="share of steps warming up (default 0.03)")
-    add("--weight_decay", type=float, help="AdamW weight decay (default 0)")
-    add("--keep_checkpoints", type=int, help="recent checkpoints to keep (default 2)")
-    add("--eval_generations", type=int, help="held-out examples to generate for after training (default 16; 0 skips)")
-    add("--qlora", action=argparse.BooleanOptionalAction, default=None,
-        help="4-bit NF4 base (default: on with CUDA, off on CPU)")
-    add("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
-        help="recompute activations to save memory (default: on)")
-    add("--no_group_by_length", action="store_true", help="plain random batches instead of length-grouped ones")
-    add("--dtype", choices=DTYPE_CHOICES, help="compute dtype (default auto)")
-    add("--device", help="auto, cpu, cuda, cuda:1 ... (default auto)")
-    add("--trust_remote_code", action="store_true", help="run model code from the Hub")
-    add("--push_to_hub", metavar="USER/REPO", help="push the adapter after training (token from $HF_TOKEN)")
-    add("--public", action="store_true", help="create the Hub repo as public (default private)")
-    add("--overwrite", action="store_true", help="replace an adapter already in --output_dir")
-    add("--resume", action="store_true", help="continue from the last checkpoint (of --job_dir, or next to --output_dir)")
-    add("--job_dir", help="run as a job: config, progress log, status and checkpoints in this folder")
-    return parser
-
-
-_SETTING_FLAGS = {"num_epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size",
-                  "grad_accum": "grad_accum", "learning_rate": "learning_rate", "max_length": "max_length",
-                  "val_fraction": "val_fraction", "eval_steps": "eval_every", "save_steps": "save_every",
-                  "eval_examples": "eval_examples", "micro_batch_size": "micro_batch_size",
-                  "early_stopping_patience": "early_stopping_patience", "seed": "seed", "qlora": "qlora",
-                  "task": "task", "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay",
-                  "keep_checkpoints": "keep_checkpoints", "eval_generations": "eval_generations",
-                  "gradient_checkpointing": "gradient_checkpointing"}
-_LORA_FLAGS = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "target_modules"}
-
-
-def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
-    """Parsed flags -> FinetuneConfig; raises ValueError naming the bad flag."""
-    _check(bool(args.train_data), "--train_data is required (or --job_dir DIR --resume)")
-    _check(bool(args.output_dir), "--output_dir is required")
-    lora = LoraSettings(**{name: getattr(args, flag) for flag, name in _LORA_FLAGS.items()
-                           if getattr(args, flag) is not None})
-    values = {name: getattr(args, flag) for flag, name in _SETTING_FLAGS.items() if getattr(args, flag) is not None}
-    if args.no_group_by_length:
-        values["group_by_length"] = False
-    settings = TrainSettings(lora=lora, **values)
-    optional = {name: getattr(args, name) for name in ("model_name", "dtype", "device") if getattr(args, name)}
-    return FinetuneConfig(train_data=args.train_data, output_dir=args.output_dir, val_data=args.val_data,
-                          settings=settings, push_to_hub=args.push_to_hub, private=not args.public,
-                          overwrite=args.overwrite, trust_remote_code=args.trust_remote_code, **optional)
-
-
-def _show_warnings() -> None:
-    """Print this module's warnings (skipped records...) to stderr as ``warning: ...`` lines."""
-    if not any(isinstance(h, _StderrWarnings) for h in training_log.handlers):
-        training_log.addHandler(_StderrWarnings(logging.WARNING))
-
-
-class _StderrWarnings(logging.Handler):
-    """Writes to whatever sys.stderr is at the time (not the stream of when it was made)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(f"warning: {record.getMessage()}", file=sys.stderr)
+def format_seconds(seconds: float | None) -> str:
+    """``75`` -> ``1:15``; ``3725`` -> ``1:02:05``."""
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _print_record(record: dict) -> None:
@@ -675,78 +593,3 @@ def _print_record(record: dict) -> None:
     if record.get("eta_s") is not None:
         parts.append(f"eta {format_seconds(record['eta_s'])}")
     print("  ".join(parts), flush=True)
-
-
-def format_seconds(seconds: float | None) -> str:
-    """``75`` -> ``1:15``; ``3725`` -> ``1:02:05``."""
-    if seconds is None:
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    """Run the parsed command: train (as a job with --job_dir), then push when asked."""
-    _show_warnings()
-    try:
-        if args.job_dir and args.resume and not args.train_data:
-            config, given = read_config(args.job_dir), None
-        else:
-            config = given = config_from_args(args)
-    except (ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.job_dir:
-        code = run_job(args.job_dir, config=given, resume=args.resume)
-        if process_rank() != 0:  # rank 0 reports and pushes for a data-parallel run
-            return code
-        status = read_status(args.job_dir)
-        if code != EXIT_OK:
-            print(f"job {status.get('state')}: {status.get('error') or ''}".strip(), file=sys.stderr)
-            return code
-        output = status.get("adapter")
-        summary = {"adapter": output, "metrics": status.get("metrics", {})}
-    else:
-        stop = StopRequest().install()
-        try:
-            result = run_training(config, resume=args.resume, on_log=_print_record, should_stop=stop)
-        except (DataError, ValueError) as exc:
-            print(f"error: {_one_line(exc)}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        if process_rank() != 0:
-            return EXIT_CANCELLED if result.status == "cancelled" else EXIT_OK
-        if result.status == "cancelled":
-            print(f"cancelled at step {result.steps}: resume from {result.checkpoint} with --resume", file=sys.stderr)
-            return EXIT_CANCELLED
-        output, summary = result.output_dir, {"adapter": result.output_dir, "metrics": result.metrics}
-    if config.push_to_hub:
-        summary["pushed"] = _push_from_cli(output, config)
-        if summary["pushed"] is None:
-            print(json.dumps(summary, indent=2))
-            return EXIT_FAILED
-    print(json.dumps(summary, indent=2))
-    return EXIT_OK
-
-
-def _push_from_cli(adapter_dir: str, config: FinetuneConfig) -> str | None:
-    from .hub import HubError, resolve_token
-
-    try:
-        return push_adapter_to_hub(adapter_dir, config.push_to_hub, token=resolve_token(), private=config.private)
-    except HubError as exc:
-        print(f"push failed: {exc} (the adapter is saved in {adapter_dir})", file=sys.stderr)
-        return None
-
-
-def build_parser(prog: str = "python -m training.finetune") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Train a LoRA/QLoRA adapter on question-answer data.")
-    return add_train_arguments(parser)
-
-
-def register_cli(subparsers) -> None:
-    """``python -m convo train ...``: the same flags as ``python -m training.finetune``."""
-    parser = subparsers.add_parser("train", help="fine-tune a LoRA/QLoRA adapter on your data",
-                                   description="Train a LoRA/QLoRA adapter on question-answer data.")
-    add_train_arguments(parser)
-    parser.set_defaults(func=cli_main)

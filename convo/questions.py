@@ -10,7 +10,7 @@ How it works, in order (each step a small function below):
    **pack** them into chunks that fit the model's context, overlapping by ``overlap_sentences``.
    When there are more chunks than ``max_chunks``, chunks are sampled evenly across the passage
    (first, last and evenly spaced in between), so a 20,000-word text costs the same as a few pages.
-2. **Generate** candidates in one batched call (:func:`convo.generation.generate_batch`) with a
+2. **Generate** candidates in one batched call (:func:`convo.engine.generation.generate_batch`) with a
    prompt style picked per model (see ``STYLES``): few-shot ``Text:``/``Question:`` completion aimed at
    one sentence for plain causal LMs such as the bundled SmolLM2-135M-Instruct; the exact
    ``qg``/``cqg`` training prompts of :mod:`convo.data` for fine-tuned adapters; ``<hl>`` highlight or
@@ -24,7 +24,7 @@ How it works, in order (each step a small function below):
    ``score = mmr_lambda * relevance + (1 - mmr_lambda) * diversity`` with
    ``relevance = lm_weight * lm + (1 - lm_weight) * grounding``, where
    ``lm = exp(mean token log-prob)`` of the question under its source sentence's prompt
-   (:func:`convo.generation.continuation_logprobs`, one call per distinct prompt: see :func:`_score`),
+   (:func:`convo.engine.generation.continuation_logprobs`, one call per distinct prompt: see :func:`_score`),
    ``grounding`` = share of the question's content words found in its source chunk, and
    ``diversity = 1 - max similarity`` to the questions already selected or shown (maximal marginal
    relevance, picked greedily). With ``sentiment_weight`` > 0, ``sentiment_weight * sentiment``
@@ -32,11 +32,13 @@ How it works, in order (each step a small function below):
    Every kept :class:`Question` carries these parts.
 5. **Fall back** to rule-based questions from the passage (definitions, years, named entities;
    ``source="rule: ..."``) when the model yields fewer than ``n`` good ones.
+
+Why one module: chunking, candidates, filters and ranking form one scored pipeline whose parts are
+tuned against each other (benchmarks/question_quality.py); the issue-17 work edits it this session,
+so the split into convo/questions/ waits for that to land.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import re
 import sys
@@ -46,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import filters
 from .data import PASSAGE_PROMPT, QG_SYSTEM, Turn, cqg_prompt, qg_prompt
-from .generation import continuation_logprobs, generate_batch, render_prompt
+from .engine.generation import continuation_logprobs, generate_batch, render_prompt
 from .settings import Sampling
 
 MODES = ("open", "answer", "conversational")
@@ -96,6 +98,10 @@ ABBREVIATIONS = frozenset("mr mrs ms dr prof st sr jr vs etc e.g i.e no fig appr
 
 class QuestionError(ValueError):
     """Bad input to question generation; the message is one line a user can act on."""
+
+
+DEFAULT_N = 5
+"""Questions asked for by default (the tab, the CLI and the API)."""
 
 
 @dataclass(frozen=True)
@@ -406,7 +412,7 @@ def resolve_style(lm, style: str) -> str:
 
 def end_marker(lm) -> str:
     """The text of a token that stops generation for ``lm`` (its end-of-turn or EOS token), or ''."""
-    from .generation import stop_token_ids
+    from .engine.generation import stop_token_ids
 
     tok = lm.tokenizer
     vocab = tok.get_vocab()
@@ -757,7 +763,7 @@ def locate_answer(passage: str, answer: str, start: int | None = None) -> tuple[
     return best[1]
 
 
-def question_run(passage: str, n: int = 5, model=None, answer: str | None = None, history=None,
+def question_run(passage: str, n: int = DEFAULT_N, model=None, answer: str | None = None, history=None,
                  settings: QuestionSettings = QuestionSettings(), seen: Iterable[str] = (),
                  answer_start: int | None = None) -> QuestionRun:
     """Generate, filter and rank questions about ``passage``; keep the dropped ones for inspection.
@@ -830,7 +836,7 @@ def _check_inputs(passage, n, answer) -> None:
 
 
 def _as_model(model):
-    from .models import LoadedModel, get_model
+    from .engine import LoadedModel, get_model
 
     return model if isinstance(model, LoadedModel) else get_model(model)
 
@@ -981,74 +987,6 @@ def _question(cand: _Candidate, parts: dict, kept: bool, reasons: tuple[str, ...
                     cand.chunk.index)
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def register_cli(subparsers) -> None:
-    """Add ``questions`` to ``python -m convo``'s subcommands."""
-    parser = subparsers.add_parser("questions", help="generate questions about a passage (JSON lines)",
-                                   description="Generate questions about a passage; prints one JSON object per line.")
-    add_arguments(parser)
-    parser.set_defaults(func=run_cli)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--file", default="-", help="passage file (.txt/.md); '-' or absent reads stdin")
-    parser.add_argument("-n", type=int, default=5, help="number of questions (default 5)")
-    parser.add_argument("--model", default=None, help="'bundled', a Hub id, a local folder, remote:<endpoint> or hf:<id> (default: $CONVO_MODEL or bundled)")
-    parser.add_argument("--adapter", default=None, help="LoRA adapter folder or Hub id")
-    parser.add_argument("--quantize", default="auto", choices=("auto", "none", "8bit", "4bit"))
-    parser.add_argument("--mode", default=None, choices=MODES,
-                        help="open (default), answer (needs --answer) or conversational (uses --history)")
-    parser.add_argument("--answer", default=None, help="answer span the questions should target")
-    parser.add_argument("--history", default=None,
-                        help="JSON file of earlier turns [{\"question\", \"answer\"}] for conversational mode")
-    parser.add_argument("--style", default="auto", choices=STYLES, help="prompt style (default: picked per model)")
-    parser.add_argument("--allow-yes-no", action="store_true", help="keep questions a bare yes/no answers")
-    parser.add_argument("--candidates", type=int, default=0, help="model samples to draw (0 = max(8, 2n))")
-    parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
-    parser.add_argument("--dropped", action="store_true", help="also print dropped candidates (\"kept\": false)")
-
-
-def run_cli(args) -> int:
-    """Run ``questions`` from parsed arguments; returns the exit code (2 for bad input)."""
-    from .models import ModelLoadError
-    from .remote import RemoteError
-    from .settings import ModelSpec
-
-    try:
-        passage = read_passage_arg(args.file)
-        mode = args.mode or ("answer" if args.answer else "open")
-        if mode == "answer" and not (args.answer and args.answer.strip()):
-            raise QuestionError("--mode answer needs --answer TEXT.")
-        history = _read_history(args.history) if mode == "conversational" else None
-        settings = QuestionSettings(open_only=not args.allow_yes_no, candidates=args.candidates, style=args.style,
-                                    sampling=Sampling(**{**QG_SAMPLING.to_dict(), "seed": args.seed}))
-        spec = ModelSpec(args.model or _default_model(), adapter=args.adapter, quantize=args.quantize)
-        run = question_run(passage, args.n, spec, args.answer if mode == "answer" else None, history, settings)
-    except (QuestionError, ModelLoadError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RemoteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for q in run.questions + (run.dropped if args.dropped else []):
-        print(json.dumps(_cli_record(q, passage), ensure_ascii=False))
-    return 0
-
-
-def _default_model() -> str:
-    from .models import default_model_name
-
-    return default_model_name()
-
-
-def _cli_record(q: Question, passage: str) -> dict:
-    return {"text": q.text, "score": q.score, "parts": q.parts, "span": list(q.span),
-            "sentence": passage[q.span[0]:q.span[1]], "source": q.source, "chunk": q.chunk,
-            "kept": q.kept, "reasons": list(q.reasons)}
-
-
 MAX_PASSAGE_BYTES = 2_000_000
 """Largest passage file accepted (the tab caps uploads the same way)."""
 
@@ -1075,39 +1013,7 @@ def decode_passage(data: bytes, name: str = "passage") -> str:
     return text
 
 
-def read_passage_arg(path: str | None) -> str:
-    """The passage from a file path, or from stdin for ``-``/None."""
-    if path in (None, "-"):
-        return decode_passage(sys.stdin.buffer.read(MAX_PASSAGE_BYTES + 1), "stdin")
-    from pathlib import Path
+if __name__ == "__main__":  # python -m convo.questions: the same as python -m convo questions
+    from convo.cli.questions import main
 
-    file = Path(path)
-    if not file.is_file():
-        raise QuestionError(f"{path}: no such file.")
-    check_size(file.stat().st_size, file.name)
-    return decode_passage(file.read_bytes(), file.name)
-
-
-def _read_history(path: str | None) -> list:
-    if not path:
-        return []
-    from pathlib import Path
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QuestionError(f"{path}: cannot read the history JSON ({exc}).") from None
-    if not isinstance(data, list):
-        raise QuestionError(f"{path}: expected a JSON list of {{\"question\", \"answer\"}} objects.")
-    return data
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m convo.questions ...`` (the same as ``python -m convo questions ...``)."""
-    parser = argparse.ArgumentParser(prog="python -m convo.questions", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run_cli(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -5,11 +5,17 @@ is made (``Sampling(temperature=-1)`` raises) rather than deep inside a generate
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 
 BUNDLED = "bundled"
 QUANTIZE_CHOICES = ("auto", "none", "8bit", "4bit")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+
+def default_model_name() -> str:
+    """The default model everywhere (app, CLIs, API): ``$CONVO_MODEL`` or the bundled one."""
+    return os.environ.get("CONVO_MODEL") or BUNDLED
 
 
 def _check(condition: bool, message: str) -> None:

@@ -6,6 +6,9 @@ Use: ``store = Store()`` (file under :func:`data_dir`), then ``save_conversation
 Limits (:class:`Limits`): characters per message and per conversation or share, shares per
 creator per hour, and free disk space kept for the data dir; a write over one raises
 :class:`LimitError`, whose message says which limit and by how much.
+
+Why one module: one SQLite schema with its migrations; conversations, share links and memory share
+connections, transactions and the migration list.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 import json
 
 from convo import ConversationModel
-from convo.models import adapter_base, get_model
+from convo.engine import adapter_base, get_model
 from convo.settings import ModelSpec
 
 GREEDY = dict(temperature=0, max_new_tokens=12, repetition_penalty=1.0)

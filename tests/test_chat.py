@@ -7,7 +7,7 @@ import pytest
 
 from convo import ConversationModel, chat, filters
 from convo.api import to_messages
-from convo.models import get_model
+from convo.engine import get_model
 from convo.settings import ChatSettings, ModelSpec, Sampling
 
 GREEDY = dict(temperature=0, max_new_tokens=10, repetition_penalty=1.0)
@@ -174,7 +174,7 @@ def test_bundled_defaults_answer_english_in_english():
     """Issue 19: with the bundled model's defaults, at least 18 of 20 English openers get English replies."""
     from dataclasses import replace
 
-    from convo.generation import Stop
+    from convo.engine.generation import Stop
     from convo.settings import recommended_sampling
 
     lm = get_model(ModelSpec("bundled"))

@@ -340,7 +340,7 @@ def test_repeated_chat_conversation_is_skipped_by_line():
 
 
 def test_cli_prints_the_summary_and_exits_nonzero_on_rejection(capsys):
-    from convo.data import main
+    from convo.cli.data import main
 
     assert main([str(GOOD / "coqa.json"), "--task", "cqg"]) == 0
     assert capsys.readouterr().out.startswith("**coqa.json**: CoQA, ready to train, 16 examples for task `cqg`.")
@@ -604,9 +604,9 @@ def test_token_lengths_come_from_a_bounded_sample_labelled_as_an_estimate():
 
 
 def test_work_per_upload_has_a_hard_cap(monkeypatch):
-    import convo.data
+    from convo.data import pipeline
 
-    monkeypatch.setattr(convo.data, "MAX_WORK", 1000)
+    monkeypatch.setattr(pipeline, "MAX_WORK", 1000)  # where the cap is checked
     records = [{"context": "c", "questions": ["Who?"]}] * 501
     report = validate_bytes(json.dumps(records).encode(), "many.json")
     assert report.error == ("file holds 1,002 records, questions and messages, over the limit of 1,000 per upload: "

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from convo import fastpath, generation
-from convo.models import load_model
+from convo.engine import fastpath, generation
+from convo.engine import load_model
 from convo.settings import ModelSpec, Sampling
 
 PROMPTS = ["Hello there", "What is the capital of France and why is it there?", "Birds fly south",
@@ -199,7 +199,7 @@ def test_sampling_draws_from_the_same_distribution_as_transformers(top_k, top_p)
 def test_closed_engine_ends_streams_refuses_work_and_is_rebuilt(tiny_causal):
     lm = load_model(ModelSpec(tiny_causal, dtype="float32"))
     engine = fastpath.Engine(fastpath.FastModel(lm.model, weights="none", slots=2), stop_ids=[])  # never ends alone
-    lm._fast_engine = engine
+    lm.fast_engine = engine
     request = engine.submit([1, 2, 3], Sampling(temperature=0, max_new_tokens=8000, repetition_penalty=1.0))
     next(request.tokens())  # it is decoding
     engine.close()
@@ -212,12 +212,12 @@ def test_closed_engine_ends_streams_refuses_work_and_is_rebuilt(tiny_causal):
 
 
 def test_evicted_model_engine_finishes_its_requests_then_stops(tiny_causal):
-    from convo.models import ModelPool
+    from convo.engine import ModelPool
 
     pool = ModelPool()
     lm = pool.get(ModelSpec(tiny_causal, dtype="float32"))
     engine = fastpath.Engine(fastpath.FastModel(lm.model, weights="none", slots=2), stop_ids=[])
-    lm._fast_engine = engine
+    lm.fast_engine = engine
     request = engine.submit([1, 2, 3], Sampling(temperature=0, max_new_tokens=40, repetition_penalty=1.0))
     pool.clear()  # what eviction does: the engine drains
     assert len(list(request.tokens())) == 40
@@ -231,8 +231,8 @@ def test_cli_exits_cleanly_with_the_engine_busy(tiny_causal, tmp_path):
     import subprocess
     import sys
 
-    script = ("from convo.models import get_model\nfrom convo.settings import ModelSpec, Sampling\n"
-              "from convo import fastpath\n"
+    script = ("from convo.engine import get_model\nfrom convo.settings import ModelSpec, Sampling\n"
+              "from convo.engine import fastpath\n"
               f"lm = get_model(ModelSpec({tiny_causal!r}, dtype='float32'))\n"
               "engine = fastpath.engine_for(lm)\n"
               "requests = [engine.submit(list(range(1, 200)), Sampling(max_new_tokens=5000)) for _ in range(4)]\n"

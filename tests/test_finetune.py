@@ -17,8 +17,9 @@ import pytest
 
 from convo import finetune as ft
 from convo import jobs
+from convo.cli import train as train_cli
 from convo.data import load_examples
-from convo.models import adapter_base, get_model, load_model
+from convo.engine import adapter_base, get_model, load_model
 from convo.settings import LoraSettings, ModelSpec
 
 try:
@@ -98,8 +99,8 @@ def test_cli_args_reproduce_the_config():
                                 eval_examples=0, micro_batch_size=1, lora=LoraSettings(r=4, dropout=0.0))
     config = ft.FinetuneConfig(train_data="/d/train.json", val_data="/d/val.json", output_dir="/o/a",
                                model_name="org/model", settings=settings, dtype="float32", private=False)
-    args = jobs.build_parser().parse_args(jobs.cli_args(config))
-    assert jobs.config_from_args(args) == config
+    args = train_cli.build_parser().parse_args(jobs.cli_args(config))
+    assert train_cli.config_from_args(args) == config
 
 
 # ----------------------------------------------------------------------------- labels
@@ -122,16 +123,26 @@ def test_labels_mask_prompt_and_every_assistant_turn_is_a_target(tiny_lm):
 
 
 def test_padding_is_masked_by_position_even_when_pad_is_eos(tiny_lm):
+    import torch
+
     short = ft.encode_example(tiny_lm, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello?"}], 512)
     long = ft.encode_example(tiny_lm, [{"role": "user", "content": "Tell me about the river and the old mill"},
                                        {"role": "assistant", "content": "Why do you ask about the mill?"}], 512)
     eos = tiny_lm.tokenizer.eos_token_id
-    batch = ft.PadCollator(pad_id=eos)([short, long])
+    batch = ft.pad_collator(tiny_lm.tokenizer, pad_id=eos)([short, long])
     n = len(short["input_ids"])
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
     assert batch["attention_mask"][0, n:].sum() == 0 and batch["attention_mask"][0, :n].all()
     assert (batch["labels"][0, n:] == -100).all()
     assert (batch["input_ids"][0, n:] == eos).all()
+    side, pad = tiny_lm.tokenizer.padding_side, tiny_lm.tokenizer.pad_token_id
+    tiny_lm.tokenizer.padding_side = "left"  # as for batched generation: training still pads on the right
+    try:
+        again = ft.pad_collator(tiny_lm.tokenizer, pad_id=eos)([short, long])
+        assert all(torch.equal(again[key], batch[key]) for key in batch)
+        assert (tiny_lm.tokenizer.padding_side, tiny_lm.tokenizer.pad_token_id) == ("left", pad)  # shared one untouched
+    finally:
+        tiny_lm.tokenizer.padding_side = side
     assert batch["labels"][0, :n].tolist() == short["labels"]
 
 
@@ -173,7 +184,7 @@ def test_lora_weights_change_and_base_weights_do_not(tiny_causal, tiny_lm):
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     examples, _ = load_examples(COQA, "qg")
     items, _ = ft.encode_examples(lm, examples[:4], 256)
-    batch = ft.PadCollator(lm.tokenizer.pad_token_id)(items)
+    batch = ft.pad_collator(lm.tokenizer)(items)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
     for _ in range(2):
@@ -196,7 +207,7 @@ def test_targets_only_loss_and_gradients_equal_the_full_logits_loss(tiny_causal)
     assert ft.supports_targets_only_loss(model)
     examples, _ = load_examples(COQA, "qg")
     items, _ = ft.encode_examples(lm, examples[:5], 256)
-    batch = ft.PadCollator(lm.tokenizer.pad_token_id)(items)
+    batch = ft.pad_collator(lm.tokenizer)(items)
     mask = ft.next_token_target_mask(batch["labels"])
     assert 0 < int(mask.sum()) < mask.numel() // 3  # question targets are a small part of each row
     model.train()
@@ -293,7 +304,7 @@ def test_saved_adapter_holds_only_trained_lora_weights(trained):
 
 def test_adapter_reloads_with_get_model_and_generates(trained, tiny_causal):
     import torch
-    from convo.generation import generate
+    from convo.engine.generation import generate
     from convo.settings import GREEDY
 
     adapted = get_model(tiny_spec(tiny_causal, adapter=trained[0].output_dir))
@@ -328,7 +339,7 @@ def test_chat_task_trains_on_multi_turn_conversations(tiny_causal, tmp_path):
 
 
 def test_seq2seq_base_trains_on_the_last_turn_and_reloads(tiny_seq2seq, tmp_path):
-    from convo.generation import generate
+    from convo.engine.generation import generate
 
     examples, _ = load_examples(COQA, "qa")
     lm = load_model(tiny_spec(tiny_seq2seq))
@@ -440,11 +451,11 @@ def test_convo_train_subcommand_has_the_same_flags():
     import argparse
 
     parser = argparse.ArgumentParser()
-    jobs.register_cli(parser.add_subparsers())
+    train_cli.register_cli(parser.add_subparsers())
     args = parser.parse_args(["train", "--train_data", "t.json", "--output_dir", "o", "--qlora", "--task", "cqg",
                               "--num_epochs", "2", "--job_dir", "j"])
-    assert args.func is jobs.cli_main
-    config = jobs.config_from_args(args)
+    assert args.func is train_cli.cli_main
+    config = train_cli.config_from_args(args)
     assert config.settings.qlora is True and config.settings.task == "cqg" and config.settings.epochs == 2.0
 
 

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from convo import generation
-from convo.models import ModelLoadError, ModelPool, get_model, load_model
+from convo.engine import generation
+from convo.engine import ModelLoadError, ModelPool, get_model, load_model
 from convo.settings import ModelSpec, Sampling
 
 GREEDY = Sampling(temperature=0, max_new_tokens=12, repetition_penalty=1.0)
@@ -217,7 +217,7 @@ def test_run_in_fresh_thread_returns_and_raises_in_the_caller():
 def test_coalesce_sends_the_first_at_once_the_last_always_and_few_between():
     import time
 
-    from convo.generation import coalesce
+    from convo.engine.generation import coalesce
 
     def slow(n, every):
         for i in range(n):

@@ -383,8 +383,8 @@ def test_memory_stays_flat_over_100_streamed_chats():
     import concurrent.futures
 
     from convo import chat
-    from convo.fastpath import engine_for
-    from convo.models import get_model
+    from convo.engine.fastpath import engine_for
+    from convo.engine import get_model
     from convo.settings import ChatSettings, ModelSpec, Sampling
 
     lm = get_model(ModelSpec("bundled"))

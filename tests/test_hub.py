@@ -530,3 +530,18 @@ def test_publish_without_token(hub, tmp_path, capsys):
     assert space_publish.main(["alice/convo", "--root", str(root)]) == 1
     assert capsys.readouterr().err.strip() == f"error: {SIGN_IN_HELP}"
     assert hub.requests == []
+
+
+def test_repo_ids_and_cards_follow_huggingface_hub_rules():
+    """The repo-id check is huggingface_hub's (plus a namespace); the cards parse as its card classes."""
+    from huggingface_hub import DatasetCard, ModelCard
+
+    for bad in ("a/b.git", "a--b/c", "name-only", "a/.x"):
+        with pytest.raises(convo_hub.HubError, match="expected 'user/name'"):
+            convo_hub.validate_repo_id(bad)
+    assert convo_hub.validate_repo_id(" alice/curious.v2 ") == "alice/curious.v2"
+    model = ModelCard(convo_hub.adapter_card(repo_id="alice/a", base_model="org/base", data_file_name="d.json",
+                                       data_sha256="0", counts={}, hyperparameters={}, metrics={}))
+    assert model.data.base_model == "org/base" and model.data.library_name == "peft"
+    dataset = DatasetCard(convo_hub.dataset_card(repo_id="alice/d", config={"hf_token": "x", "n": 1}, counts={"kept": 2}))
+    assert dataset.data.pretty_name == "d" and "hf_token" not in dataset.content

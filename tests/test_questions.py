@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from convo import filters  # noqa: E402
 from convo import questions as qg  # noqa: E402
+from convo.cli import questions as qcli  # noqa: E402
 from convo.data import QG_SYSTEM, Turn, cqg_prompt, qg_prompt  # noqa: E402
-from convo.generation import render_prompt  # noqa: E402
+from convo.engine.generation import render_prompt  # noqa: E402
 from convo.settings import ModelSpec, Sampling  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,14 +38,14 @@ SEEDED = qg.QuestionSettings(sampling=Sampling(temperature=0.7, top_p=0.9, max_n
 
 @pytest.fixture(scope="module")
 def causal_lm(tiny_causal):
-    from convo.models import get_model
+    from convo.engine import get_model
 
     return get_model(ModelSpec(tiny_causal, dtype="float32"))
 
 
 @pytest.fixture(scope="module")
 def seq2seq_lm(tiny_seq2seq):
-    from convo.models import get_model
+    from convo.engine import get_model
 
     return get_model(ModelSpec(tiny_seq2seq, dtype="float32"))
 
@@ -302,7 +303,7 @@ def test_an_adapter_gets_the_chat_style_end_to_end(tiny_causal, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from convo.models import get_model
+    from convo.engine import get_model
 
     base = AutoModelForCausalLM.from_pretrained(tiny_causal)
     get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "qg-adapter")
@@ -548,9 +549,9 @@ def test_register_cli_adds_the_subcommand():
     import argparse
 
     parser = argparse.ArgumentParser()
-    qg.register_cli(parser.add_subparsers(dest="command"))
+    qcli.register_cli(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["questions", "-n", "2", "--mode", "conversational", "--model", "x"])
-    assert args.func is qg.run_cli and args.n == 2 and args.file == "-" and args.mode == "conversational"
+    assert args.func is qcli.run_cli and args.n == 2 and args.file == "-" and args.mode == "conversational"
 
 
 # --------------------------------------------------------------------------- the bundled model (acceptance)
@@ -561,7 +562,7 @@ def test_register_cli_adds_the_subcommand():
 def test_bundled_model_questions(path):
     """Acceptance: >= 3 distinct model questions per passage, each ending in '?', none single-word,
     none duplicated, each with a source span inside the passage; measured time printed."""
-    from convo.models import get_model
+    from convo.engine import get_model
 
     lm = get_model("bundled")
     passage = path.read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Remote engines (convo/remote.py) against a real server: ``transformers serve`` on the bundled model's
+"""Remote engines (convo/engine/remote.py) against a real server: ``transformers serve`` on the bundled model's
 converted folder, with a fault-injecting proxy (tests/fault_proxy.py) in front of it for the error paths.
 
 Tests marked ``slow`` share one server (started once per session, about 10 s on an idle CPU).
@@ -20,9 +20,9 @@ import pytest
 from conftest import ROOT, free_port
 from fault_proxy import FaultProxy
 
-from convo import remote
-from convo.generation import Stop, generate, generate_batch, stream
-from convo.models import ModelLoadError, get_model
+from convo.engine import remote
+from convo.engine.generation import Stop, generate, generate_batch, stream
+from convo.engine import ModelLoadError, get_model
 from convo.settings import Sampling
 
 SHORT = Sampling(temperature=0.0, max_new_tokens=8, repetition_penalty=1.0)
@@ -168,7 +168,7 @@ def test_a_stalled_server_times_out(monkeypatch):
 @pytest.fixture(scope="session")
 def served(tmp_path_factory):
     """``transformers serve`` on the bundled model (converted first on a clean machine), on a free port."""
-    from convo.models import bundled_model_dir
+    from convo.engine import bundled_model_dir
 
     if shutil.which("transformers") is None and not (Path(sys.executable).parent / "transformers").exists():
         pytest.fail("transformers serve is missing: pip install -r requirements-test.txt")

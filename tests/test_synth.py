@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from convo import synth
-from convo.generation import Stop
+from convo.cli import synth as synth_cli
+from convo.engine.generation import Stop
 from convo.settings import ModelSpec, Sampling
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ SHORT_GREEDY = Sampling(temperature=0.0, repetition_penalty=1.0, max_new_tokens=
 
 @pytest.fixture(scope="module")
 def tiny_lm(tiny_causal):
-    from convo.models import get_model
+    from convo.engine import get_model
 
     return get_model(ModelSpec(tiny_causal, dtype="float32"))
 
@@ -253,14 +254,16 @@ def test_batched_generation_equals_one_by_one(tiny_lm, make_job):
 
 
 def test_agents_take_turns_and_keep_the_persona(tiny_lm, monkeypatch):
+    from convo.synth import programs
+
     views = []
-    real = synth.render_prompt
+    real = programs.render_prompt
 
     def spy(lm, messages, *args, **kwargs):
         views.append([dict(m) for m in messages])
         return real(lm, messages, *args, **kwargs)
 
-    monkeypatch.setattr(synth, "render_prompt", spy)
+    monkeypatch.setattr(programs, "render_prompt", spy)
     job = persona_job(turns=2)
     results = synth.generate_items(tiny_lm, job, list(job.items()), SHORT_GREEDY, batch_size=4)
     assert [m["role"] for m in results[0].messages] == ["user", "assistant", "user", "assistant"]
@@ -477,7 +480,7 @@ def test_cli_killed_midway_then_rerun_finishes_without_duplicates(tiny_causal, t
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert f"{killed_at} already done" in finished.stderr
     # The same job run in-process, uninterrupted, is the reference.
-    from convo.models import get_model
+    from convo.engine import get_model
 
     personas = synth.load_persona_config(DATA / "personas.json").personas
     job = synth.PersonaJob(synth.read_seeds(DATA / "seeds.txt"), personas, turns=1, samples=8)
@@ -508,13 +511,13 @@ def test_cli_forever_stops_cleanly_on_a_signal(tiny_causal, tmp_path, sig):
 
 
 def test_cli_errors_are_one_line(capsys):
-    code = synth.main(["--personas", str(DATA / "personas.json"), "--out", "x.jsonl"])
+    code = synth_cli.main(["--personas", str(DATA / "personas.json"), "--out", "x.jsonl"])
     assert code == 2
     assert capsys.readouterr().err == "error: persona mode needs --seeds (a .txt, .csv, .jsonl or .json file)\n"
-    code = synth.main(["--config", str(DATA / "keywords_missing_prompt_lines.json"), "--out", "x.jsonl"])
+    code = synth_cli.main(["--config", str(DATA / "keywords_missing_prompt_lines.json"), "--out", "x.jsonl"])
     assert code == 2
     assert capsys.readouterr().err == 'error: keywords_missing_prompt_lines.json: missing "prompt_lines"\n'
-    code = synth.main(["--config", str(DATA / "keywords.json"), "--personas", str(DATA / "personas.json"),
+    code = synth_cli.main(["--config", str(DATA / "keywords.json"), "--personas", str(DATA / "personas.json"),
                        "--out", "x.jsonl"])
     assert code == 2 and "give either --config" in capsys.readouterr().err
 
@@ -523,10 +526,10 @@ def test_register_cli_adds_synth():
     import argparse
 
     parser = argparse.ArgumentParser()
-    synth.register_cli(parser.add_subparsers(dest="command"))
+    synth_cli.register_cli(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["synth", "--config", "k.json", "--out", "o.jsonl", "--forever", "--n-per-word", "3",
                               "--batch-size", "16", "--max-new-tokens", "64", "--model", "bundled"])
-    assert (args.func, args.forever, args.n_per_word, args.batch_size, args.max_new_tokens) == (synth.cli, True, 3, 16, 64)
+    assert (args.func, args.forever, args.n_per_word, args.batch_size, args.max_new_tokens) == (synth_cli.cli, True, 3, 16, 64)
 
 
 # --------------------------------------------------------------------------- tab handlers
@@ -539,11 +542,10 @@ def ui():
     return ui_synth
 
 
-def form_args(ui, **changes) -> list:
-    from dataclasses import astuple, replace
+def form_args(ui, **changes):
+    from dataclasses import replace
 
-    values = replace(ui.FormValues(personas=[["learn", "wants to learn", "shy", "speaks softly"]]), **changes)
-    return list(astuple(values))
+    return replace(ui.FormValues(personas=[["learn", "wants to learn", "shy", "speaks softly"]]), **changes)
 
 
 def test_form_fields_line_up(ui):
@@ -588,9 +590,9 @@ def test_import_handlers(ui, tmp_path):
 
 def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
     args = form_args(ui, temperature=0.0, max_new_tokens=6, turns=1)
-    markdown, rows = ui.preview(tiny_causal, None, "auto", *args)
+    markdown, rows = ui.preview(tiny_causal, None, "auto", args)
     assert markdown.startswith("**1. learn / shy** (kept)") and len(rows) == 2  # 2 seeds x 1 persona
-    updates = list(ui.run(tiny_causal, None, "auto", None, {}, *args))
+    updates = list(ui.run(tiny_causal, None, "auto", None, {}, args))
     bar, status, table, download, out_path, command, config = updates[-1]
     assert status.startswith("Done: 2 new conversations (0 already there)")
     assert 'data-state="finished"' in bar and 'data-kept="2"' in bar
@@ -600,10 +602,10 @@ def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
     assert config["mode"] == "persona" and config["sampling"]["max_new_tokens"] == 6
     replay = json.loads((Path(out_path).parent / "personas.json").read_text())
     assert synth.persona_config_from_dict(replay).personas[0].label == "learn / shy"
-    again = list(ui.run(tiny_causal, None, "auto", out_path, config, *args))[-1]
+    again = list(ui.run(tiny_causal, None, "auto", out_path, config, args))[-1]
     assert again[1].startswith("Done: 0 new conversations (2 already there)")
     keyword_args = form_args(ui, mode="keyword", words="river", temperature=0.0, max_new_tokens=4)
-    switched = list(ui.run(tiny_causal, None, "auto", out_path, config, *keyword_args))[-1]
+    switched = list(ui.run(tiny_causal, None, "auto", out_path, config, keyword_args))[-1]
     assert switched[4] != out_path  # another mode writes another file
     file_update, tabs = ui.send_to_finetune(out_path)
     assert file_update["value"] == out_path and tabs.selected == "finetune"
@@ -612,12 +614,12 @@ def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
 
 
 def test_run_handler_reports_bad_input(ui, tiny_causal):
-    *_, last = ui.run(tiny_causal, None, "auto", None, {}, *form_args(ui, personas=[["learn", "", "", ""]]))
+    *_, last = ui.run(tiny_causal, None, "auto", None, {}, form_args(ui, personas=[["learn", "", "", ""]]))
     assert last[1] == '**Error:** personas row 1: missing "disposition"'
     assert ui.cancel(None) == "Nothing is running."
     ui._running["local"] = Stop()  # a run of this session is going
     try:
-        *_, last = ui.run(tiny_causal, None, "auto", None, {}, *form_args(ui))
+        *_, last = ui.run(tiny_causal, None, "auto", None, {}, form_args(ui))
         assert last[1] == "A run is already going: cancel it first."
         assert ui.cancel(None) != "Nothing is running."  # the run itself then says "Cancelled: ..."
         assert ui._running["local"].is_set()
@@ -687,7 +689,7 @@ def test_keyword_config_with_bundled_model_from_the_cli(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_persona_grid_with_bundled_model(tmp_path):
-    from convo.models import get_model
+    from convo.engine import get_model
 
     lm = get_model("bundled")
     personas = synth.grid([("learn", "wants to understand how things work"), ("vent", "had a frustrating day")],

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from convo.data import DataError
     from convo.finetune import evaluate_adapter
-    from convo.models import ModelLoadError
+    from convo.engine import ModelLoadError
 
     try:
         metrics = evaluate_adapter(args.adapter, args.data, task=args.task, base=args.base,

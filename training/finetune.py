@@ -13,7 +13,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from convo.jobs import build_parser, cli_main
+    from convo.cli.train import build_parser, cli_main
 
     args = build_parser("python -m training.finetune").parse_args(argv)
     return cli_main(args)

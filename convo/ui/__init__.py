@@ -10,7 +10,7 @@ import threading
 
 import gradio as gr
 
-from ..models import ModelLoadError, get_model
+from ..engine import ModelLoadError, get_model
 from . import chat, common, finetune, questions, synth
 from .common import Shared, spec_from
 
@@ -152,7 +152,7 @@ def preload_default_model() -> threading.Thread:
     and build its fast CPU engine, so the first chat does not wait for either."""
     def work():
         try:
-            from ..fastpath import engine_for
+            from ..engine.fastpath import engine_for
 
             lm = get_model(spec_from(common.default_model(), None))
             if not getattr(lm, "remote", False):  # a remote server needs nothing here

@@ -18,9 +18,9 @@ import gradio as gr
 
 from .. import chat as core
 from .. import memory
-from ..generation import Stop
-from ..models import ModelLoadError, get_model
-from ..remote import RemoteError, for_user
+from ..engine.generation import Stop
+from ..engine import ModelLoadError, get_model
+from ..engine.remote import RemoteError, for_user
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from ..settings import ChatSettings, Sampling, recommended_sampling
 from ..store import Store, conversation_to_json, conversation_to_markdown, new_id
@@ -419,8 +419,8 @@ def render(shared: Shared) -> None:
     with gr.Accordion("Settings", open=False):
         system_prompt = gr.Textbox(ChatSettings().system_prompt, label="System prompt", lines=2, elem_id="system-prompt")
         with gr.Row():
-            curious = gr.Checkbox(True, label="Curious mode (suggest follow-up questions)", elem_id="curious")
-            interviewer = gr.Checkbox(False, label="Interviewer (end each reply with a question)", elem_id="interviewer")
+            curious = gr.Checkbox(ChatSettings.curious, label="Curious mode (suggest follow-up questions)", elem_id="curious")
+            interviewer = gr.Checkbox(ChatSettings.interviewer, label="Interviewer (end each reply with a question)", elem_id="interviewer")
         defaults, source = recommended_sampling(default_model(), model_generation_config(default_model()))
         gr.Markdown(f"Defaults for `{default_model()}` ({source}): temperature {defaults.temperature}, top-p "
                     f"{defaults.top_p}, top-k {defaults.top_k}, repetition penalty {defaults.repetition_penalty}.",

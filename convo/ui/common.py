@@ -15,8 +15,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..remote import is_remote, remote_choices
-from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec
+from ..engine.remote import is_remote, remote_choices
+from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec, default_model_name
 from ..store import data_dir
 
 NO_ADAPTER = "(none)"
@@ -79,7 +79,7 @@ def check_source(name: str, adapter: bool = False) -> str:
     ``../x``, ``/nonexistent``) raises ``ValueError`` with the same message, so the answer says
     nothing about the server's files."""
     if not adapter and (name in (BUNDLED, default_model()) or is_remote(name)):
-        return name  # remote names reach only declared endpoints or Inference Providers (convo.remote)
+        return name  # remote names reach only declared endpoints or Inference Providers (convo.engine.remote)
     looks_like_hub_id = bool(_HUB_ID.fullmatch(name)) and ".." not in name
     if looks_like_hub_id and not os.path.lexists(name):
         return name
@@ -92,8 +92,7 @@ def check_source(name: str, adapter: bool = False) -> str:
     raise ValueError(REFUSED.format(name=name[:200]))
 
 
-def default_model() -> str:
-    return os.environ.get("CONVO_MODEL") or BUNDLED
+default_model = default_model_name  # one definition: convo.settings
 
 
 def adapters_dir() -> Path:
@@ -125,7 +124,7 @@ def model_bar() -> tuple[gr.Dropdown, gr.Dropdown, gr.Radio, gr.Button, gr.Markd
         adapter = gr.Dropdown(choices=adapter_choices(), value=NO_ADAPTER, allow_custom_value=True,
                               label="Adapter", info="LoRA adapter: a trained one, a folder or a Hub id",
                               scale=3, elem_id="adapter-name")
-        quantize = gr.Radio(list(QUANTIZE_CHOICES), value="auto", label="Quantization",
+        quantize = gr.Radio(list(QUANTIZE_CHOICES), value=ModelSpec.quantize, label="Quantization",
                             info="auto = 4-bit NF4 on a GPU", scale=2)
         load = gr.Button("Load", scale=1, elem_id="load-model")
     status = gr.Markdown(elem_id="model-status")

@@ -20,7 +20,7 @@ from .. import finetune as core
 from .. import jobs
 from ..data import DEFAULT_TASKS, DataError, load_examples, split_train_val, validate_file
 from ..hub import HubError, resolve_token
-from ..models import POOL, ModelLoadError
+from ..engine import POOL, ModelLoadError
 from ..settings import LoraSettings
 from .common import Shared, adapter_choices, adapters_dir, default_model, spec_from
 
@@ -435,29 +435,30 @@ def render(shared: Shared) -> None:
         report = gr.Markdown("Upload a file to see what it holds.", elem_id="ft-report")
     shared.finetune_file = upload
     with gr.Accordion("Training settings", open=False):
+        ts, lora = core.TrainSettings(), LoraSettings()  # the defaults, declared once in the dataclasses
         with gr.Row():
             name = gr.Textbox(label="Adapter name", placeholder="e.g. curious-qg", elem_id="ft-name")
-            qlora = gr.Radio(QLORA_CHOICES, value="auto", label="QLoRA", elem_id="ft-qlora")
+            qlora = gr.Radio(QLORA_CHOICES, value={True: "on", False: "off"}.get(ts.qlora, "auto"), label="QLoRA", elem_id="ft-qlora")
         with gr.Row():
-            epochs = gr.Number(3, label="Epochs", minimum=0.1, maximum=100, elem_id="ft-epochs")
-            max_steps = gr.Number(0, label="Max steps (0: use epochs)", minimum=0, precision=0, elem_id="ft-max-steps")
-            batch_size = gr.Slider(1, 64, 8, step=1, label="Batch size", elem_id="ft-batch-size")
-            grad_accum = gr.Slider(1, 64, 1, step=1, label="Gradient accumulation")
-            learning_rate = gr.Number(2e-4, label="Learning rate", minimum=1e-7, maximum=1, elem_id="ft-lr")
+            epochs = gr.Number(ts.epochs, label="Epochs", minimum=0.1, maximum=100, elem_id="ft-epochs")
+            max_steps = gr.Number(ts.max_steps or 0, label="Max steps (0: use epochs)", minimum=0, precision=0, elem_id="ft-max-steps")
+            batch_size = gr.Slider(1, 64, ts.batch_size, step=1, label="Batch size", elem_id="ft-batch-size")
+            grad_accum = gr.Slider(1, 64, ts.grad_accum, step=1, label="Gradient accumulation")
+            learning_rate = gr.Number(ts.learning_rate, label="Learning rate", minimum=1e-7, maximum=1, elem_id="ft-lr")
         with gr.Row():
-            max_length = gr.Slider(64, 4096, 512, step=64, label="Max tokens per example", elem_id="ft-max-length")
-            val_fraction = gr.Slider(0, 0.5, 0.1, step=0.05, label="Validation share (without a validation file)")
-            eval_every = gr.Number(50, label="Validate every N steps", minimum=1, precision=0,
+            max_length = gr.Slider(64, 4096, ts.max_length, step=64, label="Max tokens per example", elem_id="ft-max-length")
+            val_fraction = gr.Slider(0, 0.5, ts.val_fraction, step=0.05, label="Validation share (without a validation file)")
+            eval_every = gr.Number(ts.eval_every, label="Validate every N steps", minimum=1, precision=0,
                                    elem_id="ft-eval-every")
-            save_every = gr.Number(100, label="Checkpoint every N steps", minimum=1, precision=0,
+            save_every = gr.Number(ts.save_every, label="Checkpoint every N steps", minimum=1, precision=0,
                                    elem_id="ft-save-every")
-            patience = gr.Number(3, label="Early stopping patience (0: off)", minimum=0, precision=0,
+            patience = gr.Number(ts.early_stopping_patience, label="Early stopping patience (0: off)", minimum=0, precision=0,
                                  elem_id="ft-patience")
-            seed = gr.Number(42, label="Seed", precision=0)
+            seed = gr.Number(ts.seed, label="Seed", precision=0)
         with gr.Row():
-            lora_r = gr.Slider(1, 256, 16, step=1, label="LoRA rank r")
-            lora_alpha = gr.Number(32, label="LoRA alpha", minimum=1, precision=0)
-            lora_dropout = gr.Slider(0, 0.5, 0.05, step=0.01, label="LoRA dropout")
+            lora_r = gr.Slider(1, 256, lora.r, step=1, label="LoRA rank r")
+            lora_alpha = gr.Number(lora.alpha, label="LoRA alpha", minimum=1, precision=0)
+            lora_dropout = gr.Slider(0, 0.5, lora.dropout, step=0.01, label="LoRA dropout")
     plan = gr.Markdown(elem_id="ft-plan")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", interactive=False, elem_id="ft-start")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..models import ModelLoadError
-from ..remote import RemoteError
-from ..questions import (MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
+from ..engine import ModelLoadError
+from ..engine.remote import RemoteError
+from ..questions import (DEFAULT_N, MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
                          decode_passage, question_run)
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from .common import Shared, export_folder, spec_from
@@ -223,17 +223,17 @@ def render(shared: Shared) -> None:
             upload = gr.File(label=f"Upload a passage (.txt or .md, up to {MAX_PASSAGE_BYTES // 1_000_000} MB)",
                              file_types=[".txt", ".md"], type="filepath", elem_id=ELEM_IDS["file"])
         with gr.Column(scale=2):
-            n = gr.Slider(1, 20, value=5, step=1, label="Number of questions", elem_id=ELEM_IDS["n"])
+            n = gr.Slider(1, 20, value=DEFAULT_N, step=1, label="Number of questions", elem_id=ELEM_IDS["n"])
             mode = gr.Radio(list(MODE_LABELS), value="Open questions", label="Mode", elem_id=ELEM_IDS["mode"])
             answer = gr.Textbox(label="Answer", visible=False, elem_id=ELEM_IDS["answer"],
                                 info="Select a span in the passage, or type the answer the questions should target")
             history = gr.Textbox(label="Conversation so far", lines=4, visible=False, elem_id=ELEM_IDS["history"],
                                  placeholder="Q: What is a volcano?\nA: an opening in the crust\n...")
-            open_only = gr.Checkbox(value=True, label="Open questions only (no yes/no)")
+            open_only = gr.Checkbox(value=QuestionSettings.open_only, label="Open questions only (no yes/no)")
             sentiment = gr.Checkbox(value=False, label="Weigh feeling (sentiment strength of each question)",
                                     elem_id=ELEM_IDS["sentiment"])
             with gr.Accordion("Advanced", open=False):
-                style = gr.Dropdown(list(STYLES), value="auto", label="Prompt style",
+                style = gr.Dropdown(list(STYLES), value=QuestionSettings.style, label="Prompt style",
                                     info="auto: fewshot for causal LMs, chat for adapters, highlight for T5 models")
             with gr.Row():
                 generate = gr.Button("Generate questions", variant="primary", elem_id=ELEM_IDS["generate"])

@@ -2,6 +2,9 @@
 
 Preview the first three, run the whole set many at a time (progress, kept/dropped counts, ETA, Cancel;
 a rerun in the same session resumes), then download, push to the Hub or send to Fine-tune.
+
+Why one module: a tab is a sub-Blocks in one file (the house style); its handlers are the form's,
+and most of its length is the form itself.
 """
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ import gradio as gr
 
 from .. import hub
 from .. import synth as core
-from ..generation import Stop
-from ..models import ModelLoadError, get_model
-from ..remote import RemoteError
+from ..engine.generation import Stop
+from ..engine import ModelLoadError, get_model
+from ..engine.remote import RemoteError
 from .common import Shared, spec_from
 
 PREVIEW_COUNT = 3
@@ -72,39 +75,50 @@ class Form:
     batch_size: gr.Number
     seed: gr.Number
 
-    def inputs(self) -> list:
-        return list(vars(self).values())
+    def inputs(self) -> set:
+        """The components, as a set: Gradio then hands the handler one dict of their values."""
+        return set(vars(self).values())
+
+    def values(self, data: dict) -> "FormValues":
+        """The form's plain values out of a handler's input dict."""
+        return FormValues(**{name: data[component] for name, component in vars(self).items()})
 
 
 @dataclass
 class FormValues:
-    """Plain values of a ``Form`` (what the handlers and tests build jobs from)."""
+    """Plain values of a ``Form`` (what the handlers and tests build jobs from).
+
+
+    Every default comes from the job and sampling dataclasses of convo.synth (declared once there);
+    only the tab's own conventions live here (``0`` max new tokens and ``-1`` seed mean "none").
+    """
 
     mode: str = core.PERSONA
     seeds: str = DEFAULT_SEEDS
     personas: object = None
-    strategy: str = core.AGENTS
-    turns: int = 3
-    samples: int = 1
+    strategy: str = core.PersonaJob.strategy
+    turns: int = core.PersonaJob.turns
+    samples: int = core.PersonaJob.samples
     template: str = core.DEFAULT_AGENT_TEMPLATE
-    assistant_prompt: str = core.DEFAULT_ASSISTANT_PROMPT
+    assistant_prompt: str = core.PersonaJob.assistant_prompt
     restyle: bool = False
     restyle_template: str = core.DEFAULT_RESTYLE_TEMPLATE
-    restyle_max_chars: int = 280
+    restyle_max_chars: int = core.PersonaJob.restyle_max_chars
     kw_name: str = "words"
     prompt_lines: str = "\n".join(core.DEFAULT_KEYWORD_PROMPT_LINES)
     words: str = DEFAULT_WORDS
     exclude: str = "\n".join(core.DEFAULT_EXCLUDE)
-    role_user: str = core.DEFAULT_ROLES[0]
-    role_assistant: str = core.DEFAULT_ROLES[1]
-    n_per_word: int = 1
-    kw_strategy: str = core.TURNS
-    kw_turns: int = 2
-    max_attempts: int = 4
-    temperature: float = 0.8
-    max_new_tokens: int = 0
-    batch_size: int = 8
-    seed: int = -1
+    role_user: str = core.KeywordJob.roles[0]
+    role_assistant: str = core.KeywordJob.roles[1]
+    n_per_word: int = core.KeywordJob.n_per_word
+    kw_strategy: str = core.KeywordJob.strategy
+    kw_turns: int = core.KeywordJob.turns
+    max_attempts: int | None = None
+    """None: the mode's job default (the tab shows the persona one and switches it with the mode)."""
+    temperature: float = core.SynthSampling.temperature
+    max_new_tokens: int = core.SynthSampling.max_new_tokens or 0
+    batch_size: int = core.SynthSampling.batch_size
+    seed: int = -1 if core.SynthSampling.seed is None else core.SynthSampling.seed
 
 
 def _lines(text: str | None) -> list[str]:
@@ -138,17 +152,19 @@ def job_from(values: FormValues) -> core.KeywordJob | core.PersonaJob:
             "name": (values.kw_name or "").strip() or "words", "prompt_lines": _lines(values.prompt_lines),
             "words": _lines(values.words), "exclude": _lines(values.exclude)}, source="keyword config")
         return core.KeywordJob(config, roles=(values.role_user or "", values.role_assistant or ""),
-                               n_per_word=_whole(values.n_per_word, "conversations per word", 1),
-                               max_attempts=_whole(values.max_attempts, "attempts", 4),
-                               strategy=values.kw_strategy or core.TURNS, turns=_whole(values.kw_turns, "turns", 2))
+                               n_per_word=_whole(values.n_per_word, "conversations per word", core.KeywordJob.n_per_word),
+                               max_attempts=_whole(values.max_attempts, "attempts", core.KeywordJob.max_attempts),
+                               strategy=values.kw_strategy or core.KeywordJob.strategy,
+                               turns=_whole(values.kw_turns, "turns", core.KeywordJob.turns))
     restyle_template = values.restyle_template if values.restyle else ""
     return core.PersonaJob(
         core.parse_seed_text(values.seeds) or [""], core.personas_from_rows(_rows(values.personas)),
-        turns=_whole(values.turns, "turns", 3), strategy=values.strategy or core.AGENTS,
+        turns=_whole(values.turns, "turns", core.PersonaJob.turns), strategy=values.strategy or core.PersonaJob.strategy,
         template=values.template or "", assistant_prompt=values.assistant_prompt or "",
-        restyle_template=restyle_template or "", restyle_max_chars=_whole(values.restyle_max_chars, "max characters", 280),
-        samples=_whole(values.samples, "conversations per seed and persona", 1),
-        max_attempts=_whole(values.max_attempts, "attempts", 2))
+        restyle_template=restyle_template or "", restyle_max_chars=_whole(values.restyle_max_chars, "max characters",
+                                                                         core.PersonaJob.restyle_max_chars),
+        samples=_whole(values.samples, "conversations per seed and persona", core.PersonaJob.samples),
+        max_attempts=_whole(values.max_attempts, "attempts", core.PersonaJob.max_attempts))
 
 
 def sampling_from(job, values: FormValues):
@@ -156,10 +172,6 @@ def sampling_from(job, values: FormValues):
     tokens = _whole(values.max_new_tokens, "max new tokens", 0)
     return core.default_sampling(job, tokens or None, temperature=float(values.temperature),
                                  seed=seed if seed >= 0 else None)
-
-
-def _values(args) -> FormValues:
-    return FormValues(*args)
 
 
 # --------------------------------------------------------------------------- imports
@@ -306,9 +318,12 @@ def switch_strategy(strategy: str, template: str):
     return new_template, gr.update(visible=strategy == core.AGENTS)
 
 
-def switch_mode(mode: str):
+def switch_mode(mode: str, max_attempts):
+    """Show the mode's fields; attempts follow the mode's default unless the user changed them."""
     persona = mode == core.PERSONA
-    return gr.update(visible=persona), gr.update(visible=not persona)
+    job, other = (core.PersonaJob, core.KeywordJob) if persona else (core.KeywordJob, core.PersonaJob)
+    attempts = job.max_attempts if max_attempts in (None, "", other.max_attempts) else max_attempts
+    return gr.update(visible=persona), gr.update(visible=not persona), attempts
 
 
 def _path(file) -> Path:
@@ -346,9 +361,8 @@ def preview_markdown(results) -> str:
     return "\n\n".join(parts) or "Nothing to preview."
 
 
-def preview(model, adapter, quantize, *args):
+def preview(model, adapter, quantize, values: FormValues):
     """Generate the first three conversations (nothing is written) so prompts can be checked first."""
-    values = _values(args)
     try:
         job = job_from(values)
         sampling = sampling_from(job, values)
@@ -407,13 +421,12 @@ def cli_command(job, out_path: str, model: str, sampling, batch_size: int) -> st
     return "python -m convo synth " + " ".join(shlex.quote(p) for p in parts)
 
 
-def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.Request = None):
+def run(model, adapter, quantize, out_path, previous_config, values: FormValues, request: gr.Request = None):
     """Generate the whole set into this session's output file, streaming progress as each conversation ends.
 
     Yields (progress bar, status, output table, download file, output path, CLI command, dataset config).
     Running again with the same output resumes: finished conversations are skipped.
     """
-    values = _values(args)
     try:
         job = job_from(values)
         sampling = sampling_from(job, values)
@@ -460,9 +473,7 @@ def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.
 
 
 def run_in_session(request: gr.Request, *inputs):
-    """``run`` as an event handler: Gradio fills in the request only for a positional parameter (a
-    keyword-only one after ``*args`` stayed None, so every run was "local" and Cancel, which looks
-    the run up by the real session, found nothing)."""
+    """``run`` with the session's request (Cancel looks the run up by the real session)."""
     yield from run(*inputs, request=request)
 
 
@@ -537,7 +548,7 @@ def render(shared: Shared) -> None:
     out_path = gr.State(None)
     config_state = gr.State({})
     defaults = FormValues()
-    mode = gr.Radio([core.PERSONA, core.KEYWORD], value=core.PERSONA, label="Mode", elem_id="synth-mode",
+    mode = gr.Radio([core.PERSONA, core.KEYWORD], value=defaults.mode, label="Mode", elem_id="synth-mode",
                     info="persona: seed messages role-played by user personas; keyword: one script per word")
     with gr.Column(visible=True) as persona_box:
         with gr.Row():
@@ -558,7 +569,7 @@ def render(shared: Shared) -> None:
                                             column_count=2, type="array", interactive=True, label="Dispositions")
             grid_btn = gr.Button("Make grid", size="sm", elem_id="synth-make-grid")
         with gr.Row():
-            strategy = gr.Radio(list(core.STRATEGIES), value=core.AGENTS, label="Strategy",
+            strategy = gr.Radio(list(core.STRATEGIES), value=defaults.strategy, label="Strategy",
                                 info="agents: two role-played agents take turns; script: one generation parsed into turns")
             turns = gr.Slider(1, 10, defaults.turns, step=1, label="Turns (exchanges) per conversation")
             samples = gr.Number(defaults.samples, precision=0, minimum=1, label="Conversations per seed and persona")
@@ -566,8 +577,8 @@ def render(shared: Shared) -> None:
                               elem_id="synth-template")
         assistant_prompt = gr.Textbox(defaults.assistant_prompt, lines=2, label="Assistant system prompt")
         with gr.Row():
-            restyle = gr.Checkbox(False, label="Restyle pass", elem_id="synth-restyle")
-            restyle_max_chars = gr.Number(280, precision=0, minimum=0, label="Restyled message max characters (0 = no limit)")
+            restyle = gr.Checkbox(defaults.restyle, label="Restyle pass", elem_id="synth-restyle")
+            restyle_max_chars = gr.Number(defaults.restyle_max_chars, precision=0, minimum=0, label="Restyled message max characters (0 = no limit)")
         restyle_template = gr.Textbox(defaults.restyle_template, lines=3, label="Restyle template ({message})")
     with gr.Column(visible=False) as keyword_box:
         keyword_file = gr.File(label="Import keyword config (.json)", file_types=[".json"], elem_id="synth-keyword-config")
@@ -581,21 +592,21 @@ def render(shared: Shared) -> None:
         with gr.Row():
             role_user = gr.Textbox(defaults.role_user, label="First speaker (user)")
             role_assistant = gr.Textbox(defaults.role_assistant, label="Second speaker (assistant)")
-            n_per_word = gr.Number(1, precision=0, minimum=1, label="Conversations per word")
+            n_per_word = gr.Number(defaults.n_per_word, precision=0, minimum=1, label="Conversations per word")
         with gr.Row():
-            kw_strategy = gr.Radio(list(core.KEYWORD_STRATEGIES), value=core.TURNS, label="Strategy",
+            kw_strategy = gr.Radio(list(core.KEYWORD_STRATEGIES), value=defaults.kw_strategy, label="Strategy",
                                    info="turns: one line per step (best for small models); script: one generation parsed")
             kw_turns = gr.Slider(1, 10, defaults.kw_turns, step=1, label="Exchanges per conversation (turns strategy)")
     with gr.Accordion("Generation settings", open=False):
         with gr.Row():
             temperature = gr.Slider(0, 1.5, defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
-            max_new_tokens = gr.Number(0, precision=0, minimum=0, label="Max new tokens (0 = auto)")
+            max_new_tokens = gr.Number(defaults.max_new_tokens, precision=0, minimum=0, label="Max new tokens (0 = auto)")
             batch_size = gr.Number(defaults.batch_size, precision=0, minimum=1, maximum=512, label="Batch size",
                                    info="conversations made at once (the CPU engine decodes up to $CONVO_MAX_BATCH, "
                                         "default 8, per step)", elem_id="synth-batch-size")
-            max_attempts = gr.Number(defaults.max_attempts, precision=0, minimum=1, label="Attempts per item",
+            max_attempts = gr.Number(core.PersonaJob.max_attempts, precision=0, minimum=1, label="Attempts per item",
                                      elem_id="synth-max-attempts")
-            seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id="synth-random-seed")
+            seed = gr.Number(defaults.seed, precision=0, label="Seed (-1 = random)", elem_id="synth-random-seed")
     with gr.Row():
         preview_btn = gr.Button("Preview (first 3)", elem_id="synth-preview")
         run_btn = gr.Button("Run", variant="primary", elem_id="synth-run")
@@ -629,7 +640,7 @@ def render(shared: Shared) -> None:
                 kw_strategy, kw_turns, max_attempts, temperature, max_new_tokens, batch_size, seed)
     bar = [shared.model, shared.adapter, shared.quantize]
     private_event = dict(api_visibility="private")
-    mode.change(switch_mode, mode, [persona_box, keyword_box], queue=False, **private_event)
+    mode.change(switch_mode, [mode, max_attempts], [persona_box, keyword_box, max_attempts], queue=False, **private_event)
     strategy.change(switch_strategy, [strategy, template], [template, assistant_prompt], queue=False, **private_event)
     seed_file.upload(load_seed_file, [seed_file, seeds], seeds, **private_event)
     persona_files.upload(import_persona_config, [persona_files, template, restyle_template],
@@ -637,8 +648,18 @@ def render(shared: Shared) -> None:
     keyword_file.upload(import_keyword_config, keyword_file, [kw_name, prompt_lines, words, exclude, status],
                         **private_event)
     grid_btn.click(make_grid, [motivations, dispositions], personas, queue=False, **private_event)
-    preview_btn.click(preview, [*bar, *form.inputs()], [preview_out, table], api_name="synth_preview")
-    run_event = run_btn.click(run_in_session, [*bar, out_path, config_state, *form.inputs()],
+
+    def preview_form(data: dict):
+        return preview(*(data[c] for c in bar), form.values(data))
+
+    def run_form(data: dict, request: gr.Request):
+        """Gradio fills in the request only for a positional parameter (a keyword-only one stayed None, so
+        every run was "local" and Cancel, which looks the run up by the real session, found nothing)."""
+        yield from run_in_session(request, *(data[c] for c in bar), data[out_path], data[config_state],
+                                  form.values(data))
+
+    preview_btn.click(preview_form, {*bar, *form.inputs()}, [preview_out, table], api_name="synth_preview")
+    run_event = run_btn.click(run_form, {*bar, out_path, config_state, *form.inputs()},
                               [progress, status, table, download, out_path, command, config_state], api_name="synth_run")
     cancel_btn.click(cancel, None, status, queue=False, **private_event)
     new_btn.click(new_output, None, [out_path, progress, status, table], queue=False, **private_event)

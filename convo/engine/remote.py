@@ -11,6 +11,9 @@ and users name them ``remote:vllm``; ``hf:<model id>[:provider]`` is a model on 
 to the signed-in user's token (``RemoteModel.with_token``) or ``$HF_TOKEN``. There is no way to name a URL
 directly: a visitor of a public app cannot make the server call an address the operator did not declare.
 API keys are read from the environment at each call and never stored.
+
+Why one module: every call to a server shares one retry, error-explaining and logprob-cache path;
+the client, the prompts and the pipeline over them change together.
 """
 from __future__ import annotations
 
@@ -27,8 +30,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .models import LoadedModel, ModelLoadError
-from .settings import ModelSpec, Sampling
+from .loading import LoadedModel, ModelLoadError
+from ..settings import ModelSpec, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -561,7 +564,7 @@ def pipeline(lm: RemoteModel, source, sampling: Sampling, width: int, stop=None)
     """``generation.pipeline`` on a remote engine: ``width`` programs at once, each step's requests sent as
     soon as its previous replies are in. A request that fails after its retries ends the pipeline with a
     RemoteError (programs in flight are dropped, finished ones were already yielded)."""
-    from .generation import _advance, _Running, _stopped
+    from .programs import _advance, _Running, _stopped
 
     width = max(1, width)
     pool = ThreadPoolExecutor(max_workers=min(width * 2, max(width, lm.endpoint.concurrency)),

@@ -2,7 +2,7 @@
 
 Everything yields or returns plain text; callers (chat, questions, synth, the UI) only format it.
 
->>> from convo.models import get_model                                   # doctest: +SKIP
+>>> from convo.engine import get_model                                   # doctest: +SKIP
 >>> "".join(stream(get_model("bundled"), [{"role": "user", "content": "Hi"}]))  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -11,29 +11,18 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
-from .models import LoadedModel
-from .settings import Sampling
-from .threads import run_in_fresh_thread
+from ..settings import Sampling
+from ..threads import run_in_fresh_thread
+from .loading import LoadedModel
+from .programs import Finished, Program, Stop, _advance, _Running, _stopped  # noqa: F401 (re-exported)
+from .prompts import stop_token_ids
 
 Messages = list[dict]
 T = TypeVar("T")
-
-
-class Stop:
-    """A flag a caller sets to end a generation within a token or two (the Stop button)."""
-
-    def __init__(self):
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
 
 
 def check_messages(messages: Sequence[dict]) -> Messages:
@@ -97,24 +86,6 @@ def _generate_kwargs(lm: LoadedModel, sampling: Sampling) -> dict:
     if eos:
         kwargs["eos_token_id"] = eos
     return kwargs
-
-
-def stop_token_ids(lm: LoadedModel) -> list[int]:
-    """EOS plus the end-of-turn marker chat templates use (``<|im_end|>``, ``<|eot_id|>``...)."""
-    tok = lm.tokenizer
-    ids = set()
-    if tok.eos_token_id is not None:
-        ids.add(tok.eos_token_id)
-    generation_eos = getattr(getattr(lm.model, "generation_config", None), "eos_token_id", None)
-    if isinstance(generation_eos, int):
-        ids.add(generation_eos)
-    elif isinstance(generation_eos, list):
-        ids.update(generation_eos)
-    vocab = tok.get_vocab()
-    for marker in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
-        if marker in vocab:
-            ids.add(vocab[marker])
-    return sorted(ids)
 
 
 def _seed(sampling: Sampling) -> None:
@@ -297,30 +268,6 @@ def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling:
     return run_in_fresh_thread(_generate_padded, lm, texts, sampling, batch_size, stop)
 
 
-Program = Generator[list[str], list[str], Any]
-"""A multi-step generation for ``pipeline``: yields each step's prompts, is sent their replies, returns its result."""
-
-
-@dataclass
-class Finished:
-    """A ``pipeline`` program that returned: the key it was handed out with, and its result."""
-
-    key: Any
-    value: Any
-
-
-@dataclass
-class _Running:
-    key: Any
-    program: Program
-    seed: int = 0
-    """Offset of this program's seeds on the engine."""
-    asked: int = 0
-    prompts: list[str] = field(default_factory=list)
-    requests: list = field(default_factory=list)
-    pending: int = 0
-
-
 def pipeline(lm: LoadedModel, source: Callable[[], tuple[Any, Program] | None], sampling: Sampling | None = None,
              width: int = 16, stop: Stop | None = None) -> Iterator[Finished]:
     """Run many multi-step generations ("programs", e.g. conversations written turn by turn), ``width``
@@ -344,23 +291,6 @@ def pipeline(lm: LoadedModel, source: Callable[[], tuple[Any, Program] | None], 
     if engine is not None:
         return _pipeline_engine(lm, engine, source, sampling, width, stop)
     return _pipeline_padded(lm, source, sampling, width, stop)
-
-
-def _advance(running: _Running, replies: list[str] | None) -> Finished | None:
-    """Send a program its replies (None: start it) until it asks for prompts or returns."""
-    while True:
-        try:
-            prompts = next(running.program) if replies is None else running.program.send(replies)
-        except StopIteration as done:
-            return Finished(running.key, done.value)
-        if prompts:
-            running.prompts = list(prompts)
-            return None
-        replies = []
-
-
-def _stopped(stop: Stop | None) -> bool:
-    return stop is not None and stop.is_set()
 
 
 def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Finished]:

@@ -8,6 +8,9 @@ every step decodes one token for every active request in a single batched forwar
 
 >>> engine = engine_for(get_model("bundled"))               # doctest: +SKIP
 >>> request = engine.submit(prompt_ids, Sampling(temperature=0))  # doctest: +SKIP
+
+Why one module: the decoder's weights, its KV cache and the scheduler that batches requests share
+private state on one worker thread; split, each half would reach into the other's internals.
 """
 from __future__ import annotations
 
@@ -24,9 +27,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .models import cpu_computes_bf16
-from .settings import Sampling
-from .threads import run_in_fresh_thread
+from .hardware import cpu_computes_bf16
+from ..settings import Sampling
+from ..threads import run_in_fresh_thread
 
 log = logging.getLogger(__name__)
 
@@ -593,7 +596,7 @@ def engine_for(lm) -> Engine | None:
     if not eligible(lm):
         return None
     with _engines_lock:
-        engine = getattr(lm, "_fast_engine", None)
+        engine = lm.fast_engine
         if engine is None or engine.closing:
             started = time.monotonic()
             weights = default_weight_mode(lm)
@@ -602,7 +605,7 @@ def engine_for(lm) -> Engine | None:
                                        slots=int(os.environ.get("CONVO_MAX_BATCH", "8")),
                                        max_len=int(os.environ.get("CONVO_FAST_CONTEXT", "2048")))
             engine = Engine(fast, _stop_ids(lm))
-            lm._fast_engine = engine
+            lm.fast_engine = engine
             _engines.append(engine)
             log.info("fast path for %s: %s weights, built in %.1f s", lm.spec.label, weights,
                      time.monotonic() - started)
@@ -610,6 +613,6 @@ def engine_for(lm) -> Engine | None:
 
 
 def _stop_ids(lm) -> list[int]:
-    from .generation import stop_token_ids
+    from .prompts import stop_token_ids
 
     return stop_token_ids(lm)

@@ -1,0 +1,242 @@
+"""Format readers: official CoQA, simplified CoQA, SQuAD v1.1/v2.0, flat QA and chat JSONL, each into
+passages or conversations."""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .base import NO_ANSWER, Passage, ROLES, Turn, _LineFault, _Parsed
+from .checks import _child, _field, _object, _quote, _string_list
+
+
+_RecordReader = Callable[[Any, str], "tuple[Any, list[str], list[tuple[str, str]]]"]
+
+
+def _read_records(records: list, fmt: str, prefix: str, read_one: _RecordReader) -> _Parsed:
+    parsed = _Parsed(fmt, records=len(records))
+    for index, record in enumerate(records):
+        location = f"{prefix}[{index}]"
+        _keep(parsed, location, *read_one(record, location))
+    return parsed
+
+
+def _keep(parsed: _Parsed, location: str, item: Any, turn_locations: list[str], faults: list) -> None:
+    parsed.faults.extend(faults)
+    if faults or item is None:
+        parsed.skipped += 1
+    else:
+        parsed.items.append(item)
+        parsed.sources.append(location)
+        parsed.turn_locations.append(turn_locations)
+
+
+def _read_simple_record(record: Any, location: str):
+    faults: list[tuple[str, str]] = []
+    if _object(record, location, faults) is None:
+        return None, [], faults
+    context = _field(record, "context", str, location, faults)
+    questions = _string_list(record, "questions", location, faults, required=True)
+    answers = _string_list(record, "answers", location, faults, required=False)
+    if questions and answers and len(answers) != len(questions):
+        faults.append((location, f"{len(questions)} questions but {len(answers)} answers"))
+    if faults:
+        return None, [], faults
+    turns = [Turn(q.strip(), answers[i].strip() if answers else None) for i, q in enumerate(questions)]
+    locations = [f"{location}.questions[{i}]" for i in range(len(turns))]
+    return Passage(context.strip(), turns, location), locations, faults
+
+
+def _read_coqa_record(record: Any, location: str):
+    faults: list[tuple[str, str]] = []
+    if _object(record, location, faults) is None:
+        return None, [], faults
+    story = _field(record, "story", str, location, faults)
+    questions = _coqa_turns(record, "questions", location, faults, required=True)
+    answers = _coqa_turns(record, "answers", location, faults, required=False)
+    if questions is not None and answers:
+        _match_turn_ids(questions, answers, location, faults)
+    if faults or questions is None or story is None:
+        return None, [], faults
+    turns = [Turn(text, answers[tid][1] if answers else None) for tid, (_, text) in questions.items()]
+    locations = [f"{location}.questions[{index}]" for index, _ in questions.values()]
+    return Passage(story.strip(), turns, location), locations, faults
+
+
+def _coqa_turns(record: dict, key: str, location: str, faults: list, *, required: bool):
+    """``{turn_id: (index, input_text)}`` in file order, or None on any fault ({} when absent)."""
+    if not required and record.get(key) in (None, []):
+        return {}
+    entries = _field(record, key, list, location, faults, required=required)
+    if entries is None:
+        return None
+    turns: dict[int, tuple[int, str]] = {}
+    before = len(faults)
+    for index, entry in enumerate(entries):
+        where = f"{location}.{key}[{index}]"
+        if _object(entry, where, faults) is None:
+            continue
+        turn_id = _field(entry, "turn_id", int, where, faults)
+        text = _field(entry, "input_text", str, where, faults)
+        if turn_id in turns:
+            faults.append((where, f"turn_id {turn_id} repeats {location}.{key}[{turns[turn_id][0]}]"))
+        elif turn_id is not None and text is not None:
+            turns[turn_id] = (index, text.strip())
+    return turns if len(faults) == before else None
+
+
+def _match_turn_ids(questions: dict, answers: dict, location: str, faults: list) -> None:
+    for turn_id, (index, _) in answers.items():
+        if turn_id not in questions:
+            faults.append((f"{location}.answers[{index}]", f"turn_id {turn_id} matches no question"))
+    for turn_id, (index, _) in questions.items():
+        if turn_id not in answers:
+            faults.append((f"{location}.questions[{index}]", f"no answer with turn_id {turn_id}"))
+
+
+def _read_squad(articles: list) -> _Parsed:
+    # Each paragraph is a passage: a fault skips that paragraph, not the whole article.
+    parsed = _Parsed("squad", records=len(articles))
+    for index, article in enumerate(articles):
+        location = f"data[{index}]"
+        faults: list[tuple[str, str]] = []
+        paragraphs = _object(article, location, faults) and _field(article, "paragraphs", list, location, faults)
+        if not paragraphs:
+            _keep(parsed, location, None, [], faults)
+            continue
+        for number, paragraph in enumerate(paragraphs):
+            where = f"{location}.paragraphs[{number}]"
+            _keep(parsed, where, *_read_squad_paragraph(paragraph, where))
+    return parsed
+
+
+def _read_squad_paragraph(paragraph: Any, location: str):
+    faults: list[tuple[str, str]] = []
+    if _object(paragraph, location, faults) is None:
+        return None, [], faults
+    context = _field(paragraph, "context", str, location, faults)
+    qas = _field(paragraph, "qas", list, location, faults)
+    turns, locations = [], []
+    for index, qa in enumerate(qas or []):
+        where = f"{location}.qas[{index}]"
+        turn = _read_squad_qa(qa, where, context, faults)
+        if turn is not None:
+            turns.append(turn)
+            locations.append(where)
+    if faults or context is None:
+        return None, [], faults
+    return Passage(context.strip(), turns, location), locations, faults
+
+
+def _read_squad_qa(qa: Any, location: str, context: str | None, faults: list) -> Turn | None:
+    if _object(qa, location, faults) is None:
+        return None
+    question = _field(qa, "question", str, location, faults)
+    before = len(faults)
+    impossible = _field(qa, "is_impossible", bool, location, faults, required=False)
+    if len(faults) > before:  # unknown whether answers are required: checking them would only add noise
+        return None
+    if impossible:
+        return Turn(question.strip(), NO_ANSWER) if question else None
+    answers = _field(qa, "answers", list, location, faults)
+    texts = [_read_squad_answer(a, f"{location}.answers[{i}]", context, faults) for i, a in enumerate(answers or [])]
+    if question is None or not texts or None in texts:
+        return None
+    return Turn(question.strip(), texts[0].strip())
+
+
+def _read_squad_answer(answer: Any, location: str, context: str | None, faults: list) -> str | None:
+    if _object(answer, location, faults) is None:
+        return None
+    text = _field(answer, "text", str, location, faults)
+    start = _field(answer, "answer_start", int, location, faults)
+    if text is None or start is None or context is None:
+        return None
+    if not 0 <= start < len(context):
+        faults.append((location, f"answer_start {start} is outside the context ({len(context)} characters)"))
+        return None
+    found = context[start : start + len(text)]
+    if found != text:
+        faults.append((location, f"answer_start {start} does not point at {_quote(text)} (the context there reads {_quote(found)})"))
+        return None
+    return text
+
+
+def _read_flat(records: list) -> _Parsed:
+    """``{"data": [{"context", "question", "answer"?}]}``: one question per record; records that
+    share a context (same text after stripping) become one passage, in order of first appearance."""
+    parsed = _Parsed("flat-qa", records=len(records))
+    passages: dict[str, tuple[Passage, list[str]]] = {}
+    for index, record in enumerate(records):
+        location = f"data[{index}]"
+        faults: list[tuple[str, str]] = []
+        turn = None
+        if _object(record, location, faults) is not None:
+            context = _field(record, "context", str, location, faults)
+            question = _field(record, "question", str, location, faults)
+            answer = _field(record, "answer", str, location, faults, required=False) if record.get("answer") is not None else None
+            if not faults:
+                turn = (context.strip(), Turn(question.strip(), answer.strip() if answer is not None else None))
+        parsed.faults.extend(faults)
+        if turn is None:
+            parsed.skipped += 1
+            continue
+        context, one = turn
+        if context not in passages:
+            passages[context] = (Passage(context, [], location), [])
+        passage, locations = passages[context]
+        passage.turns.append(one)
+        locations.append(location)
+    for passage, locations in passages.values():
+        parsed.items.append(passage)
+        parsed.sources.append(passage.source)
+        parsed.turn_locations.append(locations)
+    return parsed
+
+
+def _read_chat_lines(lines: list[tuple[int, Any]]) -> _Parsed:
+    parsed = _read_chat_records([(f"line {n}", v) for n, v in lines if not isinstance(v, json.JSONDecodeError)])
+    bad = [(f"line {n}", v.msg if isinstance(v, _LineFault) else f"invalid JSON ({v.msg} at column {v.colno})")
+           for n, v in lines if isinstance(v, json.JSONDecodeError)]
+    parsed.records += len(bad)
+    parsed.skipped += len(bad)
+    parsed.faults = sorted(parsed.faults + bad, key=lambda fault: _line_number(fault[0]))
+    return parsed
+
+
+def _line_number(location: str) -> int:
+    return int(re.match(r"line (\d+)", location).group(1))
+
+
+def _read_chat_records(records: list[tuple[str, Any]]) -> _Parsed:
+    parsed = _Parsed("chat-jsonl", records=len(records))
+    for location, record in records:
+        _keep(parsed, location, *_read_chat_record(record, location))
+    return parsed
+
+
+def _read_chat_record(record: Any, location: str):
+    faults: list[tuple[str, str]] = []
+    if _object(record, location, faults) is None:
+        return None, [], faults
+    messages = _field(record, "messages", list, location, faults)
+    if record.get("meta") is not None:
+        _field(record, "meta", dict, location, faults)
+    conversation = []
+    for index, message in enumerate(messages or []):
+        where = _child(location, f"messages[{index}]")
+        if _object(message, where, faults) is None:
+            continue
+        role = _field(message, "role", str, where, faults)
+        content = _field(message, "content", str, where, faults)
+        if role is not None and role not in ROLES:
+            faults.append((_child(where, "role"), f'expected "system", "user" or "assistant", got {_quote(role)}'))
+        conversation.append({"role": role, "content": content})
+    if not faults and messages:
+        roles = {message["role"] for message in conversation}
+        faults.extend((location, f'no "{role}" message') for role in ("user", "assistant") if role not in roles)
+    if faults:
+        return None, [], faults
+    locations = [_child(location, f"messages[{i}]") for i in range(len(conversation))]
+    return conversation, locations, faults

@@ -1,0 +1,421 @@
+"""The public entry points (validate_file, load_examples, load_data, split_train_val) and the pipeline behind them."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from itertools import accumulate
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .base import (Conversation, DEFAULT_TASKS, Data, DataError, MAX_BYTES, MAX_DEPTH, MAX_VALUES, MAX_WORK, MB,
+                   UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
+from .tasks import _check_task, _examples_with_sources
+from .checks import _quote, _safe, _type_name
+from .formats import (_read_chat_lines, _read_chat_records, _read_coqa_record, _read_flat, _read_records,
+                      _read_simple_record, _read_squad)
+from .report import (Report, _broken_questions_error, _count, _dedupe, _fault_lines, _flag_non_questions, _measure,
+                     _usability_error)
+
+
+def validate_file(
+    path: str | Path,
+    *,
+    task: str | None = None,
+    tokenizer: Any = None,
+    max_length: int = 1024,
+    max_bytes: int = MAX_BYTES,
+    adapt_task: bool = False,
+) -> Report:
+    """Read and check a data file; never raises for bad content (see ``Report.ok``).
+
+    ``tokenizer`` may be a Hugging Face tokenizer, anything whose ``encode``/``__call__`` returns
+    token ids, or a plain ``count_tokens(text) -> int``. ``task`` picks which examples the token
+    statistics measure (default: ``qg`` for QA formats, ``chat`` for chat). With ``adapt_task`` a
+    ``task`` that does not fit the file (chat on passages, a QA task on chats) is replaced by the
+    format's default, so a caller needs one parse, not a probe first.
+    """
+    return _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task)[0]
+
+
+def validate_bytes(
+    data: bytes,
+    name: str,
+    *,
+    task: str | None = None,
+    tokenizer: Any = None,
+    max_length: int = 1024,
+    max_bytes: int = MAX_BYTES,
+) -> Report:
+    """Like :func:`validate_file` for content already in memory; ``name`` labels the report."""
+    return _inspect_bytes(data, name, task, tokenizer, max_length, max_bytes)[0]
+
+
+def load_data(
+    path: str | Path,
+    *,
+    task: str | None = None,
+    tokenizer: Any = None,
+    max_length: int = 1024,
+    max_bytes: int = MAX_BYTES,
+) -> tuple[Data, Report]:
+    """Validated passages (QA formats) or conversations (chat) and the report.
+
+    Raises :class:`DataError` when the file cannot be used.
+    """
+    report, data, _ = _inspect_file(path, task, tokenizer, max_length, max_bytes)
+    if not report.ok:
+        raise DataError(report)
+    return data, report
+
+
+def load_examples(
+    path: str | Path,
+    task: str,
+    *,
+    tokenizer: Any = None,
+    max_length: int = 1024,
+    max_bytes: int = MAX_BYTES,
+) -> tuple[list[Conversation], Report]:
+    """Training examples for ``task`` from a data file, and its report.
+
+    Raises :class:`DataError` when the file is rejected or yields no example for ``task``.
+    """
+    _check_task(task)
+    report, _, examples = _inspect_file(path, task, tokenizer, max_length, max_bytes)
+    if not report.ok:
+        raise DataError(report)
+    return [example for _, example in examples], report
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+class _Reject(Exception):
+    """A whole-file problem: one message, no further reading."""
+
+
+def _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task=False):
+    _check_limits(task, max_length, max_bytes)
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        # Refuse before reading: an accidental multi-GB upload must not fill memory.
+        report = Report(name=path.name, size=size, max_length=max_length)
+        return _rejected(report, _size_message(size, max_bytes)), [], []
+    return _inspect_bytes(path.read_bytes(), path.name, task, tokenizer, max_length, max_bytes, adapt_task)
+
+
+def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_bytes, adapt_task=False):
+    _check_limits(task, max_length, max_bytes)
+    report = Report(name=_safe(name), size=len(data), max_length=max_length)
+    if len(data) > max_bytes:
+        return _rejected(report, _size_message(len(data), max_bytes)), [], []
+    report.sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        parsed = _parse(_decode(data))
+    except _Reject as reject:
+        return _rejected(report, str(reject)), [], []
+    report.format = parsed.format
+    if task and adapt_task and (task == "chat") != (parsed.format == "chat-jsonl"):
+        task = None
+    report.task = task or DEFAULT_TASKS[parsed.format]
+    _count(report, parsed)
+    broken = _flag_non_questions(parsed)
+    faults = parsed.faults + _dedupe(parsed, report)
+    error = _broken_questions_error(broken) or _usability_error(parsed, report.task, report.skipped)
+    examples = [] if error else _examples_with_sources(parsed.items, report.task, parsed.sources)
+    if not error and not examples:
+        error = f'task "{report.task}" needs answers, but no question in this file has one'
+    report.examples = len(examples)
+    report.faults = _fault_lines(faults)
+    report.fault_count = len(faults) + (error is not None)
+    if error:
+        return _rejected(report, error), [], []
+    report.ok = True
+    _measure(report, examples, tokenizer, max_length)
+    return report, parsed.items, examples
+
+
+def _check_limits(task, max_length, max_bytes) -> None:
+    if task is not None:
+        _check_task(task)
+    if max_length < 1 or max_bytes < 1:
+        raise ValueError(f"max_length and max_bytes must be positive, got {max_length} and {max_bytes}")
+
+
+def _rejected(report: Report, error: str) -> Report:
+    error = _safe(error)
+    report.ok = False
+    report.error = error
+    report.faults = [error] + report.faults
+    report.fault_count = max(report.fault_count, 1)
+    return report
+
+
+def _size_message(size: int, limit: int) -> str:
+    # Show enough decimals that a file just over the cap does not read as "20.0 MB, over 20.0 MB".
+    digits = 1
+    while digits < 6 and f"{size / MB:.{digits}f}" == f"{limit / MB:.{digits}f}":
+        digits += 1
+    return f"file is {size / MB:.{digits}f} MB, over the {limit / MB:.{digits}f} MB limit"
+
+
+# Byte-order marks, longest first: a UTF-32-LE mark starts like a UTF-16-LE one.
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32-LE", "utf-32"), (b"\x00\x00\xfe\xff", "UTF-32-BE", "utf-32"),
+         (b"\xff\xfe", "UTF-16-LE", "utf-16"), (b"\xfe\xff", "UTF-16-BE", "utf-16"))
+
+
+def _decode(data: bytes) -> str:
+    # Files saved as UTF-16/32 (Windows editors, PowerShell) carry a byte-order mark: read them.
+    bom = next((entry for entry in _BOMS if data.startswith(entry[0])), None)
+    if bom is not None:
+        mark, name, codec = bom
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError as err:
+            raise _Reject(f"file starts with a {name} byte-order mark but is not valid {name} text "
+                          f"(at offset {err.start})") from None
+        if not text.strip():
+            raise _Reject("file is empty")
+        return text
+    if not data.removeprefix(b"\xef\xbb\xbf").strip():
+        raise _Reject("file is empty")
+    if b"\x00" in data:
+        raise _Reject("file looks binary, not JSON text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _Reject(f"file is not UTF-8 text (invalid byte 0x{data[err.start]:02x} at offset {err.start})") from None
+    return text.removeprefix("\ufeff")  # Windows editors add a UTF-8 byte-order mark
+
+
+# A string, or an unterminated one up to the end: possessive quantifiers never backtrack, and an
+# unterminated string is consumed once, so the scan is linear (the old pattern retried from every
+# quote of an unterminated run of escaped quotes: quadratic, seconds for 80 kB, GIL held).
+_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.S)
+_NOT_BRACKET_BYTES = bytes(set(range(256)) - set(b"[]{}"))
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+_CHUNK = 500_000
+
+
+def json_depth(text: str, limit: int = MAX_DEPTH) -> int:
+    """Deepest bracket nesting in JSON text, found by scanning, without parsing.
+
+    Stops counting once past ``limit``. Used before ``json.loads`` so a hostile file cannot
+    drive the parser into its recursion limit.
+
+    >>> json_depth('{"a": [[1], "]]]"]}')
+    3
+    """
+    return _structure(text, limit)[0]
+
+
+def _structure(text: str, limit: int = MAX_DEPTH, max_values: int | None = None) -> tuple[int, int]:
+    """(deepest nesting, number of strings, objects and lists), by linear scans without parsing.
+    Past ``max_values`` values the depth is not measured (the file is refused for its size anyway).
+
+    The scans run on pieces of about ``_CHUNK`` characters, cut at line ends (a JSON string holds
+    no raw line break), with a pause between pieces, so no single C call holds the GIL for long
+    and other requests are served meanwhile."""
+    if max_values is not None:
+        # Quotes that are not escaped come in pairs: a cheap count refuses a file of millions of
+        # strings before the regex scan, which holds the GIL for a whole line.
+        quotes = text.count('"') - text.count('\\"') + text.count('\\\\"')
+        if quotes // 2 > max_values:
+            return 0, quotes // 2
+    brackets, strings = [], 0
+    for piece in _line_chunks(text):
+        outside, count = _STRING.subn("", piece)
+        strings += count
+        brackets.append(outside.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKET_BYTES))
+        time.sleep(0)
+    joined = b"".join(brackets)
+    del brackets
+    values = strings + joined.count(b"[") + joined.count(b"{")
+    if max_values is not None and values > max_values:
+        return 0, values
+    depth = deepest = 0
+    # Running sums of +1/-1 steps computed in C (map, accumulate, max), chunk by chunk so other
+    # threads get the GIL in between: about a second for a 20 MB file made only of brackets.
+    for start in range(0, len(joined), _CHUNK):
+        sums = list(accumulate(map(_STEP.__getitem__, joined[start : start + _CHUNK]), initial=depth))
+        deepest = max(deepest, max(sums))
+        depth = sums[-1]
+        if deepest > limit:
+            break
+        time.sleep(0)
+    return deepest, values
+
+
+def _line_chunks(text: str) -> Iterator[str]:
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + _CHUNK)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def _object_from_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    seen: set[str] = set()
+    marked = _Duplicates(value)
+    marked.repeated = sorted({key for key, _ in pairs if key in seen or seen.add(key)})
+    return marked
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` that notes repeated keys (see :class:`_Duplicates`)."""
+    return json.loads(text, object_pairs_hook=_object_from_pairs)
+
+
+def _parse(text: str) -> _Parsed:
+    too_deep = f"JSON is nested deeper than {MAX_DEPTH} levels"
+    depth, values = _structure(text, max_values=MAX_VALUES)
+    if values > MAX_VALUES:
+        raise _Reject(f"file holds {values:,} JSON strings, objects and lists, over the limit of {MAX_VALUES:,} "
+                      "per upload: split it into smaller files")
+    problem = too_deep if depth > MAX_DEPTH else None
+    if problem is None:
+        try:
+            return _read_value(_loads(text))
+        except RecursionError:  # brackets the scan could not see as nesting (unbalanced): still refused
+            problem = too_deep
+        except json.JSONDecodeError as err:
+            problem = f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+        except ValueError as err:  # e.g. an integer of more than 4300 digits
+            raise _Reject(f"JSON holds a value Python cannot read: {err}") from None
+    # Not one JSON document: JSON Lines, where each line is checked (depth included) on its own.
+    lines = _jsonl_lines(text)
+    if lines is None:
+        raise _Reject(problem)
+    if not any(isinstance(value, dict) and "messages" in value for _, value in lines):
+        raise _Reject(f"{UNRECOGNISED}; found JSON Lines whose first line is {_describe(lines[0][1])}")
+    _check_work(len(lines))
+    return _read_chat_lines(lines)
+
+
+def _jsonl_lines(text: str) -> list[tuple[int, Any]] | None:
+    """Parsed non-blank lines when the text reads as JSON Lines, else None.
+
+    JSONL is assumed when the first non-blank line and most others are JSON objects on their
+    own. A JSON file with a syntax error does not start that way: its first line is ``[`` or
+    ``{`` or a first record that ends in a comma. Each line gets its own depth check.
+    """
+    lines = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            lines.append((number, _parse_line(line)))
+    objects = sum(isinstance(value, dict) for _, value in lines)
+    starts_with_object = bool(lines) and isinstance(lines[0][1], dict)
+    return lines if starts_with_object and objects * 2 > len(lines) else None
+
+
+def _parse_line(line: str) -> Any:
+    if json_depth(line) > MAX_DEPTH:
+        return _LineFault(f"JSON is nested deeper than {MAX_DEPTH} levels")
+    try:
+        return _loads(line)
+    except RecursionError:
+        return _LineFault(f"JSON is nested deeper than {MAX_DEPTH} levels")
+    except json.JSONDecodeError as err:
+        return err
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        return _LineFault(f"holds a value Python cannot read: {err}")
+
+
+def _check_work(units: int) -> None:
+    if units > MAX_WORK:
+        raise _Reject(f"file holds {units:,} records, questions and messages, over the limit of {MAX_WORK:,} "
+                      "per upload: split it into smaller files")
+
+
+def _work(value: Any) -> int:
+    """Records + questions + messages (an upper bound read from the lists' lengths), computed
+    before any reading so an oversized file is refused before the per-record work."""
+    if isinstance(value, dict):
+        value = value.get("data") if isinstance(value.get("data"), list) else [value]
+    if not isinstance(value, list):
+        return 0
+    units = len(value)
+    for record in value:
+        if isinstance(record, dict):
+            for key in ("questions", "messages", "paragraphs", "answers"):
+                inner = record.get(key)
+                if isinstance(inner, list):
+                    units += len(inner)
+                    if key == "paragraphs":
+                        units += sum(len(p.get("qas") or []) for p in inner if isinstance(p, dict)
+                                     and isinstance(p.get("qas"), list))
+    return units
+
+
+def _read_value(value: Any) -> _Parsed:
+    _check_work(_work(value))
+    if isinstance(value, dict) and "messages" in value:
+        return _read_chat_records([("line 1", value)])
+    if isinstance(value, list):
+        first = _first_object(value)
+        if first is not None and "messages" in first:
+            return _read_chat_records([(f"[{i}]", rec) for i, rec in enumerate(value)])
+        if first is not None and ("context" in first or "questions" in first):
+            return _read_records(value, "coqa-simple", "", _read_simple_record)
+        if not value:
+            raise _Reject("file has no records: the top-level list is empty")
+    if isinstance(value, dict) and isinstance(value.get("data"), list):
+        first = _first_object(value["data"])
+        if first is not None and "story" in first:
+            return _read_records(value["data"], "coqa", "data", _read_coqa_record)
+        if first is not None and "paragraphs" in first:
+            return _read_squad(value["data"])
+        if first is not None and "question" in first and "context" in first:
+            return _read_flat(value["data"])
+        if not value["data"]:
+            raise _Reject('file has no records: "data" is empty')
+    raise _Reject(f"{UNRECOGNISED}; found {_describe(value)}")
+
+
+_KINDS = {"null": "null", "bool": "true/false", "string": "a string", "object": "an object", "list": "a list",
+          "int": "a number", "float": "a number"}
+_KIND_PLURALS = {"null": "nulls", "bool": "true/false values", "string": "strings", "object": "objects",
+                 "list": "lists", "int": "numbers", "float": "numbers"}
+
+
+def _describe(value: Any, top: bool = True) -> str:
+    """What a JSON value is, for "unrecognised format" messages: ``null``, ``a JSON list of
+    numbers``, ``an object with keys "a", "b"``, ``{"data": [...]} whose first record has keys ...``."""
+    kind = _type_name(value)
+    if isinstance(value, json.JSONDecodeError):
+        return "not valid JSON"
+    if isinstance(value, list):
+        if not value:
+            return "an empty JSON list"
+        kinds = sorted({_KIND_PLURALS.get(_type_name(v), "values") for v in value[:1000]})
+        first = _first_object(value)
+        keys = f" (the first has keys {_keys(first)})" if first is not None else ""
+        return f"a JSON list of {' and '.join(kinds)}{keys}"
+    if isinstance(value, dict):
+        data = value.get("data")
+        if isinstance(data, list) and data and top:
+            return f'{{"data": [...]}} whose records are {_describe(data, top=False).removeprefix("a JSON list of ")}'
+        return f"an object with keys {_keys(value)}" if value else "an empty object"
+    if isinstance(value, bool) and top:
+        return "true" if value else "false"
+    return _KINDS.get(kind, kind) if not top or kind == "null" else f"{_KINDS.get(kind, kind)} ({_quote(str(value), 40)})"
+
+
+def _keys(record: dict, shown: int = 6) -> str:
+    keys = [_quote(str(key), 30) for key in list(record)[:shown]]
+    return ", ".join(keys) + (", ..." if len(record) > shown else "")
+
+
+def _first_object(values: list) -> dict | None:
+    return next((v for v in values if isinstance(v, dict)), None)

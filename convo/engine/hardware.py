@@ -1,0 +1,32 @@
+"""Device and CPU-feature choice: where a model runs and whether the CPU computes bf16 natively."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def pick_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def cpu_computes_bf16() -> bool:
+    """Does this CPU do bf16 arithmetic in hardware (AVX512-BF16 or AMX)? Without it torch emulates
+    bf16: measured on a 2-core AVX2 EPYC, a 128-row bf16 matmul took 2.5x as long as fp32 and a
+    QLoRA step on the bundled model about 10x (20 s vs 1.8-2.3 s)."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: read the flags ourselves
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return " avx512_bf16" in flags or " amx_bf16" in flags

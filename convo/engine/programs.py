@@ -1,0 +1,57 @@
+"""What every engine's ``pipeline`` shares: the Stop flag and multi-step generation programs.
+
+A program is a generator that yields each step's prompts and is sent their replies; ``_advance``
+steps it. The local engines (convo.engine.generation) and the remote one (convo.engine.remote) drive
+programs the same way, so this module sits below both.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Stop(threading.Event):
+    """A flag a caller sets to end a generation within a token or two (the Stop button)."""
+
+
+Program = Generator[list[str], list[str], Any]
+"""A multi-step generation for ``pipeline``: yields each step's prompts, is sent their replies, returns its result."""
+
+
+@dataclass
+class Finished:
+    """A ``pipeline`` program that returned: the key it was handed out with, and its result."""
+
+    key: Any
+    value: Any
+
+
+@dataclass
+class _Running:
+    key: Any
+    program: Program
+    seed: int = 0
+    """Offset of this program's seeds on the engine."""
+    asked: int = 0
+    prompts: list[str] = field(default_factory=list)
+    requests: list = field(default_factory=list)
+    pending: int = 0
+
+
+def _advance(running: _Running, replies: list[str] | None) -> Finished | None:
+    """Send a program its replies (None: start it) until it asks for prompts or returns."""
+    while True:
+        try:
+            prompts = next(running.program) if replies is None else running.program.send(replies)
+        except StopIteration as done:
+            return Finished(running.key, done.value)
+        if prompts:
+            running.prompts = list(prompts)
+            return None
+        replies = []
+
+
+def _stopped(stop: Stop | None) -> bool:
+    return stop is not None and stop.is_set()

@@ -1,0 +1,156 @@
+"""The generation programs: one multi-step program per item (keyword script or turns, persona agents or
+script, restyle)."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..engine.generation import Program, check_messages, pipeline, render_prompt
+from .config import PERSONA_SCRIPT_ROLES, SCRIPT, compile_exclude, fill_template
+from .jobs import Item, Job, KeywordJob, PersonaJob, SynthSampling
+from .parsing import (_labels, _whole_sentences, clean_reply, cut_to, keyword_faults, parse_script, persona_faults,
+                      strip_address)
+
+
+@dataclass
+class Result:
+    """One generated conversation, kept or not."""
+
+    item: Item
+    messages: list[dict]
+    faults: list[str] = field(default_factory=list)
+    raw: str = ""
+    """The model's text for script strategies (to see why a conversation was dropped)."""
+    restyled: list[dict] | None = None
+    attempt: int = 0
+
+    @property
+    def kept(self) -> bool:
+        return not self.faults
+
+
+def generate_items(lm, job: Job, items: Sequence[Item], sampling, batch_size: int = SynthSampling.batch_size) -> list[Result]:
+    """One attempt at each item, ``batch_size`` conversations at a time; results in item order."""
+    results: list[Result | None] = [None] * len(items)
+    pending = iter(enumerate(items))
+    make = program_for(lm, job)
+
+    def source():
+        index, item = next(pending, (None, None))
+        return None if item is None else (index, make(item))
+
+    for finished in pipeline(lm, source, sampling, batch_size):
+        results[finished.key] = finished.value
+    return results
+
+
+def program_for(lm, job: Job) -> Callable[[Item], Program]:
+    """How one conversation of ``job`` is made, as a ``generation.pipeline`` program: it yields the
+    prompts of each step and gets their replies, so many conversations share decode steps, each
+    taking its next turn as soon as its last reply is in."""
+    if isinstance(job, KeywordJob):
+        exclude = compile_exclude(job.config.exclude)
+        write = _keyword_script if job.strategy == SCRIPT else _keyword_turns
+        return lambda item: write(lm, job, item, exclude)
+    write = _persona_script if job.strategy == SCRIPT else _persona_agents
+    return lambda item: _with_restyle(lm, job, write(lm, job, item))
+
+
+def _script_prompt(lm, instruction: str, prefill: str) -> str:
+    """A chat prompt whose answer is pre-started with the script's first label, so even a small model
+    writes the ``ROLE: text`` format instead of prose about it."""
+    return render_prompt(lm, [{"role": "user", "content": instruction}]) + prefill
+
+
+def judge_keyword_script(script: str, word: str, job: KeywordJob,
+                         exclude: Sequence[tuple[str, re.Pattern]] | None = None) -> tuple[list[dict], list[str]]:
+    r"""Parse a keyword script, strip forms of address, and list why it would be dropped (empty: kept).
+
+    >>> job = KeywordJob(KeywordConfig("d", ["{word}"], ["rain"]))
+    >>> judge_keyword_script("STUDENT: Teacher, why does rain fall?\nTEACHER: Clouds get heavy.", "rain", job)
+    ([{'role': 'user', 'content': 'Why does rain fall?'}, {'role': 'assistant', 'content': 'Clouds get heavy.'}], [])
+    """
+    messages, faults = parse_script(script, job.roles)
+    if job.strip_address:
+        messages = [{**m, "content": strip_address(m["content"], job.roles)} for m in messages]
+    if not faults:
+        faults = keyword_faults(messages, word, compile_exclude(job.config.exclude) if exclude is None else exclude)
+    return messages, faults
+
+
+def _keyword_script(lm, job: KeywordJob, item: Item, exclude) -> Program:
+    """The earlier scripts' way: one generation per conversation, parsed into turns."""
+    prefill = f"{job.roles[0]}:"
+    [output] = yield [_script_prompt(lm, job.config.prompt(item.word), prefill)]
+    raw = f"{prefill} {output}"
+    return Result(item, *judge_keyword_script(raw, item.word, job, exclude), raw=raw)
+
+
+def _keyword_turns(lm, job: KeywordJob, item: Item, exclude) -> Program:
+    """The script written one line per step: each step pre-starts the next speaker's label and keeps the
+    model's first line, so even a 135M model keeps the format and the turns alternate."""
+    base = render_prompt(lm, [{"role": "user", "content": job.config.prompt(item.word)}])
+    script = ""
+    for step in range(2 * job.turns):
+        speaker = job.roles[step % 2]
+        [output] = yield [base + script + f"{speaker}:"]
+        script += f"{speaker}: {first_line(output, job.roles)}\n"
+    return Result(item, *judge_keyword_script(script, item.word, job, exclude), raw=script)
+
+
+def first_line(text: str, roles: Sequence[str]) -> str:
+    r"""The first line of a generated turn, cut before any speaker label and back to its last full sentence.
+
+    >>> first_line("Rain falls. It is wet and\nSTUDENT: more", ("STUDENT", "TEACHER"))
+    'Rain falls.'
+    """
+    text = text.strip()
+    label = re.search(rf"\n|(?:^|\s)[*_]*(?:{_labels(roles)})[*_]*\s*:", text, re.IGNORECASE)
+    if label:
+        text = text[:label.start()]
+    return _whole_sentences(text)
+
+
+def _persona_script(lm, job: PersonaJob, item: Item) -> Program:
+    user, assistant = PERSONA_SCRIPT_ROLES
+    prefill = f"{user}: {item.seed}\n{assistant}:"
+    [output] = yield [_script_prompt(lm, fill_template(job.template, job.values(item)), prefill)]
+    raw = f"{prefill} {output}"
+    messages, faults = parse_script(raw, PERSONA_SCRIPT_ROLES)
+    messages = messages[:2 * job.turns]
+    return Result(item, messages, faults or persona_faults(messages), raw)
+
+
+def _persona_agents(lm, job: PersonaJob, item: Item) -> Program:
+    """Two role-played agents take turns.
+
+    The user agent sees its persona as system prompt and the chat with roles swapped (its own messages
+    as "assistant"), so it speaks as itself, in character, at every turn.
+    """
+    conversation = [{"role": "user", "content": item.seed}]
+    persona = [{"role": "system", "content": fill_template(job.template, job.values(item))}]
+    assistant_system = [{"role": "system", "content": job.assistant_prompt}] if job.assistant_prompt else []
+    for turn in range(job.turns):
+        if turn > 0:
+            [reply] = yield [render_prompt(lm, check_messages(persona + _swap_roles(conversation)))]
+            conversation.append({"role": "user", "content": clean_reply(reply)})
+        [reply] = yield [render_prompt(lm, check_messages(assistant_system + conversation))]
+        conversation.append({"role": "assistant", "content": clean_reply(reply)})
+    return Result(item, conversation, persona_faults(conversation))
+
+
+def _swap_roles(conversation: list[dict]) -> list[dict]:
+    swap = {"user": "assistant", "assistant": "user"}
+    return [{"role": swap[m["role"]], "content": m["content"]} for m in conversation]
+
+
+def _with_restyle(lm, job: PersonaJob, write: Program) -> Program:
+    """``write``, then (with a restyle template, for a kept conversation) every message rewritten by it."""
+    result = yield from write
+    if job.restyle_template and result.kept and result.messages:
+        replies = yield [render_prompt(lm, [{"role": "user", "content": fill_template(job.restyle_template, {
+            **job.values(result.item), "message": m["content"], "role": m["role"]})}]) for m in result.messages]
+        result.restyled = [{"role": m["role"], "content": cut_to(clean_reply(text), job.restyle_max_chars)}
+                           for m, text in zip(result.messages, replies)]
+    return result
