@@ -78,6 +78,10 @@ class Endpoint:
     protocol and ``transformers serve`` do not)."""
     logprobs: bool = True
     """Ask for token log-probabilities (used to rank follow-up questions where the server returns them)."""
+    generation_config: bool = False
+    """Also send the sampling settings as a transformers ``generation_config`` (``transformers serve``: it
+    samples only when told ``do_sample``, so without this every reply is greedy whatever the temperature,
+    and follow-up candidates all come out the same)."""
 
     def __post_init__(self):
         where = f"endpoint '{self.name}'"
@@ -359,7 +363,17 @@ def _request(lm: RemoteModel, messages: list[dict], sampling: Sampling, seed: in
     if endpoint.extra_sampling:
         request["extra_body"] = {"repetition_penalty": sampling.repetition_penalty,
                                  **({"top_k": sampling.top_k} if sampling.do_sample and sampling.top_k else {})}
+    if endpoint.generation_config:
+        request["extra_body"] = {**request.get("extra_body", {}), "generation_config": json.dumps(_generation_config(sampling))}
     return request
+
+
+def _generation_config(sampling: Sampling) -> dict:
+    """The sampling settings as transformers ``GenerationConfig`` fields (unset ones keep the model's own)."""
+    config: dict = {"do_sample": sampling.do_sample, "repetition_penalty": sampling.repetition_penalty}
+    if sampling.do_sample:
+        config.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+    return config
 
 
 def _status(exc: BaseException) -> int | None:
