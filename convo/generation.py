@@ -363,11 +363,44 @@ def _stopped(stop: Stop | None) -> bool:
     return stop is not None and stop.is_set()
 
 
+def drive_pipeline(source, width: int, stop: Stop | None, submit: Callable[[_Running], None],
+                   one_ended: Callable[[], _Running], replies_of: Callable[[_Running], list[str]]) -> Iterator[Finished]:
+    """The loop of a pipeline whose requests end one by one (the CPU engine, a remote server): keep
+    ``width`` programs running, ``submit`` each step's prompts, and when ``one_ended()`` (blocking) says
+    which program a finished request belongs to, hand the program its ``replies_of`` once all are in."""
+    serial = itertools.count()
+    live = 0
+    while True:
+        while live < width and not _stopped(stop):
+            handed = source()
+            if handed is None:
+                break
+            running = _Running(*handed, seed=1009 * next(serial))
+            finished = _advance(running, None)
+            if finished is not None:
+                yield finished
+                continue
+            submit(running)
+            live += 1
+        if live == 0 or _stopped(stop):
+            return
+        running = one_ended()
+        if _stopped(stop):  # its reply may be cut short: never hand that to a program
+            return
+        running.pending -= 1
+        if running.pending:
+            continue
+        finished = _advance(running, replies_of(running))
+        if finished is None:
+            submit(running)
+            continue
+        live -= 1
+        yield finished
+
+
 def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Finished]:
     notify: queue.Queue = queue.Queue()
     owners: dict[int, _Running] = {}
-    serial = itertools.count()
-    live = 0
 
     def submit(running: _Running) -> None:
         running.requests, running.pending = [], len(running.prompts)
@@ -378,34 +411,12 @@ def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Fini
             running.requests.append(request)
             running.asked += 1
 
+    def one_ended() -> _Running:
+        return owners.pop(id(notify.get()))  # the engine ends every request (errors and closing too)
+
     try:
-        while True:
-            while live < width and not _stopped(stop):
-                handed = source()
-                if handed is None:
-                    break
-                running = _Running(*handed, seed=1009 * next(serial))
-                finished = _advance(running, None)
-                if finished is not None:
-                    yield finished
-                    continue
-                submit(running)
-                live += 1
-            if live == 0 or _stopped(stop):
-                return
-            running = owners.pop(id(notify.get()))  # the engine ends every request (errors and closing too)
-            if _stopped(stop):  # its reply may be cut short: never hand that to a program
-                return
-            running.pending -= 1
-            if running.pending:
-                continue
-            replies = [_reply_text(lm, r) for r in running.requests]
-            finished = _advance(running, replies)
-            if finished is None:
-                submit(running)
-                continue
-            live -= 1
-            yield finished
+        yield from drive_pipeline(source, width, stop, submit, one_ended,
+                                  lambda running: [_reply_text(lm, r) for r in running.requests])
     finally:  # left early (stop, an error, the consumer closed us): the engine drops what is left
         for running in owners.values():
             for request in running.requests:

@@ -103,6 +103,64 @@ def test_prompts_keep_messages_and_prefill():
     assert asked[-1] == {"role": "assistant", "content": "S:"} and extra["continue_final_message"] is True
 
 
+def test_remote_pipeline_refills_in_order_of_replies_and_stops_on_an_error(monkeypatch):
+    """The remote pipeline (convo.remote.pipeline on the shared driver): ``width`` programs at once, each
+    step's requests in flight together, a program's next step sent as soon as its replies are in, a new
+    program started as one ends; a request that fails ends the pipeline with its RemoteError. The server
+    is stood in for by ``complete`` (replies and their delays are the test's)."""
+    import threading
+
+    from convo.generation import Stop, pipeline
+
+    lm = fresh(declare(monkeypatch, "http://127.0.0.1:9/v1", concurrency=8))
+    in_flight, most, lock = [0], [0], threading.Lock()
+
+    def complete(_lm, prompt, _sampling, seed=None, stop=None):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            if prompt.startswith("fail"):
+                raise remote.RemoteError("server gone")
+            time.sleep(0.02 * int(prompt.split(":")[1]))
+            return prompt.upper()
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(remote, "complete", complete)
+
+    def program(key, steps, fan):
+        got = []
+        for step in range(steps):
+            replies = yield [f"p{key}s{step}n{i}:{steps}" for i in range(fan)]
+            got += replies
+        return got
+
+    plan = [(5, 2), (1, 1), (2, 3), (1, 1), (4, 1)]  # (steps, requests per step)
+    handed = iter(enumerate(plan))
+
+    def source():
+        key, (steps, fan) = next(handed, (None, (0, 0)))
+        return None if key is None else (key, program(key, steps, fan))
+
+    done = list(pipeline(lm, source, SHORT, width=2))
+    assert sorted(f.key for f in done) == [0, 1, 2, 3, 4]
+    assert [f.key for f in done][:2] == [1, 2]  # short programs overtook the long one
+    for f in done:
+        steps, fan = plan[f.key]
+        assert f.value == [f"P{f.key}S{s}N{i}:{steps}" for s in range(steps) for i in range(fan)]
+    assert 2 <= most[0] <= 5  # two programs' requests at once, never more than two programs' worth
+
+    def failing():
+        yield ["fail:1"]
+        raise AssertionError("a failed request's reply reached the program")
+
+    programs = iter([("a", program("x", 3, 1)), ("b", failing())])
+    with pytest.raises(remote.RemoteError, match="server gone"):
+        list(pipeline(lm, lambda: next(programs, None), SHORT, width=2, stop=Stop()))
+
+
 # --------------------------------------------------------------------------- error paths without a model
 
 
