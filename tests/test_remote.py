@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,52 @@ def test_an_adapter_is_named_per_request_and_odd_answers_are_one_line(monkeypatc
         with pytest.raises(remote.RemoteError, match="answered without a reply"):  # a 200 that is no completion
             generate(fresh("remote:lora"), [{"role": "user", "content": "Hi"}], SHORT)
         assert json.loads(proxy.bodies[-1])["model"] == "base-model"
+    finally:
+        proxy.down()
+
+
+def test_questions_and_synth_tabs_bill_inference_providers_to_the_signed_in_user(monkeypatch):
+    """The Questions and Synthetic tabs (preview and run) hand the signed-in user's OAuth token, as Gradio
+    injects it, to an ``hf:`` model: each request carries it; without a sign-in on a Space nothing is sent.
+    (The Fine-tune tab's before/after runs on the job's base model, which is always a local one.)"""
+    import inspect
+
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    from convo.ui import questions as questions_tab
+    from convo.ui import synth as synth_tab
+
+    proxy = FaultProxy(("127.0.0.1", free_port())).start()  # answers 200 without a completion: one line
+    try:
+        monkeypatch.setenv("CONVO_PROVIDERS_URL", proxy.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.setenv("SPACE_ID", "alice/convo")  # on a Space only the visitor's own token may pay
+        monkeypatch.setenv("HF_TOKEN", "hf_operator_secret")
+        token = gr.OAuthToken(token="hf_visitor_token", scope="inference-api", expires_at=2**31)
+        model = "hf:meta-llama/Llama-3.1-8B-Instruct"
+
+        def called(fn, inputs, signed_in=True):
+            proxy.faults[:] = ["200"] * 50
+            args, *_ = special_args(fn, list(inputs), token=token if signed_in else None)
+            result = fn(*args)
+            return list(result) if inspect.isgenerator(result) else result
+
+        passage = "The Eiffel Tower was finished in 1889 for the World's Fair. It stands in Paris."
+        status = called(questions_tab.on_generate, [passage, 1, "Open questions", "", "", True, "auto", model, "(none)",
+                                                    "none", [], None, False])[1]
+        form = [model, None, "auto", *astuple(synth_tab.FormValues(mode="keyword", words="rain", temperature=0.0,
+                                                                    max_new_tokens=4, turns=1))]
+        preview_text, _ = called(synth_tab.preview_for_user, form)
+        run_status = called(synth_tab.run_in_session, [form[0], None, "auto", None, {}, *form[3:]])[-1][1]
+        for shown in (status, preview_text, run_status):
+            assert "answered without a reply" in shown, shown
+        assert len(proxy.heads) >= 3 and proxy.seen == ["200"] * len(proxy.heads)
+        for head in proxy.heads:
+            assert b"authorization: bearer hf_visitor_token" in head.lower() and b"hf_operator_secret" not in head
+        before = len(proxy.heads)
+        preview_text, _ = called(synth_tab.preview_for_user, form, signed_in=False)
+        assert "sign in with Hugging Face" in preview_text and len(proxy.heads) == before
     finally:
         proxy.down()
 

@@ -22,7 +22,7 @@ from .. import hub
 from .. import synth as core
 from ..generation import Stop
 from ..models import ModelLoadError, get_model
-from ..remote import RemoteError
+from ..remote import RemoteError, for_user
 from .common import Shared, spec_from
 
 PREVIEW_COUNT = 3
@@ -346,13 +346,14 @@ def preview_markdown(results) -> str:
     return "\n\n".join(parts) or "Nothing to preview."
 
 
-def preview(model, adapter, quantize, *args):
-    """Generate the first three conversations (nothing is written) so prompts can be checked first."""
+def preview(model, adapter, quantize, *args, token: str | None = None):
+    """Generate the first three conversations (nothing is written) so prompts can be checked first.
+    ``token``: the signed-in user's, which pays for an Inference Providers model."""
     values = _values(args)
     try:
         job = job_from(values)
         sampling = sampling_from(job, values)
-        lm = get_model(spec_from(model, adapter, quantize))
+        lm = for_user(get_model(spec_from(model, adapter, quantize)), token)
     except (core.ConfigError, ValueError, ModelLoadError) as exc:
         gr.Warning(str(exc))
         return f"**Error:** {exc}", gr.update()
@@ -407,18 +408,20 @@ def cli_command(job, out_path: str, model: str, sampling, batch_size: int) -> st
     return "python -m convo synth " + " ".join(shlex.quote(p) for p in parts)
 
 
-def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.Request = None):
+def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.Request = None,
+        token: str | None = None):
     """Generate the whole set into this session's output file, streaming progress as each conversation ends.
 
     Yields (progress bar, status, output table, download file, output path, CLI command, dataset config).
-    Running again with the same output resumes: finished conversations are skipped.
+    Running again with the same output resumes: finished conversations are skipped. ``token``: the
+    signed-in user's, which pays for an Inference Providers model (used per call, never written).
     """
     values = _values(args)
     try:
         job = job_from(values)
         sampling = sampling_from(job, values)
         batch_size = _whole(values.batch_size, "batch size", 8)
-        lm = get_model(spec_from(model, adapter, quantize))
+        lm = for_user(get_model(spec_from(model, adapter, quantize)), token)
     except (core.ConfigError, ValueError, ModelLoadError) as exc:
         gr.Warning(str(exc))
         yield "", f"**Error:** {exc}", gr.update(), gr.update(), out_path, gr.update(), gr.update()
@@ -459,11 +462,16 @@ def run(model, adapter, quantize, out_path, previous_config, *args, request: gr.
             _running.pop(session, None)
 
 
-def run_in_session(request: gr.Request, *inputs):
+def preview_for_user(oauth: gr.OAuthToken | None, *inputs):
+    """``preview`` as an event handler, with the signed-in user's token (Gradio fills it in positionally)."""
+    return preview(*inputs, token=oauth.token if oauth else None)
+
+
+def run_in_session(request: gr.Request, oauth: gr.OAuthToken | None, *inputs):
     """``run`` as an event handler: Gradio fills in the request only for a positional parameter (a
     keyword-only one after ``*args`` stayed None, so every run was "local" and Cancel, which looks
     the run up by the real session, found nothing)."""
-    yield from run(*inputs, request=request)
+    yield from run(*inputs, request=request, token=oauth.token if oauth else None)
 
 
 def _run_status(progress: core.Progress, out_path: str) -> str:
@@ -637,7 +645,7 @@ def render(shared: Shared) -> None:
     keyword_file.upload(import_keyword_config, keyword_file, [kw_name, prompt_lines, words, exclude, status],
                         **private_event)
     grid_btn.click(make_grid, [motivations, dispositions], personas, queue=False, **private_event)
-    preview_btn.click(preview, [*bar, *form.inputs()], [preview_out, table], api_name="synth_preview")
+    preview_btn.click(preview_for_user, [*bar, *form.inputs()], [preview_out, table], api_name="synth_preview")
     run_event = run_btn.click(run_in_session, [*bar, out_path, config_state, *form.inputs()],
                               [progress, status, table, download, out_path, command, config_state], api_name="synth_run")
     cancel_btn.click(cancel, None, status, queue=False, **private_event)
