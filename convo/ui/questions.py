@@ -94,8 +94,8 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
         history = parse_history(history_text) if mode == "conversational" else None
         if mode == "answer" and not (answer or "").strip():
             raise QuestionError("Answer-aware mode needs an answer: select a span of the passage or type it.")
-        lm = for_user(get_model(spec_from(model, adapter, quantize)), oauth.token if oauth else None)
-        run = question_run(passage or "", int(n or 0), lm,
+        spec = spec_from(model, adapter, quantize)  # loaded after the input checks, unless a token goes with it
+        run = question_run(passage or "", int(n or 0), for_user(get_model(spec), oauth.token) if oauth else spec,
                            answer=answer if mode == "answer" else None, history=history,
                            settings=QuestionSettings(open_only=bool(open_only), style=style or "auto",
                                                      sentiment_weight=SENTIMENT_WEIGHT if sentiment else 0.0),
