@@ -364,7 +364,8 @@ def _stopped(stop: Stop | None) -> bool:
 
 
 def drive_pipeline(source, width: int, stop: Stop | None, submit: Callable[[_Running], None],
-                   one_ended: Callable[[], _Running], replies_of: Callable[[_Running], list[str]]) -> Iterator[Finished]:
+                   one_ended: Callable[[], _Running],
+                   replies_of: Callable[[_Running], list[str]]) -> Iterator[Finished]:
     """The loop of a pipeline whose requests end one by one (the CPU engine, a remote server): keep
     ``width`` programs running, ``submit`` each step's prompts, and when ``one_ended()`` (blocking) says
     which program a finished request belongs to, hand the program its ``replies_of`` once all are in."""

@@ -365,7 +365,8 @@ def _request(lm: RemoteModel, messages: list[dict], sampling: Sampling, seed: in
         request["extra_body"] = {"repetition_penalty": sampling.repetition_penalty,
                                  **({"top_k": sampling.top_k} if sampling.do_sample and sampling.top_k else {})}
     if endpoint.generation_config:
-        request["extra_body"] = {**request.get("extra_body", {}), "generation_config": json.dumps(_generation_config(sampling))}
+        config = json.dumps(_generation_config(sampling))
+        request["extra_body"] = {**request.get("extra_body", {}), "generation_config": config}
     return request
 
 

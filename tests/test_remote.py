@@ -368,7 +368,8 @@ def test_canary_api_key_is_written_nowhere(served, tmp_path, data_dir, monkeypat
 
     canary = "sk-canary-7f3a9c1e5b2d4f60"
     monkeypatch.setenv("CONVO_CANARY_KEY", canary)
-    name = declare(monkeypatch, served["url"], name="keyed", model=served["model"], generation_config=True, api_key_env="CONVO_CANARY_KEY")
+    name = declare(monkeypatch, served["url"], name="keyed", model=served["model"], generation_config=True,
+                   api_key_env="CONVO_CANARY_KEY")
     logs = data_dir / "logs"
     logs.mkdir(parents=True)
     handler = logging.FileHandler(logs / "convo.log")
