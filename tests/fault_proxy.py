@@ -23,6 +23,7 @@ class FaultProxy:
         self.faults: list[str] = []
         self.seen: list[str] = []  # what each request met
         self.bodies: list[bytes] = []  # each request's body, as sent
+        self.heads: list[bytes] = []  # each request's request line and headers, as sent
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests open at once
         self._lock = threading.Lock()
@@ -76,7 +77,9 @@ class FaultProxy:
             request = _read_request(client)
             if request is None:
                 return
-            self.bodies.append(request.partition(b"\r\n\r\n")[2])
+            head, _, body = request.partition(b"\r\n\r\n")
+            self.heads.append(head)
+            self.bodies.append(body)
             fault = self._next_fault()
             if fault.isdigit():  # an HTTP error status, answered at once
                 reason = {"429": "Too Many Requests", "500": "Internal Server Error"}.get(fault, "Error")

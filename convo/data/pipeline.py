@@ -7,7 +7,6 @@ import re
 import time
 from itertools import accumulate
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from ..settings import Sampling
 from ..threads import run_in_fresh_thread
 from .loading import LoadedModel
-from .programs import Finished, Program, Stop, _advance, _Running, _stopped  # noqa: F401 (re-exported)
+from .programs import Finished, Program, Stop, _advance, _Running, _stopped, drive_pipeline  # noqa: F401 (re-exported)
 from .prompts import stop_token_ids
 
 Messages = list[dict]
@@ -296,8 +296,6 @@ def pipeline(lm: LoadedModel, source: Callable[[], tuple[Any, Program] | None], 
 def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Finished]:
     notify: queue.Queue = queue.Queue()
     owners: dict[int, _Running] = {}
-    serial = itertools.count()
-    live = 0
 
     def submit(running: _Running) -> None:
         running.requests, running.pending = [], len(running.prompts)
@@ -308,34 +306,12 @@ def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Fini
             running.requests.append(request)
             running.asked += 1
 
+    def one_ended() -> _Running:
+        return owners.pop(id(notify.get()))  # the engine ends every request (errors and closing too)
+
     try:
-        while True:
-            while live < width and not _stopped(stop):
-                handed = source()
-                if handed is None:
-                    break
-                running = _Running(*handed, seed=1009 * next(serial))
-                finished = _advance(running, None)
-                if finished is not None:
-                    yield finished
-                    continue
-                submit(running)
-                live += 1
-            if live == 0 or _stopped(stop):
-                return
-            running = owners.pop(id(notify.get()))  # the engine ends every request (errors and closing too)
-            if _stopped(stop):  # its reply may be cut short: never hand that to a program
-                return
-            running.pending -= 1
-            if running.pending:
-                continue
-            replies = [_reply_text(lm, r) for r in running.requests]
-            finished = _advance(running, replies)
-            if finished is None:
-                submit(running)
-                continue
-            live -= 1
-            yield finished
+        yield from drive_pipeline(source, width, stop, submit, one_ended,
+                                  lambda running: [_reply_text(lm, r) for r in running.requests])
     finally:  # left early (stop, an error, the consumer closed us): the engine drops what is left
         for running in owners.values():
             for request in running.requests:

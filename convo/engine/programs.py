@@ -6,8 +6,9 @@ programs the same way, so this module sits below both.
 """
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,3 +56,39 @@ def _advance(running: _Running, replies: list[str] | None) -> Finished | None:
 
 def _stopped(stop: Stop | None) -> bool:
     return stop is not None and stop.is_set()
+
+
+def drive_pipeline(source, width: int, stop: Stop | None, submit: Callable[[_Running], None],
+                   one_ended: Callable[[], _Running],
+                   replies_of: Callable[[_Running], list[str]]) -> Iterator[Finished]:
+    """The loop of a pipeline whose requests end one by one (the CPU engine, a remote server): keep
+    ``width`` programs running, ``submit`` each step's prompts, and when ``one_ended()`` (blocking) says
+    which program a finished request belongs to, hand the program its ``replies_of`` once all are in."""
+    serial = itertools.count()
+    live = 0
+    while True:
+        while live < width and not _stopped(stop):
+            handed = source()
+            if handed is None:
+                break
+            running = _Running(*handed, seed=1009 * next(serial))
+            finished = _advance(running, None)
+            if finished is not None:
+                yield finished
+                continue
+            submit(running)
+            live += 1
+        if live == 0 or _stopped(stop):
+            return
+        running = one_ended()
+        if _stopped(stop):  # its reply may be cut short: never hand that to a program
+            return
+        running.pending -= 1
+        if running.pending:
+            continue
+        finished = _advance(running, replies_of(running))
+        if finished is None:
+            submit(running)
+            continue
+        live -= 1
+        yield finished

@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import random
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,10 @@ class Endpoint:
     protocol and ``transformers serve`` do not)."""
     logprobs: bool = True
     """Ask for token log-probabilities (used to rank follow-up questions where the server returns them)."""
+    generation_config: bool = False
+    """Also send the sampling settings as a transformers ``generation_config`` (``transformers serve``: it
+    samples only when told ``do_sample``, so without this every reply is greedy whatever the temperature,
+    and follow-up candidates all come out the same)."""
 
     def __post_init__(self):
         where = f"endpoint '{self.name}'"
@@ -362,7 +367,18 @@ def _request(lm: RemoteModel, messages: list[dict], sampling: Sampling, seed: in
     if endpoint.extra_sampling:
         request["extra_body"] = {"repetition_penalty": sampling.repetition_penalty,
                                  **({"top_k": sampling.top_k} if sampling.do_sample and sampling.top_k else {})}
+    if endpoint.generation_config:
+        config = json.dumps(_generation_config(sampling))
+        request["extra_body"] = {**request.get("extra_body", {}), "generation_config": config}
     return request
+
+
+def _generation_config(sampling: Sampling) -> dict:
+    """The sampling settings as transformers ``GenerationConfig`` fields (unset ones keep the model's own)."""
+    config: dict = {"do_sample": sampling.do_sample, "repetition_penalty": sampling.repetition_penalty}
+    if sampling.do_sample:
+        config.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+    return config
 
 
 def _status(exc: BaseException) -> int | None:
@@ -564,54 +580,30 @@ def pipeline(lm: RemoteModel, source, sampling: Sampling, width: int, stop=None)
     """``generation.pipeline`` on a remote engine: ``width`` programs at once, each step's requests sent as
     soon as its previous replies are in. A request that fails after its retries ends the pipeline with a
     RemoteError (programs in flight are dropped, finished ones were already yielded)."""
-    from .programs import _advance, _Running, _stopped
+    from .programs import _Running, drive_pipeline
 
-    width = max(1, width)
     pool = ThreadPoolExecutor(max_workers=min(width * 2, max(width, lm.endpoint.concurrency)),
                               thread_name_prefix="convo-remote")
+    notify: queue.Queue = queue.Queue()
     owners: dict[Future, tuple[_Running, int]] = {}
-    replies: dict[int, list] = {}
-    serial = iter(range(1 << 62))
-    live = 0
 
     def submit(running: _Running) -> None:
-        replies[id(running)] = [None] * len(running.prompts)
-        running.pending = len(running.prompts)
+        running.requests, running.pending = [None] * len(running.prompts), len(running.prompts)
         for index, text in enumerate(running.prompts):
             seed = None if sampling.seed is None else sampling.seed + running.seed + running.asked
-            owners[pool.submit(complete, lm, text, sampling, seed, stop)] = (running, index)
+            future = pool.submit(complete, lm, text, sampling, seed, stop)
+            owners[future] = (running, index)
+            future.add_done_callback(notify.put)
             running.asked += 1
 
+    def one_ended() -> _Running:
+        future = notify.get()
+        running, index = owners.pop(future)
+        running.requests[index] = future.result()  # a RemoteError ends the pipeline here
+        return running
+
     try:
-        while True:
-            while live < width and not _stopped(stop):
-                handed = source()
-                if handed is None:
-                    break
-                running = _Running(*handed, seed=1009 * next(serial))
-                finished = _advance(running, None)
-                if finished is not None:
-                    yield finished
-                    continue
-                submit(running)
-                live += 1
-            if live == 0 or _stopped(stop):
-                return
-            done, _ = wait(list(owners), return_when=FIRST_COMPLETED)
-            for future in done:
-                running, index = owners.pop(future)
-                replies[id(running)][index] = future.result()  # a RemoteError ends the pipeline here
-                running.pending -= 1
-                if running.pending:
-                    continue
-                if _stopped(stop):
-                    return
-                finished = _advance(running, replies.pop(id(running)))
-                if finished is None:
-                    submit(running)
-                    continue
-                live -= 1
-                yield finished
+        yield from drive_pipeline(source, width, stop, submit, one_ended, lambda running: running.requests)
     finally:
         for future in owners:
             future.cancel()

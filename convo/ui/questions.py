@@ -12,8 +12,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..engine import ModelLoadError
-from ..engine.remote import RemoteError
+from ..engine import ModelLoadError, get_model
+from ..engine.remote import RemoteError, for_user
 from ..questions import (DEFAULT_N, MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
                          decode_passage, question_run)
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
@@ -82,9 +82,11 @@ def parse_history(text: str | None) -> list[dict]:
 
 def on_generate(passage: str, n: float, mode_label: str, answer: str, history_text: str, open_only: bool,
                 style: str, model: str, adapter: str, quantize: str, seen: list[str] | None,
-                answer_start: int | None = None, sentiment: bool = False) -> tuple:
+                answer_start: int | None = None, sentiment: bool = False,
+                oauth: gr.OAuthToken | None = None) -> tuple:
     """Generate questions (``sentiment``: weigh each question's feeling into its score). Returns ``(table rows, status, seen, questions, passage used, download files,
-    dropped rows, source view html, selected question)``; on bad input only the status changes."""
+    dropped rows, source view html, selected question)``; on bad input only the status changes. An Inference
+    Providers model is billed to the signed-in user's ``oauth`` token."""
     seen = list(seen or [])
     mode = MODE_LABELS.get(mode_label, "open")
     try:
@@ -92,7 +94,8 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
         history = parse_history(history_text) if mode == "conversational" else None
         if mode == "answer" and not (answer or "").strip():
             raise QuestionError("Answer-aware mode needs an answer: select a span of the passage or type it.")
-        run = question_run(passage or "", int(n or 0), spec_from(model, adapter, quantize),
+        spec = spec_from(model, adapter, quantize)  # loaded after the input checks, unless a token goes with it
+        run = question_run(passage or "", int(n or 0), for_user(get_model(spec), oauth.token) if oauth else spec,
                            answer=answer if mode == "answer" else None, history=history,
                            settings=QuestionSettings(open_only=bool(open_only), style=style or "auto",
                                                      sentiment_weight=SENTIMENT_WEIGHT if sentiment else 0.0),

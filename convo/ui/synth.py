@@ -25,7 +25,7 @@ from .. import hub
 from .. import synth as core
 from ..engine.generation import Stop
 from ..engine import ModelLoadError, get_model
-from ..engine.remote import RemoteError
+from ..engine.remote import RemoteError, for_user
 from .common import Shared, spec_from
 
 PREVIEW_COUNT = 3
@@ -361,12 +361,13 @@ def preview_markdown(results) -> str:
     return "\n\n".join(parts) or "Nothing to preview."
 
 
-def preview(model, adapter, quantize, values: FormValues):
-    """Generate the first three conversations (nothing is written) so prompts can be checked first."""
+def preview(model, adapter, quantize, values: FormValues, token: str | None = None):
+    """Generate the first three conversations (nothing is written) so prompts can be checked first.
+    ``token``: the signed-in user's, which pays for an Inference Providers model."""
     try:
         job = job_from(values)
         sampling = sampling_from(job, values)
-        lm = get_model(spec_from(model, adapter, quantize))
+        lm = for_user(get_model(spec_from(model, adapter, quantize)), token)
     except (core.ConfigError, ValueError, ModelLoadError) as exc:
         gr.Warning(str(exc))
         return f"**Error:** {exc}", gr.update()
@@ -421,17 +422,19 @@ def cli_command(job, out_path: str, model: str, sampling, batch_size: int) -> st
     return "python -m convo synth " + " ".join(shlex.quote(p) for p in parts)
 
 
-def run(model, adapter, quantize, out_path, previous_config, values: FormValues, request: gr.Request = None):
+def run(model, adapter, quantize, out_path, previous_config, values: FormValues, request: gr.Request = None,
+        token: str | None = None):
     """Generate the whole set into this session's output file, streaming progress as each conversation ends.
 
     Yields (progress bar, status, output table, download file, output path, CLI command, dataset config).
-    Running again with the same output resumes: finished conversations are skipped.
+    Running again with the same output resumes: finished conversations are skipped. ``token``: the
+    signed-in user's, which pays for an Inference Providers model (used per call, never written).
     """
     try:
         job = job_from(values)
         sampling = sampling_from(job, values)
         batch_size = _whole(values.batch_size, "batch size", 8)
-        lm = get_model(spec_from(model, adapter, quantize))
+        lm = for_user(get_model(spec_from(model, adapter, quantize)), token)
     except (core.ConfigError, ValueError, ModelLoadError) as exc:
         gr.Warning(str(exc))
         yield "", f"**Error:** {exc}", gr.update(), gr.update(), out_path, gr.update(), gr.update()
@@ -472,9 +475,17 @@ def run(model, adapter, quantize, out_path, previous_config, values: FormValues,
             _running.pop(session, None)
 
 
-def run_in_session(request: gr.Request, *inputs):
-    """``run`` with the session's request (Cancel looks the run up by the real session)."""
-    yield from run(*inputs, request=request)
+def preview_for_user(oauth: gr.OAuthToken | None, *inputs):
+    """``preview`` with the signed-in user's token (Gradio fills it in by its type), which pays for an
+    Inference Providers model."""
+    return preview(*inputs, token=oauth.token if oauth else None)
+
+
+def run_in_session(request: gr.Request, oauth: gr.OAuthToken | None, *inputs):
+    """``run`` with the session's request (Cancel looks the run up by the real session) and the signed-in
+    user's token. Gradio fills both in only for positional parameters (a keyword-only request stayed
+    None, so every run was "local" and Cancel found nothing)."""
+    yield from run(*inputs, request=request, token=oauth.token if oauth else None)
 
 
 def _run_status(progress: core.Progress, out_path: str) -> str:
@@ -649,13 +660,11 @@ def render(shared: Shared) -> None:
                         **private_event)
     grid_btn.click(make_grid, [motivations, dispositions], personas, queue=False, **private_event)
 
-    def preview_form(data: dict):
-        return preview(*(data[c] for c in bar), form.values(data))
+    def preview_form(data: dict, oauth: gr.OAuthToken | None):
+        return preview_for_user(oauth, *(data[c] for c in bar), form.values(data))
 
-    def run_form(data: dict, request: gr.Request):
-        """Gradio fills in the request only for a positional parameter (a keyword-only one stayed None, so
-        every run was "local" and Cancel, which looks the run up by the real session, found nothing)."""
-        yield from run_in_session(request, *(data[c] for c in bar), data[out_path], data[config_state],
+    def run_form(data: dict, request: gr.Request, oauth: gr.OAuthToken | None):
+        yield from run_in_session(request, oauth, *(data[c] for c in bar), data[out_path], data[config_state],
                                   form.values(data))
 
     preview_btn.click(preview_form, {*bar, *form.inputs()}, [preview_out, table], api_name="synth_preview")
