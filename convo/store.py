@@ -24,7 +24,6 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -327,9 +326,16 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_v4(conn: sqlite3.Connection) -> None:
+    """Share rate limit that survives a restart: one row per share made in the last hour, keyed by a
+    hash of who made it (the owner or the client's address; the address itself is not kept)."""
+    conn.execute("CREATE TABLE share_events (creator TEXT NOT NULL, created REAL NOT NULL)")
+    conn.execute("CREATE INDEX share_events_by_creator ON share_events(creator, created)")
+
+
 # Applied in order; MIGRATIONS[i] takes a database from user_version i to i + 1. Append only:
 # never edit a shipped migration, databases in the wild already ran it.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_v1, _migrate_v2, _migrate_v3)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_v1, _migrate_v2, _migrate_v3, _migrate_v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -356,7 +362,6 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self.limits = limits
-        self._recent_shares: dict[str, deque[float]] = {}  # creator -> times of their shares in the last hour
         self._lock = threading.RLock()
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so migrations are truly atomic.
         self._conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
@@ -428,23 +433,21 @@ class Store:
             raise LimitError(f"the server's disk is nearly full ({free / 1e6:,.0f} MB free, "
                              f"{self.limits.min_free_bytes / 1e6:,.0f} MB kept free): nothing more can be saved now")
 
-    def _check_share_rate(self, creator: str | None) -> None:
-        """At most ``limits.shares_per_hour`` shares per creator in any hour (kept in memory)."""
+    def _count_share(self, conn: sqlite3.Connection, creator: str | None) -> None:
+        """At most ``limits.shares_per_hour`` shares per creator in any hour, counted in the database
+        (inside the share's own transaction), so neither a restart nor a second process resets it."""
         if not creator:
             return
         now = self._clock()
-        with self._lock:
-            recent = self._recent_shares.setdefault(creator, deque())
-            while recent and recent[0] <= now - 3600:
-                recent.popleft()
-            if len(recent) >= self.limits.shares_per_hour:
-                wait = int(recent[0] + 3600 - now) + 1
-                raise LimitError(f"too many shares: {self.limits.shares_per_hour} an hour at most; "
-                                 f"try again in {wait // 60} min {wait % 60} s")
-            recent.append(now)
-            if len(self._recent_shares) > 10_000:  # forget creators with no share in the last hour
-                for key in [k for k, times in self._recent_shares.items() if not times or times[-1] <= now - 3600]:
-                    del self._recent_shares[key]
+        key = hashlib.sha256(creator.encode("utf-8", "surrogatepass")).hexdigest()
+        conn.execute("DELETE FROM share_events WHERE created <= ?", (now - 3600,))
+        times = [row[0] for row in conn.execute(
+            "SELECT created FROM share_events WHERE creator = ? ORDER BY created", (key,))]
+        if len(times) >= self.limits.shares_per_hour:
+            wait = int(times[0] + 3600 - now) + 1
+            raise LimitError(f"too many shares: {self.limits.shares_per_hour} an hour at most; "
+                             f"try again in {wait // 60} min {wait % 60} s")
+        conn.execute("INSERT INTO share_events (creator, created) VALUES (?, ?)", (key, now))
 
     def schema_version(self) -> int:
         """The database's ``PRAGMA user_version`` (equals :data:`SCHEMA_VERSION` once opened)."""
@@ -582,12 +585,12 @@ class Store:
             raise ValueError(f"expires_in: expected a positive number of seconds or None, got {expires_in!r}")
         if conversation_id is not None and not is_valid_id(conversation_id):
             raise ValueError(f"conversation_id: expected an id returned by save_conversation, got {conversation_id!r}")
-        self._check_share_rate(owner or creator)
         share_id, secret = new_id(), secrets.token_urlsafe(_SECRET_BYTES)
         created = self._clock()
         expires = created + float(expires_in) if expires_in is not None else None
         try:
             with self._transaction() as conn:
+                self._count_share(conn, owner or creator)
                 conn.execute(
                     "INSERT INTO shares (id, conversation_id, owner, model, adapter, settings, messages,"
                     " secret_hash, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

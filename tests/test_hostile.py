@@ -236,42 +236,65 @@ def test_share_over_the_size_cap_or_the_rate_is_refused(app, tiny_causal):
         assert db.execute("SELECT COUNT(*) FROM shares").fetchone()[0] == 30
 
 
-@pytest.mark.skip(reason="on an idle machine the tiny model's reply ends before the kill; needs a slower stream (issue 18 stays open)")
-def test_kill_9_mid_reply_keeps_the_message_and_the_streamed_part(launch, tiny_causal, tmp_path_factory):
+@pytest.fixture(scope="module")
+def slow_tiny(tmp_path_factory) -> str:
+    """A tiny model 24 layers deep with room for 2,048 positions: its replies stream for seconds."""
+    from conftest import allow_model_dir
+    from tiny import make_tiny_causal
+
+    return allow_model_dir(make_tiny_causal(tmp_path_factory.mktemp("slow-tiny"), layers=24, context=2048))
+
+
+def reply_text(outputs) -> str | None:
+    """The assistant's text in the latest /chat output, or None before it shows."""
+    if not outputs:
+        return None
+    last = outputs[-1]
+    history = last if last and isinstance(last[0], dict) else last[0]
+    if len(history) < 2:
+        return None
+    return "".join(p["text"] for p in history[1]["content"] if p.get("type") == "text")
+
+
+def test_kill_9_mid_reply_keeps_the_message_and_the_streamed_part(launch, slow_tiny, tmp_path_factory):
+    """kill -9 while a reply streams: after a restart on the same data, the user's message and the
+    reply as shown up to a bounded lag are in the conversation. The reply cannot end early: the
+    tiny model's end tokens have logit 0 and top-k 40 keeps only positive ones, so it runs to 1,024
+    tokens (seconds, even on the transformers path of an idle machine) and the kill lands mid-reply."""
     data = tmp_path_factory.mktemp("kill9-data")
-    # The transformers path streams the tiny model slowly enough (about 30 ms a token) to be killed
-    # mid-reply; with this seed its sampled reply runs about 5 s (350 words) before it stops.
-    app = launch(model=tiny_causal, data_dir=data, CONVO_FAST="0", CONVO_SAVE_EVERY_S="0.3")
+    every_s = 0.5
+    app = launch(model=slow_tiny, data_dir=data, CONVO_FAST="0", CONVO_SAVE_EVERY_S=str(every_s))
     client = Client(app.url, verbose=False)
-    knobs = {**KNOBS, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 1024, "seed": 2}
-    job = client.submit([{"role": "user", "content": [{"type": "text", "text": "Tell me everything."}]}], tiny_causal,
+    knobs = {**KNOBS, "temperature": 1.0, "top_p": 1.0, "top_k": 40, "max_new_tokens": 1024, "seed": 2}
+    job = client.submit([{"role": "user", "content": [{"type": "text", "text": "Tell me everything."}]}], slow_tiny,
                         "(none)", "auto", *knobs.values(), api_name="/chat")
-    first = seen = None
+    seen: list[tuple[float, str]] = []  # (when, reply text shown)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        outputs = job.outputs()
-        if outputs:
-            last = outputs[-1]
-            history = last if last and isinstance(last[0], dict) else last[0]
-            if len(history) == 2:
-                seen = "".join(p["text"] for p in history[1]["content"] if p.get("type") == "text")
-                first = first or time.monotonic()
-                if time.monotonic() - first > 1.0 and seen:
-                    break
-        time.sleep(0.05)
+    while time.monotonic() < deadline and not job.done():
+        text = reply_text(job.outputs())
+        if text and (not seen or text != seen[-1][1]):
+            seen.append((time.monotonic(), text))
+        if seen and time.monotonic() - seen[0][0] > every_s + 1.5:
+            break
+        time.sleep(0.02)
     assert seen, f"no part of the reply streamed: {job.status()} {job.outputs()[-1:]} {app.output()[-2000:]}"
     assert not job.done(), "the reply ended before the kill: nothing was in flight"
     os.kill(app.proc.pid, signal.SIGKILL)
+    killed = time.monotonic()
     app.proc.wait(10)
-    restarted = launch(model=tiny_causal, data_dir=data)
+    restarted = launch(model=slow_tiny, data_dir=data)
     with sqlite3.connect(restarted.data_dir / "convo.sqlite3") as db:
         rows = [json.loads(row[0]) for row in db.execute("SELECT messages FROM conversations")]
     assert len(rows) == 1
     messages = rows[0]
     assert messages[0] == {"role": "user", "content": "Tell me everything."}
     assert len(messages) == 2 and messages[1]["role"] == "assistant"
-    saved = messages[1]["content"]
-    assert saved and (seen.startswith(saved) or saved.startswith(seen)), (saved[:80], seen[:80])
+    saved, last = messages[1]["content"], seen[-1][1]
+    assert saved and (last.startswith(saved) or saved.startswith(last)), (saved[:80], last[:80])
+    # What was shown a save interval (plus a second of slack) before the kill is saved.
+    due = [text for when, text in seen if when <= killed - every_s - 1.0]
+    assert due, f"the kill came too soon after the first text: {[round(w - killed, 2) for w, _ in seen]}"
+    assert saved.startswith(due[-1]), (len(saved), len(due[-1]), len(last))
 
 
 CANARY = "hf_canaryTYPEDtoken0123456789"
@@ -372,44 +395,38 @@ def test_a_typed_token_ends_up_nowhere(chromium, launch, tiny_causal, tmp_path_f
         hub.stop()
 
 
-@pytest.mark.skip(reason="unproven: never ran to its end here and the leak it guards is not found yet (issue 18 stays open)")
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
-def test_memory_stays_flat_over_100_streamed_chats():
-    """100 streamed chats with the bundled model, 8 at a time, on the fast CPU path: after 16 chats
-    to warm up (engine buffers, a full prefix cache), the next 84 grow the process by under 100 MB.
-    The prefix cache gets a 32 MB budget so it is full (and evicting) early in the run, and any
-    growth beyond it shows."""
+@pytest.mark.timeout(900)
+def test_memory_stays_flat_over_100_streamed_chats(launch, tiny_causal):
+    """100 streamed chats with curious follow-ups over HTTP, 8 at a time, each from a new visitor
+    session (a new client): after 24 chats to warm up, the next 76 grow the app by under 64 MB.
+    Measured on 2 cores: 67 MB (peak 90) before the fix (glibc kept a malloc arena per
+    request thread, and Gradio kept each visitor session's copy of the page config, 0.4 MB, up to
+    10,000 sessions; here capped at 32 so the cap is exercised), 31-47 MB after it. What still grows,
+    about 0.4-0.6 MB per new session, is not found yet (issue 18)."""
     import concurrent.futures
 
-    from convo import chat
-    from convo.engine.fastpath import engine_for
-    from convo.engine import get_model
-    from convo.settings import ChatSettings, ModelSpec, Sampling
-
-    lm = get_model(ModelSpec("bundled"))
-    engine = engine_for(lm)
-    if engine is None:
-        pytest.skip("the fast CPU path is off for this model")
-    budget, engine.prefixes.budget = engine.prefixes.budget, 32 * 2**20
+    app = launch(model=tiny_causal, CONVO_MAX_SESSIONS="32")
 
     def one(i):
-        messages = [{"role": "user", "content": f"Tell me story {i} about a {['cat', 'dog', 'fox', 'owl'][i % 4]} "
-                                                f"who lives in town {i * 7}."}]
-        text = ""
-        for text in chat.reply_stream(lm, messages, ChatSettings(), Sampling(temperature=0.7, max_new_tokens=48, seed=i)):
-            pass
-        return text
+        client = Client(app.url, verbose=False)
+        message = f"Tell me story {i} about a {['cat', 'dog', 'fox', 'owl'][i % 4]} who lives in town {i * 7}."
+        knobs = {**KNOBS, "curious": True, "temperature": 0.7, "max_new_tokens": 16, "seed": i}
+        history = client.predict([{"role": "user", "content": [{"type": "text", "text": message}]}], tiny_causal,
+                                 "(none)", "auto", *knobs.values(), api_name="/chat")[0]
+        return reply_text([history])
 
-    try:
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            assert all(pool.map(one, range(16)))
-            warm = rss_mb(os.getpid())
-            assert all(pool.map(one, range(16, 100)))
-        growth = rss_mb(os.getpid()) - warm
-    finally:
-        engine.prefixes.budget = budget
-    assert growth < 100, f"RSS grew {growth:.0f} MB over 84 chats"
+    samples = []
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for start in range(0, 100, 8):
+            try:
+                replies = list(pool.map(one, range(start, min(100, start + 8))))
+            except Exception as exc:
+                raise AssertionError(f"chat {start}+ failed: {exc}\n{app.output()[-4000:]}") from exc
+            assert all(replies), replies
+            samples.append(rss_mb(app.proc.pid))
+    warm, last = samples[2], samples[-1]  # after 24 chats, after 100
+    assert last - warm < 64, f"RSS grew {last - warm:.0f} MB over 76 chats: {[round(x) for x in samples]}"
 
 
 @pytest.mark.parametrize("name, content", [("deep.json", "[" * 100_000), ("int.json", "1" * 10_000),

@@ -523,6 +523,26 @@ def test_share_creation_is_rate_limited_per_creator(tmp_path):
         store.create_share(hi, model="m", adapter=None, settings={}, creator="10.0.0.1")  # an hour later
 
 
+def test_share_rate_limit_survives_a_restart_and_keeps_no_address(tmp_path):
+    from convo.store import LimitError, Limits, Store
+
+    now, path, hi = [1000.0], tmp_path / "s.sqlite3", [{"role": "user", "content": "hi"}]
+    limits = Limits(shares_per_hour=3)
+    with Store(path, limits=limits, clock=lambda: now[0]) as store:
+        for _ in range(3):
+            store.create_share(hi, model="m", adapter=None, settings={}, creator="10.0.0.1")
+    now[0] += 600
+    with Store(path, limits=limits, clock=lambda: now[0]) as restarted:  # a new process on the same file
+        with pytest.raises(LimitError, match=r"^too many shares: 3 an hour at most; try again in 50 min 1 s$"):
+            restarted.create_share(hi, model="m", adapter=None, settings={}, creator="10.0.0.1")
+        assert restarted._read("SELECT COUNT(*) FROM shares")[0][0] == 3
+        dump = "\n".join(restarted._conn.iterdump())
+        assert "10.0.0.1" not in dump  # only a hash of the address is kept, and only for an hour
+        now[0] += 3001
+        restarted.create_share(hi, model="m", adapter=None, settings={}, creator="10.0.0.1")
+        assert restarted._read("SELECT COUNT(*) FROM share_events")[0][0] == 1  # older events pruned
+
+
 def test_disk_guard_refuses_writes_when_the_data_dir_is_nearly_full(tmp_path):
     from convo.store import LimitError, Limits, Store
 

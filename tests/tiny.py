@@ -49,7 +49,8 @@ def _mute_special_tokens(model, tok) -> None:
             model.get_output_embeddings().weight[token_id].zero_()
 
 
-def make_tiny_causal(folder: str | Path, seed: int = 0) -> Path:
+def make_tiny_causal(folder: str | Path, seed: int = 0, layers: int = 2, context: int = 512) -> Path:
+    """A tiny Llama; more ``layers`` make each token cost more (a reply that streams for seconds)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -58,8 +59,8 @@ def make_tiny_causal(folder: str | Path, seed: int = 0) -> Path:
     tok.eos_token, tok.pad_token, tok.bos_token, tok.unk_token = "<|endoftext|>", "<pad>", "<|endoftext|>", "<unk>"
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tok.chat_template = CHATML
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
                          bos_token_id=tok.bos_token_id, eos_token_id=[tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")],
                          pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
     torch.manual_seed(seed)

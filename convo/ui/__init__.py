@@ -11,6 +11,7 @@ import threading
 import gradio as gr
 
 from ..engine import ModelLoadError, get_model
+from ..threads import limit_malloc_arenas
 from . import chat, common, finetune, questions, synth
 from .common import Shared, spec_from
 
@@ -131,6 +132,13 @@ def queue_size() -> int:
     return int(os.environ.get("CONVO_CONCURRENCY") or (4 if on_space() else 8))
 
 
+def max_sessions() -> int:
+    """Visitor sessions whose state Gradio keeps in memory. Each keeps a copy of every component's
+    config (about 0.4 MB for this app) until evicted, least recently used first, and Gradio's own
+    default is 10,000 sessions: memory grew with every visitor (0.5 MB a chat from a new session)."""
+    return int(os.environ.get("CONVO_MAX_SESSIONS") or 500)
+
+
 def launch_kwargs() -> dict:
     """Launch settings: bind to all interfaces only on a Space; cap uploads; no extra file paths."""
     return dict(
@@ -144,6 +152,7 @@ def launch_kwargs() -> dict:
         # Gradio's run history keeps every event's inputs in the browser (localStorage) and shows
         # them at /gradio_api/runs: a token typed into a Push box would stay there in plain text.
         run_history=False,
+        state_session_capacity=max_sessions(),
     )
 
 
@@ -167,6 +176,7 @@ def preload_default_model() -> threading.Thread:
 
 def main() -> None:
     """Start the app (``python app.py`` / ``convo app``)."""
+    limit_malloc_arenas()  # before the request threads exist: memory stays flat under chat load
     preload_default_model()  # loads torch and the model while Gradio builds the page
     demo = build_app()
     demo.queue(default_concurrency_limit=queue_size(), max_size=64)
