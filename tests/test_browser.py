@@ -468,3 +468,75 @@ def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_a
     assert '"Checkpoint every N steps" (25) must be a multiple of "Validate every N steps" (30)' in status, status
     assert "save_every" not in status and "eval_every" not in status
     context.close()
+
+
+def start_long_job(page, app_url):
+    """Upload the small CoQA file in the Fine-tune tab and start a long run; returns the job id."""
+    coqa = Path(__file__).parent / "data" / "good" / "coqa.json"
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#ft-upload input[type=file]").set_input_files(str(coqa))
+    page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
+    page.get_by_text("Training settings").click()
+    set_number(page, "#ft-max-steps input", 5000)
+    page.locator("#ft-start").click()
+    page.wait_for_function("() => /Queued|Training/.test(document.querySelector('#ft-status').innerText)",
+                           timeout=60_000)
+    return re.search(r"Job id: (\S+)", page.locator("#ft-status").inner_text()).group(1)
+
+
+def show_all_jobs(page, key=None):
+    """Open the operator panel (once), enter ``key`` if given, press Show all jobs; the panel's answer."""
+    panel = page.locator("#ft-operator-status")
+    if not page.locator("#ft-show-all").is_visible():
+        page.get_by_text("All jobs (operator)").click()
+    page.evaluate("() => { document.querySelector('#ft-operator-status').dataset.before = "
+                  "document.querySelector('#ft-operator-status').innerText; }")
+    if key is not None:
+        page.locator("#ft-operator-key input").fill(key)
+    page.locator("#ft-show-all").click()
+    page.wait_for_function("() => { const s = document.querySelector('#ft-operator-status'); "
+                           "return /^(That is not|Only the operator|\\d+ jobs?, )/.test(s.innerText.trim()) "
+                           "&& s.innerText !== s.dataset.before; }", timeout=30_000)
+    return panel.inner_text()
+
+
+def test_the_operator_sees_and_cancels_every_job_a_user_does_not(chromium, launch, tiny_causal, tmp_path_factory):
+    """An operator (the key in CONVO_OPERATOR_KEY) lists all jobs with state, owner and step, opens
+    and cancels another user's job; a normal user, with or without a wrong key, sees none of it."""
+    app = launch(model=tiny_causal, data_dir=tmp_path_factory.mktemp("operator-data"),
+                 CONVO_OPERATOR_KEY="op-key-for-tests-123")
+    owner_context, owner = open_app(chromium, app.url)
+    job_id = start_long_job(owner, app.url)
+
+    user_context, user = open_app(chromium, app.url)
+    user.get_by_role("tab", name="Fine-tune").click()
+    assert "Only the operator sees all jobs" in show_all_jobs(user)
+    assert show_all_jobs(user, key="wrong-key").startswith("That is not the operator key. Only the operator")
+    assert job_id not in user.locator("#ft-all-jobs").inner_text()
+    assert user.locator("#ft-operator-key input").input_value() == ""  # a key typed is never kept in the page
+    user_context.close()
+
+    op_context, op = open_app(chromium, app.url)
+    op.get_by_role("tab", name="Fine-tune").click()
+    answer = show_all_jobs(op, key="op-key-for-tests-123")
+    assert re.search(r"1 job, 1 queued or running", answer), answer
+    assert op.locator("#ft-operator-key input").input_value() == ""
+    rows = table_rows(op, "#ft-all-jobs")
+    assert len(rows) == 1 and job_id in rows[0], rows
+    assert re.search(r"queued|running", rows[0]) and re.search(r"browser [0-9a-f]{6}\b", rows[0]), rows
+    assert re.search(r"\n(\d+/5000|starting)\n", rows[0]), rows  # the step (the count, once the run knows it)
+    op.locator("#ft-operator-job input").click()
+    op.get_by_role("option", name=job_id).click()
+    op.locator("#ft-operator-open").click()
+    op.wait_for_function("(id) => document.querySelector('#ft-status').innerText.includes(id)", arg=job_id,
+                         timeout=30_000)
+    op.screenshot(path=str(app.data_dir.parent / "operator.png"), full_page=True)
+    op.locator("#ft-operator-cancel").click()
+    op.wait_for_function("() => /Cancelling/.test(document.querySelector('#ft-operator-status').innerText)",
+                         timeout=30_000)
+    # the owner's own tab follows: the job it started is cancelled
+    owner.wait_for_function("() => /Cancelled/.test(document.querySelector('#ft-status').innerText)", timeout=60_000)
+    show_all_jobs(op)  # still unlocked: no key needed again on this page
+    assert "cancelled" in table_rows(op, "#ft-all-jobs")[0]
+    op_context.close()
+    owner_context.close()

@@ -5,6 +5,7 @@ browser session chooses its own model while the pool keeps one copy of each in m
 """
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import shutil
@@ -90,6 +91,25 @@ def check_source(name: str, adapter: bool = False) -> str:
     if path is not None and any(path == d or path.is_relative_to(d) for d in allowed_dirs(adapter)):
         return str(path)
     raise ValueError(REFUSED.format(name=name[:200]))
+
+
+def operators() -> set[str]:
+    """Hub usernames the operator listed in ``CONVO_OPERATORS`` (separated by commas or spaces)."""
+    return {name for name in re.split(r"[\s,]+", os.environ.get("CONVO_OPERATORS", "")) if name}
+
+
+def operator_key_matches(key: str | None) -> bool:
+    """Is ``key`` the operator key (``CONVO_OPERATOR_KEY``)? Never true when no key is set."""
+    expected = os.environ.get("CONVO_OPERATOR_KEY", "")
+    return bool(expected and key) and hmac.compare_digest(key.encode(), expected.encode())
+
+
+def is_operator(unlocked: bool, profile=None) -> bool:
+    """The operator: a signed-in Hub user listed in ``CONVO_OPERATORS``, or a page that was unlocked
+    with ``CONVO_OPERATOR_KEY`` (``unlocked`` lives in a server-side ``gr.State``). Neither set:
+    nobody, so a local run without OAuth has no operator until its owner sets a key."""
+    name = getattr(profile, "username", None)
+    return bool(unlocked) or bool(name and name in operators())
 
 
 def default_model() -> str:
