@@ -450,7 +450,7 @@ def test_a_training_job_follows_its_owner_not_the_tab(chromium, launch, tiny_cau
     other.close()
 
 
-def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_app):
+def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_app, tmp_path):
     """"Checkpoint every N steps" follows "Validate every N steps" while early stopping is on; a
     clash typed by hand is refused in the status, in the fields' labels (not code names)."""
     coqa = Path(__file__).parent / "data" / "good" / "coqa.json"
@@ -467,6 +467,18 @@ def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_a
     status = page.locator("#ft-status").inner_text()
     assert '"Checkpoint every N steps" (25) must be a multiple of "Validate every N steps" (30)' in status, status
     assert "save_every" not in status and "eval_every" not in status
+    # the same message beside the fields it names, marked; none beside the others
+    page.wait_for_selector("#ft-save-every.ft-invalid", timeout=15_000)
+    for field in ("#ft-save-every", "#ft-eval-every", "#ft-patience"):
+        assert '"Checkpoint every N steps" (25) must be a multiple' in page.locator(field).inner_text(), field
+        assert "ft-invalid" in page.locator(field).get_attribute("class"), field
+    assert "must be" not in page.locator("#ft-lr").inner_text() and "ft-invalid" not in page.locator("#ft-lr").get_attribute("class")
+    color = page.locator("#ft-save-every .info-text").evaluate("e => getComputedStyle(e).color")
+    assert re.match(r"rgb\((\d+), (\d+), (\d+)\)", color) and int(color[4:].split(",")[0]) > 150, color  # red
+    page.screenshot(path=str(tmp_path / "settings-check.png"), full_page=True)
+    set_number(page, "#ft-save-every input", 60)  # fixed: the messages go
+    page.wait_for_function("() => !document.querySelector('.ft-invalid')", timeout=15_000)
+    assert "must be" not in page.locator("#ft-save-every").inner_text()
     context.close()
 
 

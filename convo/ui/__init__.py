@@ -21,7 +21,10 @@ CSS = (".suggestion { white-space: normal !important; text-align: left; }"
        # table cells break between words, never inside one ("rec/ords"); a wide table scrolls instead
        " .prose table th, .prose table td, .table th, .table td { word-break: normal !important;"
        " overflow-wrap: normal !important; hyphens: none; }"
-       " .prose table { display: block; overflow-x: auto; }")
+       " .prose table { display: block; overflow-x: auto; }"
+       # a training setting an error names: the message beside the field, in red
+       " .ft-invalid .info-text"
+       " { color: var(--color-red-600, #dc2626) !important; }")
 
 
 def on_space() -> bool:

@@ -124,6 +124,35 @@ def in_labels(message: str) -> str:
     return message
 
 
+SETTING_NAMES = ("task", "epochs", "max_steps", "batch_size", "grad_accum", "learning_rate", "max_length",
+                 "val_fraction", "eval_every", "save_every", "early_stopping_patience", "seed", "qlora", "LoRA r",
+                 "LoRA alpha", "LoRA dropout")
+"""The names of ``_settings``' arguments in TrainSettings' messages, in the order of its arguments."""
+CHECKED_FIELDS = tuple(name for name in SETTING_NAMES if name in FIELD_LABELS)
+"""The number fields that show a message beside them."""
+
+
+def field_messages(*settings_values) -> dict[str, str]:
+    """What is wrong with the training settings, by field: {name: message in the form's labels}."""
+    empty = [name for name, value in zip(SETTING_NAMES, settings_values) if value is None and name in FIELD_LABELS]
+    if empty:
+        return {name: "Fill in this field." for name in empty}
+    try:
+        _settings(*settings_values)
+    except (TypeError, ValueError) as exc:
+        raw = str(exc)
+        return {name: in_labels(raw) for name in CHECKED_FIELDS
+                if re.search(rf"(?<![\w\"]){re.escape(name)}(?![\w\"])", raw)}
+    return {}
+
+
+def check_fields(*settings_values):
+    """A message beside each field a setting's error names (shown in red), none beside the others."""
+    messages = field_messages(*settings_values)
+    return tuple(gr.update(info=messages.get(name, ""), elem_classes=["ft-invalid"] if name in messages else [])
+                 for name in CHECKED_FIELDS)
+
+
 def follow_validation(eval_every, save_every, patience):
     """With early stopping on, checkpoints must fall on validation steps: keep "Checkpoint every N
     steps" a multiple of "Validate every N steps" (the nearest one), so the defaults never clash."""
@@ -583,8 +612,14 @@ def render(shared: Shared) -> None:
           [upload, val_upload, *settings_inputs], plan, api_visibility="private", show_progress="hidden")
     # the token report counts against "Max tokens per example": recount when it changes
     max_length.release(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
+    # the fields an error names show it beside them while the values clash, and after a refused Start
+    checked = dict(zip(SETTING_NAMES, settings_inputs))
+    checked_fields = [checked[name] for name in CHECKED_FIELDS]
     start.click(start_for_owner, [browser_id, upload, val_upload, name, job, shared.model, *settings_inputs],
-                [browser_id, job, *view_outputs], api_name="finetune_start")
+                [browser_id, job, *view_outputs], api_name="finetune_start").then(
+        check_fields, settings_inputs, checked_fields, api_visibility="private", show_progress="hidden")
+    gr.on([c.change for c in checked_fields], check_fields, settings_inputs, checked_fields,
+          api_visibility="private", show_progress="hidden")
     for field in (eval_every, patience):
         field.input(follow_validation, [eval_every, save_every, patience], save_every, queue=False,
                     api_visibility="private")
