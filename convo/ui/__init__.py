@@ -44,7 +44,8 @@ def load_model(model, adapter, quantize, last_good):
     if getattr(lm, "remote", False):  # nothing loads here: the server answers each request
         return model, adapter, quantize, f"Using `{spec.label}` (a remote server).", (model, adapter, quantize)
     quant = f", {lm.quantized}" if lm.quantized else ""
-    status = f"Loaded `{spec.label}` on {lm.device} ({str(lm.model.dtype).replace('torch.', '')}{quant})."
+    label = spec.name + (f" + {common.adapter_label(spec.adapter)}" if spec.adapter else "")
+    status = f"Loaded `{label}` on {lm.device} ({str(lm.model.dtype).replace('torch.', '')}{quant})."
     return model, adapter, quantize, status, (model, adapter, quantize)
 
 
@@ -72,7 +73,8 @@ def continue_share(share_id):
     messages = [m for m in snapshot.messages if m["role"] != "system"]
     system = next((m["content"] for m in snapshot.messages if m["role"] == "system"), None)
     return (gr.update(visible=False), gr.update(visible=True), messages, None, [],
-            snapshot.model, snapshot.adapter or common.NO_ADAPTER, gr.update(value=system) if system else gr.update())
+            snapshot.model, common.adapter_label(snapshot.adapter) or common.NO_ADAPTER,
+            gr.update(value=system) if system else gr.update())
 
 
 def signed_in(profile: gr.OAuthProfile | None):

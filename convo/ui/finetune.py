@@ -23,8 +23,8 @@ from ..data import DEFAULT_TASKS, DataError, load_examples, split_train_val, val
 from ..hub import HubError, resolve_token
 from ..models import POOL, ModelLoadError
 from ..settings import LoraSettings
-from .common import (Shared, adapter_choices, adapters_dir, default_model, is_operator, operator_key_matches,
-                     spec_from)
+from .common import (Shared, adapter_choices, adapter_label, adapters_dir, default_model, is_operator,
+                     operator_key_matches, spec_from)
 
 TASK_LABELS = {
     "qg": "Question generation (passage -> question)",
@@ -342,8 +342,8 @@ def status_text(view: jobs.JobView | None, owner: str | None = None) -> str:
         "running": (f"**Validating** after step {view.step}/{view.max_steps}: batch {view.eval_batch}"
                     f"{f'/{view.eval_batches}' if view.eval_batches else ''}." if view.phase == "validating"
                     else f"**Training**: {step}."),
-        "finished": f"**Finished**: adapter saved to `{view.adapter}`; pick it in the Adapter menu above to use it in "
-                    "Chat and Questions.",
+        "finished": f"**Finished**: adapter saved as `{adapter_label(view.adapter)}`; pick it in the Adapter menu "
+                    "above to use it in Chat and Questions.",
         "failed": f"**Failed**: {html.escape(view.error or 'unknown error')}",
         "cancelled": f"**Cancelled** {when}.{resume_from}",
         "died": f"**Stopped unexpectedly** {when} (killed or crashed).{resume_from}",
@@ -556,7 +556,7 @@ def render(shared: Shared) -> None:
     plan = gr.Markdown(elem_id="ft-plan")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", interactive=False, elem_id="ft-start")
-        cancel = gr.Button("Cancel", variant="stop", elem_id="ft-cancel")
+        cancel = gr.Button("Cancel", elem_id="ft-cancel")  # not a red alarm while nothing runs
         resume = gr.Button("Resume", elem_id="ft-resume")
     status = gr.Markdown("No training job yet.", elem_id="ft-status")
     with gr.Accordion("Open a job by its id", open=False):
