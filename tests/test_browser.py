@@ -250,6 +250,18 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     assert path.count("L") >= 2 and "NaN" not in path, path  # a line through the 4 steps
     assert "python -m training.finetune" in page.locator("#ft-command").inner_text()
     assert (app.data_dir / "adapters" / "browser-adapter" / "adapter_config.json").is_file()
+    # the adapter is named, never shown by its server path: in the status, the Adapter menu, the model status
+    status = page.locator("#ft-status").inner_text()
+    assert "saved as browser-adapter" in status and str(app.data_dir) not in status, status
+    page.locator("#adapter-name input").click()
+    options = page.get_by_role("option").all_inner_texts()
+    assert [o.replace("✓", "").strip() for o in options] == ["(none)", "browser-adapter"], options
+    page.get_by_role("option", name="browser-adapter").click()
+    page.locator("#load-model").click()
+    page.wait_for_function("() => /Loaded .* \\+ browser-adapter/.test(document.querySelector('#model-status').innerText)",
+                           timeout=60_000)
+    assert page.locator("#adapter-name input").input_value() == "browser-adapter"
+    assert str(app.data_dir) not in page.locator("#model-status").inner_text()
     context.close()
 
 
