@@ -568,7 +568,7 @@ def test_the_operator_sees_and_cancels_every_job_a_user_does_not(chromium, launc
     op.wait_for_function("() => /Cancelling/.test(document.querySelector('#ft-operator-status').innerText)",
                          timeout=30_000)
     # the owner's own tab follows: the job it started is cancelled
-    owner.wait_for_function("() => /Cancelled/.test(document.querySelector('#ft-status').innerText)", timeout=60_000)
+    owner.wait_for_function("() => /Cancelled/.test(document.querySelector('#ft-status').innerText)", timeout=180_000)
     show_all_jobs(op)  # still unlocked: no key needed again on this page
     assert "cancelled" in table_rows(op, "#ft-all-jobs")[0]
     op_context.close()
