@@ -522,6 +522,8 @@ def show_all_jobs(page, key=None):
     panel = page.locator("#ft-operator-status")
     if not page.locator("#ft-show-all").is_visible():
         page.get_by_text("All jobs (operator)").click()
+        page.wait_for_selector("#ft-show-all", state="visible", timeout=30_000)
+    page.wait_for_selector("#ft-operator-status", state="attached", timeout=30_000)
     page.evaluate("() => { document.querySelector('#ft-operator-status').dataset.before = "
                   "document.querySelector('#ft-operator-status').innerText; }")
     if key is not None:
