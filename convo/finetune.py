@@ -706,6 +706,10 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
                            data_collator=pad_collator(lm.tokenizer, 8 if lm.device.startswith("cuda") else None),
                            processing_class=lm.tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our on_log reports progress; no raw dicts on stdout
+    if should_stop is not None and _any_process(should_stop(), args.device):
+        # Cancelled while loading and encoding: stop now rather than after a first step (slow on a busy CPU).
+        return TrainResult(None, "cancelled", checkpoint_step(checkpoint) if checkpoint else 0,
+                           max(args.max_steps, 0), checkpoint=last_checkpoint(checkpoint_dir))
     try:
         output = trainer.train(resume_from_checkpoint=checkpoint)
     except TrainingCancelled:  # a stop during validation: keep the steps trained so far

@@ -203,6 +203,11 @@ def owned_jobs(owner: str | None) -> list[Path]:
     return sorted(mine, key=lambda job: read_status(job).get("created", 0), reverse=True)
 
 
+def all_jobs() -> list[Path]:
+    """Every job of this app, newest first (the operator's view)."""
+    return sorted(_job_dirs(), key=lambda job: read_status(job).get("created", 0), reverse=True)
+
+
 def find_job(job_id: str) -> Path | None:
     """The job folder called ``job_id`` (its name, as the tab shows it), or None."""
     import re
@@ -470,11 +475,16 @@ def _project_root() -> Path:
 
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACEHUB_API_TOKEN")
+APP_SECRETS = ("CONVO_OPERATOR_KEY",)
+"""The app's own secrets: a training child never needs them."""
 
 
 def child_environment(config: FinetuneConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The training child's environment: this process's, without Hub tokens unless the job pushes."""
+    """The training child's environment: this process's, without Hub tokens unless the job pushes,
+    and never with the app's own secrets."""
     env = dict(os.environ if environ is None else environ)
+    for name in APP_SECRETS:
+        env.pop(name, None)
     if not config.push_to_hub:
         for name in TOKEN_VARIABLES:
             env.pop(name, None)

@@ -169,3 +169,42 @@ def test_download_folders_older_than_a_day_are_removed(tmp_path, monkeypatch):
     assert exported.parent.parent == tmp_path / "convo-exports" and "Hi" in exported.read_text()
     csv_path, json_path = questions_ui.write_downloads([], "A passage.")
     assert Path(csv_path).parent.parent == tmp_path / "convo-exports" and Path(json_path).read_text() == "[]"
+
+
+def test_operators_are_listed_hub_users_or_a_page_unlocked_with_the_key(monkeypatch):
+    from types import SimpleNamespace
+
+    from convo.ui.common import is_operator, operator_key_matches
+
+    alice, bob = SimpleNamespace(username="alice"), SimpleNamespace(username="bob")
+    monkeypatch.delenv("CONVO_OPERATORS", raising=False)
+    monkeypatch.delenv("CONVO_OPERATOR_KEY", raising=False)
+    assert not is_operator(False, alice) and not is_operator(False, None)  # nothing set: nobody
+    assert not operator_key_matches("") and not operator_key_matches("anything")
+    monkeypatch.setenv("CONVO_OPERATORS", "alice, carol")
+    assert is_operator(False, alice) and not is_operator(False, bob) and not is_operator(False, None)
+    monkeypatch.setenv("CONVO_OPERATOR_KEY", "s3cret-key")
+    assert operator_key_matches("s3cret-key") and not operator_key_matches("s3cret") and not operator_key_matches(None)
+    assert is_operator(True, None)  # a page unlocked with the key
+
+
+def test_the_operator_key_never_reaches_a_training_job(monkeypatch, tmp_path):
+    from convo.finetune import FinetuneConfig
+    from convo.jobs import child_environment
+
+    config = FinetuneConfig(train_data=str(tmp_path / "t.json"), output_dir=str(tmp_path / "out"), model_name="m")
+    env = child_environment(config, {"CONVO_OPERATOR_KEY": "k", "PATH": "/bin"})
+    assert "CONVO_OPERATOR_KEY" not in env and env["PATH"] == "/bin"
+
+
+def test_adapter_menu_shows_names_and_resolves_them_on_the_server(data_dir):
+    from convo.ui.common import adapter_choices, adapter_label, adapters_dir, spec_from
+
+    folder = adapters_dir() / "my-adapter"
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    assert adapter_choices() == ["(none)", "my-adapter"]
+    assert spec_from("bundled", "my-adapter").adapter == str(folder)
+    assert adapter_label(str(folder)) == "my-adapter" and adapter_label("org/hub-adapter") == "org/hub-adapter"
+    with pytest.raises(ValueError):
+        spec_from("bundled", "../my-adapter")

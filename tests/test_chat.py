@@ -171,7 +171,12 @@ def looks_english(text: str) -> bool:
 
 @pytest.mark.slow
 def test_bundled_defaults_answer_english_in_english():
-    """Issue 19: with the bundled model's defaults, at least 18 of 20 English openers get English replies."""
+    """Issue 19: with the bundled model's defaults, at least 18 of 20 English openers get English replies.
+
+    Measured on this code (2-core EPYC, 40 tokens, seeds fixed per opener): the new defaults 20/20 on 3 seeds; the
+    old ones (temperature 0.7, repetition penalty 1.1) also 20/20 on 3 seeds (and at 120 tokens with curious
+    replies, 2 seeds), so the babble reported in the issue no longer shows with these openers. The check itself
+    fails on babble: temperature 1.5 (top-p 1, no top-k) gave 5/20, temperature 2.0 gave 0/20."""
     from dataclasses import replace
 
     from convo.engine.generation import Stop

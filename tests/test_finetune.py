@@ -361,10 +361,10 @@ def test_an_existing_adapter_is_not_replaced_unless_asked(trained, tiny_causal):
 def test_cancel_keeps_a_usable_checkpoint_and_resume_finishes(tiny_causal, tmp_path):
     examples, _ = load_examples(COQA, "qg")
     settings = quick(max_steps=6, eval_generations=0, save_every=4, eval_every=4)
-    polls = []  # should_stop is polled at the end of every step (and between validation batches, none
-    # before step 4 here): say stop at the third
+    polls = []  # should_stop is polled once before the first step, then at the end of every step (and
+    # between validation batches, none before step 4 here): say stop at the end of the third step
     result = ft.train_adapter(tiny_spec(tiny_causal), examples, examples[:3], settings, tmp_path / "a",
-                              should_stop=lambda: polls.append(1) or len(polls) >= 3)
+                              should_stop=lambda: polls.append(1) or len(polls) >= 4)
     assert result.status == "cancelled" and result.output_dir is None and result.steps == 3
     assert Path(result.checkpoint).name == "checkpoint-3"  # saved at the cancel, not just every save_every
     assert not (tmp_path / "a").exists()
@@ -374,6 +374,15 @@ def test_cancel_keeps_a_usable_checkpoint_and_resume_finishes(tiny_causal, tmp_p
     assert resumed.status == "finished" and resumed.steps == 6
     assert [step for step, _ in resumed.train_losses] == [4, 5, 6]
     assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+
+
+def test_a_cancel_before_the_first_step_stops_without_training(tiny_causal, tmp_path):
+    """A cancel that arrives while the model loads stops the run before its first step (no step to wait for)."""
+    examples, _ = load_examples(COQA, "qg")
+    result = ft.train_adapter(tiny_spec(tiny_causal), examples, None, quick(max_steps=50, eval_generations=0),
+                              tmp_path / "a", should_stop=lambda: True)
+    assert result.status == "cancelled" and result.steps == 0 and result.checkpoint is None
+    assert result.output_dir is None and not (tmp_path / "a").exists()
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -726,9 +735,9 @@ def test_cancel_during_validation_stops_between_batches(tiny_causal, tmp_path):
                      early_stopping_patience=0, eval_examples=0)  # 0: the whole validation set
     records, polls = [], []
 
-    def should_stop():  # polled after step 1, then after every validation batch: stop at the third batch
+    def should_stop():  # polled before step 1, after it, then after every validation batch: stop at the third batch
         polls.append(1)
-        return len(polls) >= 4
+        return len(polls) >= 5
 
     result = ft.train_adapter(tiny_spec(tiny_causal), examples, valid, settings, tmp_path / "a",
                               on_log=records.append, should_stop=should_stop)

@@ -22,7 +22,10 @@ CSS = (".suggestion { white-space: normal !important; text-align: left; }"
        # table cells break between words, never inside one ("rec/ords"); a wide table scrolls instead
        " .prose table th, .prose table td, .table th, .table td { word-break: normal !important;"
        " overflow-wrap: normal !important; hyphens: none; }"
-       " .prose table { display: block; overflow-x: auto; }")
+       " .prose table { display: block; overflow-x: auto; }"
+       # a training setting an error names: the message beside the field, in red
+       " .ft-invalid .info-text"
+       " { color: var(--color-red-600, #dc2626) !important; }")
 
 
 def on_space() -> bool:
@@ -42,7 +45,8 @@ def load_model(model, adapter, quantize, last_good):
     if getattr(lm, "remote", False):  # nothing loads here: the server answers each request
         return model, adapter, quantize, f"Using `{spec.label}` (a remote server).", (model, adapter, quantize)
     quant = f", {lm.quantized}" if lm.quantized else ""
-    status = f"Loaded `{spec.label}` on {lm.device} ({str(lm.model.dtype).replace('torch.', '')}{quant})."
+    label = spec.name + (f" + {common.adapter_label(spec.adapter)}" if spec.adapter else "")
+    status = f"Loaded `{label}` on {lm.device} ({str(lm.model.dtype).replace('torch.', '')}{quant})."
     return model, adapter, quantize, status, (model, adapter, quantize)
 
 
@@ -70,7 +74,8 @@ def continue_share(share_id):
     messages = [m for m in snapshot.messages if m["role"] != "system"]
     system = next((m["content"] for m in snapshot.messages if m["role"] == "system"), None)
     return (gr.update(visible=False), gr.update(visible=True), messages, None, [],
-            snapshot.model, snapshot.adapter or common.NO_ADAPTER, gr.update(value=system) if system else gr.update())
+            snapshot.model, common.adapter_label(snapshot.adapter) or common.NO_ADAPTER,
+            gr.update(value=system) if system else gr.update())
 
 
 def signed_in(profile: gr.OAuthProfile | None):

@@ -24,7 +24,7 @@ from ..engine.remote import RemoteError, for_user
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from ..settings import ChatSettings, Sampling, recommended_sampling
 from ..store import Store, conversation_to_json, conversation_to_markdown, new_id
-from .common import Shared, default_model, export_folder, plain_messages, spec_from
+from .common import Shared, adapter_label, default_model, export_folder, plain_messages, spec_from
 
 N_SUGGESTIONS = 3
 UPDATE_EVERY_S = 0.05  # redraw a streaming reply at most 20 times a second
@@ -513,7 +513,7 @@ def load_shared(share_id: str):
 def shared_header(snapshot) -> str:
     sampling = (snapshot.settings or {}).get("sampling", {})
     knobs = ", ".join(f"{k}={v}" for k, v in sampling.items() if v is not None)
-    adapter = f" + adapter `{snapshot.adapter}`" if snapshot.adapter else ""
+    adapter = f" + adapter `{adapter_label(snapshot.adapter)}`" if snapshot.adapter else ""
     return (f"### Shared conversation\nModel: `{snapshot.model}`{adapter} · settings: {knobs or 'default'} · "
             f"shared {datetime.datetime.fromtimestamp(snapshot.created).strftime('%Y-%m-%d %H:%M')}"
             " · read-only")

@@ -5,6 +5,7 @@ browser session chooses its own model while the pool keeps one copy of each in m
 """
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import shutil
@@ -59,6 +60,7 @@ def spec_from(model: str | None, adapter: str | None, quantize: str | None = "au
     """The ModelSpec a tab should use, from the model bar's values; a name that is not allowed
     (see :func:`check_source`) raises ``ValueError`` with the one ``REFUSED`` message."""
     adapter = None if not adapter or adapter == NO_ADAPTER else adapter.strip() or None
+    adapter = trained_adapter_path(adapter) or adapter
     name = check_source((model or default_model()).strip())
     return ModelSpec(name=name, adapter=check_source(adapter, adapter=True) if adapter else None,
                      quantize=quantize or "auto")
@@ -92,6 +94,25 @@ def check_source(name: str, adapter: bool = False) -> str:
     raise ValueError(REFUSED.format(name=name[:200]))
 
 
+def operators() -> set[str]:
+    """Hub usernames the operator listed in ``CONVO_OPERATORS`` (separated by commas or spaces)."""
+    return {name for name in re.split(r"[\s,]+", os.environ.get("CONVO_OPERATORS", "")) if name}
+
+
+def operator_key_matches(key: str | None) -> bool:
+    """Is ``key`` the operator key (``CONVO_OPERATOR_KEY``)? Never true when no key is set."""
+    expected = os.environ.get("CONVO_OPERATOR_KEY", "")
+    return bool(expected and key) and hmac.compare_digest(key.encode(), expected.encode())
+
+
+def is_operator(unlocked: bool, profile=None) -> bool:
+    """The operator: a signed-in Hub user listed in ``CONVO_OPERATORS``, or a page that was unlocked
+    with ``CONVO_OPERATOR_KEY`` (``unlocked`` lives in a server-side ``gr.State``). Neither set:
+    nobody, so a local run without OAuth has no operator until its owner sets a key."""
+    name = getattr(profile, "username", None)
+    return bool(unlocked) or bool(name and name in operators())
+
+
 default_model = default_model_name  # one definition: convo.settings
 
 
@@ -109,8 +130,24 @@ def local_adapters() -> list[str]:
     return [str(p) for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
+def trained_adapter_path(name: str | None) -> str | None:
+    """The folder of the adapter trained here under ``name`` (as the Adapter menu shows it), or None."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        return None
+    folder = adapters_dir() / name
+    return str(folder) if (folder / "adapter_config.json").is_file() else None
+
+
+def adapter_label(adapter: str | None) -> str | None:
+    """An adapter as visitors see it: a trained one by its name (its server path stays on the server)."""
+    if adapter and Path(adapter).parent == adapters_dir() and trained_adapter_path(Path(adapter).name):
+        return Path(adapter).name
+    return adapter
+
+
 def adapter_choices() -> list[str]:
-    return [NO_ADAPTER] + local_adapters()
+    """The Adapter menu: the adapters trained here, by name."""
+    return [NO_ADAPTER] + [Path(path).name for path in local_adapters()]
 
 
 def model_bar() -> tuple[gr.Dropdown, gr.Dropdown, gr.Radio, gr.Button, gr.Markdown]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 import shlex
+import time
 import uuid
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from ..data import DEFAULT_TASKS, DataError, load_examples, split_train_val, val
 from ..hub import HubError, resolve_token
 from ..engine import POOL, ModelLoadError
 from ..settings import LoraSettings
-from .common import Shared, adapter_choices, adapters_dir, default_model, spec_from
+from .common import (Shared, adapter_choices, adapter_label, adapters_dir, default_model, is_operator,
+                     operator_key_matches, spec_from)
 
 TASK_LABELS = {
     "qg": "Question generation (passage -> question)",
@@ -122,6 +124,35 @@ def in_labels(message: str) -> str:
     return message
 
 
+SETTING_NAMES = ("task", "epochs", "max_steps", "batch_size", "grad_accum", "learning_rate", "max_length",
+                 "val_fraction", "eval_every", "save_every", "early_stopping_patience", "seed", "qlora", "LoRA r",
+                 "LoRA alpha", "LoRA dropout")
+"""The names of ``_settings``' arguments in TrainSettings' messages, in the order of its arguments."""
+CHECKED_FIELDS = tuple(name for name in SETTING_NAMES if name in FIELD_LABELS)
+"""The number fields that show a message beside them."""
+
+
+def field_messages(*settings_values) -> dict[str, str]:
+    """What is wrong with the training settings, by field: {name: message in the form's labels}."""
+    empty = [name for name, value in zip(SETTING_NAMES, settings_values) if value is None and name in FIELD_LABELS]
+    if empty:
+        return {name: "Fill in this field." for name in empty}
+    try:
+        _settings(*settings_values)
+    except (TypeError, ValueError) as exc:
+        raw = str(exc)
+        return {name: in_labels(raw) for name in CHECKED_FIELDS
+                if re.search(rf"(?<![\w\"]){re.escape(name)}(?![\w\"])", raw)}
+    return {}
+
+
+def check_fields(*settings_values):
+    """A message beside each field a setting's error names (shown in red), none beside the others."""
+    messages = field_messages(*settings_values)
+    return tuple(gr.update(info=messages.get(name, ""), elem_classes=["ft-invalid"] if name in messages else [])
+                 for name in CHECKED_FIELDS)
+
+
 def follow_validation(eval_every, save_every, patience):
     """With early stopping on, checkpoints must fall on validation steps: keep "Checkpoint every N
     steps" a multiple of "Validate every N steps" (the nearest one), so the defaults never clash."""
@@ -187,17 +218,18 @@ def start_for_owner(profile: gr.OAuthProfile | None, browser_id, *inputs):
     return browser_id, *start_training(*inputs, owner=owner_of(browser_id, profile))
 
 
-def attach(job_dir, browser_id, profile: gr.OAuthProfile | None = None):
+def attach(job_dir, browser_id, unlocked=False, profile: gr.OAuthProfile | None = None):
     """On page load and when the tab is opened: the job to show. The one this browser last looked at
-    if it is still theirs, else their newest live job, else their newest job. (The stored values
-    may arrive after the page's load event, hence the tab's select event too.)"""
+    if it is still theirs (or this is the operator), else their newest live job, else their newest
+    job. (The stored values may arrive after the page's load event, hence the tab's select event too.)"""
     owner = owner_of(browser_id, profile)
     job = own_job(job_dir)
     if owner is None and job is None:
         # Nothing known yet (the browser's stored values may still be on their way): change nothing,
         # so a late answer to this call never blanks a job another call has already shown.
         return (gr.skip(),) * (1 + len(poll(None)))
-    if job is not None and jobs.job_owners(job) and owner not in jobs.job_owners(job):
+    if job is not None and jobs.job_owners(job) and owner not in jobs.job_owners(job) \
+            and not is_operator(unlocked, profile):
         job = None
     if job is None or jobs.job_state(job) not in LIVE_STATES:
         mine = jobs.owned_jobs(owner)
@@ -310,8 +342,8 @@ def status_text(view: jobs.JobView | None, owner: str | None = None) -> str:
         "running": (f"**Validating** after step {view.step}/{view.max_steps}: batch {view.eval_batch}"
                     f"{f'/{view.eval_batches}' if view.eval_batches else ''}." if view.phase == "validating"
                     else f"**Training**: {step}."),
-        "finished": f"**Finished**: adapter saved to `{view.adapter}`; pick it in the Adapter menu above to use it in "
-                    "Chat and Questions.",
+        "finished": f"**Finished**: adapter saved as `{adapter_label(view.adapter)}`; pick it in the Adapter menu "
+                    "above to use it in Chat and Questions.",
         "failed": f"**Failed**: {html.escape(view.error or 'unknown error')}",
         "cancelled": f"**Cancelled** {when}.{resume_from}",
         "died": f"**Stopped unexpectedly** {when} (killed or crashed).{resume_from}",
@@ -372,6 +404,69 @@ def tick(job_dir, drawn):
         return *(gr.skip() for _ in range(len(VIEW_FIELDS))), drawn
     return *poll(job_dir), key
 
+
+
+# ----------------------------------------------------------------------------- the operator's view of all jobs
+
+OPERATOR_COLUMNS = ["job id", "state", "owner", "step", "started"]
+NOT_OPERATOR = ("Only the operator sees all jobs: sign in with a Hub account listed in `CONVO_OPERATORS`, or enter "
+                "the key set in `CONVO_OPERATOR_KEY`.")
+
+
+def owner_label(owner: str) -> str:
+    """An owner as the operator reads it: the Hub name, or a short mark of the browser (never the
+    whole browser id: it is that browser's claim to its jobs)."""
+    kind, _, name = owner.partition(":")
+    return name if kind == "hf" else f"browser {name[:6]}"
+
+
+def jobs_frame() -> pd.DataFrame:
+    """Every job of this app, newest first: id, state, owners, step, start time."""
+    rows = []
+    for job in jobs.all_jobs():
+        status = jobs.read_status(job)
+        owners = ", ".join(owner_label(o) for o in jobs.job_owners(job)) or "(nobody)"
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(status["created"])) if status.get("created") else ""
+        rows.append([job.name, jobs.job_state(job, status), owners,
+                     f"{status.get('step', 0)}/{status['max_steps']}" if status.get("max_steps") else "starting",
+                     started])
+    return pd.DataFrame(rows, columns=OPERATOR_COLUMNS)
+
+
+def show_all_jobs(key, unlocked, profile: gr.OAuthProfile | None = None):
+    """The operator's list of every job. A right key unlocks this page (a server-side gr.State, until
+    it is reloaded); the key box is cleared either way, the key is kept nowhere."""
+    refused = ""
+    if key and not unlocked:
+        unlocked = operator_key_matches(key)
+        refused = "" if unlocked else "That is not the operator key. "
+    if not is_operator(unlocked, profile):
+        return (unlocked, "", pd.DataFrame(columns=OPERATOR_COLUMNS), gr.update(choices=[], value=None),
+                refused + NOT_OPERATOR)
+    frame = jobs_frame()
+    live = int(frame["state"].isin(LIVE_STATES).sum())
+    return (unlocked, "", frame, gr.update(choices=list(frame["job id"])),
+            f"{len(frame)} job{'s' * (len(frame) != 1)}, {live} queued or running.")
+
+
+def open_as_operator(job_id, unlocked, profile: gr.OAuthProfile | None = None):
+    """Show any job in this tab's view (status, plot, Cancel/Resume), without becoming its owner."""
+    if not is_operator(unlocked, profile):
+        raise gr.Error(NOT_OPERATOR)
+    job = jobs.find_job(job_id)
+    if job is None:
+        raise gr.Error("Pick a job from the list first.")
+    return str(job), *poll(str(job))
+
+
+def cancel_as_operator(job_id, unlocked, profile: gr.OAuthProfile | None = None):
+    """Cancel any job; the list is redrawn."""
+    if not is_operator(unlocked, profile):
+        raise gr.Error(NOT_OPERATOR)
+    job = jobs.find_job(job_id)
+    if job is None:
+        raise gr.Error("Pick a job from the list first.")
+    return f"`{job.name}`: {jobs.cancel_job(job)}", jobs_frame()
 
 
 # ----------------------------------------------------------------------------- compare and push
@@ -462,7 +557,7 @@ def render(shared: Shared) -> None:
     plan = gr.Markdown(elem_id="ft-plan")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", interactive=False, elem_id="ft-start")
-        cancel = gr.Button("Cancel", variant="stop", elem_id="ft-cancel")
+        cancel = gr.Button("Cancel", elem_id="ft-cancel")  # not a red alarm while nothing runs
         resume = gr.Button("Resume", elem_id="ft-resume")
     status = gr.Markdown("No training job yet.", elem_id="ft-status")
     with gr.Accordion("Open a job by its id", open=False):
@@ -470,6 +565,19 @@ def render(shared: Shared) -> None:
             job_id = gr.Textbox(label="Job id", placeholder="e.g. 20260101-120000-0123456789abcdef",
                                 elem_id="ft-job-id", scale=4)
             open_job = gr.Button("Open job", elem_id="ft-open-job", scale=1)
+    with gr.Accordion("All jobs (operator)", open=False, elem_id="ft-operator"):
+        with gr.Row():
+            operator_key = gr.Textbox(label="Operator key (not needed when signed in as an operator)", type="password",
+                                      elem_id="ft-operator-key", scale=4)
+            show_all = gr.Button("Show all jobs", elem_id="ft-show-all", scale=1)
+        operator_status = gr.Markdown(elem_id="ft-operator-status")
+        all_jobs = gr.Dataframe(pd.DataFrame(columns=OPERATOR_COLUMNS), interactive=False, wrap=False,
+                                elem_id="ft-all-jobs")
+        with gr.Row():
+            operator_pick = gr.Dropdown([], label="Job", elem_id="ft-operator-job", scale=4)
+            operator_open = gr.Button("Open", elem_id="ft-operator-open", scale=1)
+            operator_cancel = gr.Button("Cancel job", elem_id="ft-operator-cancel", scale=1)
+    unlocked = gr.State(False)  # server-side: this page was unlocked with the operator key
     progress = gr.HTML(elem_id="ft-progress")
     plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="split", title="Loss", height=280,
                        elem_id="ft-loss-plot")
@@ -505,17 +613,28 @@ def render(shared: Shared) -> None:
           [upload, val_upload, *settings_inputs], plan, api_visibility="private", show_progress="hidden")
     # the token report counts against "Max tokens per example": recount when it changes
     max_length.release(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
+    # the fields an error names show it beside them while the values clash, and after a refused Start
+    checked = dict(zip(SETTING_NAMES, settings_inputs))
+    checked_fields = [checked[name] for name in CHECKED_FIELDS]
     start.click(start_for_owner, [browser_id, upload, val_upload, name, job, shared.model, *settings_inputs],
-                [browser_id, job, *view_outputs], api_name="finetune_start")
+                [browser_id, job, *view_outputs], api_name="finetune_start").then(
+        check_fields, settings_inputs, checked_fields, api_visibility="private", show_progress="hidden")
+    gr.on([c.change for c in checked_fields], check_fields, settings_inputs, checked_fields,
+          api_visibility="private", show_progress="hidden")
     for field in (eval_every, patience):
         field.input(follow_validation, [eval_every, save_every, patience], save_every, queue=False,
                     api_visibility="private")
     open_job.click(reclaim, [job_id, browser_id], [browser_id, job, *view_outputs], api_visibility="private")
     # A new tab, a reload, another window of the same browser: show this user's job (on page load, and
     # when the tab is opened, by which time the browser's stored values have surely arrived).
-    attach_event = (attach, [job, browser_id], [job, *view_outputs])
+    attach_event = (attach, [job, browser_id, unlocked], [job, *view_outputs])
     shared.extra.setdefault("on_load", []).append(attach_event)
     shared.extra["on_finetune_select"] = attach_event
+    show_all.click(show_all_jobs, [operator_key, unlocked], [unlocked, operator_key, all_jobs, operator_pick,
+                                                             operator_status], api_name="finetune_all_jobs")
+    operator_open.click(open_as_operator, [operator_pick, unlocked], [job, *view_outputs], api_visibility="private")
+    operator_cancel.click(cancel_as_operator, [operator_pick, unlocked], [operator_status, all_jobs],
+                          api_visibility="private")
     cancel.click(cancel_training, job, status, api_name="finetune_cancel")
     resume.click(resume_training, job, view_outputs, api_name="finetune_resume")
     timer.tick(tick, [job, drawn], [*view_outputs, drawn], api_visibility="private", show_progress="hidden")

@@ -621,7 +621,7 @@ def render(shared: Shared) -> None:
     with gr.Row():
         preview_btn = gr.Button("Preview (first 3)", elem_id="synth-preview")
         run_btn = gr.Button("Run", variant="primary", elem_id="synth-run")
-        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="synth-cancel")
+        cancel_btn = gr.Button("Cancel", elem_id="synth-cancel")  # not a red alarm while nothing runs
         new_btn = gr.Button("New output file", elem_id="synth-new-output")
     progress = gr.HTML(elem_id="synth-progress")
     status = gr.Markdown(elem_id="synth-status")
