@@ -15,7 +15,8 @@ PASSAGE = ("Mount Tambora is a volcano on the island of Sumbawa in Indonesia. It
 
 @pytest.fixture(scope="module")
 def app(launch_shared, tiny_causal):
-    return launch_shared(model=tiny_causal)
+    # the tiny random model writes only babble, which the follow-ups' likelihood floor drops: off here
+    return launch_shared(model=tiny_causal, CONVO_FOLLOW_UP_FLOOR="-inf")
 
 
 def memory_rows(app):
@@ -41,7 +42,7 @@ def open_memory(page) -> str:
     return page.locator("#memory-list").inner_text()
 
 
-@pytest.mark.skip(reason="failed once after merging memory into the queued chat loop; not yet diagnosed (issue 17 stays open)")
+
 def test_memory_follows_its_user_only_and_forget_deletes(chromium, app):
     alice_ctx, alice = open_app(chromium, app.url)
     send(alice, "I just got back from hiking in Norway")
