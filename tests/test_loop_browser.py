@@ -29,9 +29,11 @@ def suggestions(page) -> list[str]:
 
 
 def wait_suggestions(page, contains=""):
-    """The reply's event ends with its suggestions (the tiny model always writes some '?' text)."""
+    """The reply's event ends with its suggestions (the tiny model always writes some '?' text). The
+    reply may still be streaming when wait_reply returns (up to max_new_tokens of babble): a loaded
+    machine needs minutes."""
     page.wait_for_function("""(text) => [...document.querySelectorAll('.suggestion')]
-        .some(b => b.offsetParent !== null && b.innerText.includes(text))""", arg=contains, timeout=90_000)
+        .some(b => b.offsetParent !== null && b.innerText.includes(text))""", arg=contains, timeout=240_000)
     return suggestions(page)
 
 
