@@ -161,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({sum(len(p.turns) for p in train)} questions), {len(held_out)} held out", flush=True)
 
     base = measure(held_out, ModelSpec(args.model), args.n, args.seed, args.task)
+    print("base:", json.dumps({k: v for k, v in base.items() if k != "examples"}), flush=True)
+    if args.json:  # kept now: a run stopped during training still has its base figures
+        Path(args.json).write_text(json.dumps({"base": base, "args": vars(args)}, indent=2), encoding="utf-8")
     adapter, train_s = finetune(train_file, args.model, work / "adapter", args)
     tuned = measure(held_out, ModelSpec(args.model, adapter=str(adapter)), args.n, args.seed, args.task)
     print(f"\nfine-tuning: {args.steps} steps in {train_s:.1f} s ({args.task}, adapter {adapter})")

@@ -30,8 +30,9 @@ CANDIDATES = 6
 ROUNDS = 2
 # Mean token log-likelihood below which a candidate is dropped as incoherent. Measured on the bundled
 # model (3 conversations, 18 kept candidates): sensible questions scored -0.9 to -2.3, junk such as
-# "...without using a slingshot rocket-powered dishwasher?" -3.1 to -5.6.
-LIKELIHOOD_FLOOR = -3.0
+# "...without using a slingshot rocket-powered dishwasher?" -3.1 to -5.6. CONVO_FOLLOW_UP_FLOOR moves it
+# ("-inf": keep all; for tests on a tiny random model, whose every candidate is babble).
+LIKELIHOOD_FLOOR = float(os.environ.get("CONVO_FOLLOW_UP_FLOOR") or -3.0)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ PASSAGE = ("Mount Tambora is a volcano on the island of Sumbawa in Indonesia. It
 
 @pytest.fixture(scope="module")
 def app(launch_shared, tiny_causal):
-    return launch_shared(model=tiny_causal)
+    # the tiny random model writes only babble, which the follow-ups' likelihood floor drops: off here
+    return launch_shared(model=tiny_causal, CONVO_FOLLOW_UP_FLOOR="-inf")
 
 
 def memory_rows(app):
@@ -28,9 +29,11 @@ def suggestions(page) -> list[str]:
 
 
 def wait_suggestions(page, contains=""):
-    """The reply's event ends with its suggestions (the tiny model always writes some '?' text)."""
+    """The reply's event ends with its suggestions (the tiny model always writes some '?' text). The
+    reply may still be streaming when wait_reply returns (up to max_new_tokens of babble): a loaded
+    machine needs minutes."""
     page.wait_for_function("""(text) => [...document.querySelectorAll('.suggestion')]
-        .some(b => b.offsetParent !== null && b.innerText.includes(text))""", arg=contains, timeout=90_000)
+        .some(b => b.offsetParent !== null && b.innerText.includes(text))""", arg=contains, timeout=240_000)
     return suggestions(page)
 
 
@@ -41,7 +44,7 @@ def open_memory(page) -> str:
     return page.locator("#memory-list").inner_text()
 
 
-@pytest.mark.skip(reason="failed once after merging memory into the queued chat loop; not yet diagnosed (issue 17 stays open)")
+
 def test_memory_follows_its_user_only_and_forget_deletes(chromium, app):
     alice_ctx, alice = open_app(chromium, app.url)
     send(alice, "I just got back from hiking in Norway")

@@ -51,3 +51,12 @@ def test_grounding_matches_possessives_and_verb_forms():
     assert qg.grounding("Where did she live?", story) == 1.0
     assert qg.grounding("Who helped?", story) == 1.0
     assert qg.grounding("When was the volcano built?", story) == 0.0
+
+
+def test_real_benchmark_data_loads():
+    """benchmarks/data/squad_dev_sample.json: real SQuAD v1.1 dev passages, in the simplified CoQA format."""
+    from convo.data import load_data
+
+    passages, _ = load_data(str(ROOT / "benchmarks" / "data" / "squad_dev_sample.json"), task="qg")
+    assert len(passages) == 39 and sum(len(p.turns) for p in passages) == 175
+    assert all(t.answer and t.answer.rstrip(".,") in p.context for p in passages for t in p.turns)
