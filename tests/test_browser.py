@@ -429,18 +429,9 @@ def test_synth_cancel_stops_the_run_and_says_how_many_were_written(chromium, tin
 def test_a_training_job_follows_its_owner_not_the_tab(chromium, launch, tiny_causal, tmp_path_factory):
     """A job started in one browser context is shown and cancellable in a new context of the same
     browser storage (the first page closed), invisible to another browser, and reclaimable by its id."""
-    coqa = Path(__file__).parent / "data" / "good" / "coqa.json"
     app = launch(model=tiny_causal, data_dir=tmp_path_factory.mktemp("owner-data"))
     first, page = open_app(chromium, app.url)
-    page.get_by_role("tab", name="Fine-tune").click()
-    page.locator("#ft-upload input[type=file]").set_input_files(str(coqa))
-    page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
-    page.get_by_text("Training settings").click()
-    set_number(page, "#ft-max-steps input", 5000)
-    page.locator("#ft-start").click()
-    page.wait_for_function("() => /Queued|Training/.test(document.querySelector('#ft-status').innerText)",
-                           timeout=60_000)
-    job_id = re.search(r"Job id: (\S+)", page.locator("#ft-status").inner_text()).group(1)
+    job_id = start_long_job(page, app.url)
     storage = first.storage_state()
     first.close()
 

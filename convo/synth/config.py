@@ -195,14 +195,18 @@ def keyword_config_from_dict(data: Any, source: str | None = None) -> KeywordCon
         raise _fail(source, str(exc)) from None
 
 
-def _read_json(path: Path) -> Any:
+def _read_text(path: Path, encoding: str = "utf-8") -> str:
+    """A config or seed file's text, or a ConfigError naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding=encoding)
     except FileNotFoundError:
         raise ConfigError(f"{path.name}: file not found") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path.name}: not UTF-8 text") from None
-    return _loads_checked(text, path.name)
+
+
+def _read_json(path: Path) -> Any:
+    return _loads_checked(_read_text(path), path.name)
 
 
 def _loads_checked(text: str, where: str) -> Any:
@@ -457,12 +461,7 @@ def read_seeds(path: str | Path) -> list[str]:
     """Seed messages from ``.txt`` (one per line), ``.csv`` (a seed/message/text/prompt column, else the
     first column), ``.jsonl`` (strings or objects with one of those fields) or ``.json`` (a list of them)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"{path.name}: file not found") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path.name}: not UTF-8 text") from None
+    text = _read_text(path, "utf-8-sig")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         seeds = _csv_seeds(text)
