@@ -4,6 +4,10 @@ The Fine-tune tab creates a job folder (config.json, a FinetuneConfig) and start
 ``python -m training.finetune --job_dir DIR`` as a child process, which reads that config.json;
 the tab then only reads the folder (status, progress, samples) and asks for a stop. The flags of
 ``python -m training.finetune`` / ``python -m convo train`` live in convo.cli.train.
+
+Why one module: the folder's files, the job states, the per-device queue and the owner checks are one
+contract that the tab and the child process both read; split, the file names and state words would
+be spread over modules that must change together.
 """
 from __future__ import annotations
 

@@ -616,7 +616,7 @@ def test_small_things_stop_buttons_tables_and_the_token_report(chromium, tiny_ap
     page.get_by_text("Training settings").click()
     set_number(page, "#ft-max-length input[type=number]", 64)
     page.wait_for_function("() => /longer than 64 tokens/.test(document.querySelector('#ft-report').innerText)",
-                           timeout=30_000)
+                           timeout=90_000)
     assert "512" not in page.locator("#ft-report").inner_text()
     page.get_by_role("tab", name="Synthetic").click()
     assert not is_red(page, "#synth-cancel")
