@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import re
 import shlex
-import time
 import uuid
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from ..data import DEFAULT_TASKS, DataError, load_examples, split_train_val, val
 from ..hub import HubError, resolve_token
 from ..engine import POOL, ModelLoadError
 from ..settings import LoraSettings
-from .common import (Shared, adapter_choices, adapter_label, adapters_dir, default_model, is_operator,
-                     operator_key_matches, spec_from)
+from . import operator
+from .common import Shared, adapter_choices, adapter_label, adapters_dir, default_model, is_operator, spec_from
+from .operator import LIVE_STATES
 
 TASK_LABELS = {
     "qg": "Question generation (passage -> question)",
@@ -34,7 +34,6 @@ TASK_LABELS = {
     "chat": "Chat (every assistant turn is a target)",
 }
 QLORA_CHOICES = [("auto (4-bit on a GPU)", "auto"), ("on: 4-bit NF4 base", "on"), ("off: full-precision base", "off")]
-LIVE_STATES = ("queued", "running")
 MAX_COMPARE = 8
 VIEW_FIELDS = ("status", "progress", "plot", "command", "metrics", "samples", "adapter", "timer")
 POLL_S = 1.0
@@ -406,67 +405,10 @@ def tick(job_dir, drawn):
 
 
 
-# ----------------------------------------------------------------------------- the operator's view of all jobs
-
-OPERATOR_COLUMNS = ["job id", "state", "owner", "step", "started"]
-NOT_OPERATOR = ("Only the operator sees all jobs: sign in with a Hub account listed in `CONVO_OPERATORS`, or enter "
-                "the key set in `CONVO_OPERATOR_KEY`.")
-
-
-def owner_label(owner: str) -> str:
-    """An owner as the operator reads it: the Hub name, or a short mark of the browser (never the
-    whole browser id: it is that browser's claim to its jobs)."""
-    kind, _, name = owner.partition(":")
-    return name if kind == "hf" else f"browser {name[:6]}"
-
-
-def jobs_frame() -> pd.DataFrame:
-    """Every job of this app, newest first: id, state, owners, step, start time."""
-    rows = []
-    for job in jobs.all_jobs():
-        status = jobs.read_status(job)
-        owners = ", ".join(owner_label(o) for o in jobs.job_owners(job)) or "(nobody)"
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(status["created"])) if status.get("created") else ""
-        rows.append([job.name, jobs.job_state(job, status), owners,
-                     f"{status.get('step', 0)}/{status['max_steps']}" if status.get("max_steps") else "starting",
-                     started])
-    return pd.DataFrame(rows, columns=OPERATOR_COLUMNS)
-
-
-def show_all_jobs(key, unlocked, profile: gr.OAuthProfile | None = None):
-    """The operator's list of every job. A right key unlocks this page (a server-side gr.State, until
-    it is reloaded); the key box is cleared either way, the key is kept nowhere."""
-    refused = ""
-    if key and not unlocked:
-        unlocked = operator_key_matches(key)
-        refused = "" if unlocked else "That is not the operator key. "
-    if not is_operator(unlocked, profile):
-        return (unlocked, "", pd.DataFrame(columns=OPERATOR_COLUMNS), gr.update(choices=[], value=None),
-                refused + NOT_OPERATOR)
-    frame = jobs_frame()
-    live = int(frame["state"].isin(LIVE_STATES).sum())
-    return (unlocked, "", frame, gr.update(choices=list(frame["job id"])),
-            f"{len(frame)} job{'s' * (len(frame) != 1)}, {live} queued or running.")
-
-
 def open_as_operator(job_id, unlocked, profile: gr.OAuthProfile | None = None):
     """Show any job in this tab's view (status, plot, Cancel/Resume), without becoming its owner."""
-    if not is_operator(unlocked, profile):
-        raise gr.Error(NOT_OPERATOR)
-    job = jobs.find_job(job_id)
-    if job is None:
-        raise gr.Error("Pick a job from the list first.")
+    job = operator.operator_job(job_id, unlocked, profile)
     return str(job), *poll(str(job))
-
-
-def cancel_as_operator(job_id, unlocked, profile: gr.OAuthProfile | None = None):
-    """Cancel any job; the list is redrawn."""
-    if not is_operator(unlocked, profile):
-        raise gr.Error(NOT_OPERATOR)
-    job = jobs.find_job(job_id)
-    if job is None:
-        raise gr.Error("Pick a job from the list first.")
-    return f"`{job.name}`: {jobs.cancel_job(job)}", jobs_frame()
 
 
 # ----------------------------------------------------------------------------- compare and push
@@ -571,7 +513,7 @@ def render(shared: Shared) -> None:
                                       elem_id="ft-operator-key", scale=4)
             show_all = gr.Button("Show all jobs", elem_id="ft-show-all", scale=1)
         operator_status = gr.Markdown(elem_id="ft-operator-status")
-        all_jobs = gr.Dataframe(pd.DataFrame(columns=OPERATOR_COLUMNS), interactive=False, wrap=False,
+        all_jobs = gr.Dataframe(pd.DataFrame(columns=operator.COLUMNS), interactive=False, wrap=False,
                                 elem_id="ft-all-jobs")
         with gr.Row():
             operator_pick = gr.Dropdown([], label="Job", elem_id="ft-operator-job", scale=4)
@@ -630,10 +572,10 @@ def render(shared: Shared) -> None:
     attach_event = (attach, [job, browser_id, unlocked], [job, *view_outputs])
     shared.extra.setdefault("on_load", []).append(attach_event)
     shared.extra["on_finetune_select"] = attach_event
-    show_all.click(show_all_jobs, [operator_key, unlocked], [unlocked, operator_key, all_jobs, operator_pick,
+    show_all.click(operator.show_all_jobs, [operator_key, unlocked], [unlocked, operator_key, all_jobs, operator_pick,
                                                              operator_status], api_name="finetune_all_jobs")
     operator_open.click(open_as_operator, [operator_pick, unlocked], [job, *view_outputs], api_visibility="private")
-    operator_cancel.click(cancel_as_operator, [operator_pick, unlocked], [operator_status, all_jobs],
+    operator_cancel.click(operator.cancel_as_operator, [operator_pick, unlocked], [operator_status, all_jobs],
                           api_visibility="private")
     cancel.click(cancel_training, job, status, api_name="finetune_cancel")
     resume.click(resume_training, job, view_outputs, api_name="finetune_resume")
