@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .data import DEFAULT_TASKS, TASKS, DataError, load_examples, split_train_val, validate_file
-from .settings import BUNDLED, DTYPE_CHOICES, LoraSettings, ModelSpec
+from ..data import DEFAULT_TASKS, TASKS, DataError, load_examples, split_train_val, validate_file
+from ..settings import BUNDLED, DTYPE_CHOICES, LoraSettings, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ def assistant_spans(lm, conversation: Conversation) -> tuple[str, list[tuple[int
     end-of-turn marker. Templates that do not render prefixes consistently fall back to finding
     the message text in the full rendering.
     """
-    from .engine.generation import render_prompt
+    from ..engine.generation import render_prompt
 
     full = render_prompt(lm, conversation, add_generation_prompt=False)
     spans: list[tuple[int, int]] = []
@@ -349,7 +349,7 @@ def assistant_spans(lm, conversation: Conversation) -> tuple[str, list[tuple[int
 
 
 def _prefix_span(lm, conversation: Conversation, index: int, full: str) -> tuple[int, int] | None:
-    from .engine.generation import render_prompt
+    from ..engine.generation import render_prompt
 
     try:
         before = render_prompt(lm, conversation[:index], add_generation_prompt=True)
@@ -421,7 +421,7 @@ def _encode_segments(tok, text: str, spans: Sequence[tuple[int, int]]) -> tuple[
 
 def _encode_seq2seq(lm, conversation: Conversation, max_length: int) -> dict[str, list[int]] | None:
     # Encoder-decoder models learn the last assistant turn from everything before it.
-    from .engine.generation import render_prompt
+    from ..engine.generation import render_prompt
 
     tok = lm.tokenizer
     source = render_prompt(lm, conversation[:-1])
@@ -602,7 +602,7 @@ def _any_process(flag: bool, device) -> bool:
 
 def default_output_dir(base_name: str) -> Path:
     """A fresh folder under ``data_dir()/adapters`` (where the app lists adapters) for a new adapter."""
-    from .store import data_dir
+    from ..store import data_dir
 
     return data_dir() / "adapters" / f"{slug(Path(base_name).name or base_name)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -627,7 +627,7 @@ def training_quantization(spec: ModelSpec, settings: TrainSettings, device: str)
 
 def load_base_for_training(spec: ModelSpec, settings: TrainSettings):
     """Load the base (4-bit when QLoRA) outside the shared pool: training wraps and changes it."""
-    from .engine import load_model, pick_device
+    from ..engine import load_model, pick_device
 
     _check(not spec.adapter, f"train on a base model, not on one with an adapter (got adapter {spec.adapter!r})")
     device = pick_device(spec.device)
@@ -945,7 +945,7 @@ def read_metadata(adapter_dir: str | Path) -> dict:
 
 def write_card(adapter_dir: str | Path, repo_id: str) -> str:
     """(Re)write the adapter's README.md for ``repo_id`` from its ``convo_adapter.json``."""
-    from .hub import adapter_card
+    from ..hub import adapter_card
 
     meta = read_metadata(adapter_dir)
     card = adapter_card(repo_id=repo_id, base_model=hub_base_model(meta.get("base_model", "")),
@@ -961,7 +961,7 @@ def push_adapter_to_hub(adapter_dir: str | Path, repo_id: str, *, token: str | N
 
     The token is used for this call only (convo.hub never stores or logs it).
     """
-    from .hub import HubError, push_adapter, validate_repo_id
+    from ..hub import HubError, push_adapter, validate_repo_id
 
     repo_id = validate_repo_id(repo_id)
     if not (Path(adapter_dir) / "adapter_config.json").is_file():
@@ -1032,7 +1032,7 @@ def _ngrams(words: list[str], n: int) -> Counter:
 
 def eval_sampling(task: str | None):
     """Greedy decoding long enough for the task's targets."""
-    from .settings import Sampling
+    from ..settings import Sampling
 
     return Sampling(temperature=0.0, repetition_penalty=1.0, max_new_tokens=160 if task == "chat" else 64)
 
@@ -1050,7 +1050,7 @@ def compare_with_base(lm, examples: Sequence[Conversation], task: str | None,
     ``lm.model`` is a peft model. Returns the metrics (``rouge_l``, ``bleu``, ``base_rouge_l``,
     ``base_bleu``) and a side-by-side of the first ``n_samples`` examples.
     """
-    from .engine.generation import generate_batch
+    from ..engine.generation import generate_batch
 
     prompts = [example[:-1] for example in examples]
     references = [example[-1]["content"] for example in examples]
@@ -1080,7 +1080,7 @@ def passage_prompt(text: str, task: str | None) -> Conversation:
     >>> passage_prompt("Cats purr.", "qg")[-1]["content"]
     'Passage:\nCats purr.'
     """
-    from .data import cqg_prompt, qa_closed_prompt, qa_prompt, qg_prompt
+    from ..data import cqg_prompt, qa_closed_prompt, qa_prompt, qg_prompt
 
     text = text.strip()
     if task == "qa":
@@ -1100,8 +1100,8 @@ def passage_prompt(text: str, task: str | None) -> Conversation:
 def compare_on_passages(base: str, adapter_dir: str | Path, texts: Sequence[str], task: str | None, *,
                         quantize: str = "auto") -> list[dict]:
     """Greedy outputs of the base model and of base + adapter for each text (shared model pool)."""
-    from .engine.generation import generate_batch
-    from .engine import get_model
+    from ..engine.generation import generate_batch
+    from ..engine import get_model
 
     prompts = [passage_prompt(text, task) for text in texts]
     sampling = eval_sampling(task)
@@ -1139,8 +1139,8 @@ def evaluate_adapter(adapter_dir: str | Path, data_path: str | Path, *, task: st
     The base comes from the adapter's ``convo_adapter.json`` unless ``base`` is given; with
     ``compare_base`` the base model is scored too (``base_*`` keys).
     """
-    from .engine.generation import generate_batch
-    from .engine import adapter_base, get_model
+    from ..engine.generation import generate_batch
+    from ..engine import adapter_base, get_model
 
     meta = read_metadata(adapter_dir)
     base = base or adapter_base(adapter_dir)
