@@ -13,17 +13,17 @@ re-exported here; torch, transformers and peft are imported inside the functions
 """
 from __future__ import annotations
 
-from .train import (BUNDLED_HUB_ID, Conversation, END_OF_TURN_MARKERS, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED,
+from .config import (BUNDLED_HUB_ID, Conversation, END_OF_TURN_MARKERS, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED,
                      EXIT_OK, FinetuneConfig, LogFn, METADATA_FILE, StopFn, TrainResult, TrainSettings, _check, log,
                      target_module_list, to_lora_config, to_training_arguments)
-from .train import EncodedDataset, assistant_spans, encode_example, encode_examples, pad_collator
+from .encode import EncodedDataset, assistant_spans, encode_example, encode_examples, pad_collator
 from .train import (TrainingCancelled, attach_lora, checkpoint_step, default_output_dir, eval_sample, last_checkpoint,
                     load_base_for_training, make_trainer, next_token_target_mask, plan_time_split, process_rank,
                     supports_targets_only_loss, targets_only_loss, train_adapter, training_quantization, world_size)
-from .train import hub_base_model, push_adapter_to_hub, read_metadata, save_adapter, slug, write_card
-from .train import (_metric_words, bleu, compare_on_passages, compare_with_base, eval_sampling, evaluate_adapter,
+from .save import hub_base_model, push_adapter_to_hub, read_metadata, save_adapter, slug, write_card
+from .evaluate import (_metric_words, bleu, compare_on_passages, compare_with_base, eval_sampling, evaluate_adapter,
                        generation_scores, passage_prompt, prompt_text, rouge_l, validation_loss)
-from .train import TrainingData, load_training_data, run_training
+from .run import TrainingData, load_training_data, run_training
 
 __all__ = ["BUNDLED_HUB_ID", "Conversation", "END_OF_TURN_MARKERS", "EXIT_BAD_INPUT", "EXIT_CANCELLED", "EXIT_FAILED",
            "EXIT_OK", "EncodedDataset", "FinetuneConfig", "LogFn", "METADATA_FILE", "StopFn", "TrainResult",
