@@ -46,10 +46,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from . import filters
-from .data import PASSAGE_PROMPT, QG_SYSTEM, Turn, cqg_prompt, qg_prompt
-from .engine.generation import continuation_logprobs, generate_batch, render_prompt
-from .settings import Sampling
+from .. import filters
+from ..data import PASSAGE_PROMPT, QG_SYSTEM, Turn, cqg_prompt, qg_prompt
+from ..engine.generation import continuation_logprobs, generate_batch, render_prompt
+from ..settings import Sampling
 
 MODES = ("open", "answer", "conversational")
 STYLES = ("auto", "fewshot", "chat", "highlight", "prefix")
@@ -412,7 +412,7 @@ def resolve_style(lm, style: str) -> str:
 
 def end_marker(lm) -> str:
     """The text of a token that stops generation for ``lm`` (its end-of-turn or EOS token), or ''."""
-    from .engine.generation import stop_token_ids
+    from ..engine.generation import stop_token_ids
 
     tok = lm.tokenizer
     vocab = tok.get_vocab()
@@ -836,7 +836,7 @@ def _check_inputs(passage, n, answer) -> None:
 
 
 def _as_model(model):
-    from .engine import LoadedModel, get_model
+    from ..engine import LoadedModel, get_model
 
     return model if isinstance(model, LoadedModel) else get_model(model)
 
@@ -970,7 +970,7 @@ def _sentiment_part(text: str, settings: QuestionSettings) -> dict:
     """``{"sentiment": feeling}`` when the sentiment option is on, else nothing (the part is not shown)."""
     if not settings.sentiment_weight:
         return {}
-    from .sentiment import feeling
+    from ..sentiment import feeling
 
     return {"sentiment": feeling(text)}
 
