@@ -41,17 +41,17 @@ passage). Its names are re-exported here.
 """
 from __future__ import annotations
 
-from .pipeline import (ABBREVIATIONS, CONVERSATION_SHOT, Chunk, DEFAULT_N, END_MARKERS, FEWSHOT_INSTRUCTION,
+from .settings import (ABBREVIATIONS, CONVERSATION_SHOT, Chunk, DEFAULT_N, END_MARKERS, FEWSHOT_INSTRUCTION,
                        FEWSHOT_SHOTS, HIGHLIGHT, MAX_QUESTIONS, MIN_TARGET_WORDS, MODES, PRONOUN_START, QG_SAMPLING,
                        Question, QuestionError, QuestionRun, QuestionSettings, RULE_POOL, SEQ2SEQ_STYLES, STYLES,
                        _Candidate)
-from .pipeline import (_stem, best_sentence, content_stems, grounding, make_chunks, pick_evenly, similarity, split_long,
+from .text import (_stem, best_sentence, content_stems, grounding, make_chunks, pick_evenly, similarity, split_long,
                    split_sentences, token_lengths)
-from .pipeline import (chunk_budget, conversation_fewshot_prompt, conversation_prompt, end_marker, fewshot_prompt,
+from .prompts import (chunk_budget, conversation_fewshot_prompt, conversation_prompt, end_marker, fewshot_prompt,
                       highlighted, prompt_overhead, resolve_style, seq2seq_history, target_prompt)
-from .pipeline import (DEFINITION, ENTITY, ENTITY_SKIP, YEAR, answer_rule_questions, candidate_prompt, first_question,
+from .candidates import (DEFINITION, ENTITY, ENTITY_SKIP, YEAR, answer_rule_questions, candidate_prompt, first_question,
                          model_candidates, plan_targets, rule_questions, scoring_prompt, target_units)
-from .pipeline import _accept, rank, relevance, same_question
+from .ranking import _accept, rank, relevance, same_question
 from .pipeline import (MAX_PASSAGE_BYTES, _check_candidates, check_size, decode_passage, generate_questions,
                        locate_answer, normalize_history, question_run, spread_over_chunks)
 
