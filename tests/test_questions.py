@@ -1,4 +1,4 @@
-"""Tests for question generation (convo/questions.py), its tab handlers and its CLI.
+"""Tests for question generation (convo/questions/), its tab handlers and its CLI.
 
 Run: ``python -m pytest tests/test_questions.py -q`` (add ``-m "not slow"`` to skip the bundled model).
 Tiny random models stand in for real ones everywhere but the ``slow`` acceptance test; they cannot

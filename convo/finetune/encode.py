@@ -1,0 +1,156 @@
+"""Examples -> tokens: each conversation rendered with the model's chat template and encoded, with
+labels on the assistant turns only (-100 elsewhere), plus the padding collator and the dataset.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .config import Conversation, END_OF_TURN_MARKERS
+
+
+def assistant_spans(lm, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered training text and the character spans of every assistant turn in it.
+
+    A span is found by rendering the conversation up to that turn (with the generation prompt)
+    and through it: what lies between is what the model must learn to say, including its
+    end-of-turn marker. Templates that do not render prefixes consistently fall back to finding
+    the message text in the full rendering.
+    """
+    from ..engine.generation import render_prompt
+
+    full = render_prompt(lm, conversation, add_generation_prompt=False)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for index, message in enumerate(conversation):
+        if message["role"] != "assistant":
+            continue
+        span = _prefix_span(lm, conversation, index, full) or _search_span(lm, full, message["content"], cursor)
+        if span is None or span[0] < cursor:
+            raise ValueError(f"the chat template of {lm.spec.name} does not show assistant message {index} "
+                             f"({message['content'][:40]!r}) in the rendered text; cannot train on it")
+        spans.append(span)
+        cursor = span[1]
+    return full, spans
+
+
+def _prefix_span(lm, conversation: Conversation, index: int, full: str) -> tuple[int, int] | None:
+    from ..engine.generation import render_prompt
+
+    try:
+        before = render_prompt(lm, conversation[:index], add_generation_prompt=True)
+        through = render_prompt(lm, conversation[: index + 1], add_generation_prompt=False)
+    except Exception:  # e.g. a template that refuses a conversation starting with the assistant
+        return None
+    if not (full.startswith(through) and through.startswith(before)):
+        return None
+    # The trailing newline after an end-of-turn marker belongs to the template, not the reply.
+    end = len(through.rstrip())
+    content = conversation[index]["content"].strip()
+    if end <= len(before) or (content and content not in through[len(before):end]):
+        return None
+    return len(before), end
+
+
+def _search_span(lm, full: str, content: str, cursor: int) -> tuple[int, int] | None:
+    start = full.find(content, cursor)
+    if start < 0:
+        return None
+    end = start + len(content)
+    for marker in (lm.tokenizer.eos_token or "", *END_OF_TURN_MARKERS):
+        if marker and full.startswith(marker, end):
+            return start, end + len(marker)
+    return start, end
+
+
+def encode_example(lm, conversation: Conversation, max_length: int) -> dict[str, list[int]] | None:
+    """Token ids and labels of one example: assistant tokens are targets, all others are -100.
+
+    Over-long examples keep their last ``max_length`` tokens (the target stays); returns None
+    when no target token is left.
+    """
+    if lm.is_seq2seq:
+        return _encode_seq2seq(lm, conversation, max_length)
+    tok = lm.tokenizer
+    text, spans = assistant_spans(lm, conversation)
+    # Chat templates already contain the BOS/special tokens they need (as generation.py assumes).
+    add_special = not getattr(tok, "chat_template", None)
+    if getattr(tok, "is_fast", False):
+        enc = tok(text, add_special_tokens=add_special, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])
+        labels = [t if _overlaps(start, end, spans) else -100 for t, (start, end) in zip(ids, enc["offset_mapping"])]
+    else:
+        ids, labels = _encode_segments(tok, text, spans)
+    ids, labels = ids[-max_length:], labels[-max_length:]
+    if all(label == -100 for label in labels):
+        return None
+    return {"input_ids": ids, "labels": labels}
+
+
+def _overlaps(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
+    return end > start and any(start < span_end and end > span_start for span_start, span_end in spans)
+
+
+def _encode_segments(tok, text: str, spans: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Slow tokenizers have no offsets: tokenize prompt and target pieces one by one."""
+    ids: list[int] = []
+    labels: list[int] = []
+    cursor = 0
+    for start, end in list(spans) + [(len(text), len(text))]:
+        for piece, target in ((text[cursor:start], False), (text[start:end], True)):
+            piece_ids = tok(piece, add_special_tokens=False)["input_ids"] if piece else []
+            ids += piece_ids
+            labels += piece_ids if target else [-100] * len(piece_ids)
+        cursor = end
+    return ids, labels
+
+
+def _encode_seq2seq(lm, conversation: Conversation, max_length: int) -> dict[str, list[int]] | None:
+    # Encoder-decoder models learn the last assistant turn from everything before it.
+    from ..engine.generation import render_prompt
+
+    tok = lm.tokenizer
+    source = render_prompt(lm, conversation[:-1])
+    ids = tok(source, truncation=True, max_length=max_length)["input_ids"]
+    labels = tok(text_target=conversation[-1]["content"], truncation=True, max_length=max_length)["input_ids"]
+    return {"input_ids": list(ids), "labels": list(labels)} if labels else None
+
+
+def encode_examples(lm, examples: Sequence[Conversation], max_length: int) -> tuple[list[dict], int]:
+    """Encode many examples; returns the encoded ones and how many were dropped (no target left)."""
+    encoded = [encode_example(lm, example, max_length) for example in examples]
+    kept = [item for item in encoded if item is not None]
+    return kept, len(encoded) - len(kept)
+
+
+def pad_collator(tokenizer, pad_to_multiple_of: int | None = None, pad_id: int | None = None):
+    """transformers' ``DataCollatorForSeq2Seq`` with labels padded by -100, on a private copy of the
+    tokenizer that right-pads with ``pad_id`` (default: its pad token, else EOS).
+
+    Padding gets attention 0 and label -100 by position, not by token id, so a tokenizer whose pad
+    token is its EOS still learns to stop; the shared tokenizer's padding side (left, for batched
+    generation) is left alone.
+    """
+    import copy
+
+    from transformers import DataCollatorForSeq2Seq
+
+    tok = copy.deepcopy(tokenizer)
+    tok.padding_side = "right"
+    pad = pad_id if pad_id is not None else tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if tok.pad_token_id != pad:
+        tok.pad_token = tok.convert_ids_to_tokens(pad)
+    return DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of,
+                                  return_tensors="pt")
+
+
+class EncodedDataset:
+    """A list of encoded examples as a map-style dataset (Trainer needs __len__ and __getitem__)."""
+
+    def __init__(self, items: list[dict]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.items[index]

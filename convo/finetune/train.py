@@ -1,0 +1,421 @@
+"""Training one adapter: the targets-only loss and the Trainer, the time split of a run, the base
+model and its LoRA layers, checkpoints and resuming, progress callbacks and cancelling.
+``train_adapter(spec, train, valid, TrainSettings(...), "out/adapter")`` is the entry point.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from ..settings import ModelSpec
+from .config import (Conversation, LogFn, StopFn, TrainResult, TrainSettings, _check, log, to_lora_config,
+                     to_training_arguments)
+from .encode import EncodedDataset, encode_examples, pad_collator
+from .evaluate import compare_with_base
+from .save import save_adapter, slug
+
+
+def next_token_target_mask(labels):
+    """True at the positions whose next token is a target: the only places a causal LM's logits
+    enter the loss (right-padded batches: the last position never predicts anything)."""
+    import torch
+
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = labels[:, 1:] != -100
+    return mask
+
+
+def targets_only_loss(model, inputs: dict, num_items_in_batch=None):
+    """The causal-LM loss of ``inputs`` with logits computed at target positions only; returns (loss, outputs).
+
+    Equal to transformers' own loss (cross-entropy summed over the targets, divided by
+    ``num_items_in_batch`` when given, else their mean), but the vocabulary projection runs for
+    the targets alone: in question generation a question of ~15 tokens follows a passage of ~400,
+    and the full float32 logits of a batch of 8 x 512 over SmolLM2's 49k vocabulary are 0.8 GB
+    per copy (the loss keeps three).
+    """
+    import torch
+
+    labels = inputs["labels"]
+    mask = next_token_target_mask(labels)
+    outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=mask)
+    targets = labels[:, 1:][mask[:, :-1]]
+    loss = torch.nn.functional.cross_entropy(outputs.logits.float(), targets, reduction="sum")
+    return loss / (num_items_in_batch if num_items_in_batch is not None else max(targets.numel(), 1)), outputs
+
+
+def supports_targets_only_loss(model) -> bool:
+    """Whether ``model`` (peft-wrapped or not) is a decoder whose loss is transformers' shifted
+    cross-entropy and whose forward takes a boolean ``logits_to_keep`` mask (models built on
+    transformers' ``slice_logits_to_keep``); others train with the model's own loss."""
+    import inspect
+
+    from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "is_encoder_decoder", False):
+        return False
+    if "logits_to_keep" not in inspect.signature(base.forward).parameters:
+        return False
+    module = inspect.getmodule(type(base))
+    if getattr(module, "slice_logits_to_keep", None) is None:
+        return False
+    return LOSS_MAPPING.get(getattr(base, "loss_type", None) or "ForCausalLM") is ForCausalLMLoss
+
+
+def make_trainer(*, targets_only: bool, **kwargs):
+    """A transformers.Trainer whose loss (training and validation) uses :func:`targets_only_loss`
+    when ``targets_only``; else the plain Trainer."""
+    from transformers import Trainer
+
+    class TargetsOnlyTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "labels" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, outputs = targets_only_loss(model, inputs, num_items_in_batch)
+            # As Trainer.compute_loss: DDP averages gradients, so a loss divided by the token count
+            # of all processes is scaled back up by their number.
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            return (loss, outputs) if return_outputs else loss
+
+    return (TargetsOnlyTrainer if targets_only else Trainer)(**kwargs)
+
+
+def eval_sample(valid: Sequence[Conversation], settings: TrainSettings) -> list[Conversation]:
+    """The validation examples the validation loss runs on: all, or ``settings.eval_examples`` of
+    them drawn with ``settings.seed`` (the same sample at every evaluation and on resume)."""
+    import random
+
+    valid = list(valid)
+    if not settings.eval_examples or len(valid) <= settings.eval_examples:
+        return valid
+    return random.Random(settings.seed).sample(valid, settings.eval_examples)
+
+
+def plan_time_split(settings: TrainSettings, n_train: int, n_valid: int, num_processes: int = 1) -> dict:
+    """How a run's compute divides between training and the validation loss, before it starts.
+
+    Counted in forward passes over one example: a training example costs 3 (forward and backward),
+    4 with gradient checkpointing (its forward runs twice); a validation example costs 1. Returns
+    ``steps``, ``evaluations``, ``eval_examples`` (per evaluation) and ``train_share`` / ``eval_share``.
+
+    >>> plan = plan_time_split(TrainSettings(max_steps=25, eval_every=5), 7000, 800)
+    >>> plan["evaluations"], plan["eval_examples"], round(plan["train_share"], 2)
+    (5, 128, 0.56)
+    """
+    per_step = settings.batch_size * settings.grad_accum * num_processes
+    steps = settings.max_steps or max(1, math.ceil(settings.epochs * n_train / per_step))
+    eval_examples = min(n_valid, settings.eval_examples or n_valid)
+    evaluations = (steps // settings.eval_every + bool(steps % settings.eval_every)) if eval_examples else 0
+    train_cost = steps * per_step * (3 if settings.gradient_checkpointing is False else 4)
+    eval_cost = evaluations * eval_examples
+    total = train_cost + eval_cost
+    return {"steps": steps, "evaluations": evaluations, "eval_examples": eval_examples,
+            "train_share": train_cost / total, "eval_share": eval_cost / total}
+
+
+def process_rank() -> int:
+    """This process's rank in a data-parallel run (``accelerate launch`` / ``torchrun`` set RANK); 0 alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    """How many processes train together (WORLD_SIZE from the launcher); 1 alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _any_process(flag: bool, device) -> bool:
+    """True when ``flag`` is true in any process of a data-parallel run: every process must stop
+    after the same step, or the others wait forever for its gradients."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def default_output_dir(base_name: str) -> Path:
+    """A fresh folder under ``data_dir()/adapters`` (where the app lists adapters) for a new adapter."""
+    from ..store import data_dir
+
+    return data_dir() / "adapters" / f"{slug(Path(base_name).name or base_name)}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def training_quantization(spec: ModelSpec, settings: TrainSettings, device: str) -> str | None:
+    """4-bit (QLoRA), 8-bit or no quantization for the base: ``settings.qlora`` wins, then ``spec.quantize``."""
+    if settings.qlora is not None:
+        return "4bit" if settings.qlora else None
+    if spec.quantize == "auto":
+        return "4bit" if device.startswith("cuda") else None
+    return None if spec.quantize == "none" else spec.quantize
+
+
+def load_base_for_training(spec: ModelSpec, settings: TrainSettings):
+    """Load the base (4-bit when QLoRA) outside the shared pool: training wraps and changes it."""
+    from ..engine import load_model, pick_device
+
+    _check(not spec.adapter, f"train on a base model, not on one with an adapter (got adapter {spec.adapter!r})")
+    device = pick_device(spec.device)
+    mode = training_quantization(spec, settings, device)
+    return load_model(replace(spec, quantize=mode or "none", device=device))
+
+
+def attach_lora(lm, settings: TrainSettings):
+    """Wrap the loaded base in a trainable LoRA adapter, avoiding the usual k-bit training crashes.
+
+    * k-bit bases go through peft's ``prepare_model_for_kbit_training`` (norms in fp32, frozen base);
+    * non-reentrant gradient checkpointing plus input grads, so checkpointed blocks still get
+      gradients ("element 0 of tensors does not require grad");
+    * LoRA weights stay fp32 (peft's default), so fp16 mixed precision can unscale them.
+    """
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    model = lm.model
+    checkpointing = settings.gradient_checkpointing is not False
+    kwargs = {"use_reentrant": False}
+    model.config.use_cache = False
+    if lm.quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+                                                gradient_checkpointing_kwargs=kwargs)
+    elif checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        model.enable_input_require_grads()
+    task_type = "SEQ_2_SEQ_LM" if lm.is_seq2seq else "CAUSAL_LM"
+    return get_peft_model(model, to_lora_config(settings.lora, task_type))
+
+
+def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequence[Conversation] | None,
+                  settings: TrainSettings, output_dir: str | Path, *, on_log: LogFn | None = None,
+                  should_stop: StopFn | None = None, checkpoint_dir: str | Path | None = None,
+                  resume: bool = False, data_info: dict | None = None, overwrite: bool = False) -> TrainResult:
+    """Train a LoRA adapter on ``train`` conversations (the last message of each is a target; in a
+    multi-turn chat every assistant turn is) and save it to ``output_dir``.
+
+    ``on_log(record)`` gets every log record (step, loss or eval_loss, eta_s...); ``should_stop()``
+    is polled after every step: when it says True a checkpoint is saved and training ends with
+    status ``cancelled`` (no adapter is written). Checkpoints go to ``checkpoint_dir`` (default:
+    ``<output_dir>.checkpoints``); ``resume=True`` continues from the last one there. An adapter
+    already in ``output_dir`` is replaced only with ``overwrite=True`` (or when resuming).
+
+    >>> result = train_adapter(ModelSpec("bundled"), train, valid, TrainSettings(max_steps=30), "out/a")  # doctest: +SKIP
+    >>> result.output_dir, result.metrics["eval_loss"]                                                # doctest: +SKIP
+    """
+    import torch
+    from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
+
+    output_dir = Path(output_dir)
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else output_dir.with_name(output_dir.name + ".checkpoints")
+    _check(bool(train), "no training examples")
+    _check(overwrite or resume or not (output_dir / "adapter_config.json").exists(),
+           f"{output_dir} already holds an adapter: choose another output folder (or overwrite it)")
+    valid = list(valid or [])
+    set_seed(settings.seed)
+    lm = load_base_for_training(spec, settings)
+    max_length = min(settings.max_length, lm.context_length)
+    train_items, dropped = encode_examples(lm, train, max_length)
+    valid_items, _ = encode_examples(lm, eval_sample(valid, settings), max_length)
+    _check(bool(train_items), "no training example has a target token left after truncation")
+    peft_model = attach_lora(lm, settings)
+    lm = replace(lm, model=peft_model)
+    checkpoint = _prepare_checkpoints(checkpoint_dir, resume)
+    args = to_training_arguments(settings, checkpoint_dir, device=lm.device, dtype=_base_dtype(lm),
+                                 has_validation=bool(valid_items))
+    main = process_rank() == 0  # in a data-parallel run only rank 0 reports and writes files
+    progress = _ProgressCallback.make(on_log if main else None, should_stop)
+    callbacks = [progress]
+    if args.load_best_model_at_end:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
+    trainer = make_trainer(targets_only=supports_targets_only_loss(peft_model), model=peft_model, args=args,
+                           train_dataset=EncodedDataset(train_items),
+                           eval_dataset=EncodedDataset(valid_items) if valid_items else None,
+                           data_collator=pad_collator(lm.tokenizer, 8 if lm.device.startswith("cuda") else None),
+                           processing_class=lm.tokenizer, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # our on_log reports progress; no raw dicts on stdout
+    if should_stop is not None and _any_process(should_stop(), args.device):
+        # Cancelled while loading and encoding: stop now rather than after a first step (slow on a busy CPU).
+        return TrainResult(None, "cancelled", checkpoint_step(checkpoint) if checkpoint else 0,
+                           max(args.max_steps, 0), checkpoint=last_checkpoint(checkpoint_dir))
+    try:
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+    except TrainingCancelled:  # a stop during validation: keep the steps trained so far
+        trainer._save_checkpoint(trainer.model, trial=None)
+    state = trainer.state
+    saved_checkpoint = last_checkpoint(checkpoint_dir)
+    if progress.stopped:
+        return TrainResult(None, "cancelled", state.global_step, state.max_steps, progress.history,
+                           checkpoint=saved_checkpoint)
+    status = "early_stopped" if state.global_step < state.max_steps else "finished"
+    metrics = {"train_loss": round(output.training_loss, 4), "steps": state.global_step,
+               "epochs": round(state.epoch or 0, 3), "train_tokens": int(state.num_input_tokens_seen),
+               "train_runtime_s": round(output.metrics.get("train_runtime", 0.0), 1),
+               "dropped_examples": dropped}
+    if valid_items:
+        metrics["eval_loss"] = round(_final_eval_loss(trainer, progress.history), 4)
+    peft_model.config.use_cache = True
+    if not main:
+        return TrainResult(str(output_dir), status, state.global_step, state.max_steps, progress.history, metrics,
+                           checkpoint=saved_checkpoint)
+    samples = []
+    if valid and settings.eval_generations:
+        generated, samples = compare_with_base(lm, valid[: settings.eval_generations], settings.task)
+        metrics.update(generated)
+    info = data_info or _examples_info(train, valid)
+    hyper = _hyperparameters(settings, lm, len(train_items), len(valid_items))
+    saved = save_adapter(peft_model, lm.tokenizer, output_dir, base_model=spec.name, task=settings.task,
+                         data_info=info, hyperparameters=hyper, metrics=metrics, samples=samples,
+                         staging=checkpoint_dir / "adapter.partial")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return TrainResult(str(saved), status, state.global_step, state.max_steps, progress.history, metrics, samples,
+                       checkpoint=saved_checkpoint)
+
+
+def _final_eval_loss(trainer, history: list[dict]) -> float:
+    """Validation loss of the adapter being saved: the last evaluation when it ran at the final
+    step on the final weights, else a fresh one (early stopping may have reloaded a best checkpoint)."""
+    state = trainer.state
+    evals = [r for r in history if r.get("eval_loss") is not None]
+    if not trainer.args.load_best_model_at_end and evals and evals[-1]["step"] == state.global_step:
+        return evals[-1]["eval_loss"]
+    progress = next(c for c in trainer.callback_handler.callbacks if hasattr(c, "history"))
+    progress.quiet = True  # a check of the saved weights, not a point of the training curve
+    return trainer.evaluate()["eval_loss"]
+
+
+def _base_dtype(lm):
+    import torch
+
+    config_dtype = getattr(lm.model.config, "dtype", None) or getattr(lm.model.config, "torch_dtype", None)
+    return config_dtype if isinstance(config_dtype, torch.dtype) else torch.float32
+
+
+def _prepare_checkpoints(checkpoint_dir: Path, resume: bool) -> str | None:
+    """The checkpoint to resume from, or None; a fresh run first clears old checkpoints, so two
+    runs never mix in one folder."""
+    last = last_checkpoint(checkpoint_dir)
+    if resume:
+        if last is None:
+            log.warning("No checkpoint in %s: starting from the beginning", checkpoint_dir)
+        return last
+    for old in checkpoint_dir.glob("checkpoint-*") if process_rank() == 0 else ():
+        shutil.rmtree(old, ignore_errors=True)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def last_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest complete checkpoint folder (one with saved trainer state).
+
+    Not ``transformers.trainer_utils.get_last_checkpoint``: that returns the newest ``checkpoint-N``
+    folder even when a kill cut its save short, and resuming from it fails; this skips to the last
+    complete one.
+    """
+    found = []
+    for folder in Path(checkpoint_dir).glob("checkpoint-*"):
+        if folder.name.split("-")[-1].isdigit() and (folder / "trainer_state.json").is_file():
+            found.append((int(folder.name.split("-")[-1]), folder))
+    return str(max(found)[1]) if found else None
+
+
+def checkpoint_step(checkpoint: str | Path | None) -> int:
+    """The global step a checkpoint folder was saved at (0 for None)."""
+    return int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
+
+
+def _hyperparameters(settings: TrainSettings, lm, n_train: int, n_valid: int) -> dict:
+    flat = {k: v for k, v in settings.to_dict().items() if k != "lora"}
+    flat.update({f"lora_{k}": v for k, v in asdict(settings.lora).items()})
+    flat.update(quantization=lm.quantized or "none", device=lm.device, dtype=str(_base_dtype(lm)).replace("torch.", ""),
+                train_examples=n_train, validation_examples=n_valid, trainer="transformers.Trainer")
+    return flat
+
+
+def _examples_info(train: Sequence[Conversation], valid: Sequence[Conversation]) -> dict:
+    """Fingerprint of in-memory examples (the file path API passes the file's own sha256)."""
+    digest = hashlib.sha256(json.dumps(list(train), ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+    return {"train_file": "(in-memory examples)", "train_sha256": digest,
+            "counts": {"train_examples": len(train), "validation_examples": len(valid)}}
+
+
+class TrainingCancelled(Exception):
+    """Raised between validation batches when a stop was asked for (evaluation has no stop flag)."""
+
+
+class _ProgressCallback:
+    """Turns Trainer events into log records with an ETA, and honours a stop request."""
+
+    @staticmethod
+    def make(on_log: LogFn | None, should_stop: StopFn | None):
+        from transformers import TrainerCallback
+
+        class ProgressCallback(TrainerCallback):
+            def __init__(self):
+                self.history: list[dict] = []
+                self.stopped = False
+                self.quiet = False
+                self.started = time.monotonic()
+                self.first_step = 0
+                self.eval_batch = 0  # validation batches done in the current pass
+                self.reported = 0.0  # when the validation progress was last reported
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.started = time.monotonic()
+                self.first_step = state.global_step
+
+            def on_step_end(self, args, state, control, **kwargs):
+                self.eval_batch = 0
+                if should_stop is not None and _any_process(should_stop(), args.device):
+                    # Save where we are, then stop: the checkpoint is what a resume continues from.
+                    # No validation first: a pass over a large validation set can take many minutes.
+                    control.should_save = True
+                    control.should_evaluate = False
+                    control.should_training_stop = True
+                    self.stopped = True
+
+            def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+                """Between validation batches: obey a stop, and report the validation's own progress."""
+                if should_stop is not None and should_stop():
+                    self.stopped = True
+                    raise TrainingCancelled(state.global_step)
+                self.eval_batch += 1
+                total = len(eval_dataloader) if eval_dataloader is not None else None
+                now = time.monotonic()
+                if on_log is not None and not self.quiet and (now - self.reported >= 1.0
+                                                               or self.eval_batch == total):
+                    self.reported = now
+                    on_log({"phase": "validating", "step": state.global_step, "max_steps": state.max_steps,
+                            "eval_batch": self.eval_batch, "eval_batches": total})
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                logs = logs or {}
+                if self.quiet or ("loss" not in logs and "eval_loss" not in logs):
+                    return
+                record = self.record(state, logs)
+                self.history.append(record)
+                if on_log is not None:
+                    on_log(record)
+
+            def record(self, state, logs: dict) -> dict:
+                elapsed = time.monotonic() - self.started
+                done = state.global_step - self.first_step
+                eta = elapsed / done * (state.max_steps - state.global_step) if done > 0 else None
+                record = {"step": state.global_step, "max_steps": state.max_steps,
+                          "epoch": round(state.epoch or 0.0, 4), "elapsed_s": round(elapsed, 2),
+                          "eta_s": round(eta, 1) if eta is not None else None, "time": round(time.time(), 2)}
+                for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+                    if logs.get(key) is not None:
+                        record[key] = float(logs[key])
+                return record
+
+        return ProgressCallback()

@@ -1,0 +1,183 @@
+"""Candidates: the sentences to aim at, model questions generated in one batch, the prompt each is
+scored under, and the rule-based fallback (definitions, years, named entities, answer-aware).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .. import filters
+from ..data import Turn
+from ..engine.generation import generate_batch
+from .prompts import conversation_prompt, target_prompt
+from .settings import Chunk, HIGHLIGHT, MIN_TARGET_WORDS, PRONOUN_START, QuestionSettings, _Candidate
+from .text import best_sentence, grounding, pick_evenly, split_sentences
+
+
+def first_question(text: str) -> str:
+    """The question in a model output: the first line, cut after its first '?', list markers and
+    ``Question:``/``Q:`` labels removed. Returns the line as is when it holds no '?'.
+
+    >>> first_question(" What is it? Some chatter.\\nMore")
+    'What is it?'
+    """
+    text = text.replace(HIGHLIGHT, " ")
+    text = re.sub(r"^\s*(?:question|q)\s*[:.)]\s*", "", text.strip(), flags=re.IGNORECASE)
+    text = text.replace("<sep>", "\n")
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    line = filters.LIST_MARKER.sub("", line).strip().strip('"').strip()
+    if "?" in line:
+        line = line[: line.index("?") + 1]
+    return line.strip()
+
+
+def target_units(passage: str, chunk: Chunk) -> list[tuple[int, int]]:
+    """Spans a single question may be about: each sentence, joined with the one before it when it
+    opens with a pronoun ("It was designed by ...") or is too short to stand alone."""
+    units = []
+    for i, (s, e) in enumerate(chunk.sentences):
+        first = filters.words(passage[s:e])[:1]
+        short = len(filters.words(passage[s:e])) < MIN_TARGET_WORDS
+        if i > 0 and (short or (first and first[0] in PRONOUN_START)):
+            s = chunk.sentences[i - 1][0]
+        units.append((s, e))
+    long_enough = [u for u in units if len(filters.words(passage[u[0]:u[1]])) >= MIN_TARGET_WORDS]
+    return long_enough or units
+
+
+def plan_targets(passage: str, chunks: Sequence[Chunk], total: int,
+                 seen: Sequence[str]) -> list[tuple[Chunk, tuple[int, int]]]:
+    """``total`` (chunk, sentence span) targets spread over the chunks and, within each chunk, evenly
+    over its sentences; sentences a ``seen`` question already covers go last, so a second run asks
+    about something new."""
+    per_chunk = [total // len(chunks) + (i < total % len(chunks)) for i in range(len(chunks))]
+    targets = []
+    for chunk, k in zip(chunks, per_chunk):
+        units = target_units(passage, chunk)
+        fresh = [u for u in units if not _covered(passage[u[0]:u[1]], seen)]
+        stale = [u for u in units if u not in fresh]
+        order = [fresh[i] for i in pick_evenly(len(fresh), len(fresh))] + stale
+        picked = [order[i] for i in pick_evenly(len(order), min(k, len(order)))] if k <= len(fresh) else order
+        while len(picked) < k:  # more samples than sentences: sample some sentences twice
+            picked += order[: k - len(picked)]
+        targets += [(chunk, u) for u in picked[:k]]
+    return targets
+
+
+def _covered(text: str, seen: Sequence[str]) -> bool:
+    return any(grounding(q, text) >= 0.6 for q in seen)
+
+
+def candidate_prompt(lm, style: str, mode: str, passage: str, chunk: Chunk, target: tuple[int, int],
+                     answer: str | None, answer_span: tuple[int, int] | None, history: Sequence[Turn]) -> str:
+    """The prompt a candidate about ``target`` is generated under."""
+    if mode == "conversational":
+        return conversation_prompt(lm, style, passage[chunk.start:chunk.end], history)
+    if mode == "answer" and style == "highlight":
+        target = answer_span
+    return target_prompt(lm, style, passage, chunk, target, answer)
+
+
+def model_candidates(lm, style: str, mode: str, passage: str, chunks: Sequence[Chunk], total: int,
+                     settings: QuestionSettings, answer: str | None, answer_span: tuple[int, int] | None,
+                     history: Sequence[Turn], seen: Sequence[str]) -> list[_Candidate]:
+    """Draw ``total`` samples from the model in batches and turn each into one candidate."""
+    if mode == "conversational":
+        targets = [(chunks[i % len(chunks)], (chunks[i % len(chunks)].start, chunks[i % len(chunks)].end))
+                   for i in range(total)]
+    elif mode == "answer":
+        targets = [(chunks[0], _unit_containing(passage, chunks[0], answer_span))] * total
+    else:
+        targets = plan_targets(passage, chunks, total, seen)
+    prompts = [candidate_prompt(lm, style, mode, passage, c, u, answer, answer_span, history) for c, u in targets]
+    outputs = generate_batch(lm, None, settings.sampling, batch_size=settings.batch_size, prompts=prompts)
+    candidates = []
+    for (chunk, unit), prompt, output in zip(targets, prompts, outputs):
+        text = first_question(output)
+        if style == "chat" or mode == "conversational":
+            unit = best_sentence(text, passage, chunk)
+        candidates.append(_Candidate(text, chunk, unit,
+                                     prompt=scoring_prompt(style, mode, passage, unit, answer, prompt, history)))
+    return candidates
+
+
+def scoring_prompt(style: str, mode: str, passage: str, target: tuple[int, int], answer: str | None,
+                   prompt: str, history: Sequence[Turn] = ()) -> str:
+    """The prompt a candidate's likelihood is measured under: its generation prompt, except that the
+    few-shot style keeps only the candidate's source sentence (``Text: <sentence>\nQuestion:``; in a
+    conversation also the last turn, then ``Q:``). The worked examples and the rest of the chunk made
+    scoring cost 3-5x as much (continuation_logprobs runs prompt + question once per candidate, the
+    dominant cost on CPU) without saying anything about the question that its sentence does not."""
+    if style != "fewshot":
+        return prompt
+    text = f"Text: {passage[target[0]:target[1]]}\n"
+    if mode == "conversational":
+        last = [f"Q: {t.question}\n" + (f"A: {t.answer}\n" if t.answer is not None else "") for t in history[-1:]]
+        return text + "".join(last) + "Q:"
+    return text + (f"Answer: {answer}\n" if answer is not None else "") + "Question:"
+
+
+def _unit_containing(passage: str, chunk: Chunk, span: tuple[int, int]) -> tuple[int, int]:
+    for unit in target_units(passage, chunk):
+        if unit[0] <= span[0] and span[1] <= unit[1]:
+            return unit
+    return next(((s, e) for s, e in chunk.sentences if s <= span[0] < e), (chunk.start, chunk.end))
+
+
+DEFINITION = re.compile(r"^((?:(?:An?|The)\s+)?[A-Za-z][\w-]*(?:\s+[a-z][\w-]*){0,3})\s+(is|are)\s+(?:an?|the)\s+\w",)
+YEAR = re.compile(r"\b(?:[Ii]n|by|from|since|until|of)\s+(?:the\s+year\s+)?(\d{3,4}(?:\s+(?:BC|AD|BCE|CE))?)\b")
+ENTITY = re.compile(r"\b((?:The\s+)?[A-Z][a-z]+(?:[- ](?:(?:of|von|van|de|da|del|la|le|du|the)\s+){0,2}[A-Z][a-z]+)+)\b")
+ENTITY_SKIP = frozenset("the a an in on at it this that these those there when where what which who while during "
+                        "after before because today most many some each every along across between from with for by "
+                        "as since until although however also both".split())
+
+
+def rule_questions(passage: str, chunk: Chunk) -> list[tuple[str, tuple[int, int], str]]:
+    """Questions built from the chunk's sentences without a model: ``(text, span, kind)``.
+
+    >>> p = "A volcano is an opening in the crust. Tambora erupted in 1815 in Indonesia."
+    >>> [q for q, _, _ in rule_questions(p, Chunk(0, 0, len(p), tuple(split_sentences(p))))]
+    ['What is a volcano?', 'What happened in 1815?']
+    """
+    found, seen_keys = [], set()
+
+    def add(text: str, span: tuple[int, int], kind: str) -> None:
+        if filters.normalize(text) not in seen_keys:
+            seen_keys.add(filters.normalize(text))
+            found.append((text, span, kind))
+
+    for s, e in chunk.sentences:
+        sentence = passage[s:e]
+        match = DEFINITION.match(sentence)
+        if match and filters.content_words(match.group(1)):
+            subject = match.group(1)
+            if subject.split()[0] in ("A", "An", "The") or f" {subject[0].lower()}{subject[1:]} " in passage:
+                subject = subject[0].lower() + subject[1:]  # a common noun, not a name
+            add(f"What {match.group(2)} {subject}?", (s, e), "rule: definition")
+        for year in YEAR.findall(sentence):
+            add(f"What happened in {year}?", (s, e), "rule: number")
+        for name in ENTITY.findall(sentence):
+            words_ = name.split()
+            article = "the " if words_[0] == "The" else ""
+            while words_ and words_[0].lower() in ENTITY_SKIP:
+                words_ = words_[1:]
+            if len(words_) >= 2:
+                add(f"What does the text say about {article}{' '.join(words_)}?", (s, e), "rule: named entity")
+    return found
+
+
+def answer_rule_questions(passage: str, unit: tuple[int, int], answer: str,
+                          answer_span: tuple[int, int]) -> list[tuple[str, tuple[int, int], str]]:
+    """Answer-aware fallback: when the answer opens a sentence (its subject), ask for it.
+
+    >>> p = "Karl von Frisch described the waggle dance."
+    >>> answer_rule_questions(p, (0, len(p)), "Karl von Frisch", (0, 15))[0][0]
+    'Who or what described the waggle dance?'
+    """
+    for s, e in split_sentences(passage[unit[0]:unit[1]]):
+        start, end = unit[0] + s, unit[0] + e
+        if start == answer_span[0] and answer_span[1] < end:
+            rest = passage[answer_span[1]:end].strip().rstrip(".!")
+            if len(filters.words(rest)) >= 2:
+                return [(f"Who or what {rest}?", (start, end), "rule: answer subject")]
+    return []

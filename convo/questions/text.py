@@ -1,0 +1,173 @@
+"""Text units of a passage: sentences as character spans, over-long ones cut at word boundaries,
+packed into overlapping chunks, chunks picked evenly; and the word-overlap measures (content stems,
+grounding, similarity, the sentence a question is about).
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+from .. import filters
+from .settings import ABBREVIATIONS, Chunk
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text`` (whitespace trimmed; paragraph breaks and
+    Markdown headings end a sentence; common abbreviations and initials do not).
+
+    >>> t = "Dr. Who met J. Smith. It rained!  New day"
+    >>> [t[s:e] for s, e in split_sentences(t)]
+    ['Dr. Who met J. Smith.', 'It rained!', 'New day']
+    """
+    cuts = []
+    for m in re.finditer(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[#*-]?[A-Z0-9])|\n[ \t]*\n|\n(?=[ \t]*#)|^[ \t]*#[^\n]*\n",
+                         text, flags=re.MULTILINE):
+        if m.group().startswith(".") and _ends_with_abbreviation(text, m.start()):
+            continue
+        cuts.append(m.end())
+    spans, start = [], 0
+    for cut in cuts + [len(text)]:
+        span = _trimmed(text, start, cut)
+        if span:
+            spans.append(span)
+        start = max(start, cut)
+    return spans
+
+
+def _ends_with_abbreviation(text: str, dot: int) -> bool:
+    before = re.search(r"([A-Za-z.]+)$", text[max(0, dot - 12):dot])
+    if not before:
+        return False
+    word = before.group(1).lower().strip(".")
+    return word in ABBREVIATIONS or (len(word) == 1 and text[dot - 1].isupper())
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if end > start else None
+
+
+def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Token count of each text (no special tokens), in one tokenizer call."""
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def split_long(text: str, spans: Sequence[tuple[int, int]], tokenizer, budget: int) -> list[tuple[int, int]]:
+    """Cut every span longer than ``budget`` tokens into word-aligned pieces that fit."""
+    result: list[tuple[int, int]] = []
+    todo = list(spans)
+    while todo:
+        lengths = token_lengths(tokenizer, [text[s:e] for s, e in todo])
+        again = []
+        for (s, e), length in zip(todo, lengths):
+            if length <= budget:
+                result.append((s, e))
+                continue
+            words = [(m.start() + s, m.end() + s) for m in re.finditer(r"\S+", text[s:e])]
+            if len(words) <= 1:  # one enormous "word": cut it by characters
+                step = max(1, (e - s) * budget // (2 * length))
+                again.extend((i, min(e, i + step)) for i in range(s, e, step))
+                continue
+            pieces = max(2, math.ceil(length / (0.8 * budget)))
+            size = math.ceil(len(words) / pieces)
+            again.extend((words[i][0], words[min(i + size, len(words)) - 1][1]) for i in range(0, len(words), size))
+        todo = again
+    return sorted(result)
+
+
+def make_chunks(spans: Sequence[tuple[int, int]], lengths: Sequence[int], budget: int,
+                overlap: int = 1) -> list[Chunk]:
+    """Pack sentences into chunks of at most ``budget`` tokens; each chunk starts with the last
+    ``overlap`` sentences of the one before (when they leave room for at least one new sentence).
+
+    >>> [c.sentences for c in make_chunks([(0, 1), (2, 3), (4, 5)], [5, 5, 5], budget=10)]
+    [((0, 1), (2, 3)), ((2, 3), (4, 5))]
+    """
+    chunks: list[Chunk] = []
+    i = 0
+    while i < len(spans):
+        j, total = i, 0
+        while j < len(spans) and (j == i or total + lengths[j] <= budget):
+            total += lengths[j]
+            j += 1
+        group = tuple(spans[i:j])
+        chunks.append(Chunk(len(chunks), group[0][0], group[-1][1], group))
+        if j >= len(spans):
+            break
+        i = max(i + 1, j - overlap)
+    return chunks
+
+
+def pick_evenly(count: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(count)``, first and last included.
+
+    >>> pick_evenly(10, 3)
+    [0, 4, 9]
+    """
+    if k >= count:
+        return list(range(count))
+    if k == 1:
+        return [0]
+    return sorted({round(i * (count - 1) / (k - 1)) for i in range(k)})
+
+
+def _stem(word: str) -> str:
+    """Crude stem so 'volcanoes'/'volcano', 'bees'/'bee', "Mei's"/'Mei' and 'lived'/'live'/'living'
+    match: possessive, plural and -ed/-ing endings off, a final 'e' off, 6-letter prefix.
+
+    >>> [_stem(w) for w in ("mei's", "lived", "live", "living", "helped", "volcanoes", "bee")]
+    ['mei', 'liv', 'liv', 'liv', 'help', 'volcan', 'bee']
+    """
+    word = re.sub(r"'s?$", "", word)
+    for suffix, repl in (("ies", "y"), ("oes", "o"), ("es", "e"), ("s", "")):
+        if len(word) > 4 and word.endswith(suffix) and not word.endswith("ss"):
+            word = word[: -len(suffix)] + repl
+            break
+    for suffix in ("ing", "ed"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            break
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word[:6]
+
+
+def content_stems(text: str) -> set[str]:
+    return {_stem(w) for w in filters.content_words(text)}
+
+
+def grounding(question: str, source: str) -> float:
+    """Share of the question's content words (stemmed) that occur in ``source`` (0..1).
+
+    >>> grounding("When did Tambora erupt?", "The eruption of Tambora in 1815 ...")
+    0.5
+    """
+    words = content_stems(question)
+    if not words:
+        return 0.0
+    return len(words & content_stems(source)) / len(words)
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard overlap of content stems: the redundancy measure of the diversity term."""
+    wa, wb = content_stems(a), content_stems(b)
+    if not wa or not wb:
+        return float(filters.normalize(a) == filters.normalize(b))
+    return len(wa & wb) / len(wa | wb)
+
+
+def best_sentence(question: str, passage: str, chunk: Chunk) -> tuple[int, int]:
+    """The sentence of ``chunk`` that shares most content words with ``question`` (the chunk if none does)."""
+    words = content_stems(question)
+    best, best_hits = (chunk.start, chunk.end), 0
+    for s, e in chunk.sentences:
+        hits = len(words & content_stems(passage[s:e]))
+        if hits > best_hits:
+            best, best_hits = (s, e), hits
+    return best
