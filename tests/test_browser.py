@@ -615,8 +615,13 @@ def test_small_things_stop_buttons_tables_and_the_token_report(chromium, tiny_ap
     page.evaluate("() => document.head.lastElementChild.remove()")
     page.get_by_text("Training settings").click()
     set_number(page, "#ft-max-length input[type=number]", 64)
-    page.wait_for_function("() => /longer than 64 tokens/.test(document.querySelector('#ft-report').innerText)",
-                           timeout=90_000)
+    try:
+        page.wait_for_function("() => /longer than 64 tokens/.test(document.querySelector('#ft-report').innerText)",
+                               timeout=90_000)
+    except Exception:
+        raise AssertionError(f"report: {page.locator('#ft-report').inner_text()!r}; max length box: "
+                             f"{page.locator('#ft-max-length input[type=number]').input_value()!r}\n"
+                             f"{tiny_app.output()[-3000:]}") from None
     assert "512" not in page.locator("#ft-report").inner_text()
     page.get_by_role("tab", name="Synthetic").click()
     assert not is_red(page, "#synth-cancel")

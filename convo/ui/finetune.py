@@ -553,8 +553,11 @@ def render(shared: Shared) -> None:
     task.input(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
     gr.on([upload.change, val_upload.change, *(c.change for c in settings_inputs)], plan_text,
           [upload, val_upload, *settings_inputs], plan, api_visibility="private", show_progress="hidden")
-    # the token report counts against "Max tokens per example": recount when it changes
-    max_length.release(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
+    # the token report counts against "Max tokens per example": recount when it changes (on change, not
+    # release: a value typed into the slider's box could send release with the old value; the last change
+    # always runs, so a drag ends with the count for where it stopped)
+    max_length.change(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private",
+                      trigger_mode="always_last", show_progress="hidden")
     # the fields an error names show it beside them while the values clash, and after a refused Start
     checked = dict(zip(SETTING_NAMES, settings_inputs))
     checked_fields = [checked[name] for name in CHECKED_FIELDS]
