@@ -476,6 +476,7 @@ def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_a
     set_number(page, "#ft-save-every input", 25)
     page.locator("#ft-start").click()
     page.wait_for_function("() => /Not started/.test(document.querySelector('#ft-status').innerText)", timeout=30_000)
+    page.wait_for_timeout(1500)  # the reason stays: nothing that ends later may replace it
     status = page.locator("#ft-status").inner_text()
     assert '"Checkpoint every N steps" (25) must be a multiple of "Validate every N steps" (30)' in status, status
     assert "save_every" not in status and "eval_every" not in status

@@ -214,7 +214,10 @@ def start_for_owner(profile: gr.OAuthProfile | None, browser_id, *inputs):
     """``start_training`` as the Start button's handler: the job belongs to this user or browser
     (a browser gets its id with its first job)."""
     browser_id = browser_id or uuid.uuid4().hex
-    return browser_id, *start_training(*inputs, owner=owner_of(browser_id, profile))
+    job, *shown = start_training(*inputs, owner=owner_of(browser_id, profile))
+    # a refused Start keeps the job: writing it again fired the job's change event, whose poll replaced
+    # the "Not started" reason with "No training job yet." (a flaky browser test in CI)
+    return browser_id, (gr.skip() if job == inputs[3] else job), *shown
 
 
 def attach(job_dir, browser_id, unlocked=False, profile: gr.OAuthProfile | None = None):
