@@ -73,7 +73,7 @@ def _text_ok(text: str, location: str, faults: list) -> bool:
 
 
 def _safe(text: str) -> str:
-    """Text safe to send as JSON: lone surrogates written as ``\\udXXX`` escapes."""
+    """Text safe to send as JSON: lone surrogates written as backslash escapes (``\\udc80``)."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8") if _SURROGATE.search(text) else text
 
 
