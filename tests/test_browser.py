@@ -327,10 +327,19 @@ def test_synth_tab_keyword_config_preview_run_and_send_to_finetune(chromium, lau
     context.close()
 
 
-def set_number(page, selector, value):
+def set_number(page, selector, value, settle_ms=800):
+    """Type a number into a field and leave it, as a user does. Gradio 6 mounts the fields of a closed
+    accordion only when it opens, and a field still mounting can put its initial value back over what was
+    typed (a race only a test is fast enough to lose): type again until the value stays."""
     field = page.locator(selector).first
-    field.fill(str(value))
-    field.press("Tab")
+    field.wait_for(state="visible")
+    for _ in range(5):
+        field.fill(str(value))
+        field.press("Tab")
+        page.wait_for_timeout(settle_ms)
+        if field.input_value() == str(value):
+            return
+    raise AssertionError(f"{selector} keeps {field.input_value()!r}, not {value!r}")
 
 
 @pytest.mark.slow

@@ -320,6 +320,7 @@ def test_a_typed_token_ends_up_nowhere(chromium, launch, tiny_causal, tmp_path_f
     places: files under the data dir, Gradio's temp dir and the Hub cache, the app log, SQLite, the job
     folder, the training child's environment, and the browser's localStorage/sessionStorage."""
     from hub_server import serve_fake_hub
+    from test_browser import set_number
 
     root = tmp_path_factory.mktemp("canary")
     hub = serve_fake_hub(monkeypatch, root, {CANARY: "alice", ENV_CANARY: "alice"})
@@ -337,8 +338,7 @@ def test_a_typed_token_ends_up_nowhere(chromium, launch, tiny_causal, tmp_path_f
         page.wait_for_function("() => /ready to train/.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
         page.get_by_text("Training settings").click()
         page.locator("#ft-name input, #ft-name textarea").first.fill("canary-adapter")
-        page.locator("#ft-max-steps input").fill("2")
-        page.locator("#ft-max-steps input").press("Tab")
+        set_number(page, "#ft-max-steps input", 2)
         page.locator("#ft-start").click()
         environ = None
         deadline = time.monotonic() + 120
