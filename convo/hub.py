@@ -458,8 +458,10 @@ def adapter_card(
     counts: Mapping[str, Any],
     hyperparameters: Mapping[str, Any],
     metrics: Mapping[str, Any],
+    prompt: str | None = None,
 ) -> str:
-    """README.md for a LoRA adapter repo: YAML header (peft, base model, tags), usage, data, tables.
+    """README.md for a LoRA adapter repo: YAML header (peft, base model, tags), usage, the prompt
+    format when it is not the chat template (``prompt``), data, tables.
 
     Credential-like keys are dropped from the dicts; raises :class:`HubError` if an ``hf_...`` string remains.
     """
@@ -495,7 +497,7 @@ from convo import ConversationModel
 
 model = ConversationModel.from_pretrained("{base_model}", adapter="{repo_id}")
 ```
-
+{_prompt_section(prompt)}
 ## Training data
 
 - File: `{data_file_name}`
@@ -507,6 +509,22 @@ model = ConversationModel.from_pretrained("{base_model}", adapter="{repo_id}")
     from huggingface_hub import ModelCard, ModelCardData
 
     return _check_card(_card(ModelCard, ModelCardData(**meta), body))
+
+
+def _prompt_section(prompt: str | None) -> str:
+    if not prompt:
+        return ""
+    return f"""
+## Prompt
+
+The adapter was trained on a completion prompt, not the chat template: the model continues
+`Question:` with one question about the last text, ended by the tokenizer's end-of-turn token
+(which also closes each worked question). convo's Questions tab builds it for you.
+
+```text
+{prompt}
+```
+"""
 
 
 def _model_ref(base_model: str) -> str:

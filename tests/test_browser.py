@@ -69,12 +69,15 @@ def test_chat_streams_a_reply(chromium, tiny_app):
 
 def test_two_browsers_never_see_each_others_messages(chromium, tiny_app):
     (ca, a), (cb, b) = open_app(chromium, tiny_app.url), open_app(chromium, tiny_app.url)
-    send(a, "secret of alice")
-    send(b, "secret of bob")
+    # secrets no random model writes by chance (the tiny model once wrote "Idsbobo")
+    alice, bob = "Xq7ALICEsecret", "Zk4BOBsecret"
+    send(a, alice)
+    send(b, bob)
     wait_reply(a)
     wait_reply(b)
-    assert "bob" not in a.locator("#chatbot").inner_text()
-    assert "alice" not in b.locator("#chatbot").inner_text()
+    assert alice in a.locator("#chatbot").inner_text() and bob in b.locator("#chatbot").inner_text()
+    assert bob not in a.locator("#chatbot").inner_text()
+    assert alice not in b.locator("#chatbot").inner_text()
     ca.close()
     cb.close()
 

@@ -20,15 +20,14 @@ from convo.data import (
     MAX_BYTES,
     NO_ANSWER,
     NO_HISTORY,
-    PASSAGE_PROMPT,
     QA_CLOSED_SYSTEM,
     QA_SYSTEM,
-    QG_SYSTEM,
     UNRECOGNISED,
     DataError,
     Passage,
     Turn,
     build_examples,
+    fewshot_text,
     json_depth,
     load_data,
     load_examples,
@@ -211,15 +210,31 @@ def roles(example):
     return [m["role"] for m in example]
 
 
-def test_qg_examples_are_system_passage_question():
+def test_qg_examples_ask_about_the_span_that_holds_the_answer():
+    """A qg example is the few-shot completion prompt over the sentence unit its answer is in (the
+    span the Questions tab later targets), then the human question: each question of a passage gets
+    its own prompt, not one passage prompt shared by every question."""
     passages, _ = load_data(GOOD / "coqa.json")
     examples = build_examples(passages, "qg")
     assert len(examples) == 16
-    first = examples[0]
-    assert first == [{"role": "system", "content": QG_SYSTEM},
-                     {"role": "user", "content": PASSAGE_PROMPT.format(context=passages[0].context)},
-                     {"role": "assistant", "content": "Where did Marta live?"}]
-    assert all(roles(e) == ["system", "user", "assistant"] for e in examples)
+    assert examples[0] == [{"role": "fewshot", "content": "Marta had lived in the same blue house on Pine Street "
+                                                          "for forty years."},
+                           {"role": "assistant", "content": "Where did Marta live?"}]
+    assert examples[2][0]["content"].startswith("Every spring she planted tomatoes, beans and sunflowers")
+    assert all(roles(e) == ["fewshot", "assistant"] for e in examples)
+    for example, (passage, turn) in zip(examples, [(p, t) for p in passages for t in p.turns]):
+        assert example[0]["content"] in passage.context
+        assert turn.answer.lower() in example[0]["content"].lower() or turn.answer == "unknown" \
+            or turn.answer not in passage.context
+    assert len({e[0]["content"] for e in examples}) >= 8  # many spans, not one per passage
+
+
+def test_qg_example_without_the_answer_in_the_text_takes_the_sentence_sharing_most_words():
+    passage = Passage("Ada Lovelace was born in London. She wrote the first program for an engine.",
+                      [Turn("What did Ada write for the engine?", "a program"), Turn("Where was she born?", "London")])
+    first, second = build_examples([passage], "qg")
+    assert first[0]["content"] == passage.context  # "She ..." joins the sentence before it
+    assert second[0]["content"] == "Ada Lovelace was born in London."
 
 
 def test_cqg_examples_carry_the_earlier_turns():
@@ -277,7 +292,7 @@ def test_every_qa_task_ends_on_the_assistant_target(task):
         examples, report = load_examples(GOOD / name, task)
         assert examples and report.examples == len(examples) and report.task == task
         assert all(e[-1]["role"] == "assistant" and e[-1]["content"].strip() for e in examples)
-        assert all(roles(e)[:-1] == ["system", "user"] for e in examples)
+        assert all(roles(e)[:-1] == (["fewshot"] if task == "qg" else ["system", "user"]) for e in examples)
 
 
 def test_identical_examples_are_kept_once():
@@ -351,12 +366,20 @@ def test_cli_prints_the_summary_and_exits_nonzero_on_rejection(capsys):
 # --------------------------------------------------------------------------- token lengths
 
 
-def qg_word_counts(path: Path) -> list[int]:
-    """Independent count of the plain rendering: 'system: ..', 'user: Passage:\\n..', 'assistant: ..'."""
+def cqg_word_counts(path: Path) -> list[int]:
+    """Independent count of the plain rendering: 'system: ..', 'user: Passage:\n.. Conversation so far:\n
+    Q: .. A: ..', 'assistant: ..'."""
     counts = []
     for record in json.loads(path.read_text()):
-        for question in record["questions"]:
-            counts.append(words(QG_SYSTEM) + words(record["context"]) + words(question) + 4)
+        counts += cqg_counts(record["context"], record["questions"], record.get("answers"))
+    return counts
+
+
+def cqg_counts(context: str, questions: list[str], answers: list[str] | None) -> list[int]:
+    counts, history = [], 0
+    for question, answer in zip(questions, answers or [None] * len(questions)):
+        counts.append(words(CQG_SYSTEM) + words(context) + (history or words(NO_HISTORY)) + words(question) + 7)
+        history += 1 + words(question) + (1 + words(answer) if answer is not None else 0)
     return counts
 
 
@@ -368,8 +391,8 @@ class EncodeOnly:
 @pytest.mark.parametrize("tokenizer", [words, lambda t: t.split(), lambda t: {"input_ids": t.split()}, EncodeOnly()],
                          ids=["count", "ids", "mapping", "encode"])
 def test_token_stats_under_a_whitespace_tokenizer(tokenizer):
-    counts = sorted(qg_word_counts(GOOD / "coqa_simple.json"))
-    report = validate_file(GOOD / "coqa_simple.json", tokenizer=tokenizer, max_length=counts[-3])
+    counts = sorted(cqg_word_counts(GOOD / "coqa_simple.json"))
+    report = validate_file(GOOD / "coqa_simple.json", task="cqg", tokenizer=tokenizer, max_length=counts[-3])
     stats = report.token_stats
     assert (stats.count, stats.min, stats.max) == (14, counts[0], counts[-1])
     assert stats.mean == round(sum(counts) / 14, 1)
@@ -384,7 +407,7 @@ def test_p95_is_the_nearest_rank_value():
     questions = [" ".join(["why"] * n) + "?" for n in range(1, 21)]
     data = json.dumps([{"context": "Short.", "questions": questions}]).encode()
     stats = validate_bytes(data, "p95.json", tokenizer=words).token_stats
-    base = words(QG_SYSTEM) + 1 + 4
+    base = words(fewshot_text("Short."))  # the qg prompt: worked examples, then the text
     assert (stats.count, stats.min, stats.p95, stats.max) == (20, base + 1, base + 19, base + 20)
 
 
@@ -424,14 +447,15 @@ def test_generated_100_passage_coqa_validates_fast_with_matching_counts(tmp_path
     path = tmp_path / "coqa100.json"
     written = load_make_coqa().write_coqa(path, 100)
     start = time.perf_counter()
-    report = validate_file(path, tokenizer=words)
+    report = validate_file(path, task="cqg", tokenizer=words)
     elapsed = time.perf_counter() - start
     questions = sum(len(story["questions"]) for story in written["data"])
     assert report.ok and report.faults == [] and report.format == "coqa"
     assert (report.records, report.passages, report.questions, report.answers) == (100, 100, questions, questions)
     assert report.examples == questions and report.token_stats.count == questions
-    counts = sorted(words(QG_SYSTEM) + words(story["story"]) + words(q["input_text"]) + 4
-                    for story in written["data"] for q in story["questions"])
+    counts = sorted(c for story in written["data"]
+                    for c in cqg_counts(story["story"], [q["input_text"] for q in story["questions"]],
+                                        [a["input_text"] for a in story["answers"]]))
     # p95 by definition: the smallest length that at least 95% of the examples do not exceed
     p95 = next(c for c in counts if sum(x <= c for x in counts) >= 0.95 * len(counts))
     stats = report.token_stats

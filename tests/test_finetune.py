@@ -18,7 +18,7 @@ import pytest
 from convo import finetune as ft
 from convo import jobs
 from convo.cli import train as train_cli
-from convo.data import load_examples
+from convo.data import load_data, load_examples
 from convo.engine import adapter_base, get_model, load_model
 from convo.settings import LoraSettings, ModelSpec
 
@@ -120,6 +120,21 @@ def test_labels_mask_prompt_and_every_assistant_turn_is_a_target(tiny_lm):
     assert "I bake bread." in tok.decode(prompt) and "Be curious." in tok.decode(prompt)
     rendered = tok.apply_chat_template(conversation, tokenize=False)
     assert encoded["input_ids"] == tok(rendered, add_special_tokens=False)["input_ids"]
+
+
+def test_a_qg_example_trains_on_the_question_after_its_fewshot_prompt(tiny_lm):
+    """The qg task's few-shot example: the worked examples and the text are context, the question
+    (with the end marker that stops generation) is the only target, tokenized as the prompt is."""
+    from convo.data import qg_fewshot_prompt, render
+
+    example = qg_fewshot_prompt("Bees dance to show where flowers are.") + [
+        {"role": "assistant", "content": "Why do bees dance?"}]
+    encoded = ft.encode_example(tiny_lm, example, 512)
+    tok = tiny_lm.tokenizer
+    assert tok.decode([t for t in encoded["labels"] if t != -100]).strip() == "Why do bees dance?<|im_end|>"
+    prompt_ids = tok(render(tiny_lm, example[:1]), add_special_tokens=False)["input_ids"]
+    assert encoded["input_ids"][:len(prompt_ids)] == prompt_ids  # the Questions tab's prompt, token for token
+    assert all(label == -100 for label in encoded["labels"][:len(prompt_ids)])
 
 
 def test_padding_is_masked_by_position_even_when_pad_is_eos(tiny_lm):
@@ -283,7 +298,7 @@ def test_training_lowers_the_loss_and_saves_a_complete_adapter(trained, tiny_cau
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "convo_adapter.json",
             "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in folder.iterdir()}
     meta = json.loads((folder / "convo_adapter.json").read_text())
-    assert meta["base_model"] == tiny_causal and meta["task"] == "qg"
+    assert meta["base_model"] == tiny_causal and meta["task"] == "qg" and meta["prompt_style"] == "fewshot"
     assert meta["hyperparameters"]["max_steps"] == 6 and meta["hyperparameters"]["lora_r"] == 8
     assert meta["hyperparameters"]["quantization"] == "none"
     for key in ("eval_loss", "train_loss", "rouge_l", "bleu", "base_rouge_l", "base_bleu"):
@@ -291,6 +306,8 @@ def test_training_lowers_the_loss_and_saves_a_complete_adapter(trained, tiny_cau
     assert len(meta["samples"]) == 2 and set(meta["samples"][0]) == {"prompt", "reference", "base", "adapter"}
     card = (folder / "README.md").read_text()
     assert "library_name: peft" in card and meta["train_sha256"] in card
+    assert "## Prompt" in card and "Text: <the sentence to ask about>\nQuestion:" in card  # not the chat template
+    assert any(meta["samples"][0]["prompt"] in p.context for p in load_data(COQA)[0])  # the span asked about
     assert adapter_base(folder) == tiny_causal
 
 

@@ -299,7 +299,7 @@ def test_adapter_prompts_are_the_training_prompts(causal_lm):
     assert conv_prompt == render_prompt(causal_lm, cqg_prompt(passage, turns))
 
 
-def test_an_adapter_gets_the_chat_style_end_to_end(tiny_causal, tmp_path):
+def test_an_adapter_is_asked_in_the_style_it_was_trained_in(tiny_causal, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -314,6 +314,16 @@ def test_an_adapter_gets_the_chat_style_end_to_end(tiny_causal, tmp_path):
     assert_spans_inside(run.questions + run.dropped, passage)
     run = qg.question_run(passage, 2, lm, history=[], settings=SEEDED)
     assert run.style == "chat" and run.mode == "conversational"
+    # an adapter convo trained on the qg task says so, and is asked in the few-shot style it learned
+    import json
+    import shutil
+
+    shutil.copytree(tmp_path / "qg-adapter", tmp_path / "fewshot-adapter")
+    (tmp_path / "fewshot-adapter" / "convo_adapter.json").write_text(json.dumps({"task": "qg", "prompt_style": "fewshot"}))
+    lm = get_model(ModelSpec(tiny_causal, adapter=str(tmp_path / "fewshot-adapter"), dtype="float32"))
+    assert lm.prompt_style == "fewshot" and qg.resolve_style(lm, "auto") == "fewshot"
+    run = qg.question_run(passage, 2, lm, settings=SEEDED)
+    assert run.style == "fewshot" and len(run.questions) == 2
 
 
 def test_style_resolution_and_seq2seq_formats(causal_lm, seq2seq_lm):
@@ -328,6 +338,19 @@ def test_style_resolution_and_seq2seq_formats(causal_lm, seq2seq_lm):
             == "generate question: Bees dance. <hl> The queen lays eggs. <hl>")
     assert qg.target_prompt(seq2seq_lm, "prefix", passage, chunk, (12, 32), "eggs") == f"answer: eggs  context: {passage}"
     assert qg.target_prompt(seq2seq_lm, "prefix", passage, chunk, (12, 32), None) == "generate question: The queen lays eggs."
+
+
+def test_qg_training_text_is_the_question_prompt_of_the_questions_tab(causal_lm):
+    """The text a qg example trains on is the Questions tab's few-shot prompt for that span, then
+    the question and the model's end marker: trained as it is asked."""
+    from convo.data import Passage, build_examples, render
+    from convo.questions import end_marker, fewshot_prompt
+
+    [example] = build_examples([Passage("Bees dance to show where flowers are.", [Turn("Why do bees dance?", "to show")])],
+                               "qg")
+    prompt = fewshot_prompt("Bees dance to show where flowers are.", None, end_marker(causal_lm))
+    assert render(causal_lm, example[:1]) == prompt
+    assert render(causal_lm, example) == prompt + " Why do bees dance?" + end_marker(causal_lm)
 
 
 def test_fewshot_prompt_ends_examples_with_the_stop_token(causal_lm):

@@ -16,17 +16,20 @@ Decisions a caller should know:
   on the work per file (``MAX_WORK``, ``MAX_TURNS``); token lengths are measured on a sample of at
   most ``TOKEN_SAMPLE`` examples, and the report says when they are an estimate.
 
-The package: base (limits, errors, records), tasks (task prompts and examples), checks (field
+The package: base (limits, errors, records, prompt wording), sentences (the spans a question is about),
+tasks (task prompts, their rendering and the examples), checks (field
 checks), formats (one reader per format), report (counts, duplicates, token lengths, summary),
 pipeline (the entry points). Its names are re-exported here.
 """
 from __future__ import annotations
 
-from .base import (Conversation, CONVERSATION_PROMPT, CQG_SYSTEM, Data, DataError, DEFAULT_TASKS, FAULT_LIMIT,
-                   FORMAT_NAMES, FORMATS, MAX_BYTES, MAX_DEPTH, MAX_TURNS, MAX_VALUES, MAX_WORK, MB, MEASURE_CHARS,
+from .base import (Conversation, CONVERSATION_PROMPT, CQG_SYSTEM, Data, DataError, DEFAULT_TASKS, END_MARKERS,
+                   FAULT_LIMIT, FEWSHOT_INSTRUCTION, FEWSHOT_ROLE, FEWSHOT_SHOTS, FORMAT_NAMES, FORMATS, MAX_BYTES, MAX_DEPTH, MAX_TURNS, MAX_VALUES, MAX_WORK, MB, MEASURE_CHARS,
                    Message, NO_ANSWER, NO_HISTORY, Passage, PASSAGE_PROMPT, QA_CLOSED_SYSTEM, QA_SYSTEM, QG_SYSTEM,
-                   QUESTION_PROMPT, ROLES, SUMMARY_FAULTS, TASKS, TOKEN_SAMPLE, TokenStats, Turn, UNRECOGNISED)
-from .tasks import (build_examples, cqg_prompt, format_history, qa_closed_prompt, qa_prompt, qg_prompt,
-                    split_train_val)
+                   QUESTION_PROMPT, ROLES, SUMMARY_FAULTS, TASK_PROMPT_STYLES, TASKS, TOKEN_SAMPLE, TokenStats, Turn,
+                   UNRECOGNISED)
+from .sentences import focus_unit, sentence_units, split_sentences
+from .tasks import (build_examples, cqg_prompt, end_marker, fewshot_text, format_history, is_fewshot, qa_closed_prompt,
+                    qa_prompt, qg_fewshot_prompt, qg_prompt, render, render_fewshot, split_train_val)
 from .report import (render_example, Report, token_counter)
 from .pipeline import (json_depth, load_data, load_examples, validate_bytes, validate_file)

@@ -58,6 +58,27 @@ QA_CLOSED_SYSTEM = (
     "Answer the question briefly, in a few words where possible. "
     f'If you do not know the answer, reply "{NO_ANSWER}".'
 )
+# The question-generation completion format: worked examples, then the text to ask about. It is the
+# prompt a base model follows best (a 135M instruct model asks a real question about one sentence
+# here, and writes statements under the chat prompt), so the ``qg`` task trains on it too. The
+# examples are about topics unlikely to share words with a user's passage, so a copied example fails
+# the grounding check instead of being shown.
+FEWSHOT_INSTRUCTION = "Each text is followed by one question that the text answers.\n\n"
+FEWSHOT_SHOTS = (
+    ("The Eiffel Tower was completed in 1889 as the entrance arch to the World's Fair in Paris.",
+     "1889", "When was the Eiffel Tower completed?"),
+    ("Penguins cannot fly, but their wings work as flippers that let them swim fast under water.",
+     "as flippers", "How do penguins use their wings?"),
+)
+FEWSHOT_ROLE = "fewshot"
+"""Role of the one message of a few-shot question prompt: its content is the text to ask about (an
+``answer`` key makes it answer-aware). ``convo.data.render`` turns it into the completion text."""
+END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+"""End-of-turn tokens: one closes each worked question, so the model ends its own question with one
+and generation stops there (measured: about 1.5x faster than running to max_new_tokens)."""
+TASK_PROMPT_STYLES = {"qg": "fewshot"}
+"""The Questions prompt style an adapter of a task was trained in (``chat`` for the others)."""
+
 PASSAGE_PROMPT = "Passage:\n{context}"
 CONVERSATION_PROMPT = "Passage:\n{context}\n\nConversation so far:\n{history}"
 QUESTION_PROMPT = "Passage:\n{context}\n\nQuestion: {question}"

@@ -10,6 +10,7 @@ from typing import Any
 from .base import (Conversation, FAULT_LIMIT, FORMAT_NAMES, MAX_TURNS, MB, MEASURE_CHARS, Passage, SUMMARY_FAULTS,
                    TOKEN_SAMPLE, TokenStats, _Parsed)
 from .checks import _quote, _safe
+from .tasks import end_marker, is_fewshot, render_fewshot
 
 
 @dataclass
@@ -229,8 +230,10 @@ def _length(result: Any) -> int:
 
 
 def render_example(example: Conversation, tokenizer: Any = None) -> str:
-    """The text a model trains on: the tokenizer's chat template when it has one, else
-    ``role: content`` blocks separated by blank lines."""
+    """The text a model trains on: a few-shot question example as its completion text, else the
+    tokenizer's chat template when it has one, else ``role: content`` blocks separated by blank lines."""
+    if is_fewshot(example):
+        return render_fewshot(example, end_marker(tokenizer) if hasattr(tokenizer, "get_vocab") else "")
     if getattr(tokenizer, "chat_template", None) and hasattr(tokenizer, "apply_chat_template"):
         try:
             return tokenizer.apply_chat_template(example, tokenize=False)

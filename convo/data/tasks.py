@@ -5,13 +5,82 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .base import (CONVERSATION_PROMPT, CQG_SYSTEM, Conversation, Data, Message, NO_HISTORY, PASSAGE_PROMPT, Passage,
-                   QA_CLOSED_SYSTEM, QA_SYSTEM, QG_SYSTEM, QUESTION_PROMPT, TASKS, Turn)
+from .base import (CONVERSATION_PROMPT, CQG_SYSTEM, Conversation, Data, END_MARKERS, FEWSHOT_INSTRUCTION, FEWSHOT_ROLE,
+                   FEWSHOT_SHOTS, Message, NO_HISTORY, PASSAGE_PROMPT, Passage, QA_CLOSED_SYSTEM, QA_SYSTEM, QG_SYSTEM,
+                   QUESTION_PROMPT, TASKS, Turn)
+from .sentences import focus_unit
 
 
 def qg_prompt(context: str) -> Conversation:
     """Messages asking for one question about ``context`` (no assistant turn yet)."""
     return [{"role": "system", "content": QG_SYSTEM}, {"role": "user", "content": PASSAGE_PROMPT.format(context=context)}]
+
+
+def qg_fewshot_prompt(text: str, answer: str | None = None) -> Conversation:
+    """The few-shot completion prompt asking for one question about ``text`` (the ``qg`` task's
+    prompt, and the Questions tab's ``fewshot`` style); ``answer`` makes it answer-aware.
+
+    >>> qg_fewshot_prompt("Bees dance.")
+    [{'role': 'fewshot', 'content': 'Bees dance.'}]
+    """
+    message = {"role": FEWSHOT_ROLE, "content": text}
+    if answer is not None:
+        message["answer"] = answer
+    return [message]
+
+
+def fewshot_text(text: str, answer: str | None = None, end: str = "") -> str:
+    """Raw completion text: two worked examples (each question closed by ``end``), then ``text``
+    waiting for its question.
+
+    >>> fewshot_text("Bees dance.").splitlines()[-2:]
+    ['Text: Bees dance.', 'Question:']
+    """
+    parts = [FEWSHOT_INSTRUCTION]
+    for shot_text, shot_answer, shot_question in FEWSHOT_SHOTS:
+        parts.append(f"Text: {shot_text}\n" + (f"Answer: {shot_answer}\n" if answer is not None else "")
+                     + f"Question: {shot_question}{end}\n\n")
+    parts.append(f"Text: {text}\n" + (f"Answer: {answer}\n" if answer is not None else "") + "Question:")
+    return "".join(parts)
+
+
+def is_fewshot(messages: Sequence[Message]) -> bool:
+    """True for a prompt or example built by ``qg_fewshot_prompt``."""
+    return bool(messages) and messages[0].get("role") == FEWSHOT_ROLE
+
+
+def render_fewshot(messages: Sequence[Message], end: str) -> str:
+    """A few-shot prompt as completion text; with its question (an assistant message) the training
+    text: `` <question><end>`` after ``Question:``, as the model is asked to write it."""
+    prompt, replies = messages[0], messages[1:]
+    text = fewshot_text(prompt["content"], prompt.get("answer"), end)
+    return text + "".join(f" {reply['content'].strip()}{end}" for reply in replies)
+
+
+def end_marker(tokenizer: Any, stop_ids: Sequence[int] | None = None) -> str:
+    """The text of the token that ends a reply for this tokenizer: its end-of-turn marker or EOS
+    (one of ``stop_ids`` when given), or '' when it has none."""
+    vocab = tokenizer.get_vocab()
+    for marker in END_MARKERS + ((tokenizer.eos_token,) if getattr(tokenizer, "eos_token", None) else ()):
+        if marker in vocab and (stop_ids is None or vocab[marker] in stop_ids):
+            return marker
+    return ""
+
+
+def render(lm: Any, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+    """The text ``lm`` sees for a prompt or training example of these tasks: a few-shot prompt as
+    completion text closed by the model's own end marker, anything else through its chat template
+    (``engine.generation.render_prompt``)."""
+    if is_fewshot(messages):
+        if getattr(lm, "remote", False):
+            raise ValueError("the few-shot question prompt is a raw completion: it needs a local model, "
+                             "not a chat server")
+        from ..engine.prompts import stop_token_ids
+
+        return render_fewshot(messages, end_marker(lm.tokenizer, stop_token_ids(lm)))
+    from ..engine.generation import render_prompt
+
+    return render_prompt(lm, list(messages), add_generation_prompt)
 
 
 def format_history(history: Sequence[Turn]) -> str:
@@ -88,8 +157,9 @@ def _iter_examples(data: Data, task: str, sources: Sequence[str] | None) -> Iter
     for passage in data:
         for number, turn in enumerate(passage.turns):
             source = f"{passage.source} turn {number + 1}".strip()
-            if task == "qg":
-                yield source, qg_prompt(passage.context) + [_assistant(turn.question)]
+            if task == "qg":  # about the span a question targets, as the Questions tab asks it
+                focus = focus_unit(passage.context, turn.question, turn.answer)
+                yield source, qg_fewshot_prompt(focus) + [_assistant(turn.question)]
             elif task == "cqg":
                 yield source, cqg_prompt(passage.context, passage.turns[:number]) + [_assistant(turn.question)]
             elif turn.answer is not None and task == "qa":

@@ -162,6 +162,8 @@ class LoadedModel:
     device: str
     quantized: str | None = None
     nbytes: int = 0
+    prompt_style: str | None = None
+    """The prompt style its adapter was trained in (``convo_adapter.json``), None without one."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -269,7 +271,8 @@ def _load(spec: ModelSpec) -> LoadedModel:
         model = attach_adapter(model, adapter_dir, merge=quant is None)
     model.eval()
     nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    return LoadedModel(spec, model, tokenizer, is_seq2seq, device, mode, nbytes)
+    return LoadedModel(spec, model, tokenizer, is_seq2seq, device, mode, nbytes,
+                       adapter_prompt_style(adapter_dir) if adapter_dir else None)
 
 
 def _has_tokenizer(folder: str | None) -> bool:
@@ -295,6 +298,17 @@ def attach_adapter(model, adapter_dir: str, merge: bool):
 
     peft_model = PeftModel.from_pretrained(model, adapter_dir)
     return peft_model.merge_and_unload() if merge else peft_model
+
+
+def adapter_prompt_style(adapter_dir: str | Path) -> str:
+    """The prompt style an adapter was trained in, as convo recorded it; ``chat`` when it records
+    none (adapters from elsewhere, and convo's before the ``qg`` task took the few-shot prompt)."""
+    meta = Path(adapter_dir) / "convo_adapter.json"
+    try:
+        style = json.loads(meta.read_text()).get("prompt_style") if meta.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        style = None
+    return style if isinstance(style, str) and style else "chat"
 
 
 def adapter_base(adapter_dir: str | Path) -> str | None:

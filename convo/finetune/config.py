@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..data import TASKS
+from ..data import END_MARKERS, TASKS
 from ..settings import BUNDLED, DTYPE_CHOICES, LoraSettings, ModelSpec
 
 log = logging.getLogger(__package__)  # one logger for the package
@@ -21,7 +21,7 @@ StopFn = Callable[[], bool]
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The Hub model the bundled GGUF was converted from: what a pushed adapter names as its base."""
 METADATA_FILE = "convo_adapter.json"
-END_OF_TURN_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+END_OF_TURN_MARKERS = END_MARKERS
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
 
 

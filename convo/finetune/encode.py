@@ -1,5 +1,6 @@
-"""Examples -> tokens: each conversation rendered with the model's chat template and encoded, with
-labels on the assistant turns only (-100 elsewhere), plus the padding collator and the dataset.
+"""Examples -> tokens: each example rendered as the model will be asked (``convo.data.render``: its
+chat template, or the few-shot completion text of the ``qg`` task) and encoded, with labels on the
+assistant turns only (-100 elsewhere), plus the padding collator and the dataset.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ def assistant_spans(lm, conversation: Conversation) -> tuple[str, list[tuple[int
     end-of-turn marker. Templates that do not render prefixes consistently fall back to finding
     the message text in the full rendering.
     """
-    from ..engine.generation import render_prompt
+    from ..data import render
 
-    full = render_prompt(lm, conversation, add_generation_prompt=False)
+    full = render(lm, conversation, add_generation_prompt=False)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for index, message in enumerate(conversation):
@@ -34,11 +35,11 @@ def assistant_spans(lm, conversation: Conversation) -> tuple[str, list[tuple[int
 
 
 def _prefix_span(lm, conversation: Conversation, index: int, full: str) -> tuple[int, int] | None:
-    from ..engine.generation import render_prompt
+    from ..data import render
 
     try:
-        before = render_prompt(lm, conversation[:index], add_generation_prompt=True)
-        through = render_prompt(lm, conversation[: index + 1], add_generation_prompt=False)
+        before = render(lm, conversation[:index], add_generation_prompt=True)
+        through = render(lm, conversation[: index + 1], add_generation_prompt=False)
     except Exception:  # e.g. a template that refuses a conversation starting with the assistant
         return None
     if not (full.startswith(through) and through.startswith(before)):
@@ -106,10 +107,10 @@ def _encode_segments(tok, text: str, spans: Sequence[tuple[int, int]]) -> tuple[
 
 def _encode_seq2seq(lm, conversation: Conversation, max_length: int) -> dict[str, list[int]] | None:
     # Encoder-decoder models learn the last assistant turn from everything before it.
-    from ..engine.generation import render_prompt
+    from ..data import render
 
     tok = lm.tokenizer
-    source = render_prompt(lm, conversation[:-1])
+    source = render(lm, conversation[:-1])
     ids = tok(source, truncation=True, max_length=max_length)["input_ids"]
     labels = tok(text_target=conversation[-1]["content"], truncation=True, max_length=max_length)["input_ids"]
     return {"input_ids": list(ids), "labels": list(labels)} if labels else None

@@ -93,20 +93,26 @@ def compare_with_base(lm, examples: Sequence[Conversation], task: str | None,
     ``lm.model`` is a peft model. Returns the metrics (``rouge_l``, ``bleu``, ``base_rouge_l``,
     ``base_bleu``) and a side-by-side of the first ``n_samples`` examples.
     """
-    from ..engine.generation import generate_batch
-
     prompts = [example[:-1] for example in examples]
     references = [example[-1]["content"] for example in examples]
     sampling = eval_sampling(task)
     lm.model.eval()
-    adapter_out = generate_batch(lm, prompts, sampling, batch_size=8)
+    adapter_out = generate_for(lm, prompts, sampling, batch_size=8)
     with lm.model.disable_adapter():
-        base_out = generate_batch(lm, prompts, sampling, batch_size=8)
+        base_out = generate_for(lm, prompts, sampling, batch_size=8)
     metrics = {**generation_scores(adapter_out, references), **generation_scores(base_out, references, "base_"),
                "generated_examples": len(examples)}
     samples = [{"prompt": prompt_text(p), "reference": r, "base": b, "adapter": a}
                for p, r, b, a in list(zip(prompts, references, base_out, adapter_out))[:n_samples]]
     return metrics, samples
+
+
+def generate_for(lm, prompts: Sequence[Conversation], sampling, **kwargs) -> list[str]:
+    """Greedy replies to task prompts, each rendered as the model was trained on it (``convo.data.render``)."""
+    from ..data import render
+    from ..engine.generation import generate_batch
+
+    return generate_batch(lm, prompts, sampling, prompts=[render(lm, p) for p in prompts], **kwargs)
 
 
 def prompt_text(messages: Conversation) -> str:
@@ -115,15 +121,19 @@ def prompt_text(messages: Conversation) -> str:
     return users[-1] if users else (messages[-1]["content"] if messages else "")
 
 
-def passage_prompt(text: str, task: str | None) -> Conversation:
-    """The prompt a task's adapter was trained on, for a passage a person pasted.
+def passage_prompt(text: str, task: str | None, prompt_style: str | None = None) -> Conversation:
+    """The prompt a task's adapter was trained on, for a passage a person pasted (``prompt_style``:
+    what the adapter's ``convo_adapter.json`` records; ``qg`` adapters trained before it was recorded
+    took the chat prompt).
 
     For ``qa`` the last line is the question and the lines above it the passage.
 
+    >>> passage_prompt("Cats purr.", "qg", "fewshot")
+    [{'role': 'fewshot', 'content': 'Cats purr.'}]
     >>> passage_prompt("Cats purr.", "qg")[-1]["content"]
     'Passage:\nCats purr.'
     """
-    from ..data import cqg_prompt, qa_closed_prompt, qa_prompt, qg_prompt
+    from ..data import cqg_prompt, qa_closed_prompt, qa_prompt, qg_fewshot_prompt, qg_prompt
 
     text = text.strip()
     if task == "qa":
@@ -137,19 +147,18 @@ def passage_prompt(text: str, task: str | None) -> Conversation:
         return qa_closed_prompt(text)
     if task == "chat":
         return [{"role": "user", "content": text}]
-    return qg_prompt(text)
+    return qg_fewshot_prompt(text) if prompt_style == "fewshot" else qg_prompt(text)
 
 
 def compare_on_passages(base: str, adapter_dir: str | Path, texts: Sequence[str], task: str | None, *,
                         quantize: str = "auto") -> list[dict]:
     """Greedy outputs of the base model and of base + adapter for each text (shared model pool)."""
-    from ..engine.generation import generate_batch
     from ..engine import get_model
 
-    prompts = [passage_prompt(text, task) for text in texts]
+    prompts = [passage_prompt(text, task, read_metadata(adapter_dir).get("prompt_style")) for text in texts]
     sampling = eval_sampling(task)
-    base_out = generate_batch(get_model(ModelSpec(base, quantize=quantize)), prompts, sampling)
-    tuned_out = generate_batch(get_model(ModelSpec(base, adapter=str(adapter_dir), quantize=quantize)), prompts, sampling)
+    base_out = generate_for(get_model(ModelSpec(base, quantize=quantize)), prompts, sampling)
+    tuned_out = generate_for(get_model(ModelSpec(base, adapter=str(adapter_dir), quantize=quantize)), prompts, sampling)
     return [{"prompt": text, "base": b, "adapter": a} for text, b, a in zip(texts, base_out, tuned_out)]
 
 
@@ -182,7 +191,6 @@ def evaluate_adapter(adapter_dir: str | Path, data_path: str | Path, *, task: st
     The base comes from the adapter's ``convo_adapter.json`` unless ``base`` is given; with
     ``compare_base`` the base model is scored too (``base_*`` keys).
     """
-    from ..engine.generation import generate_batch
     from ..engine import adapter_base, get_model
 
     meta = read_metadata(adapter_dir)
@@ -200,7 +208,7 @@ def evaluate_adapter(adapter_dir: str | Path, data_path: str | Path, *, task: st
     references = [example[-1]["content"] for example in examples]
     for prefix, lm in models.items():
         result[f"{prefix}eval_loss"] = round(validation_loss(lm, examples, max_length), 4)
-        outputs = generate_batch(lm, [example[:-1] for example in examples], eval_sampling(task))
+        outputs = generate_for(lm, [example[:-1] for example in examples], eval_sampling(task))
         result.update(generation_scores(outputs, references, prefix))
     return result
 

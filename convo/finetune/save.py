@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ..data import TASK_PROMPT_STYLES
 from ..settings import BUNDLED
 from .config import BUNDLED_HUB_ID, METADATA_FILE
 
@@ -37,7 +38,7 @@ def save_adapter(peft_model, tokenizer, output_dir: str | Path, *, base_model: s
     peft_model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
     _set_base_in_adapter_config(staging / "adapter_config.json", base_model)
-    metadata = {"base_model": base_model, "task": task, **data_info, "hyperparameters": hyperparameters,
+    metadata = {"base_model": base_model, "task": task, "prompt_style": TASK_PROMPT_STYLES.get(task or "", "chat"), **data_info, "hyperparameters": hyperparameters,
                 "metrics": metrics, "samples": samples or [], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
     write_card(staging, repo_id or f"local/{slug(output_dir.name)}")
@@ -86,9 +87,17 @@ def write_card(adapter_dir: str | Path, repo_id: str) -> str:
     card = adapter_card(repo_id=repo_id, base_model=hub_base_model(meta.get("base_model", "")),
                         data_file_name=meta.get("train_file", ""), data_sha256=meta.get("train_sha256", ""),
                         counts=meta.get("counts", {}), hyperparameters=meta.get("hyperparameters", {}),
-                        metrics=meta.get("metrics", {}))
+                        metrics=meta.get("metrics", {}), prompt=_card_prompt(meta.get("prompt_style")))
     (Path(adapter_dir) / "README.md").write_text(card)
     return card
+
+
+def _card_prompt(prompt_style: str | None) -> str | None:
+    if prompt_style != "fewshot":
+        return None
+    from ..data import fewshot_text
+
+    return fewshot_text("<the sentence to ask about>", end="<end-of-turn>")
 
 
 def push_adapter_to_hub(adapter_dir: str | Path, repo_id: str, *, token: str | None, private: bool = True) -> str:

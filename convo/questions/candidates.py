@@ -10,7 +10,8 @@ from .. import filters
 from ..data import Turn
 from ..engine.generation import generate_batch
 from .prompts import conversation_prompt, target_prompt
-from .settings import Chunk, HIGHLIGHT, MIN_TARGET_WORDS, PRONOUN_START, QuestionSettings, _Candidate
+from ..data.sentences import MIN_TARGET_WORDS, sentence_units
+from .settings import Chunk, HIGHLIGHT, QuestionSettings, _Candidate
 from .text import best_sentence, grounding, pick_evenly, split_sentences
 
 
@@ -32,15 +33,9 @@ def first_question(text: str) -> str:
 
 
 def target_units(passage: str, chunk: Chunk) -> list[tuple[int, int]]:
-    """Spans a single question may be about: each sentence, joined with the one before it when it
-    opens with a pronoun ("It was designed by ...") or is too short to stand alone."""
-    units = []
-    for i, (s, e) in enumerate(chunk.sentences):
-        first = filters.words(passage[s:e])[:1]
-        short = len(filters.words(passage[s:e])) < MIN_TARGET_WORDS
-        if i > 0 and (short or (first and first[0] in PRONOUN_START)):
-            s = chunk.sentences[i - 1][0]
-        units.append((s, e))
+    """Spans a single question may be about (``convo.data.sentence_units``: the spans the ``qg``
+    task trains on), without the ones too short to ask about."""
+    units = sentence_units(passage, chunk.sentences)
     long_enough = [u for u in units if len(filters.words(passage[u[0]:u[1]])) >= MIN_TARGET_WORDS]
     return long_enough or units
 

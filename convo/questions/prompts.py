@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..data import PASSAGE_PROMPT, QG_SYSTEM, Turn, cqg_prompt, qg_prompt
+from ..data import PASSAGE_PROMPT, QG_SYSTEM, Turn, cqg_prompt, fewshot_text, qg_fewshot_prompt, qg_prompt, render
+from ..data import end_marker as data_end_marker
 from ..engine.generation import render_prompt
-from .settings import (CONVERSATION_SHOT, Chunk, END_MARKERS, FEWSHOT_INSTRUCTION, FEWSHOT_SHOTS, HIGHLIGHT,
+from .settings import (CONVERSATION_SHOT, Chunk, HIGHLIGHT,
                        QuestionError, QuestionSettings, SEQ2SEQ_STYLES)
 from .text import token_lengths
 
@@ -15,8 +16,10 @@ from .text import token_lengths
 def resolve_style(lm, style: str) -> str:
     """The concrete prompt style for ``lm`` (see ``STYLES``); raises QuestionError on a mismatch."""
     if style == "auto":
-        if getattr(lm.spec, "adapter", None) or getattr(lm, "remote", False):  # a server takes chat messages
+        if getattr(lm, "remote", False):  # a server takes chat messages
             return "chat"
+        if getattr(lm.spec, "adapter", None):  # ask as it was trained
+            return getattr(lm, "prompt_style", None) or "chat"
         return "highlight" if lm.is_seq2seq else "fewshot"
     if style in SEQ2SEQ_STYLES and not lm.is_seq2seq:
         raise QuestionError(f"The '{style}' prompt style is for seq2seq (T5-style) models; "
@@ -28,28 +31,16 @@ def end_marker(lm) -> str:
     """The text of a token that stops generation for ``lm`` (its end-of-turn or EOS token), or ''."""
     from ..engine.generation import stop_token_ids
 
-    tok = lm.tokenizer
-    vocab = tok.get_vocab()
-    stops = set(stop_token_ids(lm))
-    for marker in END_MARKERS + ((tok.eos_token,) if tok.eos_token else ()):
-        if vocab.get(marker) in stops:
-            return marker
-    return ""
+    return data_end_marker(lm.tokenizer, stop_token_ids(lm))
 
 
 def fewshot_prompt(text: str, answer: str | None = None, end: str = "") -> str:
-    """Raw completion prompt: two worked examples (each question closed by ``end``), then ``text``
-    waiting for its question.
+    """Raw completion prompt asking for one question about ``text`` (``convo.data.fewshot_text``).
 
     >>> fewshot_prompt("Bees dance.").splitlines()[-2:]
     ['Text: Bees dance.', 'Question:']
     """
-    parts = [FEWSHOT_INSTRUCTION]
-    for shot_text, shot_answer, shot_question in FEWSHOT_SHOTS:
-        parts.append(f"Text: {shot_text}\n" + (f"Answer: {shot_answer}\n" if answer is not None else "")
-                     + f"Question: {shot_question}{end}\n\n")
-    parts.append(f"Text: {text}\n" + (f"Answer: {answer}\n" if answer is not None else "") + "Question:")
-    return "".join(parts)
+    return fewshot_text(text, answer, end)
 
 
 def conversation_fewshot_prompt(chunk_text: str, history: Sequence[Turn], end: str = "") -> str:
@@ -80,8 +71,8 @@ def target_prompt(lm, style: str, passage: str, chunk: Chunk, target: tuple[int,
                   answer: str | None) -> str:
     """The prompt asking for a question about ``target`` (a sentence span, or the answer span)."""
     chunk_text = passage[chunk.start:chunk.end]
-    if style == "fewshot":
-        return fewshot_prompt(passage[target[0]:target[1]], answer, end_marker(lm))
+    if style == "fewshot":  # the qg task's training prompt, about the same span
+        return render(lm, qg_fewshot_prompt(passage[target[0]:target[1]], answer))
     if style == "chat":
         if answer is None:
             return render_prompt(lm, qg_prompt(chunk_text))

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..data.base import END_MARKERS, FEWSHOT_INSTRUCTION, FEWSHOT_SHOTS  # noqa: F401  (re-exported)
+from ..data.sentences import ABBREVIATIONS, MIN_TARGET_WORDS, PRONOUN_START  # noqa: F401  (re-exported)
 from ..settings import Sampling
 
 MODES = ("open", "answer", "conversational")
 STYLES = ("auto", "fewshot", "chat", "highlight", "prefix")
-"""Prompt styles. ``auto``: ``chat`` when an adapter is loaded (it was trained on convo.data's qg/cqg
-prompts), ``highlight`` for seq2seq models, ``fewshot`` for other causal LMs.
+"""Prompt styles. ``auto``: with an adapter, the style it was trained in (``prompt_style`` in its
+``convo_adapter.json``: ``fewshot`` for the ``qg`` task, ``chat`` otherwise and for adapters that
+record none); ``chat`` for remote servers, ``highlight`` for seq2seq models, ``fewshot`` for other
+causal LMs.
 
 * ``fewshot``: raw completion ``Text: <sentence>\\nQuestion:`` after two worked examples; works on base
   and instruct models alike, and steers even a 135M model to a real question about one sentence.
@@ -28,30 +32,12 @@ RULE_POOL = 3
 QG_SAMPLING = Sampling(temperature=0.7, top_p=0.9, top_k=50, max_new_tokens=32, repetition_penalty=1.1)
 """Short outputs: a question rarely needs more than 25 tokens, and every extra token costs a decode step."""
 
-# Worked examples for the few-shot style. They are about topics unlikely to share words with a user's
-# passage, so a copied example fails the grounding check instead of being shown.
-FEWSHOT_INSTRUCTION = "Each text is followed by one question that the text answers.\n\n"
-FEWSHOT_SHOTS = (
-    ("The Eiffel Tower was completed in 1889 as the entrance arch to the World's Fair in Paris.",
-     "1889", "When was the Eiffel Tower completed?"),
-    ("Penguins cannot fly, but their wings work as flippers that let them swim fast under water.",
-     "as flippers", "How do penguins use their wings?"),
-)
 CONVERSATION_SHOT = (
     "The Eiffel Tower was completed in 1889 as the entrance arch to the World's Fair in Paris. "
     "It is 330 metres tall and was the tallest structure in the world until 1930.",
     (("When was the Eiffel Tower completed?", "in 1889"), ("Why was it built?", "as the entrance arch to the World's Fair"),
      ("How tall is it?", None)),
 )
-END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
-"""End-of-turn tokens put after each example question, so the model ends its own question with one
-and generation stops there (measured: about 1.5x faster than running to max_new_tokens)."""
-
-PRONOUN_START = frozenset("it its they their them this these those he she his her such there that".split())
-"""A sentence starting with one of these needs the sentence before it to make sense on its own."""
-MIN_TARGET_WORDS = 4
-ABBREVIATIONS = frozenset("mr mrs ms dr prof st sr jr vs etc e.g i.e no fig approx mt inc ltd co ca cf al".split())
-
 
 class QuestionError(ValueError):
     """Bad input to question generation; the message is one line a user can act on."""

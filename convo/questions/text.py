@@ -9,46 +9,8 @@ import re
 from collections.abc import Sequence
 
 from .. import filters
-from .settings import ABBREVIATIONS, Chunk
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of ``text`` (whitespace trimmed; paragraph breaks and
-    Markdown headings end a sentence; common abbreviations and initials do not).
-
-    >>> t = "Dr. Who met J. Smith. It rained!  New day"
-    >>> [t[s:e] for s, e in split_sentences(t)]
-    ['Dr. Who met J. Smith.', 'It rained!', 'New day']
-    """
-    cuts = []
-    for m in re.finditer(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[#*-]?[A-Z0-9])|\n[ \t]*\n|\n(?=[ \t]*#)|^[ \t]*#[^\n]*\n",
-                         text, flags=re.MULTILINE):
-        if m.group().startswith(".") and _ends_with_abbreviation(text, m.start()):
-            continue
-        cuts.append(m.end())
-    spans, start = [], 0
-    for cut in cuts + [len(text)]:
-        span = _trimmed(text, start, cut)
-        if span:
-            spans.append(span)
-        start = max(start, cut)
-    return spans
-
-
-def _ends_with_abbreviation(text: str, dot: int) -> bool:
-    before = re.search(r"([A-Za-z.]+)$", text[max(0, dot - 12):dot])
-    if not before:
-        return False
-    word = before.group(1).lower().strip(".")
-    return word in ABBREVIATIONS or (len(word) == 1 and text[dot - 1].isupper())
-
-
-def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return (start, end) if end > start else None
+from ..data.sentences import split_sentences  # noqa: F401  (re-exported)
+from .settings import Chunk
 
 
 def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:

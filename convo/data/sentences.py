@@ -1,0 +1,98 @@
+"""Sentences and the spans a single question may be about, shared by the training examples of the
+``qg`` task and the Questions pipeline, so a model is trained on the span it is later asked about.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .. import filters
+
+ABBREVIATIONS = frozenset("mr mrs ms dr prof st sr jr vs etc e.g i.e no fig approx mt inc ltd co ca cf al".split())
+PRONOUN_START = frozenset("it its they their them this these those he she his her such there that".split())
+"""A sentence starting with one of these needs the sentence before it to make sense on its own."""
+MIN_TARGET_WORDS = 4
+"""A sentence shorter than this is joined with the one before it."""
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text`` (whitespace trimmed; paragraph breaks and
+    Markdown headings end a sentence; common abbreviations and initials do not).
+
+    >>> t = "Dr. Who met J. Smith. It rained!  New day"
+    >>> [t[s:e] for s, e in split_sentences(t)]
+    ['Dr. Who met J. Smith.', 'It rained!', 'New day']
+    """
+    cuts = []
+    for m in re.finditer(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[#*-]?[A-Z0-9])|\n[ \t]*\n|\n(?=[ \t]*#)|^[ \t]*#[^\n]*\n",
+                         text, flags=re.MULTILINE):
+        if m.group().startswith(".") and _ends_with_abbreviation(text, m.start()):
+            continue
+        cuts.append(m.end())
+    spans, start = [], 0
+    for cut in cuts + [len(text)]:
+        span = _trimmed(text, start, cut)
+        if span:
+            spans.append(span)
+        start = max(start, cut)
+    return spans
+
+
+def _ends_with_abbreviation(text: str, dot: int) -> bool:
+    before = re.search(r"([A-Za-z.]+)$", text[max(0, dot - 12):dot])
+    if not before:
+        return False
+    word = before.group(1).lower().strip(".")
+    return word in ABBREVIATIONS or (len(word) == 1 and text[dot - 1].isupper())
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if end > start else None
+
+
+def sentence_units(text: str, sentences: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """One span per sentence that a single question may be about: the sentence, joined with the one
+    before it when it opens with a pronoun ("It was designed by ...") or is too short to stand alone.
+
+    >>> t = "The tower is in Paris. It opened in 1889."
+    >>> [t[s:e] for s, e in sentence_units(t, split_sentences(t))]
+    ['The tower is in Paris.', 'The tower is in Paris. It opened in 1889.']
+    """
+    units = []
+    for i, (s, e) in enumerate(sentences):
+        first = filters.words(text[s:e])[:1]
+        short = len(filters.words(text[s:e])) < MIN_TARGET_WORDS
+        if i > 0 and (short or (first and first[0] in PRONOUN_START)):
+            s = sentences[i - 1][0]
+        units.append((s, e))
+    return units
+
+
+def focus_unit(text: str, question: str, answer: str | None = None) -> str:
+    """The span of ``text`` a human question is about, as the Questions pipeline would target it:
+    the unit of the sentence that holds the answer (found case-insensitively), else the unit sharing
+    most content words with the question and its answer; ``text`` itself when it has no sentences.
+
+    >>> t = "Marta lived on Pine Street. She had a red bike. Her brother Tom was nine."
+    >>> focus_unit(t, "What colour was her bike?", "red")
+    'Marta lived on Pine Street. She had a red bike.'
+    >>> focus_unit(t, "How old was Tom?", "nine years")
+    'Her brother Tom was nine.'
+    """
+    sentences = split_sentences(text)
+    if not sentences:
+        return text.strip()
+    units = sentence_units(text, sentences)
+    at = text.lower().find(answer.strip().lower()) if answer and answer.strip() else -1
+    if at >= 0:
+        index = max(i for i, (s, _) in enumerate(sentences) if s <= at or i == 0)
+    else:
+        wanted = set(filters.content_words(f"{question} {answer or ''}"))
+        hits = [len(wanted & set(filters.content_words(text[s:e]))) for s, e in sentences]
+        index = hits.index(max(hits))
+    start, end = units[index]
+    return text[start:end]
