@@ -1,7 +1,7 @@
 """Peak resident memory and trained tokens/s of a fine-tuning job on the bundled model, with a
 500-passage CoQA-format file (question generation, batch 8, max length 512), as the Fine-tune tab runs it.
 
-    python benchmarks/train_memory.py [--steps 4] [--eval_steps 2] [--code DIR] [-- extra training.finetune flags]
+    python benchmarks/train_memory.py [--steps 4] [--eval_steps 2] [--task qg|cqg] [--code DIR] [-- extra training.finetune flags]
 
 The job runs as ``python -m training.finetune`` in a child process; its resident memory (the child and
 its own children, summed) is sampled every 0.1 s. ``--code DIR`` runs the training code of another
@@ -84,7 +84,7 @@ def run_job(code: Path, train: Path, out: Path, args, extra: list[str]) -> dict:
                "--output_dir", str(out / "adapter"), "--batch_size", str(args.batch_size),
                "--max_length", str(args.max_length), "--max_steps", str(args.steps), "--eval_steps",
                str(args.eval_steps), "--save_steps", str(args.eval_steps * 1000), "--eval_generations", "0",
-               "--early_stopping_patience", "0", *extra]
+               "--early_stopping_patience", "0", "--task", args.task, *extra]
     env = {**os.environ, "PYTHONPATH": str(code), "HF_HUB_OFFLINE": "1"}
     started = time.monotonic()
     child = subprocess.Popen(command, cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval_steps", type=int, default=2, help="validation loss every N steps")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--max_length", type=int, default=512)
+    parser.add_argument("--task", default="qg", help="qg (examples of one sentence unit, ~150 tokens) or cqg "
+                        "(the passage and the conversation so far: examples up to max_length)")
     parser.add_argument("--code", default=str(ROOT), help="checkout whose training code runs (default: this one)")
     args, extra = parser.parse_known_args(argv)
     extra = [item for item in extra if item != "--"]
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         data = coqa_passages(args.passages)
         train.write_text(json.dumps(data))
         questions = sum(len(d["questions"]) for d in data["data"])
-        print(f"data: {args.passages} passages, {questions} questions (qg), batch {args.batch_size}, "
+        print(f"data: {args.passages} passages, {questions} questions ({args.task}), batch {args.batch_size}, "
               f"max_length {args.max_length}, {args.steps} steps, validation every {args.eval_steps}; "
               f"code {args.code}; extra {extra or 'none'}")
         result = run_job(Path(args.code).resolve(), train, folder, args, extra)

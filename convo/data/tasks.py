@@ -60,9 +60,11 @@ def render_fewshot(messages: Sequence[Message], end: str) -> str:
 def end_marker(tokenizer: Any, stop_ids: Sequence[int] | None = None) -> str:
     """The text of the token that ends a reply for this tokenizer: its end-of-turn marker or EOS
     (one of ``stop_ids`` when given), or '' when it has none."""
-    vocab = tokenizer.get_vocab()
+    from ..engine.prompts import token_id
+
     for marker in END_MARKERS + ((tokenizer.eos_token,) if getattr(tokenizer, "eos_token", None) else ()):
-        if marker in vocab and (stop_ids is None or vocab[marker] in stop_ids):
+        token = token_id(tokenizer, marker)
+        if token is not None and (stop_ids is None or token in stop_ids):
             return marker
     return ""
 
