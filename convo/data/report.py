@@ -233,7 +233,7 @@ def render_example(example: Conversation, tokenizer: Any = None) -> str:
     """The text a model trains on: a few-shot question example as its completion text, else the
     tokenizer's chat template when it has one, else ``role: content`` blocks separated by blank lines."""
     if is_fewshot(example):
-        return render_fewshot(example, end_marker(tokenizer) if hasattr(tokenizer, "get_vocab") else "")
+        return render_fewshot(example, end_marker(tokenizer) if hasattr(tokenizer, "convert_tokens_to_ids") else "")
     if getattr(tokenizer, "chat_template", None) and hasattr(tokenizer, "apply_chat_template"):
         try:
             return tokenizer.apply_chat_template(example, tokenize=False)

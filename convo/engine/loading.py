@@ -300,12 +300,21 @@ def attach_adapter(model, adapter_dir: str, merge: bool):
     return peft_model.merge_and_unload() if merge else peft_model
 
 
+ADAPTER_METADATA_FILE = "convo_adapter.json"
+"""What convo records beside an adapter it trained: base model, task, prompt style, data, metrics."""
+
+
+def adapter_metadata(adapter_dir: str | Path) -> dict:
+    """The adapter's ``convo_adapter.json`` ({} when there is none)."""
+    path = Path(adapter_dir) / ADAPTER_METADATA_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def adapter_prompt_style(adapter_dir: str | Path) -> str:
     """The prompt style an adapter was trained in, as convo recorded it; ``chat`` when it records
     none (adapters from elsewhere, and convo's before the ``qg`` task took the few-shot prompt)."""
-    meta = Path(adapter_dir) / "convo_adapter.json"
     try:
-        style = json.loads(meta.read_text()).get("prompt_style") if meta.is_file() else None
+        style = adapter_metadata(adapter_dir).get("prompt_style")
     except (OSError, ValueError, AttributeError):
         style = None
     return style if isinstance(style, str) and style else "chat"
@@ -317,11 +326,7 @@ def adapter_base(adapter_dir: str | Path) -> str | None:
     if not config.is_file():
         return None
     data = json.loads(config.read_text())
-    base = data.get("base_model_name_or_path")
-    convo_meta = Path(adapter_dir) / "convo_adapter.json"
-    if convo_meta.is_file():
-        base = json.loads(convo_meta.read_text()).get("base_model", base)
-    return base
+    return adapter_metadata(adapter_dir).get("base_model", data.get("base_model_name_or_path"))
 
 
 def explain_load_error(spec: ModelSpec, exc: Exception) -> str:

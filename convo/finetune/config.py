@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..data import END_MARKERS, TASKS
+from ..engine.loading import ADAPTER_METADATA_FILE
 from ..settings import BUNDLED, DTYPE_CHOICES, LoraSettings, ModelSpec
 
 log = logging.getLogger(__package__)  # one logger for the package
@@ -20,7 +21,7 @@ StopFn = Callable[[], bool]
 
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The Hub model the bundled GGUF was converted from: what a pushed adapter names as its base."""
-METADATA_FILE = "convo_adapter.json"
+METADATA_FILE = ADAPTER_METADATA_FILE
 END_OF_TURN_MARKERS = END_MARKERS
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
 

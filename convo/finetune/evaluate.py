@@ -155,7 +155,8 @@ def compare_on_passages(base: str, adapter_dir: str | Path, texts: Sequence[str]
     """Greedy outputs of the base model and of base + adapter for each text (shared model pool)."""
     from ..engine import get_model
 
-    prompts = [passage_prompt(text, task, read_metadata(adapter_dir).get("prompt_style")) for text in texts]
+    prompt_style = read_metadata(adapter_dir).get("prompt_style")
+    prompts = [passage_prompt(text, task, prompt_style) for text in texts]
     sampling = eval_sampling(task)
     base_out = generate_for(get_model(ModelSpec(base, quantize=quantize)), prompts, sampling)
     tuned_out = generate_for(get_model(ModelSpec(base, adapter=str(adapter_dir), quantize=quantize)), prompts, sampling)

@@ -38,8 +38,9 @@ def save_adapter(peft_model, tokenizer, output_dir: str | Path, *, base_model: s
     peft_model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
     _set_base_in_adapter_config(staging / "adapter_config.json", base_model)
-    metadata = {"base_model": base_model, "task": task, "prompt_style": TASK_PROMPT_STYLES.get(task or "", "chat"), **data_info, "hyperparameters": hyperparameters,
-                "metrics": metrics, "samples": samples or [], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    metadata = {"base_model": base_model, "task": task, "prompt_style": TASK_PROMPT_STYLES.get(task or "", "chat"),
+                **data_info, "hyperparameters": hyperparameters, "metrics": metrics, "samples": samples or [],
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
     write_card(staging, repo_id or f"local/{slug(output_dir.name)}")
     _move_into_place(staging, output_dir)
@@ -75,8 +76,9 @@ def _move_into_place(staging: Path, target: Path) -> None:
 
 def read_metadata(adapter_dir: str | Path) -> dict:
     """The ``convo_adapter.json`` of an adapter folder ({} when there is none)."""
-    path = Path(adapter_dir) / METADATA_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    from ..engine.loading import adapter_metadata
+
+    return adapter_metadata(adapter_dir)
 
 
 def write_card(adapter_dir: str | Path, repo_id: str) -> str:
