@@ -27,10 +27,10 @@ def one_user(url: str, topic: str, tokens: int, results: list, barrier: threadin
     started = time.perf_counter()
     job = client.submit(*args, api_name="/chat")
     first = None
-    for update in job:
-        if first is None and len(update) > 1 and any(p.get("text") for p in update[-1]["content"]):
+    for update in job:  # the outputs: the conversation first, then the chat status and the chips
+        if first is None and len(update[0]) > 1 and any(p.get("text") for p in update[0][-1]["content"]):
             first = time.perf_counter() - started
-    final = job.outputs()[-1][-1]["content"]
+    final = job.outputs()[-1][0][-1]["content"]
     text = "".join(p.get("text", "") for p in final)
     results.append((first or time.perf_counter() - started, time.perf_counter() - started, text))
 

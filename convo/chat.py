@@ -54,12 +54,14 @@ def with_system(messages: Messages, system_prompt: str) -> Messages:
 
 def reply_stream(lm: LoadedModel, messages: Messages, settings: ChatSettings = ChatSettings(),
                  sampling: Sampling | None = None, stop: Stop | None = None,
-                 asked: Sequence[str] = (), min_interval: float = 0.0, remembered: Sequence[str] = ()) -> Iterator[str]:
+                 asked: Sequence[str] = (), min_interval: float | Callable[[], float] = 0.0,
+                 remembered: Sequence[str] = ()) -> Iterator[str]:
     """Stream the assistant reply to ``messages`` (ending with a user turn) as growing text.
 
     In interviewer mode the reply ends with the assistant's best follow-up question. With
     ``min_interval`` the text is yielded at most that often (the first piece at once, the whole
-    text always last), so a UI is not redrawn for every token. ``remembered``: questions built from
+    text always last), so a UI is not redrawn for every token (a function: asked before each piece).
+    ``remembered``: questions built from
     the user's memory, asked first by the interviewer.
     """
     stop = stop or Stop()

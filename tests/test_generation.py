@@ -228,3 +228,29 @@ def test_coalesce_sends_the_first_at_once_the_last_always_and_few_between():
     assert sent[0] == 0 and sent[-1] == 39 and 3 <= len(sent) <= 10
     assert list(coalesce(iter(range(5)), 0.0)) == [0, 1, 2, 3, 4]
     assert list(coalesce(iter([]), 1.0)) == []
+
+
+def test_concurrent_chat_replies_share_twenty_redraws_a_second():
+    """Each streaming reply's redraw interval follows how many replies stream at once, and a stream
+    already running slows down when others start (the interval is asked before each piece)."""
+    from convo.engine.generation import coalesce
+    from convo.ui import chat as ui_chat
+
+    assert ui_chat.redraw_interval() == ui_chat.UPDATE_EVERY_S
+    with ui_chat._counted_stream(), ui_chat._counted_stream(), ui_chat._counted_stream():
+        assert ui_chat.redraw_interval() == pytest.approx(3 * ui_chat.UPDATE_EVERY_S)
+    assert ui_chat.redraw_interval() == ui_chat.UPDATE_EVERY_S
+    with pytest.raises(RuntimeError):  # a failed stream is counted out too
+        with ui_chat._counted_stream():
+            raise RuntimeError("boom")
+    assert ui_chat._streaming == 0
+
+    interval = [0.0]
+
+    def states():
+        for i in range(6):
+            if i == 2:
+                interval[0] = 60.0  # others started streaming
+            yield i
+
+    assert list(coalesce(states(), lambda: interval[0])) == [0, 1, 5]

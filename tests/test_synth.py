@@ -754,3 +754,35 @@ def test_persona_setup_missing_files_listed_at_once_then_imported_from_a_zip_wit
     positional.write_text("You are {} and {}. Start with: {}")
     *_, note = ui.import_persona_config([str(config), str(only_descriptions), str(positional)], "T {seed}", "R {message}")
     assert note.startswith("**Error:**") and "positional placeholders" in note and "{motivation}" in note, note
+
+
+def test_keyword_lines_are_sampled_until_one_names_the_word(tiny_lm):
+    """While sampling, each line of a keyword script is drawn from several candidates in the same
+    step until the script names its word (the most common drop was a conversation that never does);
+    then one line a step. Greedy runs draw one (the candidates would be the same text)."""
+    from convo.synth import programs
+
+    job = synth.KeywordJob(synth.KeywordConfig("k", ["Talk about {word}."], ["rain"], ["sorry"]), line_candidates=3)
+    item = next(job.items())
+    program = programs.program_for(tiny_lm, job, Sampling(temperature=0.7))(item)
+    first = next(program)
+    assert len(first) == 3 and len(set(first)) == 1 and first[0].endswith("STUDENT:")
+    # none names the word: the first clean one is kept, and the next line gets candidates again
+    second = program.send(["I am sorry.", "Hello there.", "Good morning."])
+    assert len(second) == 3 and second[0].endswith("STUDENT: Hello there.\nTEACHER:")
+    third = program.send(["Nice day.", "Is it going to rain today?", "Rain is wet."])
+    assert len(third) == 1 and "TEACHER: Is it going to rain today?\nSTUDENT:" in third[0]
+    fourth = program.send(["Why?"])
+    assert len(fourth) == 1
+    with pytest.raises(StopIteration) as ended:
+        program.send(["Because clouds are heavy."])
+    result = ended.value.value
+    assert [m["content"] for m in result.messages] == ["Hello there.", "Is it going to rain today?", "Why?",
+                                                       "Because clouds are heavy."]
+    assert result.kept
+    greedy = programs.program_for(tiny_lm, job, SHORT_GREEDY)(item)
+    assert len(next(greedy)) == 1
+    assert job.to_config()["line_candidates"] == 3
+    assert len(next(programs.program_for(tiny_lm, keyword_job(), Sampling(temperature=0.7))(item))) == 1  # default
+    with pytest.raises(synth.ConfigError, match="line_candidates"):
+        synth.KeywordJob(job.config, line_candidates=0)

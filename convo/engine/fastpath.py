@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .hardware import cpu_computes_bf16
+from .hardware import cpu_has_amx
 from ..settings import Sampling
 from ..threads import run_in_fresh_thread
 
@@ -127,28 +127,15 @@ def default_dense_rows() -> tuple[int, int] | None:
     head), int4/int8 kernel vs dense bf16: layers 8 rows 18.3 vs 25.8 ms, 16 rows 38.8 vs 27.1,
     256 rows 494 vs 60; head 4 rows 2.4 vs 2.8 ms, 8 rows 5.2 vs 2.9, 16 rows 12.5 vs 3.4. Without
     bf16 units torch emulates bf16 and the copies lose (dense fp32, tried on an AVX2 EPYC: a
-    batched synth run went from 33.8 to 41.0 s, bound by memory bandwidth), so there are none.
-    The copies cost 2 bytes per weight. ``$CONVO_FAST_DENSE``: 0 never, 1 always, else this rule.
+    batched synth run went from 33.8 to 41.0 s, bound by memory bandwidth), so there are none; nor
+    with AVX512-BF16 but no AMX (Zen 4 EPYC: a dense bf16 head took 6.0 ms for one row and 8.7 ms for
+    16, against the int8 kernel's 3.4 and 16.6, and the copies moved the bundled model's perplexity
+    by 2.5% against the fp32 reference, over the 2% bar). The copies cost 2 bytes per weight. ``$CONVO_FAST_DENSE``: 0 never, 1 always, else this rule.
     """
     chosen = os.environ.get("CONVO_FAST_DENSE", "auto")
-    if chosen == "0" or (chosen != "1" and not _cpu_has_amx()):
+    if chosen == "0" or (chosen != "1" and not cpu_has_amx()):
         return None
     return 12, 8
-
-
-def _cpu_has_amx() -> bool:
-    """Dense bf16 copies pay only with AMX tiles. On a Zen 4 EPYC (AVX512-BF16, no AMX) they moved
-    the bundled model's perplexity by 2.5% against the fp32 reference (over the 2% bar), and their
-    speed there was never measured, so they stay off."""
-    import torch
-
-    try:
-        return bool(torch.cpu._is_amx_tile_supported())
-    except AttributeError:
-        try:
-            return " amx_tile" in Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
 
 
 @dataclass
@@ -171,14 +158,15 @@ class FastModel:
         # Quantized weights need bf16 activations: torch's int4/int8 CPU kernels are vectorized for
         # bf16 only (measured here: fp32 inputs take a reference path about 25x slower).
         self.dtype = dtype or (model.dtype if weights == "none" else torch.bfloat16)
-        bf16_units = cpu_computes_bf16()
         if dense_rows == "auto":
             dense_rows = default_dense_rows() if self.dtype == torch.bfloat16 else None
         layer_rows, head_rows = dense_rows or (None, None)
-        # Decode attention (one query a row) in fp32 where bf16 is emulated: 4-6x faster there, the
-        # conversion included (16 rows x 300 keys: 4.6 -> 0.8 ms a layer, AVX2 EPYC); in bf16 where the
-        # CPU computes it (16 rows x 216 keys: 533 us fp32 with conversion, 203 us bf16; AMX Xeon).
-        self.decode_attn_dtype = self.dtype if bf16_units else torch.float32
+        # Decode attention (one query a row) in bf16 only with AMX tiles (16 rows x 216 keys: 533 us fp32
+        # with the conversion, 203 us bf16; AMX Xeon). Elsewhere fp32, the conversion included: where bf16
+        # is emulated 4-6x faster (16 rows x 300 keys: 4.6 -> 0.8 ms a layer, AVX2 EPYC), and also with
+        # AVX512-BF16 but no AMX (Zen 4 EPYC, whole decode steps of the bundled model: 8 rows x 500 keys
+        # 178 -> 58 ms, 8 x 100 70 -> 34 ms, 1 x 500 36 -> 18 ms).
+        self.decode_attn_dtype = self.dtype if cpu_has_amx() else torch.float32
         head = head or ("int8" if weights in ("int4", "int8") else weights)
         self.n_heads = config.num_attention_heads
         self.n_kv = getattr(config, "num_key_value_heads", None) or self.n_heads

@@ -218,18 +218,22 @@ def accumulate(pieces: Iterable[str]) -> Iterator[str]:
         yield text
 
 
-def coalesce(states: Iterable[T], min_interval: float) -> Iterator[T]:
+def coalesce(states: Iterable[T], min_interval: float | Callable[[], float]) -> Iterator[T]:
     """The latest of a stream of states, at most every ``min_interval`` seconds: the first at once,
     the last always. Each UI update of a streamed chat costs the server about as much as a decode
     step, so redrawing 20 times a second instead of once per token leaves the cores to decoding.
+    ``min_interval`` may be a function, asked before each state (an interval that follows the load).
 
     >>> list(coalesce(iter([1, 2, 3]), 60.0))
     [1, 3]
+    >>> list(coalesce(iter([1, 2, 3]), lambda: 0.0))
+    [1, 2, 3]
     """
+    interval = min_interval if callable(min_interval) else (lambda: min_interval)
     sent_at, pending, has_pending = None, None, False
     for state in states:
         now = time.monotonic()
-        if sent_at is None or now - sent_at >= min_interval:
+        if sent_at is None or now - sent_at >= interval():
             sent_at, has_pending = now, False
             yield state
         else:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from ..engine.generation import Program, check_messages, pipeline, render_prompt
 from .config import PERSONA_SCRIPT_ROLES, SCRIPT, compile_exclude, fill_template
 from .jobs import Item, Job, KeywordJob, PersonaJob, SynthSampling
-from .parsing import (_labels, _whole_sentences, clean_reply, cut_to, keyword_faults, parse_script, persona_faults,
-                      strip_address)
+from .parsing import (_labels, _whole_sentences, clean_reply, cut_to, keyword_faults, mentions, parse_script,
+                      persona_faults, strip_address)
 
 
 @dataclass
@@ -34,7 +34,7 @@ def generate_items(lm, job: Job, items: Sequence[Item], sampling, batch_size: in
     """One attempt at each item, ``batch_size`` conversations at a time; results in item order."""
     results: list[Result | None] = [None] * len(items)
     pending = iter(enumerate(items))
-    make = program_for(lm, job)
+    make = program_for(lm, job, sampling)
 
     def source():
         index, item = next(pending, (None, None))
@@ -45,14 +45,17 @@ def generate_items(lm, job: Job, items: Sequence[Item], sampling, batch_size: in
     return results
 
 
-def program_for(lm, job: Job) -> Callable[[Item], Program]:
+def program_for(lm, job: Job, sampling=None) -> Callable[[Item], Program]:
     """How one conversation of ``job`` is made, as a ``generation.pipeline`` program: it yields the
     prompts of each step and gets their replies, so many conversations share decode steps, each
-    taking its next turn as soon as its last reply is in."""
+    taking its next turn as soon as its last reply is in. ``sampling``: greedy decoding makes one
+    candidate per line (more would be the same text)."""
     if isinstance(job, KeywordJob):
         exclude = compile_exclude(job.config.exclude)
-        write = _keyword_script if job.strategy == SCRIPT else _keyword_turns
-        return lambda item: write(lm, job, item, exclude)
+        if job.strategy == SCRIPT:
+            return lambda item: _keyword_script(lm, job, item, exclude)
+        candidates = job.line_candidates if sampling is None or sampling.do_sample else 1
+        return lambda item: _keyword_turns(lm, job, item, exclude, candidates)
     write = _persona_script if job.strategy == SCRIPT else _persona_agents
     return lambda item: _with_restyle(lm, job, write(lm, job, item))
 
@@ -87,16 +90,32 @@ def _keyword_script(lm, job: KeywordJob, item: Item, exclude) -> Program:
     return Result(item, *judge_keyword_script(raw, item.word, job, exclude), raw=raw)
 
 
-def _keyword_turns(lm, job: KeywordJob, item: Item, exclude) -> Program:
+def _keyword_turns(lm, job: KeywordJob, item: Item, exclude, candidates: int = 1) -> Program:
     """The script written one line per step: each step pre-starts the next speaker's label and keeps the
-    model's first line, so even a 135M model keeps the format and the turns alternate."""
+    model's first line, so even a 135M model keeps the format and the turns alternate.
+
+    Until a line names the item's word, each step samples ``candidates`` lines in the same batched step
+    and keeps one that names it (and matches no exclude entry): a conversation that never names its
+    word was the most common drop, and redoing a line is cheaper than redoing the conversation."""
     base = render_prompt(lm, [{"role": "user", "content": job.config.prompt(item.word)}])
     script = ""
     for step in range(2 * job.turns):
         speaker = job.roles[step % 2]
-        [output] = yield [base + script + f"{speaker}:"]
-        script += f"{speaker}: {first_line(output, job.roles)}\n"
+        named = mentions(script, item.word)
+        outputs = yield [base + script + f"{speaker}:"] * (1 if named else candidates)
+        lines = [first_line(output, job.roles) for output in outputs]
+        script += f"{speaker}: {_best_line(lines, item.word, exclude, named)}\n"
     return Result(item, *judge_keyword_script(script, item.word, job, exclude), raw=script)
+
+
+def _best_line(lines: Sequence[str], word: str, exclude, named: bool) -> str:
+    """The first line that names ``word`` (any, once the script has) and matches no exclude entry; else the first.
+
+    >>> _best_line(["Hello.", "I like rain.", "Rain again."], "rain", [], named=False)
+    'I like rain.'
+    """
+    clean = [line for line in lines if line and not any(p.search(line) for _, p in exclude)]
+    return next((line for line in clean if named or mentions(line, word)), clean[0] if clean else lines[0])
 
 
 def first_line(text: str, roles: Sequence[str]) -> str:

@@ -106,7 +106,7 @@ def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int = 
         progress = Progress(total=len(pending), skipped=len(all_items) - len(pending))
         todo = iter(pending)
     retry: deque[tuple[Item, int]] = deque()
-    make = program_for(lm, job)
+    make = program_for(lm, job, sampling)
 
     def source():
         """Retries first (so items finish early), then new items."""

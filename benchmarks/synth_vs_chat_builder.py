@@ -1,0 +1,162 @@
+"""Synthetic conversations per minute against the method convo replaces: the chat-builder scripts'
+one llama.cpp completion per word, kept raw, on a keyword config of that shape (8 everyday words, a
+two-line prompt with {word} ending in a speaker label, a 5-entry exclude list, 4 conversations a word).
+
+    python benchmarks/synth_vs_chat_builder.py [--per-word 4] [--batch-size 8] [--tokens 160]
+
+Both run the bundled model: the chat-builder way through llama.cpp on its GGUF (in a process of its
+own, when ``llama_cpp`` is importable), convo through ``convo.synth.run`` (batched, filtered, retried).
+Printed: kept conversations per minute each way and their ratio (the issue's target: convo at least
+3x), how many of the raw completions would pass convo's filters, and convo's drops per reason.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from common import machine
+from decode import SAFE_BUILD, child_failure
+
+WORDS = ["coffee", "umbrella", "garden", "bicycle", "kitchen", "library", "rain", "breakfast"]
+PROMPT_LINES = ['A friendly conversation between a USER and an ASSISTANT about "{word}".', "USER:"]
+EXCLUDE = ["as an ai", "language model", "I'm sorry", "I cannot", "http"]
+ROLES = ("USER", "ASSISTANT")
+# the sampling of convo's synthetic runs (convo.synth.default_sampling), given to llama.cpp as well
+TEMPERATURE, TOP_P, TOP_K, REPEAT_PENALTY = 0.7, 0.95, 50, 1.15
+
+
+def config():
+    from convo import synth
+
+    return synth.KeywordConfig("chat-builder", PROMPT_LINES, WORDS, EXCLUDE)
+
+
+def chat_builder_runs(prompts: list[str], tokens: int, threads: int, n_batch: int | None) -> tuple[list[str], float] | None:
+    """The chat-builder method in this process: one raw completion per prompt, one after another.
+    (texts, seconds), or None when llama_cpp is not importable."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    from convo.engine import bundled_gguf_path
+
+    batch = {"n_batch": n_batch} if n_batch else {}
+    llm = Llama(model_path=str(bundled_gguf_path()), n_threads=threads, n_ctx=2048, verbose=False, **batch)
+    llm.create_completion(prompts[0], max_tokens=4, temperature=0.0)  # warm-up, as convo gets
+    started = time.perf_counter()
+    texts = [llm.create_completion(prompt, max_tokens=tokens, temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K,
+                                   repeat_penalty=REPEAT_PENALTY, seed=index)["choices"][0]["text"]
+             for index, prompt in enumerate(prompts)]
+    return texts, time.perf_counter() - started
+
+
+def chat_builder_in_own_process(prompts: list[str], tokens: int, threads: int):
+    """Run the method in a child process (llama.cpp next to torch's threads runs 35-55% slower, see
+    decode.py); after a crash with the default n_batch, again with n_batch=1. (texts, s, setting) or None."""
+    for n_batch in (None, 1):
+        command = [sys.executable, __file__, "--chat-builder-only", "--tokens", str(tokens), "--threads", str(threads)]
+        command += ["--n-batch", str(n_batch)] if n_batch else []
+        done = subprocess.run(command, input=json.dumps(prompts), capture_output=True, text=True, timeout=3600)
+        if done.returncode == 0:
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            return None if result is None else (result[0], result[1], " (n_batch=1)" if n_batch else "")
+        print(f"llama.cpp run failed with n_batch={n_batch or 'default'}: {child_failure(done.returncode, done.stderr)}")
+    raise SystemExit(f"llama.cpp failed with n_batch=1 too. A build that may work: {SAFE_BUILD}")
+
+
+def convo_run(per_word: int, batch_size: int, tokens: int | None, strategy: str, line_candidates: int = 1):
+    """convo's keyword run of the same config: (progress, seconds, words written, job, sampling)."""
+    from convo import synth
+    from convo.engine import get_model
+
+    lm = get_model("bundled")
+    job = synth.KeywordJob(config(), roles=ROLES, n_per_word=per_word, strategy=strategy,
+                           line_candidates=line_candidates)
+    sampling = synth.default_sampling(job, tokens, seed=0)
+    list(synth.preview(lm, job, 1, sampling, batch_size=1))  # warm-up: the engine is built, as llama.cpp's load
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "out.jsonl"
+        started = time.perf_counter()
+        for progress in synth.run(lm, job, out, sampling=sampling, batch_size=batch_size):
+            pass
+        seconds = time.perf_counter() - started
+        records = synth.read_records(out)
+    written = sum(len(m["content"].split()) for r in records for m in r["messages"])
+    return progress, seconds, written, job, sampling
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-word", type=int, default=4, help="conversations per word (8 words)")
+    parser.add_argument("--batch-size", type=int, default=8, help="convo: conversations generated together")
+    parser.add_argument("--tokens", type=int, default=160, help="llama.cpp: tokens per completion (a whole script)")
+    parser.add_argument("--strategy", choices=("turns", "script"), default="turns",
+                        help="convo: one line per batched step (the default) or one generation per conversation")
+    parser.add_argument("--line-candidates", type=int, default=1,
+                        help="convo, turns: lines sampled per step until one names the word")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--chat-builder-only", action="store_true", help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--n-batch", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    import os
+
+    threads = args.threads or os.cpu_count()
+    if args.chat_builder_only:
+        print(json.dumps(chat_builder_runs(json.loads(sys.stdin.read()), args.tokens, threads, args.n_batch)))
+        return 0
+    import torch
+
+    torch.set_num_threads(threads)
+    print(machine())
+    from convo import synth
+
+    cfg = config()
+    prompts = [cfg.prompt(word) for _ in range(args.per_word) for word in WORDS]
+    print(f"config: {len(WORDS)} words x {args.per_word}, prompt {PROMPT_LINES!r}, exclude {EXCLUDE!r}")
+    # llama.cpp first, while no torch thread holds an OpenMP team in this process
+    reference = chat_builder_in_own_process(prompts, args.tokens, threads)
+    progress, seconds, written, job, sampling = convo_run(args.per_word, args.batch_size, None, args.strategy,
+                                                        args.line_candidates)
+    convo_rate = 60 * progress.kept / seconds
+    attempts = progress.kept + progress.dropped
+    print(f"convo ({args.strategy}, batch {args.batch_size}, {sampling.max_new_tokens} tokens a step, "
+          f"{job.line_candidates} line candidates): kept {progress.kept} "
+          f"of {attempts} attempts ({100 * progress.kept / max(attempts, 1):.0f}%), gave up {progress.gave_up}, "
+          f"in {seconds:.1f} s: {convo_rate:.1f} kept conversations/min ({written} words)")
+    if progress.reasons:
+        print("  convo drops per reason: " + ", ".join(f"{reason}: {n}" for reason, n in progress.reasons.most_common()))
+    result = {"convo_kept": progress.kept, "convo_attempts": attempts, "convo_s": round(seconds, 1),
+              "convo_per_min": round(convo_rate, 2), "convo_reasons": dict(progress.reasons)}
+    if reference is None:
+        print("chat-builder method: llama_cpp is not importable (pip install llama-cpp-python in a benchmark env)")
+    else:
+        texts, ref_seconds, setting = reference
+        ref_rate = 60 * len(texts) / ref_seconds
+        words = [w for _ in range(args.per_word) for w in WORDS]
+        # its raw completion continues after the prompt's "USER:"; judged by convo's filters
+        faults = [synth.judge_keyword_script(f"{ROLES[0]}:{text}", word, job)[1] for text, word in zip(texts, words)]
+        passing = sum(not f for f in faults)
+        print(f"chat-builder method (llama.cpp{setting}, one completion per conversation, raw): {len(texts)} in "
+              f"{ref_seconds:.1f} s: {ref_rate:.1f} conversations/min; {passing} of {len(texts)} would pass "
+              f"convo's filters ({60 * passing / ref_seconds:.1f}/min)")
+        reasons = Counter(reason for f in faults for reason in f)
+        if reasons:
+            print("  its raw scripts' faults: " + ", ".join(f"{r}: {n}" for r, n in reasons.most_common()))
+        print(f"ratio convo/chat-builder: {convo_rate / ref_rate:.2f}x in kept conversations per minute "
+              f"(target >= 3x); {convo_rate / max(60 * passing / ref_seconds, 1e-9):.2f}x against its scripts "
+              f"that pass the same filters")
+        result.update(chat_builder_n=len(texts), chat_builder_s=round(ref_seconds, 1),
+                      chat_builder_per_min=round(ref_rate, 2), chat_builder_passing=passing,
+                      ratio=round(convo_rate / ref_rate, 2))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
