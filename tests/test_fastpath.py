@@ -145,7 +145,9 @@ def test_bundled_fast_path_quality_against_the_fp32_reference():
         assert abs(perplexity(fast.logits(ids), ids) / expected - 1) < 0.02
 
     lm = load_model(ModelSpec("bundled"))
-    assert fastpath.engine_for(lm).fast.layers[0].qkv.mode == "int4"
+    fast = fastpath.engine_for(lm).fast
+    assert fast.layers[0].qkv.mode == "int4"
+    assert fast.native_supported()  # the greedy replies below come from the compiled step
     greedy = Sampling(temperature=0, max_new_tokens=20, repetition_penalty=1.0)
     os.environ["CONVO_FAST"] = "0"
     try:
@@ -242,3 +244,47 @@ def test_cli_exits_cleanly_with_the_engine_busy(tiny_causal, tmp_path):
                                 cwd=os.path.dirname(os.path.dirname(__file__)))
         assert result.returncode == 0 and "leaving" in result.stdout, result.stderr[-2000:]
         assert "terminate called" not in result.stderr
+
+
+def test_compiled_decode_step_matches_the_eager_step(tiny_causal, monkeypatch):
+    """The compiled step (engine/decode_step.cpp, built by engine.native) gives the eager step's
+    logits and KV cache, up to bf16 rounding, for rows at different lengths; with
+    CONVO_FAST_NATIVE=0 the eager step runs."""
+    from convo.engine import native
+
+    model = load_model(ModelSpec(tiny_causal, dtype="float32")).model
+    with torch.no_grad():  # sharper attention than random init gives, so a wrong score scale or mask shows
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(8)
+            layer.self_attn.k_proj.weight.mul_(8)
+    fast = fastpath.FastModel(model, weights="int4", slots=4, max_len=128, dtype=torch.bfloat16, dense_rows=None)
+    assert fast.native_supported()
+    assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
+    prompts = [list(range(5, 5 + n)) for n in (3, 9, 17, 40)]
+    with torch.inference_mode():
+        fast.prefill_many([(slot, ids, 0) for slot, ids in enumerate(prompts)])
+        before = fast.k_cache.clone(), fast.v_cache.clone()
+        lengths, tokens = [len(p) for p in prompts], [7, 8, 9, 10]
+        eager = fast.decode_eager(tokens, lengths)
+        eager_cache = fast.k_cache.clone(), fast.v_cache.clone()
+        fast.k_cache.copy_(before[0])
+        fast.v_cache.copy_(before[1])
+        compiled = fast.decode(tokens, lengths)
+    scale = eager.abs().max()
+    assert (compiled - eager).abs().max() < 0.01 * scale  # (measured: 0.0 here; a wrong score scale: 0.41)
+    # the eager step's choice is (within rounding) the compiled step's best too
+    chosen = compiled.gather(1, eager.argmax(-1, keepdim=True))[:, 0]
+    assert (chosen >= compiled.max(-1).values - 0.01 * scale).all()
+    for got, want, old in zip((fast.k_cache, fast.v_cache), eager_cache, before):
+        assert (got.float() - want.float()).abs().max() < 0.05 * want.float().abs().max()
+        assert not torch.equal(got, old)  # the new token's keys and values were written
+    monkeypatch.setenv("CONVO_FAST_NATIVE", "0")
+    off = fastpath.FastModel(model, weights="int4", slots=4, max_len=128, dtype=torch.bfloat16, dense_rows=None)
+    assert not off.native_supported()
+    with torch.inference_mode():
+        off.prefill(0, prompts[0])
+        before = off.k_cache.clone(), off.v_cache.clone()
+        first = off.decode([7], [3])
+        off.k_cache.copy_(before[0])
+        off.v_cache.copy_(before[1])
+        assert torch.equal(first, off.decode_eager([7], [3]))

@@ -32,6 +32,10 @@ def test_pip_install_in_a_fresh_virtualenv_then_convo_chat(tmp_path):
     lines = [l for l in result.stdout.splitlines() if l.strip()]
     assert lines and lines[0].strip()
     assert any(l.startswith("  ? ") and l.rstrip().endswith("?") for l in lines), result.stdout
+    # the compiled decode step's source ships in the wheel (package data), so it can be built there
+    shipped = subprocess.run([str(venv / "bin" / "python"), "-c", "import convo.engine.native as n; print(n.SOURCE.is_file())"],
+                             capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert shipped.stdout.strip() == "True", shipped.stderr[-2000:]
     help_text = subprocess.run([str(venv / "bin" / "convo"), "--help"], capture_output=True, text=True, env=env).stdout
     for command in ("chat", "questions", "synth", "train", "app"):
         assert command in help_text

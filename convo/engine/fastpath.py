@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import native
 from .hardware import cpu_has_amx
 from ..settings import Sampling
 from ..threads import run_in_fresh_thread
@@ -189,6 +190,8 @@ class FastModel:
         shape = (len(self.layers), slots, self.n_kv, self.max_len, self.head_dim)
         self.k_cache = torch.zeros(shape, dtype=self.dtype)
         self.v_cache = torch.zeros(shape, dtype=self.dtype)
+        self._native: list | None = None
+        self.use_native = native.enabled()
 
     def _layer(self, layer, weights: str, dense_rows: int | None) -> Layer:
         attn, mlp = layer.self_attn, layer.mlp
@@ -233,10 +236,51 @@ class FastModel:
         """Next-token logits at every position of ``ids`` ([T, vocab]); for perplexity checks."""
         return self._forward_segments([(slot, ids, 0)], last_only=False)
 
+    def native_supported(self) -> bool:
+        """Can the compiled step run this model (int4 layers, bf16 activations)?"""
+        return self.use_native and bool(self._native_tensors())
+
+    def native_args(self, batch: int) -> list | None:
+        """The per-layer tensors the compiled step (``native``) takes, or None when it cannot run this
+        step: the layers are not int4 with bf16 activations, or a step of this many rows uses the
+        dense copies."""
+        dense_from = self.layers[0].qkv.dense_rows if self.layers[0].qkv.dense is not None else None
+        if not self._native_tensors() or (dense_from is not None and batch >= dense_from):
+            return None
+        return self._native
+
+    def _native_tensors(self) -> list:
+        if self._native is None:
+            linears = [lin for layer in self.layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)]
+            supported = self.dtype == torch.bfloat16 and all(lin.mode == "int4" for lin in linears) and \
+                all(lin.bias is None for layer in self.layers for lin in (layer.o, layer.gate_up, layer.down))
+            self._native = [] if not supported else [
+                [layer.norm1 for layer in self.layers], [layer.qkv.weight for layer in self.layers],
+                [layer.qkv.scales for layer in self.layers],
+                [torch.empty(0, dtype=self.dtype) if layer.qkv.bias is None else layer.qkv.bias for layer in self.layers],
+                [layer.o.weight for layer in self.layers], [layer.o.scales for layer in self.layers],
+                [layer.norm2 for layer in self.layers], [layer.gate_up.weight for layer in self.layers],
+                [layer.gate_up.scales for layer in self.layers], [layer.down.weight for layer in self.layers],
+                [layer.down.scales for layer in self.layers]]
+        return self._native
+
     @torch.inference_mode()
     def decode(self, tokens: list[int], lengths: list[int]) -> torch.Tensor:
         """One token for each of the first ``len(tokens)`` slots; ``lengths`` are their cache lengths
-        before this token. Returns logits ``[B, vocab]``."""
+        before this token. Returns logits ``[B, vocab]``. Runs the compiled step when it is built
+        (``native``), else the same maths op by op."""
+        batch, positions = len(tokens), torch.tensor(lengths)
+        args = self.native_args(batch) if self.use_native else None
+        compiled = native.module() if args is not None else None
+        if compiled is not None:
+            x = compiled.decode_layers(self.embed[torch.tensor(tokens)], positions, self.k_cache, self.v_cache,
+                                       self.cos, self.sin, *args, self.n_heads, self.n_kv, self.head_dim, self.eps)
+            return self.head(self._rms(x, self.norm)).float()
+        return self.decode_eager(tokens, lengths)
+
+    @torch.inference_mode()
+    def decode_eager(self, tokens: list[int], lengths: list[int]) -> torch.Tensor:
+        """``decode`` op by op from Python (the reference the compiled step is tested against)."""
         batch, span = len(tokens), max(lengths) + 1
         positions = torch.tensor(lengths)
         x = self.embed[torch.tensor(tokens)][:, None]
@@ -592,11 +636,15 @@ def engine_for(lm) -> Engine | None:
             fast = run_in_fresh_thread(FastModel, lm.model, weights=weights,
                                        slots=int(os.environ.get("CONVO_MAX_BATCH", "8")),
                                        max_len=int(os.environ.get("CONVO_FAST_CONTEXT", "2048")))
+            if fast.native_supported():
+                # built once per machine (about 30 s on 2 cores), then loaded from the cache in about a
+                # second; waited for here, while the model loads, so every reply runs the same maths
+                native.module(wait=600)
             engine = Engine(fast, _stop_ids(lm))
             lm.fast_engine = engine
             _engines.append(engine)
-            log.info("fast path for %s: %s weights, built in %.1f s", lm.spec.label, weights,
-                     time.monotonic() - started)
+            log.info("fast path for %s: %s weights, %s decode step, built in %.1f s", lm.spec.label, weights,
+                     "compiled" if fast.native_supported() and native.module() else "eager", time.monotonic() - started)
         return engine
 
 

@@ -1,0 +1,96 @@
+"""The compiled decode step (``decode_step.cpp``): built once per machine, in the background.
+
+The fast path's eager decode step dispatches about 25 small torch ops per layer from Python; for the
+bundled model on 2 cores that was as much time as its int4 matmuls. ``decode_step.cpp`` runs the
+same step for every layer in one call. It is compiled with the machine's C++ compiler (torch's
+``cpp_extension``, ninja) into the convo cache, keyed by the source, torch's version and the CPU's
+flags (it is built for this CPU), on a thread of its own that ``fastpath.engine_for`` waits for
+while the model loads (about 30 s the first time on 2 cores, about a second from the cache). Where
+it cannot be built (no compiler or ninja: logged once) the eager step serves.
+
+``$CONVO_FAST_NATIVE=0`` turns it off.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("decode_step.cpp")
+_lock = threading.Lock()
+_state: dict = {"module": None, "error": None, "thread": None}
+
+
+def enabled() -> bool:
+    return os.environ.get("CONVO_FAST_NATIVE", "1") != "0"
+
+
+def build_key() -> str:
+    """What the built module depends on: the source, torch's version, the Python environment (each
+    virtualenv builds its own: one build's commands would make ninja rebuild the other's) and this
+    CPU's flags."""
+    import sys
+
+    import torch
+
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = ""
+    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + sys.prefix.encode() + flags.encode())
+    return digest.hexdigest()[:16]
+
+
+def _build():
+    import torch.utils.cpp_extension as ext
+
+    from .loading import cache_dir
+
+    key = build_key()
+    folder = cache_dir() / "native" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    return ext.load(name=f"convo_decode_{key}", sources=[str(SOURCE)], build_directory=str(folder),
+                    extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only"], verbose=False)
+
+
+def _build_in_background() -> None:
+    try:
+        module = _build()
+    except Exception as exc:  # no compiler, no ninja, a failed build: the eager step serves
+        log.warning("the compiled decode step is not available, the eager one serves: %s", str(exc).splitlines()[-1:])
+        with _lock:
+            _state["error"] = exc
+        return
+    with _lock:
+        _state["module"] = module
+
+
+def start() -> None:
+    """Start building (or loading the cached build) on a background thread, once per process."""
+    if not enabled():
+        return
+    with _lock:
+        if _state["thread"] is not None:
+            return
+        _state["thread"] = threading.Thread(target=_build_in_background, name="convo-native-build", daemon=True)
+        _state["thread"].start()
+
+
+def module(wait: float | None = 0.0):
+    """The built module, or None while it builds (or when it cannot be built or is turned off).
+    ``wait``: seconds to wait for a build in progress (None: until it ends)."""
+    if not enabled():
+        return None
+    start()
+    if wait != 0.0:
+        _state["thread"].join(wait)
+    return _state["module"]
+
+
+def error() -> BaseException | None:
+    """Why the build failed, if it did."""
+    return _state["error"]
