@@ -57,6 +57,8 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor k_cache,
                          std::vector<at::Tensor> o_w, std::vector<at::Tensor> o_s, std::vector<at::Tensor> norm2,
                          std::vector<at::Tensor> gu_w, std::vector<at::Tensor> gu_s, std::vector<at::Tensor> d_w,
                          std::vector<at::Tensor> d_s, int64_t n_heads, int64_t n_kv, int64_t head_dim, double eps) {
+  // only ATen from here on: other Python threads (the app's request handlers) run during the step
+  pybind11::gil_scoped_release no_gil;
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.dim() == 2 && x.is_contiguous(), "x: contiguous [B, hidden] bf16");
   TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(), "the KV cache must be contiguous");
   const int64_t rows = x.size(0), hidden = x.size(1), layers = static_cast<int64_t>(norm1.size());
