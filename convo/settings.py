@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 BUNDLED = "bundled"
 QUANTIZE_CHOICES = ("auto", "none", "8bit", "4bit")
@@ -16,6 +17,14 @@ DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 def default_model_name() -> str:
     """The default model everywhere (app, CLIs, API): ``$CONVO_MODEL`` or the bundled one."""
     return os.environ.get("CONVO_MODEL") or BUNDLED
+
+
+def cache_dir() -> Path:
+    """Where convo keeps what it builds (converted models, the compiled decode step):
+    ``$CONVO_CACHE_DIR`` or the user cache dir."""
+    import platformdirs
+
+    return Path(os.environ.get("CONVO_CACHE_DIR") or platformdirs.user_cache_dir("convo"))
 
 
 def _check(condition: bool, message: str) -> None:

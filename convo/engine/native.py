@@ -18,6 +18,8 @@ import os
 import threading
 from pathlib import Path
 
+from ..settings import cache_dir
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("decode_step.cpp")
@@ -47,8 +49,6 @@ def build_key() -> str:
 
 def _build():
     import torch.utils.cpp_extension as ext
-
-    from .loading import cache_dir
 
     key = build_key()
     folder = cache_dir() / "native" / key
