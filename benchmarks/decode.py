@@ -92,7 +92,8 @@ def transformers_runs(tokens: int, prompts: list[str]):
     return results
 
 
-def llama_cpp_runs(tokens: int, prompts: list[str], threads: int, n_batch: int | None = None):
+def load_llama(threads: int, n_batch: int | None = None):
+    """llama.cpp on the bundled GGUF, or None when ``llama_cpp`` is not importable."""
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -100,7 +101,13 @@ def llama_cpp_runs(tokens: int, prompts: list[str], threads: int, n_batch: int |
     from convo.engine import bundled_gguf_path
 
     batch = {"n_batch": n_batch} if n_batch else {}  # None: llama-cpp-python's default (512)
-    llm = Llama(model_path=str(bundled_gguf_path()), n_threads=threads, n_ctx=2048, verbose=False, **batch)
+    return Llama(model_path=str(bundled_gguf_path()), n_threads=threads, n_ctx=2048, verbose=False, **batch)
+
+
+def llama_cpp_runs(tokens: int, prompts: list[str], threads: int, n_batch: int | None = None):
+    llm = load_llama(threads, n_batch)
+    if llm is None:
+        return None
     list(llm.create_completion(prompts[0], max_tokens=8, temperature=0.0, stream=True))  # warm-up
     results = []
     for prompt in prompts:
@@ -134,27 +141,30 @@ def child_failure(returncode: int, stderr: str, lines: int = 15) -> str:
     return what + ("; stderr ends:\n" + "\n".join("    " + line for line in tail) if tail else "; no output on stderr")
 
 
-def llama_cpp_child(tokens: int, prompts: list[str], threads: int, n_batch: int | None) -> tuple[list | None, str | None]:
-    """Run llama.cpp in a child process: (runs, None), (None, None) when it is not installed, or
+def llama_cpp_child(tokens: int, prompts: list[str], threads: int, n_batch: int | None, script: str = __file__,
+                    flag: str = "--llama-cpp-only", timeout: float = 900) -> tuple[object, str | None]:
+    """Run ``script`` with ``flag`` (its llama.cpp-only mode: the prompts on stdin, a JSON result as its
+    last line) in a child process: (result, None), (None, None) when llama_cpp is not installed, or
     (None, what went wrong)."""
-    command = [sys.executable, __file__, "--llama-cpp-only", "--tokens", str(tokens), "--threads", str(threads)]
+    command = [sys.executable, script, flag, "--tokens", str(tokens), "--threads", str(threads)]
     command += ["--n-batch", str(n_batch)] if n_batch else []
-    done = subprocess.run(command, input=json.dumps(prompts), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, input=json.dumps(prompts), capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         return None, child_failure(done.returncode, done.stderr)
-    runs = json.loads(done.stdout.strip().splitlines()[-1])
-    return (None if runs is None else [tuple(run) for run in runs]), None
+    return json.loads(done.stdout.strip().splitlines()[-1]), None
 
 
-def llama_cpp_in_own_process(tokens: int, prompts: list[str], threads: int):
+def llama_cpp_in_own_process(tokens: int, prompts: list[str], threads: int, child=None):
     """llama.cpp measured in a process of its own: next to torch's OpenMP threads in this process it
     ran 35-55% slower (measured here: 53-78 tok/s in-process vs 105-119 tok/s alone). After a crash
-    with the default settings it runs again with n_batch=1, and says so."""
-    runs, error = llama_cpp_child(tokens, prompts, threads, None)
+    with the default settings it runs again with n_batch=1, and says so. ``child``: how to run it
+    (``llama_cpp_child`` with another script's mode)."""
+    child = child or llama_cpp_child
+    runs, error = child(tokens, prompts, threads, None)
     if error is None:
         return runs, ""
     print(f"llama.cpp run failed with the default n_batch: {error}")
-    runs, retry_error = llama_cpp_child(tokens, prompts, threads, 1)
+    runs, retry_error = child(tokens, prompts, threads, 1)
     if retry_error is not None:
         raise SystemExit(f"llama.cpp failed again with n_batch=1: {retry_error}\n"
                          f"A build without the CPU repack and AMX paths may work: {SAFE_BUILD}")

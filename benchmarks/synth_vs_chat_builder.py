@@ -12,8 +12,8 @@ Printed: kept conversations per minute each way and their ratio (the issue's tar
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from common import machine
-from decode import SAFE_BUILD, child_failure
+from decode import llama_cpp_child, llama_cpp_in_own_process, load_llama
 
 WORDS = ["coffee", "umbrella", "garden", "bicycle", "kitchen", "library", "rain", "breakfast"]
 PROMPT_LINES = ['A friendly conversation between a USER and an ASSISTANT about "{word}".', "USER:"]
@@ -40,14 +40,9 @@ def config():
 def chat_builder_runs(prompts: list[str], tokens: int, threads: int, n_batch: int | None) -> tuple[list[str], float] | None:
     """The chat-builder method in this process: one raw completion per prompt, one after another.
     (texts, seconds), or None when llama_cpp is not importable."""
-    try:
-        from llama_cpp import Llama
-    except ImportError:
+    llm = load_llama(threads, n_batch)
+    if llm is None:
         return None
-    from convo.engine import bundled_gguf_path
-
-    batch = {"n_batch": n_batch} if n_batch else {}
-    llm = Llama(model_path=str(bundled_gguf_path()), n_threads=threads, n_ctx=2048, verbose=False, **batch)
     llm.create_completion(prompts[0], max_tokens=4, temperature=0.0)  # warm-up, as convo gets
     started = time.perf_counter()
     texts = [llm.create_completion(prompt, max_tokens=tokens, temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K,
@@ -57,17 +52,11 @@ def chat_builder_runs(prompts: list[str], tokens: int, threads: int, n_batch: in
 
 
 def chat_builder_in_own_process(prompts: list[str], tokens: int, threads: int):
-    """Run the method in a child process (llama.cpp next to torch's threads runs 35-55% slower, see
-    decode.py); after a crash with the default n_batch, again with n_batch=1. (texts, s, setting) or None."""
-    for n_batch in (None, 1):
-        command = [sys.executable, __file__, "--chat-builder-only", "--tokens", str(tokens), "--threads", str(threads)]
-        command += ["--n-batch", str(n_batch)] if n_batch else []
-        done = subprocess.run(command, input=json.dumps(prompts), capture_output=True, text=True, timeout=3600)
-        if done.returncode == 0:
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            return None if result is None else (result[0], result[1], " (n_batch=1)" if n_batch else "")
-        print(f"llama.cpp run failed with n_batch={n_batch or 'default'}: {child_failure(done.returncode, done.stderr)}")
-    raise SystemExit(f"llama.cpp failed with n_batch=1 too. A build that may work: {SAFE_BUILD}")
+    """The method in a child process (see decode.py: next to torch's threads llama.cpp runs slower),
+    again with n_batch=1 after a crash. (texts, seconds, setting), or None when llama_cpp is missing."""
+    child = functools.partial(llama_cpp_child, script=__file__, flag="--chat-builder-only", timeout=3600)
+    result, setting = llama_cpp_in_own_process(tokens, prompts, threads, child=child)
+    return None if result is None else (result[0], result[1], setting)
 
 
 def convo_run(per_word: int, batch_size: int, tokens: int | None, strategy: str, line_candidates: int = 1):

@@ -61,8 +61,7 @@ def reply_stream(lm: LoadedModel, messages: Messages, settings: ChatSettings = C
     In interviewer mode the reply ends with the assistant's best follow-up question. With
     ``min_interval`` the text is yielded at most that often (the first piece at once, the whole
     text always last), so a UI is not redrawn for every token (a function: asked before each piece).
-    ``remembered``: questions built from
-    the user's memory, asked first by the interviewer.
+    ``remembered``: questions built from the user's memory, asked first by the interviewer.
     """
     stop = stop or Stop()
     conversation = with_system(check_messages(messages), settings.system_prompt)

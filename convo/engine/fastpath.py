@@ -190,8 +190,7 @@ class FastModel:
         shape = (len(self.layers), slots, self.n_kv, self.max_len, self.head_dim)
         self.k_cache = torch.zeros(shape, dtype=self.dtype)
         self.v_cache = torch.zeros(shape, dtype=self.dtype)
-        self._native: list | None = None
-        self.use_native = native.enabled()
+        self.native_weights = self._native_weights()
 
     def _layer(self, layer, weights: str, dense_rows: int | None) -> Layer:
         attn, mlp = layer.self_attn, layer.mlp
@@ -237,43 +236,37 @@ class FastModel:
         return self._forward_segments([(slot, ids, 0)], last_only=False)
 
     def native_supported(self) -> bool:
-        """Can the compiled step run this model (int4 layers, bf16 activations)?"""
-        return self.use_native and bool(self._native_tensors())
+        """Can the compiled step run this model (int4 layers, bf16 activations, not turned off)?"""
+        return self.native_weights is not None
 
     def native_args(self, batch: int) -> list | None:
-        """The per-layer tensors the compiled step (``native``) takes, or None when it cannot run this
-        step: the layers are not int4 with bf16 activations, or a step of this many rows uses the
-        dense copies."""
-        dense_from = self.layers[0].qkv.dense_rows if self.layers[0].qkv.dense is not None else None
-        if not self._native_tensors() or (dense_from is not None and batch >= dense_from):
+        """The per-layer tensors the compiled step (``native``) takes, or None when it cannot run a
+        step of this many rows (not supported, or the rows use the dense copies)."""
+        first = self.layers[0].qkv
+        if first.dense is not None and batch >= first.dense_rows:
             return None
-        return self._native
+        return self.native_weights
 
-    def _native_tensors(self) -> list:
-        if self._native is None:
-            linears = [lin for layer in self.layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)]
-            supported = self.dtype == torch.bfloat16 and all(lin.mode == "int4" for lin in linears) and \
-                all(lin.bias is None for layer in self.layers for lin in (layer.o, layer.gate_up, layer.down))
-            self._native = [] if not supported else [
-                [layer.norm1 for layer in self.layers], [layer.qkv.weight for layer in self.layers],
-                [layer.qkv.scales for layer in self.layers],
-                [torch.empty(0, dtype=self.dtype) if layer.qkv.bias is None else layer.qkv.bias for layer in self.layers],
-                [layer.o.weight for layer in self.layers], [layer.o.scales for layer in self.layers],
-                [layer.norm2 for layer in self.layers], [layer.gate_up.weight for layer in self.layers],
-                [layer.gate_up.scales for layer in self.layers], [layer.down.weight for layer in self.layers],
-                [layer.down.scales for layer in self.layers]]
-        return self._native
+    def _native_weights(self) -> list[list[torch.Tensor]] | None:
+        """One list per argument of ``decode_layers`` (in its order), each with one tensor a layer."""
+        if not native.enabled() or self.dtype != torch.bfloat16 or any(
+                lin.mode != "int4" for layer in self.layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)):
+            return None
+        no_bias = torch.empty(0, dtype=self.dtype)
+        per_layer = [(layer.norm1, layer.qkv.weight, layer.qkv.scales, no_bias if layer.qkv.bias is None else layer.qkv.bias,
+                      layer.o.weight, layer.o.scales, layer.norm2, layer.gate_up.weight, layer.gate_up.scales,
+                      layer.down.weight, layer.down.scales) for layer in self.layers]
+        return [list(argument) for argument in zip(*per_layer)]
 
     @torch.inference_mode()
     def decode(self, tokens: list[int], lengths: list[int]) -> torch.Tensor:
         """One token for each of the first ``len(tokens)`` slots; ``lengths`` are their cache lengths
         before this token. Returns logits ``[B, vocab]``. Runs the compiled step when it is built
         (``native``), else the same maths op by op."""
-        batch, positions = len(tokens), torch.tensor(lengths)
-        args = self.native_args(batch) if self.use_native else None
+        args = self.native_args(len(tokens))
         compiled = native.module() if args is not None else None
         if compiled is not None:
-            x = compiled.decode_layers(self.embed[torch.tensor(tokens)], positions, self.k_cache, self.v_cache,
+            x = compiled.decode_layers(self.embed[torch.tensor(tokens)], torch.tensor(lengths), self.k_cache, self.v_cache,
                                        self.cos, self.sin, *args, self.n_heads, self.n_kv, self.head_dim, self.eps)
             return self.head(self._rms(x, self.norm)).float()
         return self.decode_eager(tokens, lengths)
@@ -636,15 +629,14 @@ def engine_for(lm) -> Engine | None:
             fast = run_in_fresh_thread(FastModel, lm.model, weights=weights,
                                        slots=int(os.environ.get("CONVO_MAX_BATCH", "8")),
                                        max_len=int(os.environ.get("CONVO_FAST_CONTEXT", "2048")))
-            if fast.native_supported():
-                # built once per machine (about 30 s on 2 cores), then loaded from the cache in about a
-                # second; waited for here, while the model loads, so every reply runs the same maths
-                native.module(wait=600)
+            # built once per machine (about 30 s on 2 cores), then loaded from the cache in about a
+            # second; waited for here, while the model loads, so every reply runs the same maths
+            compiled = fast.native_supported() and native.module(wait=600) is not None
             engine = Engine(fast, _stop_ids(lm))
             lm.fast_engine = engine
             _engines.append(engine)
             log.info("fast path for %s: %s weights, %s decode step, built in %.1f s", lm.spec.label, weights,
-                     "compiled" if fast.native_supported() and native.module() else "eager", time.monotonic() - started)
+                     "compiled" if compiled else "eager", time.monotonic() - started)
         return engine
 
 

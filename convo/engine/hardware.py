@@ -26,11 +26,7 @@ def cpu_computes_bf16() -> bool:
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:  # a torch without these probes: read the flags ourselves
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        return " avx512_bf16" in flags or " amx_bf16" in flags
+        return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags().split()))
 
 
 def cpu_has_amx() -> bool:
@@ -42,7 +38,12 @@ def cpu_has_amx() -> bool:
     try:
         return bool(torch.cpu._is_amx_tile_supported())
     except AttributeError:
-        try:
-            return " amx_tile" in Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
+        return "amx_tile" in cpu_flags().split()
+
+
+def cpu_flags() -> str:
+    """The ``flags`` line of ``/proc/cpuinfo`` ("" where there is none)."""
+    try:
+        return next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return ""

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from ..settings import cache_dir
+from .hardware import cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,8 @@ def build_key() -> str:
 
     import torch
 
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        flags = ""
-    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + sys.prefix.encode() + flags.encode())
+    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + sys.prefix.encode() +
+                            cpu_flags().encode())
     return digest.hexdigest()[:16]
 
 
@@ -61,7 +59,8 @@ def _build_in_background() -> None:
     try:
         module = _build()
     except Exception as exc:  # no compiler, no ninja, a failed build: the eager step serves
-        log.warning("the compiled decode step is not available, the eager one serves: %s", str(exc).splitlines()[-1:])
+        log.warning("the compiled decode step is not available, the eager one serves: %s",
+                    (str(exc).strip().splitlines() or [type(exc).__name__])[-1])
         with _lock:
             _state["error"] = exc
         return
@@ -82,7 +81,10 @@ def start() -> None:
 
 def module(wait: float | None = 0.0):
     """The built module, or None while it builds (or when it cannot be built or is turned off).
-    ``wait``: seconds to wait for a build in progress (None: until it ends)."""
+    ``wait``: seconds to wait for a build in progress (None: until it ends). Once built, this is one
+    lookup (the fast path asks every decode step)."""
+    if _state["module"] is not None:
+        return _state["module"]
     if not enabled():
         return None
     start()

@@ -120,16 +120,20 @@ def mentions(text: str, word: str) -> bool:
     return re.search(rf"(?<!\w)(?:{'|'.join(forms)})", text, re.IGNORECASE) is not None
 
 
+def excluded_by(text: str, exclude: Sequence[tuple[str, re.Pattern]]) -> str | None:
+    """The first exclude entry ``text`` matches, or None."""
+    return next((entry for entry, pattern in exclude if pattern.search(text)), None)
+
+
 def keyword_faults(messages: Sequence[dict], word: str, exclude: Sequence[tuple[str, re.Pattern]]) -> list[str]:
     """Why a keyword conversation is dropped: it misses its word, matches an exclude entry, or has babble."""
     text = "\n".join(m["content"] for m in messages)
     faults = []
     if not mentions(text, word):
         faults.append(f'does not mention "{word}"')
-    for entry, pattern in exclude:
-        if pattern.search(text):
-            faults.append(f'matches exclude "{entry}"')
-            break
+    entry = excluded_by(text, exclude)
+    if entry is not None:
+        faults.append(f'matches exclude "{entry}"')
     if any(m["content"] and filters.is_nonsense(m["content"]) for m in messages):
         faults.append("repeated-token nonsense")
     return faults

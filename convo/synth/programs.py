@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from ..engine.generation import Program, check_messages, pipeline, render_prompt
 from .config import PERSONA_SCRIPT_ROLES, SCRIPT, compile_exclude, fill_template
 from .jobs import Item, Job, KeywordJob, PersonaJob, SynthSampling
-from .parsing import (_labels, _whole_sentences, clean_reply, cut_to, keyword_faults, mentions, parse_script,
-                      persona_faults, strip_address)
+from .parsing import (_labels, _whole_sentences, clean_reply, cut_to, excluded_by, keyword_faults, mentions,
+                      parse_script, persona_faults, strip_address)
 
 
 @dataclass
@@ -114,7 +114,7 @@ def _best_line(lines: Sequence[str], word: str, exclude, named: bool) -> str:
     >>> _best_line(["Hello.", "I like rain.", "Rain again."], "rain", [], named=False)
     'I like rain.'
     """
-    clean = [line for line in lines if line and not any(p.search(line) for _, p in exclude)]
+    clean = [line for line in lines if line and excluded_by(line, exclude) is None]
     return next((line for line in clean if named or mentions(line, word)), clean[0] if clean else lines[0])
 
 
