@@ -73,6 +73,8 @@ class Sampling:
 
     >>> Sampling(temperature=0).do_sample
     False
+    >>> Sampling(stop=["User:"]).stop
+    ('User:',)
     """
 
     temperature: float = 0.7
@@ -87,6 +89,8 @@ class Sampling:
     """Penalty > 1 discourages repeating tokens."""
     seed: int | None = None
     """Fix the random seed for a reproducible sample."""
+    stop: tuple[str, ...] = ()
+    """Generation ends at the first of these strings; the reply is cut before it (as the OpenAI API's ``stop``)."""
 
     def __post_init__(self):
         _check(0 <= self.temperature <= 5, f"temperature must be in [0, 5], got {self.temperature}")
@@ -94,13 +98,19 @@ class Sampling:
         _check(self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")
         _check(1 <= self.max_new_tokens <= 8192, f"max_new_tokens must be in [1, 8192], got {self.max_new_tokens}")
         _check(0.5 <= self.repetition_penalty <= 3, f"repetition_penalty must be in [0.5, 3], got {self.repetition_penalty}")
+        _check(isinstance(self.stop, (list, tuple)), f"stop must be a list of strings, got {self.stop!r}")
+        _check(len(self.stop) <= 4, f"stop takes at most 4 strings, got {len(self.stop)}")
+        for text in self.stop:
+            _check(isinstance(text, str) and text != "", f"stop strings must be non-empty strings, got {text!r}")
+        object.__setattr__(self, "stop", tuple(self.stop))
 
     @property
     def do_sample(self) -> bool:
         return self.temperature > 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as JSON values (``stop`` as a list), for snapshots, cards and saved configs."""
+        return {**asdict(self), "stop": list(self.stop)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Sampling":

@@ -1,4 +1,5 @@
 """The fast CPU engine: same greedy text as transformers, continuous batching, stop, kernels."""
+import math
 import concurrent.futures
 import os
 
@@ -60,6 +61,18 @@ def test_engine_streams_and_stops(lm):
     assert 3 <= len(pieces) <= 5
     engine = fastpath.engine_for(lm)
     assert not engine.active or all(r.stop is not None for r in engine.active)
+
+
+def test_end_ids_end_a_request_right_after_that_token(lm):
+    """A stop string's token (``end_ids``) is emitted and then its request ends: no step is spent after it."""
+    engine = fastpath.engine_for(lm)
+    prompt = generation._prompt_ids(lm, generation.render_prompt(lm, convo_of("Hello")))
+    sampling = Sampling(temperature=1.0, max_new_tokens=16, seed=0)
+    full = list(engine.submit(prompt, sampling).tokens())
+    assert len(full) == 16  # the tiny model never picks its end token
+    k = next(i for i in range(3, len(full) - 1) if full[i] not in full[:i])  # a token first seen at k
+    request = engine.submit(prompt, sampling, end_ids=frozenset({full[k]}))
+    assert list(request.tokens()) == full[:k + 1] and request.generated == k + 1
 
 
 def test_seeded_sampling_is_reproducible(lm):
@@ -136,13 +149,27 @@ def test_bundled_fast_path_quality_against_the_fp32_reference():
     """The quantized fast path (int4 layers, int8 head, bf16 activations) changes perplexity on a
     fixed text set by under 2% against transformers in fp32, and its greedy replies start with the
     same words as the reference on most prompts (see benchmarks/README.md for the figures)."""
+    from convo.engine import native
+
     ref = load_model(ModelSpec("bundled", dtype="float32"))
-    fast = fastpath.FastModel(ref.model, weights="int4", slots=1, max_len=512)
-    for text in QUALITY["texts"]:
-        ids = ref.tokenizer(text).input_ids
-        with torch.inference_mode():
-            expected = perplexity(ref.model(torch.tensor([ids])).logits[0], ids)
-        assert abs(perplexity(fast.logits(ids), ids) / expected - 1) < 0.02
+    # torch's int4/int8 kernels, and the packed AVX512-BF16 ones where this CPU has them (what users get)
+    for kernels in (None, native.module(wait=600)):
+        fast = fastpath.FastModel(ref.model, weights="int4", slots=1, max_len=512, kernels=kernels)
+        nll = {"fast": 0.0, "reference": 0.0}
+        for text in QUALITY["texts"]:
+            ids = ref.tokenizer(text).input_ids
+            with torch.inference_mode():
+                want = torch.log_softmax(ref.model(torch.tensor([ids])).logits[0].float(), -1)
+                got = torch.log_softmax(fast.logits(ids).float(), -1)
+            for name, logprobs in (("fast", got), ("reference", want)):
+                nll[name] -= float(logprobs[:-1].gather(1, torch.tensor(ids[1:])[:, None]).sum())
+            # each text (32-128 tokens: in the short ones one token's odds move it by 1-3%), and how far
+            # the whole next-token distributions are (measured: 0.0017-0.0029 nats, either kernel)
+            assert abs(perplexity(got, ids) / perplexity(want, ids) - 1) < 0.04
+            assert float((want.exp() * (want - got)).sum(-1).mean()) < 0.005, fast.kernels
+        tokens = sum(len(ref.tokenizer(text).input_ids) - 1 for text in QUALITY["texts"])
+        # the text set's perplexity (measured: +0.16% torch's kernels, +0.59% the packed ones)
+        assert abs(math.exp((nll["fast"] - nll["reference"]) / tokens) - 1) < 0.02, fast.kernels
 
     lm = load_model(ModelSpec("bundled"))
     fast = fastpath.engine_for(lm).fast
@@ -246,20 +273,35 @@ def test_cli_exits_cleanly_with_the_engine_busy(tiny_causal, tmp_path):
         assert "terminate called" not in result.stderr
 
 
-def test_compiled_decode_step_matches_the_eager_step(tiny_causal, monkeypatch):
-    """The compiled step (engine/decode_step.cpp, built by engine.native) gives the eager step's
-    logits and KV cache, up to bf16 rounding, for rows at different lengths; with
-    CONVO_FAST_NATIVE=0 the eager step runs."""
+def bf16_kernels():
+    """The compiled module when it has the AVX512-BF16 matmuls (this CPU has AVX512-BF16), else skip."""
     from convo.engine import native
 
+    module = native.module(wait=600)
+    assert module is not None, f"the compiled step did not build: {native.error()!r}"
+    if not module.bf16_kernels:
+        pytest.skip("this CPU has no AVX512-BF16: the packed matmuls are not built")
+    return module
+
+
+@pytest.mark.parametrize("kernels", ["torch", "packed"])
+def test_compiled_decode_step_matches_the_eager_step(tiny_causal, monkeypatch, kernels):
+    """The compiled step (engine/decode_step.cpp, built by engine.native) gives the eager step's
+    logits and KV cache, up to bf16 rounding, for rows at different lengths, with torch's int4 kernel
+    and with the packed AVX512-BF16 one; with CONVO_FAST_NATIVE=0 the eager step runs."""
+    from convo.engine import native
+
+    module = bf16_kernels() if kernels == "packed" else None
     model = load_model(ModelSpec(tiny_causal, dtype="float32")).model
     with torch.no_grad():  # sharper attention than random init gives, so a wrong score scale or mask shows
         for layer in model.model.layers:
             layer.self_attn.q_proj.weight.mul_(8)
             layer.self_attn.k_proj.weight.mul_(8)
-    fast = fastpath.FastModel(model, weights="int4", slots=4, max_len=128, dtype=torch.bfloat16, dense_rows=None)
+    fast = fastpath.FastModel(model, weights="int4", slots=4, max_len=128, dtype=torch.bfloat16, dense_rows=None,
+                              kernels=module)
     assert fast.native_supported()
     assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
+    assert (fast.layers[0].qkv.packed is not None) == (kernels == "packed")
     prompts = [list(range(5, 5 + n)) for n in (3, 9, 17, 40)]
     with torch.inference_mode():
         fast.prefill_many([(slot, ids, 0) for slot, ids in enumerate(prompts)])
@@ -288,3 +330,23 @@ def test_compiled_decode_step_matches_the_eager_step(tiny_causal, monkeypatch):
         off.k_cache.copy_(before[0])
         off.v_cache.copy_(before[1])
         assert torch.equal(first, off.decode_eager([7], [3]))
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 13, 40])
+def test_packed_matmuls_match_torchs_kernels(rows):
+    """The packed int4 (per group of 32) and int8 (per output) matmuls of decode_step.cpp give what
+    torch's int4/int8 kernels give for the same quantized weights, within bf16 rounding, at row counts
+    that use every unrolled block (8 rows, then the rest). (A wrong layout misses by the outputs'
+    whole size: pairs of inputs transposed, 0.5-1.4x the largest output.)"""
+    module = bf16_kernels()
+    torch.manual_seed(rows)
+    x = torch.randn(rows, 96).bfloat16()
+    for mode, weight in (("int4", torch.randn(48, 96)), ("int8", torch.randn(80, 96))):
+        plain = fastpath.Linear(weight, None, mode, torch.bfloat16)
+        packed = fastpath.Linear(weight, None, mode, torch.bfloat16, kernels=module)
+        assert packed.packed is not None and plain.packed is None
+        want, got = plain(x).float(), packed(x).float()
+        exact = x.float() @ weight.t()
+        assert (got - want).abs().max() <= 0.02 * want.abs().max(), mode
+        # as close to the unquantized product as torch's kernel is
+        assert (got - exact).abs().max() <= 1.2 * (want - exact).abs().max() + 0.05, mode

@@ -1,6 +1,8 @@
 """Generation engine and model loading on tiny random models: streaming, stop, batching, errors."""
+import json
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -112,6 +114,63 @@ def test_pipeline_stop_hands_no_cut_reply_to_a_program(causal):
     assert finished == [] and 1 <= len(replies) <= 2
 
 
+def a_stop_from_the_middle(text: str) -> str:
+    """Three characters from the middle of ``text``, without whitespace at their ends, to stop at."""
+    start = len(text) // 2
+    while text[start:start + 3] != text[start:start + 3].strip():
+        start += 1
+    return text[start:start + 3]
+
+
+@pytest.mark.parametrize("which, fast", [("causal", "1"), ("causal", "0"), ("seq2seq", "1")],
+                         ids=["engine", "padded", "seq2seq"])
+def test_stop_strings_cut_replies_streams_and_pipelines(which, fast, request, monkeypatch):
+    """With ``Sampling.stop`` every reply ends before the first occurrence of any stop string: batched, alone,
+    streamed (no text past it is ever shown) and in a pipeline. The stops are taken from what the model writes
+    without them (sampled with a fixed seed: the tiny model's greedy text repeats one token)."""
+    monkeypatch.setenv("CONVO_FAST", fast)
+    lm = request.getfixturevalue(which)
+    sampling = Sampling(temperature=1.0, max_new_tokens=24, seed=0)
+
+    def piped(sampling):
+        handed = iter(enumerate(CONVERSATIONS))
+
+        def source():
+            key, conversation = next(handed, (None, None))
+            return None if key is None else (key, echo_program(lm, conversation, 1))
+
+        done = sorted((f.key, f.value[-2]["content"]) for f in generation.pipeline(lm, source, sampling, width=3))
+        return [reply for _, reply in done]
+
+    batch, alone, pipe = (generation.generate_batch(lm, CONVERSATIONS, sampling),
+                          generation.generate(lm, CONVERSATIONS[0], sampling), piped(sampling))
+    stops = (a_stop_from_the_middle(batch[1]), a_stop_from_the_middle(alone), a_stop_from_the_middle(pipe[2]))
+    stopped = replace(sampling, stop=stops)
+
+    def cut(texts):
+        return [generation.cut_at_stop(text, stops).strip() for text in texts]
+
+    assert all(len(c) < len(t) for c, t in zip(cut([batch[1], alone, pipe[2]]), [batch[1], alone, pipe[2]]))
+    assert generation.generate_batch(lm, CONVERSATIONS, stopped) == cut(batch)
+    steps = []  # forwards of the padded path (the engine's end at a stop is tested in test_fastpath.py)
+    hook = lm.model.register_forward_hook(lambda *args: steps.append(1))
+    try:
+        assert generation.generate(lm, CONVERSATIONS[0], stopped) == cut([alone])[0]
+    finally:
+        hook.remove()
+    if generation._engine(lm) is None:  # generate ended the row at the stop string
+        assert 0 < len(steps) < sampling.max_new_tokens
+    assert "".join(generation.stream(lm, CONVERSATIONS[0], stopped)).strip() == cut([alone])[0]
+    assert piped(stopped) == cut(pipe)
+
+
+def test_stream_holds_back_what_could_start_a_stop_string():
+    pieces = iter(["Rain falls", ".", " U", "S", "ER: more", "never read"])
+    assert list(generation.until_stop(pieces, ["USER:"])) == ["Rain falls", ".", " "]
+    assert next(pieces) == "never read"  # nothing is read past the stop string
+    assert list(generation.until_stop(["Rain. U", "S", "!"], ["USER:"])) == ["Rain. ", "US!"]
+
+
 def test_seq2seq_streams_and_uses_history(seq2seq):
     assert generation.render_prompt(seq2seq, CONVERSATIONS[2]) == "system: Be brief.\nuser: Birds?\nassistant: They migrate.\nuser: Why?"
     assert "".join(generation.stream(seq2seq, HELLO, GREEDY)).strip()
@@ -146,6 +205,17 @@ def test_sampling_validation():
     with pytest.raises(ValueError, match="temperature must be in"):
         Sampling(temperature=-1)
     assert Sampling.from_dict({"temperature": 0, "unknown": 1}).do_sample is False
+
+
+def test_stop_strings_are_validated_and_saved_as_json():
+    assert Sampling(stop=["\n", "USER:"]).stop == ("\n", "USER:")
+    assert Sampling.from_dict(json.loads(json.dumps(Sampling(stop=("END",)).to_dict()))) == Sampling(stop=("END",))
+    for bad, message in [([""], "stop strings must be non-empty strings, got ''$"),
+                         (["ok", 3], "stop strings must be non-empty strings, got 3$"),
+                         (["a"] * 5, "stop takes at most 4 strings, got 5"),
+                         ("END", "stop must be a list of strings, got 'END'")]:
+        with pytest.raises(ValueError, match=message):
+            Sampling(stop=bad)
 
 
 def test_pool_shares_one_copy_across_threads(tiny_causal):

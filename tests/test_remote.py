@@ -255,6 +255,48 @@ def test_questions_and_synth_tabs_bill_inference_providers_to_the_signed_in_user
         proxy.down()
 
 
+def test_stop_strings_are_sent_and_replies_cut_whatever_the_server_does(monkeypatch):
+    """``stop`` goes out with each request (but not with a pre-started reply the server may repeat first, as
+    the stop would cut the repeat); replies and streams are cut at it too, as not every server honours it."""
+    from types import SimpleNamespace
+
+    stopping = Sampling(temperature=0.0, max_new_tokens=8, stop=("\n", "USER:"))
+    hi = [{"role": "user", "content": "Hi"}]
+    proxy = FaultProxy(("127.0.0.1", free_port())).start()  # answers 200 without a completion
+    try:
+        lm = fresh(declare(monkeypatch, proxy.url, retries=0))
+        proxy.faults += ["200", "200"]
+        with pytest.raises(remote.RemoteError, match="answered without a reply"):
+            generate(lm, hi, stopping)
+        assert json.loads(proxy.bodies[-1])["stop"] == ["\n", "USER:"]
+        with pytest.raises(remote.RemoteError, match="answered without a reply"):
+            generate_batch(lm, [], stopping, prompts=[remote.render_prompt(hi) + "USER: Why?\nASSISTANT:"])
+        assert "stop" not in json.loads(proxy.bodies[-1])
+    finally:
+        proxy.down()
+
+    class IgnoresStop:  # an OpenAI client whose server writes past the stop strings
+        def __init__(self, *args, **kwargs):
+            self.chat = SimpleNamespace(completions=self)
+
+        def create(self, stream=False, **request):
+            if stream:
+                return (SimpleNamespace(choices=[SimpleNamespace(delta=SimpleNamespace(content=piece))])
+                        for piece in ["Rain falls", ". US", "ER: more"])
+            message = SimpleNamespace(content="Rain falls. USER: more")
+            return SimpleNamespace(choices=[SimpleNamespace(message=message, logprobs=None)])
+
+        def close(self):
+            pass
+
+        __enter__ = lambda self: self
+        __exit__ = lambda self, *exc: None
+
+    monkeypatch.setattr("openai.OpenAI", IgnoresStop)
+    assert generate(lm, hi, stopping) == "Rain falls."
+    assert list(stream(lm, hi, stopping)) == ["Rain falls", ". "]
+
+
 def test_a_stalled_server_times_out(monkeypatch):
     proxy = FaultProxy(("127.0.0.1", free_port()), stall_s=10).start()
     try:
@@ -323,6 +365,10 @@ def test_chat_stop_follow_ups_and_questions_through_a_server(served, monkeypatch
     conversation = [{"role": "user", "content": "Hello! I just came back from a trip to Lisbon."}]
     reply = list(chat.reply_stream(lm, conversation, sampling=Sampling(temperature=0.0, max_new_tokens=24)))
     assert len(reply) > 1 and reply[-1].strip()  # streamed: growing text
+    said = generate(lm, conversation, Sampling(temperature=0.0, max_new_tokens=24))
+    word = said.split()[len(said.split()) // 2]  # a stop string from the middle of the greedy reply
+    assert generate(lm, conversation, Sampling(temperature=0.0, max_new_tokens=24, stop=[word])) == \
+        said[:said.index(word)].strip()
     stop, pieces = Stop(), []
     for piece in stream(lm, conversation, Sampling(temperature=0.0, max_new_tokens=200), stop):
         pieces.append(piece)

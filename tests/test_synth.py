@@ -566,6 +566,18 @@ def test_job_from_form(ui):
         ui.job_from(ui.FormValues(personas=ui.DEFAULT_PERSONA_ROWS, turns=2.5))
 
 
+def test_keyword_turns_stop_at_the_end_of_a_line(ui):
+    """A keyword ``turns`` step keeps only the model's first line, so its sampling stops at the newline, also
+    as the tab builds it (the CLI calls default_sampling alike) and in the dataset card; other strategies not."""
+    form = ui.FormValues(mode="keyword", words="rain", temperature=0.0, max_new_tokens=6)
+    turns = ui.job_from(form)
+    assert turns.strategy == "turns" and synth.default_sampling(turns).stop == ("\n",)
+    assert ui.sampling_from(turns, form).stop == ("\n",)
+    assert synth.dataset_config(turns, "m", ui.sampling_from(turns, form))["sampling"]["stop"] == ["\n"]
+    assert synth.default_sampling(keyword_job(strategy="script")).stop == ()
+    assert synth.default_sampling(persona_job()).stop == ()
+
+
 def test_import_handlers(ui, tmp_path):
     name, lines, words, exclude, note = ui.import_keyword_config(str(DATA / "keywords.json"))
     assert name == "everyday-words" and words.splitlines()[-1] == "library" and "chatgpt" in exclude

@@ -20,7 +20,7 @@ constexpr int64_t kGroup = 32;
 inline float f(BFloat16 v) { return static_cast<float>(v); }
 
 // out[b] = bf16(bf16(x[b] / rms(x[b])) * weight): transformers' order (normalized in fp32, cast, then scaled)
-void rms_norm(const BFloat16* x, const BFloat16* weight, BFloat16* out, int64_t rows, int64_t hidden, float eps) {
+void rms_norm_scalar(const BFloat16* x, const BFloat16* weight, BFloat16* out, int64_t rows, int64_t hidden, float eps) {
   for (int64_t b = 0; b < rows; ++b) {
     const BFloat16* xr = x + b * hidden;
     float sum = 0.f;
@@ -42,6 +42,268 @@ inline void rope(const BFloat16* in, const BFloat16* cos, const BFloat16* sin, f
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Matmuls whose cost grows little with the rows (AVX512-BF16 CPUs). torch's int4/int8 CPU kernels
+// cost nearly the same per row however many rows come; these dequantize each block of 16 outputs x
+// 2 inputs once into bf16 pairs and apply it to up to 8 rows with vdpbf16ps (bf16 products summed in
+// fp32), so a step of 8 rows costs far less than 8 steps of one.
+//
+// int4 layout (pack_int4 in fastpath): for output block nb (16 outputs) and input pair p, 16 bytes;
+// byte i's low nibble is word i and its high nibble word i + 16 of the 32 bf16 words whose pair j
+// (words 2j, 2j + 1) is (w[16 nb + j][2p], w[16 nb + j][2p + 1]), as q in 0..15. Per group of 32
+// inputs and output: w = q * scale + low (fp32 [N/16, K/32, 16] each).
+// int8 layout: 32 bytes per (nb, p), byte i = word i, w = q * scale[n] (scale fp32 [N]).
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#include <immintrin.h>
+constexpr bool kBf16Kernels = true;
+
+template <int MB>
+void int4_block(const BFloat16* x, int64_t rows_stride, const float* xsum, int64_t groups, const uint8_t* w,
+                const float* scale, const float* low, BFloat16* y, int64_t y_stride) {
+  // bf16 of 0..15 for vpermw (words 16..31 unused)
+  alignas(64) static const uint16_t table_words[32] = {0x0000, 0x3f80, 0x4000, 0x4040, 0x4080, 0x40a0, 0x40c0, 0x40e0,
+                                                       0x4100, 0x4110, 0x4120, 0x4130, 0x4140, 0x4150, 0x4160, 0x4170};
+  const __m512i table = _mm512_load_si512(table_words);
+  const __m128i nibble = _mm_set1_epi8(0x0f);
+  __m512 acc[MB];
+  for (int m = 0; m < MB; ++m) acc[m] = _mm512_setzero_ps();
+  const uint32_t* xp[MB];
+  for (int m = 0; m < MB; ++m) xp[m] = reinterpret_cast<const uint32_t*>(x + m * rows_stride);
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512 part[MB];
+    for (int m = 0; m < MB; ++m) part[m] = _mm512_setzero_ps();
+    for (int p = 0; p < 16; ++p) {
+      const int64_t pair = g * 16 + p;
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + pair * 16));
+      const __m128i lo = _mm_and_si128(bytes, nibble);
+      const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble);
+      const __m512i words = _mm512_cvtepu8_epi16(_mm256_set_m128i(hi, lo));
+      const __m512bh wv = (__m512bh)_mm512_permutexvar_epi16(words, table);
+      for (int m = 0; m < MB; ++m)
+        part[m] = _mm512_dpbf16_ps(part[m], (__m512bh)_mm512_set1_epi32(static_cast<int>(xp[m][pair])), wv);
+    }
+    const __m512 s = _mm512_loadu_ps(scale + g * 16), z = _mm512_loadu_ps(low + g * 16);
+    for (int m = 0; m < MB; ++m) {
+      acc[m] = _mm512_fmadd_ps(part[m], s, acc[m]);
+      acc[m] = _mm512_fmadd_ps(z, _mm512_set1_ps(xsum[m * groups + g]), acc[m]);
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + m * y_stride), (__m256i)_mm512_cvtneps_pbh(acc[m]));
+}
+
+template <int MB>
+void int8_block(const BFloat16* x, int64_t rows_stride, int64_t pairs, const int8_t* w, const float* scale,
+                BFloat16* y, int64_t y_stride) {
+  __m512 acc[MB];
+  for (int m = 0; m < MB; ++m) acc[m] = _mm512_setzero_ps();
+  const uint32_t* xp[MB];
+  for (int m = 0; m < MB; ++m) xp[m] = reinterpret_cast<const uint32_t*>(x + m * rows_stride);
+  for (int64_t pair = 0; pair < pairs; ++pair) {
+    const int8_t* b = w + pair * 32;
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b))));
+    const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16))));
+    const __m512bh wv = _mm512_cvtne2ps_pbh(hi, lo);
+    for (int m = 0; m < MB; ++m)
+      acc[m] = _mm512_dpbf16_ps(acc[m], (__m512bh)_mm512_set1_epi32(static_cast<int>(xp[m][pair])), wv);
+  }
+  const __m512 s = _mm512_loadu_ps(scale);
+  for (int m = 0; m < MB; ++m)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + m * y_stride),
+                        (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(acc[m], s)));
+}
+
+// one block of 16 outputs for up to 8 rows at a time (the row count picks the unrolled kernel)
+template <typename Block>
+void by_rows(int64_t rows, Block&& block) {
+  for (int64_t r = 0; r < rows; r += 8) {
+    switch (std::min<int64_t>(8, rows - r)) {
+      case 8: block(r, std::integral_constant<int, 8>{}); break;
+      case 7: block(r, std::integral_constant<int, 7>{}); break;
+      case 6: block(r, std::integral_constant<int, 6>{}); break;
+      case 5: block(r, std::integral_constant<int, 5>{}); break;
+      case 4: block(r, std::integral_constant<int, 4>{}); break;
+      case 3: block(r, std::integral_constant<int, 3>{}); break;
+      case 2: block(r, std::integral_constant<int, 2>{}); break;
+      default: block(r, std::integral_constant<int, 1>{}); break;
+    }
+  }
+}
+
+// y [M, N] = x [M, K] (bf16) times the packed int4 weight (see the layout above)
+at::Tensor int4_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const at::Tensor& scale, const at::Tensor& low) {
+  const at::Tensor x = x_in.contiguous();
+  const int64_t rows = x.size(0), k = x.size(1), blocks = packed.size(0), groups = k / kGroup;
+  TORCH_CHECK(packed.size(1) == k / 2 && packed.size(2) == 16 && k % kGroup == 0, "int4_mm: shapes do not match");
+  auto y = at::empty({rows, blocks * 16}, x.options());
+  // each row's sums per group of 32 inputs (the low term)
+  std::vector<float> xsum(rows * groups);
+  const BFloat16* xp = x.data_ptr<BFloat16>();
+  for (int64_t m = 0; m < rows; ++m)
+    for (int64_t g = 0; g < groups; ++g) {
+      float s = 0.f;
+      for (int64_t i = 0; i < kGroup; ++i) s += f(xp[m * k + g * kGroup + i]);
+      xsum[m * groups + g] = s;
+    }
+  const uint8_t* wp = packed.data_ptr<uint8_t>();
+  const float* sp = scale.data_ptr<float>();
+  const float* lp = low.data_ptr<float>();
+  BFloat16* yp = y.data_ptr<BFloat16>();
+  const int64_t n = blocks * 16;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nb = begin; nb < end; ++nb) {
+      by_rows(rows, [&](int64_t r, auto mb) {
+        int4_block<decltype(mb)::value>(xp + r * k, k, xsum.data() + r * groups, groups, wp + nb * (k / 2) * 16,
+                                        sp + nb * groups * 16, lp + nb * groups * 16, yp + r * n + nb * 16, n);
+      });
+    }
+  });
+  return y;
+}
+
+at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const at::Tensor& scale) {
+  const at::Tensor x = x_in.contiguous();
+  const int64_t rows = x.size(0), k = x.size(1), blocks = packed.size(0);
+  TORCH_CHECK(packed.size(1) == k / 2 && packed.size(2) == 32 && k % 2 == 0, "int8_mm: shapes do not match");
+  auto y = at::empty({rows, blocks * 16}, x.options());
+  const BFloat16* xp = x.data_ptr<BFloat16>();
+  const int8_t* wp = packed.data_ptr<int8_t>();
+  const float* sp = scale.data_ptr<float>();
+  BFloat16* yp = y.data_ptr<BFloat16>();
+  const int64_t n = blocks * 16;
+  at::parallel_for(0, blocks, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t nb = begin; nb < end; ++nb) {
+      by_rows(rows, [&](int64_t r, auto mb) {
+        int8_block<decltype(mb)::value>(xp + r * k, k, k / 2, wp + nb * (k / 2) * 32, sp + nb * 16,
+                                        yp + r * n + nb * 16, n);
+      });
+    }
+  });
+  return y;
+}
+#else
+constexpr bool kBf16Kernels = false;
+at::Tensor int4_mm_impl(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  TORCH_CHECK(false, "int4_mm needs a CPU with AVX512-BF16");
+}
+at::Tensor int8_mm_impl(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  TORCH_CHECK(false, "int8_mm needs a CPU with AVX512-BF16");
+}
+#endif
+
+// q . k for one key of bf16 values, and out += p * v for one value row (attention's inner loops)
+inline float dot_bf16(const float* q, const BFloat16* k, int64_t d) {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  if (d % 16 == 0) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(k + i)));
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+  }
+#endif
+  float dot = 0.f;
+  for (int64_t i = 0; i < d; ++i) dot += q[i] * f(k[i]);
+  return dot;
+}
+
+inline void axpy_bf16(float p, const BFloat16* v, float* out, int64_t d) {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  if (d % 16 == 0) {
+    const __m512 scale = _mm512_set1_ps(p);
+    for (int64_t i = 0; i < d; i += 16) {
+      const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i)));
+      _mm512_storeu_ps(out + i, _mm512_fmadd_ps(scale, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)),
+                                                _mm512_loadu_ps(out + i)));
+    }
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < d; ++i) out[i] += p * f(v[i]);
+}
+
+// The elementwise work between the matmuls (RMS norm, residual adds, SiLU gate), vectorized where
+// the widths allow: as scalar loops it cost about 1 ms a row per step, as much as a row's matmuls.
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+inline __m512 load16(const BFloat16* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+inline void store16(BFloat16* p, __m512 v) {  // rounded to nearest even, as c10::BFloat16
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v));
+}
+inline __m512 round16(__m512 v) {  // through bf16 and back
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v)), 16));
+}
+// e^x for x in [-87, 88] (Cephes' polynomial on x - n ln2, then scaled by 2^n): within 2 ulp of expf
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.f)), _mm512_set1_ps(-87.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_scalef_ps(p, n);
+}
+#endif
+
+void rms_norm(const BFloat16* x, const BFloat16* weight, BFloat16* out, int64_t rows, int64_t hidden, float eps) {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  if (hidden % 16 == 0) {
+    for (int64_t b = 0; b < rows; ++b) {
+      const BFloat16* xr = x + b * hidden;
+      __m512 sum = _mm512_setzero_ps();
+      for (int64_t i = 0; i < hidden; i += 16) sum = _mm512_fmadd_ps(load16(xr + i), load16(xr + i), sum);
+      const __m512 scale = _mm512_set1_ps(1.f / std::sqrt(_mm512_reduce_add_ps(sum) / hidden + eps));
+      for (int64_t i = 0; i < hidden; i += 16)
+        store16(out + b * hidden + i, _mm512_mul_ps(round16(_mm512_mul_ps(load16(xr + i), scale)), load16(weight + i)));
+    }
+    return;
+  }
+#endif
+  rms_norm_scalar(x, weight, out, rows, hidden, eps);
+}
+
+// x += y, in bf16 (each sum rounded once)
+void add_into(BFloat16* x, const BFloat16* y, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  for (; i + 16 <= n; i += 16) store16(x + i, _mm512_add_ps(load16(x + i), load16(y + i)));
+#endif
+  for (; i < n; ++i) x[i] = BFloat16(f(x[i]) + f(y[i]));
+}
+
+// act[b] = bf16(silu(gate)) * up, with gate and up the two halves of each row of gu ([rows, 2 * inner])
+void silu_mul(const BFloat16* gu, BFloat16* act, int64_t rows, int64_t inner) {
+  for (int64_t b = 0; b < rows; ++b) {
+    const BFloat16* gate = gu + b * 2 * inner;
+    const BFloat16* up = gate + inner;
+    int64_t i = 0;
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+    for (; i + 16 <= inner; i += 16) {
+      const __m512 g = load16(gate + i);
+      const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+      store16(act + b * inner + i, _mm512_mul_ps(round16(silu), load16(up + i)));
+    }
+#endif
+    for (; i < inner; ++i) {
+      const float g = f(gate[i]);
+      act[b * inner + i] = BFloat16(f(BFloat16(g / (1.f + std::exp(-g)))) * f(up[i]));
+    }
+  }
+}
+
+// a linear layer of the step: the packed bf16-pair kernel when its lows are given, else torch's int4 kernel
+at::Tensor linear4(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s, const at::Tensor& low) {
+  if (low.numel()) return int4_mm_impl(x, w, s, low);
+  return at::_weight_int4pack_mm_for_cpu(x, w, kGroup, s).contiguous();
+}
+
 }  // namespace
 
 // x: [B, hidden] bf16, the embedded tokens; positions: [B] int64, each row's cache length before
@@ -53,10 +315,12 @@ inline void rope(const BFloat16* in, const BFloat16* cos, const BFloat16* sin, f
 // and the head).
 at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor k_cache, at::Tensor v_cache,
                          at::Tensor cos, at::Tensor sin, std::vector<at::Tensor> norm1,
-                         std::vector<at::Tensor> qkv_w, std::vector<at::Tensor> qkv_s, std::vector<at::Tensor> qkv_b,
-                         std::vector<at::Tensor> o_w, std::vector<at::Tensor> o_s, std::vector<at::Tensor> norm2,
-                         std::vector<at::Tensor> gu_w, std::vector<at::Tensor> gu_s, std::vector<at::Tensor> d_w,
-                         std::vector<at::Tensor> d_s, int64_t n_heads, int64_t n_kv, int64_t head_dim, double eps) {
+                         std::vector<at::Tensor> qkv_w, std::vector<at::Tensor> qkv_s, std::vector<at::Tensor> qkv_z,
+                         std::vector<at::Tensor> qkv_b, std::vector<at::Tensor> o_w, std::vector<at::Tensor> o_s,
+                         std::vector<at::Tensor> o_z, std::vector<at::Tensor> norm2, std::vector<at::Tensor> gu_w,
+                         std::vector<at::Tensor> gu_s, std::vector<at::Tensor> gu_z, std::vector<at::Tensor> d_w,
+                         std::vector<at::Tensor> d_s, std::vector<at::Tensor> d_z, int64_t n_heads, int64_t n_kv,
+                         int64_t head_dim, double eps) {
   // only ATen from here on: other Python threads (the app's request handlers) run during the step
   pybind11::gil_scoped_release no_gil;
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.dim() == 2 && x.is_contiguous(), "x: contiguous [B, hidden] bf16");
@@ -81,7 +345,7 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor k_cache,
 
   for (int64_t l = 0; l < layers; ++l) {
     rms_norm(xp, norm1[l].data_ptr<BFloat16>(), np, rows, hidden, epsilon);
-    auto qkv = at::_weight_int4pack_mm_for_cpu(normed, qkv_w[l], kGroup, qkv_s[l]);
+    auto qkv = linear4(normed, qkv_w[l], qkv_s[l], qkv_z[l]);
     if (qkv_b[l].numel()) qkv.add_(qkv_b[l]);
     qkv = qkv.contiguous();
     const BFloat16* qkvp = qkv.data_ptr<BFloat16>();
@@ -114,45 +378,38 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor k_cache,
         scores.resize(span);
         float top = -INFINITY;
         for (int64_t t = 0; t < span; ++t) {
-          float dot = 0.f;
-          const BFloat16* k = keys + t * head_dim;
-          for (int64_t i = 0; i < head_dim; ++i) dot += q[i] * f(k[i]);
-          scores[t] = dot * softmax_scale;
+          scores[t] = dot_bf16(q.data(), keys + t * head_dim, head_dim) * softmax_scale;
           top = std::max(top, scores[t]);
         }
         float total = 0.f;
         for (int64_t t = 0; t < span; ++t) total += (scores[t] = std::exp(scores[t] - top));
         std::fill(out.begin(), out.end(), 0.f);
-        for (int64_t t = 0; t < span; ++t) {
-          const float p = scores[t] / total;
-          const BFloat16* v = values + t * head_dim;
-          for (int64_t i = 0; i < head_dim; ++i) out[i] += p * f(v[i]);
-        }
+        for (int64_t t = 0; t < span; ++t) axpy_bf16(scores[t] / total, values + t * head_dim, out.data(), head_dim);
         for (int64_t i = 0; i < head_dim; ++i) ap[b * nq + h * head_dim + i] = BFloat16(out[i]);
       }
     });
-    auto o = at::_weight_int4pack_mm_for_cpu(attn, o_w[l], kGroup, o_s[l]).contiguous();
-    const BFloat16* op = o.data_ptr<BFloat16>();
-    for (int64_t i = 0; i < rows * hidden; ++i) xp[i] = BFloat16(f(xp[i]) + f(op[i]));
+    auto o = linear4(attn, o_w[l], o_s[l], o_z[l]);
+    add_into(xp, o.data_ptr<BFloat16>(), rows * hidden);
     rms_norm(xp, norm2[l].data_ptr<BFloat16>(), np, rows, hidden, epsilon);
-    auto gu = at::_weight_int4pack_mm_for_cpu(normed, gu_w[l], kGroup, gu_s[l]).contiguous();
+    auto gu = linear4(normed, gu_w[l], gu_s[l], gu_z[l]);
     const int64_t inner = gu.size(1) / 2;
     auto act = at::empty({rows, inner}, x.options());
-    const BFloat16* gup = gu.data_ptr<BFloat16>();
-    BFloat16* actp = act.data_ptr<BFloat16>();
-    for (int64_t b = 0; b < rows; ++b) {
-      for (int64_t i = 0; i < inner; ++i) {
-        const float g = f(gup[b * 2 * inner + i]), u = f(gup[b * 2 * inner + inner + i]);
-        actp[b * inner + i] = BFloat16(f(BFloat16(g / (1.f + std::exp(-g)))) * u);
-      }
-    }
-    auto down = at::_weight_int4pack_mm_for_cpu(act, d_w[l], kGroup, d_s[l]).contiguous();
-    const BFloat16* dp = down.data_ptr<BFloat16>();
-    for (int64_t i = 0; i < rows * hidden; ++i) xp[i] = BFloat16(f(xp[i]) + f(dp[i]));
+    silu_mul(gu.data_ptr<BFloat16>(), act.data_ptr<BFloat16>(), rows, inner);
+    auto down = linear4(act, d_w[l], d_s[l], d_z[l]);
+    add_into(xp, down.data_ptr<BFloat16>(), rows * hidden);
   }
   return x;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_layers", &decode_layers, "one decode step through every layer (int4 weights, bf16 activations)");
+  m.def("int4_mm", [](at::Tensor x, at::Tensor packed, at::Tensor scale, at::Tensor low) {
+    pybind11::gil_scoped_release no_gil;
+    return int4_mm_impl(x, packed, scale, low);
+  }, "x [M, K] bf16 times a packed int4 weight -> [M, N] bf16 (AVX512-BF16 CPUs)");
+  m.def("int8_mm", [](at::Tensor x, at::Tensor packed, at::Tensor scale) {
+    pybind11::gil_scoped_release no_gil;
+    return int8_mm_impl(x, packed, scale);
+  }, "x [M, K] bf16 times a packed int8 weight -> [M, N] bf16 (AVX512-BF16 CPUs)");
+  m.attr("bf16_kernels") = kBf16Kernels;
 }

@@ -81,24 +81,33 @@ class Linear:
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, mode: str, dtype: torch.dtype,
-                 dense_rows: int | None = None):
+                 dense_rows: int | None = None, kernels=None):
         self.mode, self.bias = mode, None if bias is None else bias.to(dtype)
         self.out_features = weight.shape[0]
         self.dense, self.dense_rows = None, dense_rows
+        self.kernels, self.packed = None, None
         w = weight.detach().float()
+        n, k = w.shape
+        # the compiled kernels (native: AVX512-BF16 CPUs, bf16 activations) take their own packing
+        packable = kernels is not None and dtype == torch.bfloat16 and n % 16 == 0 and k % 2 == 0
         if mode == "int8":
             scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
             self.weight = (w / scales[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()
             self.scales = scales.to(dtype)
-        elif mode == "int4" and w.shape[1] % GROUP == 0:
-            n, k = w.shape
+            if packable:
+                self.kernels, self.packed = kernels.int8_mm, (pack_pairs(self.weight), scales.contiguous())
+        elif mode == "int4" and k % GROUP == 0:
             groups = w.reshape(n, k // GROUP, GROUP)
             low, high = groups.amin(-1), groups.amax(-1)
             scale = ((high - low) / 15).clamp(min=1e-8)
             q = ((groups - low[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32).reshape(n, k)
-            self.weight = torch._convert_weight_to_int4pack_for_cpu(q, 1)
-            # the kernel computes (q - 8) * scale + zero
-            self.scales = torch.stack([scale.t(), (low + 8 * scale).t()], dim=-1).contiguous().to(dtype)
+            if packable:
+                self.kernels, self.packed = kernels.int4_mm, pack_int4(q, scale, low)
+                self.weight = self.scales = None
+            else:
+                self.weight = torch._convert_weight_to_int4pack_for_cpu(q, 1)
+                # the kernel computes (q - 8) * scale + zero
+                self.scales = torch.stack([scale.t(), (low + 8 * scale).t()], dim=-1).contiguous().to(dtype)
         else:
             self.mode = "none"
             self.weight = w.to(dtype).contiguous()
@@ -112,6 +121,8 @@ class Linear:
             y = F.linear(x2, self.weight)
         elif self.dense is not None and x2.shape[0] >= self.dense_rows:
             y = F.linear(x2, self.dense)
+        elif self.packed is not None:
+            y = self.kernels(x2, *self.packed)
         elif self.mode == "int8":
             y = torch._weight_int8pack_mm(x2, self.weight, self.scales)
         else:
@@ -119,6 +130,30 @@ class Linear:
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features)
+
+
+def pack_int4(q: torch.Tensor, scale: torch.Tensor, low: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """int4 values ``q`` [N, K] (0..15) with per-group ``scale`` and ``low`` [N, K/32] in the compiled
+    kernel's layout (decode_step.cpp): 16 bytes per 16 outputs x 2 inputs, byte i holding word i in
+    its low nibble and word i + 16 in its high one; scale and low as fp32 [N/16, K/32, 16]."""
+    words = _pairs(q)  # [N/16, K/2, 32]
+    packed = (words[..., :16] | (words[..., 16:] << 4)).to(torch.uint8).contiguous()
+
+    def per_block(t: torch.Tensor) -> torch.Tensor:
+        return t.float().reshape(-1, 16, t.shape[1]).transpose(1, 2).contiguous()
+
+    return packed, per_block(scale), per_block(low)
+
+
+def pack_pairs(q: torch.Tensor) -> torch.Tensor:
+    """int8 values [N, K] as the compiled kernel takes them: [N/16, K/2, 32], the 16 outputs' pairs of inputs."""
+    return _pairs(q).contiguous()
+
+
+def _pairs(q: torch.Tensor) -> torch.Tensor:
+    """[N, K] -> [N/16, K/2, 32]: word 2j + t of (block b, pair p) is q[16 b + j, 2 p + t]."""
+    n, k = q.shape
+    return q.reshape(n // 16, 16, k // 2, 2).transpose(1, 2).reshape(n // 16, k // 2, 32)
 
 
 def default_dense_rows() -> tuple[int, int] | None:
@@ -154,7 +189,9 @@ class FastModel:
 
     def __init__(self, model, weights: str = "int4", slots: int = 8, max_len: int = 2048,
                  head: str | None = None, dtype: torch.dtype | None = None,
-                 dense_rows: tuple[int, int] | None | str = "auto"):
+                 dense_rows: tuple[int, int] | None | str = "auto", kernels=None):
+        """``kernels``: the compiled module (``native.module()``); where it has the AVX512-BF16 matmuls,
+        the int4 layers and the int8 head use them (eager and compiled steps alike)."""
         config = model.config
         # Quantized weights need bf16 activations: torch's int4/int8 CPU kernels are vectorized for
         # bf16 only (measured here: fp32 inputs take a reference path about 25x slower).
@@ -162,6 +199,7 @@ class FastModel:
         if dense_rows == "auto":
             dense_rows = default_dense_rows() if self.dtype == torch.bfloat16 else None
         layer_rows, head_rows = dense_rows or (None, None)
+        self.kernels = kernels if getattr(kernels, "bf16_kernels", False) else None
         # Decode attention (one query a row) in bf16 only with AMX tiles (16 rows x 216 keys: 533 us fp32
         # with the conversion, 203 us bf16; AMX Xeon). Elsewhere fp32, the conversion included: where bf16
         # is emulated 4-6x faster (16 rows x 300 keys: 4.6 -> 0.8 ms a layer, AVX2 EPYC), and also with
@@ -180,7 +218,7 @@ class FastModel:
         self.layers = [self._layer(layer, weights, layer_rows) for layer in inner.layers]
         self.norm = inner.norm.weight.detach().to(self.dtype)
         # The GGUF keeps token embeddings (tied to the head) at 8 bits, so the head gets int8.
-        self.head = Linear(model.get_output_embeddings().weight, None, head, self.dtype, head_rows)
+        self.head = Linear(model.get_output_embeddings().weight, None, head, self.dtype, head_rows, self.kernels)
         rope = getattr(config, "rope_parameters", None) or {}
         theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
         inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
@@ -199,12 +237,12 @@ class FastModel:
         qkv_b = torch.cat([b.detach() for b in biases]) if all(b is not None for b in biases) else None
         return Layer(
             norm1=layer.input_layernorm.weight.detach().to(self.dtype),
-            qkv=Linear(qkv_w, qkv_b, weights, self.dtype, dense_rows),
-            o=Linear(attn.o_proj.weight, None, weights, self.dtype, dense_rows),
+            qkv=Linear(qkv_w, qkv_b, weights, self.dtype, dense_rows, self.kernels),
+            o=Linear(attn.o_proj.weight, None, weights, self.dtype, dense_rows, self.kernels),
             norm2=layer.post_attention_layernorm.weight.detach().to(self.dtype),
             gate_up=Linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), None, weights, self.dtype,
-                           dense_rows),
-            down=Linear(mlp.down_proj.weight, None, weights, self.dtype, dense_rows),
+                           dense_rows, self.kernels),
+            down=Linear(mlp.down_proj.weight, None, weights, self.dtype, dense_rows, self.kernels),
         )
 
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -252,10 +290,14 @@ class FastModel:
         if not native.enabled() or self.dtype != torch.bfloat16 or any(
                 lin.mode != "int4" for layer in self.layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)):
             return None
-        no_bias = torch.empty(0, dtype=self.dtype)
-        per_layer = [(layer.norm1, layer.qkv.weight, layer.qkv.scales, no_bias if layer.qkv.bias is None else layer.qkv.bias,
-                      layer.o.weight, layer.o.scales, layer.norm2, layer.gate_up.weight, layer.gate_up.scales,
-                      layer.down.weight, layer.down.scales) for layer in self.layers]
+        no_bias, no_lows = torch.empty(0, dtype=self.dtype), torch.empty(0)
+
+        def weights(lin: Linear) -> tuple:  # (weight, scales, lows): the packed kernel's, or torch's and no lows
+            return lin.packed if lin.packed is not None else (lin.weight, lin.scales, no_lows)
+
+        per_layer = [(layer.norm1, *weights(layer.qkv), no_bias if layer.qkv.bias is None else layer.qkv.bias,
+                      *weights(layer.o), layer.norm2, *weights(layer.gate_up), *weights(layer.down))
+                     for layer in self.layers]
         return [list(argument) for argument in zip(*per_layer)]
 
     @torch.inference_mode()
@@ -437,6 +479,8 @@ class Request:
     error: BaseException | None = None
     notify: queue.Queue | None = None
     """Also gets the request itself when it ends (one queue can wait for the first of many)."""
+    end_ids: frozenset = frozenset()
+    """Tokens after which the request ends; unlike stop tokens they are emitted (a stop string's token)."""
 
     def end(self) -> None:
         self.out.put(DONE)
@@ -469,12 +513,14 @@ class Engine:
         self.worker = threading.Thread(target=self._run, name="convo-engine", daemon=True)
         self.worker.start()
 
-    def submit(self, prompt: list[int], sampling: Sampling, stop=None, notify: queue.Queue | None = None) -> Request:
+    def submit(self, prompt: list[int], sampling: Sampling, stop=None, notify: queue.Queue | None = None,
+               end_ids: frozenset = frozenset()) -> Request:
         if self.closing or not self.worker.is_alive():
             raise RuntimeError("this engine is closed")
         limit = self.fast.max_len - sampling.max_new_tokens - 1
         prompt = prompt[-max(1, limit):]
-        request = Request(prompt=prompt, sampling=sampling, stop=stop, seen=list(prompt), notify=notify)
+        request = Request(prompt=prompt, sampling=sampling, stop=stop, seen=list(prompt), notify=notify,
+                          end_ids=end_ids)
         if sampling.seed is not None:
             request.generator = torch.Generator().manual_seed(sampling.seed)
         self.waiting.put(request)
@@ -568,7 +614,8 @@ class Engine:
             request.next_token = None
             return
         request.out.put(token)
-        request.next_token = token if request.generated < request.sampling.max_new_tokens else None
+        ended = request.generated >= request.sampling.max_new_tokens or token in request.end_ids
+        request.next_token = None if ended else token
 
     def _step(self) -> None:
         self._retire()
@@ -625,13 +672,14 @@ def engine_for(lm) -> Engine | None:
         if engine is None or engine.closing:
             started = time.monotonic()
             weights = default_weight_mode(lm)
+            # built once per machine (about 30 s on 2 cores), then loaded from the cache in about a
+            # second; waited for here, while the model loads, so every reply runs the same maths
+            kernels = native.module(wait=600) if weights in ("int4", "int8") else None
             # built on a thread that exits, so the engine thread is the only one holding an OpenMP team
             fast = run_in_fresh_thread(FastModel, lm.model, weights=weights,
                                        slots=int(os.environ.get("CONVO_MAX_BATCH", "8")),
-                                       max_len=int(os.environ.get("CONVO_FAST_CONTEXT", "2048")))
-            # built once per machine (about 30 s on 2 cores), then loaded from the cache in about a
-            # second; waited for here, while the model loads, so every reply runs the same maths
-            compiled = fast.native_supported() and native.module(wait=600) is not None
+                                       max_len=int(os.environ.get("CONVO_FAST_CONTEXT", "2048")), kernels=kernels)
+            compiled = fast.native_supported() and kernels is not None
             engine = Engine(fast, _stop_ids(lm))
             lm.fast_engine = engine
             _engines.append(engine)

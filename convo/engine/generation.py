@@ -11,6 +11,7 @@ import itertools
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -88,6 +89,68 @@ def _generate_kwargs(lm: LoadedModel, sampling: Sampling) -> dict:
     return kwargs
 
 
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    r"""``text`` up to the earliest occurrence of any of the stop strings (all of it when none occurs).
+
+    >>> cut_at_stop("Clouds get heavy.\nSTUDENT: Why?", ["STUDENT:", "\n"])
+    'Clouds get heavy.'
+    """
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return text[:min(found)] if found else text
+
+
+def until_stop(pieces: Iterable[str], stops: Sequence[str]) -> Iterator[str]:
+    """Text deltas up to the first stop string. A tail that could be the start of one is held back until
+    the next piece tells; once one appears the source is closed (its generation ends).
+
+    >>> list(until_stop(["Rain. U", "p we go"], ["USER:"])), list(until_stop(["Rain. U", "SER: hi"], ["USER:"]))
+    (['Rain. ', 'Up we go'], ['Rain. '])
+    """
+    held = ""
+    try:
+        for piece in pieces:
+            text = held + piece
+            cut = cut_at_stop(text, stops)
+            if len(cut) < len(text):
+                if cut:
+                    yield cut
+                return
+            keep = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+            held = text[len(text) - keep:] if keep else ""
+            if len(text) > keep:
+                yield text[:len(text) - keep]
+        if held:
+            yield held
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
+
+
+_PER_TOKENIZER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _per_tokenizer(tokenizer, key: tuple, make: Callable[[], T]) -> T:
+    """``make()``, kept per tokenizer under ``key``: what is built from its whole vocabulary (about 0.2 s
+    for the bundled model's 49k tokens) is built once."""
+    known = _PER_TOKENIZER.setdefault(tokenizer, {})
+    if key not in known:
+        known[key] = make()
+    return known[key]
+
+
+def end_ids(tokenizer, stops: tuple[str, ...]) -> frozenset[int]:
+    """The tokens whose text holds one of ``stops``: the fast engine ends a request right after one."""
+    if not stops:
+        return frozenset()
+
+    def scan() -> frozenset[int]:
+        texts = (tokenizer.decode([i], skip_special_tokens=True) for i in range(len(tokenizer)))
+        return frozenset(i for i, text in enumerate(texts) if any(s in text for s in stops))
+
+    return _per_tokenizer(tokenizer, ("end_ids", stops), scan)
+
+
 def _seed(sampling: Sampling) -> None:
     if sampling.seed is not None:
         import torch
@@ -108,10 +171,17 @@ class _StopCriteria:
         return torch.full((input_ids.shape[0],), stopped, dtype=torch.bool, device=input_ids.device)
 
 
-def _stopping(stops: list[Stop]):
+def _stopping(lm: LoadedModel, sampling: Sampling, stops: list[Stop]):
+    """generate's stopping criteria: any of ``stops`` set, or (row by row) a stop string of ``sampling``
+    written. (Given ``stop_strings``, generate would build its criterion from the vocabulary at every call.)"""
     from transformers import StoppingCriteriaList
+    from transformers.generation import StopStringCriteria
 
-    return StoppingCriteriaList([_StopCriteria(*stops)])
+    criteria = [_StopCriteria(*stops)]
+    if sampling.stop:
+        criteria.append(_per_tokenizer(lm.tokenizer, ("criterion", sampling.stop),
+                                       lambda: StopStringCriteria(lm.tokenizer, list(sampling.stop))))
+    return StoppingCriteriaList(criteria)
 
 
 def stream(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None,
@@ -119,28 +189,28 @@ def stream(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None
     """Yield the reply to ``messages`` piece by piece (text deltas) as the model produces them.
 
     Generation runs on a worker thread feeding a streamer; setting ``stop`` (or closing this
-    iterator) ends it within a token or two.
+    iterator) ends it within a token or two. The reply ends before the first of ``sampling.stop``.
     """
     sampling = sampling or Sampling()
     stop = stop or Stop()
     if getattr(lm, "remote", False):
         from . import remote
 
-        yield from remote.stream(lm, check_messages(messages), sampling, stop, prompt)
+        yield from until_stop(remote.stream(lm, check_messages(messages), sampling, stop, prompt), sampling.stop)
         return
     from transformers import TextIteratorStreamer
 
     text = prompt if prompt is not None else render_prompt(lm, check_messages(messages))
     engine = _engine(lm)
     if engine is not None:
-        yield from _stream_engine(lm, engine, text, sampling, stop)
+        yield from until_stop(_stream_engine(lm, engine, text, sampling, stop), sampling.stop)
         return
     inputs = _encode(lm, [text], sampling.max_new_tokens)
     streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=not lm.is_seq2seq, skip_special_tokens=True,
                                     timeout=None)
     kwargs = _generate_kwargs(lm, sampling)
     abandoned = Stop()  # set when the consumer goes away, without touching the caller's Stop
-    kwargs.update(inputs, streamer=streamer, stopping_criteria=_stopping([stop, abandoned]))
+    kwargs.update(inputs, streamer=streamer, stopping_criteria=_stopping(lm, sampling, [stop, abandoned]))
     errors: list[BaseException] = []
 
     def work():
@@ -157,7 +227,7 @@ def stream(lm: LoadedModel, messages: Messages, sampling: Sampling | None = None
     worker = threading.Thread(target=work, name="convo-generate", daemon=True)
     worker.start()
     try:
-        for piece in streamer:
+        for piece in until_stop(streamer, sampling.stop):
             if stop.is_set():
                 break
             if piece:
@@ -184,7 +254,7 @@ def _prompt_ids(lm: LoadedModel, text: str) -> list[int]:
 def _stream_engine(lm: LoadedModel, engine, text: str, sampling: Sampling, stop: Stop) -> Iterator[str]:
     """Stream from the fast engine, detokenizing incrementally (held back while a multi-byte
     character is incomplete)."""
-    request = engine.submit(_prompt_ids(lm, text), sampling, stop)
+    request = engine.submit(_prompt_ids(lm, text), sampling, stop, end_ids=end_ids(lm.tokenizer, sampling.stop))
     tokens: list[int] = []
     printed = ""
     try:
@@ -265,7 +335,8 @@ def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling:
     engine = _engine(lm)
     if engine is not None:  # continuous batching: all requests share decode steps
         seeds = [None if sampling.seed is None else sampling.seed + i for i in range(len(texts))]
-        requests = [engine.submit(_prompt_ids(lm, t), replace(sampling, seed=seed), stop)
+        ends = end_ids(lm.tokenizer, sampling.stop)
+        requests = [engine.submit(_prompt_ids(lm, t), replace(sampling, seed=seed), stop, end_ids=ends)
                     for t, seed in zip(texts, seeds)]
         return [_reply_text(lm, r) for r in requests]
     # on a thread that exits, so no OpenMP team outlives the call (see convo.threads)
@@ -300,12 +371,13 @@ def pipeline(lm: LoadedModel, source: Callable[[], tuple[Any, Program] | None], 
 def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Finished]:
     notify: queue.Queue = queue.Queue()
     owners: dict[int, _Running] = {}
+    ends = end_ids(lm.tokenizer, sampling.stop)
 
     def submit(running: _Running) -> None:
         running.requests, running.pending = [], len(running.prompts)
         for text in running.prompts:
             seed = None if sampling.seed is None else sampling.seed + running.seed + running.asked
-            request = engine.submit(_prompt_ids(lm, text), replace(sampling, seed=seed), stop, notify)
+            request = engine.submit(_prompt_ids(lm, text), replace(sampling, seed=seed), stop, notify, ends)
             owners[id(request)] = running
             running.requests.append(request)
             running.asked += 1
@@ -355,8 +427,9 @@ def _pipeline_padded(lm, source, sampling, width, stop) -> Iterator[Finished]:
 
 
 def _reply_text(lm: LoadedModel, request) -> str:
-    """The whole reply of an engine request, once it ends."""
-    return lm.tokenizer.decode(list(request.tokens()), skip_special_tokens=True).strip()
+    """The whole reply of an engine request, once it ends, cut before its first stop string."""
+    text = lm.tokenizer.decode(list(request.tokens()), skip_special_tokens=True)
+    return cut_at_stop(text, request.sampling.stop).strip()
 
 
 def _generate_padded(lm: LoadedModel, texts: list[str], sampling: Sampling, batch_size: int,
@@ -364,15 +437,16 @@ def _generate_padded(lm: LoadedModel, texts: list[str], sampling: Sampling, batc
     import torch
 
     replies: list[str] = []
-    stopping = {"stopping_criteria": _stopping([stop])} if stop is not None else {}
+    stopping = _stopping(lm, sampling, [stop] if stop is not None else [])
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
         inputs = _encode(lm, chunk, sampling.max_new_tokens)
         _seed(sampling)
         with torch.inference_mode():
-            output = lm.model.generate(**inputs, **_generate_kwargs(lm, sampling), **stopping)
+            output = lm.model.generate(**inputs, **_generate_kwargs(lm, sampling), stopping_criteria=stopping)
         new_tokens = output if lm.is_seq2seq else output[:, inputs["input_ids"].shape[1]:]
-        replies.extend(t.strip() for t in lm.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        decoded = lm.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        replies.extend(cut_at_stop(t, sampling.stop).strip() for t in decoded)
     return replies
 
 

@@ -24,6 +24,10 @@ from .hardware import cpu_flags
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("decode_step.cpp")
+# -fopenmp: at::parallel_for splits work only in code compiled with OpenMP (without it, one thread);
+# the module then uses the libgomp torch already loaded (same soname), so one thread pool serves both
+CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
 _lock = threading.Lock()
 _state: dict = {"module": None, "error": None, "thread": None}
 
@@ -33,15 +37,15 @@ def enabled() -> bool:
 
 
 def build_key() -> str:
-    """What the built module depends on: the source, torch's version, the Python environment (each
+    """What the built module depends on: the source and flags, torch's version, the Python environment (each
     virtualenv builds its own: one build's commands would make ninja rebuild the other's) and this
     CPU's flags."""
     import sys
 
     import torch
 
-    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + sys.prefix.encode() +
-                            cpu_flags().encode())
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS + LDFLAGS).encode() + torch.__version__.encode() +
+                            sys.prefix.encode() + cpu_flags().encode())
     return digest.hexdigest()[:16]
 
 
@@ -52,7 +56,7 @@ def _build():
     folder = cache_dir() / "native" / key
     folder.mkdir(parents=True, exist_ok=True)
     return ext.load(name=f"convo_decode_{key}", sources=[str(SOURCE)], build_directory=str(folder),
-                    extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only"], verbose=False)
+                    extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, verbose=False)
 
 
 def _build_in_background() -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .generation import cut_at_stop
 from .loading import LoadedModel, ModelLoadError
 from ..settings import ModelSpec, Sampling
 
@@ -360,6 +361,8 @@ def _request(lm: RemoteModel, messages: list[dict], sampling: Sampling, seed: in
                      "temperature": sampling.temperature if sampling.do_sample else 0.0}
     if sampling.do_sample:
         request["top_p"] = sampling.top_p
+    if sampling.stop:
+        request["stop"] = list(sampling.stop)
     if seed is not None:
         request["seed"] = seed
     if logprobs and endpoint.logprobs:
@@ -476,6 +479,8 @@ def complete(lm: RemoteModel, prompt: str, sampling: Sampling, seed: int | None 
     request = _request(lm, messages, sampling, seed, logprobs=True)
     if extra:
         request["extra_body"] = {**request.get("extra_body", {}), **extra}
+    if prefill and not lm.endpoint.continue_final_message:
+        request.pop("stop", None)  # the reply may repeat the prefill first: cut after cut_echo, below
 
     def call():
         with _client(lm) as client:
@@ -488,6 +493,7 @@ def complete(lm: RemoteModel, prompt: str, sampling: Sampling, seed: int | None 
     text = choice.message.content or ""
     if prefill and not lm.endpoint.continue_final_message:
         text = cut_echo(text, prefill)
+    text = cut_at_stop(text, sampling.stop)  # not every server honours ``stop`` (or all four of them)
     logprob = _mean_logprob(choice)
     if logprob is not None:
         lm.remember_logprob(text.strip(), logprob)
@@ -496,7 +502,8 @@ def complete(lm: RemoteModel, prompt: str, sampling: Sampling, seed: int | None 
 
 def stream(lm: RemoteModel, messages: list[dict], sampling: Sampling, stop, prompt: str | None = None) -> Iterator[str]:
     """Yield the reply piece by piece; setting ``stop`` (or closing this iterator) closes the HTTP stream.
-    Opening the stream is retried; a stream cut after text was shown ends with a RemoteError."""
+    Opening the stream is retried; a stream cut after text was shown ends with a RemoteError. (The stop
+    strings are asked of the server; ``generation.stream`` also cuts at them, as not every server honours them.)"""
     prefill = ""
     if prompt is not None:
         messages, prefill = parse_prompt(prompt)
