@@ -3,6 +3,8 @@ import math
 import concurrent.futures
 import os
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -73,6 +75,30 @@ def test_end_ids_end_a_request_right_after_that_token(lm):
     k = next(i for i in range(3, len(full) - 1) if full[i] not in full[:i])  # a token first seen at k
     request = engine.submit(prompt, sampling, end_ids=frozenset({full[k]}))
     assert list(request.tokens()) == full[:k + 1] and request.generated == k + 1
+
+
+def test_favoured_tokens_are_raised_until_one_is_sampled(lm):
+    """A steered request (``favour``, ``bias``) gets the bias on those tokens' logits until it samples
+    one of them, then samples as it would have: the rest of the reply is unsteered."""
+    engine = fastpath.engine_for(lm)
+    prompt = generation._prompt_ids(lm, generation.render_prompt(lm, convo_of("Hello")))
+    greedy = Sampling(temperature=0, max_new_tokens=8, repetition_penalty=1.0)
+    plain = list(engine.submit(prompt, greedy).tokens())
+    after = replace(greedy, max_new_tokens=7)
+
+    def continuation(token):
+        return list(engine.submit(prompt + [token], after).tokens())
+
+    # a token the reply does not have and that greedy decoding does not just repeat after itself
+    favoured = next(t for t in range(10, 400) if t not in plain and t not in engine.stop_ids
+                    and set(continuation(t)) - {t})
+    request = engine.submit(prompt, greedy, favour=[favoured], bias=1e4)
+    steered = list(request.tokens())
+    assert steered[0] == favoured and request.favour is None
+    # once named, no more bias: the rest is the unsteered continuation (with the bias kept, every
+    # token would be the favoured one)
+    assert steered[1:] == continuation(favoured)
+    assert list(engine.submit(prompt, greedy, favour=[favoured], bias=0.0).tokens()) == plain
 
 
 def test_seeded_sampling_is_reproducible(lm):

@@ -114,6 +114,25 @@ def test_pipeline_stop_hands_no_cut_reply_to_a_program(causal):
     assert finished == [] and 1 <= len(replies) <= 2
 
 
+def test_steered_prompts_name_their_word_on_the_engine(causal):
+    """A program's Steered prompt (a keyword conversation's line) is answered with its word far more
+    often than the same prompt unsteered (the engine raises the word's first tokens until it is named)."""
+    prompt = generation.render_prompt(causal, HELLO)
+    sampling = Sampling(max_new_tokens=12, temperature=0.7, seed=0)
+    word = next(w for w in ("the", "there", "what", "capital", "birds")
+                if generation.favoured_ids(causal.tokenizer, (w,)))
+
+    def named(steer: bool) -> int:
+        def program(i):
+            [reply] = yield [generation.Steered(prompt, (word,)) if steer else prompt]
+            return word in reply.lower()
+
+        programs = iter([(i, program(i)) for i in range(8)])
+        return sum(f.value for f in generation.pipeline(causal, lambda: next(programs, None), sampling, width=4))
+
+    assert named(steer=True) >= 7 and named(steer=False) <= 3
+
+
 def a_stop_from_the_middle(text: str) -> str:
     """Three characters from the middle of ``text``, without whitespace at their ends, to stop at."""
     start = len(text) // 2

@@ -779,11 +779,13 @@ def test_keyword_lines_are_sampled_until_one_names_the_word(tiny_lm):
     program = programs.program_for(tiny_lm, job, Sampling(temperature=0.7))(item)
     first = next(program)
     assert len(first) == 3 and len(set(first)) == 1 and first[0].endswith("STUDENT:")
+    assert all(prompt.favour == ("rain",) for prompt in first)  # steered towards the word until it is named
     # none names the word: the first clean one is kept, and the next line gets candidates again
     second = program.send(["I am sorry.", "Hello there.", "Good morning."])
     assert len(second) == 3 and second[0].endswith("STUDENT: Hello there.\nTEACHER:")
     third = program.send(["Nice day.", "Is it going to rain today?", "Rain is wet."])
     assert len(third) == 1 and "TEACHER: Is it going to rain today?\nSTUDENT:" in third[0]
+    assert not getattr(third[0], "favour", ())
     fourth = program.send(["Why?"])
     assert len(fourth) == 1
     with pytest.raises(StopIteration) as ended:

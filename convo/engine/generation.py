@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from ..settings import Sampling
 from ..threads import run_in_fresh_thread
 from .loading import LoadedModel
-from .programs import Finished, Program, Stop, _advance, _Running, _stopped, drive_pipeline  # noqa: F401 (re-exported)
+from .programs import (STEER, Finished, Program, Steered, Stop, _advance, _Running, _stopped,  # noqa: F401 (re-exported)
+                       drive_pipeline)
 from .prompts import stop_token_ids
 
 Messages = list[dict]
@@ -149,6 +150,22 @@ def end_ids(tokenizer, stops: tuple[str, ...]) -> frozenset[int]:
         return frozenset(i for i, text in enumerate(texts) if any(s in text for s in stops))
 
     return _per_tokenizer(tokenizer, ("end_ids", stops), scan)
+
+
+def favoured_ids(tokenizer, words: tuple[str, ...]) -> list[int]:
+    """The first token of each word, after a space or not, capitalized or not: what a Steered prompt's
+    reply is nudged towards. A first token shorter than 3 letters ("B" of "Bicycle") is left out: it
+    starts too many other words."""
+    def scan() -> list[int]:
+        firsts = set()
+        for word in words:
+            for form in {word, word.capitalize(), " " + word, " " + word.capitalize()}:
+                ids = tokenizer(form, add_special_tokens=False).input_ids
+                if ids and len(tokenizer.decode(ids[:1]).strip()) >= min(3, len(word)):
+                    firsts.add(ids[0])
+        return sorted(firsts)
+
+    return _per_tokenizer(tokenizer, ("favour", words), scan) if words else []
 
 
 def _seed(sampling: Sampling) -> None:
@@ -377,7 +394,9 @@ def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Fini
         running.requests, running.pending = [], len(running.prompts)
         for text in running.prompts:
             seed = None if sampling.seed is None else sampling.seed + running.seed + running.asked
-            request = engine.submit(_prompt_ids(lm, text), replace(sampling, seed=seed), stop, notify, ends)
+            favour = favoured_ids(lm.tokenizer, getattr(text, "favour", ()))
+            request = engine.submit(_prompt_ids(lm, text), replace(sampling, seed=seed), stop, notify, ends,
+                                    favour=favour, bias=STEER)
             owners[id(request)] = running
             running.requests.append(request)
             running.asked += 1

@@ -57,10 +57,10 @@ class KeywordJob:
     """Exchanges per conversation with the ``turns`` strategy (the ``script`` one keeps what the model wrote)."""
     line_candidates: int = 1
     """``turns`` strategy, while sampling: lines sampled per step until one names the word (one is kept).
-    3 raised the share of attempts kept from about 50% to 73% on an 8-word config with the bundled model,
-    but on a 2-core CPU, where each extra row of a batched step costs about as much as one more
-    conversation, it lowered kept conversations per minute (25 vs 30, benchmarks/synth_vs_chat_builder.py);
-    it pays where extra rows are cheap (a GPU, a batching server)."""
+    Before lines were steered towards the word (``generation.Steered``: 46% -> 89% of attempts kept on an
+    8-word config with the bundled model, benchmarks/synth_vs_chat_builder.py), 3 raised that share
+    from about 50% to 73% but lowered kept conversations per minute on a 2-core CPU (25 vs 30); it
+    pays where steering is not applied (a server) and extra rows are cheap."""
 
     mode = KEYWORD
 
