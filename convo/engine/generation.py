@@ -20,7 +20,7 @@ from ..settings import Sampling
 from ..threads import run_in_fresh_thread
 from .loading import LoadedModel
 from .programs import (STEER, Finished, Program, Steered, Stop, _advance, _Running, _stopped,  # noqa: F401 (re-exported)
-                       drive_pipeline)
+                       cut_at_stop, drive_pipeline)
 from .prompts import stop_token_ids
 
 Messages = list[dict]
@@ -88,16 +88,6 @@ def _generate_kwargs(lm: LoadedModel, sampling: Sampling) -> dict:
     if eos:
         kwargs["eos_token_id"] = eos
     return kwargs
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    r"""``text`` up to the earliest occurrence of any of the stop strings (all of it when none occurs).
-
-    >>> cut_at_stop("Clouds get heavy.\nSTUDENT: Why?", ["STUDENT:", "\n"])
-    'Clouds get heavy.'
-    """
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return text[:min(found)] if found else text
 
 
 def until_stop(pieces: Iterable[str], stops: Sequence[str]) -> Iterator[str]:

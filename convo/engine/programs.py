@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,17 @@ def _advance(running: _Running, replies: list[str] | None) -> Finished | None:
             running.prompts = list(prompts)
             return None
         replies = []
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    r"""``text`` up to the earliest occurrence of any of the stop strings (all of it when none occurs):
+    every engine's replies end there (``Sampling.stop``).
+
+    >>> cut_at_stop("Clouds get heavy.\nSTUDENT: Why?", ["STUDENT:", "\n"])
+    'Clouds get heavy.'
+    """
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return text[:min(found)] if found else text
 
 
 def _stopped(stop: Stop | None) -> bool:

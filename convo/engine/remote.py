@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .generation import cut_at_stop
+from .programs import cut_at_stop
 from .loading import LoadedModel, ModelLoadError
 from ..settings import ModelSpec, Sampling
 
