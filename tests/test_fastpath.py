@@ -251,6 +251,36 @@ def test_sampling_draws_from_the_same_distribution_as_transformers(top_k, top_p)
     assert (observed - expected).abs().sum() < 0.12  # total variation, 4000 draws
 
 
+def test_rows_sampled_together_keep_their_own_settings_and_seeds():
+    """``sample_rows`` draws each row of a batch from its own distribution (settings differ by row:
+    greedy with a repetition penalty, top-k, top-p alone), as transformers' processors give it, and a
+    seeded row draws the same tokens whatever rows come beside it."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 1000) * 3
+    samplings = [Sampling(temperature=0, repetition_penalty=1.3), Sampling(temperature=0.7, top_k=5, top_p=1.0),
+                 Sampling(temperature=1.2, top_k=0, top_p=0.5, repetition_penalty=1.0)]
+    seen = [torch.tensor([int(logits[0].argmax())]), None, None]  # the penalty moves row 0 off its argmax
+    draws = [[], [], []]
+    generators = [None, torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
+    for _ in range(3000):
+        for row, token in enumerate(fastpath.sample_rows(logits.clone(), samplings, seen, generators)):
+            draws[row].append(token)
+    penalized = logits[0].clone()
+    penalized[seen[0]] = torch.where(penalized[seen[0]] < 0, penalized[seen[0]] * 1.3, penalized[seen[0]] / 1.3)
+    assert set(draws[0]) == {int(penalized.argmax())} and draws[0][0] != int(logits[0].argmax())
+    for row in (1, 2):
+        sampling = samplings[row]
+        expected = reference_distribution(logits[row], replace(sampling, top_k=sampling.top_k or 1000))
+        observed = torch.bincount(torch.tensor(draws[row]), minlength=1000).float() / len(draws[row])
+        assert set(draws[row]) <= set(torch.nonzero(expected).flatten().tolist())  # never outside top-k/top-p
+        assert (observed - expected).abs().sum() < 0.12, row  # total variation, 3000 draws
+    mine, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(8)
+    alone = [fastpath.sample_rows(logits[1:2].clone(), samplings[1:2], [None], [mine])[0] for _ in range(20)]
+    mine.manual_seed(7)
+    beside = [fastpath.sample_rows(logits.clone(), samplings, seen, [None, mine, theirs])[1] for _ in range(20)]
+    assert alone == beside and len(set(alone)) > 1
+
+
 def test_closed_engine_ends_streams_refuses_work_and_is_rebuilt(tiny_causal):
     lm = load_model(ModelSpec(tiny_causal, dtype="float32"))
     engine = fastpath.Engine(fastpath.FastModel(lm.model, weights="none", slots=2), stop_ids=[])  # never ends alone

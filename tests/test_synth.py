@@ -786,6 +786,8 @@ def test_keyword_lines_are_sampled_until_one_names_the_word(tiny_lm):
     third = program.send(["Nice day.", "Is it going to rain today?", "Rain is wet."])
     assert len(third) == 1 and "TEACHER: Is it going to rain today?\nSTUDENT:" in third[0]
     assert not getattr(third[0], "favour", ())
+    again = program.send([""])  # an empty line (it began with a newline, its stop) is asked for again
+    assert again == third
     fourth = program.send(["Why?"])
     assert len(fourth) == 1
     with pytest.raises(StopIteration) as ended:

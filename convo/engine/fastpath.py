@@ -402,28 +402,57 @@ class FastModel:
 
 
 def sample_next(logits: torch.Tensor, sampling: Sampling, seen: list[int], generator) -> int:
-    """One token from ``logits`` [vocab], in transformers' processor order: repetition penalty,
-    temperature, top-k, top-p; greedy when temperature is 0.
+    """One token from ``logits`` [vocab] (``sample_rows`` for one row; ``seen``: the ids so far)."""
+    seen_ids = torch.tensor(sorted(set(seen))) if seen else None
+    return sample_rows(logits[None], [sampling], [seen_ids], [generator])[0]
 
-    Top-p runs on the top-k survivors only (sorted by ``topk``), not on a sort of the whole
-    vocabulary: the same distribution, and about 1 ms less per token for a 49k vocabulary.
+
+def sample_rows(logits: torch.Tensor, samplings: list[Sampling], seen: list[torch.Tensor | None],
+                generators: list) -> list[int]:
+    """One token for each row of ``logits`` [rows, vocab] (changed in place), each with its own
+    sampling, seen ids (for the repetition penalty) and generator, in transformers' processor order:
+    repetition penalty, temperature, top-k, top-p; greedy where the temperature is 0.
+
+    Every step is one batched op over the rows (one at a time, sampling cost about 0.34 ms a row, a
+    sixth of a batched step). Top-p runs on the top-k survivors only (the same distribution, without
+    sorting a 49k vocabulary); the draw inverts each row's cumulative distribution at a uniform number
+    from the row's own generator, so a seeded request samples the same whatever runs beside it.
     """
-    if sampling.repetition_penalty != 1.0 and seen:
-        ids = torch.tensor(sorted(set(seen)))
-        picked = logits[ids]
-        logits[ids] = torch.where(picked < 0, picked * sampling.repetition_penalty, picked / sampling.repetition_penalty)
-    if not sampling.do_sample:
-        return int(logits.argmax())
-    if sampling.top_k and sampling.top_k < logits.shape[-1]:
-        values, order = torch.topk(logits, sampling.top_k)  # descending
-    else:
-        values, order = torch.sort(logits, descending=True)
-    values = values / sampling.temperature
-    if sampling.top_p < 1.0:
+    rows, vocab = logits.shape
+    penalized = [i for i, s in enumerate(samplings) if s.repetition_penalty != 1.0 and seen[i] is not None]
+    if penalized:
+        counts = torch.tensor([len(seen[i]) for i in penalized])
+        which = torch.repeat_interleave(torch.tensor(penalized), counts)
+        columns = torch.cat([seen[i] for i in penalized])
+        factor = torch.repeat_interleave(torch.tensor([samplings[i].repetition_penalty for i in penalized]), counts)
+        picked = logits[which, columns]
+        logits[which, columns] = torch.where(picked < 0, picked * factor, picked / factor)
+    tokens = [0] * rows
+    greedy = [i for i, s in enumerate(samplings) if not s.do_sample]
+    if greedy:
+        for i, token in zip(greedy, logits[greedy].argmax(-1).tolist()):
+            tokens[i] = token
+    drawn = [i for i, s in enumerate(samplings) if s.do_sample]
+    if not drawn:
+        return tokens
+    chosen = [samplings[i] for i in drawn]
+    keep = torch.tensor([s.top_k if s.top_k and s.top_k < vocab else vocab for s in chosen])
+    k = int(keep.max())
+    values, order = torch.topk(logits[drawn], k) if k < vocab else torch.sort(logits[drawn], descending=True)
+    if int(keep.min()) < k:  # rows with a smaller top-k than the largest
+        values = values.masked_fill(torch.arange(k)[None, :] >= keep[:, None], float("-inf"))
+    values = values / torch.tensor([s.temperature for s in chosen])[:, None]
+    top_p = torch.tensor([s.top_p if s.top_p < 1.0 else float("inf") for s in chosen])[:, None]
+    if bool((top_p < 1.0).any()):
         probs = values.softmax(-1)
         # keep the smallest prefix whose mass reaches top_p (the first token always stays)
-        values = values.masked_fill(probs.cumsum(-1) - probs > sampling.top_p, float("-inf"))
-    return int(order[torch.multinomial(values.softmax(-1), 1, generator=generator)])
+        values = values.masked_fill(probs.cumsum(-1) - probs > top_p, float("-inf"))
+    cumulative = values.softmax(-1).cumsum(-1)
+    uniform = torch.cat([torch.rand(1, generator=generators[i]) for i in drawn])
+    picks = torch.searchsorted(cumulative, (uniform * cumulative[:, -1])[:, None]).clamp(max=k - 1)
+    for i, token in zip(drawn, order.gather(1, picks)[:, 0].tolist()):
+        tokens[i] = token
+    return tokens
 
 
 class PrefixCache:
@@ -476,6 +505,8 @@ class Request:
     stop: object = None
     out: queue.Queue = field(default_factory=queue.Queue)
     seen: list[int] = field(default_factory=list)
+    seen_ids: torch.Tensor | None = None
+    """The distinct ids of ``seen`` (for the repetition penalty), grown as new ones come."""
     generated: int = 0
     length: int = 0
     next_token: int | None = None
@@ -529,6 +560,7 @@ class Engine:
         limit = self.fast.max_len - sampling.max_new_tokens - 1
         prompt = prompt[-max(1, limit):]
         request = Request(prompt=prompt, sampling=sampling, stop=stop, seen=list(prompt), notify=notify,
+                          seen_ids=torch.tensor(sorted(set(prompt)), dtype=torch.long) if prompt else None,
                           end_ids=end_ids, favour=torch.tensor(favour) if favour else None, bias=bias)
         if sampling.seed is not None:
             request.generator = torch.Generator().manual_seed(sampling.seed)
@@ -608,19 +640,29 @@ class Engine:
             if segment is not None:
                 group.append(segment)
                 tokens += size
-        for (slot, _, _), request, row in zip(segments, admitted, logits):
+        for (slot, _, _), request in zip(segments, admitted):
             self.prefixes.store(request.prompt, *self.fast.read_slot(slot, len(request.prompt)))
             request.length = len(request.prompt)
             self.active.append(request)
-            self._emit(request, row)
+        self._emit(admitted, torch.stack(logits))
 
-    def _emit(self, request: Request, logits: torch.Tensor) -> None:
-        if request.favour is not None:
-            logits[request.favour] += request.bias
-        token = sample_next(logits, request.sampling, request.seen, request.generator)
+    def _emit(self, requests: list[Request], logits: torch.Tensor) -> None:
+        """Sample each request's next token from its row of ``logits`` (all rows at once) and hand it on."""
+        for row, request in enumerate(requests):
+            if request.favour is not None:
+                logits[row, request.favour] += request.bias
+        tokens = sample_rows(logits, [r.sampling for r in requests], [r.seen_ids for r in requests],
+                             [r.generator for r in requests])
+        for request, token in zip(requests, tokens):
+            self._hand_on(request, token)
+
+    def _hand_on(self, request: Request, token: int) -> None:
         if request.favour is not None and bool((request.favour == token).any()):
             request.favour = None  # named: the reply goes on unsteered
         request.generated += 1
+        if request.seen_ids is None or not bool((request.seen_ids == token).any()):
+            new = torch.tensor([token])
+            request.seen_ids = new if request.seen_ids is None else torch.cat([request.seen_ids, new])
         request.seen.append(token)
         stopped = request.stop is not None and request.stop.is_set()
         if token in self.stop_ids or stopped:
@@ -637,9 +679,9 @@ class Engine:
         tokens = [r.next_token for r in self.active]
         lengths = [r.length for r in self.active]
         logits = self.fast.decode(tokens, lengths)
-        for row, request in enumerate(self.active):
+        for request in self.active:
             request.length += 1
-            self._emit(request, logits[row])
+        self._emit(self.active, logits)
         self._retire()
 
     def _retire(self) -> None:

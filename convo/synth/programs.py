@@ -54,8 +54,9 @@ def program_for(lm, job: Job, sampling=None) -> Callable[[Item], Program]:
         exclude = compile_exclude(job.config.exclude)
         if job.strategy == SCRIPT:
             return lambda item: _keyword_script(lm, job, item, exclude)
-        candidates = job.line_candidates if sampling is None or sampling.do_sample else 1
-        return lambda item: _keyword_turns(lm, job, item, exclude, candidates)
+        sampled = sampling is None or sampling.do_sample
+        candidates = job.line_candidates if sampled else 1
+        return lambda item: _keyword_turns(lm, job, item, exclude, candidates, tries=2 if sampled else 1)
     write = _persona_script if job.strategy == SCRIPT else _persona_agents
     return lambda item: _with_restyle(lm, job, write(lm, job, item))
 
@@ -91,7 +92,7 @@ def _keyword_script(lm, job: KeywordJob, item: Item, exclude) -> Program:
     return Result(item, *judge_keyword_script(raw, item.word, job, exclude), raw=raw)
 
 
-def _keyword_turns(lm, job: KeywordJob, item: Item, exclude, candidates: int = 1) -> Program:
+def _keyword_turns(lm, job: KeywordJob, item: Item, exclude, candidates: int = 1, tries: int = 2) -> Program:
     """The script written one line per step: each step pre-starts the next speaker's label and keeps the
     model's first line, so even a 135M model keeps the format and the turns alternate.
 
@@ -99,15 +100,19 @@ def _keyword_turns(lm, job: KeywordJob, item: Item, exclude, candidates: int = 1
     the word's first tokens get better odds until the line has one: a conversation that never named its
     word was the most common drop, 46% of attempts were kept without it and 89% with it), and each step
     samples ``candidates`` lines in the same batched step and keeps one that names it (and matches no
-    exclude entry): redoing a line is cheaper than redoing the conversation."""
+    exclude entry): redoing a line is cheaper than redoing the conversation. A step whose lines all
+    came back empty (the model began with a newline, the line's stop) is sampled again, up to ``tries``."""
     base = render_prompt(lm, [{"role": "user", "content": job.config.prompt(item.word)}])
     script = ""
     for step in range(2 * job.turns):
         speaker = job.roles[step % 2]
         named = mentions(script, item.word)
         prompt = base + script + f"{speaker}:"
-        outputs = yield [prompt] if named else [Steered(prompt, (item.word,))] * candidates
-        lines = [first_line(output, job.roles) for output in outputs]
+        for _ in range(tries):  # a line that came back empty (it began with its stop, a newline) is asked again
+            outputs = yield [prompt] if named else [Steered(prompt, (item.word,))] * candidates
+            lines = [first_line(output, job.roles) for output in outputs]
+            if any(lines):
+                break
         script += f"{speaker}: {_best_line(lines, item.word, exclude, named)}\n"
     return Result(item, *judge_keyword_script(script, item.word, job, exclude), raw=script)
 
