@@ -1,5 +1,6 @@
 """The fast CPU engine: same greedy text as transformers, continuous batching, stop, kernels."""
 import math
+import threading
 import concurrent.futures
 import os
 
@@ -406,3 +407,18 @@ def test_packed_matmuls_match_torchs_kernels(rows):
         assert (got - want).abs().max() <= 0.02 * want.abs().max(), mode
         # as close to the unquantized product as torch's kernel is
         assert (got - exact).abs().max() <= 1.2 * (want - exact).abs().max() + 0.05, mode
+
+
+def test_a_build_lock_left_by_a_killed_build_does_not_block_the_next():
+    """torch's build lock is a plain file: a build killed midway leaves it, and every later build
+    waited on it forever (a CI run hung on it). The next build removes it under a lock of its own."""
+    from convo.engine import native
+
+    assert native.module(wait=600) is not None, native.error()
+    leftover = native.cache_dir() / "native" / native.build_key() / "lock"
+    leftover.touch()  # as a killed build leaves it
+    done = []
+    builder = threading.Thread(target=lambda: done.append(native._build()), daemon=True)
+    builder.start()
+    builder.join(120)
+    assert done and done[0].bf16_kernels in (True, False) and not leftover.exists()

@@ -228,6 +228,10 @@ def to_bnb_config(mode: str | None, compute_dtype):
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load a local model (and its adapter) as the spec says (remote ones: ``convo.engine.pool.load``).
     Raises ModelLoadError with one clear line."""
+    if os.environ.get("CONVO_FAST", "1") != "0":
+        from . import native
+
+        native.start()  # the compiled step and kernels build (or load from the cache) while the model loads
     try:
         return _load(spec)
     except ModelLoadError:

@@ -52,13 +52,21 @@ def build_key() -> str:
 
 
 def _build():
+    import fcntl
+
     import torch.utils.cpp_extension as ext
 
     key = build_key()
     folder = cache_dir() / "native" / key
     folder.mkdir(parents=True, exist_ok=True)
-    return ext.load(name=f"convo_decode_{key}", sources=[str(SOURCE)], build_directory=str(folder),
-                    extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, verbose=False)
+    # One build at a time per folder, under a lock the kernel drops when its holder dies. torch's own
+    # lock is a file that a killed build leaves behind, and every later build then waits on it
+    # forever: holding ours, no live build can own that file, so a leftover one is removed.
+    with open(folder / "convo-build.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        (folder / "lock").unlink(missing_ok=True)
+        return ext.load(name=f"convo_decode_{key}", sources=[str(SOURCE)], build_directory=str(folder),
+                        extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS), verbose=False)  # (load extends them)
 
 
 def _build_in_background() -> None:
