@@ -20,7 +20,8 @@ MAX_UPLOAD = "20mb"
 START_NEW = "Start a new conversation"
 CSS = (".suggestion { white-space: normal !important; text-align: left; }"
        # table cells break between words, never inside one ("rec/ords"); a wide table scrolls instead
-       " .prose table th, .prose table td, .table th, .table td { word-break: normal !important;"
+       # (and their inner elements: the table's own header spans broke "why / dropped" when a column was squeezed)
+       " .prose table th, .prose table td, .table th, .table td, .table th *, .table td * { word-break: normal !important;"
        " overflow-wrap: normal !important; hyphens: none; }"
        " .prose table { display: block; overflow-x: auto; }"
        # a training setting an error names: the message beside the field, in red
