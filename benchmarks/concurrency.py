@@ -1,13 +1,33 @@
 """Many users at once: launches the app on the bundled model and runs 1, 4 and 8 concurrent chat
-users through gradio_client, printing aggregate tokens/s and the worst time to first token.
+users, printing aggregate tokens/s and the worst time to first token.
 
-    python benchmarks/concurrency.py [--tokens 64] [--users 1 4 8]
+    python benchmarks/concurrency.py [--tokens 64] [--users 1 4 8] [--client page|gradio_client] [--fresh-sessions]
+
+Each user is one Gradio session, opened before the timed runs and kept for all of them, as a
+browser keeps its page: a session's first message pays for opening it (Gradio builds every
+component's config for the session, about 30 ms of the server's event loop for this app), and that
+first message is the warm-up. The clock starts when the users send together and stops when the
+last reply is complete; a user's first token is the first update whose reply has text.
+
+``--client page`` (the default) speaks Gradio's queue protocol as the page's JavaScript client does:
+one keep-alive connection posts to ``queue/join`` and the session's event stream
+(``queue/data``) is read as it arrives, applying the streamed diffs. ``--client gradio_client``
+uses ``gradio_client``'s ``Job`` instead, which on the same cores adds its own costs to the
+server's: a new HTTP client (and TLS context) for each message and for each stream, a reader that
+looks for messages every 50 ms and a ``Job`` iterator that looks every 1 ms (measured here: about
+1 s of the benchmark process's CPU time for 8 users' 64 tokens, on a 2-core machine where the
+server's own run takes about 2.5 s). ``--fresh-sessions`` opens new sessions for every run, so
+their cost lands inside the runs.
 """
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import threading
 import time
+import urllib.parse
+import uuid
 
 from common import App, machine
 
@@ -16,36 +36,133 @@ KNOBS = dict(system_prompt="You are a helpful assistant.", curious=False, interv
 TOPICS = ["dragons", "bicycles", "the ocean", "volcanoes", "music", "chess", "bread", "the moon"]
 
 
-def one_user(url: str, topic: str, tokens: int, results: list, barrier: threading.Barrier) -> None:
+def reply_text(conversation: list) -> str:
+    """The text of the conversation's last message, when it is the assistant's (else "")."""
+    if len(conversation) < 2 or conversation[-1].get("role") != "assistant":
+        return ""
+    content = conversation[-1]["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+class PageUser:
+    """One user with the app open: a Gradio session that posts to the queue on a keep-alive
+    connection and reads the session's event stream, as the browser page's client does."""
+
+    def __init__(self, url: str, endpoint):
+        from gradio_client.utils import apply_diff, construct_args
+
+        self.apply_diff, self.construct_args = apply_diff, construct_args
+        self.endpoint = endpoint
+        client = endpoint.client
+        self.join_path = urllib.parse.urlparse(client.sse_data_url).path
+        self.stream_path = urllib.parse.urlparse(client.sse_url).path
+        parts = urllib.parse.urlparse(url)
+        self.address = (parts.hostname, parts.port)
+        self.session = uuid.uuid4().hex[:11]
+        self.conn = http.client.HTTPConnection(*self.address, timeout=600)
+
+    def post(self, path: str, body: str) -> tuple[bytes, int]:
+        """POST on the keep-alive connection, opening a new one when the server closed the old
+        (uvicorn closes idle ones after 5 s), as a browser's connection pool does."""
+        for attempt in (1, 2):
+            try:
+                self.conn.request("POST", path, body, {"Content-Type": "application/json"})
+                response = self.conn.getresponse()
+                return response.read(), response.status
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(*self.address, timeout=600)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def chat(self, args: tuple, started: float) -> tuple[float | None, str]:
+        args = self.construct_args(self.endpoint.parameters_info, args, {})  # the defaults of the rest, as gradio_client
+        payload = {"data": list(self.endpoint.insert_empty_state(*args)), "fn_index": self.endpoint.fn_index,
+                   "session_hash": self.session, "event_data": None, "trigger_id": None}
+        body, status = self.post(self.join_path, json.dumps(payload))
+        if status != 200:
+            raise RuntimeError(f"queue/join answered {status}: {body[:200]!r}")
+        event_id = json.loads(body)["event_id"]
+        stream = http.client.HTTPConnection(*self.address, timeout=600)
+        try:
+            stream.request("GET", f"{self.stream_path}?session_hash={self.session}")
+            events = stream.getresponse()
+            values, first = None, None
+            for line in events:
+                if not line.startswith(b"data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("event_id") != event_id:
+                    continue
+                kind = message["msg"]
+                if kind == "process_generating":
+                    output = message["output"]["data"]
+                    values = list(output) if values is None else [
+                        self.apply_diff(value, diff) for value, diff in zip(values, output)]
+                    if first is None and reply_text(values[0]):
+                        first = time.perf_counter() - started
+                elif kind == "process_completed":
+                    if not message.get("success", True):
+                        raise RuntimeError(f"the chat failed: {message.get('output')}")
+                    return first, reply_text(message["output"]["data"][0])
+            raise RuntimeError("the event stream ended before the reply was complete")
+        finally:
+            stream.close()
+
+
+class ClientUser:
+    """One user through ``gradio_client``'s ``Client.submit`` and ``Job`` iteration."""
+
+    def __init__(self, url: str, endpoint):
+        self.client = endpoint.client
+
+    def chat(self, args: tuple, started: float) -> tuple[float | None, str]:
+        job = self.client.submit(*args, api_name="/chat")
+        first = None
+        for update in job:  # the outputs: the conversation first, then the chat status and the chips
+            if first is None and reply_text(update[0]):
+                first = time.perf_counter() - started
+        return first, reply_text(job.outputs()[-1][0])
+
+
+def connect(url: str, users: int, kind: str) -> list:
+    """Open ``users`` sessions (a gradio_client ``Client`` each, which reads the app's API)."""
     from gradio_client import Client
 
-    client = Client(url, verbose=False)
+    opened = []
+    for _ in range(users):
+        client = Client(url, verbose=False)
+        endpoint = next(e for e in client.endpoints.values() if getattr(e, "api_name", None) == "/chat")
+        opened.append((PageUser if kind == "page" else ClientUser)(url, endpoint))
+    return opened
+
+
+def one_user(user, topic: str, tokens: int, results: list, barrier: threading.Barrier) -> None:
     history = [{"role": "user", "content": [{"type": "text", "text": f"Tell me a long story about {topic}."}]}]
     args = (history, "bundled", "(none)", "auto", KNOBS["system_prompt"], False, False, KNOBS["temperature"],
             KNOBS["top_p"], KNOBS["top_k"], tokens, KNOBS["repetition_penalty"], KNOBS["seed"])
     barrier.wait()
     started = time.perf_counter()
-    job = client.submit(*args, api_name="/chat")
-    first = None
-    for update in job:  # the outputs: the conversation first, then the chat status and the chips
-        if first is None and len(update[0]) > 1 and any(p.get("text") for p in update[0][-1]["content"]):
-            first = time.perf_counter() - started
-    final = job.outputs()[-1][0][-1]["content"]
-    text = "".join(p.get("text", "") for p in final)
+    first, text = user.chat(args, started)
     results.append((first or time.perf_counter() - started, time.perf_counter() - started, text))
 
 
-def run(url: str, users: int, tokens: int, count_tokens) -> tuple[float, float]:
+def run(users_: list, users: int, tokens: int, count_tokens) -> tuple[float, float]:
     results: list = []
-    barrier = threading.Barrier(users)
-    threads = [threading.Thread(target=one_user, args=(url, TOPICS[i % len(TOPICS)], tokens, results, barrier))
+    released: list[float] = []
+    barrier = threading.Barrier(users, action=lambda: released.append(time.perf_counter()))
+    threads = [threading.Thread(target=one_user, args=(users_[i], TOPICS[i % len(TOPICS)], tokens, results, barrier))
                for i in range(users)]
-    started = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - released[0]
+    if len(results) < users:
+        raise RuntimeError(f"only {len(results)} of {users} users got a reply")
     total = sum(count_tokens(r[2]) for r in results)
     worst_ttft = max(r[0] for r in results)
     print(f"{users} users: {total / wall:7.1f} tok/s aggregate, worst TTFT {worst_ttft * 1000:7.0f} ms, "
@@ -57,6 +174,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--users", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--client", choices=["page", "gradio_client"], default="page",
+                        help="how the users talk to the app (see the module's docstring)")
+    parser.add_argument("--fresh-sessions", action="store_true",
+                        help="new sessions for every run, the first message of each opening its session")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -64,13 +185,18 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir())
     print(machine())
+    print(f"client: {args.client}{', fresh sessions for every run' if args.fresh_sessions else ''}")
     app = App()
     print(f"app ready in {app.ready_s:.1f} s")
     try:
-        run(app.url, 1, 8, lambda t: len(tokenizer(t).input_ids))  # warm-up: model load, engine build
+        count = lambda t: len(tokenizer(t).input_ids)  # noqa: E731
+        users = connect(app.url, max(args.users), args.client)
+        run(users, len(users), 8, count)  # warm-up: model load, engine build, every user's session opened
         baseline = None
-        for users in args.users:
-            rate, ttft = run(app.url, users, args.tokens, lambda t: len(tokenizer(t).input_ids))
+        for n in args.users:
+            if args.fresh_sessions:
+                users = connect(app.url, n, args.client)
+            rate, ttft = run(users, n, args.tokens, count)
             if baseline is None:
                 baseline = (rate, ttft)
             else:
