@@ -389,6 +389,81 @@ def test_compiled_decode_step_matches_the_eager_step(tiny_causal, monkeypatch, k
         assert torch.equal(first, off.decode_eager([7], [3]))
 
 
+def test_prompt_rows_fed_in_a_decode_step_match_a_prefill_of_their_own(tiny_causal):
+    """A step whose rows are other slots' next tokens plus a new prompt's tokens (several rows in
+    one slot): the compiled step gives the eager step's logits, the prompt's last row gives what a
+    prefill of that prompt gives, and the decode rows what a step without the prompt gives."""
+    from convo.engine import native
+
+    model = load_model(ModelSpec(tiny_causal, dtype="float32")).model
+    with torch.no_grad():  # sharper attention, so a row attending to the wrong slot or positions shows
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(8)
+            layer.self_attn.k_proj.weight.mul_(8)
+    fast = fastpath.FastModel(model, weights="int4", slots=4, max_len=128, dtype=torch.bfloat16, dense_rows=None)
+    assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
+    assert fast.can_mix(12)
+    prompts = [list(range(5, 5 + n)) for n in (3, 9, 17)]
+    new = [11, 3, 29, 8, 41, 6, 2, 19, 23]  # slot 3's prompt: the first 3 already cached, 6 to feed
+    with torch.inference_mode():
+        fast.prefill_many([(slot, ids, 0) for slot, ids in enumerate(prompts)] + [(3, new[:3], 0)])
+        before = fast.k_cache.clone(), fast.v_cache.clone()
+        tokens = [7, 8] + new[3:] + [9]
+        positions = [3, 9, 3, 4, 5, 6, 7, 8, 17]
+        slots = [0, 1, 3, 3, 3, 3, 3, 3, 2]
+        pick = [0, 1, 7, 8]
+        compiled = fast.decode(tokens, positions, slots, pick)
+        fast.k_cache.copy_(before[0])
+        fast.v_cache.copy_(before[1])
+        eager = fast.decode_eager(tokens, positions, slots, pick)
+        fast.k_cache.copy_(before[0])
+        fast.v_cache.copy_(before[1])
+        alone = fast.prefill(3, new, 3)[0]
+        plain = fast.decode([7, 8, 9], [3, 9, 17])
+    scale = eager.abs().max()
+    assert compiled.shape == (4, model.config.vocab_size)
+    assert (compiled - eager).abs().max() < 0.01 * scale
+    assert (compiled[2] - alone).abs().max() < 0.03 * scale  # (eager prefill ops: bf16 rounding in another order)
+    assert (compiled[[0, 1, 3]] - plain).abs().max() < 0.01 * scale
+    # the bound tells prompts apart: one token changed in the fed part moves the logits past it
+    assert (compiled[2] - fast.prefill(3, new[:5] + [new[5] + 1] + new[6:], 3)[0]).abs().max() > 0.03 * scale
+
+
+def test_engine_feeds_short_prompts_with_the_decode_step(tiny_causal, monkeypatch):
+    """Requests whose prompts are short after the prefix cache join the running decode step instead
+    of a prefill forward of their own, and get the text they get that way."""
+    from convo.engine import native
+
+    assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
+    lm = load_model(ModelSpec(tiny_causal, dtype="bfloat16"))
+    fast = fastpath.FastModel(lm.model, weights="int4", slots=4, max_len=256, dense_rows=None)
+    assert fast.native_supported()
+    greedy = Sampling(temperature=0, max_new_tokens=12, repetition_penalty=1.0)
+    prompts = [lm.tokenizer(p).input_ids for p in PROMPTS]
+
+    def run(mix: int) -> tuple[list[list[int]], int]:
+        monkeypatch.setattr(fastpath, "MIX_TOKENS", mix)
+        engine = fastpath.Engine(fast, [])
+        prefills = []
+        original = fast.prefill_many
+        monkeypatch.setattr(fast, "prefill_many", lambda segments: prefills.append(segments) or original(segments))
+        try:
+            first = engine.submit(prompts[0], greedy)  # running when the others arrive
+            next(first.tokens())
+            others = [engine.submit(p, greedy) for p in prompts[1:]]
+            return [list(r.tokens()) for r in [first] + others], len(prefills)
+        finally:
+            engine.close()
+            monkeypatch.setattr(fast, "prefill_many", original)
+
+    separate, prefills = run(0)
+    assert prefills >= 2
+    mixed, prefills = run(64)
+    assert prefills == 0
+    # the first request's first token came with it; the rest are the same texts
+    assert [tokens[-11:] for tokens in mixed] == [tokens[-11:] for tokens in separate]
+
+
 @pytest.mark.parametrize("rows", [1, 3, 8, 13, 40])
 def test_packed_matmuls_match_torchs_kernels(rows):
     """The packed int4 (per group of 32) and int8 (per output) matmuls of decode_step.cpp give what

@@ -306,14 +306,17 @@ at::Tensor linear4(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s
 
 }  // namespace
 
-// x: [B, hidden] bf16, the embedded tokens; positions: [B] int64, each row's cache length before
-// this token (its slot is its row). k_cache, v_cache: [layers, slots, kv_heads, max_len, head_dim] bf16.
-// cos, sin: [max_len, head_dim] bf16. Per layer (lists of equal length): the first norm's weight,
+// x: [B, hidden] bf16, the embedded tokens; positions: [B] int64, each row's position (its slot's
+// cache length before this token); row_slots: [B] int64, each row's cache slot. Several rows may
+// share a slot at consecutive positions: a prompt's new tokens fed in the same step as other rows'
+// next tokens. Causal for them too, since each layer writes every row's key and value before any
+// row attends (a row sees its slot's positions up to its own).
+// k_cache, v_cache: [layers, slots, kv_heads, max_len, head_dim] bf16. cos, sin: [max_len, head_dim] bf16. Per layer (lists of equal length): the first norm's weight,
 // the fused q/k/v int4 weight, its scales and zeros, its bias (or an empty tensor), the output
 // projection, the second norm, the fused gate/up projection and the down projection.
 // Returns the hidden states after the last layer, [B, hidden] bf16 (the caller applies the final norm
 // and the head).
-at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor k_cache, at::Tensor v_cache,
+at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slots, at::Tensor k_cache, at::Tensor v_cache,
                          at::Tensor cos, at::Tensor sin, std::vector<at::Tensor> norm1,
                          std::vector<at::Tensor> qkv_w, std::vector<at::Tensor> qkv_s, std::vector<at::Tensor> qkv_z,
                          std::vector<at::Tensor> qkv_b, std::vector<at::Tensor> o_w, std::vector<at::Tensor> o_s,
@@ -328,9 +331,16 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor k_cache,
   const int64_t rows = x.size(0), hidden = x.size(1), layers = static_cast<int64_t>(norm1.size());
   const int64_t nq = n_heads * head_dim, nk = n_kv * head_dim, per_kv = n_heads / n_kv;
   const int64_t max_len = k_cache.size(3), slots = k_cache.size(1);
-  TORCH_CHECK(rows <= slots, "more rows than cache slots");
+  TORCH_CHECK(positions.scalar_type() == at::kLong && positions.numel() == rows && positions.is_contiguous(),
+              "positions: one int64 a row");
+  TORCH_CHECK(row_slots.scalar_type() == at::kLong && row_slots.numel() == rows && row_slots.is_contiguous(),
+              "row_slots: one int64 a row");
   const int64_t* pos = positions.data_ptr<int64_t>();
-  for (int64_t b = 0; b < rows; ++b) TORCH_CHECK(pos[b] >= 0 && pos[b] < max_len, "position out of the cache");
+  const int64_t* slot = row_slots.data_ptr<int64_t>();
+  for (int64_t b = 0; b < rows; ++b) {
+    TORCH_CHECK(pos[b] >= 0 && pos[b] < max_len, "position out of the cache");
+    TORCH_CHECK(slot[b] >= 0 && slot[b] < slots, "slot out of the cache");
+  }
   const float softmax_scale = 1.f / std::sqrt(static_cast<float>(head_dim));
   const float epsilon = static_cast<float>(eps);
 
@@ -351,12 +361,13 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor k_cache,
     const BFloat16* qkvp = qkv.data_ptr<BFloat16>();
     BFloat16* kc = k_cache.data_ptr<BFloat16>() + l * layer_stride;
     BFloat16* vc = v_cache.data_ptr<BFloat16>() + l * layer_stride;
-    // keys and values of the new token into each row's slot (rotated keys, as the eager step stores them)
+    // keys and values of every row into its slot, before any row attends (rotated keys, as the
+    // eager step stores them)
     for (int64_t b = 0; b < rows; ++b) {
       const BFloat16* row = qkvp + b * (nq + 2 * nk);
       std::vector<float> rotated(head_dim);
       for (int64_t h = 0; h < n_kv; ++h) {
-        const int64_t at_pos = ((b * n_kv + h) * max_len + pos[b]) * head_dim;
+        const int64_t at_pos = ((slot[b] * n_kv + h) * max_len + pos[b]) * head_dim;
         rope(row + nq + h * head_dim, cosp + pos[b] * head_dim, sinp + pos[b] * head_dim, rotated.data(), head_dim);
         for (int64_t i = 0; i < head_dim; ++i) {
           kc[at_pos + i] = BFloat16(rotated[i]);
@@ -364,7 +375,8 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor k_cache,
         }
       }
     }
-    // attention of each row's one query over its own cache, per query head (fp32 throughout)
+    // attention of each row's one query over its slot's cache up to its position, per query head
+    // (fp32 throughout)
     BFloat16* ap = attn.data_ptr<BFloat16>();
     at::parallel_for(0, rows * n_heads, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> q(head_dim), out(head_dim), scores;
@@ -373,8 +385,8 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor k_cache,
         const BFloat16* row = qkvp + b * (nq + 2 * nk);
         rope(row + h * head_dim, cosp + pos[b] * head_dim, sinp + pos[b] * head_dim, q.data(), head_dim);
         for (int64_t i = 0; i < head_dim; ++i) q[i] = f(BFloat16(q[i]));  // the eager step's bf16 query
-        const BFloat16* keys = kc + (b * n_kv + kvh) * max_len * head_dim;
-        const BFloat16* values = vc + (b * n_kv + kvh) * max_len * head_dim;
+        const BFloat16* keys = kc + (slot[b] * n_kv + kvh) * max_len * head_dim;
+        const BFloat16* values = vc + (slot[b] * n_kv + kvh) * max_len * head_dim;
         scores.resize(span);
         float top = -INFINITY;
         for (int64_t t = 0; t < span; ++t) {

@@ -101,6 +101,7 @@ class Linear:
             self.scales = scales.to(dtype)
             if packable:
                 self.kernels, self.packed = kernels.int8_mm, (pack_pairs(self.weight), scales.contiguous())
+                self.weight = self.scales = None  # only the packed copy is read from here on
         elif mode == "int4" and k % GROUP == 0:
             groups = w.reshape(n, k // GROUP, GROUP)
             low, high = groups.amin(-1), groups.amax(-1)
@@ -305,30 +306,44 @@ class FastModel:
                      for layer in self.layers]
         return [list(argument) for argument in zip(*per_layer)]
 
+    def can_mix(self, rows: int) -> bool:
+        """Can one compiled step take ``rows`` rows, some of them prompts' new tokens (``decode``
+        with ``slots``)? Only the compiled step makes that cheaper than a prefill of their own."""
+        return self.native_args(rows) is not None and native.module() is not None
+
     @torch.inference_mode()
-    def decode(self, tokens: list[int], lengths: list[int]) -> torch.Tensor:
-        """One token for each of the first ``len(tokens)`` slots; ``lengths`` are their cache lengths
-        before this token. Returns logits ``[B, vocab]``. Runs the compiled step when it is built
-        (``native``), else the same maths op by op."""
+    def decode(self, tokens: list[int], lengths: list[int], slots: list[int] | None = None,
+               pick: list[int] | None = None) -> torch.Tensor:
+        """One step: row ``i`` feeds ``tokens[i]`` at position ``lengths[i]`` (its slot's cache length
+        before it) of slot ``slots[i]`` (default: slot ``i``). Rows may share a slot at consecutive
+        positions (a prompt's new tokens fed with other rows' next tokens; each row attends to its
+        slot up to its own position). Returns the logits of the rows in ``pick`` (default every row),
+        ``[len(pick), vocab]``. Runs the compiled step when it is built (``native``), else the same
+        maths op by op."""
         args = self.native_args(len(tokens))
         compiled = native.module() if args is not None else None
         if compiled is not None:
-            x = compiled.decode_layers(self.embed[torch.tensor(tokens)], torch.tensor(lengths), self.k_cache, self.v_cache,
-                                       self.cos, self.sin, *args, self.n_heads, self.n_kv, self.head_dim, self.eps)
+            rows = torch.arange(len(tokens)) if slots is None else torch.tensor(slots)
+            x = compiled.decode_layers(self.embed[torch.tensor(tokens)], torch.tensor(lengths), rows, self.k_cache,
+                                       self.v_cache, self.cos, self.sin, *args, self.n_heads, self.n_kv,
+                                       self.head_dim, self.eps)
+            if pick is not None:
+                x = x[torch.tensor(pick)]
             return self.head(self._rms(x, self.norm)).float()
-        return self.decode_eager(tokens, lengths)
+        return self.decode_eager(tokens, lengths, slots, pick)
 
     @torch.inference_mode()
-    def decode_eager(self, tokens: list[int], lengths: list[int]) -> torch.Tensor:
+    def decode_eager(self, tokens: list[int], lengths: list[int], slots: list[int] | None = None,
+                     pick: list[int] | None = None) -> torch.Tensor:
         """``decode`` op by op from Python (the reference the compiled step is tested against)."""
         batch, span = len(tokens), max(lengths) + 1
         positions = torch.tensor(lengths)
         x = self.embed[torch.tensor(tokens)][:, None]
         cos, sin = self.cos[positions][:, None, None], self.sin[positions][:, None, None]
         mask = None
-        if len(set(lengths)) > 1:
+        if len(set(lengths)) > 1 or slots is not None:
             mask = (torch.arange(span)[None, :] <= positions[:, None])[:, None, None, :]
-        rows = torch.arange(batch)
+        rows = torch.arange(batch) if slots is None else torch.tensor(slots)
         nq, nk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         attn_dtype = self.decode_attn_dtype
         for i, layer in enumerate(self.layers):
@@ -336,11 +351,17 @@ class FastModel:
             k_cache, v_cache = self.k_cache[i], self.v_cache[i]
             k_cache[rows, :, positions] = k[:, :, 0]
             v_cache[rows, :, positions] = v[:, :, 0]
-            keys, values = k_cache[:batch, :, :span], v_cache[:batch, :, :span]
+            if slots is None:
+                keys, values = k_cache[:batch, :, :span], v_cache[:batch, :, :span]
+            else:  # each row's own slot (rows sharing one see each other's keys, the mask keeps it causal)
+                keys, values = k_cache[rows, :, :span], v_cache[rows, :, :span]
             attn = F.scaled_dot_product_attention(q.to(attn_dtype), keys.to(attn_dtype), values.to(attn_dtype),
                                                   attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
             x = self._mlp(layer, x + layer.o(attn.to(x.dtype).transpose(1, 2).reshape(batch, 1, nq)))
-        return self.head(self._rms(x[:, -1], self.norm)).float()
+        x = x[:, -1]
+        if pick is not None:
+            x = x[torch.tensor(pick)]
+        return self.head(self._rms(x, self.norm)).float()
 
     def _qkv(self, layer: Layer, x, nq: int, nk: int, cos, sin):
         """Queries, keys and values [B, heads, T, D] of ``x`` [B, T, hidden], rotated."""
@@ -507,6 +528,8 @@ class Request:
     seen: list[int] = field(default_factory=list)
     seen_ids: torch.Tensor | None = None
     """The distinct ids of ``seen`` (for the repetition penalty), grown as new ones come."""
+    seen_set: set = field(default_factory=set)
+    """The same ids as a set (a lookup per sampled token instead of a tensor op)."""
     generated: int = 0
     length: int = 0
     next_token: int | None = None
@@ -517,6 +540,8 @@ class Request:
     """Also gets the request itself when it ends (one queue can wait for the first of many)."""
     end_ids: frozenset = frozenset()
     """Tokens after which the request ends (they are emitted): those holding a stop string."""
+    feed: int | None = None
+    """While set, the prompt's tokens from this position on are still to be fed (in the next step)."""
     favour: torch.Tensor | None = None
     """Token ids whose logits get ``bias`` added until one of them is sampled (a Steered prompt)."""
     bias: float = 0.0
@@ -537,6 +562,11 @@ class Request:
                 return
             yield token
 
+
+MIX_TOKENS = 48
+"""A prompt with at most this many new tokens joins a decode step instead of a prefill of its own."""
+MIX_ROWS = 96
+"""At most this many rows in a decode step with prompts in it (the step's other rows wait for them)."""
 
 class Engine:
     """Continuous batching over one FastModel: a worker thread admits waiting requests (prefill)
@@ -559,8 +589,10 @@ class Engine:
             raise RuntimeError("this engine is closed")
         limit = self.fast.max_len - sampling.max_new_tokens - 1
         prompt = prompt[-max(1, limit):]
+        distinct = set(prompt)
         request = Request(prompt=prompt, sampling=sampling, stop=stop, seen=list(prompt), notify=notify,
-                          seen_ids=torch.tensor(sorted(set(prompt)), dtype=torch.long) if prompt else None,
+                          seen_ids=torch.tensor(sorted(distinct), dtype=torch.long) if prompt else None,
+                          seen_set=distinct,
                           end_ids=end_ids, favour=torch.tensor(favour) if favour else None, bias=bias)
         if sampling.seed is not None:
             request.generator = torch.Generator().manual_seed(sampling.seed)
@@ -619,18 +651,29 @@ class Engine:
         return drained
 
     def _admit(self) -> None:
-        """Move waiting requests into free slots and prefill them all in one forward."""
+        """Move waiting requests into free slots. A prompt with few new tokens (after the prefix
+        cache) joins the next decode step (``feed``), where its tokens cost about a decode row each;
+        the others are prefilled now, together in forwards of their own."""
         admitted = []
         while len(self.active) + len(admitted) < self.fast.slots and not self.waiting.empty():
             admitted.append(self.waiting.get_nowait())
         if not admitted:
             return
-        segments = []
+        segments, rows = [], len(self.active)
         for slot, request in enumerate(admitted, start=len(self.active)):
             cached, keys, values = self.prefixes.lookup(request.prompt)
             if cached:
                 self.fast.write_slot(slot, keys, values)
-            segments.append((slot, request.prompt, cached))
+            new = len(request.prompt) - cached
+            if 0 < new <= MIX_TOKENS and rows + new <= MIX_ROWS and self.fast.can_mix(rows + new):
+                request.feed = request.length = cached
+                rows += new
+            else:
+                segments.append((slot, request.prompt, cached))
+        prefilled = [r for r in admitted if r.feed is None]
+        self.active.extend(admitted)  # in slot order; the prefilled ones get their first token below
+        if not segments:
+            return
         logits, group, tokens = [], [], 0
         for segment in segments + [None]:  # forwards of at most PREFILL_TOKENS new tokens (or one prompt)
             size = 0 if segment is None else len(segment[1]) - segment[2]
@@ -640,11 +683,10 @@ class Engine:
             if segment is not None:
                 group.append(segment)
                 tokens += size
-        for (slot, _, _), request in zip(segments, admitted):
+        for (slot, _, _), request in zip(segments, prefilled):
             self.prefixes.store(request.prompt, *self.fast.read_slot(slot, len(request.prompt)))
             request.length = len(request.prompt)
-            self.active.append(request)
-        self._emit(admitted, torch.stack(logits))
+        self._emit(prefilled, torch.stack(logits))
 
     def _emit(self, requests: list[Request], logits: torch.Tensor) -> None:
         """Sample each request's next token from its row of ``logits`` (all rows at once) and hand it on."""
@@ -660,7 +702,8 @@ class Engine:
         if request.favour is not None and bool((request.favour == token).any()):
             request.favour = None  # named: the reply goes on unsteered
         request.generated += 1
-        if request.seen_ids is None or not bool((request.seen_ids == token).any()):
+        if token not in request.seen_set:
+            request.seen_set.add(token)
             new = torch.tensor([token])
             request.seen_ids = new if request.seen_ids is None else torch.cat([request.seen_ids, new])
         request.seen.append(token)
@@ -673,14 +716,31 @@ class Engine:
         request.next_token = None if ended else token
 
     def _step(self) -> None:
+        """One token for every active request: its next token, or a newly admitted prompt's new
+        tokens (``feed``) as rows of their own in the same step, whose last row gives its first."""
         self._retire()
         if not self.active:
             return
-        tokens = [r.next_token for r in self.active]
-        lengths = [r.length for r in self.active]
-        logits = self.fast.decode(tokens, lengths)
-        for request in self.active:
-            request.length += 1
+        tokens, positions, slots, pick = [], [], [], []
+        for slot, request in enumerate(self.active):
+            if request.feed is not None:
+                new = request.prompt[request.feed:]
+                tokens += new
+                positions += range(request.feed, len(request.prompt))
+                slots += [slot] * len(new)
+            else:
+                tokens.append(request.next_token)
+                positions.append(request.length)
+                slots.append(slot)
+            pick.append(len(tokens) - 1)
+        mixed = len(tokens) > len(self.active)
+        logits = self.fast.decode(tokens, positions, slots if mixed else None, pick if mixed else None)
+        for slot, request in enumerate(self.active):
+            if request.feed is not None:
+                request.feed, request.length = None, len(request.prompt)
+                self.prefixes.store(request.prompt, *self.fast.read_slot(slot, request.length))
+            else:
+                request.length += 1
         self._emit(self.active, logits)
         self._retire()
 
@@ -688,7 +748,8 @@ class Engine:
         """Finish requests that hit a stop token, their budget, or a Stop; compact the slots."""
         kept = []
         for row, request in enumerate(self.active):
-            if request.next_token is None or (request.stop is not None and request.stop.is_set()) or \
+            if (request.next_token is None and request.feed is None) or \
+                    (request.stop is not None and request.stop.is_set()) or \
                     request.length + 1 >= self.fast.max_len:
                 # The slot now holds the prompt and the reply: the next turn of a chat (or the next line
                 # of a script) starts with both, so it prefills only what is new. (Rows before this one
