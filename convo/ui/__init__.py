@@ -20,8 +20,9 @@ MAX_UPLOAD = "20mb"
 START_NEW = "Start a new conversation"
 CSS = (".suggestion { white-space: normal !important; text-align: left; }"
        # table cells break between words, never inside one ("rec/ords"); a wide table scrolls instead
-       # (and their inner elements: the table's own header spans broke "why / dropped" when a column was squeezed)
-       " .prose table th, .prose table td, .table th, .table td, .table th *, .table td * { word-break: normal !important;"
+       # (and their inner elements, in every table: a dataframe's header spans, which Gradio sets to
+       # break-word, broke "why / dropped" and "messages" letter by letter when a column was squeezed)
+       " table th, table td, table th *, table td * { word-break: normal !important;"
        " overflow-wrap: normal !important; hyphens: none; }"
        " .prose table { display: block; overflow-x: auto; }"
        # a training setting an error names: the message beside the field, in red
