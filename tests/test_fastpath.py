@@ -179,7 +179,7 @@ def test_bundled_fast_path_quality_against_the_fp32_reference():
     from convo.engine import native
 
     ref = load_model(ModelSpec("bundled", dtype="float32"))
-    # torch's int4/int8 kernels, and the packed AVX512-BF16 ones where this CPU has them (what users get)
+    # torch's int4/int8 kernels, and the packed ones where this CPU has them (AVX512-BF16 or AVX2: what users get)
     for kernels in (None, native.module(wait=600)):
         fast = fastpath.FastModel(ref.model, weights="int4", slots=1, max_len=512, kernels=kernels)
         nll = {"fast": 0.0, "reference": 0.0}
@@ -330,14 +330,14 @@ def test_cli_exits_cleanly_with_the_engine_busy(tiny_causal, tmp_path):
         assert "terminate called" not in result.stderr
 
 
-def bf16_kernels():
-    """The compiled module when it has the AVX512-BF16 matmuls (this CPU has AVX512-BF16), else skip."""
+def packed_kernels():
+    """The compiled module when it has the packed matmuls (this CPU has AVX512-BF16 or AVX2), else skip."""
     from convo.engine import native
 
     module = native.module(wait=600)
     assert module is not None, f"the compiled step did not build: {native.error()!r}"
-    if not module.bf16_kernels:
-        pytest.skip("this CPU has no AVX512-BF16: the packed matmuls are not built")
+    if not module.packed_kernels:
+        pytest.skip("this CPU has neither AVX512-BF16 nor AVX2: the packed matmuls are not built")
     return module
 
 
@@ -345,10 +345,10 @@ def bf16_kernels():
 def test_compiled_decode_step_matches_the_eager_step(tiny_causal, monkeypatch, kernels):
     """The compiled step (engine/decode_step.cpp, built by engine.native) gives the eager step's
     logits and KV cache, up to bf16 rounding, for rows at different lengths, with torch's int4 kernel
-    and with the packed AVX512-BF16 one; with CONVO_FAST_NATIVE=0 the eager step runs."""
+    and with the packed one (AVX512-BF16 or AVX2); with CONVO_FAST_NATIVE=0 the eager step runs."""
     from convo.engine import native
 
-    module = bf16_kernels() if kernels == "packed" else None
+    module = packed_kernels() if kernels == "packed" else None
     model = load_model(ModelSpec(tiny_causal, dtype="float32")).model
     with torch.no_grad():  # sharper attention than random init gives, so a wrong score scale or mask shows
         for layer in model.model.layers:
@@ -464,13 +464,13 @@ def test_engine_feeds_short_prompts_with_the_decode_step(tiny_causal, monkeypatc
     assert [tokens[-11:] for tokens in mixed] == [tokens[-11:] for tokens in separate]
 
 
-@pytest.mark.parametrize("rows", [1, 3, 8, 13, 40])
+@pytest.mark.parametrize("rows", [1, 3, 8, 13, 40, 70])
 def test_packed_matmuls_match_torchs_kernels(rows):
     """The packed int4 (per group of 32) and int8 (per output) matmuls of decode_step.cpp give what
     torch's int4/int8 kernels give for the same quantized weights, within bf16 rounding, at row counts
     that use every unrolled block (8 rows, then the rest). (A wrong layout misses by the outputs'
     whole size: pairs of inputs transposed, 0.5-1.4x the largest output.)"""
-    module = bf16_kernels()
+    module = packed_kernels()
     torch.manual_seed(rows)
     x = torch.randn(rows, 96).bfloat16()
     for mode, weight in (("int4", torch.randn(48, 96)), ("int8", torch.randn(80, 96))):
@@ -496,4 +496,4 @@ def test_a_build_lock_left_by_a_killed_build_does_not_block_the_next():
     builder = threading.Thread(target=lambda: done.append(native._build()), daemon=True)
     builder.start()
     builder.join(120)
-    assert done and done[0].bf16_kernels in (True, False) and not leftover.exists()
+    assert done and done[0].packed_kernels in ("avx512_bf16", "avx2", "") and not leftover.exists()

@@ -74,10 +74,11 @@ def default_weight_mode(lm) -> str:
 class Linear:
     """y = x W^T (+ b) with W kept as bf16/fp32, int8 per-channel, or int4 per-group of 32.
 
-    With ``kernels`` (the compiled module, on CPUs with AVX512-BF16) an int4 or int8 layer keeps W
-    only in that module's packed layout and multiplies with its kernels, whose cost grows far less
-    with the rows than torch's (bundled model on 2 Zen 4 cores, the 30 layers' matmuls: 8 rows 6.5 ms
-    against 13.4, one row 2.8 against 4.0; see benchmarks/README.md).
+    With ``kernels`` (the compiled module, on CPUs with AVX512-BF16 or AVX2) an int4 or int8 layer
+    keeps W only in that module's packed layout and multiplies with its kernels, whose cost grows far
+    less with the rows than torch's (bundled model on 2 Zen 4 cores, the 30 layers' matmuls: 8 rows
+    6.5 ms against 13.4, one row 2.8 against 4.0; on an AVX2 Zen 3 a whole decode step, 1 row 9.1 ms
+    against 20.4, 8 rows 27.0 against 69.4; see benchmarks/README.md).
 
     With ``dense_rows`` a quantized layer also keeps W in the activation dtype and uses it for calls
     of at least that many rows (prefill, batched decode steps): torch's int4/int8 CPU kernels cost
@@ -93,7 +94,7 @@ class Linear:
         self.kernels, self.packed = None, None
         w = weight.detach().float()
         n, k = w.shape
-        # the compiled kernels (native: AVX512-BF16 CPUs, bf16 activations) take their own packing
+        # the compiled kernels (native: AVX512-BF16 or AVX2 CPUs, bf16 activations) take their own packing
         packable = kernels is not None and dtype == torch.bfloat16 and n % 16 == 0 and k % 2 == 0
         if mode == "int8":
             scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-8)
@@ -196,8 +197,8 @@ class FastModel:
     def __init__(self, model, weights: str = "int4", slots: int = 8, max_len: int = 2048,
                  head: str | None = None, dtype: torch.dtype | None = None,
                  dense_rows: tuple[int, int] | None | str = "auto", kernels=None):
-        """``kernels``: the compiled module (``native.module()``); where it has the AVX512-BF16 matmuls,
-        the int4 layers and the int8 head use them (eager and compiled steps alike)."""
+        """``kernels``: the compiled module (``native.module()``); where it has the packed matmuls
+        (AVX512-BF16 or AVX2), the int4 layers and the int8 head use them (eager and compiled steps alike)."""
         config = model.config
         # Quantized weights need bf16 activations: torch's int4/int8 CPU kernels are vectorized for
         # bf16 only (measured here: fp32 inputs take a reference path about 25x slower).
@@ -205,7 +206,7 @@ class FastModel:
         if dense_rows == "auto":
             dense_rows = default_dense_rows() if self.dtype == torch.bfloat16 else None
         layer_rows, head_rows = dense_rows or (None, None)
-        self.kernels = kernels if getattr(kernels, "bf16_kernels", False) else None
+        self.kernels = kernels if getattr(kernels, "packed_kernels", "") else None
         # Decode attention (one query a row) in bf16 only with AMX tiles (16 rows x 216 keys: 533 us fp32
         # with the conversion, 203 us bf16; AMX Xeon). Elsewhere fp32, the conversion included: where bf16
         # is emulated 4-6x faster (16 rows x 300 keys: 4.6 -> 0.8 ms a layer, AVX2 EPYC), and also with
