@@ -185,12 +185,12 @@ at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
 // AVX2 CPUs (no bf16 arithmetic): integer dot products on the same packed layouts. Each row's
 // inputs are quantized to int16 (x ~ q * scale; per group of 32 for the int4 kernel, per row for the
 // int8 one), and vpmaddwd multiplies 8 outputs x 2 inputs by a row's input pair in one instruction,
-// summed exactly in int32; a block of up to 4 rows shares each unpacked weight block. (int8 inputs,
+// summed exactly in int32; a block of up to 2 rows (int4: more spilled registers and ran a third
+// slower) or 4 (int8) shares each unpacked weight block. (int8 inputs,
 // as llama.cpp's q8_0, were twice as fast per row but moved the bundled model's next-token
 // distributions by 0.018 nats against the fp32 reference, 8x the bf16 kernels' 0.0024.)
 #include <immintrin.h>
 constexpr const char* kPackedKernels = "avx2";
-constexpr int kRowBlock = 4;
 
 // 8 fp32 -> 8 bf16, rounded to nearest even as c10::BFloat16 (finite values)
 inline void store8_bf16(BFloat16* p, __m256 v) {
@@ -218,7 +218,7 @@ inline float quantize_pairs(const BFloat16* x, int64_t count, float top_q, uint3
 template <int MB>
 void int4_block(const uint32_t* xq, int64_t pairs_stride, const float* xscale, const float* xsum, int64_t groups,
                 const uint8_t* w, const float* scale, const float* low, BFloat16* y, int64_t y_stride) {
-  const __m128i nibble = _mm_set1_epi8(0x0f);
+  const __m256i nibble = _mm256_set1_epi16(0x0f);
   __m256 acc[MB][2];
   for (int m = 0; m < MB; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
@@ -226,9 +226,9 @@ void int4_block(const uint32_t* xq, int64_t pairs_stride, const float* xscale, c
     for (int m = 0; m < MB; ++m) part[m][0] = part[m][1] = _mm256_setzero_si256();
     for (int p = 0; p < 16; ++p) {
       const int64_t pair = g * 16 + p;
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + pair * 16));
-      const __m256i lo = _mm256_cvtepu8_epi16(_mm_and_si128(bytes, nibble));                     // outputs 0-7
-      const __m256i hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(bytes, 4), nibble));  // outputs 8-15
+      // the 16 bytes widened to words: low nibbles are outputs 0-7's pairs, high nibbles outputs 8-15's
+      const __m256i words = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + pair * 16)));
+      const __m256i lo = _mm256_and_si256(words, nibble), hi = _mm256_srli_epi16(words, 4);
       for (int m = 0; m < MB; ++m) {
         const __m256i xv = _mm256_set1_epi32(static_cast<int>(xq[m * pairs_stride + pair]));
         part[m][0] = _mm256_add_epi32(part[m][0], _mm256_madd_epi16(lo, xv));
@@ -272,13 +272,13 @@ void int8_block(const uint32_t* xq, int64_t pairs_stride, const float* xscale, i
   }
 }
 
-// one block of 16 outputs for up to 4 rows at a time
-template <typename Block>
+// one block of 16 outputs for up to `most` (2 or 4) rows at a time
+template <int most, typename Block>
 void by_rows(int64_t begin, int64_t end, Block&& block) {
-  for (int64_t r = begin; r < end; r += kRowBlock) {
-    switch (std::min<int64_t>(kRowBlock, end - r)) {
-      case 4: block(r, std::integral_constant<int, 4>{}); break;
-      case 3: block(r, std::integral_constant<int, 3>{}); break;
+  for (int64_t r = begin; r < end; r += most) {
+    switch (std::min<int64_t>(most, end - r)) {
+      case 4: if constexpr (most >= 4) block(r, std::integral_constant<int, 4>{}); break;
+      case 3: if constexpr (most >= 4) block(r, std::integral_constant<int, 3>{}); break;
       case 2: block(r, std::integral_constant<int, 2>{}); break;
       default: block(r, std::integral_constant<int, 1>{}); break;
     }
@@ -314,7 +314,7 @@ at::Tensor int4_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile)
       for (int64_t nb = begin; nb < end; ++nb)
-        by_rows(r0, std::min(rows, r0 + kRowTile), [&](int64_t r, auto mb) {
+        by_rows<2>(r0, std::min(rows, r0 + kRowTile), [&](int64_t r, auto mb) {
           int4_block<decltype(mb)::value>(xq.data() + r * (k / 2), k / 2, xscale.data() + r * groups,
                                           xsum.data() + r * groups, groups, wp + nb * (k / 2) * 16,
                                           sp + nb * groups * 16, lp + nb * groups * 16, yp + r * n + nb * 16, n);
@@ -344,7 +344,7 @@ at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   at::parallel_for(0, blocks, 4, [&](int64_t begin, int64_t end) {
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile)
       for (int64_t nb = begin; nb < end; ++nb)
-        by_rows(r0, std::min(rows, r0 + kRowTile), [&](int64_t r, auto mb) {
+        by_rows<4>(r0, std::min(rows, r0 + kRowTile), [&](int64_t r, auto mb) {
           int8_block<decltype(mb)::value>(xq.data() + r * pairs, pairs, xscale.data() + r, pairs,
                                           wp + nb * pairs * 32, sp + nb * 16, yp + r * n + nb * 16, n);
         });
@@ -361,89 +361,11 @@ at::Tensor int8_mm_impl(const at::Tensor&, const at::Tensor&, const at::Tensor&)
 }
 #endif
 
-#if !(defined(__AVX512BF16__) && defined(__AVX512BW__)) && defined(__AVX2__) && defined(__FMA__)
-// the AVX2 forms of the vector helpers below (8 lanes; store8_bf16 is with the matmuls)
-inline __m256 load8(const BFloat16* p) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-}
-inline __m256 round8(__m256 v) {  // through bf16 (nearest even) and back
-  __m256i bits = _mm256_castps_si256(v);
-  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-  bits = _mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
-  return _mm256_castsi256_ps(_mm256_and_si256(bits, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
-}
-inline float hsum8(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
-// e^x for x in [-87, 88], as exp16 below: Cephes' polynomial on x - n ln2, scaled by 2^n
-inline __m256 exp8(__m256 x) {
-  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.f)), _mm256_set1_ps(-87.f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500E-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.f)));
-  // 2^n for n in [-126, 127] (x is clamped above): the exponent bits directly; n = -126 - 1 rounds below
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-#endif
-
-// q . k for one key of bf16 values, and out += p * v for one value row (attention's inner loops)
-inline float dot_bf16(const float* q, const BFloat16* k, int64_t d) {
+// The elementwise work between the matmuls (RMS norm, residual adds, SiLU gate) and attention's inner
+// loops, vectorized where the widths allow: as scalar loops it cost about 1 ms a row per step, as
+// much as a row's matmuls. Written once over `Simd`: 16 fp32 lanes with AVX512-BF16, 8 with AVX2.
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
-  if (d % 16 == 0) {
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; i += 16) {
-      const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(k + i)));
-      acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)), acc);
-    }
-    return _mm512_reduce_add_ps(acc);
-  }
-#elif defined(__AVX2__) && defined(__FMA__)
-  if (d % 8 == 0) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), acc);
-    return hsum8(acc);
-  }
-#endif
-  float dot = 0.f;
-  for (int64_t i = 0; i < d; ++i) dot += q[i] * f(k[i]);
-  return dot;
-}
-
-inline void axpy_bf16(float p, const BFloat16* v, float* out, int64_t d) {
-#if defined(__AVX512BF16__) && defined(__AVX512BW__)
-  if (d % 16 == 0) {
-    const __m512 scale = _mm512_set1_ps(p);
-    for (int64_t i = 0; i < d; i += 16) {
-      const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i)));
-      _mm512_storeu_ps(out + i, _mm512_fmadd_ps(scale, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)),
-                                                _mm512_loadu_ps(out + i)));
-    }
-    return;
-  }
-#elif defined(__AVX2__) && defined(__FMA__)
-  if (d % 8 == 0) {
-    const __m256 scale = _mm256_set1_ps(p);
-    for (int64_t i = 0; i < d; i += 8)
-      _mm256_storeu_ps(out + i, _mm256_fmadd_ps(scale, load8(v + i), _mm256_loadu_ps(out + i)));
-    return;
-  }
-#endif
-  for (int64_t i = 0; i < d; ++i) out[i] += p * f(v[i]);
-}
-
-// The elementwise work between the matmuls (RMS norm, residual adds, SiLU gate), vectorized where
-// the widths allow: as scalar loops it cost about 1 ms a row per step, as much as a row's matmuls.
-#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#define CONVO_SIMD 1
 inline __m512 load16(const BFloat16* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
 }
@@ -468,30 +390,112 @@ inline __m512 exp16(__m512 x) {
   p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
   return _mm512_scalef_ps(p, n);
 }
+struct Simd {
+  using V = __m512;
+  static constexpr int64_t W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float v) { return _mm512_set1_ps(v); }
+  static V loadf(const float* p) { return _mm512_loadu_ps(p); }
+  static void storef(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V load(const BFloat16* p) { return load16(p); }
+  static void store(BFloat16* p, V v) { store16(p, v); }
+  static V round(V v) { return round16(v); }
+  static V exp(V v) { return exp16(v); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static float sum(V v) { return _mm512_reduce_add_ps(v); }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+#define CONVO_SIMD 1
+inline __m256 load8(const BFloat16* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+inline __m256 round8(__m256 v) {  // through bf16 (nearest even) and back
+  __m256i bits = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  bits = _mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+  return _mm256_castsi256_ps(_mm256_and_si256(bits, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+inline float hsum8(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+// e^x for x in [-87, 88], as exp16 above: Cephes' polynomial on x - n ln2, scaled by 2^n
+inline __m256 exp8(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.f)), _mm256_set1_ps(-87.f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  // 2^n for n in [-126, 127] (x is clamped above): the exponent bits directly; n = -126 - 1 rounds below
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+struct Simd {
+  using V = __m256;
+  static constexpr int64_t W = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float v) { return _mm256_set1_ps(v); }
+  static V loadf(const float* p) { return _mm256_loadu_ps(p); }
+  static void storef(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V load(const BFloat16* p) { return load8(p); }
+  static void store(BFloat16* p, V v) { store8_bf16(p, v); }
+  static V round(V v) { return round8(v); }
+  static V exp(V v) { return exp8(v); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static float sum(V v) { return hsum8(v); }
+};
 #endif
 
-void rms_norm(const BFloat16* x, const BFloat16* weight, BFloat16* out, int64_t rows, int64_t hidden, float eps) {
-#if defined(__AVX512BF16__) && defined(__AVX512BW__)
-  if (hidden % 16 == 0) {
-    for (int64_t b = 0; b < rows; ++b) {
-      const BFloat16* xr = x + b * hidden;
-      __m512 sum = _mm512_setzero_ps();
-      for (int64_t i = 0; i < hidden; i += 16) sum = _mm512_fmadd_ps(load16(xr + i), load16(xr + i), sum);
-      const __m512 scale = _mm512_set1_ps(1.f / std::sqrt(_mm512_reduce_add_ps(sum) / hidden + eps));
-      for (int64_t i = 0; i < hidden; i += 16)
-        store16(out + b * hidden + i, _mm512_mul_ps(round16(_mm512_mul_ps(load16(xr + i), scale)), load16(weight + i)));
-    }
+// q . k for one key of bf16 values, and out += p * v for one value row (attention's inner loops)
+inline float dot_bf16(const float* q, const BFloat16* k, int64_t d) {
+#ifdef CONVO_SIMD
+  if (d % Simd::W == 0) {
+    Simd::V acc = Simd::zero();
+    for (int64_t i = 0; i < d; i += Simd::W) acc = Simd::fmadd(Simd::loadf(q + i), Simd::load(k + i), acc);
+    return Simd::sum(acc);
+  }
+#endif
+  float dot = 0.f;
+  for (int64_t i = 0; i < d; ++i) dot += q[i] * f(k[i]);
+  return dot;
+}
+
+inline void axpy_bf16(float p, const BFloat16* v, float* out, int64_t d) {
+#ifdef CONVO_SIMD
+  if (d % Simd::W == 0) {
+    const Simd::V scale = Simd::set1(p);
+    for (int64_t i = 0; i < d; i += Simd::W) Simd::storef(out + i, Simd::fmadd(scale, Simd::load(v + i), Simd::loadf(out + i)));
     return;
   }
-#elif defined(__AVX2__) && defined(__FMA__)
-  if (hidden % 8 == 0) {
+#endif
+  for (int64_t i = 0; i < d; ++i) out[i] += p * f(v[i]);
+}
+
+void rms_norm(const BFloat16* x, const BFloat16* weight, BFloat16* out, int64_t rows, int64_t hidden, float eps) {
+#ifdef CONVO_SIMD
+  if (hidden % Simd::W == 0) {
     for (int64_t b = 0; b < rows; ++b) {
       const BFloat16* xr = x + b * hidden;
-      __m256 sum = _mm256_setzero_ps();
-      for (int64_t i = 0; i < hidden; i += 8) sum = _mm256_fmadd_ps(load8(xr + i), load8(xr + i), sum);
-      const __m256 scale = _mm256_set1_ps(1.f / std::sqrt(hsum8(sum) / hidden + eps));
-      for (int64_t i = 0; i < hidden; i += 8)
-        store8_bf16(out + b * hidden + i, _mm256_mul_ps(round8(_mm256_mul_ps(load8(xr + i), scale)), load8(weight + i)));
+      Simd::V sum = Simd::zero();
+      for (int64_t i = 0; i < hidden; i += Simd::W) sum = Simd::fmadd(Simd::load(xr + i), Simd::load(xr + i), sum);
+      const Simd::V scale = Simd::set1(1.f / std::sqrt(Simd::sum(sum) / hidden + eps));
+      for (int64_t i = 0; i < hidden; i += Simd::W)
+        Simd::store(out + b * hidden + i, Simd::mul(Simd::round(Simd::mul(Simd::load(xr + i), scale)), Simd::load(weight + i)));
     }
     return;
   }
@@ -502,10 +506,8 @@ void rms_norm(const BFloat16* x, const BFloat16* weight, BFloat16* out, int64_t 
 // x += y, in bf16 (each sum rounded once)
 void add_into(BFloat16* x, const BFloat16* y, int64_t n) {
   int64_t i = 0;
-#if defined(__AVX512BF16__) && defined(__AVX512BW__)
-  for (; i + 16 <= n; i += 16) store16(x + i, _mm512_add_ps(load16(x + i), load16(y + i)));
-#elif defined(__AVX2__) && defined(__FMA__)
-  for (; i + 8 <= n; i += 8) store8_bf16(x + i, _mm256_add_ps(load8(x + i), load8(y + i)));
+#ifdef CONVO_SIMD
+  for (; i + Simd::W <= n; i += Simd::W) Simd::store(x + i, Simd::add(Simd::load(x + i), Simd::load(y + i)));
 #endif
   for (; i < n; ++i) x[i] = BFloat16(f(x[i]) + f(y[i]));
 }
@@ -516,17 +518,11 @@ void silu_mul(const BFloat16* gu, BFloat16* act, int64_t rows, int64_t inner) {
     const BFloat16* gate = gu + b * 2 * inner;
     const BFloat16* up = gate + inner;
     int64_t i = 0;
-#if defined(__AVX512BF16__) && defined(__AVX512BW__)
-    for (; i + 16 <= inner; i += 16) {
-      const __m512 g = load16(gate + i);
-      const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
-      store16(act + b * inner + i, _mm512_mul_ps(round16(silu), load16(up + i)));
-    }
-#elif defined(__AVX2__) && defined(__FMA__)
-    for (; i + 8 <= inner; i += 8) {
-      const __m256 g = load8(gate + i);
-      const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
-      store8_bf16(act + b * inner + i, _mm256_mul_ps(round8(silu), load8(up + i)));
+#ifdef CONVO_SIMD
+    for (; i + Simd::W <= inner; i += Simd::W) {
+      const Simd::V g = Simd::load(gate + i);
+      const Simd::V silu = Simd::div(g, Simd::add(Simd::set1(1.f), Simd::exp(Simd::sub(Simd::zero(), g))));
+      Simd::store(act + b * inner + i, Simd::mul(Simd::round(silu), Simd::load(up + i)));
     }
 #endif
     for (; i < inner; ++i) {

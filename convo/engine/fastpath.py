@@ -77,8 +77,8 @@ class Linear:
     With ``kernels`` (the compiled module, on CPUs with AVX512-BF16 or AVX2) an int4 or int8 layer
     keeps W only in that module's packed layout and multiplies with its kernels, whose cost grows far
     less with the rows than torch's (bundled model on 2 Zen 4 cores, the 30 layers' matmuls: 8 rows
-    6.5 ms against 13.4, one row 2.8 against 4.0; on an AVX2 Zen 3 a whole decode step, 1 row 9.1 ms
-    against 20.4, 8 rows 27.0 against 69.4; see benchmarks/README.md).
+    6.5 ms against 13.4, one row 2.8 against 4.0; on an AVX2 Zen 3 a whole decode step, 1 row 7.4 ms
+    against 15.8, 8 rows 21.8 against 38.9; see benchmarks/README.md).
 
     With ``dense_rows`` a quantized layer also keeps W in the activation dtype and uses it for calls
     of at least that many rows (prefill, batched decode steps): torch's int4/int8 CPU kernels cost
