@@ -225,19 +225,28 @@ def to_bnb_config(mode: str | None, compute_dtype):
     )
 
 
+# One local load at a time in a process. Two at once (the app's preload of the default model and a
+# Load click with other settings, or two sessions) broke both ways in a CI run and in 4 of 6 tries
+# here: transformers imported by two threads at once ("cannot import name 'dependency_versions_check'
+# from partially initialized module 'transformers'"), and its loaders' meta-device initialization is
+# process-wide ("Cannot copy out of meta tensor"). A load waits for the one in progress instead.
+_LOADS = threading.Lock()
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load a local model (and its adapter) as the spec says (remote ones: ``convo.engine.pool.load``).
     Raises ModelLoadError with one clear line."""
-    if os.environ.get("CONVO_FAST", "1") != "0":
-        from . import native
+    with _LOADS:
+        if os.environ.get("CONVO_FAST", "1") != "0":
+            from . import native
 
-        native.start()  # the compiled step and kernels build (or load from the cache) while the model loads
-    try:
-        return _load(spec)
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # every loader failure becomes one message the UI can show
-        raise ModelLoadError(explain_load_error(spec, exc)) from exc
+            native.start()  # the compiled step and kernels build (or load from the cache) while the model loads
+        try:
+            return _load(spec)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # every loader failure becomes one message the UI can show
+            raise ModelLoadError(explain_load_error(spec, exc)) from exc
 
 
 def _load(spec: ModelSpec) -> LoadedModel:

@@ -90,6 +90,10 @@ def start() -> None:
     with _lock:
         if _state["thread"] is not None:
             return
+        # torch's build tools imported here, not beside a model load's imports on the build thread
+        # (two threads importing at once can be handed a partially initialized module)
+        import torch.utils.cpp_extension  # noqa: F401
+
         _state["thread"] = threading.Thread(target=_build_in_background, name="convo-native-build", daemon=True)
         _state["thread"].start()
 
