@@ -185,10 +185,10 @@ at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
 // AVX2 CPUs (no bf16 arithmetic): integer dot products on the same packed layouts. Each row's
 // inputs are quantized to int16 (x ~ q * scale; per group of 32 for the int4 kernel, per row for the
 // int8 one), and vpmaddwd multiplies 8 outputs x 2 inputs by a row's input pair in one instruction,
-// summed exactly in int32; a block of up to 2 rows (int4: more spilled registers and ran a third
-// slower) or 4 (int8) shares each unpacked weight block. (int8 inputs,
-// as llama.cpp's q8_0, were twice as fast per row but moved the bundled model's next-token
-// distributions by 0.018 nats against the fp32 reference, 8x the bf16 kernels' 0.0024.)
+// summed exactly in int32; a block of up to 2 rows (int4: with 4 the compiler spilled accumulators
+// and a block took a third longer) or 4 (int8) shares each unpacked weight block. (int8 inputs, as
+// llama.cpp's q8_0, were twice as fast per row but moved the bundled model's next-token distributions
+// by 0.018 nats from the fp32 reference, where these kernels are at 0.0021 and torch's at 0.0024.)
 #include <immintrin.h>
 constexpr const char* kPackedKernels = "avx2";
 
@@ -201,7 +201,7 @@ inline void store8_bf16(BFloat16* p, __m256 v) {
                    _mm_packus_epi32(_mm256_castsi256_si128(bits), _mm256_extracti128_si256(bits, 1)));
 }
 
-// one row's inputs [begin, end) as int16 pairs (pair p: inputs 2p, 2p + 1 in one uint32) scaled so
+// `count` inputs of one row as int16 pairs (pair p: inputs 2p, 2p + 1 in one uint32) scaled so
 // that the largest |x| is `top_q`; returns the scale (x ~ q * scale)
 inline float quantize_pairs(const BFloat16* x, int64_t count, float top_q, uint32_t* pairs) {
   float top = 0.f;
@@ -329,7 +329,7 @@ at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   TORCH_CHECK(packed.size(1) == k / 2 && packed.size(2) == 32 && k % 2 == 0, "int8_mm: shapes do not match");
   auto y = at::empty({rows, blocks * 16}, x.options());
   // each row to int16 with its largest |x| at the most that keeps a sum of `pairs` products of two
-  // inputs inside int32 (32767 up to 263 pairs; 11008 for 768)
+  // inputs inside int32 (32767 up to 258 pairs; 29356 for the bundled model's head, 288; 11008 for 768)
   const float top_q = std::min(32767.f, std::floor(2147483647.f / (2.f * 127.f * static_cast<float>(pairs))));
   std::vector<uint32_t> xq(rows * pairs);
   std::vector<float> xscale(rows);
