@@ -193,3 +193,17 @@ def test_bundled_defaults_answer_english_in_english():
         replies.append(reply)
     english = [looks_english(r) for r in replies]
     assert sum(english) >= 18, [r for r, ok in zip(replies, english) if not ok]
+
+
+def test_first_chats_at_once_share_one_store(tmp_path, monkeypatch):
+    """8 first chats at once each opened a store (``lru_cache`` does not lock), and their switches to
+    WAL failed with "database is locked" in a CI run: now the first caller opens the one store."""
+    import concurrent.futures
+
+    from convo.ui import chat
+
+    monkeypatch.setenv("CONVO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(chat, "_store", [])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        stores = list(pool.map(lambda _: chat.get_store(), range(8)))
+    assert len({id(s) for s in stores}) == 1 and stores[0].path.parent == tmp_path

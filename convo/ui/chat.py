@@ -76,10 +76,18 @@ def _session(request) -> str:
     return request.session_hash if request else "local"
 
 
-@functools.lru_cache(maxsize=1)
+_store: list[Store] = []
+_store_lock = threading.Lock()
+
+
 def get_store() -> Store:
-    """One store per process (SQLite in the data directory)."""
-    return Store()
+    """One store per process (SQLite in the data directory), opened by the first caller. Under a lock:
+    ``lru_cache`` let 8 first chats at once each open one, and their switches to WAL failed with
+    "database is locked" (a CI run of the 100-chat memory test)."""
+    with _store_lock:
+        if not _store:
+            _store.append(Store())
+        return _store[0]
 
 
 def model_generation_config(model: str) -> dict | None:
