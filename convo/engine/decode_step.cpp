@@ -1,7 +1,8 @@
 // One decode step of a Llama-family decoder (int4 weights, bf16 activations) for every row at once,
 // in one call: the fast path's eager step dispatched about 25 small torch ops per layer from Python,
 // which cost as much as the int4 matmuls themselves. Here the matmuls are this file's packed kernels
-// (CPUs with AVX512-BF16 or AVX2; else torch's int4 kernel) and everything between them (RMS norm, rotary embedding, KV-cache writes, attention for one query a
+// (CPUs with AVX512-BF16 or AVX2; else torch's int4 kernel) and everything between them (RMS norm,
+// rotary embedding, KV-cache writes, attention for one query a
 // row, SiLU gate, residual adds) is a plain loop, computed in fp32 and stored in bf16.
 // Built on first use by convo.engine.native (torch.utils.cpp_extension); the Python step stays the
 // reference and the fallback.
@@ -192,11 +193,16 @@ at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
 #include <immintrin.h>
 constexpr const char* kPackedKernels = "avx2";
 
-// 8 fp32 -> 8 bf16, rounded to nearest even as c10::BFloat16 (finite values)
-inline void store8_bf16(BFloat16* p, __m256 v) {
-  __m256i bits = _mm256_castps_si256(v);
+// 8 fp32 with their bf16 (nearest even, as c10::BFloat16, finite values) in the high 16 bits
+inline __m256i bf16_rounded8(__m256 v) {
+  const __m256i bits = _mm256_castps_si256(v);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-  bits = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  return _mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+}
+
+// 8 fp32 -> 8 bf16
+inline void store8_bf16(BFloat16* p, __m256 v) {
+  const __m256i bits = _mm256_srli_epi32(bf16_rounded8(v), 16);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                    _mm_packus_epi32(_mm256_castsi256_si128(bits), _mm256_extracti128_si256(bits, 1)));
 }
@@ -414,10 +420,7 @@ inline __m256 load8(const BFloat16* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
 }
 inline __m256 round8(__m256 v) {  // through bf16 (nearest even) and back
-  __m256i bits = _mm256_castps_si256(v);
-  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-  bits = _mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
-  return _mm256_castsi256_ps(_mm256_and_si256(bits, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+  return _mm256_castsi256_ps(_mm256_and_si256(bf16_rounded8(v), _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 inline float hsum8(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
