@@ -69,6 +69,34 @@ def test_follow_ups_below_the_likelihood_floor_are_dropped(lm, monkeypatch):
     assert [q.text for q in chat.follow_up_questions(lm, history, n=3)] == [candidates[0]]
 
 
+@pytest.mark.slow
+def test_samples_without_a_question_get_a_batch_pre_started_with_question_words(monkeypatch):
+    """The bundled model sometimes writes only remarks ("Another great point! ..."): 3 of 20 tries
+    after a long answer about puppy training, and the suggestions came back empty (a browser test
+    failed on it). A last batch pre-started with question words gives questions."""
+    from dataclasses import replace
+
+    lm = get_model(ModelSpec("bundled"))
+    real, plain_batches = chat.generate_batch, []
+
+    def remarks_only(lm, conversations, sampling, prompts=None, **kw):
+        if prompts is None:  # the model's own samples, as in such a run
+            plain_batches.append(len(conversations))
+            return ["Another great point! Patience is key."] * len(conversations)
+        return real(lm, conversations, sampling, prompts=prompts, **kw)
+
+    monkeypatch.setattr(chat, "generate_batch", remarks_only)
+    history = [{"role": "user", "content": "Hi! I just adopted a puppy and I have no idea how to train her."},
+               {"role": "assistant", "content": "Congratulations! Start with short sessions, reward good behaviour "
+                                                "with treats, and be patient and consistent."}]
+    questions = chat.follow_up_questions(lm, history, n=3, sampling=replace(chat.CURIOUS_SAMPLING, seed=0))
+    assert plain_batches == [chat.CANDIDATES] * chat.ROUNDS
+    assert questions, "no suggestion"
+    for q in questions:
+        assert q.text.endswith("?") and q.text.startswith(chat.QUESTION_OPENERS) and len(q.text.split()) > 2, q.text
+        assert q.score >= chat.LIKELIHOOD_FLOOR
+
+
 def test_interviewer_mode_ends_with_a_question(lm, monkeypatch):
     monkeypatch.setattr(chat, "follow_up_questions", lambda *a, **k: [chat.FollowUp("What is your favourite place?", -1.0)])
     replies = list(chat.reply_stream(lm, [{"role": "user", "content": "Hi"}], ChatSettings(interviewer=True),
