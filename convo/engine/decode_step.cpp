@@ -489,6 +489,64 @@ inline void axpy_bf16(float p, const BFloat16* v, float* out, int64_t d) {
   for (int64_t i = 0; i < d; ++i) out[i] += p * f(v[i]);
 }
 
+#ifdef CONVO_SIMD
+// Attention of G query heads that share one KV head (one row, one query each) over `span` cached
+// positions, where head_dim is a multiple of 2 x Simd::W: each key and value row is loaded and widened
+// once for the G heads, the outputs stay in registers over the positions, and the softmax's
+// exponentials are taken W at a time. (One head a job, a scalar exp and the outputs in memory: on an
+// AVX2 Zen 3, a step of 8 rows at 1,900 cached positions took 60.9 ms against 48.6, at 1,000 48.7
+// against 39.8; at 40 the same. Past a few hundred positions reading the cache bounds it.)
+// q: G x d (rotated, bf16-rounded); scores: G x span of scratch; out: G x d, written as bf16.
+template <int G>
+void attend(const float* q, const BFloat16* keys, const BFloat16* values, int64_t span, int64_t d, float scale,
+            float* scores, BFloat16* out) {
+  for (int64_t t = 0; t < span; ++t) {
+    const BFloat16* k = keys + t * d;
+    Simd::V acc[G];
+    for (int h = 0; h < G; ++h) acc[h] = Simd::zero();
+    for (int64_t i = 0; i < d; i += Simd::W) {
+      const Simd::V kv = Simd::load(k + i);
+      for (int h = 0; h < G; ++h) acc[h] = Simd::fmadd(Simd::loadf(q + h * d + i), kv, acc[h]);
+    }
+    for (int h = 0; h < G; ++h) scores[h * span + t] = Simd::sum(acc[h]) * scale;
+  }
+  for (int h = 0; h < G; ++h) {  // softmax: scores become probabilities
+    float* sc = scores + h * span;
+    float top = -INFINITY;
+    for (int64_t t = 0; t < span; ++t) top = std::max(top, sc[t]);
+    const Simd::V shift = Simd::set1(top);
+    Simd::V sums = Simd::zero();
+    int64_t t = 0;
+    for (; t + Simd::W <= span; t += Simd::W) {
+      const Simd::V e = Simd::exp(Simd::sub(Simd::loadf(sc + t), shift));
+      Simd::storef(sc + t, e);
+      sums = Simd::add(sums, e);
+    }
+    float total = Simd::sum(sums);
+    for (; t < span; ++t) total += (sc[t] = std::exp(sc[t] - top));
+    const Simd::V inv = Simd::set1(1.f / total);
+    for (t = 0; t + Simd::W <= span; t += Simd::W) Simd::storef(sc + t, Simd::mul(Simd::loadf(sc + t), inv));
+    for (; t < span; ++t) sc[t] /= total;
+  }
+  for (int64_t i = 0; i < d; i += 2 * Simd::W) {
+    Simd::V o[G][2];
+    for (int h = 0; h < G; ++h) o[h][0] = o[h][1] = Simd::zero();
+    for (int64_t t = 0; t < span; ++t) {
+      const Simd::V v0 = Simd::load(values + t * d + i), v1 = Simd::load(values + t * d + i + Simd::W);
+      for (int h = 0; h < G; ++h) {
+        const Simd::V p = Simd::set1(scores[h * span + t]);
+        o[h][0] = Simd::fmadd(p, v0, o[h][0]);
+        o[h][1] = Simd::fmadd(p, v1, o[h][1]);
+      }
+    }
+    for (int h = 0; h < G; ++h) {
+      Simd::store(out + h * d + i, o[h][0]);
+      Simd::store(out + h * d + i + Simd::W, o[h][1]);
+    }
+  }
+}
+#endif
+
 void rms_norm(const BFloat16* x, const BFloat16* weight, BFloat16* out, int64_t rows, int64_t hidden, float eps) {
 #ifdef CONVO_SIMD
   if (hidden % Simd::W == 0) {
@@ -615,6 +673,37 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
     // attention of each row's one query over its slot's cache up to its position, per query head
     // (fp32 throughout)
     BFloat16* ap = attn.data_ptr<BFloat16>();
+#ifdef CONVO_SIMD
+    if (head_dim % (2 * Simd::W) == 0) {
+      // a job: up to 4 query heads of one KV head of one row (one head a job where that leaves the
+      // threads too few jobs)
+      const int64_t chunk = rows * n_kv >= 4 * at::get_num_threads() ? std::min<int64_t>(per_kv, 4) : 1;
+      const int64_t chunks = (per_kv + chunk - 1) / chunk;
+      at::parallel_for(0, rows * n_kv * chunks, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> q(chunk * head_dim), scores;
+        for (int64_t job = begin; job < end; ++job) {
+          const int64_t b = job / (n_kv * chunks), kvh = job / chunks % n_kv, h0 = kvh * per_kv + job % chunks * chunk;
+          const int64_t heads = std::min(chunk, (kvh + 1) * per_kv - h0), span = pos[b] + 1;
+          const BFloat16* row = qkvp + b * (nq + 2 * nk);
+          for (int64_t h = 0; h < heads; ++h) {
+            float* qh = q.data() + h * head_dim;
+            rope(row + (h0 + h) * head_dim, cosp + pos[b] * head_dim, sinp + pos[b] * head_dim, qh, head_dim);
+            for (int64_t i = 0; i < head_dim; ++i) qh[i] = f(BFloat16(qh[i]));  // the eager step's bf16 query
+          }
+          const BFloat16* keys = kc + (slot[b] * n_kv + kvh) * max_len * head_dim;
+          const BFloat16* values = vc + (slot[b] * n_kv + kvh) * max_len * head_dim;
+          scores.resize(heads * span);
+          BFloat16* out = ap + b * nq + h0 * head_dim;
+          switch (heads) {
+            case 4: attend<4>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out); break;
+            case 3: attend<3>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out); break;
+            case 2: attend<2>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out); break;
+            default: attend<1>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out); break;
+          }
+        }
+      });
+    } else
+#endif
     at::parallel_for(0, rows * n_heads, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> q(head_dim), out(head_dim), scores;
       for (int64_t job = begin; job < end; ++job) {
