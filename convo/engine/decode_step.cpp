@@ -21,22 +21,23 @@ constexpr int64_t kGroup = 32;
 
 inline float f(BFloat16 v) { return static_cast<float>(v); }
 
-// fn(begin, end) over [0, n): with `pieces` > 1 in chunks of about n / (pieces x threads), each taken
-// by the next thread that is free. With one fixed share a thread (at::parallel_for), a thread the OS
-// takes away for a while (the app's other threads run on the same cores) holds up the whole op until
-// its share is done; with chunks the other threads take over the rest. (AVX2 Zen 3, 2 cores shared
-// with other tenants, steps of 8 rows interleaved each way: median 19.7-24.8 ms against 23.0-30.2 with
-// fixed shares, the fastest the same. For one row, memory-bound, a share streams better whole: chunks
-// were 6-8% slower there, so one row keeps fixed shares.)
+// fn(begin, end) over the `blocks` output blocks of a matmul of `rows` rows. For several rows, in
+// chunks of about blocks / (8 x threads), each taken by the next thread that is free: with one fixed
+// share a thread (at::parallel_for), a thread the OS takes away for a while (the app's other threads
+// run on the same cores) holds up the whole op until its share is done; with chunks the other threads
+// take over the rest. (AVX2 Zen 3, 2 cores shared with other tenants, steps of 8 rows interleaved each
+// way: median 19.7-24.8 ms against 23.0-30.2 with fixed shares, the fastest the same.) One row is
+// memory-bound and streams better through a whole share: chunks were 6-8% slower there, so it keeps
+// fixed shares.
 template <typename F>
-void parallel_chunks(int64_t n, int64_t pieces, const F& fn) {
-  if (pieces <= 1) return at::parallel_for(0, n, 1, fn);
-  const int64_t threads = at::get_num_threads(), grain = std::max<int64_t>(1, n / (pieces * threads));
-  const int64_t chunks = (n + grain - 1) / grain;
+void parallel_blocks(int64_t blocks, int64_t rows, const F& fn) {
+  if (rows <= 1) return at::parallel_for(0, blocks, 1, fn);
+  const int64_t threads = at::get_num_threads(), grain = std::max<int64_t>(1, blocks / (8 * threads));
+  const int64_t chunks = (blocks + grain - 1) / grain;
   std::atomic<int64_t> next{0};
   at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
     for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;)
-      fn(c * grain, std::min(n, (c + 1) * grain));
+      fn(c * grain, std::min(blocks, (c + 1) * grain));
   });
 }
 
@@ -171,7 +172,7 @@ at::Tensor int4_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   const float* lp = low.data_ptr<float>();
   BFloat16* yp = y.data_ptr<BFloat16>();
   const int64_t n = blocks * 16;
-  parallel_chunks(blocks, rows > 1 ? 8 : 1, [&](int64_t begin, int64_t end) {
+  parallel_blocks(blocks, rows, [&](int64_t begin, int64_t end) {
     for (int64_t nb = begin; nb < end; ++nb) {
       by_rows(rows, [&](int64_t r, auto mb) {
         int4_block<decltype(mb)::value>(xp + r * k, k, xsum.data() + r * groups, groups, wp + nb * (k / 2) * 16,
@@ -192,7 +193,7 @@ at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   const float* sp = scale.data_ptr<float>();
   BFloat16* yp = y.data_ptr<BFloat16>();
   const int64_t n = blocks * 16;
-  parallel_chunks(blocks, rows > 1 ? 8 : 1, [&](int64_t begin, int64_t end) {
+  parallel_blocks(blocks, rows, [&](int64_t begin, int64_t end) {
     for (int64_t nb = begin; nb < end; ++nb) {
       by_rows(rows, [&](int64_t r, auto mb) {
         int8_block<decltype(mb)::value>(xp + r * k, k, k / 2, wp + nb * (k / 2) * 32, sp + nb * 16,
@@ -340,7 +341,7 @@ at::Tensor int4_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   const float* lp = low.data_ptr<float>();
   BFloat16* yp = y.data_ptr<BFloat16>();
   const int64_t n = blocks * 16;
-  parallel_chunks(blocks, rows > 1 ? 8 : 1, [&](int64_t begin, int64_t end) {
+  parallel_blocks(blocks, rows, [&](int64_t begin, int64_t end) {
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile)
       for (int64_t nb = begin; nb < end; ++nb)
         by_rows<3>(r0, std::min(rows, r0 + kRowTile), [&](int64_t r, auto mb) {
@@ -370,7 +371,7 @@ at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   const float* sp = scale.data_ptr<float>();
   BFloat16* yp = y.data_ptr<BFloat16>();
   const int64_t n = blocks * 16;
-  parallel_chunks(blocks, rows > 1 ? 8 : 1, [&](int64_t begin, int64_t end) {
+  parallel_blocks(blocks, rows, [&](int64_t begin, int64_t end) {
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile)
       for (int64_t nb = begin; nb < end; ++nb)
         by_rows<4>(r0, std::min(rows, r0 + kRowTile), [&](int64_t r, auto mb) {
