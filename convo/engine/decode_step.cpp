@@ -64,6 +64,12 @@ inline void rope(const BFloat16* in, const BFloat16* cos, const BFloat16* sin, f
   }
 }
 
+// a query head rotated at `pos` and rounded to bf16 (as the eager step's query), in fp32
+inline void rotated_query(const BFloat16* in, const BFloat16* cos, const BFloat16* sin, int64_t pos, float* out, int64_t d) {
+  rope(in, cos + pos * d, sin + pos * d, out, d);
+  for (int64_t i = 0; i < d; ++i) out[i] = f(BFloat16(out[i]));
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Matmuls whose cost grows little with the rows (AVX512-BF16 CPUs here, AVX2 ones below). torch's int4/int8 CPU kernels
 // cost nearly the same per row however many rows come; these dequantize each block of 16 outputs x
@@ -709,11 +715,8 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
           const int64_t b = job / (n_kv * chunks), kvh = job / chunks % n_kv, h0 = kvh * per_kv + job % chunks * chunk;
           const int64_t heads = std::min(chunk, (kvh + 1) * per_kv - h0), span = pos[b] + 1;
           const BFloat16* row = qkvp + b * (nq + 2 * nk);
-          for (int64_t h = 0; h < heads; ++h) {
-            float* qh = q.data() + h * head_dim;
-            rope(row + (h0 + h) * head_dim, cosp + pos[b] * head_dim, sinp + pos[b] * head_dim, qh, head_dim);
-            for (int64_t i = 0; i < head_dim; ++i) qh[i] = f(BFloat16(qh[i]));  // the eager step's bf16 query
-          }
+          for (int64_t h = 0; h < heads; ++h)
+            rotated_query(row + (h0 + h) * head_dim, cosp, sinp, pos[b], q.data() + h * head_dim, head_dim);
           const BFloat16* keys = kc + (slot[b] * n_kv + kvh) * max_len * head_dim;
           const BFloat16* values = vc + (slot[b] * n_kv + kvh) * max_len * head_dim;
           scores.resize(heads * span);
@@ -733,8 +736,7 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
       for (int64_t job = begin; job < end; ++job) {
         const int64_t b = job / n_heads, h = job % n_heads, kvh = h / per_kv, span = pos[b] + 1;
         const BFloat16* row = qkvp + b * (nq + 2 * nk);
-        rope(row + h * head_dim, cosp + pos[b] * head_dim, sinp + pos[b] * head_dim, q.data(), head_dim);
-        for (int64_t i = 0; i < head_dim; ++i) q[i] = f(BFloat16(q[i]));  // the eager step's bf16 query
+        rotated_query(row + h * head_dim, cosp, sinp, pos[b], q.data(), head_dim);
         const BFloat16* keys = kc + (slot[b] * n_kv + kvh) * max_len * head_dim;
         const BFloat16* values = vc + (slot[b] * n_kv + kvh) * max_len * head_dim;
         scores.resize(span);
