@@ -88,11 +88,22 @@ constexpr const char* kPackedKernels = "avx512_bf16";
 template <int MB>
 void int4_block(const BFloat16* x, int64_t rows_stride, const float* xsum, int64_t groups, const uint8_t* w,
                 const float* scale, const float* low, BFloat16* y, int64_t y_stride) {
-  // bf16 of 0..15 for vpermw (words 16..31 unused)
-  alignas(64) static const uint16_t table_words[32] = {0x0000, 0x3f80, 0x4000, 0x4040, 0x4080, 0x40a0, 0x40c0, 0x40e0,
-                                                       0x4100, 0x4110, 0x4120, 0x4130, 0x4140, 0x4150, 0x4160, 0x4170};
-  const __m512i table = _mm512_load_si512(table_words);
-  const __m128i nibble = _mm_set1_epi8(0x0f);
+  // Each 16 bytes become the 32 bf16 words 128 + q (0x4300 | q is exactly that bf16), so the products
+  // sum (128 + q) x and the group's low term takes 128 x scale back out: w = (128 + q) scale + (low -
+  // 128 scale). The 16 bytes go to all four 128-bit lanes at load; one in-lane byte shuffle widens
+  // lane 0's and 2's to bytes 0-7 and lane 1's and 3's to bytes 8-15, lanes 2 and 3 shift right by a
+  // nibble, and one ternary-logic op keeps the nibble and sets 0x4300. (It was a nibble split, a
+  // 128-bit insert, a byte-to-word widening across lanes and a word permute through a table of
+  // bf16 0..15: three cross-lane shuffles where this has none. 8-row matmuls on Zen 4: see
+  // benchmarks/README.md.)
+  const __m512i widen = _mm512_set_epi8(
+      -128, 15, -128, 14, -128, 13, -128, 12, -128, 11, -128, 10, -128, 9, -128, 8,
+      -128, 7, -128, 6, -128, 5, -128, 4, -128, 3, -128, 2, -128, 1, -128, 0,
+      -128, 15, -128, 14, -128, 13, -128, 12, -128, 11, -128, 10, -128, 9, -128, 8,
+      -128, 7, -128, 6, -128, 5, -128, 4, -128, 3, -128, 2, -128, 1, -128, 0);
+  const __m512i shifts = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0, 0, 0, 0);
+  const __m512i nibble = _mm512_set1_epi16(0x000f), bias = _mm512_set1_epi16(0x4300);
+  const __m512 k128 = _mm512_set1_ps(128.f);
   __m512 acc[MB];
   for (int m = 0; m < MB; ++m) acc[m] = _mm512_setzero_ps();
   const uint32_t* xp[MB];
@@ -102,15 +113,15 @@ void int4_block(const BFloat16* x, int64_t rows_stride, const float* xsum, int64
     for (int m = 0; m < MB; ++m) part[m] = _mm512_setzero_ps();
     for (int p = 0; p < 16; ++p) {
       const int64_t pair = g * 16 + p;
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + pair * 16));
-      const __m128i lo = _mm_and_si128(bytes, nibble);
-      const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble);
-      const __m512i words = _mm512_cvtepu8_epi16(_mm256_set_m128i(hi, lo));
-      const __m512bh wv = (__m512bh)_mm512_permutexvar_epi16(words, table);
+      const __m512i bytes = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + pair * 16)));
+      const __m512i words = _mm512_srlv_epi16(_mm512_shuffle_epi8(bytes, widen), shifts);
+      const __m512bh wv = (__m512bh)_mm512_ternarylogic_epi32(words, nibble, bias, 0xEA);  // (a & b) | c
       for (int m = 0; m < MB; ++m)
-        part[m] = _mm512_dpbf16_ps(part[m], (__m512bh)_mm512_set1_epi32(static_cast<int>(xp[m][pair])), wv);
+        // the row's pair broadcast from memory inside the dot product ({1to16}): GCC would load it into
+        // a register with a broadcast of its own first
+        asm("vdpbf16ps %2%{1to16%}, %1, %0" : "+v"(part[m]) : "v"(wv), "m"(xp[m][pair]));
     }
-    const __m512 s = _mm512_loadu_ps(scale + g * 16), z = _mm512_loadu_ps(low + g * 16);
+    const __m512 s = _mm512_loadu_ps(scale + g * 16), z = _mm512_fnmadd_ps(k128, s, _mm512_loadu_ps(low + g * 16));
     for (int m = 0; m < MB; ++m) {
       acc[m] = _mm512_fmadd_ps(part[m], s, acc[m]);
       acc[m] = _mm512_fmadd_ps(z, _mm512_set1_ps(xsum[m * groups + g]), acc[m]);
