@@ -747,24 +747,32 @@ class Engine:
 
     def _retire(self) -> None:
         """Finish requests that hit a stop token, their budget, or a Stop; compact the slots."""
-        kept = []
-        for row, request in enumerate(self.active):
+        rows = list(self.active)
+        for row, request in enumerate(rows):
             if (request.next_token is None and request.feed is None) or \
                     (request.stop is not None and request.stop.is_set()) or \
                     request.length + 1 >= self.fast.max_len:
                 # The slot now holds the prompt and the reply: the next turn of a chat (or the next line
-                # of a script) starts with both, so it prefills only what is new. (Rows before this one
-                # only ever move to lower slots, so this row's slot is still intact.)
+                # of a script) starts with both, so it prefills only what is new. (Every ended row is
+                # read before any slot moves.)
                 self.prefixes.store(request.seen[:request.length], *self.fast.read_slot(row, request.length),
                                     replaces=request.prompt)
                 request.end()
+                rows[row] = None
+        # Each freed slot below the live count takes the last live request: one copy a freed slot. (Moving
+        # every later request down one slot, in order, copied up to 7 caches for each one that ended:
+        # 658 copies, 0.26 s of a 9.9 s synthetic run on Zen 4.)
+        last = len(rows) - 1
+        for hole in range(len(rows)):
+            if rows[hole] is not None:
                 continue
-            slot = len(kept)
-            old = self.active.index(request)
-            if old != slot:
-                self.fast.move_slot(old, slot, request.length)
-            kept.append(request)
-        self.active = kept
+            while last > hole and rows[last] is None:
+                last -= 1
+            if last <= hole:
+                break
+            self.fast.move_slot(last, hole, rows[last].length)
+            rows[hole], rows[last] = rows[last], None
+        self.active = [request for request in rows if request is not None]
 
 
 _engines: list[Engine] = []
