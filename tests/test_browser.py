@@ -217,6 +217,18 @@ def test_bundled_model_reply_and_suggested_questions(chromium, launch):
     page.wait_for_function("([b, q]) => document.querySelector(b).innerText.trim().endsWith(q)",
                            arg=[BOT, suggestions[0]], timeout=30_000)
     assert page.locator(USER).count() == 1
+    # the next reply's suggestions, then one without any (curious mode off): those shown are hidden
+    # (the server sends the chips' updates only while some are shown, so it must know they are)
+    page.wait_for_selector("#suggestion-0", state="hidden", timeout=10_000)
+    send(page, "She is a beagle and she chews shoes.")
+    wait_reply(page, count=2, timeout=120_000)
+    page.wait_for_selector("#suggestion-0", state="visible", timeout=120_000)
+    page.get_by_role("button", name="Settings ▼").click()
+    page.locator("#curious input").uncheck()
+    send(page, "Thanks, that helps.")
+    wait_reply(page, count=3, timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#chat-status').innerText.trim() === ''", timeout=120_000)
+    assert page.locator("#suggestion-0").is_hidden() and page.locator("#suggestions-label").is_hidden()
     context.close()
 
 

@@ -125,6 +125,16 @@ def _suggestion_updates(questions: list[str], note: str = "") -> list:
     return [label] + [gr.update(value=q, visible=bool(q)) for q in padded] + [note]
 
 
+def _chip_updates(questions: list[str], note: str, shown: bool) -> list:
+    """``_suggestion_updates`` and, last, whether the chips are shown after them (a gr.State); no
+    updates at all while they are hidden and stay hidden. (Gradio builds a new component and its
+    config for every gr.update: the first and last update of a reply hid the 3 hidden chips and their
+    label again, about 60% of the server's output processing for them with 1 user, Zen 4.)"""
+    if not questions and not shown:
+        return [gr.skip()] * (len(_suggestion_updates([])) + 1)
+    return [*_suggestion_updates(questions, note), bool(questions)]
+
+
 def score_note(follow_ups: list, feeling: bool) -> str:
     """The score parts of the suggestions, one per line: shown when feeling is weighed or a
     suggestion comes from memory."""
@@ -163,7 +173,7 @@ def _without_shown_pending(history: list[dict], pending: list[str]) -> list[dict
 
 def respond(history, model, adapter, quantize, system_prompt, curious, interviewer,
             temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, conversation_id, asked,
-            feeling: bool = False, remember: bool = False, memory_id: str | None = None,
+            feeling: bool = False, remember: bool = False, memory_id: str | None = None, chips_shown: bool = True,
             request: gr.Request = None, profile: gr.OAuthProfile | None = None, oauth: gr.OAuthToken | None = None):
     """Answer the last user message and every message queued while answering, in order: stream
     each reply, then think of follow-up questions (shown only when no newer message waits).
@@ -173,7 +183,7 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
     One loop runs per session: a call made while one runs changes nothing (the running loop takes
     the queued message), so a message sent mid-reply is neither dropped nor answered out of turn.
     """
-    nothing = [gr.skip()] * (4 + len(_suggestion_updates([])))
+    nothing = [gr.skip()] * (4 + len(_suggestion_updates([])) + 1)
     with _sessions_lock:
         turns = _sessions.setdefault(_session(request), Turns())
         if turns.busy:
@@ -192,7 +202,7 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
             turns.busy = False
         if history and history[-1]["role"] == "user":
             history = history[:-1]
-        yield history, conversation_id, asked, "", *_suggestion_updates([])
+        yield history, conversation_id, asked, "", *_chip_updates([], "", chips_shown)
         return
     owner = memory.owner_key(_owner(profile), memory_id) if remember else None
     try:
@@ -204,12 +214,12 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
                     turns.busy = False
                     break
                 turns.stop = stop = Stop()
-            history, conversation_id, asked = yield from _one_turn(
+            history, conversation_id, asked, chips_shown = yield from _one_turn(
                 lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious,
-                feeling=feeling, owner=owner)
+                feeling=feeling, owner=owner, chips_shown=chips_shown)
     except RemoteError as exc:  # the server went away: one line, the user's message stays to retry
         gr.Warning(str(exc))
-        yield _shown(history, turns), conversation_id, asked, "", *_suggestion_updates([])
+        yield _shown(history, turns), conversation_id, asked, "", *_chip_updates([], "", chips_shown)
         return
     finally:
         with _sessions_lock:
@@ -225,14 +235,17 @@ def _shown(history: list[dict], turns: Turns) -> list[dict]:
 
 
 def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious,
-              feeling=False, owner=None):
+              feeling=False, owner=None, chips_shown=True):
     """Stream one reply, save the conversation, then the follow-up suggestions (skipped when a
     newer message is already queued, so they never land on a newer turn). With a memory ``owner``,
-    the user's message is remembered and questions built from earlier facts are offered."""
+    the user's message is remembered and questions built from earlier facts are offered.
+    ``chips_shown``: whether suggestions are shown now (returned as it is after the turn)."""
     remembered = memory.follow_ups(get_store(), owner, history) if owner else []
     if owner:
         memory.remember(get_store(), owner, history[-1]["content"])
-    hidden = _suggestion_updates([])  # the first update hides the last reply's suggestions
+    hidden = _chip_updates([], "", chips_shown)  # the first update hides the last reply's suggestions
+    skip = [gr.skip()] * len(hidden)
+    status = None  # the status line shown: an update repeats it only when it changes
     reply = ""
     # The user's message is saved now and the reply while it streams: a crash loses seconds, not the turn.
     saver = core.TurnSaver(get_store(), history, conversation_id, owner=_owner(profile), model=lm.spec.name,
@@ -244,8 +257,9 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
                                        min_interval=redraw_interval, remembered=remembered):
             saver.partial(reply)
             shown = _shown(history + [{"role": "assistant", "content": reply}], turns)
-            yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), *hidden
-            hidden = [gr.skip()] * len(hidden)
+            now = _status(REPLYING, len(turns.pending))
+            yield shown, conversation_id, asked, gr.skip() if now == status else now, *hidden
+            hidden, chips_shown, status = skip, False, now
     history = history + [{"role": "assistant", "content": reply}]
     asked = list(asked or []) + core.asked_questions(history[-1:])
     conversation_id = saver.finish(reply)
@@ -254,6 +268,7 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
     follow = []
     if curious and not stop.is_set() and reply.strip() and not turns.pending:
         yield _shown(history, turns), conversation_id, asked, _status(THINKING, 0), *hidden
+        chips_shown = False
         try:
             follow = core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked, remembered=remembered,
                                               sentiment_weight=SENTIMENT_WEIGHT if feeling else 0.0)
@@ -262,8 +277,9 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
     if turns.pending:  # a newer message waits: its turn comes next, these suggestions are stale
         follow = []
     note = score_note(follow, feeling)
-    yield _shown(history, turns), conversation_id, asked, _status("", 0), *_suggestion_updates([q.text for q in follow], note)
-    return history, conversation_id, asked
+    yield _shown(history, turns), conversation_id, asked, _status("", 0), *_chip_updates([q.text for q in follow], note,
+                                                                                        chips_shown)
+    return history, conversation_id, asked, bool(follow)
 
 
 def add_user_message(message: str, history, request: gr.Request = None):
@@ -284,12 +300,12 @@ def ask_suggestion(question: str, history, asked):
     history = plain_messages(history)
     question = (question or "").strip()
     if not question:
-        return history, asked, *_suggestion_updates([])
+        return history, asked, *_suggestion_updates([]), False
     if history and history[-1]["role"] == "assistant":
         history[-1] = {"role": "assistant", "content": f"{history[-1]['content'].rstrip()}\n\n{question}"}
     else:
         history.append({"role": "assistant", "content": question})
-    return history, list(asked or []) + [question], *_suggestion_updates([])
+    return history, list(asked or []) + [question], *_suggestion_updates([]), False
 
 
 def stop_reply(request: gr.Request):
@@ -307,7 +323,7 @@ def undo(history):
         history.pop()
     if history and history[-1]["role"] == "user":
         history.pop()
-    return history, *_suggestion_updates([])
+    return history, *_suggestion_updates([]), False
 
 
 def prepare_regenerate(history, request: gr.Request = None):
@@ -322,7 +338,7 @@ def prepare_regenerate(history, request: gr.Request = None):
 
 
 def clear():
-    return [], None, [], "", *_suggestion_updates([])
+    return [], None, [], "", *_suggestion_updates([]), False
 
 
 # --------------------------------------------------------------------------- per-user memory panel
@@ -439,6 +455,7 @@ def render(shared: Shared) -> None:
                        for i in range(N_SUGGESTIONS)]
     suggestion_scores = gr.Markdown(visible=False, elem_id="suggestion-scores")
     scores_note = gr.State("")
+    chips_shown = gr.State(False)  # whether suggestions are shown (respond leaves hidden ones alone)
     with gr.Row():
         message = gr.Textbox(placeholder="Say something...", show_label=False, scale=6, elem_id="chat-input",
                              lines=1, max_lines=6, submit_btn=False)
@@ -500,8 +517,8 @@ def render(shared: Shared) -> None:
     shared.extra["memory_id"] = memory_id
     bar = [shared.model, shared.adapter, shared.quantize]
     knobs = [system_prompt, curious, interviewer, temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed]
-    reply_inputs = [chatbot, *bar, *knobs, conversation_id, asked, feeling, remember, memory_id]
-    chips = [suggestions_label, *suggestions, scores_note]
+    reply_inputs = [chatbot, *bar, *knobs, conversation_id, asked, feeling, remember, memory_id, chips_shown]
+    chips = [suggestions_label, *suggestions, scores_note, chips_shown]
     reply_outputs = [chatbot, conversation_id, asked, chat_status, *chips]
 
     # A message sent while a reply runs is queued by add_user_message and answered by the running
