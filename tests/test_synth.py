@@ -802,3 +802,34 @@ def test_keyword_lines_are_sampled_until_one_names_the_word(tiny_lm):
     assert len(next(programs.program_for(tiny_lm, keyword_job(), Sampling(temperature=0.7))(item))) == 1  # default
     with pytest.raises(synth.ConfigError, match="line_candidates"):
         synth.KeywordJob(job.config, line_candidates=0)
+
+
+def test_keyword_lines_that_would_drop_the_conversation_are_sampled_again(tiny_lm):
+    """A line matching an exclude entry is sampled again instead of the whole conversation being
+    redone, and so is the last line while the script still misses its word, steered harder each time;
+    after ``tries`` the conversation goes on as before (and is judged as before)."""
+    from convo.engine.programs import STEER
+    from convo.synth import programs
+
+    job = synth.KeywordJob(synth.KeywordConfig("k", ["Talk about {word}."], ["rain"], ["sorry"]), turns=1)
+    item = next(job.items())
+    program = programs.program_for(tiny_lm, job, Sampling(temperature=0.7))(item)
+    first = next(program)
+    assert first[0].bias == STEER
+    assert program.send(["I am so sorry."]) == first  # excluded: the same line again
+    last = program.send(["Hello there."])  # clean, no word yet: kept (a later line may name it)
+    assert last[0].endswith("STUDENT: Hello there.\nTEACHER:") and last[0].bias == STEER
+    harder = program.send(["Good morning."])  # the last line, still no word: again, steered harder
+    assert harder == last and harder[0].bias == 2 * STEER
+    with pytest.raises(StopIteration) as ended:
+        program.send(["Rain is on the way."])
+    assert [m["content"] for m in ended.value.value.messages] == ["Hello there.", "Rain is on the way."]
+    assert ended.value.value.kept
+
+    program = programs.program_for(tiny_lm, job, Sampling(temperature=0.7))(item)
+    next(program)
+    asked = [program.send(["Hello there."]), program.send(["Good morning."]), program.send(["Good evening."])]
+    assert [prompts[0].bias for prompts in asked] == [STEER, 2 * STEER, 3 * STEER]  # tries: 3
+    with pytest.raises(StopIteration) as ended:
+        program.send(["Good night."])
+    assert not ended.value.value.kept and ended.value.value.faults == ['does not mention "rain"']

@@ -386,7 +386,7 @@ def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Fini
             seed = None if sampling.seed is None else sampling.seed + running.seed + running.asked
             favour = favoured_ids(lm.tokenizer, getattr(text, "favour", ()))
             request = engine.submit(_prompt_ids(lm, text), replace(sampling, seed=seed), stop, notify, ends,
-                                    favour=favour, bias=STEER)
+                                    favour=favour, bias=getattr(text, "bias", STEER))
             owners[id(request)] = running
             running.requests.append(request)
             running.asked += 1

@@ -17,21 +17,22 @@ class Stop(threading.Event):
     """A flag a caller sets to end a generation within a token or two (the Stop button)."""
 
 
+STEER = 4.0
+"""Nats added to the logits of a Steered prompt's favoured first tokens (by default)."""
+
+
 class Steered(str):
     """A program's prompt whose reply should name one of ``favour`` (e.g. a keyword conversation's
-    word): the CPU engine raises the odds of the words' first tokens by ``STEER`` nats until the reply
+    word): the CPU engine raises the odds of the words' first tokens by ``bias`` nats until the reply
     has one of them. Elsewhere (the padded path, a server) it is the plain prompt."""
 
     favour: tuple[str, ...]
+    bias: float
 
-    def __new__(cls, text: str, favour: tuple[str, ...] = ()):
+    def __new__(cls, text: str, favour: tuple[str, ...] = (), bias: float = STEER):
         prompt = super().__new__(cls, text)
-        prompt.favour = tuple(favour)
+        prompt.favour, prompt.bias = tuple(favour), float(bias)
         return prompt
-
-
-STEER = 4.0
-"""Nats added to the logits of a Steered prompt's favoured first tokens."""
 
 
 Program = Generator[list[str], list[str], Any]
