@@ -45,8 +45,16 @@ def open_memory(page) -> str:
 
 
 
+def open_with_memory_id(chromium, url):
+    """The page, once its load event has given the browser its memory id (a message sent before that
+    has no owner to remember for: a CI run on a loaded machine sent it first)."""
+    context, page = open_app(chromium, url)
+    page.wait_for_function("() => (localStorage.getItem('convo-memory-id') || '').length > 2", timeout=60_000)
+    return context, page
+
+
 def test_memory_follows_its_user_only_and_forget_deletes(chromium, app):
-    alice_ctx, alice = open_app(chromium, app.url)
+    alice_ctx, alice = open_with_memory_id(chromium, app.url)
     send(alice, "I just got back from hiking in Norway")
     wait_reply(alice)
     assert not any("Norway" in q for q in wait_suggestions(alice))  # said in this conversation: not offered back
@@ -58,7 +66,7 @@ def test_memory_follows_its_user_only_and_forget_deletes(chromium, app):
     assert wait_suggestions(alice, "Norway")[0] == "How was the hiking in Norway?"
     assert "remembered" in alice.locator("#suggestion-scores").inner_text()
 
-    bob_ctx, bob = open_app(chromium, app.url)
+    bob_ctx, bob = open_with_memory_id(chromium, app.url)
     bob.get_by_role("button", name="Settings ▼").click()
     bob.locator("#chat-sentiment input").check()  # and bob weighs feeling: his suggestions show that part
     send(bob, "Hello")
