@@ -659,7 +659,7 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
                          std::vector<at::Tensor> o_z, std::vector<at::Tensor> norm2, std::vector<at::Tensor> gu_w,
                          std::vector<at::Tensor> gu_s, std::vector<at::Tensor> gu_z, std::vector<at::Tensor> d_w,
                          std::vector<at::Tensor> d_s, std::vector<at::Tensor> d_z, int64_t n_heads, int64_t n_kv,
-                         int64_t head_dim, double eps) {
+                         int64_t head_dim, double eps, at::Tensor final_norm) {
   // only ATen from here on: other Python threads (the app's request handlers) run during the step
   pybind11::gil_scoped_release no_gil;
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.dim() == 2 && x.is_contiguous(), "x: contiguous [B, hidden] bf16");
@@ -773,11 +773,17 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
     auto down = linear4(act, d_w[l], d_s[l], d_z[l]);
     add_into(xp, down.data_ptr<BFloat16>(), rows * hidden);
   }
+  // the model's final norm (one call here instead of its torch ops from Python: 0.1-0.2 ms a step)
+  if (final_norm.numel()) {
+    rms_norm(xp, final_norm.data_ptr<BFloat16>(), np, rows, hidden, epsilon);
+    return normed;
+  }
   return x;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("decode_layers", &decode_layers, "one decode step through every layer (int4 weights, bf16 activations)");
+  m.def("decode_layers", &decode_layers, "one decode step through every layer (int4 weights, bf16 activations), then "
+        "final_norm unless it is empty");
   m.def("int4_mm", [](at::Tensor x, at::Tensor packed, at::Tensor scale, at::Tensor low) {
     pybind11::gil_scoped_release no_gil;
     return int4_mm_impl(x, packed, scale, low);

@@ -327,10 +327,10 @@ class FastModel:
             rows = torch.arange(len(tokens)) if slots is None else torch.tensor(slots)
             x = compiled.decode_layers(self.embed[torch.tensor(tokens)], torch.tensor(lengths), rows, self.k_cache,
                                        self.v_cache, self.cos, self.sin, *args, self.n_heads, self.n_kv,
-                                       self.head_dim, self.eps)
+                                       self.head_dim, self.eps, self.norm)  # normed by the final norm too
             if pick is not None:
                 x = x[torch.tensor(pick)]
-            return self.head(self._rms(x, self.norm)).float()
+            return self.head(x).float()
         return self.decode_eager(tokens, lengths, slots, pick)
 
     @torch.inference_mode()
