@@ -308,14 +308,15 @@ def test_run_writes_chat_jsonl_and_rerun_skips_finished(tiny_lm, tmp_path):
     assert (progress.total, progress.kept, progress.finished) == (4, 4, True)
     records = lines_of(out)
     assert len(records) == 4
-    meta = records[0]["meta"]
+    # (in the order they finished, which the engine's batching decides)
+    [first] = [r for r in records if r["meta"]["key"] == synth.item_key("persona", "Hello there.", "learn / shy", 0)]
+    meta = first["meta"]
     assert meta["seed"] == "Hello there."
     assert meta["persona"] == {"motivation": "learn", "disposition": "shy"}
     assert meta["model"] == tiny_lm.spec.label
     assert meta["settings"]["strategy"] == "agents" and meta["settings"]["sampling"]["temperature"] == 0.0
     assert meta["created"].endswith("+00:00")
-    assert meta["key"] == synth.item_key("persona", "Hello there.", "learn / shy", 0)
-    assert [m["role"] for m in records[0]["messages"]] == ["user", "assistant"]
+    assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
     before = out.read_bytes()
     again = run_all(tiny_lm, job, out, sampling=SHORT_GREEDY, batch_size=3)
     assert (again.total, again.skipped, again.kept) == (0, 4, 0)
@@ -392,10 +393,13 @@ def test_flat_json_shape(tiny_lm, tmp_path):
     run_all(tiny_lm, persona_job(restyle_template="Post: {message}"), out, sampling=SHORT_GREEDY)
     flat = json.loads(synth.write_flat_json(out, tmp_path / "flat.json").read_text())
     assert len(flat) == 4
-    assert set(flat[0]) == {"conv", "restyled_conv", "seed", "motivation", "disposition", "word", "key"}
-    assert flat[0]["conv"] == lines_of(out)[0]["messages"]
-    assert [m["role"] for m in flat[0]["restyled_conv"]] == ["user", "assistant"]
-    assert (flat[0]["motivation"], flat[0]["disposition"]) == ("learn", "shy")
+    assert all(set(f) == {"conv", "restyled_conv", "seed", "motivation", "disposition", "word", "key"} for f in flat)
+    assert [f["conv"] for f in flat] == [r["messages"] for r in lines_of(out)]  # in the file's order
+    assert all([m["role"] for m in f["restyled_conv"]] == ["user", "assistant"] for f in flat)
+    # every seed with every persona (the file holds them in the order they finished, which the
+    # engine's batching decides)
+    assert sorted((f["seed"], f["motivation"], f["disposition"]) for f in flat) == sorted(
+        (seed, motivation, "shy") for seed in ("Hello there.", "Why is the sky blue?") for motivation in ("learn", "vent"))
 
 
 def test_progress_summary_and_eta():
