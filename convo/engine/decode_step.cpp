@@ -9,6 +9,7 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <vector>
@@ -650,8 +651,8 @@ at::Tensor linear4(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s
 // k_cache, v_cache: [layers, slots, kv_heads, max_len, head_dim] bf16. cos, sin: [max_len, head_dim] bf16. Per layer (lists of equal length): the first norm's weight,
 // the fused q/k/v int4 weight, its scales and zeros, its bias (or an empty tensor), the output
 // projection, the second norm, the fused gate/up projection and the down projection.
-// Returns the hidden states after the last layer, [B, hidden] bf16 (the caller applies the final norm
-// and the head).
+// final_norm: the model's final norm weight. Returns the hidden states after the last layer and that
+// norm, [B, hidden] bf16 (the caller applies the head).
 at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slots, at::Tensor k_cache, at::Tensor v_cache,
                          at::Tensor cos, at::Tensor sin, std::vector<at::Tensor> norm1,
                          std::vector<at::Tensor> qkv_w, std::vector<at::Tensor> qkv_s, std::vector<at::Tensor> qkv_z,
@@ -774,16 +775,130 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
     add_into(xp, down.data_ptr<BFloat16>(), rows * hidden);
   }
   // the model's final norm (one call here instead of its torch ops from Python: 0.1-0.2 ms a step)
-  if (final_norm.numel()) {
-    rms_norm(xp, final_norm.data_ptr<BFloat16>(), np, rows, hidden, epsilon);
-    return normed;
+  TORCH_CHECK(final_norm.numel() == hidden, "final_norm: one weight per hidden unit");
+  rms_norm(xp, final_norm.data_ptr<BFloat16>(), np, rows, hidden, epsilon);
+  return normed;
+}
+
+namespace {
+
+struct Candidate {
+  float value;
+  int64_t id;
+};
+// the higher logit first; of equal ones, the lower id (a fixed order, whatever the scan found first)
+inline bool before(const Candidate& a, const Candidate& b) { return a.value > b.value || (a.value == b.value && a.id < b.id); }
+
+// The `k` highest of `logits[0, vocab)`, highest first. A min-heap of k: most logits fall below its
+// least and cost one compare.
+void top_candidates(const float* logits, int64_t vocab, int64_t k, std::vector<Candidate>& out) {
+  out.resize(k);
+  for (int64_t i = 0; i < k; ++i) out[i] = {logits[i], i};
+  std::make_heap(out.begin(), out.end(), before);  // out.front(): the least of the kept ones
+  const auto offer = [&](int64_t i) {
+    if (logits[i] > out.front().value) {
+      std::pop_heap(out.begin(), out.end(), before);
+      out.back() = {logits[i], i};
+      std::push_heap(out.begin(), out.end(), before);
+    }
+  };
+  int64_t i = k;
+  for (; i + 16 <= vocab; i += 16) {  // 16 at a time: a (vectorized) maximum, and a look only above the heap
+    float most = logits[i];
+    for (int64_t j = 1; j < 16; ++j) most = std::max(most, logits[i + j]);
+    if (most > out.front().value)
+      for (int64_t j = 0; j < 16; ++j) offer(i + j);
   }
-  return x;
+  for (; i < vocab; ++i) offer(i);
+  std::sort(out.begin(), out.end(), before);
+}
+
+// transformers' repetition penalty of one logit, rounded as torch's ops (a true division: the file's
+// -ffast-math would multiply by a reciprocal, one rounding more)
+__attribute__((noinline, optimize("no-fast-math"))) float penalized(float v, float factor) {
+  return v < 0 ? v * factor : v / factor;
+}
+
+// softmax of v[0, n) into p, in fp32 as torch's
+void softmax(const std::vector<float>& v, std::vector<float>& p) {
+  const float top = *std::max_element(v.begin(), v.end());
+  float total = 0.f;
+  p.resize(v.size());
+  for (size_t i = 0; i < v.size(); ++i) total += (p[i] = std::exp(v[i] - top));
+  for (float& x : p) x /= total;
+}
+
+}  // namespace
+
+// One token for each row of logits [rows, vocab] fp32 (changed in place by the repetition penalty), in
+// transformers' processor order: repetition penalty over the row's seen ids (int64, distinct; empty:
+// none), then greedy where its temperature is 0, else temperature, top-k (0: every token), top-p (1:
+// off) and a draw that inverts the row's cumulative distribution at uniform[row] in [0, 1). The
+// same maths as fastpath.sample_rows' torch ops (its reference), in one call and without torch.topk:
+// the bundled model's 49k logits (top-k 50, top-p 0.95, a penalty over 200 ids) on 2 Zen 4 cores,
+// 8 rows 0.71 -> 0.095 ms, 1 row 0.28 -> 0.023 ms (about 7% of an 8-row decode step saved).
+std::vector<int64_t> sample_rows(at::Tensor logits, std::vector<at::Tensor> seen, std::vector<double> penalty,
+                                 std::vector<double> temperature, std::vector<int64_t> top_k,
+                                 std::vector<double> top_p, std::vector<double> uniform) {
+  pybind11::gil_scoped_release no_gil;
+  TORCH_CHECK(logits.scalar_type() == at::kFloat && logits.dim() == 2 && logits.is_contiguous(),
+              "logits: contiguous [rows, vocab] fp32");
+  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  const size_t n = static_cast<size_t>(rows);
+  TORCH_CHECK(seen.size() == n && penalty.size() == n && temperature.size() == n && top_k.size() == n &&
+              top_p.size() == n && uniform.size() == n, "one setting of each kind a row");
+  for (const auto& ids : seen) {
+    TORCH_CHECK(ids.numel() == 0 || (ids.scalar_type() == at::kLong && ids.dim() == 1 && ids.is_contiguous()),
+                "seen: 1-d int64 ids");
+    const int64_t* id = ids.numel() ? ids.data_ptr<int64_t>() : nullptr;
+    for (int64_t i = 0; i < ids.numel(); ++i) TORCH_CHECK(id[i] >= 0 && id[i] < vocab, "seen id out of the vocabulary");
+  }
+  std::vector<int64_t> tokens(n);
+  float* all = logits.data_ptr<float>();
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Candidate> kept;
+    std::vector<float> values, probs;
+    for (int64_t r = begin; r < end; ++r) {
+      float* row = all + r * vocab;
+      const float factor = static_cast<float>(penalty[r]);
+      if (factor != 1.f && seen[r].numel()) {
+        const int64_t* id = seen[r].data_ptr<int64_t>();
+        for (int64_t i = 0; i < seen[r].numel(); ++i) row[id[i]] = penalized(row[id[i]], factor);
+      }
+      if (temperature[r] <= 0) {  // greedy: the first of the highest, as torch.argmax
+        tokens[r] = std::max_element(row, row + vocab) - row;
+        continue;
+      }
+      const int64_t k = top_k[r] > 0 && top_k[r] < vocab ? top_k[r] : vocab;
+      top_candidates(row, vocab, k, kept);
+      const float t = static_cast<float>(temperature[r]);
+      values.resize(k);
+      for (int64_t i = 0; i < k; ++i) values[i] = kept[i].value / t;
+      if (top_p[r] < 1.0) {  // keep the smallest prefix whose mass reaches top_p (the first always stays)
+        const float p = static_cast<float>(top_p[r]);
+        softmax(values, probs);
+        double cumulative = 0.0;  // summed in double and compared in fp32, as torch's cumsum
+        for (int64_t i = 0; i < k; ++i) {
+          if (static_cast<float>(cumulative + probs[i]) - probs[i] > p) values[i] = -INFINITY;
+          cumulative += probs[i];
+        }
+      }
+      softmax(values, probs);
+      double cumulative = 0.0;
+      for (float& x : probs) x = static_cast<float>(cumulative += x);
+      const float target = static_cast<float>(uniform[r]) * probs.back();
+      const int64_t pick = std::lower_bound(probs.begin(), probs.end(), target) - probs.begin();
+      tokens[r] = kept[std::min(pick, k - 1)].id;
+    }
+  });
+  return tokens;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_layers", &decode_layers, "one decode step through every layer (int4 weights, bf16 activations), then "
-        "final_norm unless it is empty");
+        "final_norm");
+  m.def("sample_rows", &sample_rows, "one token a row of fp32 logits: repetition penalty, greedy or temperature, "
+        "top-k, top-p and an inverse-CDF draw at the row's uniform number");
   m.def("int4_mm", [](at::Tensor x, at::Tensor packed, at::Tensor scale, at::Tensor low) {
     pybind11::gil_scoped_release no_gil;
     return int4_mm_impl(x, packed, scale, low);

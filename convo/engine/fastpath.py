@@ -429,8 +429,11 @@ def sample_next(logits: torch.Tensor, sampling: Sampling, seen: list[int], gener
     return sample_rows(logits[None], [sampling], [seen_ids], [generator])[0]
 
 
+_NO_IDS = torch.empty(0, dtype=torch.long)
+
+
 def sample_rows(logits: torch.Tensor, samplings: list[Sampling], seen: list[torch.Tensor | None],
-                generators: list) -> list[int]:
+                generators: list, native_sampler: bool = True) -> list[int]:
     """One token for each row of ``logits`` [rows, vocab] (changed in place), each with its own
     sampling, seen ids (for the repetition penalty) and generator, in transformers' processor order:
     repetition penalty, temperature, top-k, top-p; greedy where the temperature is 0.
@@ -439,7 +442,17 @@ def sample_rows(logits: torch.Tensor, samplings: list[Sampling], seen: list[torc
     sixth of a batched step). Top-p runs on the top-k survivors only (the same distribution, without
     sorting a 49k vocabulary); the draw inverts each row's cumulative distribution at a uniform number
     from the row's own generator, so a seeded request samples the same whatever runs beside it.
+
+    Where the compiled module is built (``native``; ``native_sampler=False`` turns it off), its
+    ``sample_rows`` does the same in one call: a heap of the top-k instead of ``torch.topk``, no
+    per-step tensors. The torch ops below stay its reference.
     """
+    compiled = native.loaded() if native_sampler else None
+    if compiled is not None and logits.dtype == torch.float32 and logits.is_contiguous():
+        uniform = [float(torch.rand(1, generator=g)) if s.do_sample else 0.0 for s, g in zip(samplings, generators)]
+        return compiled.sample_rows(logits, [_NO_IDS if ids is None else ids for ids in seen],
+                                    [s.repetition_penalty for s in samplings], [s.temperature for s in samplings],
+                                    [s.top_k for s in samplings], [s.top_p for s in samplings], uniform)
     rows, vocab = logits.shape
     penalized = [i for i, s in enumerate(samplings) if s.repetition_penalty != 1.0 and seen[i] is not None]
     if penalized:

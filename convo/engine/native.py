@@ -112,6 +112,11 @@ def module(wait: float | None = 0.0):
     return _state["module"]
 
 
+def loaded():
+    """The built module if it is already loaded, else None (starts no build)."""
+    return _state["module"]
+
+
 def error() -> BaseException | None:
     """Why the build failed, if it did."""
     return _state["error"]

@@ -113,8 +113,10 @@ def _keyword_turns(lm, job: KeywordJob, item: Item, exclude, candidates: int = 1
         last = step == 2 * job.turns - 1
         prompt = base + script + f"{speaker}:"
         for attempt in range(tries):
-            steered = Steered(prompt, (item.word,), STEER * (1 + attempt) if last else STEER)
-            outputs = yield [prompt] if named else [steered] * candidates
+            if named:
+                outputs = yield [prompt]
+            else:
+                outputs = yield [Steered(prompt, (item.word,), STEER * (1 + attempt) if last else STEER)] * candidates
             line = _best_line([first_line(output, job.roles) for output in outputs], item.word, exclude, named)
             if line and excluded_by(line, exclude) is None and (named or not last or mentions(line, item.word)):
                 break

@@ -127,7 +127,7 @@ def _suggestion_updates(questions: list[str], note: str = "") -> list:
 
 def _chip_updates(questions: list[str], note: str, shown: bool) -> list:
     """``_suggestion_updates`` and, last, whether the chips are shown after them (a gr.State); no
-    updates at all while they are hidden and stay hidden. (Gradio builds a new component and its
+    updates at all while they are hidden and stay hidden (``shown=True`` hides them whatever they were). (Gradio builds a new component and its
     config for every gr.update: the first and last update of a reply hid the 3 hidden chips and their
     label again, about 60% of the server's output processing for them with 1 user, Zen 4.)"""
     if not questions and not shown:
@@ -183,7 +183,7 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
     One loop runs per session: a call made while one runs changes nothing (the running loop takes
     the queued message), so a message sent mid-reply is neither dropped nor answered out of turn.
     """
-    nothing = [gr.skip()] * (4 + len(_suggestion_updates([])) + 1)
+    nothing = [gr.skip()] * (4 + len(_chip_updates([], "", shown=True)))
     with _sessions_lock:
         turns = _sessions.setdefault(_session(request), Turns())
         if turns.busy:
@@ -300,12 +300,12 @@ def ask_suggestion(question: str, history, asked):
     history = plain_messages(history)
     question = (question or "").strip()
     if not question:
-        return history, asked, *_suggestion_updates([]), False
+        return history, asked, *_chip_updates([], "", shown=True)
     if history and history[-1]["role"] == "assistant":
         history[-1] = {"role": "assistant", "content": f"{history[-1]['content'].rstrip()}\n\n{question}"}
     else:
         history.append({"role": "assistant", "content": question})
-    return history, list(asked or []) + [question], *_suggestion_updates([]), False
+    return history, list(asked or []) + [question], *_chip_updates([], "", shown=True)
 
 
 def stop_reply(request: gr.Request):
@@ -323,7 +323,7 @@ def undo(history):
         history.pop()
     if history and history[-1]["role"] == "user":
         history.pop()
-    return history, *_suggestion_updates([]), False
+    return history, *_chip_updates([], "", shown=True)
 
 
 def prepare_regenerate(history, request: gr.Request = None):
@@ -338,7 +338,7 @@ def prepare_regenerate(history, request: gr.Request = None):
 
 
 def clear():
-    return [], None, [], "", *_suggestion_updates([]), False
+    return [], None, [], "", *_chip_updates([], "", shown=True)
 
 
 # --------------------------------------------------------------------------- per-user memory panel
