@@ -293,8 +293,8 @@ def test_rows_sampled_together_keep_their_own_settings_and_seeds(sampler):
 
 def test_compiled_sampler_draws_the_tokens_the_torch_ops_draw():
     """The compiled ``sample_rows`` is the torch ops' maths: for the same logits, settings and uniform
-    numbers it picks the same token (greedy, top-k, top-p, no top-k, with and without a penalty), and
-    changes the logits in place the same way. At the bundled model's vocabulary too (49k: the
+    numbers it picks the same token (greedy, top-k, top-p, no top-k, with and without a penalty and a
+    favour bias), and changes the logits in place the same way. At the bundled model's vocabulary too (49k: the
     heap's 16-at-a-time scan). Not every draw: sums and exponentials round differently from torch's
     vectorized ones, which can move the top-p cut by a token where tokens of 1e-4 each straddle it
     (measured on Zen 4: 4 of 800 draws, all in the row with no top-k over 49k tokens)."""
@@ -313,11 +313,12 @@ def test_compiled_sampler_draws_the_tokens_the_torch_ops_draw():
         for compiled in (False, True):
             changed = logits.clone()
             generators = [torch.Generator().manual_seed(trial * 4 + row) for row in range(4)]
-            results.append((fastpath.sample_rows(changed, settings, seen, generators, native_sampler=compiled),
-                            changed))
+            favour = [tuple(range(trial % 7, vocab, vocab // 5)), None, None, (int(logits[3].argmin()),)]
+            results.append((fastpath.sample_rows(changed, settings, seen, generators, favour=favour,
+                                                 bias=[4.0, 0.0, 0.0, 1000.0], native_sampler=compiled), changed))
         (want, want_logits), (got, got_logits) = results
         differ += sum(a != b for a, b in zip(got, want))
-        assert got[1] == want[1], trial  # greedy: exactly
+        assert got[1] == want[1] and got[3] == want[3] == int(logits[3].argmin()), trial  # greedy, and a favoured id
         assert torch.equal(got_logits, want_logits)
         drawn.add(tuple(got))
     assert differ <= 8  # of 800 draws
@@ -371,6 +372,49 @@ def test_a_request_that_ends_frees_its_slot_for_the_last_one_only(tiny_causal, m
     assert [len(t) for t in together] == budgets
     assert together == alone
     assert moves == [(3, 0)]  # the first's slot takes the last; the third is then last and leaves no hole
+
+
+def test_with_the_compiled_step_requests_keep_their_slots(tiny_causal, monkeypatch):
+    """The compiled step reads each row's own slot, so a request that ends frees its slot and no
+    other moves (no cache copies); the next request takes the lowest free slot, and every request
+    gets the text it gets alone."""
+    assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
+    lm = load_model(ModelSpec(tiny_causal, dtype="bfloat16"))
+    fast = fastpath.FastModel(lm.model, weights="int4", slots=4, max_len=256, dense_rows=None)
+    assert fast.can_mix(fast.slots)
+    prompts = [lm.tokenizer(p).input_ids for p in PROMPTS]
+    prompts.append(prompts[0][::-1])
+    budgets = [3, 20, 5, 20, 6]  # the first and the third end early; the fifth comes after the first
+
+    def sampling(budget):
+        return Sampling(temperature=0, max_new_tokens=budget, repetition_penalty=1.0)
+
+    engine = fastpath.Engine(fast, stop_ids=[])
+    try:
+        alone = [list(engine.submit(p, sampling(b)).tokens()) for p, b in zip(prompts, budgets)]
+    finally:
+        engine.close()
+    engine = fastpath.Engine(fast, stop_ids=[])
+    engine.prefixes = fastpath.PrefixCache(budget_bytes=0)  # (no cached prompts: each is prefilled as alone)
+    gate, admit = threading.Event(), engine._admit
+    monkeypatch.setattr(engine, "_admit", lambda: gate.wait(30) and admit())  # the first four in one admission
+    moves, steps = [], []
+    monkeypatch.setattr(fast, "move_slot", lambda *args: moves.append(args))
+    decode = fast.decode
+    monkeypatch.setattr(fast, "decode", lambda tokens, lengths, slots=None, pick=None:
+                        steps.append(slots) or decode(tokens, lengths, slots, pick))
+    try:
+        requests = [engine.submit(p, sampling(b)) for p, b in zip(prompts[:4], budgets)]
+        gate.set()
+        first = list(requests[0].tokens())
+        requests.append(engine.submit(prompts[4], sampling(budgets[4])))
+        together = [first] + [list(r.tokens()) for r in requests[1:]]
+    finally:
+        engine.close()
+    assert moves == []
+    assert [r.slot for r in requests] == [0, 1, 2, 3, 0]  # the fifth in the first's slot
+    assert [1, 2, 3] in steps  # the others stayed in their slots once the first ended
+    assert together == alone
 
 
 def test_evicted_model_engine_finishes_its_requests_then_stops(tiny_causal):

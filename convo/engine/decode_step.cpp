@@ -830,23 +830,28 @@ void softmax(const std::vector<float>& v, std::vector<float>& p) {
 
 }  // namespace
 
-// One token for each row of logits [rows, vocab] fp32 (changed in place by the repetition penalty), in
+// One token for each row of logits [rows, vocab] fp32 (changed in place by the bias and the penalty):
+// bias[row] added to the logits of the row's favour ids (distinct; a Steered prompt), then in
 // transformers' processor order: repetition penalty over the row's seen ids (int64, distinct; empty:
-// none), then greedy where its temperature is 0, else temperature, top-k (0: every token), top-p (1:
+// none), greedy where its temperature is 0, else temperature, top-k (0: every token), top-p (1:
 // off) and a draw that inverts the row's cumulative distribution at uniform[row] in [0, 1). The
 // same maths as fastpath.sample_rows' torch ops (its reference), in one call and without torch.topk:
 // the bundled model's 49k logits (top-k 50, top-p 0.95, a penalty over 200 ids) on 2 Zen 4 cores,
 // 8 rows 0.71 -> 0.095 ms, 1 row 0.28 -> 0.023 ms (about 7% of an 8-row decode step saved).
 std::vector<int64_t> sample_rows(at::Tensor logits, std::vector<at::Tensor> seen, std::vector<double> penalty,
                                  std::vector<double> temperature, std::vector<int64_t> top_k,
-                                 std::vector<double> top_p, std::vector<double> uniform) {
+                                 std::vector<double> top_p, std::vector<double> uniform,
+                                 std::vector<std::vector<int64_t>> favour, std::vector<double> bias) {
   pybind11::gil_scoped_release no_gil;
   TORCH_CHECK(logits.scalar_type() == at::kFloat && logits.dim() == 2 && logits.is_contiguous(),
               "logits: contiguous [rows, vocab] fp32");
   const int64_t rows = logits.size(0), vocab = logits.size(1);
   const size_t n = static_cast<size_t>(rows);
   TORCH_CHECK(seen.size() == n && penalty.size() == n && temperature.size() == n && top_k.size() == n &&
-              top_p.size() == n && uniform.size() == n, "one setting of each kind a row");
+              top_p.size() == n && uniform.size() == n && favour.size() == n && bias.size() == n,
+              "one setting of each kind a row");
+  for (const auto& ids : favour)
+    for (int64_t id : ids) TORCH_CHECK(id >= 0 && id < vocab, "favoured id out of the vocabulary");
   for (const auto& ids : seen) {
     TORCH_CHECK(ids.numel() == 0 || (ids.scalar_type() == at::kLong && ids.dim() == 1 && ids.is_contiguous()),
                 "seen: 1-d int64 ids");
@@ -860,6 +865,7 @@ std::vector<int64_t> sample_rows(at::Tensor logits, std::vector<at::Tensor> seen
     std::vector<float> values, probs;
     for (int64_t r = begin; r < end; ++r) {
       float* row = all + r * vocab;
+      for (int64_t id : favour[r]) row[id] += static_cast<float>(bias[r]);
       const float factor = static_cast<float>(penalty[r]);
       if (factor != 1.f && seen[r].numel()) {
         const int64_t* id = seen[r].data_ptr<int64_t>();
@@ -898,7 +904,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_layers", &decode_layers, "one decode step through every layer (int4 weights, bf16 activations), then "
         "final_norm");
   m.def("sample_rows", &sample_rows, "one token a row of fp32 logits: repetition penalty, greedy or temperature, "
-        "top-k, top-p and an inverse-CDF draw at the row's uniform number");
+        "top-k, top-p and an inverse-CDF draw at the row's uniform number (after a bias on favoured ids)");
   m.def("int4_mm", [](at::Tensor x, at::Tensor packed, at::Tensor scale, at::Tensor low) {
     pybind11::gil_scoped_release no_gil;
     return int4_mm_impl(x, packed, scale, low);
