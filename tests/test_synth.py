@@ -207,6 +207,9 @@ GOOD = "STUDENT: What is a river?\nTEACHER: A river is water that flows to the s
      "STUDENT: Thanks, teacher!\nTEACHER: Dear student, you are welcome.", "river", [],
      ["What is a river?", "Well, a river is moving water.", "Thanks!", "You are welcome."]),
     ("babble", "STUDENT: river river river river?\nTEACHER: Yes.", "river", ["repeated-token nonsense"], None),
+    ("an action after the last sentence is not an unfinished line",  # (a benchmark run dropped it: no "river")
+     GOOD + "\nSTUDENT: Oh dear. (laughs)\nTEACHER: Rivers, oh my!!!  So many!!   *winks*\n", "river", [],
+     ["What is a river?", "A river is water that flows to the sea.", "Oh dear. (laughs)", "Rivers, oh my!!! So many!!"]),
 ])
 def test_keyword_filters(case, script, word, faults, contents):
     config = synth.KeywordConfig("t", ["{word}"], [word], ["as an ai", "https?://"])

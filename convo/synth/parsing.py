@@ -59,8 +59,17 @@ def _cut_trailing_prose(body: str) -> tuple[str, bool]:
     return body[:min(cuts)], True
 
 
+_CLOSING_ACTION = re.compile(r"([.!?…])\s+\*[^*\n]{1,40}\*\s*$")
+
+
 def _clean_turn(text: str) -> str:
-    text = " ".join(text.split())
+    """One line of a turn, without an action after its last sentence ("Sure! *winks*" -> "Sure!"): with
+    the action's last asterisk stripped with the other markup, the turn looked cut off and was dropped.
+
+    >>> _clean_turn("  Umbrellas, oh my!!  *winks*  ")
+    'Umbrellas, oh my!!'
+    """
+    text = _CLOSING_ACTION.sub(r"\1", " ".join(text.split()))
     return text.strip(" *_\"“”").strip()
 
 
