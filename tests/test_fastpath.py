@@ -340,6 +340,19 @@ def test_closed_engine_ends_streams_refuses_work_and_is_rebuilt(tiny_causal):
     assert rebuilt is not engine and generation.generate(lm, convo_of("Hi"), Sampling(max_new_tokens=4))
 
 
+def greedy(budget: int) -> Sampling:
+    return Sampling(temperature=0, max_new_tokens=budget, repetition_penalty=1.0)
+
+
+def texts_alone(fast, prompts, budgets) -> list[list[int]]:
+    """Each prompt's greedy tokens, one request at a time on an engine of its own."""
+    engine = fastpath.Engine(fast, stop_ids=[])
+    try:
+        return [list(engine.submit(p, greedy(b)).tokens()) for p, b in zip(prompts, budgets)]
+    finally:
+        engine.close()
+
+
 def test_a_request_that_ends_frees_its_slot_for_the_last_one_only(tiny_causal, monkeypatch):
     """When requests end, each freed slot takes the last live request (one cache copy a freed slot;
     moving every later request down one slot copied 3 caches here, 658 in a synthetic run), and
@@ -348,15 +361,7 @@ def test_a_request_that_ends_frees_its_slot_for_the_last_one_only(tiny_causal, m
     fast = fastpath.FastModel(lm.model, weights="none", slots=4, max_len=256)
     prompts = [lm.tokenizer(p).input_ids for p in PROMPTS]
     budgets = [3, 20, 5, 20]  # the first and the third end early, the third after the first
-
-    def sampling(budget):
-        return Sampling(temperature=0, max_new_tokens=budget, repetition_penalty=1.0)
-
-    engine = fastpath.Engine(fast, stop_ids=[])
-    try:
-        alone = [list(engine.submit(p, sampling(b)).tokens()) for p, b in zip(prompts, budgets)]
-    finally:
-        engine.close()
+    alone = texts_alone(fast, prompts, budgets)
     engine = fastpath.Engine(fast, stop_ids=[])
     gate, admit = threading.Event(), engine._admit
     monkeypatch.setattr(engine, "_admit", lambda: gate.wait(30) and admit())  # all four in one admission
@@ -364,7 +369,7 @@ def test_a_request_that_ends_frees_its_slot_for_the_last_one_only(tiny_causal, m
     original = fast.move_slot
     monkeypatch.setattr(fast, "move_slot", lambda *args: moves.append(args[:2]) or original(*args))
     try:
-        requests = [engine.submit(p, sampling(b)) for p, b in zip(prompts, budgets)]
+        requests = [engine.submit(p, greedy(b)) for p, b in zip(prompts, budgets)]
         gate.set()
         together = [list(r.tokens()) for r in requests]
     finally:
@@ -385,15 +390,7 @@ def test_with_the_compiled_step_requests_keep_their_slots(tiny_causal, monkeypat
     prompts = [lm.tokenizer(p).input_ids for p in PROMPTS]
     prompts.append(prompts[0][::-1])
     budgets = [3, 20, 5, 20, 6]  # the first and the third end early; the fifth comes after the first
-
-    def sampling(budget):
-        return Sampling(temperature=0, max_new_tokens=budget, repetition_penalty=1.0)
-
-    engine = fastpath.Engine(fast, stop_ids=[])
-    try:
-        alone = [list(engine.submit(p, sampling(b)).tokens()) for p, b in zip(prompts, budgets)]
-    finally:
-        engine.close()
+    alone = texts_alone(fast, prompts, budgets)
     engine = fastpath.Engine(fast, stop_ids=[])
     engine.prefixes = fastpath.PrefixCache(budget_bytes=0)  # (no cached prompts: each is prefilled as alone)
     gate, admit = threading.Event(), engine._admit
@@ -404,10 +401,10 @@ def test_with_the_compiled_step_requests_keep_their_slots(tiny_causal, monkeypat
     monkeypatch.setattr(fast, "decode", lambda tokens, lengths, slots=None, pick=None:
                         steps.append(slots) or decode(tokens, lengths, slots, pick))
     try:
-        requests = [engine.submit(p, sampling(b)) for p, b in zip(prompts[:4], budgets)]
+        requests = [engine.submit(p, greedy(b)) for p, b in zip(prompts[:4], budgets)]
         gate.set()
         first = list(requests[0].tokens())
-        requests.append(engine.submit(prompts[4], sampling(budgets[4])))
+        requests.append(engine.submit(prompts[4], greedy(budgets[4])))
         together = [first] + [list(r.tokens()) for r in requests[1:]]
     finally:
         engine.close()
