@@ -114,7 +114,12 @@ def test_messages_sent_while_busy_are_answered_in_order(chromium, tiny_app):
     page.wait_for_function("(b) => (document.querySelector(b)?.innerText || '').trim().length > 0", arg=BOT)
     send(page, "second message")
     assert "Replying" in page.locator("#chat-status").inner_text(), "the second message was not sent mid-stream"
-    page.wait_for_function("(b) => document.querySelectorAll(b).length === 3", arg=BOT, timeout=120_000)
+    try:
+        page.wait_for_function("(b) => document.querySelectorAll(b).length === 3", arg=BOT, timeout=120_000)
+    except Exception as exc:  # a timeout: say what the page shows (it happened once in CI, never here)
+        raise AssertionError(f"no third reply: turns {chat_turns(page)!r}, status "
+                             f"{page.locator('#chat-status').inner_text()!r}, third message sent while the status "
+                             f"said {page.evaluate('window.sentDuring || null')!r}") from exc
     page.wait_for_function("() => document.querySelector('#chat-status').innerText.trim() === ''", timeout=120_000)
     assert "follow-up" in page.evaluate("window.sentDuring")
     turns = chat_turns(page)
