@@ -294,10 +294,10 @@ def test_rows_sampled_together_keep_their_own_settings_and_seeds(sampler):
 def test_compiled_sampler_draws_the_tokens_the_torch_ops_draw():
     """The compiled ``sample_rows`` is the torch ops' maths: for the same logits, settings and uniform
     numbers it picks the same token (greedy, top-k, top-p, no top-k, with and without a penalty and a
-    favour bias), and changes the logits in place the same way. At the bundled model's vocabulary too (49k: the
-    heap's 16-at-a-time scan). Not every draw: sums and exponentials round differently from torch's
-    vectorized ones, which can move the top-p cut by a token where tokens of 1e-4 each straddle it
-    (measured on Zen 4: 4 of 800 draws, all in the row with no top-k over 49k tokens)."""
+    favour bias), and changes the logits in place the same way. At the bundled model's vocabulary
+    too (49k: the heap's 16-at-a-time scan). Not every draw: sums and exponentials round differently
+    from torch's vectorized ones, which can move the top-p cut by a token where tokens of 1e-4 each
+    straddle it (measured on Zen 4: 4 of 800 draws, all in the row with no top-k over 49k tokens)."""
     assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
     settings = [Sampling(temperature=0.9, top_p=0.95, top_k=50, repetition_penalty=1.15),
                 Sampling(temperature=0, repetition_penalty=1.3),

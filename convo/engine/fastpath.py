@@ -548,11 +548,11 @@ class Request:
     stop: object = None
     out: queue.Queue = field(default_factory=queue.Queue)
     seen: list[int] = field(default_factory=list)
-    seen_buffer: torch.Tensor | None = None
+    seen_buffer: torch.Tensor = field(init=False)
     """The distinct ids of ``seen`` (for the repetition penalty) in its first ``seen_count`` places,
     written through a numpy view as new ones come (room for the prompt's and every generated one)."""
-    seen_count: int = 0
-    seen_set: set = field(default_factory=set)
+    seen_count: int = field(init=False)
+    seen_set: set = field(init=False)
     """The same ids as a set (a lookup per sampled token instead of a tensor op)."""
     generated: int = 0
     length: int = 0

@@ -127,9 +127,10 @@ def _suggestion_updates(questions: list[str], note: str = "") -> list:
 
 def _chip_updates(questions: list[str], note: str, shown: bool) -> list:
     """``_suggestion_updates`` and, last, whether the chips are shown after them (a gr.State); no
-    updates at all while they are hidden and stay hidden (``shown=True`` hides them whatever they were). (Gradio builds a new component and its
-    config for every gr.update: the first and last update of a reply hid the 3 hidden chips and their
-    label again, about 60% of the server's output processing for them with 1 user, Zen 4.)"""
+    updates at all while they are hidden and stay hidden (``shown=True`` hides them whatever they
+    were). (Gradio builds a new component and its config for every gr.update: the first and last
+    update of a reply hid the 3 hidden chips and their label again, about 60% of the server's output
+    processing for them with 1 user, Zen 4.)"""
     if not questions and not shown:
         return [gr.skip()] * (len(_suggestion_updates([])) + 1)
     return [*_suggestion_updates(questions, note), bool(questions)]
