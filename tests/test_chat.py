@@ -239,31 +239,78 @@ def test_first_chats_at_once_share_one_store(tmp_path, monkeypatch):
     assert len({id(s) for s in stores}) == 1 and stores[0].path.parent == tmp_path
 
 
-def test_reply_updates_leave_hidden_chips_and_an_unchanged_status_alone(tiny_causal, tmp_path, monkeypatch):
-    """Gradio builds a new component and its config for every gr.update: a reply's updates hide the
-    suggestion chips only when they are shown, and repeat the status line only when it changes."""
-    import gradio as gr
-
+def test_reply_updates_are_plain_values_with_the_chips_in_a_state(tiny_causal, tmp_path, monkeypatch):
+    """A reply's updates are (conversation, id, questions asked, status, the chips' State) as plain
+    values, never a gr.update or gr.skip(): Gradio builds a new component for each of those."""
     from convo.ui import chat as tab
 
     monkeypatch.setenv("CONVO_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(tab, "_store", [])
     monkeypatch.setattr(tab, "UPDATE_EVERY_S", 0.0)  # an update for every token
+    history = [{"role": "user", "content": "Tell me about tea."}]
+    updates = list(tab.respond(history, tiny_causal, "(none)", "auto", "", False, False, 0.0, 1.0, 0, 12, 1.0, 0,
+                               None, []))
+    assert len(updates) >= 4 and all(len(u) == 5 for u in updates)
+    assert not [v for u in updates for v in u if isinstance(v, dict) and "__type__" in v]
+    assert [u[3] for u in updates[:-1]] == [tab._status(tab.REPLYING, 0)] * (len(updates) - 1)
+    assert updates[-1][3] == ""
+    assert all(u[4] == tab.chips_value([]) for u in updates)  # not curious: none offered, none shown
+    assert updates[-1][0][-1]["role"] == "assistant" and updates[-1][0][-1]["content"]
 
-    def updates(chips_shown: bool) -> list[tuple]:
-        history = [{"role": "user", "content": "Tell me about tea."}]
-        return list(tab.respond(history, tiny_causal, "(none)", "auto", "", False, False, 0.0, 1.0, 0, 12, 1.0, 0,
-                                None, [], chips_shown=chips_shown))
 
-    chip_count = len(tab._suggestion_updates([])) + 1  # the label, the buttons, the score note, chips_shown
-    hidden = updates(chips_shown=False)
-    assert len(hidden) >= 4 and all(len(u) == 4 + chip_count for u in hidden)
-    assert all(list(u[4:]) == [gr.skip()] * chip_count for u in hidden)
-    statuses = [u[3] for u in hidden]
-    assert statuses[0] == tab._status(tab.REPLYING, 0) and statuses[-1] == ""
-    assert all(s == gr.skip() for s in statuses[1:-1])
+def test_the_chat_event_hops_no_thread_and_builds_no_component(tiny_causal, tmp_path, monkeypatch):
+    """Gradio runs each component's preprocess and postprocess in a worker thread of its own, and
+    builds a new component for every update (gr.skip() too): 13 thread hops for a message's inputs,
+    and for every streamed update one hop and five components (status, chips), serialized on the
+    server's event loop. The chat event processes its values in the handler's own thread instead
+    (``processed_here``), with the same results: a slider out of bounds is refused as before."""
+    import asyncio
 
-    shown = updates(chips_shown=True)
-    first = shown[0][4:]
-    assert [u.get("visible") for u in first[:-2]] == [False] * (chip_count - 2) and first[-1] is False
-    assert all(list(u[4:]) == [gr.skip()] * chip_count for u in shown[1:])
+    import anyio.to_thread
+    import gradio as gr
+    from gradio.components.base import Component
+    from gradio.state_holder import SessionState
+
+    from convo.ui import build_app
+    from convo.ui import chat as tab
+
+    monkeypatch.setenv("CONVO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(tab, "_store", [])
+    demo = build_app()
+    event = next(f for f in demo.fns.values() if f.api_name == "chat")
+    counts = {"hops": 0, "components": 0}
+    run_sync, init = anyio.to_thread.run_sync, Component.__init__
+
+    async def counted_run_sync(*args, **kwargs):
+        counts["hops"] += 1
+        return await run_sync(*args, **kwargs)
+
+    def counted_init(self, *args, **kwargs):
+        counts["components"] += 1
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted_run_sync)
+    monkeypatch.setattr(Component, "__init__", counted_init)
+    state = SessionState(demo)
+    message = [{"role": "user", "content": [{"type": "text", "text": "Tell me about tea."}]}]
+    knobs = ["", False, False, 0.0, 1.0, 0, 12, 1.0, 0]
+
+    async def first_update(raw: list) -> tuple[list, list]:
+        values = await demo.preprocess_data(event, raw, state)
+        hops = counts["hops"]
+        update = next(event.fn(*values, None, None, None))  # request, profile, OAuth token: none here
+        return values, await demo.postprocess_data(event, update, state), hops
+
+    raw = [message, tiny_causal, "(none)", "auto", *knobs, None, None, False, False, None]
+    values, sent, hops = asyncio.run(first_update(list(raw)))
+    assert (hops, counts["hops"], counts["components"]) == (0, 0, 0)
+    assert event.preprocess is False and event.postprocess is False
+    assert values[0][0]["role"] == "user" and values[0][0]["content"][0]["text"] == "Tell me about tea."
+    conversation = sent[0]  # as Chatbot.postprocess gives it, ready to send
+    assert [m["role"] for m in conversation] == ["user", "assistant"]
+    assert conversation[0]["content"] == [{"type": "text", "text": "Tell me about tea."}]
+    assert sent[3] == tab._status(tab.REPLYING, 0)
+
+    raw[7] = 2.5  # the temperature slider goes to 2: refused with Gradio's own message
+    with pytest.raises(gr.Error, match="2.5"):
+        asyncio.run(first_update(list(raw)))

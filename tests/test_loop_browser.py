@@ -99,3 +99,18 @@ def test_questions_tab_shows_the_sentiment_part(chromium, app):
     assert rows and all(len(row) == len(COLUMNS) for row in rows), rows
     assert all(0 <= float(row[column]) <= 1 for row in rows)  # a number in every row, not blank
     context.close()
+
+
+def test_the_last_replys_suggestions_hide_while_the_next_reply_streams(chromium, app):
+    """The chips live in a gr.State whose change event draws them (a streamed update then carries no
+    component updates): the reply's first update empties it, and the page hides the chips while that
+    reply still streams, not only once it is done (the tiny model babbles for seconds)."""
+    context, page = open_with_memory_id(chromium, app.url)
+    send(page, "Hello")
+    wait_reply(page)
+    assert wait_suggestions(page)
+    send(page, "Tell me more")
+    page.wait_for_function("""() => document.querySelector('#chat-status').innerText.startsWith('Replying')
+        && ![...document.querySelectorAll('.suggestion')].some(b => b.offsetParent !== null)""", timeout=60_000)
+    assert wait_suggestions(page)  # and the new reply's come when it is done
+    context.close()

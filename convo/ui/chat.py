@@ -25,7 +25,8 @@ from ..engine.remote import RemoteError, for_user
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from ..settings import ChatSettings, Sampling, recommended_sampling
 from ..store import Store, conversation_to_json, conversation_to_markdown, new_id
-from .common import Shared, adapter_label, default_model, export_folder, plain_messages, spec_from
+from .common import (Shared, adapter_label, default_model, export_folder, plain_messages, processed_here,
+                     spec_from)
 
 N_SUGGESTIONS = 3
 UPDATE_EVERY_S = 0.05  # one streaming reply is redrawn at most 20 times a second
@@ -117,23 +118,27 @@ def sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty,
                     seed=int(seed) if seed not in (None, "") and int(seed) >= 0 else None)
 
 
-def _suggestion_updates(questions: list[str], note: str = "") -> list:
-    """Updates for the suggestion buttons and, last, the text of their score parts (a gr.State, so
-    the /chat API's outputs stay as they were; its change event shows the text)."""
-    padded = questions[:N_SUGGESTIONS] + [""] * (N_SUGGESTIONS - len(questions[:N_SUGGESTIONS]))
-    label = gr.update(visible=bool(questions))
-    return [label] + [gr.update(value=q, visible=bool(q)) for q in padded] + [note]
+def chips_value(questions: list[str], note: str = "") -> dict:
+    """The suggestion chips' gr.State: the questions offered (none: the chips are hidden) and the
+    text of their score parts. Handlers set this State and its change event draws the chips, so a
+    streamed update carries no component updates: Gradio builds a new component and its config for
+    each one, ``gr.skip()`` included, and the chips' five were most of an update's cost."""
+    return {"questions": list(questions[:N_SUGGESTIONS]), "note": note}
 
 
-def _chip_updates(questions: list[str], note: str, shown: bool) -> list:
-    """``_suggestion_updates`` and, last, whether the chips are shown after them (a gr.State); no
-    updates at all while they are hidden and stay hidden (``shown=True`` hides them whatever they
-    were). (Gradio builds a new component and its config for every gr.update: the first and last
-    update of a reply hid the 3 hidden chips and their label again, about 60% of the server's output
-    processing for them with 1 user, Zen 4.)"""
-    if not questions and not shown:
-        return [gr.skip()] * (len(_suggestion_updates([])) + 1)
-    return [*_suggestion_updates(questions, note), bool(questions)]
+def show_chips(value: dict | None) -> list:
+    """The chips' State -> updates for their label, the buttons and the score note."""
+    value = value or chips_value([])
+    questions, note = value["questions"], value["note"]
+    padded = questions + [""] * (N_SUGGESTIONS - len(questions))
+    return [gr.update(visible=bool(questions)), *[gr.update(value=q, visible=bool(q)) for q in padded],
+            gr.update(value=note, visible=bool(note))]
+
+
+def _no_chips() -> list:
+    """The chips' State emptied, and the chips hidden, for the events that run outside the queue
+    (a click on a chip, Undo, Clear): the page runs a State's change event after queued events only."""
+    return [chips_value([]), *show_chips(None)]
 
 
 def score_note(follow_ups: list, feeling: bool) -> str:
@@ -174,7 +179,7 @@ def _without_shown_pending(history: list[dict], pending: list[str]) -> list[dict
 
 def respond(history, model, adapter, quantize, system_prompt, curious, interviewer,
             temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, conversation_id, asked,
-            feeling: bool = False, remember: bool = False, memory_id: str | None = None, chips_shown: bool = True,
+            feeling: bool = False, remember: bool = False, memory_id: str | None = None,
             request: gr.Request = None, profile: gr.OAuthProfile | None = None, oauth: gr.OAuthToken | None = None):
     """Answer the last user message and every message queued while answering, in order: stream
     each reply, then think of follow-up questions (shown only when no newer message waits).
@@ -183,8 +188,11 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
 
     One loop runs per session: a call made while one runs changes nothing (the running loop takes
     the queued message), so a message sent mid-reply is neither dropped nor answered out of turn.
+
+    Yields (conversation, conversation id, questions asked, status line, chips' State) as plain
+    values; the app serves it through ``processed_here``, which readies them for Gradio.
     """
-    nothing = [gr.skip()] * (4 + len(_chip_updates([], "", shown=True)))
+    nothing = [gr.skip()] * 5
     with _sessions_lock:
         turns = _sessions.setdefault(_session(request), Turns())
         if turns.busy:
@@ -203,7 +211,7 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
             turns.busy = False
         if history and history[-1]["role"] == "user":
             history = history[:-1]
-        yield history, conversation_id, asked, "", *_chip_updates([], "", chips_shown)
+        yield history, conversation_id, asked, "", chips_value([])
         return
     owner = memory.owner_key(_owner(profile), memory_id) if remember else None
     try:
@@ -215,12 +223,12 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
                     turns.busy = False
                     break
                 turns.stop = stop = Stop()
-            history, conversation_id, asked, chips_shown = yield from _one_turn(
+            history, conversation_id, asked = yield from _one_turn(
                 lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious,
-                feeling=feeling, owner=owner, chips_shown=chips_shown)
+                feeling=feeling, owner=owner)
     except RemoteError as exc:  # the server went away: one line, the user's message stays to retry
         gr.Warning(str(exc))
-        yield _shown(history, turns), conversation_id, asked, "", *_chip_updates([], "", chips_shown)
+        yield _shown(history, turns), conversation_id, asked, "", chips_value([])
         return
     finally:
         with _sessions_lock:
@@ -236,17 +244,16 @@ def _shown(history: list[dict], turns: Turns) -> list[dict]:
 
 
 def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious,
-              feeling=False, owner=None, chips_shown=True):
+              feeling=False, owner=None):
     """Stream one reply, save the conversation, then the follow-up suggestions (skipped when a
     newer message is already queued, so they never land on a newer turn). With a memory ``owner``,
-    the user's message is remembered and questions built from earlier facts are offered.
-    ``chips_shown``: whether suggestions are shown now (returned as it is after the turn)."""
+    the user's message is remembered and questions built from earlier facts are offered. The
+    updates hide the last reply's suggestions until the new ones come (an unchanged State costs
+    nothing, and its change event redraws the chips only when it changes)."""
     remembered = memory.follow_ups(get_store(), owner, history) if owner else []
     if owner:
         memory.remember(get_store(), owner, history[-1]["content"])
-    hidden = _chip_updates([], "", chips_shown)  # the first update hides the last reply's suggestions
-    skip = [gr.skip()] * len(hidden)
-    status = None  # the status line shown: an update repeats it only when it changes
+    hidden = chips_value([])
     reply = ""
     # The user's message is saved now and the reply while it streams: a crash loses seconds, not the turn.
     saver = core.TurnSaver(get_store(), history, conversation_id, owner=_owner(profile), model=lm.spec.name,
@@ -258,9 +265,7 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
                                        min_interval=redraw_interval, remembered=remembered):
             saver.partial(reply)
             shown = _shown(history + [{"role": "assistant", "content": reply}], turns)
-            now = _status(REPLYING, len(turns.pending))
-            yield shown, conversation_id, asked, gr.skip() if now == status else now, *hidden
-            hidden, chips_shown, status = skip, False, now
+            yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), hidden
     history = history + [{"role": "assistant", "content": reply}]
     asked = list(asked or []) + core.asked_questions(history[-1:])
     conversation_id = saver.finish(reply)
@@ -268,8 +273,7 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
         gr.Warning(saver.take_problem())
     follow = []
     if curious and not stop.is_set() and reply.strip() and not turns.pending:
-        yield _shown(history, turns), conversation_id, asked, _status(THINKING, 0), *hidden
-        chips_shown = False
+        yield _shown(history, turns), conversation_id, asked, _status(THINKING, 0), hidden
         try:
             follow = core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked, remembered=remembered,
                                               sentiment_weight=SENTIMENT_WEIGHT if feeling else 0.0)
@@ -277,10 +281,9 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
             gr.Warning(str(exc))
     if turns.pending:  # a newer message waits: its turn comes next, these suggestions are stale
         follow = []
-    note = score_note(follow, feeling)
-    yield _shown(history, turns), conversation_id, asked, _status("", 0), *_chip_updates([q.text for q in follow], note,
-                                                                                        chips_shown)
-    return history, conversation_id, asked, bool(follow)
+    yield _shown(history, turns), conversation_id, asked, _status("", 0), chips_value(
+        [q.text for q in follow], score_note(follow, feeling))
+    return history, conversation_id, asked
 
 
 def add_user_message(message: str, history, request: gr.Request = None):
@@ -301,12 +304,12 @@ def ask_suggestion(question: str, history, asked):
     history = plain_messages(history)
     question = (question or "").strip()
     if not question:
-        return history, asked, *_chip_updates([], "", shown=True)
+        return history, asked, *_no_chips()
     if history and history[-1]["role"] == "assistant":
         history[-1] = {"role": "assistant", "content": f"{history[-1]['content'].rstrip()}\n\n{question}"}
     else:
         history.append({"role": "assistant", "content": question})
-    return history, list(asked or []) + [question], *_chip_updates([], "", shown=True)
+    return history, list(asked or []) + [question], *_no_chips()
 
 
 def stop_reply(request: gr.Request):
@@ -324,7 +327,7 @@ def undo(history):
         history.pop()
     if history and history[-1]["role"] == "user":
         history.pop()
-    return history, *_chip_updates([], "", shown=True)
+    return history, *_no_chips()
 
 
 def prepare_regenerate(history, request: gr.Request = None):
@@ -339,7 +342,7 @@ def prepare_regenerate(history, request: gr.Request = None):
 
 
 def clear():
-    return [], None, [], "", *_chip_updates([], "", shown=True)
+    return [], None, [], "", *_no_chips()
 
 
 # --------------------------------------------------------------------------- per-user memory panel
@@ -455,8 +458,7 @@ def render(shared: Shared) -> None:
         suggestions = [gr.Button(visible=False, size="sm", elem_id=f"suggestion-{i}", elem_classes=["suggestion"])
                        for i in range(N_SUGGESTIONS)]
     suggestion_scores = gr.Markdown(visible=False, elem_id="suggestion-scores")
-    scores_note = gr.State("")
-    chips_shown = gr.State(False)  # whether suggestions are shown (respond leaves hidden ones alone)
+    chips = gr.State(chips_value([]))  # the suggestions offered; its change event draws them
     with gr.Row():
         message = gr.Textbox(placeholder="Say something...", show_label=False, scale=6, elem_id="chat-input",
                              lines=1, max_lines=6, submit_btn=False)
@@ -518,9 +520,10 @@ def render(shared: Shared) -> None:
     shared.extra["memory_id"] = memory_id
     bar = [shared.model, shared.adapter, shared.quantize]
     knobs = [system_prompt, curious, interviewer, temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed]
-    reply_inputs = [chatbot, *bar, *knobs, conversation_id, asked, feeling, remember, memory_id, chips_shown]
-    chips = [suggestions_label, *suggestions, scores_note, chips_shown]
-    reply_outputs = [chatbot, conversation_id, asked, chat_status, *chips]
+    reply_inputs = [chatbot, *bar, *knobs, conversation_id, asked, feeling, remember, memory_id]
+    reply_outputs = [chatbot, conversation_id, asked, chat_status, chips]
+    reply = processed_here(respond, reply_inputs, reply_outputs)
+    chip_views = [suggestions_label, *suggestions, suggestion_scores]
 
     # A message sent while a reply runs is queued by add_user_message and answered by the running
     # loop; "multiple" lets every send reach respond (the default "once" dropped it while busy).
@@ -528,19 +531,19 @@ def render(shared: Shared) -> None:
     for trigger in (message.submit, send.click):
         events.append(trigger(add_user_message, [message, chatbot], [message, chatbot], queue=False,
                               api_visibility="private", trigger_mode="multiple")
-                      .then(respond, reply_inputs, reply_outputs, api_name="chat" if not events else False,
-                            trigger_mode="multiple"))
+                      .then(reply, reply_inputs, reply_outputs, api_name="chat" if not events else False,
+                            trigger_mode="multiple", preprocess=False, postprocess=False))
     for button in suggestions:
-        button.click(ask_suggestion, [button, chatbot, asked], [chatbot, asked, *chips], queue=False,
+        button.click(ask_suggestion, [button, chatbot, asked], [chatbot, asked, chips, *chip_views], queue=False,
                      api_visibility="private")
     events.append(regenerate.click(prepare_regenerate, chatbot, chatbot, queue=False, api_visibility="private")
-                  .then(respond, reply_inputs, reply_outputs, api_visibility="private"))
+                  .then(reply, reply_inputs, reply_outputs, api_visibility="private", preprocess=False,
+                        postprocess=False))
     stop.click(stop_reply, None, None, queue=False, api_visibility="private")
-    undo_btn.click(undo, chatbot, [chatbot, *chips], queue=False, api_visibility="private")
-    clear_btn.click(clear, None, [chatbot, conversation_id, asked, share_link, *chips], queue=False,
+    undo_btn.click(undo, chatbot, [chatbot, chips, *chip_views], queue=False, api_visibility="private")
+    clear_btn.click(clear, None, [chatbot, conversation_id, asked, share_link, chips, *chip_views], queue=False,
                     api_visibility="private")
-    scores_note.change(lambda note: gr.update(value=note, visible=bool(note)), scores_note, suggestion_scores,
-                       queue=False, api_visibility="private")
+    chips.change(show_chips, chips, chip_views, queue=False, api_visibility="private")
     for trigger in (memory_panel.expand, refresh_memory.click):
         trigger(show_memory, memory_id, [memory_list, memory_choice], api_visibility="private")
     forget_one.click(forget_memory, [memory_choice, memory_id], [memory_list, memory_choice], api_visibility="private")
