@@ -55,7 +55,7 @@ def texts(history):
 
 
 def chat(client, history, model):
-    """The /chat endpoint; it returns the conversation first, then the chat status and the chips' label."""
+    """The /chat endpoint; it returns the conversation, then the chat status (the chips are a State: not in the API)."""
     result = client.predict(as_chatbot(history), model, "(none)", "auto", *KNOBS.values(), api_name="/chat")
     return texts(result[0] if isinstance(result, tuple) else result)
 
