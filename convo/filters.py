@@ -95,19 +95,27 @@ def question_faults(question: str, seen: Iterable[str] = (), open_only: bool = F
 
 
 LIST_MARKER = re.compile(r"^\s*(?:(?:[-*•]|\d+[.)]|Q\d*[:.)]|Question\s*\d*[:.)])\s*)+", re.IGNORECASE)
+LEADING_ACTION = re.compile(r"^\s*(?:(?:\([^()?\n]{1,40}\)|\*[^*?\n]{1,40}\*|\[[^\[\]?\n]{1,40}\])\s*)+")
+"""Stage directions before a question ("(laughs) What do you think?", "*smiles* How was it?"): the
+bundled model writes them, and a suggestion chip showed one. (None holds a '?': "*What now?*" is an
+italic question, kept.)"""
 
 
 def extract_questions(text: str) -> list[str]:
     """Split generated text into candidate questions: one per line or list item, and every
-    sentence ending in '?' inside a longer line."""
+    sentence ending in '?' inside a longer line, without a stage direction before it.
+
+    >>> extract_questions("That's funny! (laughs) What do you think? *winks*")
+    ['What do you think?']
+    """
     found = []
     for line in text.splitlines():
-        line = LIST_MARKER.sub("", line).strip().strip('"').strip()
+        line = LIST_MARKER.sub("", LEADING_ACTION.sub("", line)).strip().strip('"').strip()
         if not line:
             continue
         parts = re.findall(r"[^.!?]*\?", line)
         found.extend(p.strip() for p in parts) if parts else found.append(line)
-    return [q for q in found if q]
+    return [q for q in (LEADING_ACTION.sub("", q).strip() for q in found) if q]
 
 
 def dedupe(candidates: Iterable[str], seen: Iterable[str] = ()) -> list[str]:

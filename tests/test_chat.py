@@ -46,6 +46,11 @@ def test_extract_questions_from_lists_and_sentences():
     text = "1. What do you like?\n2) Where are you from? Why there?\n- Question 3: How old is it?\n\nThanks."
     assert filters.extract_questions(text) == ["What do you like?", "Where are you from?", "Why there?",
                                                "How old is it?", "Thanks."]
+    # stage directions before a question go (the bundled model offered "(laughs) What do you think?")
+    text = ("(laughs) What do you think?\n*smiles warmly* [pauses] How was the trip?\nOh! (sighs) Why?\n"
+            "2. (grins) Where to?\n*What now?*\n**Who else?**")
+    assert filters.extract_questions(text) == ["What do you think?", "How was the trip?", "Why?", "Where to?",
+                                               "What now?", "Who else?"]
 
 
 def test_follow_ups_are_filtered_and_ranked(lm, monkeypatch):
