@@ -265,7 +265,7 @@ def test_reply_updates_are_plain_values_with_the_chips_in_a_state(tiny_causal, t
 
 def test_the_chat_event_hops_no_thread_and_builds_no_component(tiny_causal, tmp_path, monkeypatch):
     """Gradio runs each component's preprocess and postprocess in a worker thread of its own, and
-    builds a new component for every update (gr.skip() too): 13 thread hops for a message's inputs,
+    builds a new component for every update (gr.skip() too): 16 thread hops for a message's inputs,
     and for every streamed update one hop and five components (status, chips), serialized on the
     server's event loop. The chat event processes its values in the handler's own thread instead
     (``processed_here``), with the same results: a slider out of bounds is refused as before."""

@@ -64,7 +64,7 @@ def processed_here(fn, inputs: list, outputs: list):
     handler's thread, and hands Gradio values that are ready to send.
 
     Gradio runs every component's preprocess and postprocess in a worker thread of its own, hopped to
-    from the server's event loop and back: the chat's 15 non-State inputs are 15 hops for each
+    from the server's event loop and back: the chat's 16 non-State inputs are 16 hops for each
     message, and every streamed update pays again for its outputs, an update ``gr.skip()`` building a
     new component. Measured on 2 cores (Zen 4, one user, nothing else running) that was 1.9 ms of
     preprocessing a message and 1.9 ms of postprocessing an update; with 8 users sending together,
