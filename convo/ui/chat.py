@@ -122,7 +122,8 @@ def chips_value(questions: list[str], note: str = "") -> dict:
     """The suggestion chips' gr.State: the questions offered (none: the chips are hidden) and the
     text of their score parts. Handlers set this State and its change event draws the chips, so a
     streamed update carries no component updates: Gradio builds a new component and its config for
-    each one, ``gr.skip()`` included, and the chips' five were most of an update's cost."""
+    each one, ``gr.skip()`` included, and the chips' four with the status line's were most of an
+    update's cost."""
     return {"questions": list(questions[:N_SUGGESTIONS]), "note": note}
 
 
