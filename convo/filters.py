@@ -110,6 +110,8 @@ def extract_questions(text: str) -> list[str]:
     """
     found = []
     for line in text.splitlines():
+        # a stage direction first ("*smiles*" would lose its first '*' as a list marker), and again
+        # before each question below ("1. (grins) Where to?", "Oh! (sighs) Why?")
         line = LIST_MARKER.sub("", LEADING_ACTION.sub("", line)).strip().strip('"').strip()
         if not line:
             continue

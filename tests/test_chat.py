@@ -300,7 +300,7 @@ def test_the_chat_event_hops_no_thread_and_builds_no_component(tiny_causal, tmp_
     message = [{"role": "user", "content": [{"type": "text", "text": "Tell me about tea."}]}]
     knobs = ["", False, False, 0.0, 1.0, 0, 12, 1.0, 0]
 
-    async def first_update(raw: list) -> tuple[list, list]:
+    async def first_update(raw: list) -> tuple[list, list, int]:
         values = await demo.preprocess_data(event, raw, state)
         hops = counts["hops"]
         update = next(event.fn(*values, None, None, None))  # request, profile, OAuth token: none here

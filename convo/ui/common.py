@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import is_prop_update
 
 from ..engine.remote import is_remote, remote_choices
 from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec, default_model_name
@@ -91,7 +92,7 @@ def processed_here(fn, inputs: list, outputs: list):
         return block.preprocess(value)
 
     def post(block, value):
-        if block.stateful or (isinstance(value, dict) and "update" in str(value.get("__type__", ""))):
+        if block.stateful or is_prop_update(value):
             return value
         value = block.postprocess(value)
         return value.model_dump() if hasattr(value, "model_dump") else value
