@@ -110,14 +110,18 @@ def follow_up_questions(lm: LoadedModel, messages: Messages, n: int = 3, asked: 
     prompt_messages = [{"role": "system", "content": CURIOUS_INSTRUCTION},
                        {"role": "user", "content": transcript(check_messages(messages))}]
     prompt = render_prompt(lm, prompt_messages)
-    kept: list[str] = []
+    kept: list[str] = []  # every usable candidate drawn (a later batch's duplicates of them are dropped)
+    scored: list[tuple[str, float]] = []  # those at or above the likelihood floor, with their scores
     # A small model sometimes writes no usable question in one batch of samples: a second batch is
     # drawn, and when neither had one, a last batch whose replies are pre-started with a question
     # word. (The bundled model, after a long answer about puppy training: 3 of 20 tries had no
     # question in 12 samples, it wrote remarks such as "Another great point! ..."; the suggestions
-    # came back empty.) A seeded sampling moves its seeds each batch, or the batches would repeat.
+    # came back empty.) Questions that all fall below the likelihood floor count as none: after a
+    # looping reply the bundled model's samples were questions, but junk, and 3 of 40 turns of the
+    # puppy conversation offered no suggestion (a browser test failed on it). A seeded sampling
+    # moves its seeds each batch, or the batches would repeat.
     for round_ in range(ROUNDS + 1):
-        if round_ == ROUNDS and kept:
+        if round_ == ROUNDS and scored:
             break
         drawn = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + round_ * candidates)
         if round_ < ROUNDS:
@@ -127,15 +131,15 @@ def follow_up_questions(lm: LoadedModel, messages: Messages, n: int = 3, asked: 
             raw = [_continued(opener, text) for opener, text in zip(openers, generate_batch(
                 lm, [], drawn, prompts=[prompt + opener for opener in openers]))]
         pool = [q for text in raw for q in filters.extract_questions(text)]
-        fresh = [q for q in pool if not filters.question_faults(q, seen=list(asked) + kept)]
-        kept += filters.dedupe(fresh, seen=list(asked) + kept)
-        if len(kept) >= n:
+        fresh = filters.dedupe([q for q in pool if not filters.question_faults(q, seen=list(asked) + kept)],
+                               seen=list(asked) + kept)
+        kept += fresh
+        if fresh:
+            scored += [(q, s) for q, s in zip(fresh, continuation_logprobs(lm, prompt, fresh))
+                       if min_score is None or s >= min_score]
+        if len(kept) >= n and scored:  # enough drawn, and some of them good enough
             break
-    if not kept:
-        return recalled
-    scores = continuation_logprobs(lm, prompt, kept)
-    ranked = sorted((_follow_up(q, s, messages, sentiment_weight) for q, s in zip(kept, scores)
-                     if min_score is None or s >= min_score), key=lambda f: -f.score)
+    ranked = sorted((_follow_up(q, s, messages, sentiment_weight) for q, s in scored), key=lambda f: -f.score)
     return recalled + ranked[:n]
 
 

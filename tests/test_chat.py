@@ -74,6 +74,27 @@ def test_follow_ups_below_the_likelihood_floor_are_dropped(lm, monkeypatch):
     assert [q.text for q in chat.follow_up_questions(lm, history, n=3)] == [candidates[0]]
 
 
+def test_questions_all_below_the_likelihood_floor_get_the_next_batches(lm, monkeypatch):
+    """After a looping reply the bundled model's samples were questions, but junk: all below the
+    floor, and no suggestion was offered (3 of 40 turns; a browser test failed on it). Such a batch
+    counts as none: the second batch is drawn, then the batch pre-started with question words."""
+    junk = ["Why do shoes love to chew shoes that love to chew shoes?", "Which shoe chews the shoes of shoes?"]
+    batches = []
+
+    def draw(lm, conversations, sampling, prompts=None, **kw):
+        batches.append("pre-started" if prompts else "plain")
+        return junk if prompts is None else ["breed is she?", "old is she?"]
+
+    monkeypatch.setattr(chat, "generate_batch", draw)
+    monkeypatch.setattr(chat, "continuation_logprobs", lambda lm, prompt, qs: [-3.6 if "shoe" in q else -1.4 for q in qs])
+    history = [{"role": "user", "content": "She is a beagle and she chews shoes."},
+               {"role": "assistant", "content": "They love to chew shoes. " * 20}]
+    questions = chat.follow_up_questions(lm, history, n=3)
+    assert batches == ["plain"] * chat.ROUNDS + ["pre-started"]
+    assert [q.text for q in questions] == ["What breed is she?", "How old is she?"]
+    assert all(q.score == -1.4 for q in questions)
+
+
 @pytest.mark.slow
 def test_samples_without_a_question_get_a_batch_pre_started_with_question_words(monkeypatch):
     """The bundled model sometimes writes only remarks ("Another great point! ..."): 3 of 20 tries

@@ -592,7 +592,8 @@ def test_engine_feeds_short_prompts_with_the_decode_step(tiny_causal, monkeypatc
         engine = fastpath.Engine(fast, [])
         prefills = []
         original = fast.prefill_many
-        monkeypatch.setattr(fast, "prefill_many", lambda segments: prefills.append(segments) or original(segments))
+        monkeypatch.setattr(fast, "prefill_many",
+                            lambda segments, picks=None: prefills.append(segments) or original(segments, picks))
         try:
             first = engine.submit(prompts[0], greedy)  # running when the others arrive
             next(first.tokens())
@@ -642,3 +643,67 @@ def test_a_build_lock_left_by_a_killed_build_does_not_block_the_next():
     builder.start()
     builder.join(120)
     assert done and done[0].packed_kernels in ("avx512_bf16", "avx2", "") and not leftover.exists()
+
+
+SCORED = ["What did the miller grind?", "Why?", "How old is the mill by the river, and who built it there?"]
+
+
+def test_engine_scores_continuations_as_the_models_own_forward_does(lm, monkeypatch):
+    """continuation_logprobs on the engine (fp32 weights: a prefill forward each, its rows picked) gives
+    the model's own forward's scores; the prompt is computed once (later continuations hit the cache)."""
+    prompt = generation.render_prompt(lm, convo_of(PROMPTS[3]))
+    monkeypatch.setenv("CONVO_FAST", "0")
+    expected = generation.continuation_logprobs(lm, prompt, SCORED)
+    monkeypatch.setenv("CONVO_FAST", "1")
+    engine = fastpath.engine_for(lm)
+    engine.prefixes.entries.clear()
+    fast, prefills = engine.fast, []
+    original = fast.prefill_many
+    monkeypatch.setattr(fast, "prefill_many",
+                        lambda segments, picks=None: prefills.append([len(ids) - start for _, ids, start in segments])
+                        or original(segments, picks))
+    got = generation.continuation_logprobs(lm, prompt, SCORED)
+    assert got == pytest.approx(expected, abs=1e-4)
+    cont = [len(lm.tokenizer(text, add_special_tokens=False).input_ids) for text in SCORED]
+    prompt_len = len(lm.tokenizer(prompt, add_special_tokens=False).input_ids)
+    # the first runs its prompt (less the cached start) and itself; the others their last prompt token and theirs
+    assert prefills[0][0] > cont[0] + 1 and [n for batch in prefills[1:] for n in batch] == [n + 1 for n in cont[1:]]
+    assert prefills[0][0] <= prompt_len + cont[0]
+    # the scores are of the continuations' own tokens: one token changed moves its score
+    assert generation.continuation_logprobs(lm, prompt, ["What did the miller eat?"])[0] != pytest.approx(got[0], abs=1e-3)
+    # and nothing is left behind: the slots are free again
+    assert not engine.active
+
+
+def test_scoring_rows_fed_in_a_decode_step_match_a_prefill_of_their_own(tiny_causal, monkeypatch):
+    """With the compiled step, continuations join a decode step (with a running request) instead of a
+    prefill of their own, and score what they score that way."""
+    assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
+    lm = load_model(ModelSpec(tiny_causal, dtype="bfloat16"))
+    fast = fastpath.FastModel(lm.model, weights="int4", slots=4, max_len=256, dense_rows=None)
+    prompt = lm.tokenizer(PROMPTS[3]).input_ids
+    conts = [lm.tokenizer(text, add_special_tokens=False).input_ids for text in SCORED]
+    greedy = Sampling(temperature=0, max_new_tokens=40, repetition_penalty=1.0)
+
+    def run(mix: int) -> tuple[list[float], int, list[int]]:
+        monkeypatch.setattr(fastpath, "MIX_TOKENS", mix)
+        engine, prefills = fastpath.Engine(fast, []), []
+        original = fast.prefill_many
+        monkeypatch.setattr(fast, "prefill_many",
+                            lambda segments, picks=None: prefills.append(segments) or original(segments, picks))
+        try:
+            running = engine.submit(lm.tokenizer(PROMPTS[1]).input_ids, greedy)  # decoding alongside
+            next(running.tokens())
+            scores = [list(engine.score(prompt, conts[0]).tokens())[0]]
+            scores += [list(r.tokens())[0] for r in [engine.score(prompt, c) for c in conts[1:]]]
+            return scores, sum(len(segments) for segments in prefills), list(running.tokens())
+        finally:
+            engine.close()
+            monkeypatch.setattr(fast, "prefill_many", original)
+
+    alone, prefills, text_alone = run(0)
+    assert prefills == len(SCORED) + 1  # prompts prefilled (the running request's too)
+    mixed, prefills, text_mixed = run(64)
+    assert prefills == 0
+    assert mixed == pytest.approx(alone, abs=0.05)
+    assert text_mixed == text_alone  # the running request's rows are untouched by the scoring rows

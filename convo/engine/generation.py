@@ -460,7 +460,9 @@ def _generate_padded(lm: LoadedModel, texts: list[str], sampling: Sampling, batc
 
 
 def continuation_logprobs(lm: LoadedModel, prompt: str, continuations: Sequence[str]) -> list[float]:
-    """Mean log-probability per token of each continuation after ``prompt`` (one batched pass).
+    """Mean log-probability per token of each continuation after ``prompt``: on the fast engine the
+    prompt is computed once (usually it is in the prefix cache already) and each continuation's tokens
+    join a decode step; elsewhere one batched pass of the model's own forward.
 
     Used to rank candidate questions by how likely the model itself finds them.
     """
@@ -470,8 +472,33 @@ def continuation_logprobs(lm: LoadedModel, prompt: str, continuations: Sequence[
         from . import remote
 
         return remote.continuation_logprobs(lm, list(continuations))
+    engine = None if lm.is_seq2seq else _engine(lm)
+    if engine is not None:
+        return _engine_logprobs(lm, engine, prompt, list(continuations))
     # on a thread that exits, so no OpenMP team outlives the call (see convo.threads)
     return run_in_fresh_thread(_continuation_logprobs, lm, prompt, list(continuations))
+
+
+def _engine_logprobs(lm: LoadedModel, engine, prompt: str, continuations: list[str]) -> list[float]:
+    """Scores on the fast engine: the first continuation alone (its prompt goes into the prefix cache,
+    where a reply to the same prompt has usually put it already), then the others together, each
+    computing only its own tokens. (The model's own forward ran the prompt again for every
+    continuation, in fp32, and took 3.4-4.3 s of the 3.8-4.7 s that six follow-up questions took on
+    the bundled model; Zen 4, 2 cores.)"""
+    tok = lm.tokenizer
+    prompt_ids = tok(prompt, add_special_tokens=False).input_ids
+    ids = [tok(text, add_special_tokens=False).input_ids[:64] or [tok.eos_token_id] for text in continuations]
+    scores = _score_of(engine.score(prompt_ids, ids[0]))
+    rest = [engine.score(prompt_ids, cont) for cont in ids[1:]]
+    return scores + [score for request in rest for score in _score_of(request)]
+
+
+def _score_of(request) -> list[float]:
+    """A scoring request's result, as a list of one (an engine that closed first raises)."""
+    result = list(request.tokens())
+    if len(result) != 1:
+        raise RuntimeError("the engine closed before the continuation was scored")
+    return result
 
 
 def _continuation_logprobs(lm: LoadedModel, prompt: str, continuations: list[str]) -> list[float]:
