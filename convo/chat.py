@@ -125,11 +125,11 @@ def follow_up_questions(lm: LoadedModel, messages: Messages, n: int = 3, asked: 
             break
         drawn = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + round_ * candidates)
         if round_ < ROUNDS:
-            raw = generate_batch(lm, [prompt_messages] * candidates, drawn)
+            raw = generate_batch(lm, [prompt_messages] * candidates, drawn, keep_replies=False)
         else:
             openers = [QUESTION_OPENERS[i % len(QUESTION_OPENERS)] for i in range(candidates)]
             raw = [_continued(opener, text) for opener, text in zip(openers, generate_batch(
-                lm, [], drawn, prompts=[prompt + opener for opener in openers]))]
+                lm, [], drawn, prompts=[prompt + opener for opener in openers], keep_replies=False))]
         pool = [q for text in raw for q in filters.extract_questions(text)]
         fresh = filters.dedupe([q for q in pool if not filters.question_faults(q, seen=list(asked) + kept)],
                                seen=list(asked) + kept)

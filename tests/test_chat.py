@@ -57,7 +57,7 @@ def test_follow_ups_are_filtered_and_ranked(lm, monkeypatch):
     # A random tiny model writes babble, so feed known candidates through the real filter + ranking path.
     candidates = ["What did you like most about Norway?\nWhy?", "what did you like most about norway?",
                   "Tell me more.", "How long did the hike take?", "the the the the?"]
-    monkeypatch.setattr(chat, "generate_batch", lambda lm, convs, sampling: candidates)
+    monkeypatch.setattr(chat, "generate_batch", lambda lm, convs, sampling, **kw: candidates)
     history = [{"role": "user", "content": "I hiked in Norway."}, {"role": "assistant", "content": "Nice!"}]
     questions = chat.follow_up_questions(lm, history, n=3, asked=["How long did the hike take?"], min_score=None)
     assert [q.text for q in questions] == ["What did you like most about Norway?"]
@@ -67,7 +67,7 @@ def test_follow_ups_are_filtered_and_ranked(lm, monkeypatch):
 def test_follow_ups_below_the_likelihood_floor_are_dropped(lm, monkeypatch):
     candidates = ["What did you like most about Norway?",
                   "How can you make an inanimate object fall off furniture without a rocket-powered dishwasher?"]
-    monkeypatch.setattr(chat, "generate_batch", lambda lm, convs, sampling: candidates)
+    monkeypatch.setattr(chat, "generate_batch", lambda lm, convs, sampling, **kw: candidates)
     # the bundled model's own scores for such a pair (mean log-likelihood per token)
     monkeypatch.setattr(chat, "continuation_logprobs", lambda lm, prompt, qs: [-1.2 if "Norway" in q else -3.6 for q in qs])
     history = [{"role": "user", "content": "I hiked in Norway."}, {"role": "assistant", "content": "Nice!"}]

@@ -707,3 +707,17 @@ def test_scoring_rows_fed_in_a_decode_step_match_a_prefill_of_their_own(tiny_cau
     assert prefills == 0
     assert mixed == pytest.approx(alone, abs=0.05)
     assert text_mixed == text_alone  # the running request's rows are untouched by the scoring rows
+
+
+def test_replies_no_prompt_continues_are_not_kept_in_the_prefix_cache(lm):
+    """Candidates (follow-up questions, the Questions tab's) are never continued: only their prompt
+    stays in the prefix cache, not one copy of it per candidate with its reply; a chat's replies are."""
+    engine = fastpath.engine_for(lm)
+    engine.prefixes.entries.clear()
+    sampling = Sampling(temperature=1.0, max_new_tokens=8, seed=0)
+    prompt = generation._prompt_ids(lm, generation.render_prompt(lm, convo_of(PROMPTS[3])))
+    generation.generate_batch(lm, [convo_of(PROMPTS[3])] * 6, sampling, keep_replies=False)
+    assert len(engine.prefixes.entries) <= 1 and all(len(key) <= len(prompt) for key, _, _ in engine.prefixes.entries)
+    replies = generation.generate_batch(lm, [convo_of(PROMPTS[3])] * 6, sampling)
+    longer = [key for key, _, _ in engine.prefixes.entries if len(key) > len(prompt)]
+    assert len(longer) == len(set(replies)) > 1  # each reply kept, for its conversation's next turn

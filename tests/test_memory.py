@@ -69,7 +69,7 @@ def test_memory_is_per_user_and_forget_deletes_rows(store):
 
 
 def test_remembered_question_comes_first(monkeypatch):
-    monkeypatch.setattr(chat, "generate_batch", lambda lm, prompts, sampling: ["What is your favourite song?"] * len(prompts))
+    monkeypatch.setattr(chat, "generate_batch", lambda lm, prompts, sampling, **kw: ["What is your favourite song?"] * len(prompts))
     monkeypatch.setattr(chat, "render_prompt", lambda lm, messages: "prompt")
     monkeypatch.setattr(chat, "continuation_logprobs", lambda lm, prompt, texts: [-1.0] * len(texts))
     history = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"}]

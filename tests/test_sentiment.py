@@ -49,7 +49,7 @@ def test_follow_up_ranking_weighs_feeling(monkeypatch):
     from convo import chat
 
     flat, warm = "What time did your train leave?", "What did you love most about the trip?"
-    monkeypatch.setattr(chat, "generate_batch", lambda lm, prompts, sampling: [f"{flat} {warm}"] * len(prompts))
+    monkeypatch.setattr(chat, "generate_batch", lambda lm, prompts, sampling, **kw: [f"{flat} {warm}"] * len(prompts))
     monkeypatch.setattr(chat, "render_prompt", lambda lm, messages: "prompt")
     monkeypatch.setattr(chat, "continuation_logprobs", lambda lm, prompt, texts: [-1.0 if t == flat else -1.1 for t in texts])
     history = [{"role": "user", "content": "I had a wonderful, amazing trip!"}, {"role": "assistant", "content": "Nice."}]

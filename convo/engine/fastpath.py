@@ -580,6 +580,9 @@ class Request:
     mean log-probability is put on ``out`` (one float); nothing is generated."""
     cached: int = 0
     """How many of the prompt's tokens came from the prefix cache."""
+    keep: bool = True
+    """Keep the prompt with its reply in the prefix cache when it ends (for a reply that a later prompt
+    continues: a chat's next turn, a script's next line)."""
 
     def __post_init__(self):
         ids = sorted(set(self.seen))
@@ -642,13 +645,15 @@ class Engine:
         self.worker.start()
 
     def submit(self, prompt: list[int], sampling: Sampling, stop=None, notify: queue.Queue | None = None,
-               end_ids: frozenset = frozenset(), favour: list[int] | None = None, bias: float = 0.0) -> Request:
+               end_ids: frozenset = frozenset(), favour: list[int] | None = None, bias: float = 0.0,
+               keep: bool = True) -> Request:
         if self.closing or not self.worker.is_alive():
             raise RuntimeError("this engine is closed")
         limit = self.fast.max_len - sampling.max_new_tokens - 1
         prompt = prompt[-max(1, limit):]
         request = Request(prompt=prompt, sampling=sampling, stop=stop, seen=list(prompt), notify=notify,
-                          end_ids=end_ids, favour=tuple(dict.fromkeys(favour)) if favour else None, bias=bias)
+                          end_ids=end_ids, favour=tuple(dict.fromkeys(favour)) if favour else None, bias=bias,
+                          keep=keep)
         if sampling.seed is not None:
             request.generator = torch.Generator().manual_seed(sampling.seed)
         self.waiting.put(request)
@@ -664,7 +669,7 @@ class Engine:
         if not continuation:
             raise ValueError("score: the continuation is empty")
         prompt = prompt[-max(1, self.fast.max_len - len(continuation) - 1):]
-        request = Request(prompt=prompt + continuation, sampling=SCORING, score_from=len(prompt))
+        request = Request(prompt=prompt + continuation, sampling=SCORING, score_from=len(prompt), keep=False)
         self.waiting.put(request)
         self.wake.set()
         return request
@@ -865,7 +870,7 @@ class Engine:
                 # The slot now holds the prompt and the reply: the next turn of a chat (or the next line
                 # of a script) starts with both, so it prefills only what is new. (Every ended row is
                 # read before any slot moves.)
-                if request.score_from is None:
+                if request.keep:
                     self.prefixes.store(request.seen[:request.length], *self.fast.read_slot(request.slot, request.length),
                                         replaces=request.prompt)
                 request.end()

@@ -325,10 +325,14 @@ def generate(lm: LoadedModel, messages: Messages, sampling: Sampling | None = No
 
 
 def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling: Sampling | None = None,
-                   batch_size: int = 16, prompts: Sequence[str] | None = None, stop: Stop | None = None) -> list[str]:
+                   batch_size: int = 16, prompts: Sequence[str] | None = None, stop: Stop | None = None,
+                   keep_replies: bool = True) -> list[str]:
     """Replies to many conversations: on the fast CPU engine all of them share decode steps
     (continuous batching); otherwise they run as left-padded batches of ``batch_size``.
     Setting ``stop`` ends the generation early (replies are cut where they were).
+    ``keep_replies=False``: no later prompt continues these replies (candidates to filter and rank),
+    so the engine's prefix cache does not keep each prompt with its reply (six follow-up candidates
+    were six copies of one prompt, pushing other users' conversations out).
 
     With greedy decoding in fp32 the result equals running them one by one (in bf16 and with
     quantized weights, batched matmuls round differently, so long greedy replies may diverge).
@@ -343,8 +347,8 @@ def generate_batch(lm: LoadedModel, conversations: Sequence[Messages], sampling:
     if engine is not None:  # continuous batching: all requests share decode steps
         seeds = [None if sampling.seed is None else sampling.seed + i for i in range(len(texts))]
         ends = end_ids(lm.tokenizer, sampling.stop)
-        requests = [engine.submit(_prompt_ids(lm, t), replace(sampling, seed=seed), stop, end_ids=ends)
-                    for t, seed in zip(texts, seeds)]
+        requests = [engine.submit(_prompt_ids(lm, t), replace(sampling, seed=seed), stop, end_ids=ends,
+                                  keep=keep_replies) for t, seed in zip(texts, seeds)]
         return [_reply_text(lm, r) for r in requests]
     # on a thread that exits, so no OpenMP team outlives the call (see convo.threads)
     return run_in_fresh_thread(_generate_padded, lm, texts, sampling, batch_size, stop)

@@ -85,7 +85,8 @@ def model_candidates(lm, style: str, mode: str, passage: str, chunks: Sequence[C
     else:
         targets = plan_targets(passage, chunks, total, seen)
     prompts = [candidate_prompt(lm, style, mode, passage, c, u, answer, answer_span, history) for c, u in targets]
-    outputs = generate_batch(lm, None, settings.sampling, batch_size=settings.batch_size, prompts=prompts)
+    outputs = generate_batch(lm, None, settings.sampling, batch_size=settings.batch_size, prompts=prompts,
+                             keep_replies=False)
     candidates = []
     for (chunk, unit), prompt, output in zip(targets, prompts, outputs):
         text = first_question(output)
