@@ -106,11 +106,22 @@ def test_the_last_replys_suggestions_hide_while_the_next_reply_streams(chromium,
     component updates): the reply's first update empties it, and the page hides the chips while that
     reply still streams, not only once it is done (the tiny model babbles for seconds)."""
     context, page = open_with_memory_id(chromium, app.url)
+    page.get_by_role("button", name="Settings ▼").click()
+    tokens = page.locator("#max-new-tokens input[type=number]")
+    tokens.fill("300")  # a reply that streams long enough to see (the default once ended within 60 s of polling)
+    tokens.press("Tab")
     send(page, "Hello")
     wait_reply(page)
     assert wait_suggestions(page)
+    # every change of the page is looked at, not only at animation frames (a CI run polled for 60 s and
+    # never saw the two together)
+    page.evaluate("""() => { window.hiddenWhileReplying = false;
+        new MutationObserver(() => {
+            if (document.querySelector('#chat-status').innerText.startsWith('Replying')
+                && ![...document.querySelectorAll('.suggestion')].some(b => b.offsetParent !== null))
+                window.hiddenWhileReplying = true;
+        }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true}); }""")
     send(page, "Tell me more")
-    page.wait_for_function("""() => document.querySelector('#chat-status').innerText.startsWith('Replying')
-        && ![...document.querySelectorAll('.suggestion')].some(b => b.offsetParent !== null)""", timeout=60_000)
+    page.wait_for_function("() => window.hiddenWhileReplying", timeout=60_000)
     assert wait_suggestions(page)  # and the new reply's come when it is done
     context.close()
