@@ -5,10 +5,12 @@ against scoring them with the model's own forward (the reference), taking turns.
     python benchmarks/follow_ups.py [--repeats 7]
 
 Each call draws six candidate questions (one or more batches, on the engine either way), then scores
-the usable ones by their mean token log-probability. The model's own forward runs the prompt again
-for every candidate, in fp32; the engine computes the prompt once (a reply to it has usually put it in
-the prefix cache) and feeds each candidate's tokens in one decode step. Both score the same tokens,
-so the figures also print how far apart the two scores of the same questions are.
+the usable ones by their mean token log-probability. The model's own forward (the path of a model the
+engine cannot run: a GPU, an adapter) runs the prompt once with its cache, then the candidates, in
+fp32; the engine finds the prompt in its prefix cache (drawing the candidates put it there) and feeds
+each candidate's tokens in one decode step. Both score the same tokens, so the figures also print how
+far apart the two scores of the same questions are. (Until 2026-12-05 the model's forward ran the
+prompt again for every candidate: benchmarks/README.md has that run.)
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def main() -> None:
     lm = get_model(ModelSpec("bundled"))
     engine_scores = chat.continuation_logprobs
 
-    def forward_scores(lm, prompt, continuations):  # the reference: the model's own forward, as before the engine
+    def forward_scores(lm, prompt, continuations):  # the reference: the model's own forward
         return generation.run_in_fresh_thread(generation._continuation_logprobs, lm, prompt, list(continuations))
 
     ways = {"engine": engine_scores, "model forward": forward_scores}

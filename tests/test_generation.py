@@ -373,3 +373,30 @@ print("both loaded", sorted(map(str, done)))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "both loaded ['torch.bfloat16', 'torch.float32']" in result.stdout, result.stdout
+
+
+def test_continuation_scores_run_the_prompt_once_and_equal_one_pass_per_row(causal, monkeypatch):
+    """Without the fast engine (a GPU, an adapter, CONVO_FAST=0) the model's own forward scores: the
+    prompt once, then every continuation after its cached keys and values. The scores equal one full
+    pass over prompt + continuation per row, the way it was done before."""
+    import torch
+
+    monkeypatch.setenv("CONVO_FAST", "0")
+    tok = causal.tokenizer
+    prompt = generation.render_prompt(causal, [{"role": "user", "content": "Tell me about the old mill by the river"}])
+    texts = ["What did the miller grind?", "Why?", "How old is the mill by the river, and who built it?"]
+    seen = []
+    forward = causal.model.forward
+    monkeypatch.setattr(causal.model, "forward", lambda *a, **k: seen.append(tuple(k["input_ids"].shape)) or forward(*a, **k))
+    got = generation.continuation_logprobs(causal, prompt, texts)
+    monkeypatch.setattr(causal.model, "forward", forward)
+    prompt_ids = tok(prompt, add_special_tokens=False).input_ids
+    conts = [tok(t, add_special_tokens=False).input_ids for t in texts]
+    assert seen == [(1, len(prompt_ids)), (len(texts), max(len(c) for c in conts))]
+    expected = []
+    with torch.inference_mode():
+        for cont in conts:
+            logits = causal.model(input_ids=torch.tensor([prompt_ids + cont])).logits[0, len(prompt_ids) - 1:-1]
+            expected.append(float(torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(cont)[:, None]).mean()))
+    assert got == pytest.approx(expected, abs=1e-4)
+    assert len(set(round(x, 4) for x in got)) == len(texts)  # (the rows are told apart)

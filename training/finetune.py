@@ -16,7 +16,23 @@ def main(argv: list[str] | None = None) -> int:
     from convo.cli.train import build_parser, cli_main
 
     args = build_parser("python -m training.finetune").parse_args(argv)
-    return cli_main(args)
+    try:
+        return cli_main(args)
+    finally:
+        close_process_group()
+
+
+def close_process_group() -> None:
+    """End a data-parallel run's process group while the interpreter is whole. Left to the
+    interpreter's teardown, Gloo's worker threads can abort the process ("terminate called without
+    an active exception": a CI run's rank 1, after its work was done, so the launcher called the
+    job failed; pytorch/pytorch#179291 describes the crash)."""
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

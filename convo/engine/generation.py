@@ -518,19 +518,40 @@ def _continuation_logprobs(lm: LoadedModel, prompt: str, continuations: list[str
                               labels=labels.to(lm.model.device)).logits
         return _mean_logprobs(logits, labels.to(logits.device))
     prompt_ids = tok(prompt, add_special_tokens=False).input_ids[-(lm.context_length - 64):]
-    rows, labels = [], []
-    for text in continuations:
-        cont = tok(text, add_special_tokens=False).input_ids[:64] or [tok.eos_token_id]
-        rows.append(prompt_ids + cont)
-        labels.append([-100] * len(prompt_ids) + cont)
-    width = max(len(r) for r in rows)
+    conts = [tok(text, add_special_tokens=False).input_ids[:64] or [tok.eos_token_id] for text in continuations]
+    width = max(len(c) for c in conts)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=lm.model.device)
-    attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=lm.model.device)
-    label_ids = torch.tensor([l + [-100] * (width - len(l)) for l in labels], device=lm.model.device)
+    device = lm.model.device
+    label_ids = torch.tensor([c + [-100] * (width - len(c)) for c in conts], device=device)
     with torch.inference_mode():
-        logits = lm.model(input_ids=input_ids, attention_mask=attention).logits
-    return _mean_logprobs(logits[:, :-1], label_ids[:, 1:])
+        # The prompt once, then every continuation after its cached keys and values: the logits after
+        # the prompt's last token predict each continuation's first token, the continuation's own the
+        # rest. (One pass over prompt + continuation per row ran the prompt again for every row.)
+        keep_last = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(lm.model) else {}
+        out = lm.model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True, **keep_last)
+        cache = getattr(out, "past_key_values", None)
+        if cache is not None and hasattr(cache, "batch_repeat_interleave"):
+            cache.batch_repeat_interleave(len(conts))
+            input_ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=device)
+            attention = torch.tensor([[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(c)) for c in conts],
+                                     device=device)
+            rest = lm.model(input_ids=input_ids, attention_mask=attention, past_key_values=cache).logits
+            first = out.logits[:, -1:].expand(len(conts), 1, -1)
+            return _mean_logprobs(torch.cat([first, rest[:, :-1]], dim=1), label_ids)
+    # a model without a reusable cache: prompt + continuation in one pass per row
+    rows = [prompt_ids + c + [pad] * (width - len(c)) for c in conts]
+    attention = torch.tensor([[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(c)) for c in conts], device=device)
+    with torch.inference_mode():
+        logits = lm.model(input_ids=torch.tensor(rows, device=device), attention_mask=attention).logits
+    return _mean_logprobs(logits[:, len(prompt_ids) - 1:-1], label_ids)
+
+
+def _forward_parameters(model) -> set[str]:
+    """The parameters of the forward of ``model`` (of its base model, under a PEFT adapter)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
 
 
 def _mean_logprobs(logits, labels) -> list[float]:
