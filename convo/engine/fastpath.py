@@ -647,8 +647,6 @@ class Engine:
     def submit(self, prompt: list[int], sampling: Sampling, stop=None, notify: queue.Queue | None = None,
                end_ids: frozenset = frozenset(), favour: list[int] | None = None, bias: float = 0.0,
                keep: bool = True) -> Request:
-        if self.closing or not self.worker.is_alive():
-            raise RuntimeError("this engine is closed")
         limit = self.fast.max_len - sampling.max_new_tokens - 1
         prompt = prompt[-max(1, limit):]
         request = Request(prompt=prompt, sampling=sampling, stop=stop, seen=list(prompt), notify=notify,
@@ -656,20 +654,21 @@ class Engine:
                           keep=keep)
         if sampling.seed is not None:
             request.generator = torch.Generator().manual_seed(sampling.seed)
-        self.waiting.put(request)
-        self.wake.set()
-        return request
+        return self._enqueue(request)
 
     def score(self, prompt: list[int], continuation: list[int]) -> Request:
         """Measure the mean log-probability per token of ``continuation`` after ``prompt``; the
         request's ``tokens()`` yields it (one float). Its rows join a decode step (or a prefill) like
         a prompt's new tokens; with ``prompt`` in the prefix cache only the continuation is computed."""
-        if self.closing or not self.worker.is_alive():
-            raise RuntimeError("this engine is closed")
         if not continuation:
             raise ValueError("score: the continuation is empty")
         prompt = prompt[-max(1, self.fast.max_len - len(continuation) - 1):]
-        request = Request(prompt=prompt + continuation, sampling=SCORING, score_from=len(prompt), keep=False)
+        return self._enqueue(Request(prompt=prompt + continuation, sampling=SCORING, score_from=len(prompt),
+                                     keep=False))
+
+    def _enqueue(self, request: Request) -> Request:
+        if self.closing or not self.worker.is_alive():
+            raise RuntimeError("this engine is closed")
         self.waiting.put(request)
         self.wake.set()
         return request

@@ -464,9 +464,10 @@ def _generate_padded(lm: LoadedModel, texts: list[str], sampling: Sampling, batc
 
 
 def continuation_logprobs(lm: LoadedModel, prompt: str, continuations: Sequence[str]) -> list[float]:
-    """Mean log-probability per token of each continuation after ``prompt``: on the fast engine the
-    prompt is computed once (usually it is in the prefix cache already) and each continuation's tokens
-    join a decode step; elsewhere one batched pass of the model's own forward.
+    """Mean log-probability per token of each continuation after ``prompt``. The prompt is computed
+    once: on the fast engine (usually it is in the prefix cache already) each continuation's tokens
+    then join a decode step; elsewhere the model's own forward runs the continuations after the
+    prompt's cached keys and values.
 
     Used to rank candidate questions by how likely the model itself finds them.
     """
@@ -489,12 +490,16 @@ def _engine_logprobs(lm: LoadedModel, engine, prompt: str, continuations: list[s
     computing only its own tokens. (The model's own forward ran the prompt again for every
     continuation, in fp32, and took 3.4-4.3 s of the 3.8-4.7 s that six follow-up questions took on
     the bundled model; Zen 4, 2 cores.)"""
-    tok = lm.tokenizer
-    prompt_ids = tok(prompt, add_special_tokens=False).input_ids
-    ids = [tok(text, add_special_tokens=False).input_ids[:64] or [tok.eos_token_id] for text in continuations]
+    prompt_ids, ids = _scoring_ids(lm.tokenizer, prompt, continuations)
     scores = _score_of(engine.score(prompt_ids, ids[0]))
     rest = [engine.score(prompt_ids, cont) for cont in ids[1:]]
     return scores + [score for request in rest for score in _score_of(request)]
+
+
+def _scoring_ids(tok, prompt: str, continuations: list[str]) -> tuple[list[int], list[list[int]]]:
+    """The prompt's token ids and each continuation's (at most 64; an empty one scores the end token)."""
+    return (tok(prompt, add_special_tokens=False).input_ids,
+            [tok(text, add_special_tokens=False).input_ids[:64] or [tok.eos_token_id] for text in continuations])
 
 
 def _score_of(request) -> list[float]:
@@ -517,12 +522,13 @@ def _continuation_logprobs(lm: LoadedModel, prompt: str, continuations: list[str
             logits = lm.model(**{k: v.to(lm.model.device) for k, v in enc.items()},
                               labels=labels.to(lm.model.device)).logits
         return _mean_logprobs(logits, labels.to(logits.device))
-    prompt_ids = tok(prompt, add_special_tokens=False).input_ids[-(lm.context_length - 64):]
-    conts = [tok(text, add_special_tokens=False).input_ids[:64] or [tok.eos_token_id] for text in continuations]
+    prompt_ids, conts = _scoring_ids(tok, prompt, continuations)
+    prompt_ids = prompt_ids[-(lm.context_length - 64):]
     width = max(len(c) for c in conts)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     device = lm.model.device
     label_ids = torch.tensor([c + [-100] * (width - len(c)) for c in conts], device=device)
+    attention = torch.tensor([[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(c)) for c in conts], device=device)
     with torch.inference_mode():
         # The prompt once, then every continuation after its cached keys and values: the logits after
         # the prompt's last token predict each continuation's first token, the continuation's own the
@@ -533,14 +539,11 @@ def _continuation_logprobs(lm: LoadedModel, prompt: str, continuations: list[str
         if cache is not None and hasattr(cache, "batch_repeat_interleave"):
             cache.batch_repeat_interleave(len(conts))
             input_ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=device)
-            attention = torch.tensor([[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(c)) for c in conts],
-                                     device=device)
             rest = lm.model(input_ids=input_ids, attention_mask=attention, past_key_values=cache).logits
             first = out.logits[:, -1:].expand(len(conts), 1, -1)
             return _mean_logprobs(torch.cat([first, rest[:, :-1]], dim=1), label_ids)
     # a model without a reusable cache: prompt + continuation in one pass per row
     rows = [prompt_ids + c + [pad] * (width - len(c)) for c in conts]
-    attention = torch.tensor([[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(c)) for c in conts], device=device)
     with torch.inference_mode():
         logits = lm.model(input_ids=torch.tensor(rows, device=device), attention_mask=attention).logits
     return _mean_logprobs(logits[:, len(prompt_ids) - 1:-1], label_ids)

@@ -102,8 +102,9 @@ def scoring_prompt(style: str, mode: str, passage: str, target: tuple[int, int],
     """The prompt a candidate's likelihood is measured under: its generation prompt, except that the
     few-shot style keeps only the candidate's source sentence (``Text: <sentence>\nQuestion:``; in a
     conversation also the last turn, then ``Q:``). The worked examples and the rest of the chunk made
-    scoring cost 3-5x as much (the model's own forward runs prompt + question once per candidate, the
-    dominant cost on CPU; the fast engine runs a prompt once) without saying anything about the question that its sentence does not."""
+    scoring cost 3-5x as much (the model's own forward ran prompt + question once per candidate, the
+    dominant cost on CPU; both ways now run a prompt once) without saying anything about the question
+    that its sentence does not."""
     if style != "fewshot":
         return prompt
     text = f"Text: {passage[target[0]:target[1]]}\n"

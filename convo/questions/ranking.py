@@ -53,9 +53,9 @@ def _score(lm, style: str, cands: Sequence[_Candidate]) -> None:
     """Each candidate's mean token log-prob under its scoring prompt (:func:`scoring_prompt`): one
     continuation_logprobs call per distinct prompt (per chunk for the whole-chunk styles, per sentence
     for ``fewshot``), over the candidates that passed the filters. Per-sentence prompts instead of one
-    per chunk: the model's own forward runs prompt + question for every row, so a 300-token chunk
-    prompt costs ~5x the tokens of a sentence prompt (measured on the bundled model: 13 s vs 3 s; the
-    fast engine runs each prompt once)."""
+    per chunk: the model's own forward ran prompt + question for every row, so a 300-token chunk
+    prompt cost ~5x the tokens of a sentence prompt (measured on the bundled model: 13 s vs 3 s; both
+    ways now run each prompt once)."""
     joiner = " " if style == "fewshot" else ""  # the prompt ends in "Question:" / "Q:"
     by_prompt: dict[str, list[_Candidate]] = {}
     for cand in cands:
