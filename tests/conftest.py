@@ -62,6 +62,14 @@ def tiny_causal(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def slow_tiny(tmp_path_factory) -> str:
+    """A tiny model 24 layers deep with room for 2,048 positions: its replies stream for seconds
+    (1,000 tokens: about 5 s on the fast engine, Zen 4), where the 2-layer model's 300 take 0.2 s,
+    less than a browser's round trip to the app on a loaded machine."""
+    return allow_model_dir(make_tiny_causal(tmp_path_factory.mktemp("slow-tiny"), layers=24, context=2048))
+
+
+@pytest.fixture(scope="session")
 def tiny_seq2seq(tmp_path_factory) -> str:
     return allow_model_dir(make_tiny_seq2seq(tmp_path_factory.mktemp("tiny-seq2seq")))
 

@@ -88,12 +88,15 @@ def chat_turns(page) -> list[tuple[str, str]]:
         el => [el.matches(u) ? 'user' : 'assistant', el.innerText.trim()])""", [USER, BOT])
 
 
-def test_messages_sent_while_busy_are_answered_in_order(chromium, tiny_app):
-    """A message sent mid-stream and one sent while follow-ups are computed are both answered, in order."""
-    context, page = open_app(chromium, tiny_app.url)
+def test_messages_sent_while_busy_are_answered_in_order(chromium, launch, slow_tiny):
+    """A message sent mid-stream and one sent while follow-ups are computed are both answered, in order.
+    The replies stream for seconds (the 24-layer tiny model): the 2-layer model's 300 tokens took 0.2 s,
+    and in CI runs the second message reached the app after the first reply had ended."""
+    app = launch(model=slow_tiny)
+    context, page = open_app(chromium, app.url)
     page.get_by_role("button", name="Settings ▼").click()
     tokens = page.locator("#max-new-tokens input[type=number]")
-    tokens.fill("300")
+    tokens.fill("600")
     tokens.press("Tab")
     # the third message is sent from the page itself the moment the status says follow-ups are being
     # thought of (no round trip through the test), once the page shows the second message, and records

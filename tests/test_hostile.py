@@ -236,15 +236,6 @@ def test_share_over_the_size_cap_or_the_rate_is_refused(app, tiny_causal):
         assert db.execute("SELECT COUNT(*) FROM shares").fetchone()[0] == 30
 
 
-@pytest.fixture(scope="module")
-def slow_tiny(tmp_path_factory) -> str:
-    """A tiny model 24 layers deep with room for 2,048 positions: its replies stream for seconds."""
-    from conftest import allow_model_dir
-    from tiny import make_tiny_causal
-
-    return allow_model_dir(make_tiny_causal(tmp_path_factory.mktemp("slow-tiny"), layers=24, context=2048))
-
-
 def reply_text(outputs) -> str | None:
     """The assistant's text in the latest /chat output, or None before it shows."""
     if not outputs:

@@ -101,14 +101,17 @@ def test_questions_tab_shows_the_sentiment_part(chromium, app):
     context.close()
 
 
-def test_the_last_replys_suggestions_hide_while_the_next_reply_streams(chromium, app):
+def test_the_last_replys_suggestions_hide_while_the_next_reply_streams(chromium, launch, slow_tiny):
     """The chips live in a gr.State whose change event draws them (a streamed update then carries no
     component updates): the reply's first update empties it, and the page hides the chips while that
-    reply still streams, not only once it is done (the tiny model babbles for seconds)."""
+    reply still streams, not only once it is done. The reply streams for seconds (the 24-layer tiny
+    model): the 2-layer model's 300 tokens took 0.2 s, and in CI runs ended before the State's change
+    event had come back from the app."""
+    app = launch(model=slow_tiny, CONVO_FOLLOW_UP_FLOOR="-inf")
     context, page = open_with_memory_id(chromium, app.url)
     page.get_by_role("button", name="Settings ▼").click()
     tokens = page.locator("#max-new-tokens input[type=number]")
-    tokens.fill("300")  # a reply that streams long enough to see (the default once ended within 60 s of polling)
+    tokens.fill("600")
     tokens.press("Tab")
     send(page, "Hello")
     wait_reply(page)
