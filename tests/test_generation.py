@@ -400,3 +400,31 @@ def test_continuation_scores_run_the_prompt_once_and_equal_one_pass_per_row(caus
             expected.append(float(torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(cont)[:, None]).mean()))
     assert got == pytest.approx(expected, abs=1e-4)
     assert len(set(round(x, 4) for x in got)) == len(texts)  # (the rows are told apart)
+
+
+def test_seq2seq_scores_encode_the_prompt_once_and_equal_one_pass_per_row(seq2seq, monkeypatch):
+    """An encoder-decoder's prompt is its encoder's input: encoded once for all the continuations
+    (the encoder sees one row), with the scores of one full pass per row over each continuation
+    alone. The tokenizer pads on the left, as generation leaves it: the continuations of different
+    lengths are still padded after their tokens (pads before them changed the shorter ones' scores)."""
+    import torch
+
+    tok = seq2seq.tokenizer
+    tok.padding_side = "left"
+    prompt = "generate questions: The old mill by the river ground wheat for the village until 1920."
+    texts = ["What did the mill grind?", "Why?", "Until when did the old mill by the river grind wheat?"]
+    encoder = seq2seq.model.get_encoder()
+    seen = []
+    forward = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda *a, **k: seen.append(tuple(k["input_ids"].shape)) or forward(*a, **k))
+    got = generation.continuation_logprobs(seq2seq, prompt, texts)
+    monkeypatch.setattr(encoder, "forward", forward)
+    assert seen == [(1, len(tok(prompt).input_ids))]
+    expected = []
+    with torch.inference_mode():
+        for text in texts:
+            labels = tok([text], return_tensors="pt").input_ids
+            logits = seq2seq.model(**tok([prompt], return_tensors="pt"), labels=labels).logits[0]
+            expected.append(float(torch.log_softmax(logits.float(), -1).gather(1, labels[0][:, None]).mean()))
+    assert got == pytest.approx(expected, abs=1e-4)
+    assert len(set(round(x, 4) for x in got)) == len(texts)

@@ -515,13 +515,7 @@ def _continuation_logprobs(lm: LoadedModel, prompt: str, continuations: list[str
 
     tok = lm.tokenizer
     if lm.is_seq2seq:
-        enc = tok([prompt] * len(continuations), return_tensors="pt", truncation=True, max_length=lm.context_length)
-        labels = tok(list(continuations), return_tensors="pt", padding=True).input_ids
-        labels[labels == tok.pad_token_id] = -100
-        with torch.inference_mode():
-            logits = lm.model(**{k: v.to(lm.model.device) for k, v in enc.items()},
-                              labels=labels.to(lm.model.device)).logits
-        return _mean_logprobs(logits, labels.to(logits.device))
+        return _seq2seq_logprobs(lm, prompt, continuations)
     prompt_ids, conts = _scoring_ids(tok, prompt, continuations)
     prompt_ids = prompt_ids[-(lm.context_length - 64):]
     width = max(len(c) for c in conts)
@@ -547,6 +541,28 @@ def _continuation_logprobs(lm: LoadedModel, prompt: str, continuations: list[str
     with torch.inference_mode():
         logits = lm.model(input_ids=torch.tensor(rows, device=device), attention_mask=attention).logits
     return _mean_logprobs(logits[:, len(prompt_ids) - 1:-1], label_ids)
+
+
+def _seq2seq_logprobs(lm: LoadedModel, prompt: str, continuations: list[str]) -> list[float]:
+    """An encoder-decoder's scores: the prompt is the encoder's input, encoded once and shared by
+    every continuation's row (a view, not copies); the decoder then runs each continuation. (The
+    prompt was encoded again for every row: a Questions-tab passage once per candidate question.)
+    The encoder reads the prompt as generation does (:func:`_encode`: truncated on the left); the
+    continuations are padded on the right whatever the tokenizer's side (generation leaves it on the
+    left, which had put pad tokens before the shorter continuations' own and changed their scores)."""
+    import torch
+
+    tok, device = lm.tokenizer, lm.model.device
+    enc = _encode(lm, [prompt], 0)
+    ids = [tok(text).input_ids for text in continuations]
+    width = max(len(i) for i in ids)
+    labels = torch.tensor([i + [-100] * (width - len(i)) for i in ids], device=device)
+    rows = len(continuations)
+    with torch.inference_mode():
+        encoded = lm.model.get_encoder()(**enc).last_hidden_state
+        logits = lm.model(encoder_outputs=(encoded.expand(rows, -1, -1),),
+                          attention_mask=enc["attention_mask"].expand(rows, -1), labels=labels).logits
+    return _mean_logprobs(logits, labels)
 
 
 def _forward_parameters(model) -> set[str]:
