@@ -18,6 +18,7 @@ from typing import Any
 from . import filters
 from .engine.generation import (Messages, Stop, accumulate, check_messages, coalesce, continuation_logprobs, generate_batch,
                          render_prompt, stream)
+from .engine.loops import until_loop
 from .engine import LoadedModel
 from .settings import ChatSettings, Sampling
 
@@ -67,7 +68,8 @@ def reply_stream(lm: LoadedModel, messages: Messages, settings: ChatSettings = C
     stop = stop or Stop()
     conversation = with_system(check_messages(messages), settings.system_prompt)
     text = ""
-    for text in coalesce(accumulate(stream(lm, conversation, sampling, stop)), min_interval):
+    # a reply that falls into a loop ends there, the repeated block kept once (see until_loop)
+    for text in coalesce(until_loop(accumulate(stream(lm, conversation, sampling, stop))), min_interval):
         yield text
     if settings.interviewer and not stop.is_set() and not text.rstrip().endswith("?"):
         history = conversation + [{"role": "assistant", "content": text}]

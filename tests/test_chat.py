@@ -340,3 +340,29 @@ def test_the_chat_event_hops_no_thread_and_builds_no_component(tiny_causal, tmp_
     raw[7] = 2.5  # the temperature slider goes to 2: refused with Gradio's own message
     with pytest.raises(gr.Error, match="2.5"):
         asyncio.run(first_update(list(raw)))
+
+
+def test_a_reply_that_falls_into_a_loop_ends_at_its_first_copy(tiny_causal):
+    """The tiny model at a low temperature with no repetition penalty (the bundled model's
+    recommended sampling) often repeats one phrase for many tokens. Answered again with the same
+    seeds through reply_stream, such a reply ends where its first loop begins, the block kept once:
+    it is the beginning of the bare reply, up to where some longer beginning of it loops."""
+    from convo.engine import generation
+    from convo.engine.loops import loop_start
+
+    lm = get_model(ModelSpec(tiny_causal, dtype="float32"))
+    messages = [{"role": "user", "content": "first message"}]
+    settings = ChatSettings(curious=False)
+    cut = 0
+    for seed in range(12):
+        sampling = Sampling(temperature=0.2, top_p=0.9, repetition_penalty=1.0, max_new_tokens=300, seed=seed)
+        bare = "".join(generation.stream(lm, chat.with_system(messages, settings.system_prompt), sampling))
+        guarded = list(chat.reply_stream(lm, messages, settings, sampling))[-1]
+        assert bare.startswith(guarded)
+        if guarded == bare:
+            continue
+        cut += 1
+        looping = [k for k in range(len(guarded), len(bare) + 1) if loop_start(bare[:k]) is not None]
+        assert looping and bare[:loop_start(bare[:looping[0]])].rstrip() == guarded, (guarded[-60:], bare[:200])
+        assert loop_start(guarded) is None and len(guarded) < len(bare) - 40
+    assert cut >= 2

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from convo.engine import generation
+from convo.engine import generation, loops
 from convo.engine import ModelLoadError, ModelPool, get_model, load_model
 from convo.settings import ModelSpec, Sampling
 
@@ -428,3 +428,45 @@ def test_seq2seq_scores_encode_the_prompt_once_and_equal_one_pass_per_row(seq2se
             expected.append(float(torch.log_softmax(logits.float(), -1).gather(1, labels[0][:, None]).mean()))
     assert got == pytest.approx(expected, abs=1e-4)
     assert len(set(round(x, 4) for x in got)) == len(texts)
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("Beagles love to chew. " + "They chew shoes. " * 4, "Beagles love to chew. They chew shoes. "),
+    ("I think it is a mix of " + "a mix of " * 8 + "a m", "I think it is a mix of "),
+    ("Q: " + "Why is the sky blue, and why does it change at sunset?\n" * 3,
+     "Q: Why is the sky blue, and why does it change at sunset?\n"),
+])
+def test_a_text_that_ends_in_a_loop_keeps_the_repeated_block_once(text, kept):
+    assert text[:loops.loop_start(text)] == kept
+
+
+@pytest.mark.parametrize("text", [
+    "ha " * 30,  # a block under 8 characters, however long the run
+    "-" * 80,
+    "x = [" + "0, " * 40,
+    "Sit. Stay. Come. Sit. Stay. Come. Good dog!",  # the repetition does not end the text
+    "They chew shoes. They chew shoes. They chew shoes.",  # three copies, under 64 characters
+    "```python\n" + "print('Hip hip hooray!')\n" * 4,  # inside a code block
+    "Step 1: mix the flour. Step 2: mix the eggs. Step 3: mix the milk. Step 4: mix it all. Step 5: bake.",
+])
+def test_a_text_that_does_not_end_in_a_loop_is_left_alone(text):
+    assert loops.loop_start(text) is None
+
+
+def test_until_loop_cuts_the_loop_and_closes_the_source():
+    """The growing text stops at the first state ending in a loop, cut to one copy, and the source
+    (a generation) is closed, not read to its end."""
+    read = []
+
+    def growing():
+        text = "Dogs like walks. "
+        for i in range(1000):
+            text += "a mix of "
+            read.append(i)
+            yield text
+
+    source = growing()
+    states = list(loops.until_loop(source))
+    assert states[-1] == "Dogs like walks. a mix of"
+    assert all(not s.endswith("a mix of a mix of a mix of a mix of a mix of a mix of a mix of a mix of") for s in states)
+    assert len(read) < 10 and source.gi_frame is None  # closed: nothing more is generated

@@ -90,6 +90,13 @@ def _generate_kwargs(lm: LoadedModel, sampling: Sampling) -> dict:
     return kwargs
 
 
+def close_source(source: Iterable) -> None:
+    """Close a generator we read from (its generation ends); other iterables have nothing to close."""
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()
+
+
 def until_stop(pieces: Iterable[str], stops: Sequence[str]) -> Iterator[str]:
     """Text deltas up to the first stop string. A tail that could be the start of one is held back until
     the next piece tells; once one appears the source is closed (its generation ends).
@@ -113,9 +120,7 @@ def until_stop(pieces: Iterable[str], stops: Sequence[str]) -> Iterator[str]:
         if held:
             yield held
     finally:
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()
+        close_source(pieces)
 
 
 _PER_TOKENIZER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -290,9 +295,12 @@ def accumulate(pieces: Iterable[str]) -> Iterator[str]:
     ['Hel', 'Hello', 'Hello!']
     """
     text = ""
-    for piece in pieces:
-        text += piece
-        yield text
+    try:
+        for piece in pieces:
+            text += piece
+            yield text
+    finally:  # closed early (a loop, the consumer gone): so is the source, ending its generation
+        close_source(pieces)
 
 
 def coalesce(states: Iterable[T], min_interval: float | Callable[[], float]) -> Iterator[T]:
