@@ -483,7 +483,8 @@ def render(shared: Shared) -> None:
             remember = gr.Checkbox(memory.enabled_by_default(), elem_id="memory-on",
                                    label="Remember what I tell about myself (only for me; see the panel below)")
         with gr.Row():
-            temperature = gr.Slider(0, 2, defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
+            temperature = gr.Slider(0, 2, defaults.temperature, step=0.05, label="Temperature (0 = greedy)",
+                                    elem_id="temperature")
             top_p = gr.Slider(0.05, 1, defaults.top_p, step=0.05, label="Top-p")
             top_k = gr.Slider(0, 200, defaults.top_k, step=1, label="Top-k (0 = off)")
         with gr.Row():
