@@ -56,9 +56,7 @@ def main() -> None:
 
     def reference(lm, prompt, continuations):  # the passage encoded again for every row
         enc = generation._encode(lm, [prompt] * len(continuations), 0)
-        ids = [tok(text).input_ids for text in continuations]
-        width = max(len(i) for i in ids)
-        labels = torch.tensor([i + [-100] * (width - len(i)) for i in ids])
+        labels = generation.labels_of([tok(text).input_ids for text in continuations])
         with torch.inference_mode():
             logits = lm.model(**enc, labels=labels).logits
         return generation._mean_logprobs(logits, labels)

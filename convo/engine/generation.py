@@ -529,7 +529,7 @@ def _continuation_logprobs(lm: LoadedModel, prompt: str, continuations: list[str
     width = max(len(c) for c in conts)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     device = lm.model.device
-    label_ids = torch.tensor([c + [-100] * (width - len(c)) for c in conts], device=device)
+    label_ids = labels_of(conts, device)
     attention = torch.tensor([[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(c)) for c in conts], device=device)
     with torch.inference_mode():
         # The prompt once, then every continuation after its cached keys and values: the logits after
@@ -562,15 +562,21 @@ def _seq2seq_logprobs(lm: LoadedModel, prompt: str, continuations: list[str]) ->
 
     tok, device = lm.tokenizer, lm.model.device
     enc = _encode(lm, [prompt], 0)
-    ids = [tok(text).input_ids for text in continuations]
-    width = max(len(i) for i in ids)
-    labels = torch.tensor([i + [-100] * (width - len(i)) for i in ids], device=device)
+    labels = labels_of([tok(text).input_ids for text in continuations], device)
     rows = len(continuations)
     with torch.inference_mode():
         encoded = lm.model.get_encoder()(**enc).last_hidden_state
         logits = lm.model(encoder_outputs=(encoded.expand(rows, -1, -1),),
                           attention_mask=enc["attention_mask"].expand(rows, -1), labels=labels).logits
     return _mean_logprobs(logits, labels)
+
+
+def labels_of(ids: list[list[int]], device=None):
+    """Token ids of different lengths as one labels tensor, padded on the right with -100 (not scored)."""
+    import torch
+
+    width = max(len(i) for i in ids)
+    return torch.tensor([i + [-100] * (width - len(i)) for i in ids], device=device)
 
 
 def _forward_parameters(model) -> set[str]:
