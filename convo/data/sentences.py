@@ -80,8 +80,8 @@ def focus_unit(text: str, question: str, answer: str | None = None) -> str:
     >>> t = "Marta lived on Pine Street. She had a red bike. Her brother Tom was nine."
     >>> focus_unit(t, "What colour was her bike?", "red")
     'Marta lived on Pine Street. She had a red bike.'
-    >>> focus_unit(t, "How old was Tom?", "nine years")
-    'Her brother Tom was nine.'
+    >>> focus_unit(t, "How old was Tom?", "nine years")  # opens with "Her": joined with the one before
+    'She had a red bike. Her brother Tom was nine.'
     """
     sentences = split_sentences(text)
     if not sentences:

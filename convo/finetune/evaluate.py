@@ -131,7 +131,7 @@ def passage_prompt(text: str, task: str | None, prompt_style: str | None = None)
     >>> passage_prompt("Cats purr.", "qg", "fewshot")
     [{'role': 'fewshot', 'content': 'Cats purr.'}]
     >>> passage_prompt("Cats purr.", "qg")[-1]["content"]
-    'Passage:\nCats purr.'
+    'Passage:\\nCats purr.'
     """
     from ..data import cqg_prompt, qa_closed_prompt, qa_prompt, qg_fewshot_prompt, qg_prompt
 
