@@ -1,7 +1,7 @@
 """Many users at once: launches the app on the bundled model and runs 1, 4 and 8 concurrent chat
 users, printing aggregate tokens/s and the worst time to first token.
 
-    python benchmarks/concurrency.py [--tokens 64] [--users 1 4 8] [--repeats 3] [--client page|gradio_client] [--fresh-sessions]
+    python benchmarks/concurrency.py [--tokens 64] [--users 1 4 8] [--repeats 3] [--client page|gradio_client] [--fresh-sessions] [--new-messages] [--engine]
 
 Each user is one Gradio session, opened before the timed runs and kept for all of them, as a
 browser keeps its page: a session's first message pays for opening it (Gradio builds every
@@ -13,6 +13,16 @@ run's 1-user time to first token moved between 17 and 39 ms (Zen 4), which alone
 from 2.8x to 6.4x. Every run sends the same messages, so after the warm-up each user's prompt is in
 the engine's prefix cache (as a chat's earlier turns are) and its first token costs one decode row:
 the times to first token measure serving a message (Gradio's queue and the handler), not a prefill.
+``--new-messages`` makes every run's messages new text (a run number in each), so each first token
+also pays for prefilling the message's new tokens, as a real user's new message does: then eight
+users' first tokens need eight times one user's prefill compute.
+
+The app's peak resident memory (``VmHWM``, model load included) is printed at the end.
+
+``--engine`` leaves Gradio out: each user is a thread of this process that calls the chat's
+``reply_stream`` (what the app's handler streams) on the bundled model, released together. Its
+figures are the engine's share of the app's: with new messages, what eight users' first tokens cost
+before any serving.
 
 ``--client page`` (the default) speaks Gradio's queue protocol as the page's JavaScript client does:
 one keep-alive connection posts to ``queue/join`` and the session's event stream
@@ -29,6 +39,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import statistics
 import threading
 import time
@@ -134,6 +145,18 @@ class ClientUser:
         return first, reply_text(job.outputs()[-1][0])
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (Linux ``VmHWM``), in MB; NaN where unknown."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def connect(url: str, users: int, kind: str) -> list:
     """Open ``users`` sessions (a gradio_client ``Client`` each, which reads the app's API)."""
     from gradio_client import Client
@@ -146,8 +169,15 @@ def connect(url: str, users: int, kind: str) -> list:
     return opened
 
 
-def one_user(user, topic: str, tokens: int, results: list, barrier: threading.Barrier) -> None:
-    history = [{"role": "user", "content": [{"type": "text", "text": f"Tell me a long story about {topic}."}]}]
+def message(topic: str, run_number: int | None) -> str:
+    """A user's message: the same each run, or (with a run number) new text each run."""
+    if run_number is None:
+        return f"Tell me a long story about {topic}."
+    return f"Story number {run_number}, please: tell me a long story about {topic}."
+
+
+def one_user(user, text: str, tokens: int, results: list, barrier: threading.Barrier) -> None:
+    history = [{"role": "user", "content": [{"type": "text", "text": text}]}]
     args = (history, "bundled", "(none)", "auto", KNOBS["system_prompt"], False, False, KNOBS["temperature"],
             KNOBS["top_p"], KNOBS["top_k"], tokens, KNOBS["repetition_penalty"], KNOBS["seed"])
     barrier.wait()
@@ -156,11 +186,34 @@ def one_user(user, topic: str, tokens: int, results: list, barrier: threading.Ba
     results.append((first or time.perf_counter() - started, time.perf_counter() - started, text))
 
 
-def run(users_: list, users: int, tokens: int, count_tokens) -> tuple[float, float]:
+class EngineUser:
+    """One user as the chat handler's stream in this process, without Gradio (``--engine``)."""
+
+    def __init__(self, lm):
+        self.lm = lm
+
+    def chat(self, args: tuple, started: float) -> tuple[float | None, str]:
+        from convo import chat
+        from convo.ui.chat import sampling_from
+
+        history, system_prompt = args[0], args[4]
+        text = history[-1]["content"][0]["text"]
+        sampling = sampling_from(*args[7:13])
+        first, reply = None, ""
+        for reply in chat.reply_stream(self.lm, [{"role": "user", "content": text}],
+                                       chat.ChatSettings(system_prompt=system_prompt), sampling):
+            if first is None and reply:
+                first = time.perf_counter() - started
+        return first, reply
+
+
+def run(users_: list, users: int, tokens: int, count_tokens, run_number: int | None = None,
+        label: str = "") -> tuple[float, float]:
     results: list = []
     released: list[float] = []
     barrier = threading.Barrier(users, action=lambda: released.append(time.perf_counter()))
-    threads = [threading.Thread(target=one_user, args=(users_[i], TOPICS[i % len(TOPICS)], tokens, results, barrier))
+    threads = [threading.Thread(target=one_user, args=(users_[i], message(TOPICS[i % len(TOPICS)], run_number), tokens,
+                                                       results, barrier))
                for i in range(users)]
     for t in threads:
         t.start()
@@ -171,7 +224,7 @@ def run(users_: list, users: int, tokens: int, count_tokens) -> tuple[float, flo
         raise RuntimeError(f"only {len(results)} of {users} users got a reply")
     total = sum(count_tokens(r[2]) for r in results)
     worst_ttft = max(r[0] for r in results)
-    print(f"{users} users: {total / wall:7.1f} tok/s aggregate, worst TTFT {worst_ttft * 1000:7.0f} ms, "
+    print(f"{label}{users} users: {total / wall:7.1f} tok/s aggregate, worst TTFT {worst_ttft * 1000:7.0f} ms, "
           f"{total} tokens in {wall:.1f} s")
     return total / wall, worst_ttft
 
@@ -185,6 +238,10 @@ def main() -> None:
                         help="how the users talk to the app (see the module's docstring)")
     parser.add_argument("--fresh-sessions", action="store_true",
                         help="new sessions for every run, the first message of each opening its session")
+    parser.add_argument("--new-messages", action="store_true",
+                        help="new message text every run, so each first token pays for its prefill")
+    parser.add_argument("--engine", action="store_true",
+                        help="no app: the chat's reply stream called from a thread per user, in this process")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -192,20 +249,31 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir())
     print(machine())
-    print(f"client: {args.client}{', fresh sessions for every run' if args.fresh_sessions else ''}")
-    app = App()
-    print(f"app ready in {app.ready_s:.1f} s")
+    print(f"client: {'none: the chat stream in-process (--engine)' if args.engine else args.client}{', fresh sessions for every run' if args.fresh_sessions else ''}"
+          f"{', new messages every run' if args.new_messages else ', the same messages every run (cached prompts)'}")
+    app = None
+    if args.engine:
+        from convo.engine import get_model
+
+        lm = get_model("bundled")
+        connect_users = lambda n, _kind: [EngineUser(lm) for _ in range(n)]  # noqa: E731
+    else:
+        app = App()
+        print(f"app ready in {app.ready_s:.1f} s")
+        connect_users = lambda n, kind: connect(app.url, n, kind)  # noqa: E731
     try:
         count = lambda t: len(tokenizer(t).input_ids)  # noqa: E731
-        users = connect(app.url, max(args.users), args.client)
-        run(users, len(users), 8, count)  # warm-up: model load, engine build, every user's session opened
+        users = connect_users(max(args.users), args.client)
+        run(users, len(users), 8, count, label="warm-up, ")  # warm-up: model load, engine build, every user's session opened
         baseline = None
+        run_number = 0
         for n in args.users:
             runs = []
             for _ in range(args.repeats):
                 if args.fresh_sessions:
-                    users = connect(app.url, n, args.client)
-                runs.append(run(users, n, args.tokens, count))
+                    users = connect_users(n, args.client)
+                run_number += 1
+                runs.append(run(users, n, args.tokens, count, run_number if args.new_messages else None))
             rate, ttft = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
             if args.repeats > 1:
                 print(f"{n} users, median of {args.repeats}: {rate:7.1f} tok/s aggregate, worst TTFT {ttft * 1000:7.0f} ms")
@@ -213,8 +281,12 @@ def main() -> None:
                 baseline = (rate, ttft)
             else:
                 print(f"   vs 1 user: {rate / baseline[0]:.2f}x aggregate tok/s, worst TTFT {ttft / baseline[1]:.2f}x")
+        process = "this process" if app is None else "app"
+        print(f"{process}'s peak resident memory (VmHWM, model load included): "
+              f"{peak_rss_mb(os.getpid() if app is None else app.proc.pid):.0f} MB")
     finally:
-        app.stop()
+        if app is not None:
+            app.stop()
 
 
 if __name__ == "__main__":
