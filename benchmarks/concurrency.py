@@ -249,7 +249,8 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir())
     print(machine())
-    print(f"client: {'none: the chat stream in-process (--engine)' if args.engine else args.client}{', fresh sessions for every run' if args.fresh_sessions else ''}"
+    client = "none: the chat stream in-process (--engine)" if args.engine else args.client
+    print(f"client: {client}{', fresh sessions for every run' if args.fresh_sessions else ''}"
           f"{', new messages every run' if args.new_messages else ', the same messages every run (cached prompts)'}")
     app = None
     if args.engine:
