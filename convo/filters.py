@@ -58,6 +58,25 @@ def is_yes_no(question: str) -> bool:
     return bool(ws) and ws[0] in YES_NO_STARTS and " or " not in f" {normalize(question)} "
 
 
+GENERIC_WORDS = frozenset("""think thinks thinking thought know knows knew known like likes liked love loves loved
+want wants wanted feel feels feeling felt tell telling told make makes made making get gets got go goes going went gone
+say says said see sees saw seen plan plans planning help helps helped way ways thing things lot lots much many really
+mean means meant sound sounds happen happens happened handle far else anything something everything nothing what's
+that's it's there's yours mine sure right good great well nice okay ok yes""".split())
+"""Words that name nothing a conversation is about: a question made only of these and stopwords fits
+any conversation."""
+
+
+def is_generic(question: str) -> bool:
+    """A question that names nothing ("What do you think?", "How did it go?", "What's your plan?"):
+    all its content words are generic ones (:data:`GENERIC_WORDS`).
+
+    >>> [is_generic(q) for q in ("What do you think?", "What's your plan?", "How long have you played the cello?")]
+    [True, True, False]
+    """
+    return not (content_words(question) - GENERIC_WORDS)
+
+
 def is_nonsense(text: str) -> bool:
     """Repeated-token babble: one word making up most of the text, or the same word 3+ times in a row,
     or mostly non-letters."""

@@ -74,6 +74,22 @@ def test_follow_ups_below_the_likelihood_floor_are_dropped(lm, monkeypatch):
     assert [q.text for q in chat.follow_up_questions(lm, history, n=3)] == [candidates[0]]
 
 
+def test_follow_ups_that_name_nothing_come_after_the_others(lm, monkeypatch):
+    """The bundled model's likeliest samples were often questions that fit any conversation ("What do
+    you think?", "What's your plan?"): they are offered only when too few others are."""
+    generic, specific = ["What do you think?", "What's your plan?"], ["How long have you played the cello?",
+                                                                      "Which piece are you learning now?"]
+    monkeypatch.setattr(chat, "generate_batch", lambda lm, convs, sampling, **kw: ["\n".join(generic + specific)])
+    scores = {"What do you think?": -1.2, "What's your plan?": -1.3, specific[0]: -1.9, specific[1]: -2.1}
+    monkeypatch.setattr(chat, "continuation_logprobs", lambda lm, prompt, qs: [scores[q] for q in qs])
+    history = [{"role": "user", "content": "I'm learning the cello."}, {"role": "assistant", "content": "Lovely!"}]
+    assert [q.text for q in chat.follow_up_questions(lm, history, n=2)] == specific
+    # with room for them, they come last, each group in the order of its scores
+    assert [q.text for q in chat.follow_up_questions(lm, history, n=4)] == specific + generic
+    assert [filters.is_generic(q) for q in ("How did it go?", "Can you tell me how it made you feel?",
+                                            "What kind of cat did you adopt?", "How was Norway?")] == [True, True, False, False]
+
+
 def test_questions_all_below_the_likelihood_floor_get_the_next_batches(lm, monkeypatch):
     """After a looping reply the bundled model's samples were questions, but junk: all below the
     floor, and no suggestion was offered (3 of 40 turns; a browser test failed on it). Such a batch
