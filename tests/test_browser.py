@@ -67,6 +67,37 @@ def test_chat_streams_a_reply(chromium, tiny_app):
     context.close()
 
 
+def saved_conversations(data_dir: Path) -> list[list[str]]:
+    """The text of every saved conversation's messages, oldest first."""
+    import json
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "convo.sqlite3") as db:
+        rows = db.execute("SELECT messages FROM conversations ORDER BY created").fetchall()
+    return [[m["content"] for m in json.loads(messages)] for (messages,) in rows]
+
+
+def test_the_chat_boxs_trash_icon_starts_a_new_conversation(chromium, tiny_app):
+    """The chat box's own trash icon does what Clear does: the next message starts a new saved
+    conversation (it was saved over the cleared one, whose messages were lost) and the share link goes."""
+    context, page = open_app(chromium, tiny_app.url)
+    first = f"Trash test {time.time_ns()}: tell me about lighthouses."
+    send(page, first)
+    wait_reply(page)
+    assert "share=" in share_link(page)
+    page.locator("#chatbot").get_by_role("button", name="Clear").click()
+    page.wait_for_function("s => document.querySelectorAll(s).length === 0", arg=BOT, timeout=10_000)
+    assert page.locator("#share-link textarea, #share-link input").first.input_value() == ""
+    second = f"Trash test {time.time_ns()}: and about windmills."
+    send(page, second)
+    wait_reply(page)
+    page.wait_for_timeout(1500)  # the finished reply is saved when the stream ends
+    mine = [c for c in saved_conversations(tiny_app.data_dir) if c and c[0] in (first, second)]
+    assert [c[0] for c in mine] == [first, second], mine
+    assert len(mine[0]) == 2 and len(mine[1]) == 2, mine  # each its message and its reply
+    context.close()
+
+
 def test_two_browsers_never_see_each_others_messages(chromium, tiny_app):
     (ca, a), (cb, b) = open_app(chromium, tiny_app.url), open_app(chromium, tiny_app.url)
     # secrets no random model writes by chance (the tiny model once wrote "Idsbobo")
@@ -169,6 +200,7 @@ def test_share_link_read_only_continue_and_restart(chromium, launch, tiny_causal
     assert "Remember the lighthouse" in view.locator("#share-chatbot").inner_text()
     assert not view.locator("#main-view").is_visible()
     assert not view.locator("#share-chatbot textarea").count()  # read-only: no input on the shared view
+    assert not view.locator("#share-chatbot").get_by_role("button", name="Clear").is_visible()  # nor a trash icon
     view.locator("#continue").click()
     view.wait_for_selector("#main-view", state="visible")
     assert "Remember the lighthouse" in view.locator("#chatbot").inner_text()

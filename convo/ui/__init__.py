@@ -27,7 +27,9 @@ CSS = (".suggestion { white-space: normal !important; text-align: left; }"
        " .prose table { display: block; overflow-x: auto; }"
        # a training setting an error names: the message beside the field, in red
        " .ft-invalid .info-text"
-       " { color: var(--color-red-600, #dc2626) !important; }")
+       " { color: var(--color-red-600, #dc2626) !important; }"
+       # the shared view is read-only: no trash icon on its chat box (Gradio shows one on every chatbot)
+       " #share-chatbot button[aria-label='Clear'], #share-chatbot button[title='Clear'] { display: none !important; }")
 
 
 def on_space() -> bool:

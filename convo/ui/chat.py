@@ -343,7 +343,15 @@ def prepare_regenerate(history, request: gr.Request = None):
 
 
 def clear():
+    """Start over: an empty chat, a new conversation (the next message is saved under a new id), no
+    questions asked yet, no share link and no suggestions."""
     return [], None, [], "", *_no_chips()
+
+
+def cleared():
+    """The chat box's own trash icon emptied it (the page does that itself): the rest of Clear. Without
+    it the next message was saved over the cleared conversation, and its suggestions stayed."""
+    return clear()[1:]
 
 
 # --------------------------------------------------------------------------- per-user memory panel
@@ -545,6 +553,8 @@ def render(shared: Shared) -> None:
     undo_btn.click(undo, chatbot, [chatbot, chips, *chip_views], queue=False, api_visibility="private")
     clear_btn.click(clear, None, [chatbot, conversation_id, asked, share_link, chips, *chip_views], queue=False,
                     api_visibility="private")
+    chatbot.clear(cleared, None, [conversation_id, asked, share_link, chips, *chip_views], queue=False,
+                  api_visibility="private")
     chips.change(show_chips, chips, chip_views, queue=False, api_visibility="private")
     for trigger in (memory_panel.expand, refresh_memory.click):
         trigger(show_memory, memory_id, [memory_list, memory_choice], api_visibility="private")
