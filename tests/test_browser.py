@@ -310,6 +310,12 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     assert len(ticks) >= 2 and all(re.fullmatch(r"-?[\d.,]+", t.strip()) for t in ticks), ticks
     path = page.locator("#ft-loss-plot .mark-line path").first.get_attribute("d")
     assert path.count("L") >= 2 and "NaN" not in path, path  # a line through the 4 steps
+    # ... and the line is drawn, in a colour its legend names (it had no colour: the plot was built
+    # from an empty frame, so its colour scale had no categories and the stroke was "none")
+    stroke = page.locator("#ft-loss-plot .mark-line path").first.evaluate("p => getComputedStyle(p).stroke")
+    assert stroke not in ("none", "", "rgba(0, 0, 0, 0)"), stroke
+    legend = page.locator("#ft-loss-plot .role-legend-label text").all_text_contents()
+    assert "train" in legend, legend
     assert "python -m training.finetune" in page.locator("#ft-command").inner_text()
     assert (app.data_dir / "adapters" / "browser-adapter" / "adapter_config.json").is_file()
     # the adapter is named, never shown by its server path: in the status, the Adapter menu, the model status
