@@ -455,6 +455,22 @@ def test_tab_rejects_bad_uploads_with_one_message(name, expected):
     assert status == expected and passage_update == {"__type__": "update"}
 
 
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32"])
+def test_tab_reads_text_saved_as_utf16_or_utf32(tmp_path, codec):
+    """Windows Notepad's "Unicode" is UTF-16 with a byte-order mark: it was refused as a binary file."""
+    from convo.ui import questions as tab
+
+    text = "Café au lait.\r\nBees dance — and they hum."
+    bom = {"utf-16-be": b"\xfe\xff"}.get(codec, b"")  # "utf-16" and "utf-32" write their own
+    path = tmp_path / "notepad.txt"
+    path.write_bytes(bom + text.encode(codec))
+    assert tab.read_upload(str(path)) == (text, "Loaded notepad.txt: 9 words.")
+    path.write_bytes(b"\xff\xfe" + "Bees".encode("utf-16-le")[:-1])  # a byte short
+    assert tab.read_upload(str(path)) == (None, "notepad.txt: the file starts with a UTF-16-LE byte-order mark "
+                                                "but is not valid UTF-16-LE text (at offset 8). Save it as UTF-8 "
+                                                "and upload it again.")
+
+
 def test_tab_rejects_an_oversize_upload(tmp_path):
     from convo.ui import questions as tab
 

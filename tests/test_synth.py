@@ -135,6 +135,26 @@ def test_seed_files():
                                                       "My cat ignores me."]
 
 
+def test_seed_and_config_files_saved_as_utf16_are_read(tmp_path):
+    """Windows editors and PowerShell save UTF-16 with a byte-order mark: it was "not UTF-8 text"."""
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_bytes("message\r\n\"Où est la gare?\"\r\nWhat should I cook tonight?\r\n".encode("utf-16"))
+    assert synth.read_seeds(seeds) == ["Où est la gare?", "What should I cook tonight?"]
+    config = tmp_path / "personas.json"
+    config.write_bytes(b"\xfe\xff" + (DATA / "personas.json").read_text(encoding="utf-8").replace(
+        '"path": "descriptions/', '"path": "').encode("utf-16-be"))
+    files = {"personas.json": config}
+    for name in ("curious.txt", "vent.txt"):
+        (tmp_path / name).write_bytes((DATA / "descriptions" / name).read_text(encoding="utf-8").encode("utf-32"))
+        files[name] = tmp_path / name
+    loaded = synth.load_persona_config(config, files=files)
+    assert loaded.personas[0].disposition_text == "asks many questions and follows up on every answer"
+    config.write_bytes(b"\xff\xfe" + b"{\x00\x22")  # a byte-order mark, "{", then half a character
+    with pytest.raises(synth.ConfigError, match=r"^personas.json: starts with a UTF-16-LE byte-order mark but is "
+                                                r"not valid UTF-16-LE text \(at offset 4\)$"):
+        synth.load_persona_config(config, files=files)
+
+
 @pytest.mark.parametrize("name, message", [
     ("seeds_missing_field.jsonl",
      'seeds_missing_field.jsonl line 2: missing "seed" (or "message", "text", "prompt", "content")'),

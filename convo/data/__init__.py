@@ -33,4 +33,4 @@ from .sentences import focus_unit, sentence_units, split_sentences
 from .tasks import (build_examples, cqg_prompt, end_marker, fewshot_text, format_history, is_fewshot, qa_closed_prompt,
                     qa_prompt, qg_fewshot_prompt, qg_prompt, render, render_fewshot, split_train_val)
 from .report import (render_example, Report, token_counter)
-from .pipeline import (json_depth, load_data, load_examples, validate_bytes, validate_file)
+from .pipeline import (decode_marked, json_depth, load_data, load_examples, validate_bytes, validate_file)

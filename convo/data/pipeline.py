@@ -168,16 +168,32 @@ _BOMS = ((b"\xff\xfe\x00\x00", "UTF-32-LE", "utf-32"), (b"\x00\x00\xfe\xff", "UT
          (b"\xff\xfe", "UTF-16-LE", "utf-16"), (b"\xfe\xff", "UTF-16-BE", "utf-16"))
 
 
+def decode_marked(data: bytes) -> str | None:
+    """The text of a file that starts with a UTF-16 or UTF-32 byte-order mark, as Windows editors
+    (Notepad's "Unicode") and PowerShell save them; None when it starts with none. A file whose rest is
+    not valid in that encoding raises ``ValueError`` saying so.
+
+    >>> decode_marked("Café?".encode("utf-16")), decode_marked(b"plain")
+    ('Café?', None)
+    """
+    bom = next((entry for entry in _BOMS if data.startswith(entry[0])), None)
+    if bom is None:
+        return None
+    _, name, codec = bom
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"starts with a {name} byte-order mark but is not valid {name} text "
+                         f"(at offset {err.start})") from None
+
+
 def _decode(data: bytes) -> str:
     # Files saved as UTF-16/32 (Windows editors, PowerShell) carry a byte-order mark: read them.
-    bom = next((entry for entry in _BOMS if data.startswith(entry[0])), None)
-    if bom is not None:
-        mark, name, codec = bom
-        try:
-            text = data.decode(codec)
-        except UnicodeDecodeError as err:
-            raise _Reject(f"file starts with a {name} byte-order mark but is not valid {name} text "
-                          f"(at offset {err.start})") from None
+    try:
+        text = decode_marked(data)
+    except ValueError as err:
+        raise _Reject(f"file {err}") from None
+    if text is not None:
         if not text.strip():
             raise _Reject("file is empty")
         return text

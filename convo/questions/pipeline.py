@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from .. import filters
-from ..data import Turn
+from ..data import Turn, decode_marked
 from .candidates import (_unit_containing, answer_rule_questions, candidate_prompt, model_candidates, rule_questions,
                          scoring_prompt)
 from .prompts import chunk_budget, prompt_overhead, resolve_style
@@ -201,6 +201,14 @@ def check_size(size: int, name: str = "passage") -> None:
 def decode_passage(data: bytes, name: str = "passage") -> str:
     """Bytes of a text file -> text; one clear error for empty, oversize, binary or non-UTF-8 input."""
     check_size(len(data), name)
+    try:  # UTF-16 or UTF-32 with a byte-order mark: Windows Notepad's "Unicode", PowerShell
+        marked = decode_marked(data)
+    except ValueError as exc:
+        raise QuestionError(f"{name}: the file {exc}. Save it as UTF-8 and upload it again.") from None
+    if marked is not None:
+        if not marked.strip():
+            raise QuestionError(f"{name}: the file is empty.")
+        return marked
     if b"\x00" in data[:65536]:
         raise QuestionError(f"{name}: this is a binary file, not text. Upload a .txt or .md file.")
     try:

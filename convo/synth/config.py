@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import MAX_DEPTH, json_depth
+from ..data import MAX_DEPTH, decode_marked, json_depth
 
 
 PERSONA, KEYWORD = "persona", "keyword"
@@ -195,18 +195,31 @@ def keyword_config_from_dict(data: Any, source: str | None = None) -> KeywordCon
         raise _fail(source, str(exc)) from None
 
 
-def _read_text(path: Path, encoding: str = "utf-8") -> str:
-    """A config or seed file's text, or a ConfigError naming the file."""
+def decode_text(data: bytes, encoding: str = "utf-8") -> str:
+    """An uploaded text file's bytes -> text, with universal newlines: UTF-16 or UTF-32 when it starts
+    with that byte-order mark (Windows editors, PowerShell), else ``encoding``. Raises
+    ``UnicodeDecodeError``, or ``ValueError`` for a byte-order mark followed by invalid text."""
+    marked = decode_marked(data)
+    text = marked if marked is not None else data.decode(encoding)
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """A config or seed file's text (:func:`decode_text`), or a ConfigError naming the file."""
     try:
-        return path.read_text(encoding=encoding)
+        data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path.name}: file not found") from None
+        raise ConfigError(f"{Path(path).name}: file not found") from None
+    try:
+        return decode_text(data, encoding)
     except UnicodeDecodeError:
-        raise ConfigError(f"{path.name}: not UTF-8 text") from None
+        raise ConfigError(f"{Path(path).name}: not UTF-8 text") from None
+    except ValueError as exc:
+        raise ConfigError(f"{Path(path).name}: {exc}") from None
 
 
 def _read_json(path: Path) -> Any:
-    return _loads_checked(_read_text(path), path.name)
+    return _loads_checked(read_text(path), path.name)
 
 
 def _loads_checked(text: str, where: str) -> Any:
@@ -301,11 +314,13 @@ def _description(entry: dict, where: str, base: Path, files: Mapping[str, Path] 
     else:
         target = (base / rel) if not Path(rel).is_absolute() else Path(rel)
     try:
-        return target.read_text(encoding="utf-8").strip()
+        return decode_text(target.read_bytes()).strip()
     except FileNotFoundError:
         raise _fail(source, f"{where}.path: file not found: {rel}") from None
     except (UnicodeDecodeError, IsADirectoryError):
         raise _fail(source, f"{where}.path: not a UTF-8 text file: {rel}") from None
+    except ValueError as exc:
+        raise _fail(source, f"{where}.path: {rel} {exc}") from None
 
 
 def persona_config_from_dict(data: Any, base_dir: str | Path = ".", source: str | None = None,
@@ -461,7 +476,7 @@ def read_seeds(path: str | Path) -> list[str]:
     """Seed messages from ``.txt`` (one per line), ``.csv`` (a seed/message/text/prompt column, else the
     first column), ``.jsonl`` (strings or objects with one of those fields) or ``.json`` (a list of them)."""
     path = Path(path)
-    text = _read_text(path, "utf-8-sig")
+    text = read_text(path, "utf-8-sig")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         seeds = _csv_seeds(text)

@@ -253,15 +253,15 @@ def import_persona_config(files, template: str, restyle_template: str):
                            "(or one .zip holding them)." if paths else "")
         uploaded = {p.name: p for p in paths}
         config = core.load_persona_config(configs[0], files=uploaded)
-        named = {Path(n).name for n in core.described_files(json.loads(configs[0].read_text(encoding="utf-8")))}
+        named = {Path(n).name for n in core.described_files(json.loads(core.read_text(configs[0])))}
         extra = _uploaded_templates(paths, named)
         used = []
         if extra.get("template") and not config.template:
-            config.template = core.check_template(extra["template"].read_text(encoding="utf-8").strip(),
+            config.template = core.check_template(core.read_text(extra["template"]).strip(),
                                                   core.PERSONA_FIELDS, extra["template"].name)
             used.append(f"the generation template from **{extra['template'].name}**")
         if extra.get("restyle_template") and not config.restyle_template:
-            config.restyle_template = core.check_template(extra["restyle_template"].read_text(encoding="utf-8").strip(),
+            config.restyle_template = core.check_template(core.read_text(extra["restyle_template"]).strip(),
                                                           core.RESTYLE_FIELDS, extra["restyle_template"].name)
             used.append(f"the restyle template from **{extra['restyle_template'].name}**")
     except (core.ConfigError, UnicodeDecodeError, OSError) as exc:
