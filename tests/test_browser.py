@@ -119,6 +119,28 @@ def chat_turns(page) -> list[tuple[str, str]]:
         el => [el.matches(u) ? 'user' : 'assistant', el.innerText.trim()])""", [USER, BOT])
 
 
+def test_stop_ends_the_reply_and_says_so(chromium, launch, slow_tiny):
+    """Stop cuts the streaming reply, and the status line says the reply was stopped (it went blank,
+    so a cut reply looked finished)."""
+    app = launch(model=slow_tiny)
+    context, page = open_app(chromium, app.url)
+    page.get_by_role("button", name="Settings ▼").click()
+    tokens = page.locator("#max-new-tokens input[type=number]")
+    tokens.fill("600")
+    tokens.press("Tab")
+    send(page, "Please tell me a very long story.")
+    page.wait_for_function("(b) => (document.querySelector(b)?.innerText || '').trim().length > 0", arg=BOT,
+                           timeout=60_000)
+    page.locator("#stop").click()
+    page.wait_for_function("() => /stopped/i.test(document.querySelector('#chat-status').innerText)", timeout=30_000)
+    cut = page.locator(BOT).first.inner_text()
+    page.wait_for_timeout(1500)
+    assert page.locator(BOT).first.inner_text() == cut and cut.strip()  # nothing more arrives
+    assert page.locator("#chat-status").inner_text().strip() == "Reply stopped."
+    assert not page.locator("#suggestion-0").is_visible()
+    context.close()
+
+
 def test_messages_sent_while_busy_are_answered_in_order(chromium, launch, slow_tiny):
     """A message sent mid-stream and one sent while follow-ups are computed are both answered, in order.
     The replies stream for seconds (the 24-layer tiny model): the 2-layer model's 300 tokens took 0.2 s,

@@ -33,6 +33,7 @@ UPDATE_EVERY_S = 0.05  # one streaming reply is redrawn at most 20 times a secon
 NOT_AVAILABLE = "This conversation is not available"
 REPLYING = "Replying..."
 THINKING = "Thinking of follow-up questions..."
+STOPPED = "Reply stopped."
 SUGGESTIONS_LABEL = "convo could ask you next (click to let it ask):"
 
 
@@ -282,7 +283,8 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
             gr.Warning(str(exc))
     if turns.pending:  # a newer message waits: its turn comes next, these suggestions are stale
         follow = []
-    yield _shown(history, turns), conversation_id, asked, _status("", 0), chips_value(
+    # a stopped reply says so: it ends where Stop cut it, with no suggestions after it
+    yield _shown(history, turns), conversation_id, asked, _status(STOPPED if stop.is_set() else "", 0), chips_value(
         [q.text for q in follow], score_note(follow, feeling))
     return history, conversation_id, asked
 
