@@ -135,6 +135,19 @@ def test_seed_files():
                                                       "My cat ignores me."]
 
 
+def test_a_word_its_exclude_list_always_matches_is_refused_before_generating():
+    """A kept conversation mentions its word, so a word an exclude entry matches could never be kept:
+    every attempt was generated and dropped ("gave up"). A plural the entry misses still counts."""
+    with pytest.raises(synth.ConfigError, match=r'^words\[1\]: "Banana" matches exclude "banan", so no '
+                                                r"conversation about it could be kept"):
+        synth.KeywordConfig("fruit", ["Talk about {word}."], ["apple", "Banana"], exclude=["banan"])
+    with pytest.raises(synth.ConfigError, match=r'^keywords.json: words\[0\]: "C\+\+" matches exclude "c\+\+"'):
+        synth.keyword_config_from_dict({"name": "x", "prompt_lines": ["{word}"], "words": ["C++"], "exclude": ["c++"]},
+                                       source="keywords.json")
+    assert synth.KeywordConfig("books", ["{word}"], ["library"], exclude=["library"]).words == ["library"]  # libraries
+    assert synth.KeywordConfig("x", ["{word}"], ["rain"], exclude=["as an ai", r"https?://"]).words == ["rain"]
+
+
 def test_seed_and_config_files_saved_as_utf16_are_read(tmp_path):
     """Windows editors and PowerShell save UTF-16 with a byte-order mark: it was "not UTF-8 text"."""
     seeds = tmp_path / "seeds.csv"

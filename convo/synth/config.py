@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import MAX_DEPTH, decode_marked, json_depth
+from .parsing import word_forms
 
 
 PERSONA, KEYWORD = "persona", "keyword"
@@ -157,6 +158,15 @@ class KeywordConfig:
             seen[word.lower()] = i
         _check_strings(self.exclude, "exclude")
         self.exclude = [e.strip() for e in self.exclude]
+        # a kept conversation mentions its word: where an exclude entry matches every form of the word,
+        # every attempt would be generated and then dropped
+        patterns = compile_exclude(self.exclude)
+        for i, word in enumerate(self.words):
+            entry = next((entry for entry, pattern in patterns
+                          if all(pattern.search(form) for form in word_forms(word))), None)
+            if entry is not None:
+                raise ConfigError(f'words[{i}]: "{word}" matches exclude "{entry}", so no conversation about it '
+                                  "could be kept (a kept one mentions its word): remove one of them")
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise ConfigError('"model": expected a non-empty string')
 

@@ -123,10 +123,16 @@ def mentions(text: str, word: str) -> bool:
     >>> mentions("Libraries lend books.", "library"), mentions("A riverbank", "river"), mentions("Driver", "river")
     (True, True, False)
     """
-    forms = [re.escape(word)]
-    if len(word) > 2 and word[-1].lower() == "y" and word[-2].lower() not in "aeiou":
-        forms.append(re.escape(word[:-1]) + "ies")
+    forms = [re.escape(form) for form in word_forms(word)]
     return re.search(rf"(?<!\w)(?:{'|'.join(forms)})", text, re.IGNORECASE) is not None
+
+
+def word_forms(word: str) -> list[str]:
+    """The forms of ``word`` that count as mentioning it: itself, and a plural in -ies for a word in
+    consonant + y (``library`` -> ``libraries``)."""
+    if len(word) > 2 and word[-1].lower() == "y" and word[-2].lower() not in "aeiou":
+        return [word, word[:-1] + "ies"]
+    return [word]
 
 
 def excluded_by(text: str, exclude: Sequence[tuple[str, re.Pattern]]) -> str | None:
