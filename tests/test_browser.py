@@ -67,6 +67,14 @@ def test_chat_streams_a_reply(chromium, tiny_app):
     context.close()
 
 
+COLUMNS_PAST_THE_EDGE = """(sel) => {
+    const edge = document.querySelector(sel).getBoundingClientRect().right;
+    return [...document.querySelectorAll(sel + ' thead th')]
+        .filter(th => th.getBoundingClientRect().right > edge + 1).map(th => th.innerText.trim());
+}"""
+"""The header cells of a table that lie past its right edge (to be scrolled to)."""
+
+
 def saved_conversations(data_dir: Path) -> list[list[str]]:
     """The text of every saved conversation's messages, oldest first."""
     import json
@@ -119,15 +127,21 @@ def chat_turns(page) -> list[tuple[str, str]]:
         el => [el.matches(u) ? 'user' : 'assistant', el.innerText.trim()])""", [USER, BOT])
 
 
+def long_replies(page, tokens: int = 600):
+    """Open the chat's settings and ask for replies of up to ``tokens`` tokens (with the 24-layer tiny
+    model, 600 stream for about 3 s)."""
+    page.get_by_role("button", name="Settings ▼").click()
+    box = page.locator("#max-new-tokens input[type=number]")
+    box.fill(str(tokens))
+    box.press("Tab")
+
+
 def test_stop_ends_the_reply_and_says_so(chromium, launch, slow_tiny):
     """Stop cuts the streaming reply, and the status line says the reply was stopped (it went blank,
     so a cut reply looked finished)."""
     app = launch(model=slow_tiny)
     context, page = open_app(chromium, app.url)
-    page.get_by_role("button", name="Settings ▼").click()
-    tokens = page.locator("#max-new-tokens input[type=number]")
-    tokens.fill("600")
-    tokens.press("Tab")
+    long_replies(page)
     send(page, "Please tell me a very long story.")
     page.wait_for_function("(b) => (document.querySelector(b)?.innerText || '').trim().length > 0", arg=BOT,
                            timeout=60_000)
@@ -147,10 +161,7 @@ def test_messages_sent_while_busy_are_answered_in_order(chromium, launch, slow_t
     and in CI runs the second message reached the app after the first reply had ended."""
     app = launch(model=slow_tiny)
     context, page = open_app(chromium, app.url)
-    page.get_by_role("button", name="Settings ▼").click()
-    tokens = page.locator("#max-new-tokens input[type=number]")
-    tokens.fill("600")
-    tokens.press("Tab")
+    long_replies(page)
     # the third message is sent from the page itself the moment the status says follow-ups are being
     # thought of (no round trip through the test), once the page shows the second message, and records
     # what the status said then. (In one CI run the third was answered before the second: the page had
@@ -312,6 +323,13 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
     report = page.locator("#ft-report").inner_text()
     assert "3" in report and "16" in report  # 3 stories, 16 questions in the file
+    # nothing runs past the report's box (the file's 64-digit hash did), and its table has a header
+    # that says what it holds (it was an empty row)
+    overflow = page.evaluate("""() => [...document.querySelectorAll('#ft-report *')]
+        .filter(e => e.getBoundingClientRect().right > document.querySelector('#ft-report').getBoundingClientRect().right + 1)
+        .map(e => e.tagName + ' ' + e.innerText.slice(0, 20))""")
+    assert overflow == [], overflow
+    assert page.locator("#ft-report thead th").all_inner_texts() == ["in the file", "count"]
     page.get_by_text("Training settings").click()
     page.locator("#ft-name input, #ft-name textarea").first.fill("browser-adapter")
     steps = page.locator("#ft-max-steps input")
@@ -521,6 +539,8 @@ def test_synth_cancel_stops_the_run_and_says_how_many_were_written(chromium, tin
     outputs = [p for p in temp.rglob("convo-synth/*/conversations.jsonl") if p.stat().st_ctime >= started]
     assert len(outputs) == 1
     assert len(outputs[0].read_text().splitlines()) == kept < 48
+    # every column is in view, "why dropped" included (the conversation took the whole width)
+    assert page.evaluate(COLUMNS_PAST_THE_EDGE, "#synth-output-table") == []
     # the table of conversations breaks no word letter by letter
     cells = "#synth-output-table th, #synth-output-table td"
     assert page.locator(cells).count() >= 4 and page.evaluate(SPLIT_WORDS, cells) == []

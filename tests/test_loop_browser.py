@@ -3,7 +3,7 @@ deletes the rows), and the sentiment part of each question's score in the Questi
 import sqlite3
 
 import pytest
-from test_browser import open_app, send, table_rows, wait_reply
+from test_browser import COLUMNS_PAST_THE_EDGE, long_replies, open_app, send, table_rows, wait_reply
 
 from convo.ui.questions import COLUMNS
 
@@ -98,6 +98,8 @@ def test_questions_tab_shows_the_sentiment_part(chromium, app):
     rows = [row.split("\n") for row in table_rows(page, "#questions-table")]
     assert rows and all(len(row) == len(COLUMNS) for row in rows), rows
     assert all(0 <= float(row[column]) <= 1 for row in rows)  # a number in every row, not blank
+    # every column is in view (Sentiment, Source and Sentence were past the right edge)
+    assert page.evaluate(COLUMNS_PAST_THE_EDGE, "#questions-table") == []
     context.close()
 
 
@@ -109,10 +111,7 @@ def test_the_last_replys_suggestions_hide_while_the_next_reply_streams(chromium,
     event had come back from the app."""
     app = launch(model=slow_tiny, CONVO_FOLLOW_UP_FLOOR="-inf")
     context, page = open_with_memory_id(chromium, app.url)
-    page.get_by_role("button", name="Settings ▼").click()
-    tokens = page.locator("#max-new-tokens input[type=number]")
-    tokens.fill("600")
-    tokens.press("Tab")
+    long_replies(page)
     send(page, "Hello")
     wait_reply(page)
     assert wait_suggestions(page)

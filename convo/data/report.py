@@ -296,8 +296,11 @@ def _counts_table(report: Report) -> str:
     else:
         rows = [("records", report.records), ("passages", report.passages), ("questions", report.questions), ("with answers", report.answers)]
     rows += [(f"examples (`{report.task}`)", report.examples), ("skipped for faults", report.skipped),
-             ("duplicates", report.duplicates), ("size", _human_size(report.size)), ("sha256", f"`{report.sha256}`")]
-    return "| | |\n|---|---|\n" + "\n".join(f"| {label} | {value} |" for label, value in rows)
+             ("duplicates", report.duplicates)]
+    # the size and the 64-digit hash on a line of their own, where they can wrap (in the table's narrow
+    # column the hash ran past its edge), and a header row that says what the table holds
+    return ("| in the file | count |\n|---|---|\n" + "\n".join(f"| {label} | {value} |" for label, value in rows)
+            + f"\n\nSize {_human_size(report.size)}, sha256 `{report.sha256}`")
 
 
 def _human_size(size: int) -> str:

@@ -25,6 +25,8 @@ CSS = (".suggestion { white-space: normal !important; text-align: left; }"
        " table th, table td, table th *, table td * { word-break: normal !important;"
        " overflow-wrap: normal !important; hyphens: none; }"
        " .prose table { display: block; overflow-x: auto; }"
+       # a hash or a path in code may wrap anywhere (it has no spaces), rather than run past its box
+       " #ft-report code { word-break: break-all; }"
        # a training setting an error names: the message beside the field, in red
        " .ft-invalid .info-text"
        " { color: var(--color-red-600, #dc2626) !important; }"

@@ -319,16 +319,10 @@ def progress_html(view: jobs.JobView | None) -> str:
             f"</progress><span>step {view.step} / {view.max_steps} ({view.fraction:.0%}){eta}</span></div>")
 
 
-SPLITS = ("train", "validation")
-
-
 def loss_frame(progress: list[dict]) -> pd.DataFrame:
-    """Train and validation losses by step, for the LinePlot, with one empty row (no step, no loss:
-    not drawn) per split.
-
-    The page builds the plot's colour scale from the first frame it draws and later only swaps the
-    data: from a frame without a split, that split's line had no colour (an empty grid; the Fine-tune
-    tab starts with no job). The empty rows put both splits in every frame.
+    """Train and validation losses by step, for the LinePlot, and an empty row (not drawn) per split:
+    the page builds the plot's colour scale from the first frame it draws and then only swaps the data,
+    so a split missing from it had no colour (the tab starts with no job: an empty grid).
 
     >>> loss_frame([{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.1, "eval_loss": 2.3}]).values.tolist()
     [[1, 2.5, 'train'], [2, 2.1, 'train'], [2, 2.3, 'validation'], [<NA>, nan, 'train'], [<NA>, nan, 'validation']]
@@ -336,9 +330,9 @@ def loss_frame(progress: list[dict]) -> pd.DataFrame:
     rows = [{"step": r["step"], "loss": r["loss"], "split": "train"} for r in progress if r.get("loss") is not None]
     rows += [{"step": r["step"], "loss": r["eval_loss"], "split": "validation"}
              for r in progress if r.get("eval_loss") is not None]
-    rows += [{"step": None, "loss": None, "split": split} for split in SPLITS]
-    # Typed columns: the plot takes its axis types from the first frame it gets, and object columns made
-    # both axes discrete (every loss value its own label, no line). Steps are whole numbers or none.
+    rows += [{"step": None, "loss": None, "split": split} for split in ("train", "validation")]
+    # Typed columns: the plot takes its axis types from the first frame it gets (object columns made
+    # both axes discrete: a label per loss value, no line)
     frame = pd.DataFrame(rows, columns=["step", "loss", "split"])
     return frame.astype({"step": "Int64", "loss": "float64", "split": "str"})
 

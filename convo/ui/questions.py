@@ -242,8 +242,11 @@ def render(shared: Shared) -> None:
                 generate = gr.Button("Generate questions", variant="primary", elem_id=ELEM_IDS["generate"])
                 forget = gr.Button("Forget shown questions", elem_id=ELEM_IDS["forget"])
     status = gr.Markdown(elem_id=ELEM_IDS["status"])
+    # widths that fit every column in the tab: left to itself the table gave the question all it needed
+    # and pushed Sentiment, Source and Sentence past the right edge
     table = gr.Dataframe(headers=COLUMNS, datatype=["number", "str", "number", "number", "number", "number", "number",
                                                     "str", "str"],
+                         column_widths=["4%", "32%", "7%", "7%", "9%", "8%", "9%", "7%", "17%"],
                          interactive=False, wrap=True, label="Questions (click one to see its source)",
                          elem_id=ELEM_IDS["table"])
     source = gr.HTML(elem_id=ELEM_IDS["source"])
@@ -253,7 +256,8 @@ def render(shared: Shared) -> None:
     downloads = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False,
                         elem_id=ELEM_IDS["download"])
     with gr.Accordion("Dropped candidates (why)", open=False):
-        dropped = gr.Dataframe(headers=DROPPED_COLUMNS, interactive=False, wrap=True, elem_id=ELEM_IDS["dropped"])
+        dropped = gr.Dataframe(headers=DROPPED_COLUMNS, column_widths=["36%", "24%", "10%", "30%"], interactive=False,
+                               wrap=True, elem_id=ELEM_IDS["dropped"])
 
     upload.upload(on_upload, upload, [passage, status], api_visibility="private")
     mode.change(show_mode_inputs, mode, [answer, history], api_visibility="private")

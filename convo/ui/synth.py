@@ -626,8 +626,9 @@ def render(shared: Shared) -> None:
     progress = gr.HTML(elem_id="synth-progress")
     status = gr.Markdown(elem_id="synth-status")
     preview_out = gr.Markdown(elem_id="synth-preview-output")
+    # widths that keep "why dropped" in view: left to itself the conversation took the whole width
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, type="array", wrap=True, label="Conversations (newest first)",
-                         elem_id="synth-output-table")
+                         column_widths=["5%", "6%", "12%", "6%", "9%", "44%", "18%"], elem_id="synth-output-table")
     command = gr.Code(label="The same run from the command line", language="shell", interactive=False,
                       elem_id="synth-command")
     with gr.Row():
