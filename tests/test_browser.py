@@ -92,6 +92,9 @@ def test_the_chat_boxs_trash_icon_starts_a_new_conversation(chromium, tiny_app):
     first = f"Trash test {time.time_ns()}: tell me about lighthouses."
     send(page, first)
     wait_reply(page)
+    # the reply loop is over (its follow-ups included: in a CI run its last update, after the click,
+    # brought the first conversation back; test_clear_mid_reply_starts_over covers that case)
+    page.wait_for_function("() => document.querySelector('#chat-status').innerText.trim() === ''", timeout=60_000)
     assert "share=" in share_link(page)
     page.locator("#chatbot").get_by_role("button", name="Clear").click()
     page.wait_for_function("s => document.querySelectorAll(s).length === 0", arg=BOT, timeout=10_000)
@@ -103,6 +106,29 @@ def test_the_chat_boxs_trash_icon_starts_a_new_conversation(chromium, tiny_app):
     mine = [c for c in saved_conversations(tiny_app.data_dir) if c and c[0] in (first, second)]
     assert [c[0] for c in mine] == [first, second], mine
     assert len(mine[0]) == 2 and len(mine[1]) == 2, mine  # each its message and its reply
+    context.close()
+
+
+def test_clear_mid_reply_starts_over(chromium, launch, slow_tiny):
+    """The trash icon (or Clear) while a reply streams: the reply stops, the cleared conversation does
+    not come back with the loop's next update, and the next message starts a new saved conversation."""
+    app = launch(model=slow_tiny)
+    context, page = open_app(chromium, app.url)
+    long_replies(page)
+    send(page, "first: please tell me a very long story.")
+    page.wait_for_function("(b) => (document.querySelector(b)?.innerText || '').trim().length > 0", arg=BOT,
+                           timeout=60_000)
+    page.locator("#chatbot").get_by_role("button", name="Clear").click()
+    page.wait_for_timeout(2000)  # the stream's later updates (before the fix they showed it all again)
+    assert page.locator(BOT).count() == 0 and page.locator(USER).count() == 0
+    send(page, "second: hello again.")
+    wait_reply(page)
+    page.wait_for_function("() => !/Replying|Thinking/.test(document.querySelector('#chat-status').innerText)",
+                           timeout=60_000)
+    assert [role for role, _ in chat_turns(page)] == ["user", "assistant"]
+    assert chat_turns(page)[0][1] == "second: hello again."
+    assert [c[0] for c in saved_conversations(app.data_dir)] == ["first: please tell me a very long story.",
+                                                                 "second: hello again."]
     context.close()
 
 

@@ -45,6 +45,7 @@ class Turns:
     busy: bool = False
     pending: list[str] = field(default_factory=list)
     stop: Stop | None = None
+    cleared: bool = False  # Clear ran mid-loop: the turn ends unseen, later messages start anew
 
 
 # Keyed by Gradio session; the Stop button of a session ends that session's reply within a token or two.
@@ -218,6 +219,9 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
     owner = memory.owner_key(_owner(profile), memory_id) if remember else None
     try:
         while True:
+            if turns.cleared:  # cleared mid-turn: show the empty chat (Gradio repeats the last update at the end)
+                turns.cleared, history, conversation_id, asked = False, [], None, []
+                yield [], None, [], "", chips_value([])
             with _sessions_lock:
                 if turns.pending:
                     history = history + [{"role": "user", "content": turns.pending.pop(0)}]
@@ -267,7 +271,8 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
                                        min_interval=redraw_interval, remembered=remembered):
             saver.partial(reply)
             shown = _shown(history + [{"role": "assistant", "content": reply}], turns)
-            yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), hidden
+            if not turns.cleared:  # once cleared, the old conversation is not shown again
+                yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), hidden
     history = history + [{"role": "assistant", "content": reply}]
     asked = list(asked or []) + core.asked_questions(history[-1:])
     conversation_id = saver.finish(reply)
@@ -275,7 +280,8 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
         gr.Warning(saver.take_problem())
     follow = []
     if curious and not stop.is_set() and reply.strip() and not turns.pending:
-        yield _shown(history, turns), conversation_id, asked, _status(THINKING, 0), hidden
+        if not turns.cleared:
+            yield _shown(history, turns), conversation_id, asked, _status(THINKING, 0), hidden
         try:
             follow = core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked, remembered=remembered,
                                               sentiment_weight=SENTIMENT_WEIGHT if feeling else 0.0)
@@ -283,9 +289,9 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
             gr.Warning(str(exc))
     if turns.pending:  # a newer message waits: its turn comes next, these suggestions are stale
         follow = []
-    # a stopped reply says so: it ends where Stop cut it, with no suggestions after it
-    yield _shown(history, turns), conversation_id, asked, _status(STOPPED if stop.is_set() else "", 0), chips_value(
-        [q.text for q in follow], score_note(follow, feeling))
+    if not turns.cleared:  # a stopped reply says so: it ends where Stop cut it, with no suggestions
+        yield _shown(history, turns), conversation_id, asked, _status(STOPPED if stop.is_set() else "", 0), chips_value(
+            [q.text for q in follow], score_note(follow, feeling))
     return history, conversation_id, asked
 
 
@@ -344,16 +350,22 @@ def prepare_regenerate(history, request: gr.Request = None):
     return history
 
 
-def clear():
-    """Start over: an empty chat, a new conversation (the next message is saved under a new id), no
-    questions asked yet, no share link and no suggestions."""
+def clear(request: gr.Request = None):
+    """Start over: an empty chat, a new conversation id, no questions asked, share link or suggestions.
+    A running reply stops and shows nothing more (its updates brought the cleared conversation back)."""
+    with _sessions_lock:
+        turns = _sessions.get(_session(request))
+        if turns is not None and turns.busy:
+            turns.pending.clear()
+            turns.cleared = True
+            if turns.stop is not None:
+                turns.stop.set()
     return [], None, [], "", *_no_chips()
 
 
-def cleared():
-    """The chat box's own trash icon emptied it (the page does that itself): the rest of Clear. Without
-    it the next message was saved over the cleared conversation, and its suggestions stayed."""
-    return clear()[1:]
+def cleared(request: gr.Request = None):
+    """The rest of Clear, after the chat box's own trash icon emptied it (the page does that itself)."""
+    return clear(request)[1:]
 
 
 # --------------------------------------------------------------------------- per-user memory panel
