@@ -112,12 +112,7 @@ def test_the_chat_boxs_trash_icon_starts_a_new_conversation(chromium, tiny_app):
 def test_clear_mid_reply_starts_over(chromium, launch, slow_tiny):
     """The trash icon (or Clear) while a reply streams: the reply stops, the cleared conversation does
     not come back with the loop's next update, and the next message starts a new saved conversation."""
-    app = launch(model=slow_tiny)
-    context, page = open_app(chromium, app.url)
-    long_replies(page)
-    send(page, "first: please tell me a very long story.")
-    page.wait_for_function("(b) => (document.querySelector(b)?.innerText || '').trim().length > 0", arg=BOT,
-                           timeout=60_000)
+    app, context, page = streaming(chromium, launch(model=slow_tiny), "first: please tell me a very long story.")
     page.locator("#chatbot").get_by_role("button", name="Clear").click()
     page.wait_for_timeout(2000)  # the stream's later updates (before the fix they showed it all again)
     assert page.locator(BOT).count() == 0 and page.locator(USER).count() == 0
@@ -162,15 +157,21 @@ def long_replies(page, tokens: int = 600):
     box.press("Tab")
 
 
+def streaming(chromium, app, text: str):
+    """A page of ``app`` (the 24-layer tiny model) whose reply to ``text`` is streaming: its first
+    piece shows, and about 3 s of it are still to come. Returns (app, context, page)."""
+    context, page = open_app(chromium, app.url)
+    long_replies(page)
+    send(page, text)
+    page.wait_for_function("(b) => (document.querySelector(b)?.innerText || '').trim().length > 0", arg=BOT,
+                           timeout=60_000)
+    return app, context, page
+
+
 def test_stop_ends_the_reply_and_says_so(chromium, launch, slow_tiny):
     """Stop cuts the streaming reply, and the status line says the reply was stopped (it went blank,
     so a cut reply looked finished)."""
-    app = launch(model=slow_tiny)
-    context, page = open_app(chromium, app.url)
-    long_replies(page)
-    send(page, "Please tell me a very long story.")
-    page.wait_for_function("(b) => (document.querySelector(b)?.innerText || '').trim().length > 0", arg=BOT,
-                           timeout=60_000)
+    app, context, page = streaming(chromium, launch(model=slow_tiny), "Please tell me a very long story.")
     page.locator("#stop").click()
     page.wait_for_function("() => /stopped/i.test(document.querySelector('#chat-status').innerText)", timeout=30_000)
     cut = page.locator(BOT).first.inner_text()
