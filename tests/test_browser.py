@@ -383,6 +383,13 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     assert stroke not in ("none", "", "rgba(0, 0, 0, 0)"), stroke
     legend = page.locator("#ft-loss-plot .role-legend-label text").all_text_contents()
     assert "train" in legend, legend
+    # the validation loss is a line too: measured before the first step (the base model) and after the
+    # last (a run shorter than eval_every had no point at all, the final check was left off the chart)
+    paths = page.locator("#ft-loss-plot .mark-line path").evaluate_all("ps => ps.map(p => p.getAttribute('d'))")
+    assert len(paths) == 2 and all(d and "L" in d and "NaN" not in d for d in paths), paths
+    # ... and the comparison gives the base model's validation loss beside the adapter's (it was blank)
+    row = page.locator("#ft-metrics tr", has_text="validation loss").inner_text()
+    assert re.fullmatch(r"validation loss\s+\d+\.\d+\s+\d+\.\d+", row.strip()), row
     assert "python -m training.finetune" in page.locator("#ft-command").inner_text()
     assert (app.data_dir / "adapters" / "browser-adapter" / "adapter_config.json").is_file()
     # the adapter is named, never shown by its server path: in the status, the Adapter menu, the model status

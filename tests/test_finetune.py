@@ -291,7 +291,9 @@ def test_training_lowers_the_loss_and_saves_a_complete_adapter(trained, tiny_cau
     losses = [loss for _, loss in result.train_losses]
     assert result.status == "finished" and result.steps == 6 and len(losses) == 6
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.05, losses
-    assert [step for step, _ in result.eval_losses] == [3, 6]
+    # validated before the first step (the base model: LoRA starts as a no-op), then every 3 steps
+    assert [step for step, _ in result.eval_losses] == [0, 3, 6]
+    assert result.metrics["base_eval_loss"] == round(result.eval_losses[0][1], 4) > result.metrics["eval_loss"]
     steps = [r for r in records if r.get("phase") != "validating"]  # validation ticks are progress, not history
     assert steps == result.history and steps[-1]["eta_s"] == 0.0
     folder = Path(result.output_dir)
@@ -301,7 +303,7 @@ def test_training_lowers_the_loss_and_saves_a_complete_adapter(trained, tiny_cau
     assert meta["base_model"] == tiny_causal and meta["task"] == "qg" and meta["prompt_style"] == "fewshot"
     assert meta["hyperparameters"]["max_steps"] == 6 and meta["hyperparameters"]["lora_r"] == 8
     assert meta["hyperparameters"]["quantization"] == "none"
-    for key in ("eval_loss", "train_loss", "rouge_l", "bleu", "base_rouge_l", "base_bleu"):
+    for key in ("eval_loss", "base_eval_loss", "train_loss", "rouge_l", "bleu", "base_rouge_l", "base_bleu"):
         assert isinstance(meta["metrics"][key], float), key
     assert len(meta["samples"]) == 2 and set(meta["samples"][0]) == {"prompt", "reference", "base", "adapter"}
     card = (folder / "README.md").read_text()
@@ -378,10 +380,10 @@ def test_an_existing_adapter_is_not_replaced_unless_asked(trained, tiny_causal):
 def test_cancel_keeps_a_usable_checkpoint_and_resume_finishes(tiny_causal, tmp_path):
     examples, _ = load_examples(COQA, "qg")
     settings = quick(max_steps=6, eval_generations=0, save_every=4, eval_every=4)
-    polls = []  # should_stop is polled once before the first step, then at the end of every step (and
-    # between validation batches, none before step 4 here): say stop at the end of the third step
+    polls = []  # should_stop is polled once before training, after each validation batch (the base
+    # model's pass: one batch of 3), then at the end of every step: say stop at the end of the third step
     result = ft.train_adapter(tiny_spec(tiny_causal), examples, examples[:3], settings, tmp_path / "a",
-                              should_stop=lambda: polls.append(1) or len(polls) >= 4)
+                              should_stop=lambda: polls.append(1) or len(polls) >= 5)
     assert result.status == "cancelled" and result.output_dir is None and result.steps == 3
     assert Path(result.checkpoint).name == "checkpoint-3"  # saved at the cancel, not just every save_every
     assert not (tmp_path / "a").exists()
@@ -390,6 +392,8 @@ def test_cancel_keeps_a_usable_checkpoint_and_resume_finishes(tiny_causal, tmp_p
     resumed = ft.train_adapter(tiny_spec(tiny_causal), examples, examples[:3], settings, tmp_path / "a", resume=True)
     assert resumed.status == "finished" and resumed.steps == 6
     assert [step for step, _ in resumed.train_losses] == [4, 5, 6]
+    assert [step for step, _ in resumed.eval_losses] == [4, 6]  # no second base pass on resume
+    assert resumed.metrics["base_eval_loss"] > 0  # the first run's, kept in the checkpoint's trainer state
     assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
 
 
@@ -661,10 +665,11 @@ def test_tab_shows_the_planned_time_split_before_the_run(tab):
     # seed, qlora, r, alpha, dropout: as the tab's settings inputs
     values = [None, 3, 4, 2, 1, 2e-4, 512, 0.25, 2, 2, 0, 42, "auto", 16, 32, 0.05]
     text = tab.plan_text(str(COQA), None, *values)
-    # 14 questions: 4 held out, 10 trained on; 4 steps of 2 (x4 with checkpointing) vs 2 x 4 validation examples
-    assert text == ("**Planned**: 4 steps of 2 examples on 10 training examples; validation loss 2 times on 4 of 4 "
-                    "held-out examples. Time: about 80% training, 20% validation, then generating for 4 held-out "
-                    "examples."), text
+    # 14 questions: 4 held out, 10 trained on; 4 steps of 2 (x4 with checkpointing) vs 3 x 4 validation
+    # examples (before the first step, after steps 2 and 4)
+    assert text == ("**Planned**: 4 steps of 2 examples on 10 training examples; validation loss 3 times (the first "
+                    "on the base model) on 4 of 4 held-out examples. Time: about 73% training, 27% validation, then "
+                    "generating for 4 held-out examples."), text
     assert "validation loss" not in tab.plan_text(str(COQA), None, *values[:7], 0, *values[8:])
     assert tab.plan_text(None, None, *values) == ""
     assert tab.plan_text(str(DATA / "bad" / "coqa_empty_data.json"), None, *values) == ""
@@ -753,17 +758,34 @@ def test_cancel_during_validation_stops_between_batches(tiny_causal, tmp_path):
                      early_stopping_patience=0, eval_examples=0)  # 0: the whole validation set
     records, polls = [], []
 
-    def should_stop():  # polled before step 1, after it, then after every validation batch: stop at the third batch
-        polls.append(1)
-        return len(polls) >= 5
+    def should_stop():  # polled before training, after every validation batch (the base model's pass
+        polls.append(1)  # first) and after step 1: stop at the third batch of the pass after step 1
+        return len(polls) >= 1 + len(valid) + 1 + 3
 
     result = ft.train_adapter(tiny_spec(tiny_causal), examples, valid, settings, tmp_path / "a",
                               on_log=records.append, should_stop=should_stop)
     assert result.status == "cancelled" and result.steps == 1 and result.output_dir is None
     assert Path(result.checkpoint).name == "checkpoint-1"
     validating = [r for r in records if r.get("phase") == "validating"]
-    assert validating and validating[-1]["eval_batches"] == len(valid) and validating[-1]["eval_batch"] < len(valid)
-    assert not any("eval_loss" in r for r in records)  # the pass was cut short: no validation loss point
+    assert validating[-1]["step"] == 1 and validating[-1]["eval_batches"] == len(valid) > validating[-1]["eval_batch"]
+    # the base model's pass ran whole (a point at step 0); the one after step 1 was cut short: no point
+    assert [r["step"] for r in records if "eval_loss" in r] == [0]
+
+
+def test_cancel_during_the_base_models_validation_keeps_no_checkpoint(tiny_causal, tmp_path):
+    """A stop in the validation pass before the first step: nothing was trained, so no checkpoint
+    (a Resume starts again) and no validation loss point."""
+    examples, _ = load_examples(COQA, "qg")
+    settings = quick(max_steps=6, batch_size=1, eval_every=1, save_every=1, eval_generations=0,
+                     early_stopping_patience=0, eval_examples=0)
+    polls, records = [], []
+    result = ft.train_adapter(tiny_spec(tiny_causal), examples, examples * 10, settings, tmp_path / "a",
+                              on_log=records.append, should_stop=lambda: polls.append(1) or len(polls) >= 4)
+    assert result.status == "cancelled" and result.steps == 0 and result.checkpoint is None
+    assert not list((tmp_path / "a.checkpoints").glob("checkpoint-*"))
+    validating = [r for r in records if r.get("phase") == "validating"]
+    assert validating and all(r["step"] == 0 and r["eval_batch"] < r["eval_batches"] for r in validating)
+    assert not any("eval_loss" in r or "loss" in r for r in records)
 
 
 def test_job_cancel_during_validation_ends_within_30_s(tiny_causal, data_dir, tmp_path):
@@ -783,12 +805,12 @@ def test_job_cancel_during_validation_ends_within_30_s(tiny_causal, data_dir, tm
     job = jobs.start_job(config)
     view = _wait_for(lambda: (lambda v: v if v.phase == "validating" and v.eval_batch >= 1 else None)(jobs.job_view(job)),
                      180, "the first validation pass")
-    from convo.ui.finetune import progress_html, status_text
+    from convo.ui.job_view import progress_html, status_text
 
     assert "Validating" in status_text(view) and 'data-phase="validating"' in progress_html(view)
     asked = time.monotonic()
     jobs.cancel_job(job)
     assert _wait_exit(job) == "cancelled", (job / "train.log").read_text()[-2000:]
     assert time.monotonic() - asked < 30
-    view = jobs.job_view(job)
-    assert view.step == 1 and view.eval_batch < view.eval_batches == n_val
+    view = jobs.job_view(job)  # cancelled in the base model's pass, before the first step
+    assert view.step == 0 and view.eval_batch < view.eval_batches == n_val and view.checkpoint is None

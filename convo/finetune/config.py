@@ -254,8 +254,10 @@ def to_lora_config(lora: LoraSettings, task_type: str = "CAUSAL_LM"):
 
 
 def to_training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, *, device: str, dtype,
-                          has_validation: bool):
-    """Our TrainSettings -> transformers.TrainingArguments for one run on ``device``."""
+                          has_validation: bool, evaluate_first: bool = True):
+    """Our TrainSettings -> transformers.TrainingArguments for one run on ``device``. With validation
+    data and ``evaluate_first`` (a fresh run, not a resume) the validation loss is also measured before
+    the first step: the base model's (LoRA starts as a no-op), the baseline the adapter's is read against."""
     import torch
     from transformers import TrainingArguments
 
@@ -275,6 +277,7 @@ def to_training_arguments(settings: TrainSettings, checkpoint_dir: str | Path, *
         logging_steps=1,
         eval_strategy="steps" if has_validation else "no",
         eval_steps=settings.eval_every,
+        eval_on_start=has_validation and evaluate_first,
         save_strategy="steps",
         save_steps=settings.save_every,
         save_total_limit=settings.keep_checkpoints,

@@ -104,17 +104,19 @@ def plan_time_split(settings: TrainSettings, n_train: int, n_valid: int, num_pro
     """How a run's compute divides between training and the validation loss, before it starts.
 
     Counted in forward passes over one example: a training example costs 3 (forward and backward),
-    4 with gradient checkpointing (its forward runs twice); a validation example costs 1. Returns
-    ``steps``, ``evaluations``, ``eval_examples`` (per evaluation) and ``train_share`` / ``eval_share``.
+    4 with gradient checkpointing (its forward runs twice); a validation example costs 1. Evaluations
+    are every ``eval_every`` steps, at the last step, and once before the first (the base model's).
+    Returns ``steps``, ``evaluations``, ``eval_examples`` (per evaluation) and ``train_share`` /
+    ``eval_share``.
 
     >>> plan = plan_time_split(TrainSettings(max_steps=25, eval_every=5), 7000, 800)
     >>> plan["evaluations"], plan["eval_examples"], round(plan["train_share"], 2)
-    (5, 128, 0.56)
+    (6, 128, 0.51)
     """
     per_step = settings.batch_size * settings.grad_accum * num_processes
     steps = settings.max_steps or max(1, math.ceil(settings.epochs * n_train / per_step))
     eval_examples = min(n_valid, settings.eval_examples or n_valid)
-    evaluations = (steps // settings.eval_every + bool(steps % settings.eval_every)) if eval_examples else 0
+    evaluations = (1 + steps // settings.eval_every + bool(steps % settings.eval_every)) if eval_examples else 0
     train_cost = steps * per_step * (3 if settings.gradient_checkpointing is False else 4)
     eval_cost = evaluations * eval_examples
     total = train_cost + eval_cost
@@ -230,7 +232,7 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     lm = replace(lm, model=peft_model)
     checkpoint = _prepare_checkpoints(checkpoint_dir, resume)
     args = to_training_arguments(settings, checkpoint_dir, device=lm.device, dtype=_base_dtype(lm),
-                                 has_validation=bool(valid_items))
+                                 has_validation=bool(valid_items), evaluate_first=checkpoint is None)
     main = process_rank() == 0  # in a data-parallel run only rank 0 reports and writes files
     progress = _ProgressCallback.make(on_log if main else None, should_stop)
     callbacks = [progress]
@@ -248,8 +250,9 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
                            max(args.max_steps, 0), checkpoint=last_checkpoint(checkpoint_dir))
     try:
         output = trainer.train(resume_from_checkpoint=checkpoint)
-    except TrainingCancelled:  # a stop during validation: keep the steps trained so far
-        trainer._save_checkpoint(trainer.model, trial=None)
+    except TrainingCancelled:  # a stop during validation: keep the steps trained so far (if any)
+        if trainer.state.global_step:
+            trainer._save_checkpoint(trainer.model, trial=None)
     state = trainer.state
     saved_checkpoint = last_checkpoint(checkpoint_dir)
     if progress.stopped:
@@ -262,6 +265,10 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
                "dropped_examples": dropped}
     if valid_items:
         metrics["eval_loss"] = round(_final_eval_loss(trainer, progress.history), 4)
+        # the evaluation before the first step (kept in the trainer state, so a resumed run has it too)
+        base = [r["eval_loss"] for r in state.log_history if r.get("step") == 0 and "eval_loss" in r]
+        if base:
+            metrics["base_eval_loss"] = round(base[0], 4)
     peft_model.config.use_cache = True
     if not main:
         return TrainResult(str(output_dir), status, state.global_step, state.max_steps, progress.history, metrics,
@@ -283,13 +290,14 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
 
 def _final_eval_loss(trainer, history: list[dict]) -> float:
     """Validation loss of the adapter being saved: the last evaluation when it ran at the final
-    step on the final weights, else a fresh one (early stopping may have reloaded a best checkpoint)."""
+    step on the final weights, else a fresh one. That is the curve's last point, unless early stopping
+    reloaded a best checkpoint: then it checks earlier weights, and plotted at the last step it would lie."""
     state = trainer.state
     evals = [r for r in history if r.get("eval_loss") is not None]
     if not trainer.args.load_best_model_at_end and evals and evals[-1]["step"] == state.global_step:
         return evals[-1]["eval_loss"]
     progress = next(c for c in trainer.callback_handler.callbacks if hasattr(c, "history"))
-    progress.quiet = True  # a check of the saved weights, not a point of the training curve
+    progress.quiet = trainer.args.load_best_model_at_end
     return trainer.evaluate()["eval_loss"]
 
 
@@ -391,7 +399,7 @@ class _ProgressCallback:
                 self.eval_batch += 1
                 total = len(eval_dataloader) if eval_dataloader is not None else None
                 now = time.monotonic()
-                if on_log is not None and not self.quiet and (now - self.reported >= 1.0
+                if on_log is not None and not self.quiet and (now - self.reported >= 1.0 or self.eval_batch == 1
                                                                or self.eval_batch == total):
                     self.reported = now
                     on_log({"phase": "validating", "step": state.global_step, "max_steps": state.max_steps,

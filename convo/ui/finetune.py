@@ -23,7 +23,8 @@ from ..hub import HubError, resolve_token
 from ..engine import POOL, ModelLoadError
 from ..settings import LoraSettings
 from . import operator
-from .common import Shared, adapter_choices, adapter_label, adapters_dir, default_model, is_operator, spec_from
+from .common import Shared, adapter_choices, adapters_dir, default_model, is_operator, spec_from
+from .job_view import loss_frame, metrics_markdown, progress_html, samples_frame, status_text
 from .operator import LIVE_STATES
 
 TASK_LABELS = {
@@ -183,8 +184,8 @@ def plan_text(file, val_file, *settings_values) -> str:
     per_step = settings.batch_size * settings.grad_accum
     text = f"**Planned**: {plan['steps']} steps of {per_step} examples on {len(train)} training examples"
     if plan["evaluations"]:
-        text += (f"; validation loss {plan['evaluations']} times on {plan['eval_examples']} of {len(valid)} "
-                 f"held-out examples")
+        text += (f"; validation loss {plan['evaluations']} times (the first on the base model) on "
+                 f"{plan['eval_examples']} of {len(valid)} held-out examples")
     text += f". Time: about {plan['train_share']:.0%} training, {plan['eval_share']:.0%} validation"
     if valid and settings.eval_generations:
         text += f", then generating for {min(settings.eval_generations, len(valid))} held-out examples"
@@ -305,77 +306,6 @@ def resume_training(job_dir):
 
 
 # ----------------------------------------------------------------------------- polling -> view
-
-
-def progress_html(view: jobs.JobView | None) -> str:
-    if view is None or not view.max_steps:
-        return ""
-    if view.state == "running" and view.phase == "validating" and view.eval_batches:
-        return (f'<div class="ft-progress" data-phase="validating"><progress value="{view.eval_batch}" '
-                f'max="{view.eval_batches}" style="width:100%"></progress><span>validating: batch {view.eval_batch} / '
-                f"{view.eval_batches} (after step {view.step} / {view.max_steps})</span></div>")
-    eta = f" · ETA {jobs.format_seconds(view.eta_s)}" if view.state == "running" and view.eta_s is not None else ""
-    return (f'<div class="ft-progress"><progress value="{view.step}" max="{view.max_steps}" style="width:100%">'
-            f"</progress><span>step {view.step} / {view.max_steps} ({view.fraction:.0%}){eta}</span></div>")
-
-
-def loss_frame(progress: list[dict]) -> pd.DataFrame:
-    """Train and validation losses by step, for the LinePlot, and an empty row (not drawn) per split:
-    the page builds the plot's colour scale from the first frame it draws and then only swaps the data,
-    so a split missing from it had no colour (the tab starts with no job: an empty grid).
-
-    >>> loss_frame([{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.1, "eval_loss": 2.3}]).values.tolist()
-    [[1, 2.5, 'train'], [2, 2.1, 'train'], [2, 2.3, 'validation'], [<NA>, nan, 'train'], [<NA>, nan, 'validation']]
-    """
-    rows = [{"step": r["step"], "loss": r["loss"], "split": "train"} for r in progress if r.get("loss") is not None]
-    rows += [{"step": r["step"], "loss": r["eval_loss"], "split": "validation"}
-             for r in progress if r.get("eval_loss") is not None]
-    rows += [{"step": None, "loss": None, "split": split} for split in ("train", "validation")]
-    # Typed columns: the plot takes its axis types from the first frame it gets (object columns made
-    # both axes discrete: a label per loss value, no line)
-    frame = pd.DataFrame(rows, columns=["step", "loss", "split"])
-    return frame.astype({"step": "Int64", "loss": "float64", "split": "str"})
-
-
-def status_text(view: jobs.JobView | None, owner: str | None = None) -> str:
-    if view is None:
-        return "No training job yet."
-    job_id = f"  \nJob id: `{Path(view.job_dir).name}` (open it from another browser with this id)"
-    step = f"step {view.step}/{view.max_steps}" if view.max_steps else "starting"
-    when = f"at step {view.step}/{view.max_steps}" if view.max_steps and view.step else "before the first step"
-    resume_from = (f" The last checkpoint is kept: Resume continues from step {core.checkpoint_step(view.checkpoint)}."
-                   if view.checkpoint else " No checkpoint was saved yet: Resume starts again.")
-    return {
-        "queued": f"**Queued**: position {view.queue_position}, {jobs.waiting_for(view.job_dir, owner)} — one "
-                  "training job runs per GPU (one at a time on CPU).",
-        "running": (f"**Validating** after step {view.step}/{view.max_steps}: batch {view.eval_batch}"
-                    f"{f'/{view.eval_batches}' if view.eval_batches else ''}." if view.phase == "validating"
-                    else f"**Training**: {step}."),
-        "finished": f"**Finished**: adapter saved as `{adapter_label(view.adapter)}`; pick it in the Adapter menu "
-                    "above to use it in Chat and Questions.",
-        "failed": f"**Failed**: {html.escape(view.error or 'unknown error')}",
-        "cancelled": f"**Cancelled** {when}.{resume_from}",
-        "died": f"**Stopped unexpectedly** {when} (killed or crashed).{resume_from}",
-    }.get(view.state, f"**{view.state}**") + job_id
-
-
-def metrics_markdown(metrics: dict) -> str:
-    if not metrics:
-        return ""
-    lines = ["| | base model | adapter |", "|---|---|---|"]
-    for label, key in (("ROUGE-L", "rouge_l"), ("BLEU", "bleu")):
-        if key in metrics:
-            lines.append(f"| {label} (held-out) | {metrics.get('base_' + key, '–')} | {metrics[key]} |")
-    if "eval_loss" in metrics:
-        lines.append(f"| validation loss | | {metrics['eval_loss']} |")
-    extra = ", ".join(f"{k} {metrics[k]}" for k in ("train_loss", "steps", "epochs", "train_tokens", "train_runtime_s")
-                      if k in metrics)
-    return "\n".join(lines) + (f"\n\n{extra}" if extra else "")
-
-
-def samples_frame(samples: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([[s["prompt"][:400], s["reference"], s["base"], s["adapter"]] for s in samples],
-                        columns=["passage", "reference", "base model", "adapter"])
 
 
 def poll(job_dir, owner: str | None = None):
