@@ -337,6 +337,9 @@ def test_faulty_records_are_skipped_and_the_rest_used():
     examples, report = load_examples(BAD / "coqa_missing_input_text.json", "qa")
     assert report.ok and report.skipped == 1 and report.passages == 1
     assert len(examples) == 6 and report.faults == ['data[1].questions[1]: missing "input_text"']
+    # one bad question skips its story: the report says how many questions went with it
+    assert report.skipped_questions == 5 and "| skipped for faults | 1 (with 5 questions) |" in report.summary()
+    assert validate_file(BAD / "squad_bad_answer_start.json").skipped_questions == 3  # the paragraph's qas
 
 
 def test_duplicate_passage_is_dropped_and_repeated_turn_noted():
@@ -590,6 +593,7 @@ def test_questions_that_are_not_questions_are_flagged_and_a_file_of_them_refused
     mostly_fine = passages[:2] + [{"context": f"Other {i}.", "questions": ["What is it?"]} for i in range(10)]
     report = validate_bytes(json.dumps(mostly_fine).encode(), "some.json")
     assert report.ok and report.passages == 10 and report.skipped == 2
+    assert report.skipped_questions == sum(len(p["questions"]) for p in passages[:2])
     assert validate_bytes(json.dumps([{"context": "猫.", "questions": ["谁?"]}], ensure_ascii=False).encode(), "zh.json").ok
 
 
@@ -601,6 +605,7 @@ def test_flat_layout_groups_records_of_one_context_into_a_passage():
     report = validate_bytes(json.dumps({"data": records}).encode(), "flat.json", task="cqg")
     assert report.ok and report.format == "flat-qa"
     assert (report.records, report.passages, report.questions, report.answers, report.skipped) == (4, 2, 3, 3, 1)
+    assert report.skipped_questions == 1  # a record is one question
     assert report.faults == ["data[3].question: expected a string, got int"]
     assert "| passages | 2 |" in report.summary() and "| questions | 3 |" in report.summary()
     data, _ = load_data(write_json(Path(tempfile.mkdtemp()) / "flat.json", {"data": records}))

@@ -151,6 +151,8 @@ class _Parsed:
     turn_locations: list[list[str]] = field(default_factory=list)
     faults: list[tuple[str, str]] = field(default_factory=list)
     skipped: int = 0
+    skipped_questions: int = 0
+    """The questions the skipped passages held (a fault in one skips its whole passage)."""
 
 
 class _Duplicates(dict):

@@ -18,8 +18,17 @@ def _read_records(records: list, fmt: str, prefix: str, read_one: _RecordReader)
     parsed = _Parsed(fmt, records=len(records))
     for index, record in enumerate(records):
         location = f"{prefix}[{index}]"
+        skipped = parsed.skipped
         _keep(parsed, location, *read_one(record, location))
+        if parsed.skipped > skipped:
+            parsed.skipped_questions += _listed(record, "questions")
     return parsed
+
+
+def _listed(record: Any, key: str) -> int:
+    """How many entries ``record[key]`` lists (0 when it is not a list)."""
+    entries = record.get(key) if isinstance(record, dict) else None
+    return len(entries) if isinstance(entries, list) else 0
 
 
 def _keep(parsed: _Parsed, location: str, item: Any, turn_locations: list[str], faults: list) -> None:
@@ -107,7 +116,10 @@ def _read_squad(articles: list) -> _Parsed:
             continue
         for number, paragraph in enumerate(paragraphs):
             where = f"{location}.paragraphs[{number}]"
+            skipped = parsed.skipped
             _keep(parsed, where, *_read_squad_paragraph(paragraph, where))
+            if parsed.skipped > skipped:
+                parsed.skipped_questions += _listed(paragraph, "qas")
     return parsed
 
 
@@ -181,6 +193,7 @@ def _read_flat(records: list) -> _Parsed:
         parsed.faults.extend(faults)
         if turn is None:
             parsed.skipped += 1
+            parsed.skipped_questions += 1
             continue
         context, one = turn
         if context not in passages:

@@ -43,6 +43,8 @@ class Report:
     """Training examples for ``task`` (identical examples are counted once)."""
     skipped: int = 0
     """Passages or conversations skipped because of faults."""
+    skipped_questions: int = 0
+    """The questions those passages held (not counted in ``questions``)."""
     duplicates: int = 0
     """Repeated records (skipped) plus repeated question/answer turns within a passage (kept)."""
     faults: list[str] = field(default_factory=list)
@@ -66,7 +68,7 @@ class Report:
 
 def _count(report: Report, parsed: _Parsed) -> None:
     report.records = parsed.records
-    report.skipped = parsed.skipped
+    report.skipped, report.skipped_questions = parsed.skipped, parsed.skipped_questions
     if parsed.format == "chat-jsonl":
         report.conversations = len(parsed.items)
         report.messages = sum(len(conversation) for conversation in parsed.items)
@@ -106,6 +108,7 @@ def _flag_non_questions(parsed: _Parsed) -> tuple[int, int, list[str]]:
         if faults:
             parsed.faults.extend(faults)
             parsed.skipped += 1
+            parsed.skipped_questions += len(passage.turns)
         else:
             kept_items.append(passage)
             kept_sources.append(source)
@@ -295,7 +298,10 @@ def _counts_table(report: Report) -> str:
         rows = [("records", report.records), ("conversations", report.conversations), ("messages", report.messages)]
     else:
         rows = [("records", report.records), ("passages", report.passages), ("questions", report.questions), ("with answers", report.answers)]
-    rows += [(f"examples (`{report.task}`)", report.examples), ("skipped for faults", report.skipped),
+    skipped = report.skipped
+    if report.skipped_questions:  # a fault skips its whole passage: say what went with it
+        skipped = f"{skipped} (with {_plural(report.skipped_questions, 'question')})"
+    rows += [(f"examples (`{report.task}`)", report.examples), ("skipped for faults", skipped),
              ("duplicates", report.duplicates)]
     # the size and the 64-digit hash on a line of their own, where they can wrap (in the table's narrow
     # column the hash ran past its edge), and a header row that says what the table holds
