@@ -272,22 +272,22 @@ def test_first_chats_at_once_share_one_store(tmp_path, monkeypatch):
     WAL failed with "database is locked" in a CI run: now the first caller opens the one store."""
     import concurrent.futures
 
-    from convo.ui import chat
+    from convo.ui import common
 
     monkeypatch.setenv("CONVO_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(chat, "_store", [])
+    monkeypatch.setattr(common, "_store", [])
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        stores = list(pool.map(lambda _: chat.get_store(), range(8)))
+        stores = list(pool.map(lambda _: common.get_store(), range(8)))
     assert len({id(s) for s in stores}) == 1 and stores[0].path.parent == tmp_path
 
 
 def test_reply_updates_are_plain_values_with_the_chips_in_a_state(tiny_causal, tmp_path, monkeypatch):
     """A reply's updates are (conversation, id, questions asked, status, the chips' State) as plain
     values, never a gr.update or gr.skip(): Gradio builds a new component for each of those."""
-    from convo.ui import chat as tab
+    from convo.ui import chat as tab, common
 
     monkeypatch.setenv("CONVO_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(tab, "_store", [])
+    monkeypatch.setattr(common, "_store", [])
     monkeypatch.setattr(tab, "UPDATE_EVERY_S", 0.0)  # an update for every token
     history = [{"role": "user", "content": "Tell me about tea."}]
     updates = list(tab.respond(history, tiny_causal, "(none)", "auto", "", False, False, 0.0, 1.0, 0, 12, 1.0, 0,
@@ -314,10 +314,10 @@ def test_the_chat_event_hops_no_thread_and_builds_no_component(tiny_causal, tmp_
     from gradio.state_holder import SessionState
 
     from convo.ui import build_app
-    from convo.ui import chat as tab
+    from convo.ui import chat as tab, common
 
     monkeypatch.setenv("CONVO_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(tab, "_store", [])
+    monkeypatch.setattr(common, "_store", [])
     demo = build_app()
     event = next(f for f in demo.fns.values() if f.api_name == "chat")
     counts = {"hops": 0, "components": 0}

@@ -12,7 +12,7 @@ import gradio as gr
 
 from ..engine import ModelLoadError, get_model
 from ..threads import limit_malloc_arenas
-from . import chat, common, finetune, questions, synth
+from . import chat, common, finetune, questions, sharing, synth
 from .common import Shared, spec_from
 
 TITLE = "convo: curious conversational models"
@@ -61,19 +61,19 @@ def open_share(request: gr.Request):
     share_id = (request.query_params.get("share") if request else None) or ""
     if not share_id:
         return gr.update(visible=False), gr.update(visible=True), "", [], gr.update(visible=False), None
-    snapshot = chat.load_shared(share_id)
+    snapshot = sharing.load_shared(share_id)
     if snapshot is None:  # the Continue button becomes the way back to the app
-        return (gr.update(visible=True), gr.update(visible=False), f"## {chat.NOT_AVAILABLE}",
+        return (gr.update(visible=True), gr.update(visible=False), f"## {sharing.NOT_AVAILABLE}",
                 gr.update(value=[], visible=False), gr.update(visible=True, value=START_NEW), None)
     messages = [m for m in snapshot.messages if m["role"] != "system"]
-    return (gr.update(visible=True), gr.update(visible=False), chat.shared_header(snapshot),
+    return (gr.update(visible=True), gr.update(visible=False), sharing.shared_header(snapshot),
             gr.update(value=messages, visible=True), gr.update(visible=True), share_id)
 
 
 def continue_share(share_id):
     """Copy the shared conversation into this visitor's own session (the original stays as it is);
     for a link that is not available (revoked, expired, unknown): open the app with a new chat."""
-    snapshot = chat.load_shared(share_id)
+    snapshot = sharing.load_shared(share_id)
     if snapshot is None:
         return (gr.update(visible=False), gr.update(visible=True), [], None, [], gr.update(), gr.update(),
                 gr.update())

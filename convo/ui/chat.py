@@ -1,4 +1,5 @@
-"""The Chat tab: streaming multi-turn chat with curious follow-up questions and share links.
+"""The Chat tab: streaming multi-turn chat with curious follow-up questions (share links and exports:
+ui/sharing.py).
 
 Each browser session keeps its own conversation in the Chatbot value and gr.State; the only
 process-wide objects are the model pool, the store, and the Stop flags of running replies.
@@ -7,10 +8,8 @@ keeps in gr.BrowserState; the "What convo remembers about you" panel lists and d
 """
 from __future__ import annotations
 
-import datetime
 import functools
 import html
-import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,14 +22,13 @@ from ..engine.generation import Stop
 from ..engine import ModelLoadError, get_model
 from ..engine.remote import RemoteError, for_user
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
-from ..settings import ChatSettings, Sampling, recommended_sampling
-from ..store import Store, conversation_to_json, conversation_to_markdown, new_id
-from .common import (Shared, adapter_label, default_model, export_folder, plain_messages, processed_here,
-                     spec_from)
+from ..settings import ChatSettings, recommended_sampling
+from ..store import new_id
+from .common import Shared, default_model, get_store, plain_messages, processed_here, sampling_from, spec_from, username
+from .sharing import export, revoke, share
 
 N_SUGGESTIONS = 3
 UPDATE_EVERY_S = 0.05  # one streaming reply is redrawn at most 20 times a second
-NOT_AVAILABLE = "This conversation is not available"
 REPLYING = "Replying..."
 THINKING = "Thinking of follow-up questions..."
 STOPPED = "Reply stopped."
@@ -79,20 +77,6 @@ def _session(request) -> str:
     return request.session_hash if request else "local"
 
 
-_store: list[Store] = []
-_store_lock = threading.Lock()
-
-
-def get_store() -> Store:
-    """One store per process (SQLite in the data directory), opened by the first caller. Under a lock:
-    ``lru_cache`` let 8 first chats at once each open one, and their switches to WAL failed with
-    "database is locked" (a CI run of the 100-chat memory test)."""
-    with _store_lock:
-        if not _store:
-            _store.append(Store())
-        return _store[0]
-
-
 def model_generation_config(model: str) -> dict | None:
     """The model's generation_config.json without loading the model: a local folder's, or the Hub
     cache's copy (no download); None when there is none."""
@@ -112,12 +96,6 @@ def model_generation_config(model: str) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed) -> Sampling:
-    return Sampling(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
-                    max_new_tokens=int(max_new_tokens), repetition_penalty=float(repetition_penalty),
-                    seed=int(seed) if seed not in (None, "") and int(seed) >= 0 else None)
 
 
 def chips_value(questions: list[str], note: str = "") -> dict:
@@ -159,10 +137,6 @@ def score_note(follow_ups: list, feeling: bool) -> str:
         else:
             lines.append(f"{i}. score {f.score:.3f} (log-prob)")
     return "Suggestion scores:  \n" + "  \n".join(lines)
-
-
-def _owner(profile) -> str | None:
-    return getattr(profile, "username", None) or (profile.get("preferred_username") if isinstance(profile, dict) else None)
 
 
 def _status(state: str, queued: int) -> str:
@@ -216,7 +190,7 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
             history = history[:-1]
         yield history, conversation_id, asked, "", chips_value([])
         return
-    owner = memory.owner_key(_owner(profile), memory_id) if remember else None
+    owner = memory.owner_key(username(profile), memory_id) if remember else None
     try:
         while True:
             if turns.cleared:  # cleared mid-turn: show the empty chat (Gradio repeats the last update at the end)
@@ -229,9 +203,9 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
                     turns.busy = False
                     break
                 turns.stop = stop = Stop()
-            history, conversation_id, asked = yield from _one_turn(
+            history, conversation_id, asked = yield from _unless_cleared(turns, _one_turn(
                 lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious,
-                feeling=feeling, owner=owner)
+                feeling=feeling, owner=owner))
     except RemoteError as exc:  # the server went away: one line, the user's message stays to retry
         gr.Warning(str(exc))
         yield _shown(history, turns), conversation_id, asked, "", chips_value([])
@@ -249,6 +223,21 @@ def _shown(history: list[dict], turns: Turns) -> list[dict]:
     return history + [{"role": "user", "content": text} for text in list(turns.pending)]
 
 
+def _unless_cleared(turns: Turns, turn):
+    """A turn's updates until Clear runs mid-turn (the cleared conversation is never shown again);
+    the turn still runs to its end (its reply is saved) and what it returns is returned."""
+    try:
+        while True:
+            try:
+                update = next(turn)
+            except StopIteration as end:
+                return end.value
+            if not turns.cleared:
+                yield update
+    finally:
+        turn.close()
+
+
 def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious,
               feeling=False, owner=None):
     """Stream one reply, save the conversation, then the follow-up suggestions (skipped when a
@@ -262,7 +251,7 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
     hidden = chips_value([])
     reply = ""
     # The user's message is saved now and the reply while it streams: a crash loses seconds, not the turn.
-    saver = core.TurnSaver(get_store(), history, conversation_id, owner=_owner(profile), model=lm.spec.name,
+    saver = core.TurnSaver(get_store(), history, conversation_id, owner=username(profile), model=lm.spec.name,
                            adapter=lm.spec.adapter,
                            settings={"sampling": sampling.to_dict(), "system_prompt": settings.system_prompt})
     conversation_id = saver.start()
@@ -271,8 +260,7 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
                                        min_interval=redraw_interval, remembered=remembered):
             saver.partial(reply)
             shown = _shown(history + [{"role": "assistant", "content": reply}], turns)
-            if not turns.cleared:  # once cleared, the old conversation is not shown again
-                yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), hidden
+            yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), hidden
     history = history + [{"role": "assistant", "content": reply}]
     asked = list(asked or []) + core.asked_questions(history[-1:])
     conversation_id = saver.finish(reply)
@@ -280,8 +268,7 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
         gr.Warning(saver.take_problem())
     follow = []
     if curious and not stop.is_set() and reply.strip() and not turns.pending:
-        if not turns.cleared:
-            yield _shown(history, turns), conversation_id, asked, _status(THINKING, 0), hidden
+        yield _shown(history, turns), conversation_id, asked, _status(THINKING, 0), hidden
         try:
             follow = core.follow_up_questions(lm, history, n=N_SUGGESTIONS, asked=asked, remembered=remembered,
                                               sentiment_weight=SENTIMENT_WEIGHT if feeling else 0.0)
@@ -289,9 +276,9 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
             gr.Warning(str(exc))
     if turns.pending:  # a newer message waits: its turn comes next, these suggestions are stale
         follow = []
-    if not turns.cleared:  # a stopped reply says so: it ends where Stop cut it, with no suggestions
-        yield _shown(history, turns), conversation_id, asked, _status(STOPPED if stop.is_set() else "", 0), chips_value(
-            [q.text for q in follow], score_note(follow, feeling))
+    # a stopped reply says so: it ends where Stop cut it, with no suggestions
+    yield _shown(history, turns), conversation_id, asked, _status(STOPPED if stop.is_set() else "", 0), chips_value(
+        [q.text for q in follow], score_note(follow, feeling))
     return history, conversation_id, asked
 
 
@@ -378,7 +365,7 @@ def ensure_memory_id(browser_id):
 
 def show_memory(memory_id, profile: gr.OAuthProfile | None = None):
     """The panel: the facts kept for this user as a list, and the same facts to pick one to forget."""
-    owner = memory.owner_key(_owner(profile), memory_id)
+    owner = memory.owner_key(username(profile), memory_id)
     facts = get_store().memories(owner) if owner else []
     text = "\n".join(f"- {html.escape(m.fact)}" for m in facts) or "convo remembers nothing about you."
     return text, gr.update(choices=[(m.fact, m.id) for m in facts], value=None)
@@ -386,7 +373,7 @@ def show_memory(memory_id, profile: gr.OAuthProfile | None = None):
 
 def forget_memory(choice, memory_id, profile: gr.OAuthProfile | None = None):
     """Delete the picked fact (its row is gone from the database)."""
-    owner = memory.owner_key(_owner(profile), memory_id)
+    owner = memory.owner_key(username(profile), memory_id)
     if owner is None or choice in (None, ""):
         raise gr.Error("Pick a fact to forget first.")
     get_store().forget(owner, int(choice))
@@ -395,78 +382,10 @@ def forget_memory(choice, memory_id, profile: gr.OAuthProfile | None = None):
 
 def forget_all_memory(memory_id, profile: gr.OAuthProfile | None = None):
     """Delete every fact kept for this user."""
-    owner = memory.owner_key(_owner(profile), memory_id)
+    owner = memory.owner_key(username(profile), memory_id)
     if owner is not None:
         get_store().forget(owner)
     return show_memory(memory_id, profile)
-
-
-def app_url(request: gr.Request | None) -> str:
-    """The public address of this app, as the browser reached it (proxies included)."""
-    if request is None:
-        return "http://127.0.0.1:7860/"
-    headers = request.headers
-    host = headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1:7860"
-    proto = headers.get("x-forwarded-proto") or request.request.url.scheme if getattr(request, "request", None) else "http"
-    return f"{proto.split(',')[0].strip()}://{host.split(',')[0].strip()}/"
-
-
-def client_address(request: gr.Request | None) -> str | None:
-    """Who is asking, for rate limits: the client's address; on a Space, where every request comes
-    through the platform's proxy, the first address of X-Forwarded-For (set by that proxy)."""
-    if request is None:
-        return None
-    forwarded = request.headers.get("x-forwarded-for") if os.environ.get("SPACE_ID") else None
-    if forwarded:
-        return forwarded.split(",")[0].strip()
-    return getattr(getattr(request, "client", None), "host", None)
-
-
-def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
-          repetition_penalty, seed, expires_days, secrets, request: gr.Request,
-          profile: gr.OAuthProfile | None = None):
-    """Save a snapshot and return its link (and the revoke secret, shown once)."""
-    messages = plain_messages(history)
-    if not messages:
-        raise gr.Error("Nothing to share yet: send a message first.")
-    sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
-    if system_prompt and system_prompt.strip():
-        messages = [{"role": "system", "content": system_prompt.strip()}] + messages
-    expires_in = float(expires_days) * 86400 if expires_days and float(expires_days) > 0 else None
-    try:
-        adapter = spec_from(model, adapter).adapter
-        ticket = get_store().create_share(messages, model=model, adapter=adapter,
-                                          settings={"sampling": sampling.to_dict()}, owner=_owner(profile),
-                                          expires_in=expires_in, creator=client_address(request))
-    except ValueError as exc:  # a size or rate limit (LimitError), a full disk, or a malformed message
-        raise gr.Error(f"Could not share: {exc}") from None
-    secrets = dict(secrets or {})
-    secrets[ticket.id] = ticket.secret
-    link = f"{app_url(request)}?share={ticket.id}"
-    note = (f"Anyone with this link can read the conversation. Revoke secret (shown once, keep it to revoke "
-            f"from another browser): `{ticket.secret}`")
-    return link, note, secrets
-
-
-def revoke(link_or_id: str, typed_secret: str, secrets, profile: gr.OAuthProfile | None = None):
-    share_id = (link_or_id or "").strip().rsplit("share=", 1)[-1].split("&")[0]
-    secret = (typed_secret or "").strip() or (secrets or {}).get(share_id)
-    if get_store().revoke_share(share_id, secret=secret, owner=_owner(profile)):
-        return "Revoked: the link no longer shows the conversation."
-    raise gr.Error("Could not revoke: unknown link, or not yours (give the revoke secret).")
-
-
-def export(history, model, fmt: str):
-    """Write the conversation as JSON or Markdown and return the file for download."""
-    messages = plain_messages(history)
-    if not messages:
-        raise gr.Error("Nothing to export yet.")
-    snapshot = {"messages": messages, "model": model, "adapter": None, "settings": {}}
-    text = conversation_to_json(snapshot) if fmt == "json" else conversation_to_markdown(snapshot)
-    folder = export_folder("conversation")
-    path = folder / f"conversation.{'json' if fmt == 'json' else 'md'}"
-    path.write_text(text, encoding="utf-8")
-    return str(path)
 
 
 def render(shared: Shared) -> None:
@@ -582,18 +501,3 @@ def render(shared: Shared) -> None:
                       api_visibility="private")
     export_md.click(functools.partial(export, fmt="md"), [chatbot, shared.model], export_file,
                     api_visibility="private")
-
-
-def load_shared(share_id: str):
-    """The snapshot behind a share link, or None (unknown, revoked or expired)."""
-    return get_store().get_share(share_id) if share_id else None
-
-
-def shared_header(snapshot) -> str:
-    sampling = (snapshot.settings or {}).get("sampling", {})
-    knobs = ", ".join(f"{k}={v}" for k, v in sampling.items() if v is not None)
-    adapter = f" + adapter `{adapter_label(snapshot.adapter)}`" if snapshot.adapter else ""
-    return (f"### Shared conversation\nModel: `{snapshot.model}`{adapter} · settings: {knobs or 'default'} · "
-            f"shared {datetime.datetime.fromtimestamp(snapshot.created).strftime('%Y-%m-%d %H:%M')}"
-            " · read-only")
-

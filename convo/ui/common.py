@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,8 @@ import gradio as gr
 from gradio.utils import is_prop_update
 
 from ..engine.remote import is_remote, remote_choices
-from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec, default_model_name
-from ..store import data_dir
+from ..settings import BUNDLED, QUANTIZE_CHOICES, ModelSpec, Sampling, default_model_name
+from ..store import Store, data_dir
 
 NO_ADAPTER = "(none)"
 REFUSED = ("'{name}' is not a model this app may load: pick 'bundled', a Hugging Face Hub id (user/model), "
@@ -236,3 +237,28 @@ def export_folder(kind: str) -> Path:
         except OSError:  # removed by another request meanwhile
             pass
     return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=root))
+
+
+_store: list[Store] = []
+_store_lock = threading.Lock()
+
+
+def get_store() -> Store:
+    """One store per process (SQLite in the data directory), opened by the first caller. Under a lock:
+    ``lru_cache`` let 8 first chats at once each open one, and their switches to WAL failed with
+    "database is locked" (a CI run of the 100-chat memory test)."""
+    with _store_lock:
+        if not _store:
+            _store.append(Store())
+        return _store[0]
+
+
+def username(profile) -> str | None:
+    """The signed-in Hub user's name (a gr.OAuthProfile, or its dict), else None."""
+    return getattr(profile, "username", None) or (profile.get("preferred_username") if isinstance(profile, dict) else None)
+
+
+def sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed) -> Sampling:
+    return Sampling(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
+                    max_new_tokens=int(max_new_tokens), repetition_penalty=float(repetition_penalty),
+                    seed=int(seed) if seed not in (None, "") and int(seed) >= 0 else None)

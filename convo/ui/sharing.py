@@ -1,0 +1,95 @@
+"""Sharing and exporting a chat: a read-only link to a snapshot (revoked by its secret or its
+owner), the shared view's header, and the conversation as a JSON or Markdown download."""
+from __future__ import annotations
+
+import datetime
+import os
+
+import gradio as gr
+
+from ..store import conversation_to_json, conversation_to_markdown
+from .common import adapter_label, export_folder, get_store, plain_messages, sampling_from, spec_from, username
+
+NOT_AVAILABLE = "This conversation is not available"
+
+
+def app_url(request: gr.Request | None) -> str:
+    """The public address of this app, as the browser reached it (proxies included)."""
+    if request is None:
+        return "http://127.0.0.1:7860/"
+    headers = request.headers
+    host = headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1:7860"
+    proto = headers.get("x-forwarded-proto") or request.request.url.scheme if getattr(request, "request", None) else "http"
+    return f"{proto.split(',')[0].strip()}://{host.split(',')[0].strip()}/"
+
+
+def client_address(request: gr.Request | None) -> str | None:
+    """Who is asking, for rate limits: the client's address; on a Space, where every request comes
+    through the platform's proxy, the first address of X-Forwarded-For (set by that proxy)."""
+    if request is None:
+        return None
+    forwarded = request.headers.get("x-forwarded-for") if os.environ.get("SPACE_ID") else None
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    return getattr(getattr(request, "client", None), "host", None)
+
+
+def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
+          repetition_penalty, seed, expires_days, secrets, request: gr.Request,
+          profile: gr.OAuthProfile | None = None):
+    """Save a snapshot and return its link (and the revoke secret, shown once)."""
+    messages = plain_messages(history)
+    if not messages:
+        raise gr.Error("Nothing to share yet: send a message first.")
+    sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
+    if system_prompt and system_prompt.strip():
+        messages = [{"role": "system", "content": system_prompt.strip()}] + messages
+    expires_in = float(expires_days) * 86400 if expires_days and float(expires_days) > 0 else None
+    try:
+        adapter = spec_from(model, adapter).adapter
+        ticket = get_store().create_share(messages, model=model, adapter=adapter,
+                                          settings={"sampling": sampling.to_dict()}, owner=username(profile),
+                                          expires_in=expires_in, creator=client_address(request))
+    except ValueError as exc:  # a size or rate limit (LimitError), a full disk, or a malformed message
+        raise gr.Error(f"Could not share: {exc}") from None
+    secrets = dict(secrets or {})
+    secrets[ticket.id] = ticket.secret
+    link = f"{app_url(request)}?share={ticket.id}"
+    note = (f"Anyone with this link can read the conversation. Revoke secret (shown once, keep it to revoke "
+            f"from another browser): `{ticket.secret}`")
+    return link, note, secrets
+
+
+def revoke(link_or_id: str, typed_secret: str, secrets, profile: gr.OAuthProfile | None = None):
+    share_id = (link_or_id or "").strip().rsplit("share=", 1)[-1].split("&")[0]
+    secret = (typed_secret or "").strip() or (secrets or {}).get(share_id)
+    if get_store().revoke_share(share_id, secret=secret, owner=username(profile)):
+        return "Revoked: the link no longer shows the conversation."
+    raise gr.Error("Could not revoke: unknown link, or not yours (give the revoke secret).")
+
+
+def export(history, model, fmt: str):
+    """Write the conversation as JSON or Markdown and return the file for download."""
+    messages = plain_messages(history)
+    if not messages:
+        raise gr.Error("Nothing to export yet.")
+    snapshot = {"messages": messages, "model": model, "adapter": None, "settings": {}}
+    text = conversation_to_json(snapshot) if fmt == "json" else conversation_to_markdown(snapshot)
+    folder = export_folder("conversation")
+    path = folder / f"conversation.{'json' if fmt == 'json' else 'md'}"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def load_shared(share_id: str):
+    """The snapshot behind a share link, or None (unknown, revoked or expired)."""
+    return get_store().get_share(share_id) if share_id else None
+
+
+def shared_header(snapshot) -> str:
+    sampling = (snapshot.settings or {}).get("sampling", {})
+    knobs = ", ".join(f"{k}={v}" for k, v in sampling.items() if v is not None)
+    adapter = f" + adapter `{adapter_label(snapshot.adapter)}`" if snapshot.adapter else ""
+    return (f"### Shared conversation\nModel: `{snapshot.model}`{adapter} · settings: {knobs or 'default'} · "
+            f"shared {datetime.datetime.fromtimestamp(snapshot.created).strftime('%Y-%m-%d %H:%M')}"
+            " · read-only")
