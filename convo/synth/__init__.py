@@ -18,8 +18,8 @@ from .config import (AGENTS, check_template, compile_exclude, ConfigError, DEFAU
                      load_keyword_config, load_persona_config, MAX_SEEDS_IN_CARD, MESSAGE_TOKENS, MODES,
                      parse_seed_text, Persona, PERSONA, PERSONA_COLUMNS, persona_config_from_dict,
                      persona_config_to_dict, PERSONA_FIELDS, persona_rows, PERSONA_SCRIPT_ROLES, PersonaConfig,
-                     personas_from_rows, read_seeds, read_text, RESTYLE_FIELDS, SCRIPT, SCRIPT_TOKENS, SEED_FIELDS, STRATEGIES,
-                     TURNS)
+                     personas_from_rows, read_json, read_seeds, read_text, RESTYLE_FIELDS, SCRIPT, SCRIPT_TOKENS,
+                     SEED_FIELDS, STRATEGIES, TURNS)
 from .jobs import (default_sampling, default_template, Item, item_key, Job, KeywordJob, PersonaJob, SynthSampling)
 from .parsing import (clean_reply, cut_to, keyword_faults, mentions, parse_script, persona_faults, strip_address)
 from .programs import (first_line, generate_items, judge_keyword_script, program_for, Result)

@@ -228,7 +228,8 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
         raise ConfigError(f"{Path(path).name}: {exc}") from None
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file (UTF-8, or UTF-16/32 with its mark), parsed with the checks of ``_loads_checked``."""
     return _loads_checked(read_text(path), path.name)
 
 
@@ -248,7 +249,7 @@ def _loads_checked(text: str, where: str) -> Any:
 def load_keyword_config(path: str | Path) -> KeywordConfig:
     """Read a keyword config JSON file. Raises ConfigError naming the file and field."""
     path = Path(path)
-    return keyword_config_from_dict(_read_json(path), source=path.name)
+    return keyword_config_from_dict(read_json(path), source=path.name)
 
 
 # --------------------------------------------------------------------------- personas
@@ -430,7 +431,7 @@ def _check_unique_personas(personas: Sequence[Persona], source: str | None) -> N
 def load_persona_config(path: str | Path, files: Mapping[str, Path] | None = None) -> PersonaConfig:
     """Read a persona experiment config; descriptions come inline or from files next to it."""
     path = Path(path)
-    return persona_config_from_dict(_read_json(path), base_dir=path.parent, source=path.name, files=files)
+    return persona_config_from_dict(read_json(path), base_dir=path.parent, source=path.name, files=files)
 
 
 PERSONA_COLUMNS = ["motivation", "motivation description", "disposition", "disposition description"]
@@ -494,7 +495,7 @@ def read_seeds(path: str | Path) -> list[str]:
         seeds = [_seed_value(_json_line(line, path.name, n), f"{path.name} line {n}")
                  for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     elif suffix == ".json":
-        data = _read_json(path)
+        data = read_json(path)
         if not isinstance(data, list):
             raise ConfigError(f"{path.name}: expected a list of seed messages")
         seeds = [_seed_value(value, f"{path.name}[{i}]") for i, value in enumerate(data)]

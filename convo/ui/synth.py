@@ -252,8 +252,9 @@ def import_persona_config(files, template: str, restyle_template: str):
             return (*keep, "**Error:** upload the persona config (.json) together with its description files "
                            "(or one .zip holding them)." if paths else "")
         uploaded = {p.name: p for p in paths}
-        config = core.load_persona_config(configs[0], files=uploaded)
-        named = {Path(n).name for n in core.described_files(json.loads(core.read_text(configs[0])))}
+        data = core.read_json(configs[0])  # parsed once: the personas and the files it names
+        config = core.persona_config_from_dict(data, source=configs[0].name, files=uploaded)
+        named = {Path(n).name for n in core.described_files(data)}
         extra = _uploaded_templates(paths, named)
         used = []
         if extra.get("template") and not config.template:
