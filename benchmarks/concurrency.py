@@ -194,7 +194,7 @@ class EngineUser:
 
     def chat(self, args: tuple, started: float) -> tuple[float | None, str]:
         from convo import chat
-        from convo.ui.chat import sampling_from
+        from convo.ui.common import sampling_from
 
         history, system_prompt = args[0], args[4]
         text = history[-1]["content"][0]["text"]
