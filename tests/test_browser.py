@@ -390,6 +390,10 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     # ... and the comparison gives the base model's validation loss beside the adapter's (it was blank)
     row = page.locator("#ft-metrics tr", has_text="validation loss").inner_text()
     assert re.fullmatch(r"validation loss\s+\d+\.\d+\s+\d+\.\d+", row.strip()), row
+    # the held-out examples show base model and adapter side by side, inside the tab (the passage's
+    # column filled it and the two outputs compared were past its edge)
+    page.wait_for_function("() => document.querySelector('#ft-samples').innerText.includes('?')", timeout=30_000)
+    assert page.evaluate(COLUMNS_PAST_THE_EDGE, "#ft-samples") == []
     assert "python -m training.finetune" in page.locator("#ft-command").inner_text()
     assert (app.data_dir / "adapters" / "browser-adapter" / "adapter_config.json").is_file()
     # the adapter is named, never shown by its server path: in the status, the Adapter menu, the model status

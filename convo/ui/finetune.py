@@ -465,8 +465,9 @@ def render(shared: Shared) -> None:
                        elem_id="ft-loss-plot")
     command = gr.Code(label="Equivalent command", language="shell", interactive=False, elem_id="ft-command")
     metrics = gr.Markdown(elem_id="ft-metrics")
+    # widths: the passage's text alone filled the tab and pushed the answers compared past its edge
     samples = gr.Dataframe(samples_frame([]), label="Held-out examples: base model vs adapter", wrap=True,
-                           interactive=False, elem_id="ft-samples")
+                           column_widths=["34%", "22%", "22%", "22%"], interactive=False, elem_id="ft-samples")
     with gr.Accordion("Compare on your own passages", open=False):
         passages = gr.Textbox(lines=5, label="Passages (blank line between; for question answering, the last line "
                                              "of each is the question)", elem_id="ft-compare-input")
