@@ -156,7 +156,7 @@ GOOD_COUNTS = {
     "coqa.json": ("coqa", 3, 3, 16, 16, 0, 0),
     "coqa_simple.json": ("coqa-simple", 3, 3, 14, 9, 0, 0),
     "squad_v1.json": ("squad", 2, 3, 7, 7, 0, 0),
-    "squad_v2.json": ("squad", 1, 1, 3, 3, 0, 0),
+    "squad_v2.json": ("squad", 1, 1, 3, 2, 0, 0),  # and 1 unanswerable
     "chat.jsonl": ("chat-jsonl", 3, 0, 0, 0, 3, 12),
     "chat_list.json": ("chat-jsonl", 2, 0, 0, 0, 2, 7),
 }
@@ -193,8 +193,17 @@ def test_official_coqa_reads_into_passages():
 
 
 def test_squad_v2_impossible_question_gets_the_no_answer_target():
-    passages, _ = load_data(GOOD / "squad_v2.json")
+    passages, report = load_data(GOOD / "squad_v2.json")
     assert [t.answer for t in passages[0].turns] == ["sixty thousand", NO_ANSWER, "single"]
+    assert (report.questions, report.answers, report.unanswerable) == (3, 2, 1)
+    assert '| unanswerable (answer "unknown"; trained by `qa` only) | 1 |' in report.summary()
+    # `qa` learns to say it does not know; question generation leaves the question out (no sentence
+    # holds its answer: the qg prompt took an unrelated one)
+    assert [e[-1]["content"] for e in build_examples(passages, "qa")] == ["sixty thousand", NO_ANSWER, "single"]
+    for task in ("qg", "cqg", "qa_closed"):
+        targets = [e[-1]["content"] for e in build_examples(passages, task)]
+        assert len(targets) == 2 and passages[0].turns[1].question not in targets and NO_ANSWER not in targets, task
+    assert validate_file(GOOD / "squad_v2.json", task="qg").examples == 2
 
 
 def test_simplified_coqa_answers_are_optional():
@@ -483,7 +492,7 @@ def test_split_train_val_is_disjoint_complete_and_seeded():
 
 def test_summary_reads_as_a_report():
     summary = validate_file(GOOD / "squad_v2.json", tokenizer=words).summary()
-    assert summary.startswith("**squad_v2.json**: SQuAD, ready to train, 3 examples for task `qg`.")
+    assert summary.startswith("**squad_v2.json**: SQuAD, ready to train, 2 examples for task `qg`.")  # 1 unanswerable
     assert "| passages | 1 |" in summary and "| questions | 3 |" in summary and "sha256" in summary
     assert "**Tokens per example**: min" in summary
     rejected = validate_file(BAD / "empty.json").summary()

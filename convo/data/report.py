@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .base import (Conversation, FAULT_LIMIT, FORMAT_NAMES, MAX_TURNS, MB, MEASURE_CHARS, Passage, SUMMARY_FAULTS,
+from .base import (Conversation, FAULT_LIMIT, FORMAT_NAMES, MAX_TURNS, MB, MEASURE_CHARS, NO_ANSWER, Passage, SUMMARY_FAULTS,
                    TOKEN_SAMPLE, TokenStats, _Parsed)
 from .checks import _quote, _safe
 from .tasks import end_marker, is_fewshot, render_fewshot
@@ -36,7 +36,10 @@ class Report:
     passages: int = 0
     questions: int = 0
     answers: int = 0
-    """Questions that have an answer (SQuAD v2.0 impossible ones count, answered ``unknown``)."""
+    """Questions that have an answer (not counting unanswerable ones)."""
+    unanswerable: int = 0
+    """Questions marked unanswerable (SQuAD v2.0 ``is_impossible``, or the answer ``unknown``): targets
+    of the ``qa`` task only, which learns to answer ``unknown``."""
     conversations: int = 0
     messages: int = 0
     examples: int = 0
@@ -75,7 +78,8 @@ def _count(report: Report, parsed: _Parsed) -> None:
     else:
         report.passages = len(parsed.items)
         report.questions = sum(len(p.turns) for p in parsed.items)
-        report.answers = sum(t.answer is not None for p in parsed.items for t in p.turns)
+        report.answers = sum(t.answer not in (None, NO_ANSWER) for p in parsed.items for t in p.turns)
+        report.unanswerable = sum(t.answer == NO_ANSWER for p in parsed.items for t in p.turns)
 
 
 def _not_a_question(text: str) -> bool:
@@ -298,6 +302,8 @@ def _counts_table(report: Report) -> str:
         rows = [("records", report.records), ("conversations", report.conversations), ("messages", report.messages)]
     else:
         rows = [("records", report.records), ("passages", report.passages), ("questions", report.questions), ("with answers", report.answers)]
+        if report.unanswerable:
+            rows.append((f'unanswerable (answer "{NO_ANSWER}"; trained by `qa` only)', report.unanswerable))
     skipped = report.skipped
     if report.skipped_questions:  # a fault skips its whole passage: say what went with it
         skipped = f"{skipped} (with {_plural(report.skipped_questions, 'question')})"

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .base import (CONVERSATION_PROMPT, CQG_SYSTEM, Conversation, Data, END_MARKERS, FEWSHOT_INSTRUCTION, FEWSHOT_ROLE,
-                   FEWSHOT_SHOTS, Message, NO_HISTORY, PASSAGE_PROMPT, Passage, QA_CLOSED_SYSTEM, QA_SYSTEM, QG_SYSTEM,
+                   FEWSHOT_SHOTS, Message, NO_ANSWER, NO_HISTORY, PASSAGE_PROMPT, Passage, QA_CLOSED_SYSTEM, QA_SYSTEM, QG_SYSTEM,
                    QUESTION_PROMPT, TASKS, Turn)
 from .sentences import focus_unit
 
@@ -159,6 +159,10 @@ def _iter_examples(data: Data, task: str, sources: Sequence[str] | None) -> Iter
     for passage in data:
         for number, turn in enumerate(passage.turns):
             source = f"{passage.source} turn {number + 1}".strip()
+            if turn.answer == NO_ANSWER and task != "qa":
+                # unanswerable (SQuAD v2.0 is_impossible, CoQA "unknown"): `qa` learns to say so; a
+                # question generator should ask what its text answers, and no sentence holds the answer
+                continue
             if task == "qg":  # about the span a question targets, as the Questions tab asks it
                 focus = focus_unit(passage.context, turn.question, turn.answer)
                 yield source, qg_fewshot_prompt(focus) + [_assistant(turn.question)]
