@@ -590,6 +590,27 @@ def test_synth_cancel_stops_the_run_and_says_how_many_were_written(chromium, tin
     context.close()
 
 
+def test_synth_shows_only_the_current_modes_and_runs_results(chromium, tiny_app):
+    """A run replaces the preview above its table (they showed different conversations, one above the
+    other), and switching mode clears the other mode's preview, progress, status and table (a
+    walkthrough found the keyword results under the persona controls)."""
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Synthetic").click()
+    page.locator("#synth-seeds textarea").fill("Tell me about tea.")  # 1 seed x 4 personas
+    page.locator("#synth-preview").click()
+    page.wait_for_function("() => /^1\\. /m.test(document.querySelector('#synth-preview-output').innerText)",
+                           timeout=120_000)
+    page.locator("#synth-run").click()
+    page.wait_for_selector("#synth-progress [data-state=finished]", state="attached", timeout=120_000)
+    assert page.locator("#synth-preview-output").inner_text().strip() == ""
+    assert table_rows(page, "#synth-output-table") and page.locator("#synth-status").inner_text().startswith("Done")
+    page.locator("#synth-mode").get_by_label("keyword", exact=True).check()
+    page.wait_for_function("() => !document.querySelector('#synth-progress .synth-progress')", timeout=30_000)
+    assert page.locator("#synth-status").inner_text().strip() == ""
+    assert table_rows(page, "#synth-output-table") == []
+    context.close()
+
+
 def test_a_training_job_follows_its_owner_not_the_tab(chromium, launch, tiny_causal, tmp_path_factory):
     """A job started in one browser context is shown and cancellable in a new context of the same
     browser storage (the first page closed), invisible to another browser, and reclaimable by its id."""

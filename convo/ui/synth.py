@@ -320,11 +320,13 @@ def switch_strategy(strategy: str, template: str):
 
 
 def switch_mode(mode: str, max_attempts):
-    """Show the mode's fields; attempts follow the mode's default unless the user changed them."""
+    """Show the mode's fields; attempts follow the mode's default unless the user changed them. The
+    other mode's preview, progress, status and table go (its file stays: a run in the new mode writes
+    a new one, and a run back in the old mode adds to it)."""
     persona = mode == core.PERSONA
     job, other = (core.PersonaJob, core.KeywordJob) if persona else (core.KeywordJob, core.PersonaJob)
     attempts = job.max_attempts if max_attempts in (None, "", other.max_attempts) else max_attempts
-    return gr.update(visible=persona), gr.update(visible=not persona), attempts
+    return gr.update(visible=persona), gr.update(visible=not persona), attempts, "", "", "", []
 
 
 def _path(file) -> Path:
@@ -653,7 +655,8 @@ def render(shared: Shared) -> None:
                 kw_strategy, kw_turns, max_attempts, temperature, max_new_tokens, batch_size, seed)
     bar = [shared.model, shared.adapter, shared.quantize]
     private_event = dict(api_visibility="private")
-    mode.change(switch_mode, [mode, max_attempts], [persona_box, keyword_box, max_attempts], queue=False, **private_event)
+    mode.change(switch_mode, [mode, max_attempts], [persona_box, keyword_box, max_attempts, preview_out, progress,
+                                                     status, table], queue=False, **private_event)
     strategy.change(switch_strategy, [strategy, template], [template, assistant_prompt], queue=False, **private_event)
     seed_file.upload(load_seed_file, [seed_file, seeds], seeds, **private_event)
     persona_files.upload(import_persona_config, [persona_files, template, restyle_template],
@@ -670,6 +673,7 @@ def render(shared: Shared) -> None:
                                   form.values(data))
 
     preview_btn.click(preview_form, {*bar, *form.inputs()}, [preview_out, table], api_name="synth_preview")
+    run_btn.click(lambda: "", None, preview_out, queue=False, **private_event)  # a run's own conversations replace it
     run_event = run_btn.click(run_form, {*bar, out_path, config_state, *form.inputs()},
                               [progress, status, table, download, out_path, command, config_state], api_name="synth_run")
     cancel_btn.click(cancel, None, status, queue=False, **private_event)
