@@ -1,4 +1,5 @@
 """The app in Chromium (Playwright): chat, suggestions, share links across restarts, isolation."""
+import json
 import os
 import re
 import time
@@ -77,7 +78,6 @@ COLUMNS_PAST_THE_EDGE = """(sel) => {
 
 def saved_conversations(data_dir: Path) -> list[list[str]]:
     """The text of every saved conversation's messages, oldest first."""
-    import json
     import sqlite3
 
     with sqlite3.connect(data_dir / "convo.sqlite3") as db:
@@ -255,6 +255,19 @@ def test_share_link_read_only_continue_and_restart(chromium, launch, tiny_causal
     wait_reply(page)
     link = share_link(page)
     assert re.search(r"\?share=[A-Za-z0-9_-]{22}$", link)
+    # the JSON export holds what the shared view shows: the system prompt, the settings and the time
+    # (it had "created": null and "settings": {})
+    page.locator("#export-json").click()
+    href = page.locator("#export-file a[href]").first
+    href.wait_for(timeout=30_000)
+    exported = json.loads(page.request.get(href.get_attribute("href")).text())
+    assert exported["created"] and exported["model"] == tiny_causal and exported["adapter"] is None
+    assert {"temperature", "top_p", "top_k", "max_new_tokens"} <= set(exported["settings"]["sampling"])
+    from convo.settings import ChatSettings
+
+    system = ChatSettings().system_prompt.strip()  # the Settings' default, not opened here
+    assert exported["messages"][0] == {"role": "system", "content": system} and system
+    assert exported["messages"][1] == {"role": "user", "content": "Remember the lighthouse"}
 
     visitor, view = shared_messages(chromium, link)
     assert "Remember the lighthouse" in view.locator("#share-chatbot").inner_text()

@@ -493,11 +493,9 @@ def render(shared: Shared) -> None:
         trigger(show_memory, memory_id, [memory_list, memory_choice], api_visibility="private")
     forget_one.click(forget_memory, [memory_choice, memory_id], [memory_list, memory_choice], api_visibility="private")
     forget_all.click(forget_all_memory, memory_id, [memory_list, memory_choice], api_visibility="private")
-    share_btn.click(share, [chatbot, shared.model, shared.adapter, system_prompt, temperature, top_p, top_k,
-                            max_new_tokens, repetition_penalty, seed, expires_days, secrets],
-                    [share_link, share_note, secrets], api_name="share")
+    snapshot = [chatbot, shared.model, shared.adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
+                repetition_penalty, seed]  # the conversation and what made it, as shared and exported
+    share_btn.click(share, [*snapshot, expires_days, secrets], [share_link, share_note, secrets], api_name="share")
     revoke_btn.click(revoke, [share_link, revoke_secret, secrets], revoke_status, api_name="revoke")
-    export_json.click(functools.partial(export, fmt="json"), [chatbot, shared.model], export_file,
-                      api_visibility="private")
-    export_md.click(functools.partial(export, fmt="md"), [chatbot, shared.model], export_file,
-                    api_visibility="private")
+    export_json.click(functools.partial(export, fmt="json"), snapshot, export_file, api_visibility="private")
+    export_md.click(functools.partial(export, fmt="md"), snapshot, export_file, api_visibility="private")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 
 import gradio as gr
 
@@ -34,21 +35,30 @@ def client_address(request: gr.Request | None) -> str | None:
     return getattr(getattr(request, "client", None), "host", None)
 
 
+def snapshot_of(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
+                repetition_penalty, seed) -> dict:
+    """The conversation with what made it: the system prompt as its first message, the model, the
+    adapter's spec (a name or a folder) and the sampling settings. Raises ValueError for a bad value."""
+    messages = plain_messages(history)
+    if messages and system_prompt and system_prompt.strip():
+        messages = [{"role": "system", "content": system_prompt.strip()}] + messages
+    sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
+    return {"messages": messages, "model": model, "adapter": spec_from(model, adapter).adapter,
+            "settings": {"sampling": sampling.to_dict()}}
+
+
 def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
           repetition_penalty, seed, expires_days, secrets, request: gr.Request,
           profile: gr.OAuthProfile | None = None):
     """Save a snapshot and return its link (and the revoke secret, shown once)."""
-    messages = plain_messages(history)
-    if not messages:
+    if not plain_messages(history):
         raise gr.Error("Nothing to share yet: send a message first.")
-    sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
-    if system_prompt and system_prompt.strip():
-        messages = [{"role": "system", "content": system_prompt.strip()}] + messages
     expires_in = float(expires_days) * 86400 if expires_days and float(expires_days) > 0 else None
     try:
-        adapter = spec_from(model, adapter).adapter
-        ticket = get_store().create_share(messages, model=model, adapter=adapter,
-                                          settings={"sampling": sampling.to_dict()}, owner=username(profile),
+        snapshot = snapshot_of(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
+                               repetition_penalty, seed)
+        ticket = get_store().create_share(snapshot["messages"], model=model, adapter=snapshot["adapter"],
+                                          settings=snapshot["settings"], owner=username(profile),
                                           expires_in=expires_in, creator=client_address(request))
     except ValueError as exc:  # a size or rate limit (LimitError), a full disk, or a malformed message
         raise gr.Error(f"Could not share: {exc}") from None
@@ -68,12 +78,18 @@ def revoke(link_or_id: str, typed_secret: str, secrets, profile: gr.OAuthProfile
     raise gr.Error("Could not revoke: unknown link, or not yours (give the revoke secret).")
 
 
-def export(history, model, fmt: str):
-    """Write the conversation as JSON or Markdown and return the file for download."""
-    messages = plain_messages(history)
-    if not messages:
+def export(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens, repetition_penalty,
+           seed, fmt: str):
+    """Write the conversation as JSON or Markdown, with its system prompt, model, adapter (by name,
+    never a server path), sampling settings and time, and return the file for download."""
+    if not plain_messages(history):
         raise gr.Error("Nothing to export yet.")
-    snapshot = {"messages": messages, "model": model, "adapter": None, "settings": {}}
+    try:
+        snapshot = snapshot_of(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
+                               repetition_penalty, seed)
+    except ValueError as exc:
+        raise gr.Error(f"Could not export: {exc}") from None
+    snapshot.update(adapter=adapter_label(snapshot["adapter"]), created=time.time())
     text = conversation_to_json(snapshot) if fmt == "json" else conversation_to_markdown(snapshot)
     folder = export_folder("conversation")
     path = folder / f"conversation.{'json' if fmt == 'json' else 'md'}"
