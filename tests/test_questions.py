@@ -529,10 +529,11 @@ def test_tab_generate_select_download_and_ask_in_chat(tiny_causal):
     sentence = passage[current[2]["span"][0]:current[2]["span"][1]]
     assert text3 == rows[2][1] and f"<mark>{sentence}</mark>" in html3.replace("&#x27;", "'")
     # ask in chat
-    chat_value, tabs_update, note = tab.ask_in_chat(text3)
-    assert chat_value == text3 and note == ""
+    chat_value, tabs_update, note = tab.ask_in_chat(text3, current, used)
+    assert chat_value == f'"{" ".join(sentence.split())}"\n\n{text3}' and note == ""  # with what it asks about
     assert tabs_update.selected == "chat"
     assert tab.ask_in_chat("")[2] == tab.SELECT_FIRST
+    assert tab.ask_in_chat("My own question?", current, used)[0] == "My own question?"  # typed over: as typed
     # a second run in the same session shows only new questions
     rows2, *_ = _generate(tab, passage, tiny_causal, seen=seen)
     assert pairwise_distinct([r[1] for r in rows] + [r[1] for r in rows2])
@@ -625,7 +626,7 @@ def test_bundled_model_questions(path):
 def drive_questions_tab(page, passage: str, chat_input_selector: str, timeout_ms: int = 120_000) -> str:
     """Playwright steps for the app's browser test, on a page showing the app: open the Questions tab,
     type ``passage``, generate, click the first question, check its sentence is highlighted, press
-    "Ask in chat" and check the chat input holds the question. Returns the question."""
+    "Ask in chat" and check the chat input holds the question after its quoted sentence. Returns the question."""
     page.get_by_role("tab", name="Questions").click()
     page.locator("#questions-passage textarea").fill(passage)
     page.locator("#questions-generate").click()
@@ -638,9 +639,10 @@ def drive_questions_tab(page, passage: str, chat_input_selector: str, timeout_ms
     assert " ".join(mark.inner_text().split()) in " ".join(passage.split())
     page.wait_for_function("q => document.querySelector('#questions-selected textarea').value === q", arg=question,
                            timeout=timeout_ms)
+    sentence = " ".join(mark.inner_text().split())
     page.locator("#questions-ask-chat").click()
-    page.wait_for_function("([sel, q]) => document.querySelector(sel).value === q", arg=[chat_input_selector, question],
-                           timeout=timeout_ms)
+    page.wait_for_function("([sel, q]) => document.querySelector(sel).value === q",
+                           arg=[chat_input_selector, f'"{sentence}"\n\n{question}'], timeout=timeout_ms)
     assert page.get_by_role("tab", name="Chat").get_attribute("aria-selected") == "true"
     return question
 

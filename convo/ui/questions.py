@@ -173,11 +173,20 @@ def on_select(questions: list[dict] | None, passage: str | None, evt: gr.SelectD
     return select_question(questions, passage, int(row))
 
 
-def ask_in_chat(question: str | None) -> tuple:
-    """Put the selected question into the Chat tab's input and switch to Chat: ``(chat input, tabs, status)``."""
-    if not (question or "").strip():
+def ask_in_chat(question: str | None, questions: list[dict] | None = None, passage: str | None = None) -> tuple:
+    """Put the selected question into the Chat tab's input, after the sentence it was asked about
+    (quoted: alone, the question reached a chat that had never seen the passage), and switch to
+    Chat: ``(chat input, tabs, status)``.
+
+    >>> ask_in_chat("Who ran?", [{"text": "Who ran?", "span": [0, 9]}], "Ann ran. Bo sat.")[0]
+    '"Ann ran."\\n\\nWho ran?'
+    """
+    question = (question or "").strip()
+    if not question:
         return gr.update(), gr.update(), SELECT_FIRST
-    return question.strip(), gr.Tabs(selected="chat"), ""
+    span = next((q["span"] for q in questions or [] if q["text"] == question), None)
+    sentence = " ".join(passage[span[0]:span[1]].split()) if span and passage else ""
+    return (f'"{sentence}"\n\n{question}' if sentence else question), gr.Tabs(selected="chat"), ""
 
 
 def write_downloads(questions: list[dict], passage: str) -> list[str]:
@@ -270,4 +279,4 @@ def render(shared: Shared) -> None:
     table.select(on_select, [questions, passage_used], [source, selected], api_visibility="private")
     forget.click(forget_shown, None, [seen, status], api_visibility="private")
     chat_outputs = [shared.chat_input if shared.chat_input is not None else selected, shared.tabs, status]
-    ask.click(ask_in_chat, selected, chat_outputs, api_visibility="private")
+    ask.click(ask_in_chat, [selected, questions, passage_used], chat_outputs, api_visibility="private")
