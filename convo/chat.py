@@ -48,6 +48,16 @@ class FollowUp:
     parts: dict = field(default_factory=dict)
 
 
+def _at_token_limit(lm: LoadedModel, text: str, sampling: Sampling) -> bool:
+    """Whether ``text`` is as long as ``sampling.max_new_tokens`` allows (counted again with the
+    model's tokenizer: within a token of the limit). False for a remote model: its tokenizer is not
+    here (its stand-in only estimates lengths)."""
+    tokenizer = getattr(lm, "tokenizer", None)
+    if getattr(lm, "remote", False) or tokenizer is None or not text:
+        return False
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) >= sampling.max_new_tokens - 1
+
+
 def with_system(messages: Messages, system_prompt: str) -> Messages:
     """Put ``system_prompt`` first (replacing any system message already there)."""
     rest = [m for m in messages if m["role"] != "system"]
@@ -57,20 +67,26 @@ def with_system(messages: Messages, system_prompt: str) -> Messages:
 def reply_stream(lm: LoadedModel, messages: Messages, settings: ChatSettings = ChatSettings(),
                  sampling: Sampling | None = None, stop: Stop | None = None,
                  asked: Sequence[str] = (), min_interval: float | Callable[[], float] = 0.0,
-                 remembered: Sequence[str] = ()) -> Iterator[str]:
+                 remembered: Sequence[str] = (), on_cut: Callable[[str], object] | None = None) -> Iterator[str]:
     """Stream the assistant reply to ``messages`` (ending with a user turn) as growing text.
 
     In interviewer mode the reply ends with the assistant's best follow-up question. With
     ``min_interval`` the text is yielded at most that often (the first piece at once, the whole
     text always last), so a UI is not redrawn for every token (a function: asked before each piece).
     ``remembered``: questions built from the user's memory, asked first by the interviewer.
+    ``on_cut(why)`` hears of a reply that did not end on its own: ``"loop"`` (it fell into a loop and
+    ends where the loop began) or ``"length"`` (it reached ``sampling.max_new_tokens``).
     """
     stop = stop or Stop()
+    sampling = sampling or Sampling()
     conversation = with_system(check_messages(messages), settings.system_prompt)
-    text = ""
+    text, looped = "", []
     # a reply that falls into a loop ends there, the repeated block kept once (see until_loop)
-    for text in coalesce(until_loop(accumulate(stream(lm, conversation, sampling, stop))), min_interval):
+    for text in coalesce(until_loop(accumulate(stream(lm, conversation, sampling, stop)), lambda: looped.append(1)),
+                         min_interval):
         yield text
+    if on_cut is not None and not stop.is_set() and (looped or _at_token_limit(lm, text, sampling)):
+        on_cut("loop" if looped else "length")
     if settings.interviewer and not stop.is_set() and not text.rstrip().endswith("?"):
         history = conversation + [{"role": "assistant", "content": text}]
         best = follow_up_questions(lm, history, n=1, asked=asked, remembered=remembered)

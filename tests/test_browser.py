@@ -26,6 +26,13 @@ def wait_reply(page, count=1, timeout=60_000):
     return page.locator(BOT).nth(count - 1).inner_text()
 
 
+def reply_loop_over(page, timeout=60_000):
+    """Wait until the reply loop has ended: the status line no longer says Replying or Thinking (it
+    is then empty, or says the reply was stopped or cut)."""
+    page.wait_for_function("() => !/Replying|Thinking/.test(document.querySelector('#chat-status').innerText)",
+                           timeout=timeout)
+
+
 def open_app(browser, url):
     context = browser.new_context()
     page = context.new_page()
@@ -68,6 +75,20 @@ def test_chat_streams_a_reply(chromium, tiny_app):
     context.close()
 
 
+def test_a_reply_cut_at_the_token_limit_says_so(chromium, tiny_app):
+    """A reply that used all of Max new tokens ends mid-sentence: the status line says it was cut
+    (it went blank, so the cut reply looked finished; a walkthrough found one ending "a good camera,")."""
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("button", name="Settings ▼").click()
+    set_number(page, "#max-new-tokens input[type=number]", 17)
+    set_number(page, "#temperature input[type=number]", 0)  # greedy: the same 17 tokens every run
+    send(page, "Hello from the browser")
+    wait_reply(page)
+    reply_loop_over(page)
+    assert page.locator("#chat-status").inner_text().strip() == "Reply cut at the token limit (Max new tokens, in Settings)."
+    context.close()
+
+
 COLUMNS_PAST_THE_EDGE = """(sel) => {
     const edge = document.querySelector(sel).getBoundingClientRect().right;
     return [...document.querySelectorAll(sel + ' thead th')]
@@ -94,7 +115,7 @@ def test_the_chat_boxs_trash_icon_starts_a_new_conversation(chromium, tiny_app):
     wait_reply(page)
     # the reply loop is over (its follow-ups included: in a CI run its last update, after the click,
     # brought the first conversation back; test_clear_mid_reply_starts_over covers that case)
-    page.wait_for_function("() => document.querySelector('#chat-status').innerText.trim() === ''", timeout=60_000)
+    reply_loop_over(page)
     assert "share=" in share_link(page)
     page.locator("#chatbot").get_by_role("button", name="Clear").click()
     page.wait_for_function("s => document.querySelectorAll(s).length === 0", arg=BOT, timeout=10_000)
@@ -221,7 +242,7 @@ def test_messages_sent_while_busy_are_answered_in_order(chromium, launch, slow_t
         raise AssertionError(f"no third reply: turns {chat_turns(page)!r}, status "
                              f"{page.locator('#chat-status').inner_text()!r}, third message sent while the status "
                              f"said {page.evaluate('window.sentDuring || null')!r}") from exc
-    page.wait_for_function("() => document.querySelector('#chat-status').innerText.trim() === ''", timeout=120_000)
+    reply_loop_over(page, timeout=120_000)
     assert "follow-up" in page.evaluate("window.sentDuring")
     turns = chat_turns(page)
     assert [role for role, _ in turns] == ["user", "assistant"] * 3, turns
@@ -347,7 +368,7 @@ def test_bundled_model_reply_and_suggested_questions(chromium, launch):
     page.locator("#curious input").uncheck()
     send(page, "Thanks, that helps.")
     wait_reply(page, count=3, timeout=120_000)
-    page.wait_for_function("() => document.querySelector('#chat-status').innerText.trim() === ''", timeout=120_000)
+    reply_loop_over(page, timeout=120_000)
     assert page.locator("#suggestion-0").is_hidden() and page.locator("#suggestions-label").is_hidden()
     context.close()
 

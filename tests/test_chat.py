@@ -295,7 +295,8 @@ def test_reply_updates_are_plain_values_with_the_chips_in_a_state(tiny_causal, t
     assert len(updates) >= 4 and all(len(u) == 5 for u in updates)
     assert not [v for u in updates for v in u if isinstance(v, dict) and "__type__" in v]
     assert [u[3] for u in updates[:-1]] == [tab._status(tab.REPLYING, 0)] * (len(updates) - 1)
-    assert updates[-1][3] == ""
+    # its 12 tokens are all Max new tokens allows: the status says it was cut (it went blank)
+    assert updates[-1][3] == tab.CUT["length"]
     assert all(u[4] == tab.chips_value([]) for u in updates)  # not curious: none offered, none shown
     assert updates[-1][0][-1]["role"] == "assistant" and updates[-1][0][-1]["content"]
 
@@ -373,12 +374,32 @@ def test_a_reply_that_falls_into_a_loop_ends_at_its_first_copy(tiny_causal):
     for seed in range(12):
         sampling = Sampling(temperature=0.2, top_p=0.9, repetition_penalty=1.0, max_new_tokens=300, seed=seed)
         bare = "".join(generation.stream(lm, chat.with_system(messages, settings.system_prompt), sampling))
-        guarded = list(chat.reply_stream(lm, messages, settings, sampling))[-1]
+        whys = []
+        guarded = list(chat.reply_stream(lm, messages, settings, sampling, on_cut=whys.append))[-1]
         assert bare.startswith(guarded)
         if guarded == bare:
+            assert "loop" not in whys
             continue
         cut += 1
+        assert whys == ["loop"]  # the chat's status line says why the reply ended there
         looping = [k for k in range(len(guarded), len(bare) + 1) if loop_start(bare[:k]) is not None]
         assert looping and bare[:loop_start(bare[:looping[0]])].rstrip() == guarded, (guarded[-60:], bare[:200])
         assert loop_start(guarded) is None and len(guarded) < len(bare) - 40
     assert cut >= 2
+
+
+def test_a_reply_cut_at_the_token_limit_is_told_apart_from_one_that_ended(tiny_causal):
+    """on_cut hears "length" when the reply used all of max_new_tokens, and nothing when it ended
+    before (here at a stop string, the same greedy reply cut halfway)."""
+    lm = get_model(ModelSpec(tiny_causal, dtype="float32"))
+    messages = [{"role": "user", "content": "first message"}]
+    settings = ChatSettings(curious=False)
+    whys = []
+    full = list(chat.reply_stream(lm, messages, settings, Sampling(temperature=0.0, max_new_tokens=16),
+                                  on_cut=whys.append))[-1]
+    assert whys == ["length"] and len(lm.tokenizer(full, add_special_tokens=False).input_ids) >= 15
+    stop_at = full[len(full) // 2:len(full) // 2 + 3]
+    whys = []
+    ended = list(chat.reply_stream(lm, messages, settings, Sampling(temperature=0.0, max_new_tokens=16,
+                                                                    stop=(stop_at,)), on_cut=whys.append))
+    assert len((ended or [""])[-1]) < len(full) and whys == []

@@ -363,8 +363,10 @@ def test_chat_stop_follow_ups_and_questions_through_a_server(served, monkeypatch
 
     lm = get_model(declare(monkeypatch, served["url"], name="served", model=served["model"], generation_config=True))
     conversation = [{"role": "user", "content": "Hello! I just came back from a trip to Lisbon."}]
-    reply = list(chat.reply_stream(lm, conversation, sampling=Sampling(temperature=0.0, max_new_tokens=24)))
-    assert len(reply) > 1 and reply[-1].strip()  # streamed: growing text
+    whys = []  # the chat's cut note: no token count here (a remote model's tokenizer is not local)
+    reply = list(chat.reply_stream(lm, conversation, sampling=Sampling(temperature=0.0, max_new_tokens=24),
+                                   on_cut=whys.append))
+    assert len(reply) > 1 and reply[-1].strip() and whys == []  # streamed: growing text
     said = generate(lm, conversation, Sampling(temperature=0.0, max_new_tokens=24))
     word = said.split()[len(said.split()) // 2]  # a stop string from the middle of the greedy reply
     assert generate(lm, conversation, Sampling(temperature=0.0, max_new_tokens=24, stop=[word])) == \

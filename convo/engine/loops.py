@@ -7,7 +7,7 @@ ended in a loop ("Don't forget to pack a sleeping bag with a tent." again and ag
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .generation import close_source
 
@@ -51,11 +51,12 @@ def loop_start(text: str) -> int | None:
     return None
 
 
-def until_loop(texts: Iterable[str]) -> Iterator[str]:
+def until_loop(texts: Iterable[str], on_loop: Callable[[], object] | None = None) -> Iterator[str]:
     """A growing text (see :func:`accumulate`) that stops at a loop: the first state that ends in one
     (:func:`loop_start`) is cut to keep the repeated block once, and the source is closed, so its
     generation ends. A small model at a low temperature can repeat one phrase to the token limit:
     the bundled model's reply about a beagle went "a mix of a mix of ..." for most of its length.
+    ``on_loop()`` is called when it cuts one.
 
     >>> list(until_loop(["Hi. ", "Hi. Yes, a mix of " + "a mix of " * 8]))
     ['Hi. ', 'Hi. Yes, a mix of']
@@ -64,6 +65,8 @@ def until_loop(texts: Iterable[str]) -> Iterator[str]:
         for text in texts:
             start = loop_start(text)
             if start is not None:
+                if on_loop is not None:
+                    on_loop()
                 yield text[:start].rstrip()
                 return
             yield text

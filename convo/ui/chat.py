@@ -32,6 +32,9 @@ UPDATE_EVERY_S = 0.05  # one streaming reply is redrawn at most 20 times a secon
 REPLYING = "Replying..."
 THINKING = "Thinking of follow-up questions..."
 STOPPED = "Reply stopped."
+CUT = {"length": "Reply cut at the token limit (Max new tokens, in Settings).",
+       "loop": "Reply ended where it began repeating itself."}
+"""The status line under a reply that did not end on its own (``chat.reply_stream``'s ``on_cut``)."""
 SUGGESTIONS_LABEL = "convo could ask you next (click to let it ask):"
 
 
@@ -255,9 +258,10 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
                            adapter=lm.spec.adapter,
                            settings={"sampling": sampling.to_dict(), "system_prompt": settings.system_prompt})
     conversation_id = saver.start()
+    cut: list[str] = []
     with _counted_stream():
         for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked,
-                                       min_interval=redraw_interval, remembered=remembered):
+                                       min_interval=redraw_interval, remembered=remembered, on_cut=cut.append):
             saver.partial(reply)
             shown = _shown(history + [{"role": "assistant", "content": reply}], turns)
             yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), hidden
@@ -276,8 +280,9 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
             gr.Warning(str(exc))
     if turns.pending:  # a newer message waits: its turn comes next, these suggestions are stale
         follow = []
-    # a stopped reply says so: it ends where Stop cut it, with no suggestions
-    yield _shown(history, turns), conversation_id, asked, _status(STOPPED if stop.is_set() else "", 0), chips_value(
+    # a reply stopped or cut says so (a stopped one ends where Stop cut it, with no suggestions)
+    ending = STOPPED if stop.is_set() else CUT[cut[0]] if cut else ""
+    yield _shown(history, turns), conversation_id, asked, _status(ending, 0), chips_value(
         [q.text for q in follow], score_note(follow, feeling))
     return history, conversation_id, asked
 
