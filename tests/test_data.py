@@ -159,6 +159,8 @@ GOOD_COUNTS = {
     "squad_v2.json": ("squad", 1, 1, 3, 2, 0, 0),  # and 1 unanswerable
     "chat.jsonl": ("chat-jsonl", 3, 0, 0, 0, 3, 12),
     "chat_list.json": ("chat-jsonl", 2, 0, 0, 0, 2, 7),
+    "alpaca.json": ("alpaca", 3, 0, 0, 0, 3, 9),
+    "sharegpt.jsonl": ("sharegpt", 2, 0, 0, 0, 2, 7),
 }
 
 
@@ -175,7 +177,7 @@ def test_good_file_is_detected_and_counted(name):
     assert report.ok and report.faults == [] and report.error is None and report.skipped == 0
     assert report.sha256 == hashlib.sha256((GOOD / name).read_bytes()).hexdigest()
     assert report.size == (GOOD / name).stat().st_size
-    assert report.task == ("chat" if name.startswith("chat") else "qg")
+    assert report.task == ("chat" if name.startswith(("chat", "alpaca", "sharegpt")) else "qg")
 
 
 def test_good_coqa_fixture_spans_point_at_the_story():
@@ -204,6 +206,45 @@ def test_squad_v2_impossible_question_gets_the_no_answer_target():
         targets = [e[-1]["content"] for e in build_examples(passages, task)]
         assert len(targets) == 2 and passages[0].turns[1].question not in targets and NO_ANSWER not in targets, task
     assert validate_file(GOOD / "squad_v2.json", task="qg").examples == 2
+
+
+def test_alpaca_and_sharegpt_records_are_conversations():
+    """Instruction data as other tools write it (Alpaca: LLaMA-Factory, Stanford Alpaca; ShareGPT:
+    FastChat, LLaMA-Factory) trains the chat task, each record one conversation."""
+    conversations, report = load_data(GOOD / "alpaca.json")
+    assert report.ok and report.format == "alpaca" and report.task == "chat"
+    assert conversations[0] == [{"role": "user", "content": "Give three tips for staying healthy."},
+                                {"role": "assistant", "content": "Eat a balanced diet, move every day, and sleep "
+                                                                 "seven to nine hours."}]
+    assert conversations[1][0]["content"] == "Translate the sentence into French.\n\nThe library opens at nine."
+    assert [m["role"] for m in conversations[2]] == ["system", "user", "assistant", "user", "assistant"]
+    assert conversations[2][1]["content"] == "When does the library open?"
+    assert "**alpaca.json**: Alpaca, ready to train, 3 examples for task `chat`." in report.summary()
+    conversations, report = load_data(GOOD / "sharegpt.jsonl")
+    assert report.ok and report.format == "sharegpt" and [len(c) for c in conversations] == [4, 3]
+    assert conversations[1][:2] == [{"role": "system", "content": "You are a curious assistant."},
+                                    {"role": "user", "content": "I am learning the cello."}]
+    examples, _ = load_examples(GOOD / "sharegpt.jsonl", "chat")
+    assert examples[0][-1] == {"role": "assistant", "content": "Then water them often: pots dry out fast. What variety?"}
+
+
+def test_alpaca_and_sharegpt_faults_name_the_record_and_field():
+    alpaca = [{"instruction": "Say hi.", "input": "", "output": "Hi!"},
+              {"instruction": "Say bye.", "input": 3, "output": ""},
+              {"instruction": "Go on.", "output": "Sure.", "history": [["only one"]]}]
+    report = validate_bytes(json.dumps(alpaca).encode(), "alpaca.json")
+    assert report.ok and report.conversations == 1 and report.skipped == 2
+    assert report.faults == ["[1].input: expected a string, got int", '[1]: empty "output"',
+                             "[2].history[0]: expected [user message, reply]: two non-empty strings"]
+    lines = [{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
+             {"conversations": [{"from": "human", "value": "Hi"}, {"from": "bot", "value": "Hello"}]},
+             {"conversations": [{"from": "human", "value": "Anyone?"}]}]
+    report = validate_bytes("".join(json.dumps(line) + "\n" for line in lines).encode(), "chats.jsonl")
+    assert report.ok and report.format == "sharegpt" and report.conversations == 1
+    assert report.faults == ['line 2, conversations[1].from: expected "human", "gpt" or "system", got "bot"',
+                             'line 3: no "gpt" message']
+    with pytest.raises(DataError, match='task "qg" needs passages with questions .* but this file is ShareGPT'):
+        load_examples(GOOD / "sharegpt.jsonl", "qg")
 
 
 def test_simplified_coqa_answers_are_optional():
@@ -327,7 +368,7 @@ def test_task_and_format_mismatch_is_rejected_with_one_message(tmp_path):
     assert str(info.value) == 'task "qg" needs passages with questions (CoQA or SQuAD), but this file is chat JSONL'
     with pytest.raises(DataError) as info:
         load_examples(GOOD / "coqa.json", "chat")
-    assert str(info.value) == 'task "chat" needs chat JSONL ({"messages": [...]} per line), but this file is CoQA'
+    assert str(info.value) == 'task "chat" needs conversations (chat JSONL, Alpaca or ShareGPT), but this file is CoQA'
     no_answers = write_json(tmp_path / "q.json", [{"context": "Rain falls.", "questions": ["What falls?"]}])
     with pytest.raises(DataError) as info:
         load_examples(no_answers, "qa")

@@ -654,6 +654,10 @@ def test_tab_upload_shows_the_report_with_counts(tab):
     assert task["value"] == "qg" and start["interactive"] is True
     text, task, start = tab.inspect_upload(str(CHAT), None, "qg", 512)  # a chat file switches the task to chat
     assert task["value"] == "chat" and "6 examples for task `chat`" in text
+    # instruction data in the Alpaca layout is read as conversations (it was "unrecognised format")
+    text, task, start = tab.inspect_upload(str(DATA / "good" / "alpaca.json"), None, "qg", 512)
+    assert task["value"] == "chat" and "Alpaca, ready to train, 3 examples for task `chat`" in text
+    assert start["interactive"] is True
     text, _, start = tab.inspect_upload(str(DATA / "bad" / "coqa_empty_data.json"), None, None, 512)
     assert 'rejected: file has no records: "data" is empty' in text and start["interactive"] is False
     text, _, start = tab.inspect_upload(str(COQA), str(DATA / "bad" / "invalid_json.json"), "qg", 512)

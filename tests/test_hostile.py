@@ -41,7 +41,7 @@ def dump(value) -> bytes:
 
 def corpus() -> list[tuple[str, bytes, str]]:
     """(file name, content, text the report must contain): 46 hostile or odd uploads."""
-    unrecognised = "or chat JSONL ({\"messages\": [...]} per line)"
+    unrecognised = "or ShareGPT ([{\"conversations\": [{\"from\", \"value\"}]}])"
     coqa_simple = dump(simple(3))
     return [
         # what froze the server: a quote and escaped quotes (quadratic regex), then at 4 MB

@@ -32,11 +32,14 @@ MEASURE_CHARS = 40_000
 """An example longer than this is measured on its first ``MEASURE_CHARS`` characters only."""
 
 ROLES = ("system", "user", "assistant")
-FORMATS = ("coqa-simple", "coqa", "squad", "flat-qa", "chat-jsonl")
+FORMATS = ("coqa-simple", "coqa", "squad", "flat-qa", "chat-jsonl", "alpaca", "sharegpt")
 FORMAT_NAMES = {"coqa-simple": "simplified CoQA", "coqa": "CoQA", "squad": "SQuAD", "flat-qa": "flat QA",
-                "chat-jsonl": "chat JSONL"}
+                "chat-jsonl": "chat JSONL", "alpaca": "Alpaca", "sharegpt": "ShareGPT"}
+CHAT_FORMATS = ("chat-jsonl", "alpaca", "sharegpt")
+"""Formats read as conversations (the ``chat`` task); the others are passages with questions."""
 TASKS = ("qg", "cqg", "qa", "qa_closed", "chat")
-DEFAULT_TASKS = {"coqa-simple": "qg", "coqa": "qg", "squad": "qg", "flat-qa": "qg", "chat-jsonl": "chat"}
+DEFAULT_TASKS = {"coqa-simple": "qg", "coqa": "qg", "squad": "qg", "flat-qa": "qg", "chat-jsonl": "chat",
+                 "alpaca": "chat", "sharegpt": "chat"}
 """The task a report's token statistics use when the caller names none."""
 NO_ANSWER = "unknown"
 """Answer target for unanswerable questions (SQuAD v2.0 ``is_impossible``), as CoQA writes it."""
@@ -86,8 +89,9 @@ NO_HISTORY = "(no questions yet)"
 UNRECOGNISED = (
     'unrecognised format: expected CoQA ({"data": [{"story", "questions", ...}]}), '
     'simplified CoQA ([{"context", "questions"}]), SQuAD ({"data": [{"paragraphs": ...}]}), '
-    'flat QA ({"data": [{"context", "question", "answer"}]}) '
-    'or chat JSONL ({"messages": [...]} per line)'
+    'flat QA ({"data": [{"context", "question", "answer"}]}), '
+    'chat JSONL ({"messages": [...]} per line), Alpaca ([{"instruction", "input", "output"}]) '
+    'or ShareGPT ([{"conversations": [{"from", "value"}]}])'
 )
 """The start of every "unrecognised format" error; what was found follows it."""
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import NO_ANSWER, Passage, ROLES, Turn, _LineFault, _Parsed
-from .checks import _child, _field, _object, _quote, _string_list
+from .checks import _child, _field, _object, _quote, _string_list, _text_ok
 
 
 _RecordReader = Callable[[Any, str], "tuple[Any, list[str], list[tuple[str, str]]]"]
@@ -223,10 +223,103 @@ def _line_number(location: str) -> int:
 
 
 def _read_chat_records(records: list[tuple[str, Any]]) -> _Parsed:
-    parsed = _Parsed("chat-jsonl", records=len(records))
+    """Conversations, in the layout of the first record that is an object: chat JSONL's
+    ``{"messages"}``, Alpaca's ``{"instruction", "input", "output"}`` or ShareGPT's ``{"conversations"}``."""
+    first = next((record for _, record in records if isinstance(record, dict)), {})
+    fmt, read_one = next(((fmt, read) for fmt, keys, read in _CONVERSATION_LAYOUTS if keys <= set(first)),
+                         ("chat-jsonl", _read_chat_record))
+    parsed = _Parsed(fmt, records=len(records))
     for location, record in records:
-        _keep(parsed, location, *_read_chat_record(record, location))
+        _keep(parsed, location, *read_one(record, location))
     return parsed
+
+
+def conversation_layout(record: Any) -> str | None:
+    """The conversation format a record is laid out in (``chat-jsonl``, ``alpaca``, ``sharegpt``), or None."""
+    keys = set(record) if isinstance(record, dict) else set()
+    return next((fmt for fmt, wanted, _ in _CONVERSATION_LAYOUTS if wanted <= keys), None)
+
+
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
+                  "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system"}
+"""ShareGPT's ``from`` values (as LLaMA-Factory and FastChat write them) and our roles."""
+
+
+def _read_alpaca_record(record: Any, location: str):
+    """``{"instruction", "input"?, "output", "system"?, "history"?: [[user, assistant], ...]}``: the
+    instruction, then the input after a blank line, is the user's message and the output the reply."""
+    faults: list[tuple[str, str]] = []
+    if _object(record, location, faults) is None:
+        return None, [], faults
+    instruction = _field(record, "instruction", str, location, faults)
+    extra = _optional_text(record, "input", location, faults)
+    output = _field(record, "output", str, location, faults)
+    system = _optional_text(record, "system", location, faults)
+    history = _alpaca_history(record, location, faults)
+    if faults:
+        return None, [], faults
+    conversation = [{"role": "system", "content": system}] if system else []
+    locations = [_child(location, "system")] if system else []
+    for index, (asked, answered) in enumerate(history):
+        conversation += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+        locations += [_child(location, f"history[{index}][0]"), _child(location, f"history[{index}][1]")]
+    user = instruction.strip() + (f"\n\n{extra.strip()}" if extra else "")
+    conversation += [{"role": "user", "content": user}, {"role": "assistant", "content": output.strip()}]
+    return conversation, locations + [_child(location, "instruction"), _child(location, "output")], faults
+
+
+def _optional_text(record: dict, key: str, location: str, faults: list) -> str | None:
+    """An optional string field: absent, null or blank reads as None."""
+    value = record.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _field(record, key, str, location, faults)
+
+
+def _alpaca_history(record: dict, location: str, faults: list) -> list[tuple[str, str]]:
+    if record.get("history") in (None, []):
+        return []
+    pairs = _field(record, "history", list, location, faults) or []
+    history = []
+    for index, pair in enumerate(pairs):
+        where = _child(location, f"history[{index}]")
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) and t.strip() for t in pair)):
+            faults.append((where, "expected [user message, reply]: two non-empty strings"))
+        elif all(_text_ok(text, where, faults) for text in pair):
+            history.append((pair[0].strip(), pair[1].strip()))
+    return history
+
+
+def _read_sharegpt_record(record: Any, location: str):
+    """``{"conversations": [{"from": "human" | "gpt" | "system" ..., "value"}], "system"?}``."""
+    faults: list[tuple[str, str]] = []
+    if _object(record, location, faults) is None:
+        return None, [], faults
+    turns = _field(record, "conversations", list, location, faults)
+    system = _optional_text(record, "system", location, faults)
+    conversation = [{"role": "system", "content": system}] if system else []
+    locations = [_child(location, "system")] if system else []
+    for index, turn in enumerate(turns or []):
+        where = _child(location, f"conversations[{index}]")
+        if _object(turn, where, faults) is None:
+            continue
+        speaker = _field(turn, "from", str, where, faults)
+        value = _field(turn, "value", str, where, faults)
+        role = SHAREGPT_ROLES.get((speaker or "").strip().lower())
+        if speaker is not None and role is None:
+            faults.append((_child(where, "from"), f'expected "human", "gpt" or "system", got {_quote(speaker)}'))
+        elif role is not None and value is not None:
+            conversation.append({"role": role, "content": value.strip()})
+            locations.append(where)
+    if not faults and turns:
+        faults.extend(_missing_roles(conversation, location, {"user": '"human"', "assistant": '"gpt"'}))
+    return (None, [], faults) if faults else (conversation, locations, faults)
+
+
+def _missing_roles(conversation: list[dict], location: str, names: dict[str, str]) -> list[tuple[str, str]]:
+    """A fault for each of the user's and the assistant's roles the conversation has no message of."""
+    roles = {message["role"] for message in conversation}
+    return [(location, f"no {names[role]} message") for role in ("user", "assistant") if role not in roles]
 
 
 def _read_chat_record(record: Any, location: str):
@@ -247,9 +340,13 @@ def _read_chat_record(record: Any, location: str):
             faults.append((_child(where, "role"), f'expected "system", "user" or "assistant", got {_quote(role)}'))
         conversation.append({"role": role, "content": content})
     if not faults and messages:
-        roles = {message["role"] for message in conversation}
-        faults.extend((location, f'no "{role}" message') for role in ("user", "assistant") if role not in roles)
+        faults.extend(_missing_roles(conversation, location, {"user": '"user"', "assistant": '"assistant"'}))
     if faults:
         return None, [], faults
     locations = [_child(location, f"messages[{i}]") for i in range(len(conversation))]
     return conversation, locations, faults
+
+
+_CONVERSATION_LAYOUTS = (("chat-jsonl", {"messages"}, _read_chat_record),
+                         ("alpaca", {"instruction", "output"}, _read_alpaca_record),
+                         ("sharegpt", {"conversations"}, _read_sharegpt_record))

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import (Conversation, DEFAULT_TASKS, Data, DataError, MAX_BYTES, MAX_DEPTH, MAX_VALUES, MAX_WORK, MB,
+from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, MAX_BYTES, MAX_DEPTH, MAX_VALUES, MAX_WORK, MB,
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
 from .checks import _quote, _safe, _type_name
 from .formats import (_read_chat_lines, _read_chat_records, _read_coqa_record, _read_flat, _read_records,
-                      _read_simple_record, _read_squad)
+                      _read_simple_record, _read_squad, conversation_layout)
 from .report import (Report, _broken_questions_error, _count, _dedupe, _fault_lines, _flag_non_questions, _measure,
                      _usability_error)
 
@@ -119,7 +119,7 @@ def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_byte
     except _Reject as reject:
         return _rejected(report, str(reject)), [], []
     report.format = parsed.format
-    if task and adapt_task and (task == "chat") != (parsed.format == "chat-jsonl"):
+    if task and adapt_task and (task == "chat") != (parsed.format in CHAT_FORMATS):
         task = None
     report.task = task or DEFAULT_TASKS[parsed.format]
     _count(report, parsed)
@@ -312,7 +312,7 @@ def _parse(text: str) -> _Parsed:
     lines = _jsonl_lines(text)
     if lines is None:
         raise _Reject(problem)
-    if not any(isinstance(value, dict) and "messages" in value for _, value in lines):
+    if not any(conversation_layout(value) for _, value in lines):  # chat messages, Alpaca or ShareGPT
         raise _Reject(f"{UNRECOGNISED}; found JSON Lines whose first line is {_describe(lines[0][1])}")
     _check_work(len(lines))
     return _read_chat_lines(lines)
@@ -363,7 +363,7 @@ def _work(value: Any) -> int:
     units = len(value)
     for record in value:
         if isinstance(record, dict):
-            for key in ("questions", "messages", "paragraphs", "answers"):
+            for key in ("questions", "messages", "conversations", "history", "paragraphs", "answers"):
                 inner = record.get(key)
                 if isinstance(inner, list):
                     units += len(inner)
@@ -379,7 +379,7 @@ def _read_value(value: Any) -> _Parsed:
         return _read_chat_records([("line 1", value)])
     if isinstance(value, list):
         first = _first_object(value)
-        if first is not None and "messages" in first:
+        if first is not None and conversation_layout(first):  # chat messages, Alpaca or ShareGPT
             return _read_chat_records([(f"[{i}]", rec) for i, rec in enumerate(value)])
         if first is not None and ("context" in first or "questions" in first):
             return _read_records(value, "coqa-simple", "", _read_simple_record)

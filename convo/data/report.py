@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .base import (Conversation, FAULT_LIMIT, FORMAT_NAMES, MAX_TURNS, MB, MEASURE_CHARS, NO_ANSWER, Passage, SUMMARY_FAULTS,
+from .base import (CHAT_FORMATS, Conversation, FAULT_LIMIT, FORMAT_NAMES, MAX_TURNS, MB, MEASURE_CHARS, NO_ANSWER, Passage, SUMMARY_FAULTS,
                    TOKEN_SAMPLE, TokenStats, _Parsed)
 from .checks import _quote, _safe
 from .tasks import end_marker, is_fewshot, render_fewshot
@@ -72,7 +72,7 @@ class Report:
 def _count(report: Report, parsed: _Parsed) -> None:
     report.records = parsed.records
     report.skipped, report.skipped_questions = parsed.skipped, parsed.skipped_questions
-    if parsed.format == "chat-jsonl":
+    if parsed.format in CHAT_FORMATS:
         report.conversations = len(parsed.items)
         report.messages = sum(len(conversation) for conversation in parsed.items)
     else:
@@ -94,7 +94,7 @@ def _not_a_question(text: str) -> bool:
 def _flag_non_questions(parsed: _Parsed) -> tuple[int, int, list[str]]:
     """Skip passages holding questions that are not questions (or too many questions), with a
     fault naming each; returns (broken, total questions, first broken texts) for the file verdict."""
-    if parsed.format == "chat-jsonl":
+    if parsed.format in CHAT_FORMATS:
         return 0, 0, []
     broken, total, examples = 0, 0, []
     kept_items, kept_sources, kept_locations = [], [], []
@@ -139,7 +139,7 @@ def _dedupe(parsed: _Parsed, report: Report) -> list[tuple[str, str]]:
     A turn counts as repeated only when both question and answer repeat an earlier turn of the
     same passage: CoQA legitimately asks "Why?" several times with different answers.
     """
-    chat = parsed.format == "chat-jsonl"
+    chat = parsed.format in CHAT_FORMATS
     seen_records: dict[tuple, str] = {}
     record_repeats, turn_repeats, kept = [], [], []
     for item, source, locations in zip(parsed.items, parsed.sources, parsed.turn_locations):
@@ -195,10 +195,12 @@ def _first_few(items: list[str], shown: int = 5) -> str:
 def _usability_error(parsed: _Parsed, task: str, skipped: int) -> str | None:
     if not parsed.items:
         return f"no valid records: {skipped} of {skipped} skipped for faults"
-    if task == "chat" and parsed.format != "chat-jsonl":
-        return f'task "chat" needs chat JSONL ({{"messages": [...]}} per line), but this file is {FORMAT_NAMES[parsed.format]}'
-    if task != "chat" and parsed.format == "chat-jsonl":
-        return f'task "{task}" needs passages with questions (CoQA or SQuAD), but this file is chat JSONL'
+    if task == "chat" and parsed.format not in CHAT_FORMATS:
+        return (f'task "chat" needs conversations (chat JSONL, Alpaca or ShareGPT), but this file is '
+                f'{FORMAT_NAMES[parsed.format]}')
+    if task != "chat" and parsed.format in CHAT_FORMATS:
+        return (f'task "{task}" needs passages with questions (CoQA or SQuAD), but this file is '
+                f'{FORMAT_NAMES[parsed.format]}')
     return None
 
 
@@ -298,7 +300,7 @@ def _verdict(report: Report) -> str:
 def _counts_table(report: Report) -> str:
     if not report.format:
         return f"Size {_human_size(report.size)}" + (f", sha256 `{report.sha256}`" if report.sha256 else "")
-    if report.format == "chat-jsonl":
+    if report.format in CHAT_FORMATS:
         rows = [("records", report.records), ("conversations", report.conversations), ("messages", report.messages)]
     else:
         rows = [("records", report.records), ("passages", report.passages), ("questions", report.questions), ("with answers", report.answers)]

@@ -72,7 +72,7 @@ def inspect_upload(file, val_file, task, max_length, model=None, adapter=None, q
     """Validate the uploaded file(s): the report, the task to use, and whether training may start."""
     path = _path(file)
     if not path:
-        return "Upload a CoQA, simplified CoQA, SQuAD or chat JSONL file to see what it holds.", gr.update(), \
+        return "Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT file to see what it holds.", gr.update(), \
             gr.update(interactive=False)
     tokenizer = _loaded_tokenizer(model, adapter, quantize)
     # One parse: a task that does not fit the file (chat on passages) falls back to the format's default.
@@ -403,7 +403,7 @@ def render(shared: Shared) -> None:
                 "and what is wrong with it before anything runs.")
     with gr.Row():
         with gr.Column(scale=2):
-            upload = gr.File(label="Training data (CoQA, SQuAD or chat JSONL)", file_types=[".json", ".jsonl"],
+            upload = gr.File(label="Training data (CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT)", file_types=[".json", ".jsonl"],
                              elem_id="ft-upload")
             val_upload = gr.File(label="Validation data (optional)", file_types=[".json", ".jsonl"],
                                  elem_id="ft-val-upload")
