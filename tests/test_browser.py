@@ -130,6 +130,39 @@ def test_the_chat_boxs_trash_icon_starts_a_new_conversation(chromium, tiny_app):
     context.close()
 
 
+def test_a_reload_reopens_the_conversation_and_the_next_message_continues_it(chromium, tiny_app):
+    """A reload showed an empty chat, so the conversation was out of reach (a walkthrough lost one).
+    Now the browser keeps its conversation's id: a reload reopens it, the next message continues the
+    same saved conversation, another browser sees none of it, and after Clear a reload starts empty."""
+    context, page = open_app(chromium, tiny_app.url)
+    first = f"Reload test {time.time_ns()}: tell me about kites."
+    send(page, first)
+    wait_reply(page)
+    reply_loop_over(page)
+    before = chat_turns(page)
+    page.reload()
+    page.wait_for_function("t => document.querySelector('#chatbot')?.innerText.includes(t)", arg=first, timeout=30_000)
+    assert chat_turns(page) == before and [role for role, _ in before] == ["user", "assistant"]
+    send(page, "And in winter?")
+    wait_reply(page, count=2)
+    reply_loop_over(page)
+    page.wait_for_timeout(1500)  # the finished reply is saved when the stream ends
+    mine = [c for c in saved_conversations(tiny_app.data_dir) if c and c[0] == first]
+    assert len(mine) == 1 and len(mine[0]) == 4 and mine[0][2] == "And in winter?", mine
+    other, stranger = open_app(chromium, tiny_app.url)  # another browser: its own empty chat
+    stranger.wait_for_timeout(2000)
+    assert chat_turns(stranger) == []
+    other.close()
+    page.locator("#clear").click()
+    page.wait_for_function("s => document.querySelectorAll(s).length === 0", arg=BOT, timeout=10_000)
+    page.wait_for_timeout(500)
+    page.reload()
+    page.wait_for_selector("#chatbot", timeout=30_000)
+    page.wait_for_timeout(2000)
+    assert chat_turns(page) == []
+    context.close()
+
+
 def test_clear_mid_reply_starts_over(chromium, launch, slow_tiny):
     """The trash icon (or Clear) while a reply streams: the reply stops, the cleared conversation does
     not come back with the loop's next update, and the next message starts a new saved conversation."""

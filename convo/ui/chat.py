@@ -24,7 +24,8 @@ from ..engine.remote import RemoteError, for_user
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from ..settings import ChatSettings, recommended_sampling
 from ..store import new_id
-from .common import Shared, default_model, get_store, plain_messages, processed_here, sampling_from, spec_from, username
+from .common import (NO_ADAPTER, Shared, adapter_label, default_model, get_store, plain_messages, processed_here,
+                     sampling_from, spec_from, username)
 from .sharing import export, revoke, share
 
 N_SUGGESTIONS = 3
@@ -360,6 +361,19 @@ def cleared(request: gr.Request = None):
     return clear(request)[1:]
 
 
+def reopen(saved: dict | None, profile: gr.OAuthProfile | None = None):
+    """On page load: the conversation this browser had open (``{"id": ...}``, kept in the browser),
+    with the model and adapter it was held with, so a reload loses nothing. A signed-in user's
+    conversation reopens only for that user. ``(chat, conversation id, questions asked, model, adapter)``."""
+    saved_id = saved.get("id") if isinstance(saved, dict) else None
+    conversation = get_store().load_conversation(saved_id) if isinstance(saved_id, str) else None
+    if conversation is None or (conversation.owner is not None and conversation.owner != username(profile)):
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    messages = [m for m in conversation.messages if m["role"] != "system"]
+    return (messages, conversation.id, core.asked_questions(messages), conversation.model,
+            adapter_label(conversation.adapter) or NO_ADAPTER)
+
+
 # --------------------------------------------------------------------------- per-user memory panel
 
 
@@ -439,6 +453,7 @@ def render(shared: Shared) -> None:
             repetition_penalty = gr.Slider(1.0, 2.0, defaults.repetition_penalty, step=0.05, label="Repetition penalty")
             seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")
     memory_id = gr.BrowserState("", storage_key="convo-memory-id")
+    saved_id = gr.BrowserState({}, storage_key="convo-conversation")  # {"id": ...}: what a reload reopens
     with gr.Accordion("What convo remembers about you", open=False, elem_id="memory-panel") as memory_panel:
         memory_list = gr.Markdown(elem_id="memory-list")
         with gr.Row():
@@ -494,6 +509,13 @@ def render(shared: Shared) -> None:
     chatbot.clear(cleared, None, [conversation_id, asked, share_link, chips, *chip_views], queue=False,
                   api_visibility="private")
     chips.change(show_chips, chips, chip_views, queue=False, api_visibility="private")
+    # In a dict: the page writes only a truthy value to the browser's storage. Clear sets it itself: the
+    # id's change event did not follow Clear's None, and a reload reopened the cleared conversation.
+    conversation_id.change(lambda new: {"id": new}, conversation_id, saved_id, queue=False, api_visibility="private")
+    for trigger in (clear_btn.click, chatbot.clear):
+        trigger(lambda: {"id": None}, None, saved_id, queue=False, api_visibility="private")
+    shared.extra.setdefault("on_load", []).append(
+        (reopen, [saved_id], [chatbot, conversation_id, asked, shared.model, shared.adapter]))
     for trigger in (memory_panel.expand, refresh_memory.click):
         trigger(show_memory, memory_id, [memory_list, memory_choice], api_visibility="private")
     forget_one.click(forget_memory, [memory_choice, memory_id], [memory_list, memory_choice], api_visibility="private")
