@@ -18,10 +18,7 @@ def _read_records(records: list, fmt: str, prefix: str, read_one: _RecordReader)
     parsed = _Parsed(fmt, records=len(records))
     for index, record in enumerate(records):
         location = f"{prefix}[{index}]"
-        skipped = parsed.skipped
-        _keep(parsed, location, *read_one(record, location))
-        if parsed.skipped > skipped:
-            parsed.skipped_questions += _listed(record, "questions")
+        _keep(parsed, location, *read_one(record, location), held=_listed(record, "questions"))
     return parsed
 
 
@@ -31,10 +28,12 @@ def _listed(record: Any, key: str) -> int:
     return len(entries) if isinstance(entries, list) else 0
 
 
-def _keep(parsed: _Parsed, location: str, item: Any, turn_locations: list[str], faults: list) -> None:
+def _keep(parsed: _Parsed, location: str, item: Any, turn_locations: list[str], faults: list, held: int = 0) -> None:
+    """Keep a read item, or skip it for its faults; ``held``: the questions a skipped record held."""
     parsed.faults.extend(faults)
     if faults or item is None:
         parsed.skipped += 1
+        parsed.skipped_questions += held
     else:
         parsed.items.append(item)
         parsed.sources.append(location)
@@ -116,10 +115,7 @@ def _read_squad(articles: list) -> _Parsed:
             continue
         for number, paragraph in enumerate(paragraphs):
             where = f"{location}.paragraphs[{number}]"
-            skipped = parsed.skipped
-            _keep(parsed, where, *_read_squad_paragraph(paragraph, where))
-            if parsed.skipped > skipped:
-                parsed.skipped_questions += _listed(paragraph, "qas")
+            _keep(parsed, where, *_read_squad_paragraph(paragraph, where), held=_listed(paragraph, "qas"))
     return parsed
 
 
@@ -225,9 +221,9 @@ def _line_number(location: str) -> int:
 def _read_chat_records(records: list[tuple[str, Any]]) -> _Parsed:
     """Conversations, in the layout of the first record that is an object: chat JSONL's
     ``{"messages"}``, Alpaca's ``{"instruction", "input", "output"}`` or ShareGPT's ``{"conversations"}``."""
-    first = next((record for _, record in records if isinstance(record, dict)), {})
-    fmt, read_one = next(((fmt, read) for fmt, keys, read in _CONVERSATION_LAYOUTS if keys <= set(first)),
-                         ("chat-jsonl", _read_chat_record))
+    first = next((record for _, record in records if isinstance(record, dict)), None)
+    fmt = conversation_layout(first) or "chat-jsonl"
+    read_one = _CONVERSATION_LAYOUTS[fmt][1]
     parsed = _Parsed(fmt, records=len(records))
     for location, record in records:
         _keep(parsed, location, *read_one(record, location))
@@ -237,7 +233,7 @@ def _read_chat_records(records: list[tuple[str, Any]]) -> _Parsed:
 def conversation_layout(record: Any) -> str | None:
     """The conversation format a record is laid out in (``chat-jsonl``, ``alpaca``, ``sharegpt``), or None."""
     keys = set(record) if isinstance(record, dict) else set()
-    return next((fmt for fmt, wanted, _ in _CONVERSATION_LAYOUTS if wanted <= keys), None)
+    return next((fmt for fmt, (wanted, _) in _CONVERSATION_LAYOUTS.items() if wanted <= keys), None)
 
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
@@ -347,6 +343,7 @@ def _read_chat_record(record: Any, location: str):
     return conversation, locations, faults
 
 
-_CONVERSATION_LAYOUTS = (("chat-jsonl", {"messages"}, _read_chat_record),
-                         ("alpaca", {"instruction", "output"}, _read_alpaca_record),
-                         ("sharegpt", {"conversations"}, _read_sharegpt_record))
+_CONVERSATION_LAYOUTS = {"chat-jsonl": ({"messages"}, _read_chat_record),
+                         "alpaca": ({"instruction", "output"}, _read_alpaca_record),
+                         "sharegpt": ({"conversations"}, _read_sharegpt_record)}
+"""Each conversation format: the keys that tell a record is laid out in it, and its record reader."""
