@@ -228,7 +228,7 @@ def test_alpaca_and_sharegpt_records_are_conversations():
     assert examples[0][-1] == {"role": "assistant", "content": "Then water them often: pots dry out fast. What variety?"}
 
 
-def test_alpaca_and_sharegpt_faults_name_the_record_and_field():
+def test_alpaca_and_sharegpt_faults_name_the_record_and_field(tmp_path):
     alpaca = [{"instruction": "Say hi.", "input": "", "output": "Hi!"},
               {"instruction": "Say bye.", "input": 3, "output": ""},
               {"instruction": "Go on.", "output": "Sure.", "history": [["only one"]]}]
@@ -243,6 +243,14 @@ def test_alpaca_and_sharegpt_faults_name_the_record_and_field():
     assert report.ok and report.format == "sharegpt" and report.conversations == 1
     assert report.faults == ['line 2, conversations[1].from: expected "human", "gpt" or "system", got "bot"',
                              'line 3: no "gpt" message']
+    # One conversation as a lone (pretty-printed) object, as a JSON file of one record
+    alone = json.dumps({"instruction": "Say hi.", "output": "Hi! What brings you here?"}, indent=2)
+    (tmp_path / "one.json").write_text(alone)
+    conversations, report = load_data(tmp_path / "one.json")
+    assert report.format == "alpaca" and conversations == [[{"role": "user", "content": "Say hi."},
+                                                             {"role": "assistant", "content": "Hi! What brings you here?"}]]
+    report = validate_bytes(json.dumps({"conversations": [{"from": "human", "value": "Hi"}]}).encode(), "one.json")
+    assert not report.ok and report.format == "sharegpt" and report.faults[-1] == 'line 1: no "gpt" message'
     with pytest.raises(DataError, match='task "qg" needs passages with questions .* but this file is ShareGPT'):
         load_examples(GOOD / "sharegpt.jsonl", "qg")
 

@@ -375,7 +375,7 @@ def _work(value: Any) -> int:
 
 def _read_value(value: Any) -> _Parsed:
     _check_work(_work(value))
-    if isinstance(value, dict) and "messages" in value:
+    if conversation_layout(value):  # one conversation as a lone object (chat messages, Alpaca or ShareGPT)
         return _read_chat_records([("line 1", value)])
     if isinstance(value, list):
         first = _first_object(value)
