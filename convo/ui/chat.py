@@ -510,7 +510,8 @@ def render(shared: Shared) -> None:
                   api_visibility="private")
     chips.change(show_chips, chips, chip_views, queue=False, api_visibility="private")
     # In a dict: the page writes only a truthy value to the browser's storage. Clear sets it itself: the
-    # id's change event did not follow Clear's None, and a reload reopened the cleared conversation.
+    # page runs a State's change event from a queued event's status messages (changed_state_ids), and
+    # Clear is not queued, so the id's change did not follow it and a reload reopened the cleared chat.
     conversation_id.change(lambda new: {"id": new}, conversation_id, saved_id, queue=False, api_visibility="private")
     for trigger in (clear_btn.click, chatbot.clear):
         trigger(lambda: {"id": None}, None, saved_id, queue=False, api_visibility="private")
