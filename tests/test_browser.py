@@ -647,13 +647,15 @@ def test_synth_cancel_stops_the_run_and_says_how_many_were_written(chromium, tin
     # every column is in view, "why dropped" included (the conversation took the whole width)
     assert page.evaluate(COLUMNS_PAST_THE_EDGE, "#synth-output-table") == []
     # the table of conversations breaks no word letter by letter
-    cells = "#synth-output-table th, #synth-output-table td"
+    cells = "#synth-output-table th, #synth-output-table [role=gridcell]"
     assert page.locator(cells).count() >= 4 and page.evaluate(SPLIT_WORDS, cells) == []
-    # nor on a narrow screen, where the columns are squeezed (Gradio's header spans break words:
-    # "messages" came out letter by letter before every table cell's inner elements kept them whole)
-    page.set_viewport_size({"width": 480, "height": 800})
+    # nor on a narrow screen (Gradio's header spans broke "messages" letter by letter), where the
+    # table scrolls sideways rather than squeeze its columns to a few pixels each
+    page.set_viewport_size({"width": 390, "height": 800})
     page.wait_for_timeout(300)
     assert page.evaluate(SPLIT_WORDS, cells) == []
+    squeezed = page.evaluate(SQUEEZED, "#synth-output-table")
+    assert squeezed["narrowest"] >= 39 and squeezed["scrolls"], squeezed
     context.close()
 
 
@@ -822,21 +824,34 @@ def test_the_operator_sees_and_cancels_every_job_a_user_does_not(chromium, launc
 
 
 SPLIT_WORDS = """(sel) => {
-    // words of the matched elements that the layout breaks over two lines ("rec/ords")
+    // words of the matched elements that the layout breaks over two lines ("rec/ords"), where a word
+    // runs up to a space or a character a line may break after (a tiny model's "Doic?boman"); a word
+    // wider than its cell cannot be kept whole and is not counted
     const broken = [];
     for (const cell of document.querySelectorAll(sel)) {
         const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
         for (let node; (node = walker.nextNode());) {
-            for (const m of node.data.matchAll(/\\S+/g)) {
+            for (const m of node.data.matchAll(/[^\\s?!\\/\\-]+[?!\\/\\-]?/g)) {
                 const range = document.createRange();
                 range.setStart(node, m.index);
                 range.setEnd(node, m.index + m[0].length);
-                const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
-                if (tops.size > 1) broken.push(m[0]);
+                const rects = [...range.getClientRects()].filter(r => r.width > 0);
+                const tops = new Set(rects.map(r => Math.round(r.top)));
+                const wide = rects.reduce((sum, r) => sum + r.width, 0) > cell.clientWidth;
+                if (tops.size > 1 && !wide) broken.push(m[0]);
             }
         }
     }
     return broken;
+}"""
+
+
+SQUEEZED = """(sel) => {
+    // a dataframe's narrowest visible body cell (pixels), and whether the table scrolls sideways
+    const cells = [...document.querySelectorAll(sel + ' [role=gridcell]')].filter(c => c.offsetParent);
+    const box = document.querySelector(sel + ' .upload-container');
+    return {narrowest: Math.round(Math.min(...cells.map(c => c.getBoundingClientRect().width))),
+            scrolls: box.scrollWidth > box.clientWidth && getComputedStyle(box).overflowX === 'auto'};
 }"""
 
 

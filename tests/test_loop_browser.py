@@ -3,7 +3,7 @@ deletes the rows), and the sentiment part of each question's score in the Questi
 import sqlite3
 
 import pytest
-from test_browser import COLUMNS_PAST_THE_EDGE, long_replies, open_app, send, table_rows, wait_reply
+from test_browser import COLUMNS_PAST_THE_EDGE, SPLIT_WORDS, SQUEEZED, long_replies, open_app, send, table_rows, wait_reply
 
 from convo.ui.questions import COLUMNS
 
@@ -100,6 +100,13 @@ def test_questions_tab_shows_the_sentiment_part(chromium, app):
     assert all(0 <= float(row[column]) <= 1 for row in rows)  # a number in every row, not blank
     # every column is in view (Sentiment, Source and Sentence were past the right edge)
     assert page.evaluate(COLUMNS_PAST_THE_EDGE, "#questions-table") == []
+    # on a phone the columns keep readable widths and the table scrolls sideways: squeezed to
+    # percentages of 330 pixels, "0.76" and "model" stood one character a line
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(500)
+    assert page.evaluate(SPLIT_WORDS, "#questions-table th, #questions-table [role=gridcell]") == []
+    squeezed = page.evaluate(SQUEEZED, "#questions-table")
+    assert squeezed["narrowest"] >= 34 and squeezed["scrolls"], squeezed
     context.close()
 
 

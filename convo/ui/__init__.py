@@ -18,12 +18,19 @@ from .common import Shared, spec_from
 TITLE = "convo: curious conversational models"
 MAX_UPLOAD = "20mb"
 START_NEW = "Start a new conversation"
+TABLE_MIN_WIDTHS = {"questions-table": 880, "questions-dropped": 600, "synth-output-table": 800, "ft-samples": 560}
+"""Pixels below which a table scrolls sideways rather than squeeze its columns."""
 CSS = (".suggestion { white-space: normal !important; text-align: left; }"
        # table cells break between words, never inside one ("rec/ords"); a wide table scrolls instead
        # (and their inner elements, in every table: a dataframe's header spans, which Gradio sets to
        # break-word, broke "why / dropped" and "messages" letter by letter when a column was squeezed)
-       " table th, table td, table th *, table td * { word-break: normal !important;"
-       " overflow-wrap: normal !important; hyphens: none; }"
+       " table th, table td, table th *, table td *, [role=gridcell], [role=gridcell] *"
+       " { word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }"
+       # a dataframe's columns are percentages of its width: on a phone those of a wide table were a
+       # few pixels each ("0.76" and "model" stood one character a line). Below these widths the
+       # table keeps them and scrolls sideways (the virtual table sizes its cells from its own width)
+       + "".join(f" #{table} .virtual-table-viewport {{ min-width: {width}px; }}"
+                 f" #{table} .upload-container {{ overflow-x: auto; }}" for table, width in TABLE_MIN_WIDTHS.items()) +
        " .prose table { display: block; overflow-x: auto; }"
        # a hash or a path in code may wrap anywhere (it has no spaces), rather than run past its box
        " #ft-report code { word-break: break-all; }"
