@@ -865,6 +865,12 @@ def test_small_things_stop_buttons_tables_and_the_token_report(chromium, tiny_ap
     """Stop/Cancel buttons are not red while nothing runs; the upload report's table never breaks a
     word letter by letter (also in a narrow window); the token report follows "Max tokens per example"."""
     context, page = open_app(chromium, tiny_app.url)
+    # on a phone the title takes the width (the sign-in line goes below it) and keeps its words whole:
+    # squeezed beside the sign-in line, it stood as "curio / us conve / rsatio / nal"
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    assert page.evaluate(SPLIT_WORDS, "#title h1, #title p") == []
+    assert page.locator("#title").bounding_box()["width"] > 300
     page.set_viewport_size({"width": 900, "height": 900})
     assert not is_red(page, "#stop")
     page.locator("#load-model").click()

@@ -102,8 +102,9 @@ def build_app() -> gr.Blocks:
     # delete_cache: uploads and generated files older than a day are removed every hour.
     with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:
         with gr.Row(equal_height=True):
-            gr.Markdown(f"# {TITLE}\nChat with a model that asks good questions, generate questions, "
-                        "fine-tune adapters and make training conversations.", elem_id="title")
+            with gr.Column(scale=1, min_width=320):  # on a phone the sign-in line goes below, not beside
+                gr.Markdown(f"# {TITLE}\nChat with a model that asks good questions, generate questions, "
+                            "fine-tune adapters and make training conversations.", elem_id="title")
             with gr.Column(scale=0, min_width=220):
                 if on_space():
                     gr.LoginButton()
