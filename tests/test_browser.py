@@ -333,6 +333,12 @@ def test_share_link_read_only_continue_and_restart(chromium, launch, tiny_causal
     assert "Remember the lighthouse" in view.locator("#chatbot").inner_text()
     send(view, "A visitor's new message")
     wait_reply(view, count=2)
+    # the address leaves the link: a reload opens the visitor's own conversation, not the read-only view
+    assert "share=" not in view.url
+    view.reload()
+    view.wait_for_function("() => document.querySelector('#chatbot')?.innerText.includes(\"visitor's new message\")",
+                           timeout=30_000)
+    assert view.locator("#main-view").is_visible() and not view.locator("#share-view").is_visible()
     visitor.close()
 
     again, check = shared_messages(chromium, link)
@@ -859,6 +865,44 @@ def is_red(page, selector) -> bool:
     rgb = page.locator(selector).evaluate("e => getComputedStyle(e).backgroundColor")
     r, g, b = (int(x) for x in re.findall(r"\d+", rgb)[:3])
     return r > 180 and g < 120 and b < 120
+
+
+def selected_tab(page) -> str:
+    return page.locator("#tabs [role=tab][aria-selected=true]").inner_text().strip()
+
+
+def test_the_open_tab_is_in_the_address(chromium, tiny_app):
+    """A link or a reload opens the tab it names (every reload went back to Chat), and switching tabs,
+    by a click or by a button such as "Ask in chat", keeps the address in step."""
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(tiny_app.url + "?tab=finetune")
+    page.wait_for_function("() => document.querySelector('#tabs [role=tab][aria-selected=true]')?.innerText"
+                           " === 'Fine-tune'", timeout=60_000)
+    page.get_by_role("tab", name="Synthetic").click()
+    page.wait_for_url("**/?tab=synth")
+    page.reload()
+    page.wait_for_function("() => document.querySelector('#tabs [role=tab][aria-selected=true]')?.innerText"
+                           " === 'Synthetic'", timeout=60_000)
+    page.get_by_role("tab", name="Chat").click()
+    page.wait_for_url(tiny_app.url)
+    page.goto(tiny_app.url + "?tab=questions")
+    page.wait_for_function("() => document.querySelector('#tabs [role=tab][aria-selected=true]')?.innerText"
+                           " === 'Questions'", timeout=60_000)
+    passage = Path(__file__).parent / "data" / "passages" / "marathon.txt"
+    page.locator("#questions-passage textarea").fill(passage.read_text(encoding="utf-8"))
+    page.locator("#questions-generate").click()
+    page.locator("#questions-table [data-testid='cell-0-1']").wait_for(timeout=60_000)
+    page.locator("#questions-table [data-testid='cell-0-1']").click()
+    page.wait_for_function("() => document.querySelector('#questions-selected textarea').value", timeout=30_000)
+    page.locator("#questions-ask-chat").click()  # the handler switches to Chat
+    page.wait_for_url(tiny_app.url)
+    assert selected_tab(page) == "Chat"
+    page.goto(tiny_app.url + "?tab=nonsense")
+    page.wait_for_selector("#chat-input textarea", timeout=60_000)
+    page.wait_for_timeout(500)
+    assert selected_tab(page) == "Chat"
+    context.close()
 
 
 def test_small_things_stop_buttons_tables_and_the_token_report(chromium, tiny_app):

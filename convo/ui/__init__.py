@@ -91,6 +91,26 @@ def continue_share(share_id):
             gr.update(value=system) if system else gr.update())
 
 
+TAB_IDS = ("chat", "questions", "finetune", "synth")
+TAB_IN_URL = """() => { setTimeout(() => {
+    const id = document.querySelector('#tabs [role=tab][aria-selected=true]')?.dataset.tabId;
+    const url = new URL(location.href);
+    if (!id || id === 'chat') url.searchParams.delete('tab'); else url.searchParams.set('tab', id);
+    history.replaceState(history.state, '', url);
+}, 0); }"""
+"""The open tab in the page's address (``?tab=finetune``), so a reload or a copied link opens it;
+read after the page has drawn the switch, which a click or a handler (Ask in chat) may have made."""
+LEAVE_SHARE = """(share_id) => { const url = new URL(location.href); url.searchParams.delete('share');
+    history.replaceState(history.state, '', url); return share_id; }"""
+"""Continue leaves the shared view for good: a reload opens the visitor's own chat, not the link's read-only view."""
+
+
+def open_tab(request: gr.Request = None):
+    """On page load: the tab the address names (``?tab=questions``), else the chat."""
+    tab = request.query_params.get("tab") if request else None
+    return gr.Tabs(selected=tab) if tab in TAB_IDS else gr.skip()
+
+
 def signed_in(profile: gr.OAuthProfile | None):
     if profile is None:
         return "Not signed in." if on_space() else "Hub actions use `HF_TOKEN` or a token you paste."
@@ -119,13 +139,13 @@ def build_app() -> gr.Blocks:
             last_good = gr.State((model.value, adapter.value, quantize.value))
             with gr.Tabs(elem_id="tabs") as tabs:
                 shared = Shared(tabs=tabs, model=model, adapter=adapter, quantize=quantize, model_status=status)
-                with gr.Tab("Chat", id="chat"):
+                with gr.Tab("Chat", id=TAB_IDS[0]):
                     chat.render(shared)
-                with gr.Tab("Questions", id="questions"):
+                with gr.Tab("Questions", id=TAB_IDS[1]):
                     questions.render(shared)
-                with gr.Tab("Fine-tune", id="finetune") as finetune_tab:
+                with gr.Tab("Fine-tune", id=TAB_IDS[2]) as finetune_tab:
                     finetune.render(shared)
-                with gr.Tab("Synthetic", id="synth"):
+                with gr.Tab("Synthetic", id=TAB_IDS[3]):
                     synth.render(shared)
         load.click(load_model, [model, adapter, quantize, last_good], [model, adapter, quantize, status, last_good],
                    api_name="load_model")
@@ -134,6 +154,8 @@ def build_app() -> gr.Blocks:
         demo.load(open_share, None, [share_view, main_view, share_header, share_chat, continue_btn, share_id],
                   api_visibility="private")
         demo.load(signed_in, None, who, api_visibility="private")
+        demo.load(open_tab, None, tabs, api_visibility="private", show_progress="hidden")
+        tabs.change(None, None, None, js=TAB_IN_URL, api_visibility="private")
         for fn, inputs, outputs in shared.extra.get("on_load", []):  # tabs' own page-load handlers
             demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         fn, inputs, outputs = shared.extra["on_finetune_select"]
@@ -142,7 +164,7 @@ def build_app() -> gr.Blocks:
         conversation_id, asked = shared.extra["chat_reset"]
         continue_btn.click(continue_share, share_id,
                            [share_view, main_view, shared.extra["chatbot"], conversation_id, asked, model, adapter,
-                            shared.extra["system_prompt"]], api_visibility="private")
+                            shared.extra["system_prompt"]], js=LEAVE_SHARE, api_visibility="private")
     return demo
 
 
