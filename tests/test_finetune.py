@@ -818,3 +818,23 @@ def test_job_cancel_during_validation_ends_within_30_s(tiny_causal, data_dir, tm
     assert time.monotonic() - asked < 30
     view = jobs.job_view(job)  # cancelled in the base model's pass, before the first step
     assert view.step == 0 and view.eval_batch < view.eval_batches == n_val and view.checkpoint is None
+
+
+def test_held_out_chat_examples_show_the_conversation_so_far():
+    """For chat data the held-out table's prompt is the conversation the reply answers, its end kept
+    when long (it showed the last user message alone: "Which variety?" with no garden in sight)."""
+    from convo.ui.job_view import SAMPLE_CHARS, samples_frame
+
+    examples, _ = load_examples(DATA / "good" / "sharegpt.jsonl", "chat")
+    shown = ft.prompt_text(examples[0][:-1])
+    first, *_, last = [m for m in examples[0][:-1] if m["role"] != "system"]
+    assert shown.startswith(f"User: {first['content']}\n") and shown.endswith(f"User: {last['content']}")
+    long = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "Go on?"},
+            {"role": "user", "content": "The last turn."}]
+    frame = samples_frame([{"prompt": ft.prompt_text(long), "reference": "r", "base": "b", "adapter": "a"},
+                           {"prompt": "passage " * 100, "reference": "r", "base": "b", "adapter": "a"}])
+    assert list(frame.columns) == ["prompt", "reference", "base model", "adapter"]
+    cut_conversation, cut_passage = frame["prompt"]
+    assert len(cut_conversation) == len(cut_passage) == SAMPLE_CHARS
+    assert cut_conversation.startswith("...") and cut_conversation.endswith("Assistant: Go on?\nUser: The last turn.")
+    assert cut_passage.startswith("passage passage") and cut_passage.endswith("...")

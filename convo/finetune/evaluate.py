@@ -116,9 +116,22 @@ def generate_for(lm, prompts: Sequence[Conversation], sampling, **kwargs) -> lis
 
 
 def prompt_text(messages: Conversation) -> str:
-    """The last user message of a prompt: the passage and question a person wants to see."""
-    users = [m["content"] for m in messages if m["role"] == "user"]
-    return users[-1] if users else (messages[-1]["content"] if messages else "")
+    """What a person reads as a prompt: the passage and question (its one user message), or for a
+    conversation with earlier turns, the turns as ``User:`` / ``Assistant:`` lines (the last user
+    message alone hid what the reply answers).
+
+    >>> prompt_text([{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Bees?"}])
+    'Bees?'
+    >>> print(prompt_text([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+    ...                    {"role": "user", "content": "Bees?"}]))
+    User: Hi
+    Assistant: Hello!
+    User: Bees?
+    """
+    turns = [m for m in messages if m["role"] in ("user", "assistant")]
+    if len(turns) > 1:
+        return "\n".join(f"{m['role'].title()}: {m['content']}" for m in turns)
+    return turns[-1]["content"] if turns else (messages[-1]["content"] if messages else "")
 
 
 def passage_prompt(text: str, task: str | None, prompt_style: str | None = None) -> Conversation:

@@ -80,6 +80,22 @@ def metrics_markdown(metrics: dict) -> str:
     return "\n".join(lines) + (f"\n\n{extra}" if extra else "")
 
 
+SAMPLE_CHARS = 400
+"""Characters of a held-out example's prompt shown: a passage's start, a conversation's end (its last turns)."""
+
+
 def samples_frame(samples: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([[s["prompt"][:400], s["reference"], s["base"], s["adapter"]] for s in samples],
-                        columns=["passage", "reference", "base model", "adapter"])
+    return pd.DataFrame([[clip_prompt(s["prompt"]), s["reference"], s["base"], s["adapter"]] for s in samples],
+                        columns=["prompt", "reference", "base model", "adapter"])
+
+
+def clip_prompt(text: str) -> str:
+    """A prompt cut for the table: a conversation (``User:`` lines) keeps its end, a passage its start.
+
+    >>> cut = clip_prompt("User: " + "a" * 500 + "\\nAssistant: Hi\\nUser: Why?")
+    >>> len(cut), cut[:5], cut.endswith("Assistant: Hi\\nUser: Why?")
+    (400, '...aa', True)
+    """
+    if len(text) <= SAMPLE_CHARS:
+        return text
+    return "..." + text[-SAMPLE_CHARS + 3:] if text.startswith("User: ") else text[:SAMPLE_CHARS - 3] + "..."
