@@ -98,7 +98,7 @@ def test_questions_tab_shows_the_sentiment_part(chromium, app):
     rows = [row.split("\n") for row in table_rows(page, "#questions-table")]
     assert rows and all(len(row) == len(COLUMNS) for row in rows), rows
     assert all(0 <= float(row[column]) <= 1 for row in rows)  # a number in every row, not blank
-    # every column is in view (Sentiment, Source and Sentence were past the right edge)
+    # every column is in view (Sentiment, Made by and Sentence were past the right edge)
     assert page.evaluate(COLUMNS_PAST_THE_EDGE, "#questions-table") == []
     # on a phone the columns keep readable widths and the table scrolls sideways: squeezed to
     # percentages of 330 pixels, "0.76" and "model" stood one character a line

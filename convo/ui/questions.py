@@ -20,8 +20,8 @@ from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from .common import Shared, export_folder, spec_from
 
 MODE_LABELS = {"Open questions": "open", "Answer-aware": "answer", "Conversational (next question)": "conversational"}
-COLUMNS = ["#", "Question", "Score", "LM", "Grounding", "Diversity", "Sentiment", "Source", "Sentence"]
-DROPPED_COLUMNS = ["Candidate", "Why dropped", "Source", "Sentence"]
+COLUMNS = ["#", "Question", "Score", "LM", "Grounding", "Diversity", "Sentiment", "Made by", "Sentence"]
+DROPPED_COLUMNS = ["Candidate", "Why dropped", "Made by", "Sentence"]
 CONTEXT_CHARS = 1200
 """Characters shown either side of the highlighted sentence (a 2 MB passage is not sent whole)."""
 SELECT_FIRST = "Select a question in the table first."
