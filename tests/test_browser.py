@@ -679,6 +679,10 @@ def test_synth_shows_only_the_current_modes_and_runs_results(chromium, tiny_app)
     page.wait_for_selector("#synth-progress [data-state=finished]", state="attached", timeout=120_000)
     assert page.locator("#synth-preview-output").inner_text().strip() == ""
     assert table_rows(page, "#synth-output-table") and page.locator("#synth-status").inner_text().startswith("Done")
+    # the conversation's turns each start a line (the cell ran them together); the seed opens it
+    head = page.evaluate("() => [...document.querySelectorAll('#synth-output-table thead th')].map(th => th.innerText.trim())")
+    conversation = page.locator(f"#synth-output-table [data-testid='cell-0-{head.index('conversation')}']").inner_text()
+    assert re.match(r"User: Tell me about tea\.\nAssistant: ", conversation), conversation
     page.locator("#synth-mode").get_by_label("keyword", exact=True).check()
     page.wait_for_function("() => !document.querySelector('#synth-progress .synth-progress')", timeout=30_000)
     assert page.locator("#synth-status").inner_text().strip() == ""

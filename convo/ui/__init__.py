@@ -31,6 +31,8 @@ CSS = (".suggestion { white-space: normal !important; text-align: left; }"
        # table keeps them and scrolls sideways (the virtual table sizes its cells from its own width)
        + "".join(f" #{table} .virtual-table-viewport {{ min-width: {width}px; }}"
                  f" #{table} .upload-container {{ overflow-x: auto; }}" for table, width in TABLE_MIN_WIDTHS.items()) +
+       # a conversation's turns each start a line (the cell ran them together: "...challenges. User: That's")
+       " #synth-output-table [role=gridcell] span, #synth-output-table td span { white-space: pre-line; }"
        " .prose table { display: block; overflow-x: auto; }"
        # a hash or a path in code may wrap anywhere (it has no spaces), rather than run past its box
        " #ft-report code { word-break: break-all; }"

@@ -30,7 +30,8 @@ from .common import Shared, spec_from
 
 PREVIEW_COUNT = 3
 TABLE_ROWS = 200
-TABLE_HEADERS = ["#", "kept", "word / persona", "seed", "messages", "conversation", "why dropped"]
+TABLE_HEADERS = ["#", "kept", "word / persona", "messages", "conversation", "why dropped"]
+"""The seed is not a column: it opens the conversation, whose turns each start a line."""
 DEFAULT_PERSONA_ROWS = [
     ["learn", "wants to understand a topic well", "curious", "asks many questions and follows up"],
     ["learn", "wants to understand a topic well", "skeptical", "doubts answers and asks for reasons"],
@@ -345,8 +346,8 @@ def result_rows(results, start: int = 1) -> list[list]:
     """Output-table rows for results (kept or not)."""
     rows = []
     for number, result in enumerate(results, start=start):
-        rows.append([number, "yes" if result.kept else "no", _describe(result), result.item.seed or "",
-                     len(result.messages), core.transcript(result.messages)[:2000], "; ".join(result.faults)])
+        rows.append([number, "yes" if result.kept else "no", _describe(result), len(result.messages),
+                     core.transcript(result.messages)[:2000], "; ".join(result.faults)])
     return rows
 
 
@@ -631,7 +632,7 @@ def render(shared: Shared) -> None:
     preview_out = gr.Markdown(elem_id="synth-preview-output")
     # widths that keep "why dropped" in view: left to itself the conversation took the whole width
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, type="array", wrap=True, label="Conversations (newest first)",
-                         column_widths=["5%", "6%", "12%", "6%", "9%", "44%", "18%"], elem_id="synth-output-table")
+                         column_widths=["5%", "6%", "14%", "9%", "48%", "18%"], elem_id="synth-output-table")
     command = gr.Code(label="The same run from the command line", language="shell", interactive=False,
                       elem_id="synth-command")
     with gr.Row():
