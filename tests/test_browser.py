@@ -331,6 +331,13 @@ def test_share_link_read_only_continue_and_restart(chromium, launch, tiny_causal
     view.locator("#continue").click()
     view.wait_for_selector("#main-view", state="visible")
     assert "Remember the lighthouse" in view.locator("#chatbot").inner_text()
+    # the copy is the visitor's own conversation from the start: a reload before any new message
+    # reopens it (the copy lived in the page only, so a reload showed an empty chat)
+    view.wait_for_function("() => localStorage.getItem('convo-conversation')", timeout=30_000)  # its id, kept
+    assert len(saved_conversations(data)) == 2  # the sharer's and the visitor's copy
+    view.reload()
+    view.wait_for_function("() => document.querySelector('#chatbot')?.innerText.includes('Remember the lighthouse')",
+                           timeout=30_000)
     send(view, "A visitor's new message")
     wait_reply(view, count=2)
     # the address leaves the link: a reload opens the visitor's own conversation, not the read-only view

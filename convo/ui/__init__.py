@@ -10,6 +10,7 @@ import threading
 
 import gradio as gr
 
+from ..chat import asked_questions
 from ..engine import ModelLoadError, get_model
 from ..threads import limit_malloc_arenas
 from . import chat, common, finetune, questions, sharing, synth
@@ -79,16 +80,23 @@ def open_share(request: gr.Request):
             gr.update(value=messages, visible=True), gr.update(visible=True), share_id)
 
 
-def continue_share(share_id):
-    """Copy the shared conversation into this visitor's own session (the original stays as it is);
-    for a link that is not available (revoked, expired, unknown): open the app with a new chat."""
+def continue_share(share_id, profile: gr.OAuthProfile | None = None):
+    """Copy the shared conversation into a conversation of this visitor's own, saved at once so a
+    reload reopens it (the original stays as it is); for a link that is not available (revoked,
+    expired, unknown): open the app with a new chat."""
     snapshot = sharing.load_shared(share_id)
     if snapshot is None:
         return (gr.update(visible=False), gr.update(visible=True), [], None, [], gr.update(), gr.update(),
                 gr.update())
     messages = [m for m in snapshot.messages if m["role"] != "system"]
     system = next((m["content"] for m in snapshot.messages if m["role"] == "system"), None)
-    return (gr.update(visible=False), gr.update(visible=True), messages, None, [],
+    try:
+        copy = common.get_store().save_conversation(snapshot.messages, owner=common.username(profile),
+                                                    model=snapshot.model, adapter=snapshot.adapter,
+                                                    settings=snapshot.settings)
+    except ValueError:  # the disk nearly full: continue unsaved, as a new chat would (its first reply says so)
+        copy = None
+    return (gr.update(visible=False), gr.update(visible=True), messages, copy, asked_questions(messages),
             snapshot.model, common.adapter_label(snapshot.adapter) or common.NO_ADAPTER,
             gr.update(value=system) if system else gr.update())
 
