@@ -705,7 +705,7 @@ def test_tab_trains_compares_and_pushes(tab, tiny_causal, data_dir, monkeypatch,
     assert 'value="2" max="2"' in progress
     assert set(plot["split"]) == {"train", "validation"} and plot["step"].max() == 2
     assert command.startswith("python -m training.finetune --train_data ") and f"--job_dir {job_dir}" in command
-    assert "| ROUGE-L (held-out) |" in metrics and list(samples.columns) == ["passage", "reference", "base model", "adapter"]
+    assert "| ROUGE-L (held-out) |" in metrics and list(samples.columns) == ["prompt", "reference", "base model", "adapter"]
     assert "my-adapter" in adapters["choices"] and timer.active is False
     *drawn, key = tab.tick(job_dir, None)  # the timer draws a job once per change, then skips
     assert drawn[0] == status and tab.tick(job_dir, key) == (*(gr.skip(),) * len(drawn), key)
