@@ -763,6 +763,21 @@ def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_a
     set_number(page, "#ft-save-every input", 60)  # fixed: the messages go
     page.wait_for_function("() => !document.querySelector('.ft-invalid')", timeout=15_000)
     assert "must be" not in page.locator("#ft-save-every").inner_text()
+    # a value out of range is named beside its field too, and Start says so; nothing else on the page
+    # fails (Gradio's own bounds check failed the events: toasts "Value 5 is greater than maximum value
+    # 1", and an "Error" badge over the model bar's Adapter menu, one of Start's outputs, until a reload)
+    set_number(page, "#ft-lr input", 5)
+    page.wait_for_selector("#ft-lr.ft-invalid", timeout=15_000)
+    assert '"Learning rate" must be in (0, 1], got 5.0' in page.locator("#ft-lr").inner_text()
+    page.locator("#ft-start").click()
+    page.wait_for_function("() => /Not started/.test(document.querySelector('#ft-status').innerText)", timeout=30_000)
+    page.wait_for_timeout(1500)
+    assert '"Learning rate" must be in (0, 1]' in page.locator("#ft-status").inner_text()
+    errors = page.evaluate("() => [...document.querySelectorAll('.toast-body.error, .error')].filter(e => e.offsetParent)"
+                           ".map(e => e.innerText.trim())")
+    assert errors == [], errors
+    set_number(page, "#ft-lr input", 0.0002)
+    page.wait_for_function("() => !document.querySelector('.ft-invalid')", timeout=15_000)
     context.close()
 
 

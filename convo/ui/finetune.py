@@ -413,28 +413,31 @@ def render(shared: Shared) -> None:
     shared.finetune_file = upload
     with gr.Accordion("Training settings", open=False):
         ts, lora = core.TrainSettings(), LoraSettings()  # the defaults, declared once in the dataclasses
+        # The number fields carry no bounds of Gradio's: TrainSettings checks them and the message shows
+        # beside the field. Gradio's own check failed the whole event, Start's outputs included, so an
+        # "Error" badge covered the model bar's Adapter menu until a reload.
         with gr.Row():
             name = gr.Textbox(label="Adapter name", placeholder="e.g. curious-qg", elem_id="ft-name")
             qlora = gr.Radio(QLORA_CHOICES, value={True: "on", False: "off"}.get(ts.qlora, "auto"), label="QLoRA", elem_id="ft-qlora")
         with gr.Row():
-            epochs = gr.Number(ts.epochs, label="Epochs", minimum=0.1, maximum=100, elem_id="ft-epochs")
-            max_steps = gr.Number(ts.max_steps or 0, label="Max steps (0: use epochs)", minimum=0, precision=0, elem_id="ft-max-steps")
+            epochs = gr.Number(ts.epochs, label="Epochs", elem_id="ft-epochs")
+            max_steps = gr.Number(ts.max_steps or 0, label="Max steps (0: use epochs)", precision=0, elem_id="ft-max-steps")
             batch_size = gr.Slider(1, 64, ts.batch_size, step=1, label="Batch size", elem_id="ft-batch-size")
             grad_accum = gr.Slider(1, 64, ts.grad_accum, step=1, label="Gradient accumulation")
-            learning_rate = gr.Number(ts.learning_rate, label="Learning rate", minimum=1e-7, maximum=1, elem_id="ft-lr")
+            learning_rate = gr.Number(ts.learning_rate, label="Learning rate", elem_id="ft-lr")
         with gr.Row():
             max_length = gr.Slider(64, 4096, ts.max_length, step=64, label="Max tokens per example", elem_id="ft-max-length")
             val_fraction = gr.Slider(0, 0.5, ts.val_fraction, step=0.05, label="Validation share (without a validation file)")
-            eval_every = gr.Number(ts.eval_every, label="Validate every N steps", minimum=1, precision=0,
+            eval_every = gr.Number(ts.eval_every, label="Validate every N steps", precision=0,
                                    elem_id="ft-eval-every")
-            save_every = gr.Number(ts.save_every, label="Checkpoint every N steps", minimum=1, precision=0,
+            save_every = gr.Number(ts.save_every, label="Checkpoint every N steps", precision=0,
                                    elem_id="ft-save-every")
-            patience = gr.Number(ts.early_stopping_patience, label="Early stopping patience (0: off)", minimum=0, precision=0,
+            patience = gr.Number(ts.early_stopping_patience, label="Early stopping patience (0: off)", precision=0,
                                  elem_id="ft-patience")
             seed = gr.Number(ts.seed, label="Seed", precision=0)
         with gr.Row():
             lora_r = gr.Slider(1, 256, lora.r, step=1, label="LoRA rank r")
-            lora_alpha = gr.Number(lora.alpha, label="LoRA alpha", minimum=1, precision=0)
+            lora_alpha = gr.Number(lora.alpha, label="LoRA alpha", precision=0)
             lora_dropout = gr.Slider(0, 0.5, lora.dropout, step=0.01, label="LoRA dropout")
     plan = gr.Markdown(elem_id="ft-plan")
     with gr.Row():
