@@ -85,6 +85,42 @@ def test_memory_follows_its_user_only_and_forget_deletes(chromium, app):
     bob_ctx.close()
 
 
+def saved_messages(app) -> list[list[str]]:
+    import json
+
+    with sqlite3.connect(app.data_dir / "convo.sqlite3") as conn:
+        rows = conn.execute("SELECT messages FROM conversations ORDER BY created").fetchall()
+    return [[m["content"] for m in json.loads(messages)] for (messages,) in rows]
+
+
+def test_a_chosen_suggestion_and_undo_are_saved_for_a_reload(chromium, app):
+    """A chip's question ends convo's reply, and Undo drops an exchange, without a new reply: both
+    are saved at once, so a reload reopens the chat as it was shown (a walkthrough lost the chip's
+    question on a reload, and Undo's exchange came back)."""
+    context, page = open_app(chromium, app.url)
+    first = "I started learning the violin last month."
+    send(page, first)
+    wait_reply(page)
+    question = wait_suggestions(page)[0].strip()
+    page.locator(".suggestion", has_text=question).first.click()
+    page.wait_for_function("q => document.querySelector('#chatbot').innerText.includes(q)", arg=question,
+                           timeout=10_000)
+    mine = [c for c in saved_messages(app) if c and c[0] == first]
+    assert len(mine) == 1 and mine[0][-1].endswith(question), mine
+    page.reload()
+    page.wait_for_function("q => document.querySelector('#chatbot')?.innerText.includes(q)", arg=question,
+                           timeout=30_000)
+    page.locator("#undo").click()
+    page.wait_for_function("t => !document.querySelector('#chatbot').innerText.includes(t)", arg=first,
+                           timeout=10_000)
+    assert [c for c in saved_messages(app) if c and c[0] == first] == []
+    page.reload()
+    page.wait_for_selector("#chatbot", timeout=30_000)
+    page.wait_for_timeout(2000)
+    assert first not in page.locator("#chatbot").inner_text()
+    context.close()
+
+
 def test_questions_tab_shows_the_sentiment_part(chromium, app):
     context, page = open_app(chromium, app.url)
     page.get_by_role("tab", name="Questions").click()

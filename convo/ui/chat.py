@@ -300,9 +300,9 @@ def add_user_message(message: str, history, request: gr.Request = None):
     return "", history
 
 
-def ask_suggestion(question: str, history, asked):
+def ask_suggestion(question: str, history, asked, conversation_id=None, profile: gr.OAuthProfile | None = None):
     """The assistant asks the chosen follow-up question (it is convo's question, not the user's):
-    it ends the last reply, or starts a new assistant message."""
+    it ends the last reply, or starts a new assistant message; the saved conversation gets it too."""
     history = plain_messages(history)
     question = (question or "").strip()
     if not question:
@@ -311,7 +311,23 @@ def ask_suggestion(question: str, history, asked):
         history[-1] = {"role": "assistant", "content": f"{history[-1]['content'].rstrip()}\n\n{question}"}
     else:
         history.append({"role": "assistant", "content": question})
+    resave(conversation_id, history, profile)
     return history, list(asked or []) + [question], *_no_chips()
+
+
+def resave(conversation_id, history: list[dict], profile: gr.OAuthProfile | None = None) -> None:
+    """Write the chat as it now shows over its saved conversation (after a suggestion chip or Undo,
+    which change it without a reply: a reload brought back what they had changed). A conversation
+    not saved yet or not this user's is left as it is."""
+    saved = get_store().load_conversation(conversation_id) if isinstance(conversation_id, str) else None
+    if saved is None or (saved.owner is not None and saved.owner != username(profile)):
+        return
+    system = [m for m in saved.messages[:1] if m["role"] == "system"]
+    try:
+        get_store().save_conversation(system + history, conversation_id=saved.id, owner=saved.owner,
+                                      model=saved.model, adapter=saved.adapter, settings=saved.settings)
+    except (ValueError, PermissionError) as exc:  # a size limit or a full disk: the chat goes on unsaved
+        gr.Warning(f"This conversation is no longer saved: {exc}")
 
 
 def stop_reply(request: gr.Request):
@@ -322,13 +338,14 @@ def stop_reply(request: gr.Request):
         stop.set()
 
 
-def undo(history):
-    """Drop the last exchange (the last user message and the reply after it)."""
+def undo(history, conversation_id=None, profile: gr.OAuthProfile | None = None):
+    """Drop the last exchange (the last user message and the reply after it), saved too."""
     history = plain_messages(history)
     while history and history[-1]["role"] == "assistant":
         history.pop()
     if history and history[-1]["role"] == "user":
         history.pop()
+    resave(conversation_id, history, profile)
     return history, *_no_chips()
 
 
@@ -497,13 +514,13 @@ def render(shared: Shared) -> None:
                       .then(reply, reply_inputs, reply_outputs, api_name="chat" if not events else False,
                             trigger_mode="multiple", preprocess=False, postprocess=False))
     for button in suggestions:
-        button.click(ask_suggestion, [button, chatbot, asked], [chatbot, asked, chips, *chip_views], queue=False,
-                     api_visibility="private")
+        button.click(ask_suggestion, [button, chatbot, asked, conversation_id], [chatbot, asked, chips, *chip_views],
+                     queue=False, api_visibility="private")
     events.append(regenerate.click(prepare_regenerate, chatbot, chatbot, queue=False, api_visibility="private")
                   .then(reply, reply_inputs, reply_outputs, api_visibility="private", preprocess=False,
                         postprocess=False))
     stop.click(stop_reply, None, None, queue=False, api_visibility="private")
-    undo_btn.click(undo, chatbot, [chatbot, chips, *chip_views], queue=False, api_visibility="private")
+    undo_btn.click(undo, [chatbot, conversation_id], [chatbot, chips, *chip_views], queue=False, api_visibility="private")
     clear_btn.click(clear, None, [chatbot, conversation_id, asked, share_link, chips, *chip_views], queue=False,
                     api_visibility="private")
     chatbot.clear(cleared, None, [conversation_id, asked, share_link, chips, *chip_views], queue=False,
