@@ -449,8 +449,17 @@ def _pipeline_padded(lm, source, sampling, width, stop) -> Iterator[Finished]:
 
 def _reply_text(lm: LoadedModel, request) -> str:
     """The whole reply of an engine request, once it ends, cut before its first stop string."""
-    text = lm.tokenizer.decode(list(request.tokens()), skip_special_tokens=True)
-    return cut_at_stop(text, request.sampling.stop).strip()
+    return finished_text(lm.tokenizer.decode(list(request.tokens()), skip_special_tokens=True), request.sampling.stop)
+
+
+def finished_text(text: str, stops) -> str:
+    """A reply's decoded text, cut before its first stop string, without the half of a character the
+    token limit cut off (a byte-level tokenizer decodes it as U+FFFD: a comparison's reply ended in "🐦�").
+
+    >>> finished_text("Birds! \\U0001F426\\ufffd", []), finished_text("Hi.\\nUSER: x", ["USER:"])
+    ('Birds! 🐦', 'Hi.')
+    """
+    return cut_at_stop(text, stops).rstrip("\ufffd").strip()
 
 
 def _generate_padded(lm: LoadedModel, texts: list[str], sampling: Sampling, batch_size: int,
@@ -467,7 +476,7 @@ def _generate_padded(lm: LoadedModel, texts: list[str], sampling: Sampling, batc
             output = lm.model.generate(**inputs, **_generate_kwargs(lm, sampling), stopping_criteria=stopping)
         new_tokens = output if lm.is_seq2seq else output[:, inputs["input_ids"].shape[1]:]
         decoded = lm.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        replies.extend(cut_at_stop(t, sampling.stop).strip() for t in decoded)
+        replies.extend(finished_text(t, sampling.stop) for t in decoded)
     return replies
 
 
