@@ -161,6 +161,7 @@ GOOD_COUNTS = {
     "chat_list.json": ("chat-jsonl", 2, 0, 0, 0, 2, 7),
     "alpaca.json": ("alpaca", 3, 0, 0, 0, 3, 9),
     "sharegpt.jsonl": ("sharegpt", 2, 0, 0, 0, 2, 7),
+    "squad_hf.jsonl": ("flat-qa", 4, 2, 4, 3, 0, 0),  # and 1 unanswerable
 }
 
 
@@ -253,6 +254,25 @@ def test_alpaca_and_sharegpt_faults_name_the_record_and_field(tmp_path):
     assert not report.ok and report.format == "sharegpt" and report.faults[-1] == 'line 1: no "gpt" message'
     with pytest.raises(DataError, match='task "qg" needs passages with questions .* but this file is ShareGPT'):
         load_examples(GOOD / "sharegpt.jsonl", "qg")
+
+
+def test_squad_as_hugging_face_datasets_writes_it(tmp_path):
+    """``Dataset.to_json`` writes SQuAD flat, one question a line with ``answers: {text, answer_start}``:
+    read as passages (questions on one context together), an empty ``text`` unanswerable; as a JSON
+    list too. It was refused as an unrecognised format, and its list taken for simplified CoQA."""
+    passages, report = load_data(GOOD / "squad_hf.jsonl")
+    assert report.ok and report.format == "flat-qa" and report.task == "qg" and len(passages) == 2
+    assert [(t.question, t.answer) for t in passages[0].turns] == [
+        ("When was the Eiffel Tower finished?", "1889"), ("Where does it stand?", "in Paris"),
+        ("Who painted it first?", NO_ANSWER)]
+    assert report.unanswerable == 1 and passages[1].turns[0].answer == "to tell their hive where flowers are"
+    records = [json.loads(line) for line in (GOOD / "squad_hf.jsonl").read_text().splitlines()]
+    records[3]["answers"]["answer_start"] = [0]  # no longer points at its text
+    (tmp_path / "squad_hf.json").write_text(json.dumps(records, indent=2))
+    passages, report = load_data(tmp_path / "squad_hf.json")
+    assert report.format == "flat-qa" and len(passages) == 1 and report.skipped == 1
+    assert report.faults == ['[3].answers: answer_start 0 does not point at "to tell their hive where flowers are" '
+                             '(the context there reads "Honeybees dance to tell their hive w")']
 
 
 def test_simplified_coqa_answers_are_optional():

@@ -89,7 +89,8 @@ NO_HISTORY = "(no questions yet)"
 UNRECOGNISED = (
     'unrecognised format: expected CoQA ({"data": [{"story", "questions", ...}]}), '
     'simplified CoQA ([{"context", "questions"}]), SQuAD ({"data": [{"paragraphs": ...}]}), '
-    'flat QA ({"data": [{"context", "question", "answer"}]}), '
+    'flat QA ({"context", "question", "answer"} records in "data", a list or JSON Lines; SQuAD as Hugging '
+    'Face datasets writes it), '
     'chat JSONL ({"messages": [...]} per line), Alpaca ([{"instruction", "input", "output"}]) '
     'or ShareGPT ([{"conversations": [{"from", "value"}]}])'
 )

@@ -171,19 +171,24 @@ def _read_squad_answer(answer: Any, location: str, context: str | None, faults: 
     return text
 
 
-def _read_flat(records: list) -> _Parsed:
-    """``{"data": [{"context", "question", "answer"?}]}``: one question per record; records that
-    share a context (same text after stripping) become one passage, in order of first appearance."""
+def _read_flat(records: list[tuple[str, Any]]) -> _Parsed:
+    """Flat question records ``(location, record)``, one question each: ``{"context", "question",
+    "answer"?}``, or SQuAD as Hugging Face ``datasets`` writes it (``Dataset.to_json``: ``{"id", "title",
+    "context", "question", "answers": {"text": [...], "answer_start": [...]}}``, where an empty ``text``
+    is unanswerable, as in SQuAD v2.0). Records that share a context (same text after stripping)
+    become one passage, in order of first appearance."""
     parsed = _Parsed("flat-qa", records=len(records))
     passages: dict[str, tuple[Passage, list[str]]] = {}
-    for index, record in enumerate(records):
-        location = f"data[{index}]"
+    for location, record in records:
         faults: list[tuple[str, str]] = []
         turn = None
         if _object(record, location, faults) is not None:
             context = _field(record, "context", str, location, faults)
             question = _field(record, "question", str, location, faults)
-            answer = _field(record, "answer", str, location, faults, required=False) if record.get("answer") is not None else None
+            if isinstance(record.get("answers"), dict):
+                answer = _read_hf_answers(record["answers"], _child(location, "answers"), context, faults)
+            else:
+                answer = _field(record, "answer", str, location, faults, required=False) if record.get("answer") is not None else None
             if not faults:
                 turn = (context.strip(), Turn(question.strip(), answer.strip() if answer is not None else None))
         parsed.faults.extend(faults)
@@ -204,8 +209,24 @@ def _read_flat(records: list) -> _Parsed:
     return parsed
 
 
-def _read_chat_lines(lines: list[tuple[int, Any]]) -> _Parsed:
-    parsed = _read_chat_records([(f"line {n}", v) for n, v in lines if not isinstance(v, json.JSONDecodeError)])
+def _read_hf_answers(answers: dict, location: str, context: str | None, faults: list) -> str | None:
+    """``{"text": [...], "answer_start": [...]}``: the first answer, checked against the context as
+    SQuAD's are; ``"unknown"`` when ``text`` is empty (unanswerable)."""
+    texts, starts = answers.get("text"), answers.get("answer_start")
+    if not isinstance(texts, list) or not isinstance(starts, list):
+        faults.append((location, 'expected {"text": [...], "answer_start": [...]}'))
+        return None
+    if not texts:
+        return NO_ANSWER
+    if len(starts) != len(texts):
+        faults.append((location, f'{len(texts)} "text" but {len(starts)} "answer_start"'))
+        return None
+    return _read_squad_answer({"text": texts[0], "answer_start": starts[0]}, location, context, faults)
+
+
+def _read_lines(lines: list[tuple[int, Any]], read_records: Callable[[list[tuple[str, Any]]], _Parsed]) -> _Parsed:
+    """JSON Lines records read by ``read_records``, with each line that is not JSON as a fault of its own."""
+    parsed = read_records([(f"line {n}", v) for n, v in lines if not isinstance(v, json.JSONDecodeError)])
     bad = [(f"line {n}", v.msg if isinstance(v, _LineFault) else f"invalid JSON ({v.msg} at column {v.colno})")
            for n, v in lines if isinstance(v, json.JSONDecodeError)]
     parsed.records += len(bad)

@@ -14,7 +14,7 @@ from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, M
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
 from .checks import _quote, _safe, _type_name
-from .formats import (_read_chat_lines, _read_chat_records, _read_coqa_record, _read_flat, _read_records,
+from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_records,
                       _read_simple_record, _read_squad, conversation_layout)
 from .report import (Report, _broken_questions_error, _count, _dedupe, _fault_lines, _flag_non_questions, _measure,
                      _usability_error)
@@ -312,10 +312,17 @@ def _parse(text: str) -> _Parsed:
     lines = _jsonl_lines(text)
     if lines is None:
         raise _Reject(problem)
-    if not any(conversation_layout(value) for _, value in lines):  # chat messages, Alpaca or ShareGPT
-        raise _Reject(f"{UNRECOGNISED}; found JSON Lines whose first line is {_describe(lines[0][1])}")
     _check_work(len(lines))
-    return _read_chat_lines(lines)
+    if any(conversation_layout(value) for _, value in lines):  # chat messages, Alpaca or ShareGPT
+        return _read_lines(lines, _read_chat_records)
+    if _flat_question(lines[0][1]):  # SQuAD as Hugging Face datasets writes it, or flat QA
+        return _read_lines(lines, _read_flat)
+    raise _Reject(f"{UNRECOGNISED}; found JSON Lines whose first line is {_describe(lines[0][1])}")
+
+
+def _flat_question(record: Any) -> bool:
+    """A flat question record: ``{"context", "question", ...}`` (not simplified CoQA's ``"questions"``)."""
+    return isinstance(record, dict) and "question" in record and "context" in record and "questions" not in record
 
 
 def _jsonl_lines(text: str) -> list[tuple[int, Any]] | None:
@@ -381,6 +388,8 @@ def _read_value(value: Any) -> _Parsed:
         first = _first_object(value)
         if first is not None and conversation_layout(first):  # chat messages, Alpaca or ShareGPT
             return _read_chat_records([(f"[{i}]", rec) for i, rec in enumerate(value)])
+        if _flat_question(first):  # SQuAD as Hugging Face datasets writes it, or flat QA
+            return _read_flat([(f"[{i}]", rec) for i, rec in enumerate(value)])
         if first is not None and ("context" in first or "questions" in first):
             return _read_records(value, "coqa-simple", "", _read_simple_record)
         if not value:
@@ -392,7 +401,7 @@ def _read_value(value: Any) -> _Parsed:
         if first is not None and "paragraphs" in first:
             return _read_squad(value["data"])
         if first is not None and "question" in first and "context" in first:
-            return _read_flat(value["data"])
+            return _read_flat([(f"data[{i}]", rec) for i, rec in enumerate(value["data"])])
         if not value["data"]:
             raise _Reject('file has no records: "data" is empty')
     raise _Reject(f"{UNRECOGNISED}; found {_describe(value)}")
