@@ -610,6 +610,17 @@ def test_depth_scan_is_linear_on_runs_of_escaped_quotes():
     assert report.error.startswith("invalid JSON at line 1")
 
 
+def test_a_trailing_comma_is_named():
+    """JavaScript and Python allow a comma before a closing bracket, JSON does not: the error says so,
+    where Python's "Expecting property name enclosed in double quotes" left a user guessing."""
+    alpaca = '[\n  {"instruction": "Say hi.",\n   "output": "Hi!",\n  }\n]\n'
+    report = validate_bytes(alpaca.encode(), "alpaca.json")
+    assert report.error == ('invalid JSON at line 4, column 3: Expecting property name enclosed in double quotes '
+                            '(a comma before "}" ends no item: remove it)')
+    assert validate_bytes(b'{"data": [1, 2,]}', "x.json").error.endswith('(a comma before "]" ends no item: remove it)')
+    assert "comma" not in validate_bytes(b'{"data": [1 2]}', "x.json").error.split(":")[-1]
+
+
 def test_jsonl_lines_get_their_own_depth_check():
     good = json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]})
     deep = "]" * 40 + "[" * 5000  # drives the total depth negative first: only a per-line check sees it

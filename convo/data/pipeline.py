@@ -305,7 +305,7 @@ def _parse(text: str) -> _Parsed:
         except RecursionError:  # brackets the scan could not see as nesting (unbalanced): still refused
             problem = too_deep
         except json.JSONDecodeError as err:
-            problem = f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+            problem = f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}{_json_hint(err)}"
         except ValueError as err:  # e.g. an integer of more than 4300 digits
             raise _Reject(f"JSON holds a value Python cannot read: {err}") from None
     # Not one JSON document: JSON Lines, where each line is checked (depth included) on its own.
@@ -323,6 +323,23 @@ def _parse(text: str) -> _Parsed:
 def _flat_question(record: Any) -> bool:
     """A flat question record: ``{"context", "question", ...}`` (not simplified CoQA's ``"questions"``)."""
     return isinstance(record, dict) and "question" in record and "context" in record and "questions" not in record
+
+
+def _json_hint(err: json.JSONDecodeError) -> str:
+    """What a parser error usually means, where Python's words do not say: a comma before a closing
+    bracket (JavaScript and Python allow one, JSON does not).
+
+    >>> try:
+    ...     json.loads('[{"a": 1,}]')
+    ... except json.JSONDecodeError as err:
+    ...     print(err.msg + _json_hint(err))
+    Expecting property name enclosed in double quotes (a comma before "}" ends no item: remove it)
+    """
+    before = err.doc[:err.pos].rstrip()
+    after = err.doc[err.pos:err.pos + 1]
+    if before.endswith(",") and after in ("}", "]"):
+        return f' (a comma before "{after}" ends no item: remove it)'
+    return ""
 
 
 def _jsonl_lines(text: str) -> list[tuple[int, Any]] | None:
