@@ -675,6 +675,11 @@ def test_tab_shows_the_planned_time_split_before_the_run(tab):
                     "on the base model) on 4 of 4 held-out examples. Time: about 73% training, 27% validation, then "
                     "generating for 4 held-out examples."), text
     assert "validation loss" not in tab.plan_text(str(COQA), None, *values[:7], 0, *values[8:])
+    # a batch larger than the data, and one of everything: no "1 steps of 8 examples on 2 training examples"
+    small = tab.plan_text(str(COQA), None, None, 3, 1, 16, 1, 2e-4, 512, 0.1, 2, 2, 0, 42, "auto", 16, 32, 0.05)
+    assert small == ("**Planned**: 1 step of all 13 training examples (batch size 16); validation loss 2 times "
+                     "(the first on the base model) on 1 of 1 held-out example. Time: about 97% training, 3% "
+                     "validation, then generating for 1 held-out example."), small
     assert tab.plan_text(None, None, *values) == ""
     assert tab.plan_text(str(DATA / "bad" / "coqa_empty_data.json"), None, *values) == ""
 

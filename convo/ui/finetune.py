@@ -182,14 +182,22 @@ def plan_text(file, val_file, *settings_values) -> str:
         return ""
     plan = core.plan_time_split(settings, len(train), len(valid))
     per_step = settings.batch_size * settings.grad_accum
-    text = f"**Planned**: {plan['steps']} steps of {per_step} examples on {len(train)} training examples"
+    steps = _plural(plan["steps"], "step")
+    if per_step >= len(train):  # "1 steps of 8 examples on 2 training examples" read as nonsense
+        text = f"**Planned**: {steps} of all {_plural(len(train), 'training example')} (batch size {per_step})"
+    else:
+        text = f"**Planned**: {steps} of {per_step} examples on {len(train)} training examples"
     if plan["evaluations"]:
         text += (f"; validation loss {plan['evaluations']} times (the first on the base model) on "
-                 f"{plan['eval_examples']} of {len(valid)} held-out examples")
+                 f"{plan['eval_examples']} of {_plural(len(valid), 'held-out example')}")
     text += f". Time: about {plan['train_share']:.0%} training, {plan['eval_share']:.0%} validation"
     if valid and settings.eval_generations:
-        text += f", then generating for {min(settings.eval_generations, len(valid))} held-out examples"
+        text += f", then generating for {_plural(min(settings.eval_generations, len(valid)), 'held-out example')}"
     return text + "."
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def adapter_folder(name: str) -> Path:
