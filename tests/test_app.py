@@ -100,6 +100,10 @@ def test_share_and_revoke_through_the_api(app, tiny_causal):
     with pytest.raises(Exception):
         Client(app.url, verbose=False).predict(link, "", api_name="/revoke")  # another session, no secret
     assert store.get_share(share_id) is not None
+    from convo.ui.sharing import shared_header
+
+    header = shared_header(snapshot)  # the shared view's line: set values only (it listed "stop=[]")
+    assert "temperature=" in header and "stop=" not in header, header
     assert "Revoked" in client.predict(link, "", api_name="/revoke")
     assert store.get_share(share_id) is None
 

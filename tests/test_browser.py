@@ -924,6 +924,9 @@ def test_the_open_tab_is_in_the_address(chromium, tiny_app):
     page.locator("#questions-ask-chat").click()  # the handler switches to Chat
     page.wait_for_url(tiny_app.url)
     assert selected_tab(page) == "Chat"
+    page.goto(tiny_app.url + "?tab=Synth")  # typed by hand
+    page.wait_for_function("() => document.querySelector('#tabs [role=tab][aria-selected=true]')?.innerText"
+                           " === 'Synthetic'", timeout=60_000)
     page.goto(tiny_app.url + "?tab=nonsense")
     page.wait_for_selector("#chat-input textarea", timeout=60_000)
     page.wait_for_timeout(500)

@@ -507,6 +507,9 @@ def test_tab_generate_input_checks(tiny_causal):
         out = _generate(tab, model=tiny_causal, **kwargs)
         assert out[1] == message
         assert all(o == {"__type__": "update"} for i, o in enumerate(out) if i != 1)
+    # after a run, the table still shows its questions: the message says whose they are
+    out = _generate(tab, model=tiny_causal, passage="", seen=["What is a bee?"])
+    assert out[1] == cases[0][1] + " The questions below are from the previous run."
 
 
 def test_tab_generate_select_download_and_ask_in_chat(tiny_causal):

@@ -117,7 +117,7 @@ LEAVE_SHARE = """(share_id) => { const url = new URL(location.href); url.searchP
 
 def open_tab(request: gr.Request = None):
     """On page load: the tab the address names (``?tab=questions``), else the chat."""
-    tab = request.query_params.get("tab") if request else None
+    tab = (request.query_params.get("tab") or "").lower() if request else ""
     return gr.Tabs(selected=tab) if tab in TAB_IDS else gr.skip()
 
 

@@ -101,7 +101,9 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
                                                      sentiment_weight=SENTIMENT_WEIGHT if sentiment else 0.0),
                            seen=seen, answer_start=answer_start if mode == "answer" else None)
     except (QuestionError, ModelLoadError, ValueError, RemoteError) as exc:
-        return (gr.update(),) + (str(exc),) + (gr.update(),) * 7
+        # the last run's questions stay (nothing is lost), said to be that run's
+        earlier = " The questions below are from the previous run." if seen else ""
+        return (gr.update(),) + (f"{exc}{earlier}",) + (gr.update(),) * 7
     questions = [q.to_dict() for q in run.questions]
     seen += [q["text"] for q in questions]
     first = questions[0] if questions else None

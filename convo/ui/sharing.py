@@ -104,7 +104,7 @@ def load_shared(share_id: str):
 
 def shared_header(snapshot) -> str:
     sampling = (snapshot.settings or {}).get("sampling", {})
-    knobs = ", ".join(f"{k}={v}" for k, v in sampling.items() if v is not None)
+    knobs = ", ".join(f"{k}={v}" for k, v in sampling.items() if v not in (None, [], ""))  # no "stop=[]"
     adapter = f" + adapter `{adapter_label(snapshot.adapter)}`" if snapshot.adapter else ""
     return (f"### Shared conversation\nModel: `{snapshot.model}`{adapter} · settings: {knobs or 'default'} · "
             f"shared {datetime.datetime.fromtimestamp(snapshot.created).strftime('%Y-%m-%d %H:%M')}"
