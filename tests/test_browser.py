@@ -463,6 +463,9 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     assert stroke not in ("none", "", "rgba(0, 0, 0, 0)"), stroke
     legend = page.locator("#ft-loss-plot .role-legend-label text").all_text_contents()
     assert "train" in legend, legend
+    # the title gives the latest losses (while a line has one point the chart draws none)
+    title = " ".join(page.locator("#ft-loss-plot").get_by_text("Loss (latest:").all_text_contents())
+    assert re.search(r"Loss \(latest: train \d\.\d{4} at step \d+, validation \d\.\d{4} at step \d+\)", title), title
     # the validation loss is a line too: measured before the first step (the base model) and after the
     # last (a run shorter than eval_every had no point at all, the final check was left off the chart)
     paths = page.locator("#ft-loss-plot .mark-line path").evaluate_all("ps => ps.map(p => p.getAttribute('d'))")

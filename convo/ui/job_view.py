@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import gradio as gr
 import pandas as pd
 
 from .. import finetune as core
@@ -41,6 +42,20 @@ def loss_frame(progress: list[dict]) -> pd.DataFrame:
     # both axes discrete: a label per loss value, no line)
     frame = pd.DataFrame(rows, columns=["step", "loss", "split"])
     return frame.astype({"step": "Int64", "loss": "float64", "split": "str"})
+
+
+def loss_plot(progress: list[dict]):
+    """The loss chart's update: the losses, and the latest of each in its title. A line needs two
+    points, so a run's first minutes (one validation point, then one training point) and a run
+    cancelled after its first step drew an empty chart; the title gives those numbers meanwhile.
+
+    >>> loss_plot([{"step": 0, "eval_loss": 1.42491}, {"step": 1, "loss": 1.96873}])["title"]
+    'Loss (latest: train 1.9687 at step 1, validation 1.4249 at step 0)'
+    """
+    latest = [f"{split} {rows[-1][key]:.4f} at step {rows[-1]['step']}" for split, key in (("train", "loss"),
+                                                                                          ("validation", "eval_loss"))
+              if (rows := [r for r in progress if r.get(key) is not None])]
+    return gr.update(value=loss_frame(progress), title="Loss" + (f" (latest: {', '.join(latest)})" if latest else ""))
 
 
 def status_text(view: jobs.JobView | None, owner: str | None = None) -> str:
