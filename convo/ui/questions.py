@@ -22,6 +22,8 @@ from .common import Shared, export_folder, spec_from
 MODE_LABELS = {"Open questions": "open", "Answer-aware": "answer", "Conversational (next question)": "conversational"}
 COLUMNS = ["#", "Question", "Score", "LM", "Grounding", "Diversity", "Sentiment", "Made by", "Sentence"]
 DROPPED_COLUMNS = ["Candidate", "Why dropped", "Made by", "Sentence"]
+TABLE_LABEL = "Questions: the model's, by score, then any made by a rule to fill in (click one to see its source)"
+"""Says why a rule's question can follow a model's of lower score (a walkthrough took it for a ranking fault)."""
 CONTEXT_CHARS = 1200
 """Characters shown either side of the highlighted sentence (a 2 MB passage is not sent whole)."""
 SELECT_FIRST = "Select a question in the table first."
@@ -258,7 +260,7 @@ def render(shared: Shared) -> None:
     table = gr.Dataframe(headers=COLUMNS, datatype=["number", "str", "number", "number", "number", "number", "number",
                                                     "str", "str"],
                          column_widths=["4%", "32%", "7%", "7%", "9%", "8%", "9%", "7%", "17%"],
-                         interactive=False, wrap=True, label="Questions (click one to see its source)",
+                         interactive=False, wrap=True, label=TABLE_LABEL,
                          elem_id=ELEM_IDS["table"])
     source = gr.HTML(elem_id=ELEM_IDS["source"])
     with gr.Row(equal_height=True):
