@@ -20,7 +20,7 @@ from ..settings import Sampling
 from ..threads import run_in_fresh_thread
 from .loading import LoadedModel
 from .programs import (STEER, Finished, Program, Steered, Stop, _advance, _Running, _stopped,  # noqa: F401 (re-exported)
-                       cut_at_stop, drive_pipeline)
+                       cut_at_stop, drive_pipeline, finished_text)
 from .prompts import stop_token_ids
 
 Messages = list[dict]
@@ -450,16 +450,6 @@ def _pipeline_padded(lm, source, sampling, width, stop) -> Iterator[Finished]:
 def _reply_text(lm: LoadedModel, request) -> str:
     """The whole reply of an engine request, once it ends, cut before its first stop string."""
     return finished_text(lm.tokenizer.decode(list(request.tokens()), skip_special_tokens=True), request.sampling.stop)
-
-
-def finished_text(text: str, stops) -> str:
-    """A reply's decoded text, cut before its first stop string, without the half of a character the
-    token limit cut off (a byte-level tokenizer decodes it as U+FFFD: a comparison's reply ended in "🐦�").
-
-    >>> finished_text("Birds! \\U0001F426\\ufffd", []), finished_text("Hi.\\nUSER: x", ["USER:"])
-    ('Birds! 🐦', 'Hi.')
-    """
-    return cut_at_stop(text, stops).rstrip("\ufffd").strip()
 
 
 def _generate_padded(lm: LoadedModel, texts: list[str], sampling: Sampling, batch_size: int,

@@ -83,6 +83,16 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[:min(found)] if found else text
 
 
+def finished_text(text: str, stops) -> str:
+    """A reply's decoded text, cut before its first stop string, without the half of a character the
+    token limit cut off (a byte-level tokenizer decodes it as U+FFFD: a comparison's reply ended in "🐦�").
+
+    >>> finished_text("Birds! \\U0001F426\\ufffd", []), finished_text("Hi.\\nUSER: x", ["USER:"])
+    ('Birds! 🐦', 'Hi.')
+    """
+    return cut_at_stop(text, stops).rstrip("\ufffd").strip()
+
+
 def _stopped(stop: Stop | None) -> bool:
     return stop is not None and stop.is_set()
 
