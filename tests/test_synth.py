@@ -135,6 +135,20 @@ def test_seed_files():
                                                       "My cat ignores me."]
 
 
+def test_conversations_seed_with_their_opening_message(tmp_path):
+    """Chat JSONL, as this tab writes it, seeds new conversations with each one's first user message
+    (a walkthrough's upload was refused: 'missing "seed"')."""
+    chats = tmp_path / "conversations.jsonl"
+    chats.write_text("\n".join(json.dumps(line) for line in [
+        {"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "I burn every pancake."},
+                      {"role": "assistant", "content": "Which pan do you use?"}], "meta": {"word": "pancake"}},
+        {"messages": [{"role": "user", "content": "Why is the sea salty?"}]}]) + "\n")
+    assert synth.read_seeds(chats) == ["I burn every pancake.", "Why is the sea salty?"]
+    chats.write_text(json.dumps({"messages": [{"role": "assistant", "content": "Hi!"}]}) + "\n")
+    with pytest.raises(synth.ConfigError, match='^conversations.jsonl line 1: "messages" has no user message'):
+        synth.read_seeds(chats)
+
+
 def test_a_word_its_exclude_list_always_matches_is_refused_before_generating():
     """A kept conversation mentions its word, so a word an exclude entry matches could never be kept:
     every attempt was generated and dropped ("gave up"). A plural the entry misses still counts."""
@@ -170,7 +184,7 @@ def test_seed_and_config_files_saved_as_utf16_are_read(tmp_path):
 
 @pytest.mark.parametrize("name, message", [
     ("seeds_missing_field.jsonl",
-     'seeds_missing_field.jsonl line 2: missing "seed" (or "message", "text", "prompt", "content")'),
+     'seeds_missing_field.jsonl line 2: missing "seed" (or "message", "text", "prompt", "content", or chat "messages")'),
     ("seeds_invalid.jsonl", "seeds_invalid.jsonl line 2: invalid JSON"),
     ("seeds_empty.txt", "seeds_empty.txt: no seed messages"),
 ])

@@ -485,7 +485,8 @@ def parse_seed_text(text: str) -> list[str]:
 
 def read_seeds(path: str | Path) -> list[str]:
     """Seed messages from ``.txt`` (one per line), ``.csv`` (a seed/message/text/prompt column, else the
-    first column), ``.jsonl`` (strings or objects with one of those fields) or ``.json`` (a list of them)."""
+    first column), ``.jsonl`` (strings, objects with one of those fields, or conversations ``{"messages"}``,
+    whose first user message is the seed) or ``.json`` (a list of them)."""
     path = Path(path)
     text = read_text(path, "utf-8-sig")
     suffix = path.suffix.lower()
@@ -531,5 +532,11 @@ def _seed_value(value: Any, where: str) -> str:
         for key in SEED_FIELDS:
             if isinstance(value.get(key), str):
                 return value[key]
-        raise ConfigError(f'{where}: missing "seed" (or "message", "text", "prompt", "content")')
+        if isinstance(value.get("messages"), list):  # a conversation (chat JSONL, as Synthetic writes): its opening
+            opening = next((m.get("content") for m in value["messages"] if isinstance(m, dict) and m.get("role") == "user"),
+                           None)
+            if isinstance(opening, str):
+                return opening
+            raise ConfigError(f'{where}: "messages" has no user message to start from')
+        raise ConfigError(f'{where}: missing "seed" (or "message", "text", "prompt", "content", or chat "messages")')
     raise ConfigError(f"{where}: expected a string or an object with a seed")
