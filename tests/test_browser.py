@@ -922,6 +922,9 @@ def test_the_open_tab_is_in_the_address(chromium, tiny_app):
     page.locator("#questions-passage textarea").fill(passage.read_text(encoding="utf-8"))
     page.locator("#questions-generate").click()
     page.locator("#questions-table [data-testid='cell-0-1']").wait_for(timeout=60_000)
+    # feeling was not weighed: its blank column says so (a walkthrough wondered why it was empty)
+    head = page.evaluate("() => [...document.querySelectorAll('#questions-table thead th')].map(th => th.innerText.trim())")
+    assert "Sentiment (off)" in head, head
     page.locator("#questions-table [data-testid='cell-0-1']").click()
     page.wait_for_function("() => document.querySelector('#questions-selected textarea').value", timeout=30_000)
     page.locator("#questions-ask-chat").click()  # the handler switches to Chat

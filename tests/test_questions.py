@@ -516,7 +516,9 @@ def test_tab_generate_select_download_and_ask_in_chat(tiny_causal):
     from convo.ui import questions as tab
 
     passage = PASSAGE["marathon"].read_text(encoding="utf-8")
-    rows, status, seen, current, used, files, dropped, html, selected = _generate(tab, passage, tiny_causal)
+    table, status, seen, current, used, files, dropped, html, selected = _generate(tab, passage, tiny_causal)
+    rows = table["value"]
+    assert table["headers"][6] == "Sentiment (off)"  # not weighed: the blank column says why
     assert len(rows) == 4 and [r[0] for r in rows] == [1, 2, 3, 4]
     assert all(r[1].endswith("?") for r in rows) and seen == [r[1] for r in rows]
     assert re.fullmatch(r"4 questions \(4 rule-based\) from (\d+) of \1 chunks?, 8 model samples "
@@ -538,8 +540,8 @@ def test_tab_generate_select_download_and_ask_in_chat(tiny_causal):
     assert tab.ask_in_chat("")[2] == tab.SELECT_FIRST
     assert tab.ask_in_chat("My own question?", current, used)[0] == "My own question?"  # typed over: as typed
     # a second run in the same session shows only new questions
-    rows2, *_ = _generate(tab, passage, tiny_causal, seen=seen)
-    assert pairwise_distinct([r[1] for r in rows] + [r[1] for r in rows2])
+    table2, *_ = _generate(tab, passage, tiny_causal, seen=seen)
+    assert pairwise_distinct([r[1] for r in rows] + [r[1] for r in table2["value"]])
 
 
 def test_ui_module_does_not_import_torch_or_transformers():

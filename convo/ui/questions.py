@@ -21,6 +21,8 @@ from .common import Shared, export_folder, spec_from
 
 MODE_LABELS = {"Open questions": "open", "Answer-aware": "answer", "Conversational (next question)": "conversational"}
 COLUMNS = ["#", "Question", "Score", "LM", "Grounding", "Diversity", "Sentiment", "Made by", "Sentence"]
+COLUMNS_NO_SENTIMENT = [f"{c} (off)" if c == "Sentiment" else c for c in COLUMNS]
+"""The headers of a run that did not weigh feeling: its blank Sentiment column says why it is blank."""
 DROPPED_COLUMNS = ["Candidate", "Why dropped", "Made by", "Sentence"]
 TABLE_LABEL = "Questions: the model's, by score, then any made by a rule to fill in (click one to see its source)"
 """Says why a rule's question can follow a model's of lower score (a walkthrough took it for a ranking fault)."""
@@ -109,7 +111,8 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
     questions = [q.to_dict() for q in run.questions]
     seen += [q["text"] for q in questions]
     first = questions[0] if questions else None
-    return (table_rows(questions, passage), run_status(run), seen, questions, passage,
+    table = gr.update(value=table_rows(questions, passage), headers=COLUMNS if sentiment else COLUMNS_NO_SENTIMENT)
+    return (table, run_status(run), seen, questions, passage,
             write_downloads(questions, passage), dropped_rows([q.to_dict() for q in run.dropped], passage),
             source_html(passage, first["span"] if first else None), first["text"] if first else "")
 
