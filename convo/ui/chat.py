@@ -319,8 +319,8 @@ def resave(conversation_id, history: list[dict], profile: gr.OAuthProfile | None
     """Write the chat as it now shows over its saved conversation (after a suggestion chip or Undo,
     which change it without a reply: a reload brought back what they had changed). A conversation
     not saved yet or not this user's is left as it is."""
-    saved = get_store().load_conversation(conversation_id) if isinstance(conversation_id, str) else None
-    if saved is None or (saved.owner is not None and saved.owner != username(profile)):
+    saved = own_conversation(conversation_id, profile)
+    if saved is None:
         return
     system = [m for m in saved.messages[:1] if m["role"] == "system"]
     try:
@@ -378,13 +378,21 @@ def cleared(request: gr.Request = None):
     return clear(request)[1:]
 
 
+def own_conversation(conversation_id, profile: gr.OAuthProfile | None = None):
+    """The saved conversation with this id when this user may open it (an anonymous one, or a
+    signed-in user's own), else None."""
+    conversation = get_store().load_conversation(conversation_id) if isinstance(conversation_id, str) else None
+    if conversation is None or (conversation.owner is not None and conversation.owner != username(profile)):
+        return None
+    return conversation
+
+
 def reopen(saved: dict | None, profile: gr.OAuthProfile | None = None):
     """On page load: the conversation this browser had open (``{"id": ...}``, kept in the browser),
     with the model and adapter it was held with, so a reload loses nothing. A signed-in user's
     conversation reopens only for that user. ``(chat, conversation id, questions asked, model, adapter)``."""
-    saved_id = saved.get("id") if isinstance(saved, dict) else None
-    conversation = get_store().load_conversation(saved_id) if isinstance(saved_id, str) else None
-    if conversation is None or (conversation.owner is not None and conversation.owner != username(profile)):
+    conversation = own_conversation(saved.get("id") if isinstance(saved, dict) else None, profile)
+    if conversation is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     messages = [m for m in conversation.messages if m["role"] != "system"]
     return (messages, conversation.id, core.asked_questions(messages), conversation.model,
