@@ -467,7 +467,11 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     title = " ".join(page.locator("#ft-loss-plot").get_by_text("Loss (latest:").all_text_contents())
     assert re.search(r"Loss \(latest: train \d\.\d{4} at step \d+, validation \d\.\d{4} at step \d+\)", title), title
     # the validation loss is a line too: measured before the first step (the base model) and after the
-    # last (a run shorter than eval_every had no point at all, the final check was left off the chart)
+    # last (a run shorter than eval_every had no point at all, the final check was left off the chart).
+    # The page draws the chart after the status line of the same update: wait for both lines (a CI run
+    # read the paths while the validation line still held its first point only)
+    page.wait_for_function("() => [...document.querySelectorAll('#ft-loss-plot .mark-line path')]"
+                           ".filter(p => (p.getAttribute('d') || '').includes('L')).length >= 2", timeout=30_000)
     paths = page.locator("#ft-loss-plot .mark-line path").evaluate_all("ps => ps.map(p => p.getAttribute('d'))")
     assert len(paths) == 2 and all(d and "L" in d and "NaN" not in d for d in paths), paths
     # ... and the comparison gives the base model's validation loss beside the adapter's (it was blank)
