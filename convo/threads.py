@@ -13,6 +13,7 @@ handler) goes through :func:`run_in_fresh_thread`: its team is freed when that t
 The same threads also cost memory: glibc gives each thread that allocates its own malloc arena (up to
 8 per core), and tensors freed in many arenas are kept, not returned. :func:`limit_malloc_arenas`
 caps them for a long-running server (the app's RSS rose 1.2 MB a chat without it, flat with it).
+So do oneDNN's kernels: :func:`limit_kernel_caches` bounds how many it keeps.
 """
 from __future__ import annotations
 
@@ -60,3 +61,19 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return bool(ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas))
     except (OSError, AttributeError):
         return False
+
+
+KERNEL_CACHES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")  # oneDNN's and ideep's
+
+
+def limit_kernel_caches(entries: int = 128) -> None:
+    """Keep at most ``entries`` oneDNN kernels (in each of oneDNN's and ideep's caches; 1024 by
+    default). On CPUs with AMX, torch runs bf16 matmuls on oneDNN, which builds a kernel for every
+    shape it meets and keeps it, and every new prompt length is a new shape: 0.7-1.8 MB a shape for
+    the bundled model's layers, 8 MB for a 4096-wide layer (2-core AMX Xeon), so a server running a
+    bf16 model (a seq2seq question model, a 4-bit base's compute) grew by gigabytes as its users'
+    texts varied. The fast path pads its rows to a few sizes (``fastpath.padded_rows``), so it
+    stays within this bound. Must run before torch's first bf16 matmul (oneDNN reads the values
+    once); does nothing to a value the operator set."""
+    for name in KERNEL_CACHES:
+        os.environ.setdefault(name, str(entries))

@@ -455,8 +455,13 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     assert "linear scale" in y_axis and "discrete" not in y_axis, y_axis
     ticks = page.locator("#ft-loss-plot [aria-label^='Y-axis'] .role-axis-label text").all_text_contents()
     assert len(ticks) >= 2 and all(re.fullmatch(r"-?[\d.,]+", t.strip()) for t in ticks), ticks
-    path = page.locator("#ft-loss-plot .mark-line path").first.get_attribute("d")
-    assert path.count("L") >= 2 and "NaN" not in path, path  # a line through the 4 steps
+    # a line through the 4 steps. The page draws the chart after the status line of the same update,
+    # and the lines' order in the page is not fixed: wait for a path with 4 points (CI runs read the
+    # first path while it was the validation line, or before the last redraw)
+    page.wait_for_function("() => [...document.querySelectorAll('#ft-loss-plot .mark-line path')]"
+                           ".some(p => ((p.getAttribute('d') || '').match(/L/g) || []).length >= 3)", timeout=30_000)
+    paths = page.locator("#ft-loss-plot .mark-line path").evaluate_all("ps => ps.map(p => p.getAttribute('d'))")
+    assert max(d.count("L") for d in paths) >= 3 and not any("NaN" in d for d in paths), paths
     # ... and the line is drawn, in a colour its legend names (it had no colour: the plot was built
     # from an empty frame, so its colour scale had no categories and the stroke was "none")
     stroke = page.locator("#ft-loss-plot .mark-line path").first.evaluate("p => getComputedStyle(p).stroke")
@@ -468,8 +473,6 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     assert re.search(r"Loss \(latest: train \d\.\d{4} at step \d+, validation \d\.\d{4} at step \d+\)", title), title
     # the validation loss is a line too: measured before the first step (the base model) and after the
     # last (a run shorter than eval_every had no point at all, the final check was left off the chart).
-    # The page draws the chart after the status line of the same update: wait for both lines (a CI run
-    # read the paths while the validation line still held its first point only)
     page.wait_for_function("() => [...document.querySelectorAll('#ft-loss-plot .mark-line path')]"
                            ".filter(p => (p.getAttribute('d') || '').includes('L')).length >= 2", timeout=30_000)
     paths = page.locator("#ft-loss-plot .mark-line path").evaluate_all("ps => ps.map(p => p.getAttribute('d'))")

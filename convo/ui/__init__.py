@@ -12,7 +12,7 @@ import gradio as gr
 
 from ..chat import asked_questions
 from ..engine import ModelLoadError, get_model
-from ..threads import limit_malloc_arenas
+from ..threads import limit_kernel_caches, limit_malloc_arenas
 from . import chat, common, finetune, questions, sharing, synth
 from .common import Shared, spec_from
 
@@ -228,6 +228,7 @@ def preload_default_model() -> threading.Thread:
 def main() -> None:
     """Start the app (``python app.py`` / ``convo app``)."""
     limit_malloc_arenas()  # before the request threads exist: memory stays flat under chat load
+    limit_kernel_caches()  # before torch's first matmul
     preload_default_model()  # loads torch and the model while Gradio builds the page
     demo = build_app()
     demo.queue(default_concurrency_limit=queue_size(), max_size=64)
