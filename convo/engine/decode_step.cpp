@@ -635,10 +635,22 @@ void silu_mul(const BFloat16* gu, BFloat16* act, int64_t rows, int64_t inner) {
   }
 }
 
-// a linear layer of the step: the packed kernel when its lows are given, else torch's int4 kernel
+// fastpath.padded_rows: the row count a dense matmul runs at (oneDNN keeps a kernel per shape)
+int64_t padded_rows(int64_t rows) {
+  int64_t pow2 = 1;
+  while (pow2 < rows) pow2 <<= 1;
+  const int64_t step = std::max<int64_t>(16, pow2 >> 3);
+  return (rows + step - 1) / step * step;
+}
+
+// a linear layer of the step: the packed kernel when its lows are given, torch's int4 kernel when
+// only its scales are, else w is a dense bf16 copy (AMX CPUs, steps of many rows: oneDNN's matmul)
 at::Tensor linear4(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s, const at::Tensor& low) {
   if (low.numel()) return int4_mm_impl(x, w, s, low);
-  return at::_weight_int4pack_mm_for_cpu(x, w, kGroup, s).contiguous();
+  if (s.numel()) return at::_weight_int4pack_mm_for_cpu(x, w, kGroup, s).contiguous();
+  const int64_t rows = x.size(0), padded = padded_rows(rows);
+  if (padded == rows) return at::linear(x, w);
+  return at::linear(at::constant_pad_nd(x, {0, 0, 0, padded - rows}), w).narrow(0, 0, rows).contiguous();
 }
 
 }  // namespace

@@ -256,6 +256,8 @@ class FastModel:
         self.k_cache = torch.zeros(shape, dtype=self.dtype)
         self.v_cache = torch.zeros(shape, dtype=self.dtype)
         self.native_weights = self._native_weights()
+        # the same with the layers' dense copies, for steps of their many rows (AMX CPUs)
+        self.native_dense = self._native_weights(dense=True) if self.layers[0].qkv.dense is not None else None
 
     def _layer(self, layer, weights: str, dense_rows: int | None) -> Layer:
         attn, mlp = layer.self_attn, layer.mlp
@@ -308,21 +310,24 @@ class FastModel:
         return self.native_weights is not None
 
     def native_args(self, batch: int) -> list | None:
-        """The per-layer tensors the compiled step (``native``) takes, or None when it cannot run a
-        step of this many rows (not supported, or the rows use the dense copies)."""
+        """The per-layer tensors the compiled step (``native``) takes for a step of ``batch`` rows
+        (the dense copies from their row count on), or None when it cannot run."""
         first = self.layers[0].qkv
         if first.dense is not None and batch >= first.dense_rows:
-            return None
+            return self.native_dense
         return self.native_weights
 
-    def _native_weights(self) -> list[list[torch.Tensor]] | None:
-        """One list per argument of ``decode_layers`` (in its order), each with one tensor a layer."""
+    def _native_weights(self, dense: bool = False) -> list[list[torch.Tensor]] | None:
+        """One list per argument of ``decode_layers`` (in its order), each with one tensor a layer;
+        ``dense``: the layers' dense bf16 copies (no scales, no lows) in place of the int4 weights."""
         if not native.enabled() or self.dtype != torch.bfloat16 or any(
                 lin.mode != "int4" for layer in self.layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)):
             return None
         no_bias, no_lows = torch.empty(0, dtype=self.dtype), torch.empty(0)
 
         def weights(lin: Linear) -> tuple:  # (weight, scales, lows): the packed kernel's, or torch's and no lows
+            if dense:
+                return lin.dense, no_lows, no_lows
             return lin.packed if lin.packed is not None else (lin.weight, lin.scales, no_lows)
 
         per_layer = [(layer.norm1, *weights(layer.qkv), no_bias if layer.qkv.bias is None else layer.qkv.bias,
