@@ -422,6 +422,8 @@ def test_bundled_model_reply_and_suggested_questions(chromium, launch):
 def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_causal, tmp_path_factory):
     from pathlib import Path
 
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     coqa = Path(__file__).parent / "data" / "good" / "coqa.json"
     app = launch(model=tiny_causal, data_dir=tmp_path_factory.mktemp("ft-data"))
     context, page = open_app(chromium, app.url)
@@ -455,11 +457,15 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     assert "linear scale" in y_axis and "discrete" not in y_axis, y_axis
     ticks = page.locator("#ft-loss-plot [aria-label^='Y-axis'] .role-axis-label text").all_text_contents()
     assert len(ticks) >= 2 and all(re.fullmatch(r"-?[\d.,]+", t.strip()) for t in ticks), ticks
-    # a line through the 4 steps. The page draws the chart after the status line of the same update,
-    # and the lines' order in the page is not fixed: wait for a path with 4 points (CI runs read the
-    # first path while it was the validation line, or before the last redraw)
-    page.wait_for_function("() => [...document.querySelectorAll('#ft-loss-plot .mark-line path')]"
-                           ".some(p => ((p.getAttribute('d') || '').match(/L/g) || []).length >= 3)", timeout=30_000)
+    # a line through the 4 steps, whichever line the page draws first. It stayed steps behind after
+    # "Finished" (in a CI run, and 2 runs of 2 here): the title changed with every update (it gave the
+    # latest losses), a new title makes the page build the chart again, and data that came meanwhile
+    # was lost. The page may draw the chart just after the status line of the same update: 5 s.
+    try:
+        page.wait_for_function("() => [...document.querySelectorAll('#ft-loss-plot .mark-line path')]"
+                               ".some(p => ((p.getAttribute('d') || '').match(/L/g) || []).length >= 3)", timeout=5_000)
+    except PlaywrightTimeout:
+        pass  # the assertion says what the chart holds
     paths = page.locator("#ft-loss-plot .mark-line path").evaluate_all("ps => ps.map(p => p.getAttribute('d'))")
     assert max(d.count("L") for d in paths) >= 3 and not any("NaN" in d for d in paths), paths
     # ... and the line is drawn, in a colour its legend names (it had no colour: the plot was built
@@ -468,9 +474,9 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     assert stroke not in ("none", "", "rgba(0, 0, 0, 0)"), stroke
     legend = page.locator("#ft-loss-plot .role-legend-label text").all_text_contents()
     assert "train" in legend, legend
-    # the title gives the latest losses (while a line has one point the chart draws none)
-    title = " ".join(page.locator("#ft-loss-plot").get_by_text("Loss (latest:").all_text_contents())
-    assert re.search(r"Loss \(latest: train \d\.\d{4} at step \d+, validation \d\.\d{4} at step \d+\)", title), title
+    # the progress line gives the latest losses (while a line has one point the chart draws none)
+    line = page.locator("#ft-progress").inner_text()
+    assert re.search(r"latest loss: train \d\.\d{4} at step 4, validation \d\.\d{4} at step 4", line), line
     # the validation loss is a line too: measured before the first step (the base model) and after the
     # last (a run shorter than eval_every had no point at all, the final check was left off the chart).
     page.wait_for_function("() => [...document.querySelectorAll('#ft-loss-plot .mark-line path')]"

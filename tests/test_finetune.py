@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import time
 from contextlib import redirect_stderr, redirect_stdout
@@ -708,9 +709,9 @@ def test_tab_trains_compares_and_pushes(tab, tiny_causal, data_dir, monkeypatch,
     assert status.startswith("**Finished**") and "`my-adapter`" in status, (Path(job_dir) / "train.log").read_text()[-2000:]
     assert adapter not in status  # visitors see the trained adapter's name; its server path stays on the server
     assert 'value="2" max="2"' in progress
-    frame = plot["value"]
+    frame = plot
     assert set(frame["split"]) == {"train", "validation"} and frame["step"].max() == 2
-    assert plot["title"].startswith("Loss (latest: train ")
+    assert re.search(r"latest loss: train \d\.\d{4} at step 2, validation \d\.\d{4} at step 2<", progress), progress
     assert command.startswith("python -m training.finetune --train_data ") and f"--job_dir {job_dir}" in command
     assert "| ROUGE-L (held-out) |" in metrics and list(samples.columns) == ["prompt", "reference", "base model", "adapter"]
     assert "my-adapter" in adapters["choices"] and timer.active is False

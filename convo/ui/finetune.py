@@ -24,7 +24,7 @@ from ..engine import POOL, ModelLoadError
 from ..settings import LoraSettings
 from . import operator
 from .common import Shared, adapter_choices, adapters_dir, default_model, is_operator, spec_from
-from .job_view import loss_frame, loss_plot, metrics_markdown, progress_html, samples_frame, status_text
+from .job_view import loss_frame, metrics_markdown, progress_html, samples_frame, status_text
 from .operator import LIVE_STATES
 
 TASK_LABELS = {
@@ -326,7 +326,7 @@ def poll(job_dir, owner: str | None = None):
     if view is not None and view.state in ("cancelled", "died", "failed"):
         command += "\n# continue from the last checkpoint:\n" + shlex.join(jobs.job_command(job, resume=True))
     finished = view is not None and view.state == "finished"
-    return (status_text(view, owner), progress_html(view), loss_plot(view.progress if view else []), command,
+    return (status_text(view, owner), progress_html(view), loss_frame(view.progress if view else []), command,
             metrics_markdown(view.metrics if finished else {}), samples_frame(jobs.read_samples(job) if finished else []),
             gr.update(choices=adapter_choices()) if finished else gr.update(),
             gr.Timer(active=live))

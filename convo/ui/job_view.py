@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import gradio as gr
 import pandas as pd
 
 from .. import finetune as core
@@ -18,12 +17,14 @@ def progress_html(view: jobs.JobView | None) -> str:
         return ""
     if view.state == "running" and view.phase == "validating" and view.eval_batches:
         when = f"after step {view.step} / {view.max_steps}" if view.step else "the base model, before the first step"
+        losses = f" · {latest}" if (latest := latest_losses(view.progress)) else ""
         return (f'<div class="ft-progress" data-phase="validating"><progress value="{view.eval_batch}" '
                 f'max="{view.eval_batches}" style="width:100%"></progress><span>validating: batch {view.eval_batch} / '
-                f"{view.eval_batches} ({when})</span></div>")
+                f"{view.eval_batches} ({when}){losses}</span></div>")
     eta = f" · ETA {jobs.format_seconds(view.eta_s)}" if view.state == "running" and view.eta_s is not None else ""
+    losses = f" · {latest}" if (latest := latest_losses(view.progress)) else ""
     return (f'<div class="ft-progress"><progress value="{view.step}" max="{view.max_steps}" style="width:100%">'
-            f"</progress><span>step {view.step} / {view.max_steps} ({view.fraction:.0%}){eta}</span></div>")
+            f"</progress><span>step {view.step} / {view.max_steps} ({view.fraction:.0%}){eta}{losses}</span></div>")
 
 
 def loss_frame(progress: list[dict]) -> pd.DataFrame:
@@ -44,18 +45,20 @@ def loss_frame(progress: list[dict]) -> pd.DataFrame:
     return frame.astype({"step": "Int64", "loss": "float64", "split": "str"})
 
 
-def loss_plot(progress: list[dict]):
-    """The loss chart's update: the losses, and the latest of each in its title. A line needs two
-    points, so a run's first minutes (one validation point, then one training point) and a run
-    cancelled after its first step drew an empty chart; the title gives those numbers meanwhile.
+def latest_losses(progress: list[dict]) -> str:
+    """The latest training and validation losses, for the progress line: a line needs two points, so
+    a run's first minutes (one validation point, then one training point) and a run cancelled after
+    its first step draw an empty chart. (They were the chart's title; a new title makes the page
+    build the chart again, and a loss update that came while it did was lost: the chart stayed
+    steps behind, as at "Finished".)
 
-    >>> loss_plot([{"step": 0, "eval_loss": 1.42491}, {"step": 1, "loss": 1.96873}])["title"]
-    'Loss (latest: train 1.9687 at step 1, validation 1.4249 at step 0)'
+    >>> latest_losses([{"step": 0, "eval_loss": 1.42491}, {"step": 1, "loss": 1.96873}])
+    'latest loss: train 1.9687 at step 1, validation 1.4249 at step 0'
     """
     latest = [f"{split} {rows[-1][key]:.4f} at step {rows[-1]['step']}" for split, key in (("train", "loss"),
                                                                                           ("validation", "eval_loss"))
               if (rows := [r for r in progress if r.get(key) is not None])]
-    return gr.update(value=loss_frame(progress), title="Loss" + (f" (latest: {', '.join(latest)})" if latest else ""))
+    return f"latest loss: {', '.join(latest)}" if latest else ""
 
 
 def status_text(view: jobs.JobView | None, owner: str | None = None) -> str:
