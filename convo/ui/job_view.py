@@ -15,14 +15,13 @@ from .common import adapter_label
 def progress_html(view: jobs.JobView | None) -> str:
     if view is None or not view.max_steps:
         return ""
+    losses = f" · {latest}" if (latest := latest_losses(view.progress)) else ""
     if view.state == "running" and view.phase == "validating" and view.eval_batches:
         when = f"after step {view.step} / {view.max_steps}" if view.step else "the base model, before the first step"
-        losses = f" · {latest}" if (latest := latest_losses(view.progress)) else ""
         return (f'<div class="ft-progress" data-phase="validating"><progress value="{view.eval_batch}" '
                 f'max="{view.eval_batches}" style="width:100%"></progress><span>validating: batch {view.eval_batch} / '
                 f"{view.eval_batches} ({when}){losses}</span></div>")
     eta = f" · ETA {jobs.format_seconds(view.eta_s)}" if view.state == "running" and view.eta_s is not None else ""
-    losses = f" · {latest}" if (latest := latest_losses(view.progress)) else ""
     return (f'<div class="ft-progress"><progress value="{view.step}" max="{view.max_steps}" style="width:100%">'
             f"</progress><span>step {view.step} / {view.max_steps} ({view.fraction:.0%}){eta}{losses}</span></div>")
 
