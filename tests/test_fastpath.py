@@ -655,13 +655,24 @@ def test_engine_feeds_short_prompts_with_the_decode_step(tiny_causal, monkeypatc
     assert [tokens[-11:] for tokens in mixed] == [tokens[-11:] for tokens in separate]
 
 
+@pytest.mark.parametrize("amx", [True, False], ids=["amx", "no-amx"])
 @pytest.mark.parametrize("rows", [1, 3, 8, 13, 40, 70])
-def test_packed_matmuls_match_torchs_kernels(rows):
+def test_packed_matmuls_match_torchs_kernels(rows, amx):
     """The packed int4 (per group of 32) and int8 (per output) matmuls of decode_step.cpp give what
     torch's int4/int8 kernels give for the same quantized weights, within bf16 rounding, at row counts
-    that use every unrolled block (8 rows, then the rest). (A wrong layout misses by the outputs'
-    whole size: pairs of inputs transposed, 0.5-1.4x the largest output.)"""
+    that use every unrolled block (8 rows, then the rest) and, on AMX CPUs, with tiles of 16 and 32
+    rows and output blocks in threes (5 blocks: a last run of two), and without them. (A wrong layout
+    misses by the outputs' whole size: pairs of inputs transposed, 0.5-1.4x the largest output.)"""
     module = packed_kernels()
+    if module.set_amx(amx) != amx:
+        pytest.skip("this CPU has no AMX tiles (or Linux does not lend them)")
+    try:
+        check_packed_matmuls(module, rows)
+    finally:
+        module.set_amx(True)
+
+
+def check_packed_matmuls(module, rows):
     torch.manual_seed(rows)
     x = torch.randn(rows, 96).bfloat16()
     for mode, weight in (("int4", torch.randn(48, 96)), ("int8", torch.randn(80, 96))):

@@ -186,19 +186,23 @@ def _pairs(q: torch.Tensor) -> torch.Tensor:
 def default_dense_rows() -> tuple[int, int] | None:
     """Row counts (decoder layers, head) from which quantized layers use a dense bf16 copy, or None.
 
-    Measured on a 2-core Xeon with AMX (30 layers of the bundled model's shapes, then its 49k-row
-    head), int4/int8 kernel vs dense bf16: layers 8 rows 18.3 vs 25.8 ms, 16 rows 38.8 vs 27.1,
-    256 rows 494 vs 60; head 4 rows 2.4 vs 2.8 ms, 8 rows 5.2 vs 2.9, 16 rows 12.5 vs 3.4. Without
-    bf16 units torch emulates bf16 and the copies lose (dense fp32, tried on an AVX2 EPYC: a
-    batched synth run went from 33.8 to 41.0 s, bound by memory bandwidth), so there are none; nor
-    with AVX512-BF16 but no AMX (Zen 4 EPYC: a dense bf16 head took 6.0 ms for one row and 8.7 ms for
-    16, against the int8 kernel's 3.4 and 16.6, and the copies moved the bundled model's perplexity
-    by 2.5% against the fp32 reference, over the 2% bar). The copies cost 2 bytes per weight. ``$CONVO_FAST_DENSE``: 0 never, 1 always, else this rule.
+    Only on CPUs with AMX, where torch runs bf16 matmuls on the tiles (oneDNN), and only for long
+    prompts: the packed kernels use the tiles too (decode_step.cpp), unpacking each weight once per
+    32 rows. Measured on a 2-core AMX Xeon (30 layers of the bundled model's shapes, then its
+    49k-row head), packed vs dense bf16: layers 16 rows 6.8 vs 11.4 ms, 32 rows 8.6 vs 12.3, about
+    even at 48-64, 128 rows 34.5 vs 20.9, 512 rows 123 vs 47; head 32 rows 2.4 vs 2.9 ms, 48 rows
+    3.6 vs 3.6, 128 rows 9.4 vs 5.3. (Before the packed kernels had tiles, the copies served from 12
+    rows and 8.) Without bf16 units torch emulates bf16 and the copies lose (dense fp32, tried on an
+    AVX2 EPYC: a batched synth run went from 33.8 to 41.0 s, bound by memory bandwidth), so there
+    are none; nor with AVX512-BF16 but no AMX (Zen 4 EPYC: a dense bf16 head took 6.0 ms for one
+    row and 8.7 ms for 16, against the int8 kernel's 3.4 and 16.6, and the copies moved the bundled
+    model's perplexity by 2.5% against the fp32 reference, over the 2% bar). The copies cost 2
+    bytes per weight. ``$CONVO_FAST_DENSE``: 0 never, 1 always, else this rule.
     """
     chosen = os.environ.get("CONVO_FAST_DENSE", "auto")
     if chosen == "0" or (chosen != "1" and not cpu_has_amx()):
         return None
-    return 12, 8
+    return 48, 48
 
 
 @dataclass
