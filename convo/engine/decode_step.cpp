@@ -190,6 +190,7 @@ void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xs
                      const uint8_t* wp, const float* sp, const float* lp, BFloat16* y, int64_t n,
                      int64_t begin, int64_t end) {
   constexpr int kBlocks = kRowTiles == 1 ? 3 : 2, kC = kRowTiles + kBlocks;  // tiles: A..., B..., C (A x B)...
+  constexpr int64_t kAhead = 2;  // groups prefetched ahead (2-core AMX Xeon, 30 layers at 8 rows: 4.0 ms against 4.6 without, 4.3 at 8)
   const __m512i widen = _mm512_set_epi8(
       -128, 15, -128, 14, -128, 13, -128, 12, -128, 11, -128, 10, -128, 9, -128, 8,
       -128, 7, -128, 6, -128, 5, -128, 4, -128, 3, -128, 2, -128, 1, -128, 0,
@@ -215,7 +216,14 @@ void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xs
     for (int64_t g = 0; g < groups; ++g) {
       uint16_t(*wb)[16 * 32] = weights[g & 1];  // two sets: the next group's unpacking need not wait for these tile loads
       for (int b = 0; b < kBlocks; ++b) {  // (a missing last block repeats the one before: same tile ops, result unused)
-        const uint8_t* w = wp + (nb0 + std::min(b, nbs - 1)) * (k / 2) * 16 + g * 16 * 16;
+        const int64_t block = nb0 + std::min(b, nbs - 1);
+        const uint8_t* w = wp + block * (k / 2) * 16 + g * 16 * 16;
+        // nine streams a thread (each block's weights, scales and lows) outrun the prefetchers
+        if (g + kAhead < groups) {
+          for (int line = 0; line < 4; ++line) _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * 256 + line * 64), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(sp + (block * groups + g + kAhead) * 16), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(lp + (block * groups + g + kAhead) * 16), _MM_HINT_T0);
+        }
         for (int p = 0; p < 16; ++p) {
           const __m512i bytes = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + p * 16)));
           const __m512i words = _mm512_srlv_epi16(_mm512_shuffle_epi8(bytes, widen), shifts);
@@ -701,6 +709,51 @@ inline void axpy_bf16(float p, const BFloat16* v, float* out, int64_t d) {
   for (int64_t i = 0; i < d; ++i) out[i] += p * f(v[i]);
 }
 
+#ifdef CONVO_AMX
+// scores[h * span + t] = scale x (q_h . k_t) for the keys of whole blocks of 16 (returns how many), on
+// AMX tiles: 16 keys read in place from the cache as a tile's rows, against the G heads' queries 32
+// dims at a time (queries are bf16-rounded, so bf16 holds them exactly; sums in fp32). The loop below
+// summed each key's products across the vector lanes, a dozen instructions a head and key.
+template <int G>
+int64_t scores_amx(const float* q, const BFloat16* keys, int64_t span, int64_t d, float scale, float* scores) {
+  const int64_t full = span / 16 * 16, chunks = d / 32;
+  if (full == 0 || d % 32 != 0 || chunks > 4 || !amx_usable()) return 0;
+  TileConfig config;
+  for (int c = 0; c < 4; ++c) config.rows[c] = 16, config.colsb[c] = 4 * G;  // tmm0-3: the queries' dims 32c.., in pairs
+  config.rows[4] = 16, config.colsb[4] = 64;     // tmm4, 5: 16 keys' 32 dims (chunks in turn)
+  config.rows[5] = 16, config.colsb[5] = 64;
+  config.rows[6] = 16, config.colsb[6] = 4 * G;  // tmm6: the 16 keys' scores for the G heads
+  _tile_loadconfig(&config);
+  alignas(64) uint32_t pairs[4][16 * G];
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int p = 0; p < 16; ++p)
+      for (int h = 0; h < G; ++h) {
+        const float* at = q + h * d + c * 32 + 2 * p;
+        pairs[c][p * G + h] = static_cast<uint32_t>(BFloat16(at[0]).x) | (static_cast<uint32_t>(BFloat16(at[1]).x) << 16);
+      }
+  _tile_loadd(0, pairs[0], 4 * G);
+  if (chunks > 1) _tile_loadd(1, pairs[1], 4 * G);
+  if (chunks > 2) _tile_loadd(2, pairs[2], 4 * G);
+  if (chunks > 3) _tile_loadd(3, pairs[3], 4 * G);
+  alignas(64) float sums[16 * G];
+  const int64_t stride = d * static_cast<int64_t>(sizeof(BFloat16));
+  for (int64_t t = 0; t < full; t += 16) {
+    const BFloat16* k = keys + t * d;
+    _tile_zero(6);
+    _tile_loadd(4, k, stride);
+    _tile_dpbf16ps(6, 4, 0);
+    if (chunks > 1) { _tile_loadd(5, k + 32, stride); _tile_dpbf16ps(6, 5, 1); }
+    if (chunks > 2) { _tile_loadd(4, k + 64, stride); _tile_dpbf16ps(6, 4, 2); }
+    if (chunks > 3) { _tile_loadd(5, k + 96, stride); _tile_dpbf16ps(6, 5, 3); }
+    _tile_stored(6, sums, 4 * G);
+    for (int j = 0; j < 16; ++j)
+      for (int h = 0; h < G; ++h) scores[h * span + t + j] = sums[j * G + h] * scale;
+  }
+  _tile_release();
+  return full;
+}
+#endif
+
 #ifdef CONVO_SIMD
 // Attention of G query heads that share one KV head (one row, one query each) over `span` cached
 // positions, where head_dim is a multiple of 2 x Simd::W: each key and value row is loaded and widened
@@ -712,7 +765,11 @@ inline void axpy_bf16(float p, const BFloat16* v, float* out, int64_t d) {
 template <int G>
 void attend(const float* q, const BFloat16* keys, const BFloat16* values, int64_t span, int64_t d, float scale,
             float* scores, BFloat16* out) {
-  for (int64_t t = 0; t < span; ++t) {
+  int64_t scored = 0;
+#ifdef CONVO_AMX
+  scored = scores_amx<G>(q, keys, span, d, scale, scores);
+#endif
+  for (int64_t t = scored; t < span; ++t) {
     const BFloat16* k = keys + t * d;
     Simd::V acc[G];
     for (int h = 0; h < G; ++h) acc[h] = Simd::zero();
