@@ -548,27 +548,31 @@ def test_compiled_decode_step_matches_the_eager_step(tiny_causal, monkeypatch, k
         assert torch.equal(first, off.decode_eager([7], [3]))
 
 
+@pytest.mark.parametrize("head_dim", [16, 64])
 @pytest.mark.parametrize("heads,kv_heads", [(6, 1), (12, 4)])
 @pytest.mark.parametrize("rows", [1, 8])
-def test_compiled_attention_matches_the_eager_step_for_grouped_heads(heads, kv_heads, rows):
+def test_compiled_attention_matches_the_eager_step_for_grouped_heads(heads, kv_heads, rows, head_dim):
     """The compiled step's attention takes the query heads of one KV head together (up to 4 a job,
     so 6 heads on one KV head are a job of 4 and one of 2), or one head a job when the rows are few:
-    each way gives the eager step's logits, with rows at different lengths in their own slots."""
+    each way gives the eager step's logits, with rows at different lengths in their own slots (with
+    64-dim heads: the vectorized loops, and on AMX CPUs the scores of whole blocks of 16 keys on
+    tiles, then the rest)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
 
     assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=16 * heads, intermediate_size=128, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=64, hidden_size=head_dim * heads, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=128)
     model = LlamaForCausalLM(config).eval()
+    sharpen = 8 if head_dim == 16 else 2  # (the same scores' spread for 64-dim heads of 4x the width)
     with torch.no_grad():  # sharp attention, so a head reading another head's scores or values shows
         for layer in model.model.layers:
-            layer.self_attn.q_proj.weight.mul_(8)
-            layer.self_attn.k_proj.weight.mul_(8)
+            layer.self_attn.q_proj.weight.mul_(sharpen)
+            layer.self_attn.k_proj.weight.mul_(sharpen)
     fast = fastpath.FastModel(model, weights="int4", slots=8, max_len=128, dtype=torch.bfloat16, dense_rows=None)
     assert fast.native_supported()
-    prompts = [[(7 * i + 3 * j) % 60 + 2 for j in range(5 + 9 * i)] for i in range(rows)]
+    prompts = [[(7 * i + 3 * j) % 60 + 2 for j in range(5 + 9 * i + (head_dim > 16) * 30)] for i in range(rows)]
     with torch.inference_mode():
         fast.prefill_many([(slot, ids, 0) for slot, ids in enumerate(prompts)])
         before = fast.k_cache.clone(), fast.v_cache.clone()
