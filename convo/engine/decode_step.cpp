@@ -960,9 +960,13 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
       // threads too few jobs)
       const int64_t chunk = rows * n_kv >= 4 * at::get_num_threads() ? std::min<int64_t>(per_kv, 4) : 1;
       const int64_t chunks = (per_kv + chunk - 1) / chunk;
-      at::parallel_for(0, rows * n_kv * chunks, 1, [&](int64_t begin, int64_t end) {
+      // jobs handed out one by one: rows differ in length (a prompt's new tokens, replies at
+      // different lengths), so fixed shares left a thread waiting for the other
+      std::atomic<int64_t> next_job{0};
+      const int64_t jobs = rows * n_kv * chunks;
+      at::parallel_for(0, std::min<int64_t>(jobs, at::get_num_threads()), 1, [&](int64_t, int64_t) {
         std::vector<float> q(chunk * head_dim), scores;
-        for (int64_t job = begin; job < end; ++job) {
+        for (int64_t job; (job = next_job.fetch_add(1, std::memory_order_relaxed)) < jobs;) {
           const int64_t b = job / (n_kv * chunks), kvh = job / chunks % n_kv, h0 = kvh * per_kv + job % chunks * chunk;
           const int64_t heads = std::min(chunk, (kvh + 1) * per_kv - h0), span = pos[b] + 1;
           const BFloat16* row = qkvp + b * (nq + 2 * nk);
