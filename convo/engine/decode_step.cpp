@@ -754,6 +754,63 @@ int64_t scores_amx(const float* q, const BFloat16* keys, int64_t span, int64_t d
 }
 #endif
 
+#ifdef CONVO_AMX
+// partial[h * d + i] = sum over the keys t of whole blocks of 32 (returns how many) of p[h * span + t]
+// x v_t[i], on AMX tiles: the G heads' probabilities (rounded to bf16, as torch's bf16 attention
+// rounds them for its product with the values) against 32 value rows, whose consecutive pairs are
+// interleaved into the tile's pair layout 16 dims at a time; dims in passes of 64 (four sums' tiles).
+// The loop below broadcast each probability and multiplied it into every value row, G heads apiece.
+template <int G>
+int64_t values_amx(const float* p, const BFloat16* values, int64_t span, int64_t d, float* partial) {
+  const int64_t full = span / 32 * 32;
+  if (full == 0 || d % 64 != 0 || !amx_usable()) return 0;
+  TileConfig config;
+  config.rows[0] = G, config.colsb[0] = 64;    // tmm0: G heads' probabilities of 32 keys
+  config.rows[1] = 16, config.colsb[1] = 64;   // tmm1, 2: 32 keys' values of 16 dims, in key pairs
+  config.rows[2] = 16, config.colsb[2] = 64;
+  for (int c = 4; c < 8; ++c) config.rows[c] = G, config.colsb[c] = 64;  // tmm4-7: the sums of 16 dims each
+  _tile_loadconfig(&config);
+  __m512i pairs_of;  // word 2i: the first row's dim i, word 2i + 1: the second row's
+  {
+    alignas(64) uint16_t index[32];
+    for (int i = 0; i < 16; ++i) index[2 * i] = static_cast<uint16_t>(i), index[2 * i + 1] = static_cast<uint16_t>(32 + i);
+    pairs_of = _mm512_load_si512(index);
+  }
+  alignas(64) uint16_t probs[G * 32];
+  alignas(64) uint16_t pairs[2][16 * 32];
+  for (int64_t i0 = 0; i0 < d; i0 += 64) {
+    _tile_zero(4); _tile_zero(5); _tile_zero(6); _tile_zero(7);
+    for (int64_t t0 = 0; t0 < full; t0 += 32) {
+      for (int h = 0; h < G; ++h)
+        _mm512_store_si512(probs + h * 32, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(p + h * span + t0 + 16),
+                                                                        _mm512_loadu_ps(p + h * span + t0)));
+      _tile_loadd(0, probs, 64);
+      for (int j = 0; j < 4; ++j) {
+        uint16_t* b = pairs[j & 1];
+        for (int kp = 0; kp < 16; ++kp) {
+          const BFloat16* row = values + (t0 + 2 * kp) * d + i0 + 16 * j;
+          const __m512i first = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row)));
+          const __m512i second = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + d)));
+          _mm512_store_si512(b + kp * 32, _mm512_permutex2var_epi16(first, pairs_of, second));
+        }
+        if (j & 1) {
+          _tile_loadd(2, b, 64);
+          if (j == 1) _tile_dpbf16ps(5, 0, 2); else _tile_dpbf16ps(7, 0, 2);
+        } else {
+          _tile_loadd(1, b, 64);
+          if (j == 0) _tile_dpbf16ps(4, 0, 1); else _tile_dpbf16ps(6, 0, 1);
+        }
+      }
+    }
+    const int64_t stride = d * static_cast<int64_t>(sizeof(float));
+    _tile_stored(4, partial + i0, stride); _tile_stored(5, partial + i0 + 16, stride);
+    _tile_stored(6, partial + i0 + 32, stride); _tile_stored(7, partial + i0 + 48, stride);
+  }
+  _tile_release();
+  return full;
+}
+#endif
+
 #ifdef CONVO_SIMD
 // Attention of G query heads that share one KV head (one row, one query each) over `span` cached
 // positions, where head_dim is a multiple of 2 x Simd::W: each key and value row is loaded and widened
@@ -761,7 +818,7 @@ int64_t scores_amx(const float* q, const BFloat16* keys, int64_t span, int64_t d
 // exponentials are taken W at a time. (One head a job, a scalar exp and the outputs in memory: on an
 // AVX2 Zen 3, a step of 8 rows at 1,900 cached positions took 60.9 ms against 48.6, at 1,000 48.7
 // against 39.8; at 40 the same. Past a few hundred positions reading the cache bounds it.)
-// q: G x d (rotated, bf16-rounded); scores: G x span of scratch; out: G x d, written as bf16.
+// q: G x d (rotated, bf16-rounded); scores: G x (span + d) of scratch; out: G x d, written as bf16.
 template <int G>
 void attend(const float* q, const BFloat16* keys, const BFloat16* values, int64_t span, int64_t d, float scale,
             float* scores, BFloat16* out) {
@@ -797,10 +854,17 @@ void attend(const float* q, const BFloat16* keys, const BFloat16* values, int64_
     for (t = 0; t + Simd::W <= span; t += Simd::W) Simd::storef(sc + t, Simd::mul(Simd::loadf(sc + t), inv));
     for (; t < span; ++t) sc[t] /= total;
   }
+  int64_t summed = 0;  // keys whose values are already summed into `partial` (G x d)
+  float* partial = scores + G * span;
+#ifdef CONVO_AMX
+  summed = values_amx<G>(scores, values, span, d, partial);
+#endif
   for (int64_t i = 0; i < d; i += 2 * Simd::W) {
     Simd::V o[G][2];
-    for (int h = 0; h < G; ++h) o[h][0] = o[h][1] = Simd::zero();
-    for (int64_t t = 0; t < span; ++t) {
+    for (int h = 0; h < G; ++h)
+      if (summed) o[h][0] = Simd::loadf(partial + h * d + i), o[h][1] = Simd::loadf(partial + h * d + i + Simd::W);
+      else o[h][0] = o[h][1] = Simd::zero();
+    for (int64_t t = summed; t < span; ++t) {
       const Simd::V v0 = Simd::load(values + t * d + i), v1 = Simd::load(values + t * d + i + Simd::W);
       for (int h = 0; h < G; ++h) {
         const Simd::V p = Simd::set1(scores[h * span + t]);
@@ -974,7 +1038,7 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
             rotated_query(row + (h0 + h) * head_dim, cosp, sinp, pos[b], q.data() + h * head_dim, head_dim);
           const BFloat16* keys = kc + (slot[b] * n_kv + kvh) * max_len * head_dim;
           const BFloat16* values = vc + (slot[b] * n_kv + kvh) * max_len * head_dim;
-          scores.resize(heads * span);
+          scores.resize(heads * (span + head_dim));  // (then the heads' partial sums of values)
           BFloat16* out = ap + b * nq + h0 * head_dim;
           switch (heads) {
             case 4: attend<4>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out); break;
