@@ -690,6 +690,22 @@ def check_packed_matmuls(module, rows):
         assert (got - exact).abs().max() <= 1.2 * (want - exact).abs().max() + 0.05, mode
 
 
+def test_int4_weights_fp16_cannot_scale_use_torchs_kernel():
+    """The packed int4 layout keeps each group's scale and low in fp16 (as a GGUF's Q4_1 block): a
+    layer whose weights fp16 cannot hold (|w| near 1e6) is not packed and runs torch's int4 kernel,
+    with the same products, rather than infinite scales."""
+    module = packed_kernels()
+    torch.manual_seed(0)
+    x = torch.randn(3, 64).bfloat16()
+    for magnitude, packs in ((1.0, True), (1e6, False)):
+        weight = torch.randn(32, 64) * magnitude
+        layer = fastpath.Linear(weight, None, "int4", torch.bfloat16, kernels=module)
+        assert (layer.packed is not None) == packs
+        got, exact = layer(x).float(), x.float() @ weight.t()
+        assert got.isfinite().all()
+        assert (got - exact).abs().max() <= 0.15 * exact.abs().max()
+
+
 def test_a_build_lock_left_by_a_killed_build_does_not_block_the_next():
     """torch's build lock is a plain file: a build killed midway leaves it, and every later build
     waited on it forever (a CI run hung on it). The next build removes it under a lock of its own."""
