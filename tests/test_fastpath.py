@@ -1,6 +1,7 @@
 """The fast CPU engine: same greedy text as transformers, continuous batching, stop, kernels."""
 import math
 import threading
+import time
 import concurrent.futures
 import os
 
@@ -782,6 +783,29 @@ def test_scoring_rows_fed_in_a_decode_step_match_a_prefill_of_their_own(tiny_cau
     assert prefills == 0
     assert mixed == pytest.approx(alone, abs=0.05)
     assert text_mixed == text_alone  # the running request's rows are untouched by the scoring rows
+
+
+def test_an_idle_engine_starts_requests_sent_together_together(lm, monkeypatch):
+    """An idle engine handed a request waits while more keep coming (each within GATHER_QUIET_S of
+    the last) and admits them together: one prefill for three prompts sent 2 ms apart, where it ran
+    the first alone and the others after it. (The window is widened here so a slow host cannot
+    split it.)"""
+    monkeypatch.setattr(fastpath, "GATHER_QUIET_S", 0.05, raising=False)
+    monkeypatch.setattr(fastpath, "GATHER_MOST_S", 0.5, raising=False)
+    fast = fastpath.FastModel(lm.model, weights="none", slots=4, max_len=128)
+    engine, prefills = fastpath.Engine(fast, []), []
+    original = fast.prefill_many
+    monkeypatch.setattr(fast, "prefill_many", lambda segments, picks=None: prefills.append(len(segments)) or original(segments, picks))
+    try:
+        requests = []
+        for text in PROMPTS[:3]:
+            requests.append(engine.submit(lm.tokenizer(text).input_ids, Sampling(max_new_tokens=2, seed=0)))
+            time.sleep(0.002)
+        for request in requests:
+            assert len(list(request.tokens())) == 2
+        assert prefills == [3]
+    finally:
+        engine.close()
 
 
 def test_replies_no_prompt_continues_are_not_kept_in_the_prefix_cache(lm):
