@@ -785,6 +785,32 @@ def test_scoring_rows_fed_in_a_decode_step_match_a_prefill_of_their_own(tiny_cau
     assert text_mixed == text_alone  # the running request's rows are untouched by the scoring rows
 
 
+def test_with_dense_copies_a_decode_step_takes_more_prompt_rows(tiny_causal, monkeypatch):
+    """Where the layers keep dense bf16 copies (AMX CPUs: steps of many rows cost little more), a
+    decode step takes up to MIX_ROWS_DENSE rows of prompts, MIX_ROWS elsewhere: of three prompts of
+    40 new tokens sent together, the third is prefilled on its own with the packed kernels alone
+    (80 + 40 > 96 rows) and joins the step with the copies."""
+    assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
+    lm = load_model(ModelSpec(tiny_causal, dtype="bfloat16"))
+    monkeypatch.setattr(fastpath, "MIX_TOKENS", 64)
+    monkeypatch.setattr(fastpath, "GATHER_QUIET_S", 0.05)
+    prompts = [(lm.tokenizer(text).input_ids * 20)[:40] for text in PROMPTS[:3]]
+    prefilled = {}
+    for dense in (None, (2, 2)):
+        fast = fastpath.FastModel(lm.model, weights="int4", slots=4, max_len=256, dense_rows=dense)
+        assert (fast.native_dense is not None) == (dense is not None)
+        engine, prefills = fastpath.Engine(fast, []), []
+        original = fast.prefill_many
+        monkeypatch.setattr(fast, "prefill_many", lambda segments, picks=None: prefills.append(len(segments)) or original(segments, picks))
+        try:
+            requests = [engine.submit(ids, Sampling(max_new_tokens=3, seed=0)) for ids in prompts]
+            assert all(len(list(request.tokens())) == 3 for request in requests)
+        finally:
+            engine.close()
+        prefilled[dense is not None] = prefills
+    assert prefilled == {False: [1], True: []}
+
+
 def test_an_idle_engine_starts_requests_sent_together_together(lm, monkeypatch):
     """An idle engine handed a request waits while more keep coming (each within GATHER_QUIET_S of
     the last) and admits them together: one prefill for three prompts sent 2 ms apart, where it ran
