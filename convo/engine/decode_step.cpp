@@ -92,6 +92,22 @@ constexpr const char* kPackedKernels = "avx512_bf16";
 
 inline __m512 load_half16(const Half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
+// One output block's input pair (16 packed bytes) as its 32 bf16 words 128 + q: see int4_block.
+struct Int4Unpack {
+  const __m512i widen = _mm512_set_epi8(
+      -128, 15, -128, 14, -128, 13, -128, 12, -128, 11, -128, 10, -128, 9, -128, 8,
+      -128, 7, -128, 6, -128, 5, -128, 4, -128, 3, -128, 2, -128, 1, -128, 0,
+      -128, 15, -128, 14, -128, 13, -128, 12, -128, 11, -128, 10, -128, 9, -128, 8,
+      -128, 7, -128, 6, -128, 5, -128, 4, -128, 3, -128, 2, -128, 1, -128, 0);
+  const __m512i shifts = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0, 0, 0, 0);
+  const __m512i nibble = _mm512_set1_epi16(0x000f), bias = _mm512_set1_epi16(0x4300);
+  __m512i operator()(const uint8_t* packed) const {
+    const __m512i bytes = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed)));
+    const __m512i words = _mm512_srlv_epi16(_mm512_shuffle_epi8(bytes, widen), shifts);
+    return _mm512_ternarylogic_epi32(words, nibble, bias, 0xEA);  // (a & b) | c
+  }
+};
+
 template <int MB>
 void int4_block(const BFloat16* x, int64_t rows_stride, const float* xsum, int64_t groups, const uint8_t* w,
                 const Half* scale, const Half* low, BFloat16* y, int64_t y_stride) {
@@ -103,13 +119,7 @@ void int4_block(const BFloat16* x, int64_t rows_stride, const float* xsum, int64
   // 128-bit insert, a byte-to-word widening across lanes and a word permute through a table of
   // bf16 0..15: three cross-lane shuffles where this has none. 8-row matmuls on Zen 4: see
   // benchmarks/README.md.)
-  const __m512i widen = _mm512_set_epi8(
-      -128, 15, -128, 14, -128, 13, -128, 12, -128, 11, -128, 10, -128, 9, -128, 8,
-      -128, 7, -128, 6, -128, 5, -128, 4, -128, 3, -128, 2, -128, 1, -128, 0,
-      -128, 15, -128, 14, -128, 13, -128, 12, -128, 11, -128, 10, -128, 9, -128, 8,
-      -128, 7, -128, 6, -128, 5, -128, 4, -128, 3, -128, 2, -128, 1, -128, 0);
-  const __m512i shifts = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0, 0, 0, 0);
-  const __m512i nibble = _mm512_set1_epi16(0x000f), bias = _mm512_set1_epi16(0x4300);
+  const Int4Unpack unpack;
   const __m512 k128 = _mm512_set1_ps(128.f);
   __m512 acc[MB];
   for (int m = 0; m < MB; ++m) acc[m] = _mm512_setzero_ps();
@@ -127,9 +137,7 @@ void int4_block(const BFloat16* x, int64_t rows_stride, const float* xsum, int64
     for (int p0 = 0; p0 < 16; p0 += kChains) {
       for (int c = 0; c < kChains; ++c) {
         const int64_t pair = g * 16 + p0 + c;
-        const __m512i bytes = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + pair * 16)));
-        const __m512i words = _mm512_srlv_epi16(_mm512_shuffle_epi8(bytes, widen), shifts);
-        const __m512bh wv = (__m512bh)_mm512_ternarylogic_epi32(words, nibble, bias, 0xEA);  // (a & b) | c
+        const __m512bh wv = (__m512bh)unpack(w + pair * 16);
         for (int m = 0; m < MB; ++m)
           asm("vdpbf16ps %2%{1to16%}, %1, %0" : "+v"(part[c][m]) : "v"(wv), "m"(xp[m][pair]));
       }
@@ -217,13 +225,7 @@ void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xs
                      int64_t begin, int64_t end) {
   constexpr int kBlocks = kRowTiles == 1 ? 3 : 2, kC = kRowTiles + kBlocks;  // tiles: A..., B..., C (A x B)...
   constexpr int64_t kAhead = 2;  // groups prefetched ahead (2-core AMX Xeon, 30 layers at 8 rows: 4.0 ms against 4.6 without, 4.3 at 8)
-  const __m512i widen = _mm512_set_epi8(
-      -128, 15, -128, 14, -128, 13, -128, 12, -128, 11, -128, 10, -128, 9, -128, 8,
-      -128, 7, -128, 6, -128, 5, -128, 4, -128, 3, -128, 2, -128, 1, -128, 0,
-      -128, 15, -128, 14, -128, 13, -128, 12, -128, 11, -128, 10, -128, 9, -128, 8,
-      -128, 7, -128, 6, -128, 5, -128, 4, -128, 3, -128, 2, -128, 1, -128, 0);
-  const __m512i shifts = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0, 0, 0, 0);
-  const __m512i nibble = _mm512_set1_epi16(0x000f), bias = _mm512_set1_epi16(0x4300);
+  const Int4Unpack unpack;
   const __m512 k128 = _mm512_set1_ps(128.f);
   const int64_t tile_rows[2] = {std::min<int64_t>(rows, 16), std::max<int64_t>(rows - 16, 1)};
   TileConfig config;
@@ -250,11 +252,7 @@ void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xs
           _mm_prefetch(reinterpret_cast<const char*>(sp + (block * groups + g + kAhead) * 16), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(lp + (block * groups + g + kAhead) * 16), _MM_HINT_T0);
         }
-        for (int p = 0; p < 16; ++p) {
-          const __m512i bytes = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + p * 16)));
-          const __m512i words = _mm512_srlv_epi16(_mm512_shuffle_epi8(bytes, widen), shifts);
-          _mm512_store_si512(wb[b] + p * 32, _mm512_ternarylogic_epi32(words, nibble, bias, 0xEA));
-        }
+        for (int p = 0; p < 16; ++p) _mm512_store_si512(wb[b] + p * 32, unpack(w + p * 16));
       }
       if constexpr (kRowTiles == 1) {
         _tile_loadd(0, x + g * kGroup, k * 2);
