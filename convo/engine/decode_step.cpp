@@ -196,10 +196,12 @@ void int8_block(const BFloat16* x, int64_t rows_stride, int64_t pairs, const int
 // AMX (Xeons from Sapphire Rapids on): a tile multiply sums a 16 x 32 bf16 block of activations
 // against 32 x 16 weights in one instruction, so the rows beside the first cost little; here the
 // dot products of up to 16 rows per unpacked weight block, where vdpbf16ps above takes one
-// instruction per row and pair (an 8-row step cost 3.3-4x a 1-row one on a 2-core AMX Xeon).
+// instruction per row and pair (an 8-row step cost 3.3-4x a 1-row one on a 2-core AMX Xeon; with
+// the tiles 1.7-2x, see benchmarks/README.md). For one row the tiles were no faster: there the
+// unpacking is the work.
 // Linux lends a process the tile registers only once asked (arch_prctl ARCH_REQ_XCOMP_PERM for
-// XTILEDATA); false where it refuses, or once turned off (set_amx: tests compare both ways;
-// $CONVO_FAST_AMX=0).
+// XTILEDATA); amx_usable is false where it refuses, or once turned off (set_amx: tests compare
+// both ways; $CONVO_FAST_AMX=0).
 std::atomic<bool> amx_wanted{[] { const char* v = std::getenv("CONVO_FAST_AMX"); return !(v && std::string(v) == "0"); }()};
 bool amx_usable() {
   static const bool granted = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
@@ -212,7 +214,7 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// y's outputs blocks [begin, end) (16 outputs each) for `rows` rows (1..32), with int4_block's
+// y's output blocks [begin, end) (16 outputs each) for `rows` rows (1..32), with int4_block's
 // unpacking: each group's 16 pairs become a 32 x 16 bf16 tile of 128 + q in AMX's pair layout (tile
 // row p holds the 16 outputs' pair p, which is how the packed bytes already run), multiplied by up
 // to 16 rows' 32 inputs in one tdpbf16ps; each group's fp32 sums are then scaled as int4_block does
