@@ -154,6 +154,13 @@ void int4_block(const BFloat16* x, int64_t rows_stride, const float* xsum, int64
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + m * y_stride), (__m256i)_mm512_cvtneps_pbh(acc[m]));
 }
 
+// One output block's input pair (32 int8 weights) as its 32 bf16 words (int8 values are exact in bf16).
+inline __m512bh int8_pair(const int8_t* b) {
+  const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b))));
+  const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16))));
+  return _mm512_cvtne2ps_pbh(hi, lo);
+}
+
 template <int MB>
 void int8_block(const BFloat16* x, int64_t rows_stride, int64_t pairs, const int8_t* w, const float* scale,
                 BFloat16* y, int64_t y_stride) {
@@ -166,18 +173,12 @@ void int8_block(const BFloat16* x, int64_t rows_stride, int64_t pairs, const int
   int64_t pair = 0;
   for (; pair + kChains <= pairs; pair += kChains)
     for (int c = 0; c < kChains; ++c) {
-      const int8_t* b = w + (pair + c) * 32;
-      const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b))));
-      const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16))));
-      const __m512bh wv = _mm512_cvtne2ps_pbh(hi, lo);
+      const __m512bh wv = int8_pair(w + (pair + c) * 32);
       for (int m = 0; m < MB; ++m)
         acc[c][m] = _mm512_dpbf16_ps(acc[c][m], (__m512bh)_mm512_set1_epi32(static_cast<int>(xp[m][pair + c])), wv);
     }
   for (; pair < pairs; ++pair) {
-    const int8_t* b = w + pair * 32;
-    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b))));
-    const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16))));
-    const __m512bh wv = _mm512_cvtne2ps_pbh(hi, lo);
+    const __m512bh wv = int8_pair(w + pair * 32);
     for (int m = 0; m < MB; ++m)
       acc[0][m] = _mm512_dpbf16_ps(acc[0][m], (__m512bh)_mm512_set1_epi32(static_cast<int>(xp[m][pair])), wv);
   }
@@ -221,11 +222,14 @@ struct alignas(64) TileConfig {
 // (exact products: only the order of the fp32 sums differs). Tiles hold one group (its scales differ
 // from the next group's), so several output blocks are in flight at once for the core to overlap
 // their chains of tile ops: 3 for up to 16 rows (7 of the 8 tiles), 2 for 2 x 16 rows (all 8).
+// output blocks a tiled kernel keeps in flight: 3 with one tile of rows, 2 with two (8 tiles in all)
+constexpr int amx_blocks(int row_tiles) { return row_tiles == 1 ? 3 : 2; }
+
 template <int kRowTiles>
 void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xsum, int64_t groups,
                      const uint8_t* wp, const Half* sp, const Half* lp, BFloat16* y, int64_t n,
                      int64_t begin, int64_t end) {
-  constexpr int kBlocks = kRowTiles == 1 ? 3 : 2, kC = kRowTiles + kBlocks;  // tiles: A..., B..., C (A x B)...
+  constexpr int kBlocks = amx_blocks(kRowTiles), kC = kRowTiles + kBlocks;  // tiles: A..., B..., C (A x B)...
   constexpr int64_t kAhead = 2;  // groups prefetched ahead (2-core AMX Xeon, 30 layers at 8 rows: 4.0 ms against 4.6 without, 4.3 at 8)
   const Int4Unpack unpack;
   const __m512 k128 = _mm512_set1_ps(128.f);
@@ -292,7 +296,7 @@ void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xs
 // so its tile sums every input; 3 blocks in flight, as above
 void int8_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const int8_t* wp, const float* sp, BFloat16* y,
                      int64_t n, int64_t begin, int64_t end) {
-  constexpr int kBlocks = 3;
+  constexpr int kBlocks = amx_blocks(1);
   TileConfig config;
   config.rows[0] = static_cast<uint8_t>(rows), config.colsb[0] = 64;
   for (int b = 0; b < kBlocks; ++b) {
@@ -309,11 +313,7 @@ void int8_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const int8_t* w
       uint16_t(*wb)[16 * 32] = weights[c & 1];
       for (int b = 0; b < kBlocks; ++b) {
         const int8_t* w = wp + (nb0 + std::min(b, nbs - 1)) * (k / 2) * 32 + c * 16 * 32;
-        for (int p = 0; p < 16; ++p) {
-          const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + p * 32))));
-          const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + p * 32 + 16))));
-          _mm512_store_si512(wb[b] + p * 32, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-        }
+        for (int p = 0; p < 16; ++p) _mm512_store_si512(wb[b] + p * 32, (__m512i)int8_pair(w + p * 32));
       }
       _tile_loadd(0, x + c * 32, k * 2);
       _tile_loadd(1, wb[0], 64); _tile_loadd(2, wb[1], 64); _tile_loadd(3, wb[2], 64);
@@ -374,7 +374,7 @@ at::Tensor int4_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
     // rows in passes of up to 32 (two tiles of 16; a pass of up to 16 takes one), each unpacking
     // every weight once; threads take whole runs of blocks the kernel keeps in flight
     for (int64_t r = 0; r < rows; r += 32) {
-      const int64_t pass = std::min<int64_t>(32, rows - r), step = pass > 16 ? 2 : 3;
+      const int64_t pass = std::min<int64_t>(32, rows - r), step = amx_blocks(pass > 16 ? 2 : 1);
       parallel_blocks((blocks + step - 1) / step, pass, [&](int64_t begin, int64_t end) {
         auto kernel = pass > 16 ? int4_blocks_amx<2> : int4_blocks_amx<1>;
         kernel(xp + r * k, k, pass, xsum.data() + r * groups, groups, wp, sp, lp, yp + r * n, n, begin * step,
@@ -409,8 +409,9 @@ at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   if (k % 32 == 0 && amx_usable()) {  // (faster from one row: 0.88 ms against 1.2 for the bundled model's head)
     for (int64_t r = 0; r < rows; r += 16) {
       const int64_t pass = std::min<int64_t>(16, rows - r);
-      parallel_blocks((blocks + 2) / 3, pass, [&](int64_t begin, int64_t end) {
-        int8_blocks_amx(xp + r * k, k, pass, wp, sp, yp + r * n, n, begin * 3, std::min(blocks, end * 3));
+      constexpr int64_t step = amx_blocks(1);
+      parallel_blocks((blocks + step - 1) / step, pass, [&](int64_t begin, int64_t end) {
+        int8_blocks_amx(xp + r * k, k, pass, wp, sp, yp + r * n, n, begin * step, std::min(blocks, end * step));
       });
     }
     return y;
@@ -782,9 +783,7 @@ int64_t scores_amx(const float* q, const BFloat16* keys, int64_t span, int64_t d
   _tile_release();
   return full;
 }
-#endif
 
-#ifdef CONVO_AMX
 // partial[h * d + i] = sum over the keys t of whole blocks of 32 (returns how many) of p[h * span + t]
 // x v_t[i], on AMX tiles: the G heads' probabilities (rounded to bf16, as torch's bf16 attention
 // rounds them for its product with the values) against 32 value rows, whose consecutive pairs are
