@@ -3,6 +3,7 @@ import math
 import threading
 import time
 import concurrent.futures
+import contextlib
 import os
 
 from dataclasses import replace
@@ -489,6 +490,17 @@ def test_cli_exits_cleanly_with_the_engine_busy(tiny_causal, tmp_path):
         assert "terminate called" not in result.stderr
 
 
+@contextlib.contextmanager
+def recording_prefills(fast):
+    """The segments of every ``fast.prefill_many`` call made inside, one list a call."""
+    calls, original = [], fast.prefill_many
+    fast.prefill_many = lambda segments, picks=None: calls.append(segments) or original(segments, picks)
+    try:
+        yield calls
+    finally:
+        del fast.prefill_many  # the class's method again
+
+
 def packed_kernels():
     """The compiled module when it has the packed matmuls (this CPU has AVX512-BF16 or AVX2), else skip."""
 
@@ -639,18 +651,14 @@ def test_engine_feeds_short_prompts_with_the_decode_step(tiny_causal, monkeypatc
     def run(mix: int) -> tuple[list[list[int]], int]:
         monkeypatch.setattr(fastpath, "MIX_TOKENS", mix)
         engine = fastpath.Engine(fast, [])
-        prefills = []
-        original = fast.prefill_many
-        monkeypatch.setattr(fast, "prefill_many",
-                            lambda segments, picks=None: prefills.append(segments) or original(segments, picks))
-        try:
-            first = engine.submit(prompts[0], greedy)  # running when the others arrive
-            next(first.tokens())
-            others = [engine.submit(p, greedy) for p in prompts[1:]]
-            return [list(r.tokens()) for r in [first] + others], len(prefills)
-        finally:
-            engine.close()
-            monkeypatch.setattr(fast, "prefill_many", original)
+        with recording_prefills(fast) as prefills:
+            try:
+                first = engine.submit(prompts[0], greedy)  # running when the others arrive
+                next(first.tokens())
+                others = [engine.submit(p, greedy) for p in prompts[1:]]
+                return [list(r.tokens()) for r in [first] + others], len(prefills)
+            finally:
+                engine.close()
 
     separate, prefills = run(0)
     assert prefills >= 2
@@ -763,19 +771,16 @@ def test_scoring_rows_fed_in_a_decode_step_match_a_prefill_of_their_own(tiny_cau
 
     def run(mix: int) -> tuple[list[float], int, list[int]]:
         monkeypatch.setattr(fastpath, "MIX_TOKENS", mix)
-        engine, prefills = fastpath.Engine(fast, []), []
-        original = fast.prefill_many
-        monkeypatch.setattr(fast, "prefill_many",
-                            lambda segments, picks=None: prefills.append(segments) or original(segments, picks))
-        try:
-            running = engine.submit(lm.tokenizer(PROMPTS[1]).input_ids, greedy)  # decoding alongside
-            next(running.tokens())
-            scores = [list(engine.score(prompt, conts[0]).tokens())[0]]
-            scores += [list(r.tokens())[0] for r in [engine.score(prompt, c) for c in conts[1:]]]
-            return scores, sum(len(segments) for segments in prefills), list(running.tokens())
-        finally:
-            engine.close()
-            monkeypatch.setattr(fast, "prefill_many", original)
+        engine = fastpath.Engine(fast, [])
+        with recording_prefills(fast) as prefills:
+            try:
+                running = engine.submit(lm.tokenizer(PROMPTS[1]).input_ids, greedy)  # decoding alongside
+                next(running.tokens())
+                scores = [list(engine.score(prompt, conts[0]).tokens())[0]]
+                scores += [list(r.tokens())[0] for r in [engine.score(prompt, c) for c in conts[1:]]]
+                return scores, sum(len(segments) for segments in prefills), list(running.tokens())
+            finally:
+                engine.close()
 
     alone, prefills, text_alone = run(0)
     assert prefills == len(SCORED) + 1  # prompts prefilled (the running request's too)
@@ -799,15 +804,14 @@ def test_with_dense_copies_a_decode_step_takes_more_prompt_rows(tiny_causal, mon
     for dense in (None, (2, 2)):
         fast = fastpath.FastModel(lm.model, weights="int4", slots=4, max_len=256, dense_rows=dense)
         assert (fast.native_dense is not None) == (dense is not None)
-        engine, prefills = fastpath.Engine(fast, []), []
-        original = fast.prefill_many
-        monkeypatch.setattr(fast, "prefill_many", lambda segments, picks=None: prefills.append(len(segments)) or original(segments, picks))
-        try:
-            requests = [engine.submit(ids, Sampling(max_new_tokens=3, seed=0)) for ids in prompts]
-            assert all(len(list(request.tokens())) == 3 for request in requests)
-        finally:
-            engine.close()
-        prefilled[dense is not None] = prefills
+        engine = fastpath.Engine(fast, [])
+        with recording_prefills(fast) as prefills:
+            try:
+                requests = [engine.submit(ids, Sampling(max_new_tokens=3, seed=0)) for ids in prompts]
+                assert all(len(list(request.tokens())) == 3 for request in requests)
+            finally:
+                engine.close()
+        prefilled[dense is not None] = [len(segments) for segments in prefills]
     assert prefilled == {False: [1], True: []}
 
 
@@ -819,19 +823,18 @@ def test_an_idle_engine_starts_requests_sent_together_together(lm, monkeypatch):
     monkeypatch.setattr(fastpath, "GATHER_QUIET_S", 0.05, raising=False)
     monkeypatch.setattr(fastpath, "GATHER_MOST_S", 0.5, raising=False)
     fast = fastpath.FastModel(lm.model, weights="none", slots=4, max_len=128)
-    engine, prefills = fastpath.Engine(fast, []), []
-    original = fast.prefill_many
-    monkeypatch.setattr(fast, "prefill_many", lambda segments, picks=None: prefills.append(len(segments)) or original(segments, picks))
-    try:
-        requests = []
-        for text in PROMPTS[:3]:
-            requests.append(engine.submit(lm.tokenizer(text).input_ids, Sampling(max_new_tokens=2, seed=0)))
-            time.sleep(0.002)
-        for request in requests:
-            assert len(list(request.tokens())) == 2
-        assert prefills == [3]
-    finally:
-        engine.close()
+    engine = fastpath.Engine(fast, [])
+    with recording_prefills(fast) as prefills:
+        try:
+            requests = []
+            for text in PROMPTS[:3]:
+                requests.append(engine.submit(lm.tokenizer(text).input_ids, Sampling(max_new_tokens=2, seed=0)))
+                time.sleep(0.002)
+            for request in requests:
+                assert len(list(request.tokens())) == 2
+        finally:
+            engine.close()
+    assert [len(segments) for segments in prefills] == [3]
 
 
 def test_replies_no_prompt_continues_are_not_kept_in_the_prefix_cache(lm):
