@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +81,16 @@ def processed_here(fn, inputs: list, outputs: list):
     this uses the component as built, which is the same for components whose processing does not
     read their updatable settings (a Dropdown that allows custom values, Sliders with fixed bounds).
     ``fn`` keeps its signature for Gradio (``functools.wraps``), so a ``gr.Request`` or OAuth
-    parameter after the inputs is still filled in."""
+    parameter after the inputs is still filled in.
+
+    A State output given the object it was last set to, or the object it came in as, goes to Gradio
+    as ``gr.skip()``: Gradio rebuilds a State's whole config each time it sets one
+    (``SessionState.__setitem__``), and a streamed reply repeats its conversation id, questions
+    asked and hidden chips with every update. Skipping changes nothing Gradio keeps (the session
+    holds that object already) nor its change events (Gradio compares the State's hash before and
+    after each update, so an object changed in place is still seen). Measured with ``py-spy --gil``
+    on the app under 8 users (benchmarks/concurrency.py, AMX Xeon): the three States' configs took
+    10% of the server's time holding the GIL."""
     if not inspect.isgeneratorfunction(fn):
         raise TypeError(f"processed_here serves generator handlers; {fn.__name__} is not one")
 
@@ -98,16 +108,34 @@ def processed_here(fn, inputs: list, outputs: list):
         value = block.postprocess(value)
         return value.model_dump() if hasattr(value, "model_dump") else value
 
+    states = [i for i, block in enumerate(outputs) if block.stateful]
+
     @functools.wraps(fn)
     def handler(*args):
         n = len(inputs)
         values = [pre(block, value) for block, value in zip(inputs, args[:n])]
+        # the object each State output was last set to; a State that is also an input starts as the
+        # object Gradio passed in, which is the one the session holds
+        last = {i: args[j] for i in states for j, block in enumerate(inputs) if block is outputs[i]}
         for update in fn(*values, *args[n:]):
             if len(outputs) == 1:  # Gradio takes a one-output handler's value alone, not in a tuple
                 yield post(outputs[0], update)
-            else:
-                yield tuple(post(block, value) for block, value in zip(outputs, update, strict=True))
+                continue
+            update = list(update)
+            for i in states:  # the same object again: Gradio's session already holds it
+                if i in last and update[i] is last[i]:
+                    update[i] = gr.skip()
+                elif not is_prop_update(update[i]):
+                    last[i] = update[i]
+            yield tuple(post(block, value) for block, value in zip(outputs, update, strict=True))
 
+    # Gradio reads the handler's signature on every call (``special_args``); computed once here,
+    # not from ``fn``'s through ``__wrapped__`` each time (3% of the server's GIL time, 8 users)
+    handler.__signature__ = inspect.signature(fn)
+    try:
+        handler.__annotations__ = typing.get_type_hints(fn)  # and its type hints, evaluated once (2%)
+    except (NameError, TypeError):  # a hint that names nothing importable: Gradio evaluates it as before
+        pass
     return handler
 
 
