@@ -5,7 +5,9 @@ Neither imports torch or transformers: all model work happens in convo's core mo
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import threading
 
 import gradio as gr
@@ -225,10 +227,24 @@ def preload_default_model() -> threading.Thread:
     return thread
 
 
+def settle_missing_matplotlib() -> None:
+    """Where matplotlib is not installed, record it as absent (``sys.modules["matplotlib"] = None``),
+    so that ``import matplotlib`` fails at once, as Python documents for a None entry.
+
+    Gradio runs every event's function inside ``MatplotlibBackendMananger``, which tries to import
+    matplotlib on entering and again on leaving. A failed import is not remembered, so each attempt
+    searched every folder on ``sys.path`` again: measured with ``py-spy --gil`` on the app under 8
+    chat users (benchmarks/concurrency.py, AMX Xeon), 11% of the server's time holding the GIL, on
+    the event loop that every user's update waits for. Installed, it imports once and stays."""
+    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]
+
+
 def main() -> None:
     """Start the app (``python app.py`` / ``convo app``)."""
     limit_malloc_arenas()  # before the request threads exist: memory stays flat under chat load
     limit_kernel_caches()  # before torch's first matmul
+    settle_missing_matplotlib()
     preload_default_model()  # loads torch and the model while Gradio builds the page
     demo = build_app()
     demo.queue(default_concurrency_limit=queue_size(), max_size=64)
