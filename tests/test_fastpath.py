@@ -837,6 +837,44 @@ def test_an_idle_engine_starts_requests_sent_together_together(lm, monkeypatch):
     assert [len(segments) for segments in prefills] == [3]
 
 
+def test_an_idle_engine_waits_for_requests_announced_and_not_yet_submitted(lm, monkeypatch):
+    """A chat handler announces its request on starting (``Engine.arriving``): an idle engine handed
+    one request waits for the announced ones (ARRIVING_MOST_S at most) and admits them together, one
+    prefill for three prompts where the quiet window alone (1 ms) ran the first by itself. An
+    announcement withdrawn without a request holds nothing back."""
+    monkeypatch.setattr(fastpath, "ARRIVING_MOST_S", 5.0, raising=False)
+    fast = fastpath.FastModel(lm.model, weights="none", slots=4, max_len=128)
+    engine = fastpath.Engine(fast, [])
+    ids = [lm.tokenizer(text).input_ids for text in PROMPTS[:3]]
+    requests, announced = [], threading.Barrier(3, timeout=30)
+
+    def handler(prompt):
+        with engine.arriving():
+            announced.wait()
+            time.sleep(0.05)  # the handler's own work before it submits (Gradio, the chat's saving)
+            requests.append(engine.submit(prompt, Sampling(max_new_tokens=2, seed=0)))
+
+    with recording_prefills(fast) as prefills:
+        try:
+            threads = [threading.Thread(target=handler, args=(prompt,)) for prompt in ids[1:]]
+            for thread in threads:
+                thread.start()
+            announced.wait()
+            first = engine.submit(ids[0], Sampling(max_new_tokens=2, seed=0))
+            for thread in threads:
+                thread.join()
+            for request in [first, *requests]:
+                assert len(list(request.tokens())) == 2
+            with engine.arriving():  # withdrawn, never submitted
+                pass
+            started = time.monotonic()
+            assert len(list(engine.submit(ids[0], Sampling(max_new_tokens=2, seed=0)).tokens())) == 2
+            assert time.monotonic() - started < 2.0
+        finally:
+            engine.close()
+    assert [len(segments) for segments in prefills][0] == 3
+
+
 def test_replies_no_prompt_continues_are_not_kept_in_the_prefix_cache(lm):
     """Candidates (follow-up questions, the Questions tab's) are never continued: only their prompt
     stays in the prefix cache, not one copy of it per candidate with its reply; a chat's replies are."""

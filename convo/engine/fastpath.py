@@ -21,6 +21,7 @@ import os
 import queue
 import threading
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -690,6 +691,9 @@ GATHER_MOST_S in all) before its first step, so requests sent together start tog
 users' handlers hand in their prompts about 0.5 ms apart (Python, one at a time), and without the
 wait the first one's step ran alone while the other seven waited for it, then for a step of their
 own. See ``Engine._gather``."""
+ARRIVING_MOST_S = 0.03
+"""How long an idle engine handed a request waits for requests announced (``Engine.arriving``) and
+not yet submitted, so that a chat message's first token is not behind a step begun without it."""
 
 class Engine:
     """Continuous batching over one FastModel: a worker thread admits waiting requests (prefill)
@@ -703,8 +707,24 @@ class Engine:
         self.wake = threading.Event()
         self.threads = threads
         self.closing: str | None = None  # "drain" or "now" once close() was called
+        self.announced: dict[int, float] = {}  # thread ident -> when it announced a request (``arriving``)
         self.worker = threading.Thread(target=self._run, name="convo-engine", daemon=True)
         self.worker.start()
+
+    @contextmanager
+    def arriving(self):
+        """Announce a request this thread will submit soon (a chat handler does, on starting), until
+        it submits one or leaves. An idle engine handed other requests meanwhile waits for the
+        announced ones (ARRIVING_MOST_S at most) and admits them together. Through the app, eight
+        users' messages reach the handlers together, but the handlers hand their prompts in over
+        10-20 ms (Python, one at a time, on cores the engine shares): the first two began a step
+        alone and the other six waited for it before a step of their own."""
+        me = threading.get_ident()
+        self.announced[me] = time.monotonic()
+        try:
+            yield
+        finally:
+            self.announced.pop(me, None)
 
     def submit(self, prompt: list[int], sampling: Sampling, stop=None, notify: queue.Queue | None = None,
                end_ids: frozenset = frozenset(), favour: list[int] | None = None, bias: float = 0.0,
@@ -732,6 +752,10 @@ class Engine:
         if self.closing or not self.worker.is_alive():
             raise RuntimeError("this engine is closed")
         self.waiting.put(request)
+        # this thread's announcement ends once its request waits and before the wake: a worker never
+        # finds the announcement gone and the request missing (it would start without it); finding
+        # both, it waits for this wake
+        self.announced.pop(threading.get_ident(), None)
         self.wake.set()
         return request
 
@@ -782,16 +806,21 @@ class Engine:
 
     def _gather(self) -> None:
         """After idling: wait while requests keep arriving (each within GATHER_QUIET_S of the last,
-        GATHER_MOST_S in all, until the slots are full), so that they are admitted together.
+        GATHER_MOST_S in all, until the slots are full), so that they are admitted together; and
+        while requests are announced (``arriving``), until they come or ARRIVING_MOST_S has passed.
         (``benchmarks/concurrency.py --engine``, three interleaved pairs of runs on a 2-core AMX
         Xeon: 8 users' worst time to first token 20-23 ms against 26-29 without; one user's 9-12
         against 8-12. Through the app, Gradio hands the requests on 5-15 ms apart, so this does not
         merge them there.)"""
         started, seen = time.monotonic(), self.waiting.qsize()
         while not self.closing and len(self.active) + seen < self.fast.slots:
-            left = GATHER_MOST_S - (time.monotonic() - started)
-            if left <= 0 or not self.wake.wait(min(GATHER_QUIET_S, left)):
-                return
+            waited = time.monotonic() - started
+            if self.announced and waited < ARRIVING_MOST_S:  # woken by their submits
+                self.wake.wait(ARRIVING_MOST_S - waited)
+            else:
+                left = GATHER_MOST_S - waited
+                if left <= 0 or not self.wake.wait(min(GATHER_QUIET_S, left)):
+                    return
             self.wake.clear()
             seen = self.waiting.qsize()
 
@@ -1015,6 +1044,13 @@ def engine_for(lm) -> Engine | None:
             log.info("fast path for %s: %s weights, %s decode step, built in %.1f s", lm.spec.label, weights,
                      "compiled" if compiled else "eager", time.monotonic() - started)
         return engine
+
+
+def arriving(lm):
+    """Announce a request this thread will submit to ``lm``'s engine soon, where one is built
+    (``Engine.arriving``: requests sent together then start together); else nothing."""
+    engine = getattr(lm, "fast_engine", None)
+    return engine.arriving() if engine is not None and not engine.closing else nullcontext()
 
 
 def _stop_ids(lm) -> list[int]:

@@ -196,20 +196,24 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
         return
     owner = memory.owner_key(username(profile), memory_id) if remember else None
     try:
-        while True:
-            if turns.cleared:  # cleared mid-turn: show the empty chat (Gradio repeats the last update at the end)
-                turns.cleared, history, conversation_id, asked = False, [], None, []
-                yield [], None, [], "", chips_value([])
-            with _sessions_lock:
-                if turns.pending:
-                    history = history + [{"role": "user", "content": turns.pending.pop(0)}]
-                elif not history or history[-1]["role"] != "user":
-                    turns.busy = False
-                    break
-                turns.stop = stop = Stop()
-            history, conversation_id, asked = yield from _unless_cleared(turns, _one_turn(
-                lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious,
-                feeling=feeling, owner=owner))
+        from ..engine.fastpath import arriving  # (torch: the app has loaded it, see preload_default_model)
+
+        # the engine hears of this reply now: eight messages sent together start in one step
+        with arriving(lm):
+            while True:
+                if turns.cleared:  # cleared mid-turn: show the empty chat (Gradio repeats the last update at the end)
+                    turns.cleared, history, conversation_id, asked = False, [], None, []
+                    yield [], None, [], "", chips_value([])
+                with _sessions_lock:
+                    if turns.pending:
+                        history = history + [{"role": "user", "content": turns.pending.pop(0)}]
+                    elif not history or history[-1]["role"] != "user":
+                        turns.busy = False
+                        break
+                    turns.stop = stop = Stop()
+                history, conversation_id, asked = yield from _unless_cleared(turns, _one_turn(
+                    lm, history, settings, sampling, stop, turns, conversation_id, asked, profile, curious,
+                    feeling=feeling, owner=owner))
     except RemoteError as exc:  # the server went away: one line, the user's message stays to retry
         gr.Warning(str(exc))
         yield _shown(history, turns), conversation_id, asked, "", chips_value([])
