@@ -359,6 +359,126 @@ def test_the_chat_event_hops_no_thread_and_builds_no_component(tiny_causal, tmp_
         asyncio.run(first_update(list(raw)))
 
 
+def test_a_streamed_reply_sets_each_state_only_when_it_changes(tiny_causal, tmp_path, monkeypatch):
+    """Gradio rebuilds a State's config each time an update sets it, and a streamed reply repeats
+    its conversation id, questions asked and hidden chips in every update: only a new object is
+    set, and the session ends with the reply's last values. A State changed in place is still seen
+    by the change check (Gradio hashes it before and after), the skip only saves the rebuild."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+
+    from convo.ui import build_app
+    from convo.ui import chat as tab, common
+
+    monkeypatch.setenv("CONVO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(common, "_store", [])
+    demo = build_app()
+    event = next(f for f in demo.fns.values() if f.api_name == "chat")
+    states = [block for block in event.outputs if block.stateful]
+    assert len(states) == 3  # conversation id, questions asked, chips
+    state = SessionState(demo)
+    sets = []
+    setitem = SessionState.__setitem__
+
+    def counted(self, key, value):
+        if key in {block._id for block in states}:
+            sets.append(key)
+        setitem(self, key, value)
+
+    monkeypatch.setattr(SessionState, "__setitem__", counted)
+    monkeypatch.setattr(tab, "UPDATE_EVERY_S", 0.0)  # an update for every token
+    message = [{"role": "user", "content": [{"type": "text", "text": "Tell me about tea."}]}]
+    raw = [message, tiny_causal, "(none)", "auto", "", False, False, 0.0, 1.0, 0, 24, 1.0, 0, None, None,
+           False, False, None]
+
+    async def every_update() -> list:
+        values = await demo.preprocess_data(event, list(raw), state)
+        updates = []
+        for update in event.fn(*values, None, None, None):  # request, profile, OAuth token: none here
+            await demo.postprocess_data(event, update, state)
+            updates.append(update)
+        return updates
+
+    updates = asyncio.run(every_update())
+    assert len(updates) >= 10
+    chat_id, asked, chips = (event.outputs.index(block) for block in states)
+    sent = [u for u in updates if not (isinstance(u[chat_id], dict) and u[chat_id].get("__type__") == "update")]
+    assert len(sent) == 1  # the conversation id: set once, with the first update
+    assert sets.count(states[0]._id) == 1
+    assert sets.count(states[1]._id) <= 2 and sets.count(states[2]._id) <= 2  # the start and the end
+    assert len(sets) <= 5 < 3 * len(updates)
+    conversation_id = state[states[0]._id]
+    assert conversation_id and common.get_store().load_conversation(conversation_id) is not None
+    assert state[states[2]._id] == tab.chips_value([])
+
+
+def test_a_chat_message_is_announced_to_the_engine_before_its_prompt(tiny_causal, tmp_path, monkeypatch):
+    """The chat handler announces its reply to the model's engine on starting (``Engine.arriving``),
+    so that an idle engine handed other messages meanwhile waits for it; the announcement ends with
+    the submit."""
+    import threading
+
+    from convo.engine import fastpath
+    from convo.ui import chat as tab, common
+
+    monkeypatch.setenv("CONVO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(common, "_store", [])
+    engine = fastpath.engine_for(get_model(ModelSpec(tiny_causal)))
+    assert engine is not None
+    seen = []
+    submit = fastpath.Engine.submit
+
+    def recorded(self, *args, **kwargs):
+        seen.append(threading.get_ident() in self.announced)
+        request = submit(self, *args, **kwargs)
+        seen.append(threading.get_ident() in self.announced)
+        return request
+
+    monkeypatch.setattr(fastpath.Engine, "submit", recorded)
+    history = [{"role": "user", "content": "Tell me about tea."}]
+    updates = list(tab.respond(history, tiny_causal, "(none)", "auto", "", False, False, 0.0, 1.0, 0, 8, 1.0, 0,
+                               None, []))
+    assert updates[-1][0][-1]["role"] == "assistant"
+    assert seen == [True, False] and not engine.announced
+
+
+def test_an_app_without_matplotlib_stops_looking_for_it(monkeypatch):
+    """Gradio tries to import matplotlib on entering and leaving every event's function; a failed
+    import is not remembered, so each searched every folder on sys.path. Settled as absent, the
+    import fails at once with the same error."""
+    import importlib.machinery
+    import importlib.util
+
+    from gradio.utils import MatplotlibBackendMananger
+
+    from convo.ui import settle_missing_matplotlib
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        pytest.skip("matplotlib is installed here: Python remembers its import")
+    searches = []
+    find_spec = importlib.machinery.PathFinder.find_spec
+    monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec",
+                        classmethod(lambda cls, name, *a, **k: searches.append(name) or find_spec(name, *a, **k)))
+
+    def one_event() -> int:
+        before = len(searches)
+        with MatplotlibBackendMananger():
+            pass
+        return searches[before:].count("matplotlib")
+
+    try:
+        assert one_event() == 2  # as Gradio runs it: two searches of sys.path per event
+        settle_missing_matplotlib()
+        assert one_event() == 0
+        with pytest.raises(ModuleNotFoundError):
+            import matplotlib  # noqa: F401
+        assert importlib.util.find_spec("matplotlib") is None
+    finally:
+        if sys.modules.get("matplotlib", 0) is None:
+            del sys.modules["matplotlib"]
+
+
 def test_a_reply_that_falls_into_a_loop_ends_at_its_first_copy(tiny_causal):
     """The tiny model at a low temperature with no repetition penalty (the bundled model's
     recommended sampling) often repeats one phrase for many tokens. Answered again with the same
