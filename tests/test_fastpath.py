@@ -841,7 +841,8 @@ def test_an_idle_engine_waits_for_requests_announced_and_not_yet_submitted(lm, m
     """A chat handler announces its request on starting (``Engine.arriving``): an idle engine handed
     one request waits for the announced ones (ARRIVING_MOST_S at most) and admits them together, one
     prefill for three prompts where the quiet window alone (1 ms) ran the first by itself. An
-    announcement withdrawn without a request holds nothing back."""
+    announcement withdrawn without a request holds nothing back, nor does one older than
+    ARRIVING_MOST_S (its handler left hanging)."""
     monkeypatch.setattr(fastpath, "ARRIVING_MOST_S", 5.0, raising=False)
     fast = fastpath.FastModel(lm.model, weights="none", slots=4, max_len=128)
     engine = fastpath.Engine(fast, [])
@@ -867,6 +868,12 @@ def test_an_idle_engine_waits_for_requests_announced_and_not_yet_submitted(lm, m
                 assert len(list(request.tokens())) == 2
             with engine.arriving():  # withdrawn, never submitted
                 pass
+            time.sleep(0.1)  # the engine idles again (else it admits without waiting at all)
+            started = time.monotonic()
+            assert len(list(engine.submit(ids[0], Sampling(max_new_tokens=2, seed=0)).tokens())) == 2
+            assert time.monotonic() - started < 2.0
+            engine.announced[-1] = time.monotonic() - 5.0  # stale: its thread never came (a handler left hanging)
+            time.sleep(0.1)
             started = time.monotonic()
             assert len(list(engine.submit(ids[0], Sampling(max_new_tokens=2, seed=0)).tokens())) == 2
             assert time.monotonic() - started < 2.0
