@@ -215,6 +215,9 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
+// output blocks a tiled kernel keeps in flight: 3 with one tile of rows, 2 with two (8 tiles in all)
+constexpr int amx_blocks(int row_tiles) { return row_tiles == 1 ? 3 : 2; }
+
 // y's output blocks [begin, end) (16 outputs each) for `rows` rows (1..32), with int4_block's
 // unpacking: each group's 16 pairs become a 32 x 16 bf16 tile of 128 + q in AMX's pair layout (tile
 // row p holds the 16 outputs' pair p, which is how the packed bytes already run), multiplied by up
@@ -222,9 +225,6 @@ struct alignas(64) TileConfig {
 // (exact products: only the order of the fp32 sums differs). Tiles hold one group (its scales differ
 // from the next group's), so several output blocks are in flight at once for the core to overlap
 // their chains of tile ops: 3 for up to 16 rows (7 of the 8 tiles), 2 for 2 x 16 rows (all 8).
-// output blocks a tiled kernel keeps in flight: 3 with one tile of rows, 2 with two (8 tiles in all)
-constexpr int amx_blocks(int row_tiles) { return row_tiles == 1 ? 3 : 2; }
-
 template <int kRowTiles>
 void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xsum, int64_t groups,
                      const uint8_t* wp, const Half* sp, const Half* lp, BFloat16* y, int64_t n,
