@@ -2,7 +2,7 @@
 one llama.cpp completion per word, kept raw, on a keyword config of that shape (8 everyday words, a
 two-line prompt with {word} ending in a speaker label, a 5-entry exclude list, 4 conversations a word).
 
-    python benchmarks/synth_vs_chat_builder.py [--per-word 4] [--batch-size 8] [--tokens 160] [--repeats 3]
+    python benchmarks/synth_vs_chat_builder.py [--per-word 4] [--batch-size N] [--tokens 160] [--repeats 3]
 
 Both run the bundled model: the chat-builder way through llama.cpp on its GGUF (in a process of its
 own, when ``llama_cpp`` is importable), convo through ``convo.synth.run`` (batched, filtered, retried).
@@ -86,7 +86,9 @@ def convo_run(per_word: int, batch_size: int, tokens: int | None, strategy: str,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-word", type=int, default=4, help="conversations per word (8 words)")
-    parser.add_argument("--batch-size", type=int, default=8, help="convo: conversations generated together")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="convo: conversations generated together (default: a synthetic run's, 32 on CPUs with "
+                             "AMX tiles, else 8; more than $CONVO_MAX_BATCH wait for a slot)")
     parser.add_argument("--tokens", type=int, default=160, help="llama.cpp: tokens per completion (a whole script)")
     parser.add_argument("--strategy", choices=("turns", "script"), default="turns",
                         help="convo: one line per batched step (the default) or one generation per conversation")
@@ -109,6 +111,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(threads)
     print(machine())
     from convo import synth
+
+    args.batch_size = args.batch_size or synth.SynthSampling().batch_size
 
     cfg = config()
     prompts = [cfg.prompt(word) for _ in range(args.per_word) for word in WORDS]

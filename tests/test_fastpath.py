@@ -383,6 +383,35 @@ def test_closed_engine_ends_streams_refuses_work_and_is_rebuilt(tiny_causal):
     assert rebuilt is not engine and generation.generate(lm, convo_of("Hi"), Sampling(max_new_tokens=4))
 
 
+def test_the_engines_batch_is_32_rows_on_amx_cpus_else_8_and_the_synthetic_default_follows(tiny_causal, monkeypatch):
+    """On AMX tiles a 32-row step costs about 2.5x an 8-row one, so the engine takes 32 rows there (8
+    elsewhere), and a synthetic run makes that many conversations at once; $CONVO_MAX_BATCH sets both,
+    and a value that is no whole number from 1 to 512 is refused by name."""
+    from convo.engine import hardware
+    from convo.synth import SynthSampling
+
+    monkeypatch.delenv("CONVO_MAX_BATCH", raising=False)
+    monkeypatch.delenv("CONVO_FAST_AMX", raising=False)
+    for flags, rows in (("flags\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile", 32), ("flags\t: fpu avx2 avx512_bf16", 8)):
+        monkeypatch.setattr(hardware, "cpu_flags", lambda: flags)
+        assert hardware.default_batch() == rows
+        assert SynthSampling().batch_size == rows
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: "flags\t: amx_tile")
+    monkeypatch.setenv("CONVO_FAST_AMX", "0")  # tiles turned off: 32 rows would cost 4x 8
+    assert hardware.default_batch() == 8
+    monkeypatch.setenv("CONVO_MAX_BATCH", "3")
+    assert hardware.default_batch() == SynthSampling().batch_size == 3
+    lm = load_model(ModelSpec(tiny_causal, dtype="float32"))
+    try:
+        assert fastpath.engine_for(lm).fast.slots == 3
+    finally:
+        lm.fast_engine.close()
+    for bad in ("0", "eight", "600"):
+        monkeypatch.setenv("CONVO_MAX_BATCH", bad)
+        with pytest.raises(ValueError, match=f"CONVO_MAX_BATCH: expected a whole number from 1 to 512, got '{bad}'"):
+            hardware.default_batch()
+
+
 def greedy(budget: int) -> Sampling:
     return Sampling(temperature=0, max_new_tokens=budget, repetition_penalty=1.0)
 

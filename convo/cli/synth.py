@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restyle-template", help="persona mode: restyle template file ({message})")
     parser.add_argument("--max-attempts", type=int, help="generations per item before giving up "
                         f"(default: {PersonaJob.max_attempts} persona, {KeywordJob.max_attempts} keyword)")
-    parser.add_argument("--batch-size", type=int, default=SynthSampling.batch_size,
+    parser.add_argument("--batch-size", type=int, default=SynthSampling().batch_size,
                         help="conversations generated together (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=int, default=SynthSampling.max_new_tokens,
                         help="tokens per script (keyword/script) or per message (agents) (default: by strategy)")

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import native
-from .hardware import cpu_has_amx
+from .hardware import cpu_has_amx, default_batch
 from ..settings import Sampling
 from ..threads import run_in_fresh_thread
 
@@ -1037,7 +1037,7 @@ def engine_for(lm) -> Engine | None:
             kernels = native.module(wait=600) if weights in ("int4", "int8") else None
             # built on a thread that exits, so the engine thread is the only one holding an OpenMP team
             fast = run_in_fresh_thread(FastModel, lm.model, weights=weights,
-                                       slots=int(os.environ.get("CONVO_MAX_BATCH", "8")),
+                                       slots=default_batch(),
                                        max_len=int(os.environ.get("CONVO_FAST_CONTEXT", "2048")), kernels=kernels)
             compiled = fast.native_supported() and kernels is not None
             engine = Engine(fast, _stop_ids(lm))

@@ -2,6 +2,7 @@
 and has matrix units."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -39,6 +40,21 @@ def cpu_has_amx() -> bool:
         return bool(torch.cpu._is_amx_tile_supported())
     except AttributeError:
         return "amx_tile" in cpu_flags().split()
+
+
+def default_batch() -> int:
+    """How many requests the CPU engine decodes in one step, and how many conversations a synthetic run
+    makes at once: ``$CONVO_MAX_BATCH``, else 32 on CPUs with AMX tiles, else 8. On the tiles a step of
+    32 rows costs about 2.5x a step of 8 (the bundled model, 2-core Emerald Rapids Xeon: 7.1 against
+    18.0 ms at 128 cached positions), and the synthetic benchmark made 630 kept conversations a minute
+    at 32 against 426 at 8; without them (Zen 4) 16 rows cost twice 8 and a run was no faster."""
+    value = os.environ.get("CONVO_MAX_BATCH", "").strip()
+    if value:
+        if not value.isdigit() or not 1 <= int(value) <= 512:
+            raise ValueError(f"CONVO_MAX_BATCH: expected a whole number from 1 to 512, got {value!r}")
+        return int(value)
+    amx = "amx_tile" in cpu_flags().split() and os.environ.get("CONVO_FAST_AMX", "1") != "0"
+    return 32 if amx else 8
 
 
 def cpu_flags() -> str:

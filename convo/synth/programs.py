@@ -30,8 +30,9 @@ class Result:
         return not self.faults
 
 
-def generate_items(lm, job: Job, items: Sequence[Item], sampling, batch_size: int = SynthSampling.batch_size) -> list[Result]:
-    """One attempt at each item, ``batch_size`` conversations at a time; results in item order."""
+def generate_items(lm, job: Job, items: Sequence[Item], sampling, batch_size: int | None = None) -> list[Result]:
+    """One attempt at each item, ``batch_size`` conversations at a time (default ``SynthSampling().batch_size``);
+    results in item order."""
     results: list[Result | None] = [None] * len(items)
     pending = iter(enumerate(items))
     make = program_for(lm, job, sampling)
@@ -40,7 +41,7 @@ def generate_items(lm, job: Job, items: Sequence[Item], sampling, batch_size: in
         index, item = next(pending, (None, None))
         return None if item is None else (index, make(item))
 
-    for finished in pipeline(lm, source, sampling, batch_size):
+    for finished in pipeline(lm, source, sampling, SynthSampling().batch_size if batch_size is None else batch_size):
         results[finished.key] = finished.value
     return results
 

@@ -79,15 +79,16 @@ def model_label(lm) -> str:
     return spec.label if spec is not None else "unknown"
 
 
-def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int = SynthSampling.batch_size, stop: Stop | None = None,
+def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int | None = None, stop: Stop | None = None,
         forever: bool = False) -> Iterator[Progress]:
     """Generate the job's conversations into ``out_path`` (chat JSONL), yielding progress as each one ends.
 
-    ``batch_size`` conversations are made at once, and a new one starts as soon as one ends. Each kept
+    ``batch_size`` conversations (default ``SynthSampling().batch_size``) are made at once, and a new one starts as soon as one ends. Each kept
     conversation is appended and fsynced at once; items already in the file are skipped, so an
     interrupted run resumes where it stopped. Failed items are retried (up to ``job.max_attempts``) as
     soon as they fail. ``forever`` keeps making new samples until ``stop`` is set.
     """
+    batch_size = SynthSampling().batch_size if batch_size is None else batch_size
     if not 1 <= batch_size <= 512:
         raise ConfigError(f"batch size: expected 1 to 512, got {batch_size}")
     sampling = sampling or default_sampling(job)
@@ -140,7 +141,7 @@ def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int = 
     yield progress
 
 
-def preview(lm, job: Job, n: int = 3, sampling=None, batch_size: int = SynthSampling.batch_size) -> list[Result]:
+def preview(lm, job: Job, n: int = 3, sampling=None, batch_size: int | None = None) -> list[Result]:
     """One attempt at the first ``n`` items, kept or not (nothing is written): check the prompts first."""
     items = list(itertools.islice(job.items(), n))
     return generate_items(lm, job, items, sampling or default_sampling(job), batch_size)
