@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from . import native
 from .hardware import cpu_has_amx, default_batch
 from ..settings import Sampling
-from ..threads import run_in_fresh_thread
+from ..threads import give_back_freed_memory, run_in_fresh_thread
 
 log = logging.getLogger(__name__)
 
@@ -1048,6 +1048,7 @@ def engine_for(lm) -> Engine | None:
                                        slots=default_batch(),
                                        max_len=int(os.environ.get("CONVO_FAST_CONTEXT", "2048")), kernels=kernels)
             compiled = fast.native_supported() and kernels is not None
+            give_back_freed_memory()  # the packing's temporaries
             engine = Engine(fast, _stop_ids(lm))
             lm.fast_engine = engine
             _engines.append(engine)
