@@ -618,8 +618,8 @@ def render(shared: Shared) -> None:
             temperature = gr.Slider(0, 1.5, defaults.temperature, step=0.05, label="Temperature (0 = greedy)")
             max_new_tokens = gr.Number(defaults.max_new_tokens, precision=0, minimum=0, label="Max new tokens (0 = auto)")
             batch_size = gr.Number(defaults.batch_size, precision=0, minimum=1, maximum=512, label="Batch size",
-                                   info="conversations made at once (the CPU engine decodes up to $CONVO_MAX_BATCH "
-                                        "a step: 32 on CPUs with AMX tiles, else 8)", elem_id="synth-batch-size")
+                                   info="conversations made at once (default: the engine's batch)",
+                                   elem_id="synth-batch-size")
             max_attempts = gr.Number(core.PersonaJob.max_attempts, precision=0, minimum=1, label="Attempts per item",
                                      elem_id="synth-max-attempts")
             seed = gr.Number(defaults.seed, precision=0, label="Seed (-1 = random)", elem_id="synth-random-seed")
