@@ -673,6 +673,11 @@ def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
     keyword_args = form_args(ui, mode="keyword", words="river", temperature=0.0, max_new_tokens=4)
     switched = list(ui.run(tiny_causal, None, "auto", out_path, config, keyword_args))[-1]
     assert switched[4] != out_path  # another mode writes another file
+    # a batch size that is no whole number is named in the note, by both buttons (Preview raised it before)
+    bad = form_args(ui, temperature=0.0, max_new_tokens=6, turns=1, batch_size=2.5)
+    assert ui.preview(tiny_causal, None, "auto", bad)[0] == "**Error:** batch size: expected a whole number, got 2.5"
+    assert list(ui.run(tiny_causal, None, "auto", None, {}, bad))[-1][1] == \
+        "**Error:** batch size: expected a whole number, got 2.5"
     file_update, tabs = ui.send_to_finetune(out_path)
     assert file_update["value"] == out_path and tabs.selected == "finetune"
     flat = json.loads(Path(ui.flat_json(out_path)).read_text())

@@ -83,10 +83,11 @@ def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int | 
         forever: bool = False) -> Iterator[Progress]:
     """Generate the job's conversations into ``out_path`` (chat JSONL), yielding progress as each one ends.
 
-    ``batch_size`` conversations (default ``SynthSampling().batch_size``) are made at once, and a new one starts as soon as one ends. Each kept
-    conversation is appended and fsynced at once; items already in the file are skipped, so an
-    interrupted run resumes where it stopped. Failed items are retried (up to ``job.max_attempts``) as
-    soon as they fail. ``forever`` keeps making new samples until ``stop`` is set.
+    ``batch_size`` conversations (default ``SynthSampling().batch_size``) are made at once, and a new
+    one starts as soon as one ends. Each kept conversation is appended and fsynced at once; items
+    already in the file are skipped, so an interrupted run resumes where it stopped. Failed items are
+    retried (up to ``job.max_attempts``) as soon as they fail. ``forever`` keeps making new samples
+    until ``stop`` is set.
     """
     batch_size = SynthSampling().batch_size if batch_size is None else batch_size
     if not 1 <= batch_size <= 512:

@@ -371,12 +371,13 @@ def preview(model, adapter, quantize, values: FormValues, token: str | None = No
     try:
         job = job_from(values)
         sampling = sampling_from(job, values)
+        batch_size = _whole(values.batch_size, "batch size", core.SynthSampling().batch_size)
         lm = for_user(get_model(spec_from(model, adapter, quantize)), token)
     except (core.ConfigError, ValueError, ModelLoadError) as exc:
         gr.Warning(str(exc))
         return f"**Error:** {exc}", gr.update()
     try:
-        results = core.preview(lm, job, PREVIEW_COUNT, sampling, batch_size=_whole(values.batch_size, "batch size", core.SynthSampling().batch_size))
+        results = core.preview(lm, job, PREVIEW_COUNT, sampling, batch_size=batch_size)
     except RemoteError as exc:
         gr.Warning(str(exc))
         return f"**Error:** {exc}", gr.update()
