@@ -157,20 +157,28 @@ def test_dense_copy_multiplies_at_a_few_row_counts_only(monkeypatch):
     assert len(set(seen)) <= 24 and all(0 <= padded - rows < max(16, rows / 4) for rows, padded in zip(range(12, 2049), seen))
 
 
+def resident_mb() -> float:
+    """This process's resident memory in MB (Linux's /proc)."""
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+
+
+RSS = 'int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024'  # the same, for child scripts
+
+
 def test_kernel_caches_are_bounded_where_onednn_keeps_a_kernel_per_shape():
     """A process that multiplies bf16 at 300 row counts: on an AMX Xeon it grew 469 MB with oneDNN's
     default caches and 31 MB capped by ``limit_kernel_caches``."""
     import subprocess
     import sys
 
-    script = """import sys
+    script = f"""import sys
 from convo.threads import limit_kernel_caches
 if sys.argv[1] == "capped":
     limit_kernel_caches(8)
 import torch, torch.nn.functional as F
 torch.set_num_threads(2)
 w, x = torch.randn(1024, 1024).bfloat16(), torch.randn(1024, 1024).bfloat16()
-rss = lambda: int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+rss = lambda: {RSS}
 F.linear(x[:4], w)
 before = rss()
 for rows in range(700, 1000):
@@ -412,25 +420,21 @@ def test_the_engines_batch_is_32_rows_on_amx_cpus_else_8_and_the_synthetic_defau
             hardware.default_batch()
 
 
-def resident_kb() -> int:
-    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc")
 def test_the_kv_cache_is_committed_as_written_a_small_page_at_a_time():
     """The KV cache's memory comes as it is written. numpy's zeros asked for huge pages on large
     arrays, so each first write committed 2 MB: 8 chats of 300 tokens held 364 MB of cache for the 55
     MB they wrote. Here one position in each of 256 slot-heads (256 KB apart) commits about 1 MB."""
     cache = fastpath.lazy_zeros((256, 2048, 64), torch.bfloat16)  # 64 MB
-    before = resident_kb()
+    before = resident_mb()
     cache[:, 0, 0] = 1.0
-    grown = resident_kb() - before
-    assert grown < 8 * 1024, f"{grown} KB committed for 256 small writes"
+    grown = resident_mb() - before
+    assert grown < 8, f"{grown:.1f} MB committed for 256 small writes"
     assert cache.sum().item() == 256 and cache.is_contiguous()
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc")
 def test_building_the_engine_gives_back_the_memory_its_packing_freed(tmp_path):
     """The bundled model's fast path is built from temporaries that glibc kept in its heap once
     freed: the process held about 127 MB more than it used, for as long as it ran. (In a process of
@@ -438,16 +442,15 @@ def test_building_the_engine_gives_back_the_memory_its_packing_freed(tmp_path):
     import subprocess
     import sys
 
-    script = """
-import ctypes, os, sys
+    script = f"""
+import ctypes
 from convo.engine import get_model
 from convo.engine.fastpath import engine_for
-def resident_mb():
-    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+rss = lambda: {RSS}
 engine_for(get_model("bundled"))
-before = resident_mb()
+before = rss()
 ctypes.CDLL("libc.so.6").malloc_trim(0)
-print(before - resident_mb())
+print(before - rss())
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
