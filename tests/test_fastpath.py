@@ -271,7 +271,7 @@ def test_prefix_cache_reuses_a_shared_start_with_identical_output(lm, monkeypatc
     expected = [generation.generate(lm, c, greedy) for c in chats]
     monkeypatch.setenv("CONVO_FAST", "1")
     engine = fastpath.engine_for(lm)
-    engine.prefixes.entries.clear()
+    engine.forget()
     assert [generation.generate(lm, c, greedy) for c in chats] == expected
     prompt = generation._prompt_ids(lm, generation.render_prompt(lm, chats[1]))
     cached, keys, _ = engine.prefixes.lookup(prompt)
@@ -804,6 +804,54 @@ def test_a_build_lock_left_by_a_killed_build_does_not_block_the_next():
     assert done and done[0].packed_kernels in ("avx512_bf16", "avx2", "") and not leftover.exists()
 
 
+
+def test_a_next_turn_starts_in_the_slot_its_last_turn_left(tiny_causal):
+    """With the compiled step an ended request's slot is parked as it is: the next turn (a prompt
+    that starts with that prompt and its reply) starts in that slot with nothing copied, where the
+    slot was copied to the prefix cache and back into a slot (a synthetic run's every line); a request
+    that finds no free slot takes the oldest parked one, whose keys and values go to the prefix cache
+    then. The texts are the same either way."""
+    assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
+    lm = load_model(ModelSpec(tiny_causal, dtype="bfloat16"))
+    fast = fastpath.FastModel(lm.model, weights="int4", slots=2, max_len=256, dense_rows=None)
+    assert fast.can_mix(fast.slots)
+    first, other = lm.tokenizer(PROMPTS[3]).input_ids, lm.tokenizer(PROMPTS[1]).input_ids
+    copies, originals = [], {name: getattr(fast, name) for name in ("read_slot", "write_slot")}
+    for name, original in originals.items():
+        setattr(fast, name, lambda *args, _name=name, _original=original: copies.append(_name) or _original(*args))
+
+    def chat(park: bool):
+        engine = fastpath.Engine(fast, stop_ids=[])
+        engine.park_slots = park
+        copies.clear()
+        try:
+            turn1 = engine.submit(first, greedy(6))
+            reply1 = list(turn1.tokens())
+            second = first + reply1 + first[1:4]
+            turn2 = engine.submit(second, greedy(6))
+            reply2 = list(turn2.tokens())
+            between_turns = list(copies)
+            running = engine.submit(other, greedy(20))
+            next(running.tokens())
+            late = engine.submit(other[::-1], greedy(4))  # no free slot now, unless one is parked
+            texts = [reply1, reply2, list(late.tokens()), list(running.tokens())]
+            kept = engine.prefixes.longest(second + reply2 + [5])
+            return texts, between_turns, copies[len(between_turns):], [turn1.slot, turn2.slot, running.slot, late.slot], kept
+        finally:
+            engine.close()
+
+    try:
+        before, copied, _, _, _ = chat(park=False)
+        after, not_copied, later, slots, kept = chat(park=True)
+    finally:
+        for name, original in originals.items():
+            setattr(fast, name, original)
+    assert after == before
+    assert copied == ["read_slot", "write_slot", "read_slot"] and not_copied == []  # (the turns' ends, and one start)
+    assert slots == [0, 0, 1, 0]  # the second turn in the first's slot; the last in the parked one
+    assert later == ["read_slot"]  # the parked slot, into the prefix cache when the late request took it
+    assert kept == len(first) + len(before[0]) + 3 + len(before[1]) - 1  # (its last token was never fed)
+
 SCORED = ["What did the miller grind?", "Why?", "How old is the mill by the river, and who built it there?"]
 
 
@@ -815,7 +863,7 @@ def test_engine_scores_continuations_as_the_models_own_forward_does(lm, monkeypa
     expected = generation.continuation_logprobs(lm, prompt, SCORED)
     monkeypatch.setenv("CONVO_FAST", "1")
     engine = fastpath.engine_for(lm)
-    engine.prefixes.entries.clear()
+    engine.forget()
     fast, prefills = engine.fast, []
     original = fast.prefill_many
     monkeypatch.setattr(fast, "prefill_many",
@@ -961,11 +1009,13 @@ def test_replies_no_prompt_continues_are_not_kept_in_the_prefix_cache(lm):
     """Candidates (follow-up questions, the Questions tab's) are never continued: only their prompt
     stays in the prefix cache, not one copy of it per candidate with its reply; a chat's replies are."""
     engine = fastpath.engine_for(lm)
-    engine.prefixes.entries.clear()
+    engine.forget()
     sampling = Sampling(temperature=1.0, max_new_tokens=8, seed=0)
     prompt = generation._prompt_ids(lm, generation.render_prompt(lm, convo_of(PROMPTS[3])))
     generation.generate_batch(lm, [convo_of(PROMPTS[3])] * 6, sampling, keep_replies=False)
     assert len(engine.prefixes.entries) <= 1 and all(len(key) <= len(prompt) for key, _, _ in engine.prefixes.entries)
+    assert not engine.parked
     replies = generation.generate_batch(lm, [convo_of(PROMPTS[3])] * 6, sampling)
-    longer = [key for key, _, _ in engine.prefixes.entries if len(key) > len(prompt)]
+    kept = [key for key, _, _ in engine.prefixes.entries] + [tuple(held.tolist()) for held, _ in engine.parked.values()]
+    longer = {key for key in kept if len(key) > len(prompt)}
     assert len(longer) == len(set(replies)) > 1  # each reply kept, for its conversation's next turn
