@@ -810,12 +810,15 @@ def test_a_next_turn_starts_in_the_slot_its_last_turn_left(tiny_causal):
     that starts with that prompt and its reply) starts in that slot with nothing copied, where the
     slot was copied to the prefix cache and back into a slot (a synthetic run's every line); a request
     that finds no free slot takes the oldest parked one, whose keys and values go to the prefix cache
-    then. The texts are the same either way."""
+    then. A request that only shares a start with it (another chat with the same system prompt) does
+    not take it while a slot is free. The texts are the same either way."""
     assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
     lm = load_model(ModelSpec(tiny_causal, dtype="bfloat16"))
     fast = fastpath.FastModel(lm.model, weights="int4", slots=2, max_len=256, dense_rows=None)
     assert fast.can_mix(fast.slots)
     first, other = lm.tokenizer(PROMPTS[3]).input_ids, lm.tokenizer(PROMPTS[1]).input_ids
+    half = len(first) // 2
+    assert half >= fastpath.PrefixCache().min_tokens  # (a start the parked slot shares, as a system prompt)
     copies, originals = [], {name: getattr(fast, name) for name in ("read_slot", "write_slot")}
     for name, original in originals.items():
         setattr(fast, name, lambda *args, _name=name, _original=original: copies.append(_name) or _original(*args))
@@ -830,13 +833,16 @@ def test_a_next_turn_starts_in_the_slot_its_last_turn_left(tiny_causal):
             second = first + reply1 + first[1:4]
             turn2 = engine.submit(second, greedy(6))
             reply2 = list(turn2.tokens())
+            again = engine.submit(second, greedy(6))  # the same prompt again (a script's line sampled again)
+            reply2_again = list(again.tokens())
             between_turns = list(copies)
-            running = engine.submit(other, greedy(20))
+            running = engine.submit(first[:half] + other, greedy(20))  # shares a start only: a free slot
             next(running.tokens())
             late = engine.submit(other[::-1], greedy(4))  # no free slot now, unless one is parked
-            texts = [reply1, reply2, list(late.tokens()), list(running.tokens())]
+            texts = [reply1, reply2, reply2_again, list(late.tokens()), list(running.tokens())]
             kept = engine.prefixes.longest(second + reply2 + [5])
-            return texts, between_turns, copies[len(between_turns):], [turn1.slot, turn2.slot, running.slot, late.slot], kept
+            slots = [turn1.slot, turn2.slot, again.slot, running.slot, late.slot]
+            return texts, between_turns, copies[len(between_turns):], slots, kept
         finally:
             engine.close()
 
@@ -846,9 +852,9 @@ def test_a_next_turn_starts_in_the_slot_its_last_turn_left(tiny_causal):
     finally:
         for name, original in originals.items():
             setattr(fast, name, original)
-    assert after == before
-    assert copied == ["read_slot", "write_slot", "read_slot"] and not_copied == []  # (the turns' ends, and one start)
-    assert slots == [0, 0, 1, 0]  # the second turn in the first's slot; the last in the parked one
+    assert after == before and before[1] == before[2]
+    assert copied == ["read_slot", "write_slot"] * 2 + ["read_slot"] and not_copied == []  # (each end, each next start)
+    assert slots == [0, 0, 0, 1, 0]  # the second turn (twice) in the first's slot; the last in the parked one
     assert later == ["read_slot"]  # the parked slot, into the prefix cache when the late request took it
     assert kept == len(first) + len(before[0]) + 3 + len(before[1]) - 1  # (its last token was never fed)
 

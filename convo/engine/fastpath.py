@@ -925,12 +925,13 @@ class Engine:
             self.prefixes.store(request.prompt, *self.fast.read_slot(request.slot, len(request.prompt)))
 
     def _claim_parked(self, admitted: list[Request]) -> dict[int, tuple[int, int]]:
-        """Admitted requests whose prompt starts with what a parked slot holds, at least as far as the
-        prefix cache would give (a chat's next turn, a script's next line): id(request) -> (that slot,
-        the tokens it already holds). Each takes the parked slot that shares most with its prompt among
-        those not taken (a new conversation: any that holds its system prompt); where its best one was
-        taken by another (candidates of one line share their prompt), that slot goes to the prefix
-        cache, and the request copies its start from there as before."""
+        """Admitted requests that continue what a parked slot holds (a chat's next turn, a script's
+        next line: the prompt starts with the parked request's whole prompt): id(request) -> (that
+        slot, the tokens it already holds). Other requests, a new chat with the same system prompt
+        among them, take free slots or the oldest parked one, which goes to the prefix cache first, as
+        every ended request did before. Where a request's best start is in a slot another one took in
+        this admission (candidates of one line share their prompt), that slot goes to the prefix
+        cache, and the request copies its start from there."""
         if not self.parked:
             return {}
         claims: dict[int, tuple[int, int]] = {}
@@ -941,13 +942,15 @@ class Engine:
             ids = np.asarray(known, dtype=np.int64)
             held = {**self.parked, **taken}
             shares = {slot: _shared_start(ids_held, ids[:len(ids) - 1]) for slot, (ids_held, _) in held.items()}
-            cached = self.prefixes.longest(ids)
+            # (the same prompt again continues it too: a line sampled again; a shorter one does not)
+            continues = [slot for slot in self.parked if len(ids) >= len(self.parked[slot][1])
+                         and shares[slot] >= max(min(len(self.parked[slot][1]), len(ids) - 1), least)]
+            pick = max(continues, key=shares.get, default=None)
             best = max(shares, key=shares.get)
-            pick = max((slot for slot in shares if slot in self.parked), key=shares.get, default=None)
-            if pick is not None and shares[pick] >= max(cached, least) and shares[pick] + least > shares[best]:
+            if pick is not None:
                 taken[pick] = self.parked.pop(pick)
                 claims[id(request)] = pick, shares[pick]
-            elif best in taken and shares[best] >= max(cached + least, least):
+            elif best in taken and shares[best] >= max(self.prefixes.longest(ids), least) + least:
                 ids_held, prompt = taken.pop(best)  # (stored once: the slot holds it until the next step)
                 self.prefixes.store(ids_held.tolist(), *self.fast.read_slot(best, len(ids_held)), replaces=prompt)
         return claims
