@@ -656,8 +656,8 @@ class Request:
     cached: int = 0
     """How many of the prompt's tokens came from the prefix cache."""
     keep: bool = True
-    """Keep the prompt with its reply in the prefix cache when it ends (for a reply that a later prompt
-    continues: a chat's next turn, a script's next line)."""
+    """Keep the prompt with its reply when it ends, parked in its slot or in the prefix cache (for a
+    reply that a later prompt continues: a chat's next turn, a script's next line)."""
 
     def __post_init__(self):
         ids = sorted(set(self.seen))
