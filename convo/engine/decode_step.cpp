@@ -215,8 +215,77 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
+// ldtilecfg of a config just written. Where the config was not read again, GCC 12 dropped the stores
+// of its rows and columns before the instruction and kept only the first byte's (a helper that wrote
+// a config and loaded it: every tile then had 0 rows, and the first tile op faulted with SIGILL);
+// the empty asm that may read any memory keeps them.
+inline void load_tile_config(const TileConfig& config) {
+  asm volatile("" : : "m"(config) : "memory");
+  _tile_loadconfig(&config);
+}
+
 // output blocks a tiled kernel keeps in flight: 3 with one tile of rows, 2 with two (8 tiles in all)
 constexpr int amx_blocks(int row_tiles) { return row_tiles == 1 ? 3 : 2; }
+
+// The tiles of the packed kernels below for `rows` rows (1..32) in kRowTiles tiles of up to 16:
+// A (the rows' 32 inputs) tmm0.., B (an output block's 16 input pairs) after them, and C (A x B,
+// fp32 sums) tmm4..; set per call, as other code on this thread (oneDNN) sets tiles of its own.
+template <int kRowTiles>
+void configure_row_tiles(int64_t rows) {
+  constexpr int kBlocks = amx_blocks(kRowTiles), kC = kRowTiles + kBlocks;
+  const int64_t tile_rows[2] = {std::min<int64_t>(rows, 16), std::max<int64_t>(rows - 16, 1)};
+  TileConfig config;
+  for (int a = 0; a < kRowTiles; ++a) config.rows[a] = static_cast<uint8_t>(tile_rows[a]), config.colsb[a] = 64;
+  for (int b = 0; b < kBlocks; ++b) config.rows[kRowTiles + b] = 16, config.colsb[kRowTiles + b] = 64;
+  for (int a = 0; a < kRowTiles; ++a)
+    for (int b = 0; b < kBlocks; ++b)
+      config.rows[kC + a * kBlocks + b] = static_cast<uint8_t>(tile_rows[a]), config.colsb[kC + a * kBlocks + b] = 64;
+  load_tile_config(config);
+}
+
+template <int kRowTiles>
+void zero_sums() {
+  _tile_zero(4); _tile_zero(5); _tile_zero(6);
+  if constexpr (kRowTiles == 2) _tile_zero(7);
+}
+
+// C += A x B for 32 inputs: x (the rows, k inputs apart) times the unpacked blocks in wb
+template <int kRowTiles>
+void multiply_tiles(const BFloat16* x, int64_t k, const uint16_t (*wb)[16 * 32]) {
+  if constexpr (kRowTiles == 1) {
+    _tile_loadd(0, x, k * 2);
+    _tile_loadd(1, wb[0], 64); _tile_loadd(2, wb[1], 64); _tile_loadd(3, wb[2], 64);
+    _tile_dpbf16ps(4, 0, 1); _tile_dpbf16ps(5, 0, 2); _tile_dpbf16ps(6, 0, 3);
+  } else {
+    _tile_loadd(0, x, k * 2); _tile_loadd(1, x + 16 * k, k * 2);
+    _tile_loadd(2, wb[0], 64); _tile_loadd(3, wb[1], 64);
+    _tile_dpbf16ps(4, 0, 2); _tile_dpbf16ps(5, 0, 3); _tile_dpbf16ps(6, 1, 2); _tile_dpbf16ps(7, 1, 3);
+  }
+}
+
+// sums[b][m * 16 + j]: row m's sum for output j of block b
+template <int kRowTiles>
+void store_sums(float (*sums)[32 * 16]) {
+  if constexpr (kRowTiles == 1) {
+    _tile_stored(4, sums[0], 64); _tile_stored(5, sums[1], 64); _tile_stored(6, sums[2], 64);
+  } else {
+    _tile_stored(4, sums[0], 64); _tile_stored(5, sums[1], 64);
+    _tile_stored(6, sums[0] + 16 * 16, 64); _tile_stored(7, sums[1] + 16 * 16, 64);
+  }
+}
+
+// fn(r, pass, begin, end) for the rows in passes of up to 32 (two tiles of 16; a pass of up to 16
+// takes one), each pass's output blocks [begin, end) shared by the threads in whole runs of the
+// blocks a kernel keeps in flight
+template <typename F>
+void amx_passes(int64_t rows, int64_t blocks, const F& fn) {
+  for (int64_t r = 0; r < rows; r += 32) {
+    const int64_t pass = std::min<int64_t>(32, rows - r), step = amx_blocks(pass > 16 ? 2 : 1);
+    parallel_blocks((blocks + step - 1) / step, pass, [&](int64_t begin, int64_t end) {
+      fn(r, pass, begin * step, std::min(blocks, end * step));
+    });
+  }
+}
 
 // y's output blocks [begin, end) (16 outputs each) for `rows` rows (1..32), with int4_block's
 // unpacking: each group's 16 pairs become a 32 x 16 bf16 tile of 128 + q in AMX's pair layout (tile
@@ -229,18 +298,11 @@ template <int kRowTiles>
 void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xsum, int64_t groups,
                      const uint8_t* wp, const Half* sp, const Half* lp, BFloat16* y, int64_t n,
                      int64_t begin, int64_t end) {
-  constexpr int kBlocks = amx_blocks(kRowTiles), kC = kRowTiles + kBlocks;  // tiles: A..., B..., C (A x B)...
+  constexpr int kBlocks = amx_blocks(kRowTiles);
   constexpr int64_t kAhead = 2;  // groups prefetched ahead (2-core AMX Xeon, 30 layers at 8 rows: 4.0 ms against 4.6 without, 4.3 at 8)
   const Int4Unpack unpack;
   const __m512 k128 = _mm512_set1_ps(128.f);
-  const int64_t tile_rows[2] = {std::min<int64_t>(rows, 16), std::max<int64_t>(rows - 16, 1)};
-  TileConfig config;
-  for (int a = 0; a < kRowTiles; ++a) config.rows[a] = static_cast<uint8_t>(tile_rows[a]), config.colsb[a] = 64;
-  for (int b = 0; b < kBlocks; ++b) config.rows[kRowTiles + b] = 16, config.colsb[kRowTiles + b] = 64;
-  for (int a = 0; a < kRowTiles; ++a)
-    for (int b = 0; b < kBlocks; ++b)
-      config.rows[kC + a * kBlocks + b] = static_cast<uint8_t>(tile_rows[a]), config.colsb[kC + a * kBlocks + b] = 64;
-  _tile_loadconfig(&config);  // per call: other code on this thread (oneDNN) sets tiles of its own
+  configure_row_tiles<kRowTiles>(rows);
   alignas(64) uint16_t weights[2][kBlocks][16 * 32];
   alignas(64) float sums[kBlocks][32 * 16], acc[kBlocks][32 * 16];
   for (int64_t nb0 = begin; nb0 < end; nb0 += kBlocks) {
@@ -260,20 +322,9 @@ void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xs
         }
         for (int p = 0; p < 16; ++p) _mm512_store_si512(wb[b] + p * 32, unpack(w + p * 16));
       }
-      if constexpr (kRowTiles == 1) {
-        _tile_loadd(0, x + g * kGroup, k * 2);
-        _tile_loadd(1, wb[0], 64); _tile_loadd(2, wb[1], 64); _tile_loadd(3, wb[2], 64);
-        _tile_zero(4); _tile_zero(5); _tile_zero(6);
-        _tile_dpbf16ps(4, 0, 1); _tile_dpbf16ps(5, 0, 2); _tile_dpbf16ps(6, 0, 3);
-        _tile_stored(4, sums[0], 64); _tile_stored(5, sums[1], 64); _tile_stored(6, sums[2], 64);
-      } else {
-        _tile_loadd(0, x + g * kGroup, k * 2); _tile_loadd(1, x + 16 * k + g * kGroup, k * 2);
-        _tile_loadd(2, wb[0], 64); _tile_loadd(3, wb[1], 64);
-        _tile_zero(4); _tile_zero(5); _tile_zero(6); _tile_zero(7);
-        _tile_dpbf16ps(4, 0, 2); _tile_dpbf16ps(5, 0, 3); _tile_dpbf16ps(6, 1, 2); _tile_dpbf16ps(7, 1, 3);
-        _tile_stored(4, sums[0], 64); _tile_stored(5, sums[1], 64);
-        _tile_stored(6, sums[0] + 16 * 16, 64); _tile_stored(7, sums[1] + 16 * 16, 64);
-      }
+      zero_sums<kRowTiles>();  // (each group's sums are scaled on their own: its scale and low differ)
+      multiply_tiles<kRowTiles>(x + g * kGroup, k, wb);
+      store_sums<kRowTiles>(sums);
       for (int b = 0; b < nbs; ++b) {
         const Half *scale = sp + (nb0 + b) * groups * 16 + g * 16, *low = lp + (nb0 + b) * groups * 16 + g * 16;
         const __m512 s = load_half16(scale), z = _mm512_fnmadd_ps(k128, s, load_half16(low));
@@ -299,43 +350,22 @@ void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xs
 template <int kRowTiles>
 void int8_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const int8_t* wp, const float* sp, BFloat16* y,
                      int64_t n, int64_t begin, int64_t end) {
-  constexpr int kBlocks = amx_blocks(kRowTiles), kC = kRowTiles + kBlocks;  // tiles: A..., B..., C (A x B)...
-  const int64_t tile_rows[2] = {std::min<int64_t>(rows, 16), std::max<int64_t>(rows - 16, 1)};
-  TileConfig config;
-  for (int a = 0; a < kRowTiles; ++a) config.rows[a] = static_cast<uint8_t>(tile_rows[a]), config.colsb[a] = 64;
-  for (int b = 0; b < kBlocks; ++b) config.rows[kRowTiles + b] = 16, config.colsb[kRowTiles + b] = 64;
-  for (int a = 0; a < kRowTiles; ++a)
-    for (int b = 0; b < kBlocks; ++b)
-      config.rows[kC + a * kBlocks + b] = static_cast<uint8_t>(tile_rows[a]), config.colsb[kC + a * kBlocks + b] = 64;
-  _tile_loadconfig(&config);
+  constexpr int kBlocks = amx_blocks(kRowTiles);
+  configure_row_tiles<kRowTiles>(rows);
   alignas(64) uint16_t weights[2][kBlocks][16 * 32];
   alignas(64) float sums[kBlocks][32 * 16];
   for (int64_t nb0 = begin; nb0 < end; nb0 += kBlocks) {
     const int nbs = static_cast<int>(std::min<int64_t>(kBlocks, end - nb0));
-    _tile_zero(4); _tile_zero(5); _tile_zero(6);
-    if constexpr (kRowTiles == 2) _tile_zero(7);
+    zero_sums<kRowTiles>();
     for (int64_t c = 0; c < k / 32; ++c) {
       uint16_t(*wb)[16 * 32] = weights[c & 1];
       for (int b = 0; b < kBlocks; ++b) {  // (a missing last block repeats the one before: same tile ops, result unused)
         const int8_t* w = wp + (nb0 + std::min(b, nbs - 1)) * (k / 2) * 32 + c * 16 * 32;
         for (int p = 0; p < 16; ++p) _mm512_store_si512(wb[b] + p * 32, (__m512i)int8_pair(w + p * 32));
       }
-      if constexpr (kRowTiles == 1) {
-        _tile_loadd(0, x + c * 32, k * 2);
-        _tile_loadd(1, wb[0], 64); _tile_loadd(2, wb[1], 64); _tile_loadd(3, wb[2], 64);
-        _tile_dpbf16ps(4, 0, 1); _tile_dpbf16ps(5, 0, 2); _tile_dpbf16ps(6, 0, 3);
-      } else {
-        _tile_loadd(0, x + c * 32, k * 2); _tile_loadd(1, x + 16 * k + c * 32, k * 2);
-        _tile_loadd(2, wb[0], 64); _tile_loadd(3, wb[1], 64);
-        _tile_dpbf16ps(4, 0, 2); _tile_dpbf16ps(5, 0, 3); _tile_dpbf16ps(6, 1, 2); _tile_dpbf16ps(7, 1, 3);
-      }
+      multiply_tiles<kRowTiles>(x + c * 32, k, wb);
     }
-    if constexpr (kRowTiles == 1) {
-      _tile_stored(4, sums[0], 64); _tile_stored(5, sums[1], 64); _tile_stored(6, sums[2], 64);
-    } else {
-      _tile_stored(4, sums[0], 64); _tile_stored(5, sums[1], 64);
-      _tile_stored(6, sums[0] + 16 * 16, 64); _tile_stored(7, sums[1] + 16 * 16, 64);
-    }
+    store_sums<kRowTiles>(sums);
     for (int b = 0; b < nbs; ++b) {
       const __m512 s = _mm512_loadu_ps(sp + (nb0 + b) * 16);
       for (int64_t m = 0; m < rows; ++m)
@@ -387,16 +417,10 @@ at::Tensor int4_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   const int64_t n = blocks * 16;
 #ifdef CONVO_AMX
   if (rows >= 2 && amx_usable()) {  // (one row: the kernel above was as fast)
-    // rows in passes of up to 32 (two tiles of 16; a pass of up to 16 takes one), each unpacking
-    // every weight once; threads take whole runs of blocks the kernel keeps in flight
-    for (int64_t r = 0; r < rows; r += 32) {
-      const int64_t pass = std::min<int64_t>(32, rows - r), step = amx_blocks(pass > 16 ? 2 : 1);
-      parallel_blocks((blocks + step - 1) / step, pass, [&](int64_t begin, int64_t end) {
-        auto kernel = pass > 16 ? int4_blocks_amx<2> : int4_blocks_amx<1>;
-        kernel(xp + r * k, k, pass, xsum.data() + r * groups, groups, wp, sp, lp, yp + r * n, n, begin * step,
-               std::min(blocks, end * step));
-      });
-    }
+    amx_passes(rows, blocks, [&](int64_t r, int64_t pass, int64_t begin, int64_t end) {  // (each unpacks every weight once)
+      auto kernel = pass > 16 ? int4_blocks_amx<2> : int4_blocks_amx<1>;
+      kernel(xp + r * k, k, pass, xsum.data() + r * groups, groups, wp, sp, lp, yp + r * n, n, begin, end);
+    });
     return y;
   }
 #endif
@@ -423,13 +447,10 @@ at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   const int64_t n = blocks * 16;
 #ifdef CONVO_AMX
   if (k % 32 == 0 && amx_usable()) {  // (faster from one row: 0.88 ms against 1.2 for the bundled model's head)
-    for (int64_t r = 0; r < rows; r += 32) {  // passes of up to 32 rows, as int4_mm_impl
-      const int64_t pass = std::min<int64_t>(32, rows - r), step = amx_blocks(pass > 16 ? 2 : 1);
-      parallel_blocks((blocks + step - 1) / step, pass, [&](int64_t begin, int64_t end) {
-        auto kernel = pass > 16 ? int8_blocks_amx<2> : int8_blocks_amx<1>;
-        kernel(xp + r * k, k, pass, wp, sp, yp + r * n, n, begin * step, std::min(blocks, end * step));
-      });
-    }
+    amx_passes(rows, blocks, [&](int64_t r, int64_t pass, int64_t begin, int64_t end) {
+      auto kernel = pass > 16 ? int8_blocks_amx<2> : int8_blocks_amx<1>;
+      kernel(xp + r * k, k, pass, wp, sp, yp + r * n, n, begin, end);
+    });
     return y;
   }
 #endif
@@ -778,7 +799,7 @@ int64_t scores_amx(const float* q, const BFloat16* keys, int64_t span, int64_t d
   config.rows[4] = 16, config.colsb[4] = 64;     // tmm4, 5: 16 keys' 32 dims (chunks in turn)
   config.rows[5] = 16, config.colsb[5] = 64;
   config.rows[6] = 16, config.colsb[6] = 4 * G;  // tmm6: the 16 keys' scores for the G heads
-  _tile_loadconfig(&config);
+  load_tile_config(config);
   alignas(64) uint32_t pairs[4][16 * G];
   for (int64_t c = 0; c < chunks; ++c)
     for (int p = 0; p < 16; ++p)
@@ -810,8 +831,9 @@ int64_t scores_amx(const float* q, const BFloat16* keys, int64_t span, int64_t d
 
 // partial[h * d + i] = sum over the keys t of whole blocks of 32 (returns how many) of p[h * span + t]
 // x inv[h] x v_t[i], on AMX tiles: the G heads' probabilities (e x inv, rounded to bf16, as torch's
-// bf16 attention rounds them for its product with the values) against 32 value rows, whose consecutive pairs are
-// interleaved into the tile's pair layout 16 dims at a time; dims in passes of 64 (four sums' tiles).
+// bf16 attention rounds them for its product with the values) against 32 value rows, whose
+// consecutive pairs are interleaved into the tile's pair layout 16 dims at a time; dims in passes of
+// 64 (four sums' tiles).
 // The loop below broadcast each probability and multiplied it into every value row, G heads apiece.
 template <int G>
 int64_t values_amx(const float* p, const float* inv, const BFloat16* values, int64_t span, int64_t d, float* partial) {
@@ -822,7 +844,7 @@ int64_t values_amx(const float* p, const float* inv, const BFloat16* values, int
   config.rows[1] = 16, config.colsb[1] = 64;   // tmm1, 2: 32 keys' values of 16 dims, in key pairs
   config.rows[2] = 16, config.colsb[2] = 64;
   for (int c = 4; c < 8; ++c) config.rows[c] = G, config.colsb[c] = 64;  // tmm4-7: the sums of 16 dims each
-  _tile_loadconfig(&config);
+  load_tile_config(config);
   __m512i pairs_of;  // word 2i: the first row's dim i, word 2i + 1: the second row's
   {
     alignas(64) uint16_t index[32];
