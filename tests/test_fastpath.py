@@ -104,6 +104,44 @@ def test_favoured_tokens_are_raised_until_one_is_sampled(lm):
     assert list(engine.submit(prompt, greedy, favour=[favoured], bias=0.0).tokens()) == plain
 
 
+def test_a_nonempty_request_does_not_begin_with_its_end(lm):
+    """A ``nonempty`` request (a program's line) whose first token would end it draws again without the
+    ids that end it; where the first token does not end it, it samples exactly what it would have."""
+    engine = fastpath.engine_for(lm)
+    prompt = generation._prompt_ids(lm, generation.render_prompt(lm, convo_of("Hello")))
+    greedy = Sampling(temperature=0, max_new_tokens=4, repetition_penalty=1.0)
+    plain = list(engine.submit(prompt, greedy).tokens())
+    ends = frozenset({plain[0]})
+    assert list(engine.submit(prompt, greedy, end_ids=ends).tokens()) == plain[:1]  # an end is emitted, then ends
+    request = engine.submit(prompt, greedy, end_ids=ends, nonempty=True)
+    tokens = list(request.tokens())
+    assert tokens[0] not in ends | engine.stop_ids and len(tokens) > 1
+    for seed in range(8):
+        sampled = Sampling(temperature=1.0, max_new_tokens=3, seed=seed)
+        free = list(engine.submit(prompt, sampled, end_ids=ends).tokens())
+        kept = list(engine.submit(prompt, sampled, end_ids=ends, nonempty=True).tokens())
+        assert kept == free if free[0] not in ends else kept[0] not in ends
+
+
+def test_a_favoured_token_that_begins_a_word_is_followed_by_the_rest_of_it(lm):
+    """A favoured first token of a word of several tokens (``complete``) is followed by the word's
+    other tokens, whatever the logits say (steered towards "umbrella", the bundled model went from
+    " Umb" to "Umbra"); then the reply goes on unsteered. Without the favoured token, nothing is fed."""
+    engine = fastpath.engine_for(lm)
+    prompt = generation._prompt_ids(lm, generation.render_prompt(lm, convo_of("Hello")))
+    greedy = Sampling(temperature=0, max_new_tokens=8, repetition_penalty=1.0)
+    plain = list(engine.submit(prompt, greedy).tokens())
+    favoured = next(t for t in range(10, 200) if t not in plain and t not in engine.stop_ids)
+    after = list(engine.submit(prompt + [favoured], replace(greedy, max_new_tokens=2)).tokens())
+    rest = tuple(t for t in range(200, 300) if t not in after and t not in engine.stop_ids)[:2]
+    request = engine.submit(prompt, greedy, favour=[favoured], bias=1e4, complete={favoured: rest})
+    steered = list(request.tokens())
+    assert steered[:3] == [favoured, *rest] and not request.forced
+    assert steered[3:] == list(engine.submit(prompt + [favoured, *rest], replace(greedy, max_new_tokens=5)).tokens())
+    unsteered = engine.submit(prompt, greedy, favour=[favoured], bias=0.0, complete={favoured: rest})
+    assert list(unsteered.tokens()) == plain
+
+
 def test_seeded_sampling_is_reproducible(lm):
     sampling = Sampling(temperature=1.0, max_new_tokens=20, seed=7)
     first = generation.generate(lm, convo_of("Hello"), sampling)

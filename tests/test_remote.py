@@ -423,6 +423,11 @@ def test_canary_api_key_is_written_nowhere(served, tmp_path, data_dir, monkeypat
     root = logging.getLogger()
     root.addHandler(handler)
     old_level, root.level = root.level, logging.DEBUG
+    # the clients' request logs, whatever earlier tests set (importing gradio raises httpx's level)
+    chatty = {name: logging.getLogger(name) for name in ("httpx", "httpcore", "openai", "huggingface_hub", "convo")}
+    old_levels = {name: logger.level for name, logger in chatty.items()}
+    for logger in chatty.values():
+        logger.setLevel(logging.DEBUG)
     try:
         lm = fresh(name)
         messages = [{"role": "user", "content": "Hi there"}]
@@ -448,6 +453,8 @@ def test_canary_api_key_is_written_nowhere(served, tmp_path, data_dir, monkeypat
         root.removeHandler(handler)
         handler.close()
         root.level = old_level
+        for name, level in old_levels.items():
+            chatty[name].setLevel(level)
     places = [p for p in [*data_dir.rglob("*"), *tmp_path.rglob("*")] if p.is_file()]
     assert any(p.suffix == ".sqlite3" for p in places) and (logs / "convo.log").stat().st_size > 0
     leaks = [str(p) for p in places if canary.encode() in p.read_bytes()]

@@ -863,6 +863,44 @@ def test_keyword_lines_are_sampled_until_one_names_the_word(tiny_lm):
         synth.KeywordJob(job.config, line_candidates=0)
 
 
+def test_keyword_lines_that_babble_or_leave_an_unfinished_ending_are_sampled_again(tiny_lm):
+    """A babbling line ("No, no, no...") is sampled again, as is a last line the judge would trim
+    (unfinished: cut by the token limit), which took the question before it and the word with them:
+    with twice the token budget. A line that failed all its tries dooms the script, and its last line
+    is then taken as it comes."""
+    from convo.synth import programs
+
+    job = synth.KeywordJob(synth.KeywordConfig("k", ["Talk about {word}."], ["rain"], ["sorry"]), turns=2)
+    item = next(job.items())
+    program = programs.program_for(tiny_lm, job, Sampling(temperature=0.7))(item)
+    first = next(program)
+    assert program.send(["No, no, no, not today."]) == first  # babble: the same line again
+    second = program.send(["Hello there."])
+    assert second[0].endswith("STUDENT: Hello there.\nTEACHER:")
+    third = program.send(["Rain is on the way."])
+    last = program.send(["Will it rain all day?"])
+    assert last[0].endswith("STUDENT: Will it rain all day?\nTEACHER:")
+    again = program.send(["The clouds over the hills are heavy and"])  # unfinished: trimmed, so again,
+    assert again == last and again[0].tokens == 2 * Sampling(temperature=0.7).max_new_tokens  # with more room
+    assert last[0].tokens is None
+    with pytest.raises(StopIteration) as ended:
+        program.send(["Yes, until the evening."])
+    result = ended.value.value
+    assert result.kept and [m["content"] for m in result.messages] == [
+        "Hello there.", "Rain is on the way.", "Will it rain all day?", "Yes, until the evening."]
+    assert third[0].endswith("TEACHER: Rain is on the way.\nSTUDENT:")
+
+    program = programs.program_for(tiny_lm, job, Sampling(temperature=0.7))(item)
+    next(program)
+    for _ in range(3):  # every try babbles: the script is doomed
+        asked = program.send(["No, no, no, not today."])
+    for line in ("Rain is here.", "Why?"):
+        asked = program.send([line])
+    with pytest.raises(StopIteration) as ended:  # the unfinished last line is not asked for again
+        program.send(["Because the clouds"])
+    assert ended.value.value.faults == ["repeated-token nonsense"]
+
+
 def test_keyword_lines_that_would_drop_the_conversation_are_sampled_again(tiny_lm):
     """A line matching an exclude entry is sampled again instead of the whole conversation being
     redone, and so is the last line while the script still misses its word, steered harder each time;

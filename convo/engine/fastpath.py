@@ -648,6 +648,12 @@ class Request:
     favour: tuple[int, ...] | None = None
     """Distinct token ids whose logits get ``bias`` added until one of them is sampled (a Steered prompt)."""
     bias: float = 0.0
+    complete: dict[int, tuple[int, ...]] | None = None
+    """For a favoured id that begins a word of several tokens: the word's other tokens, fed after it."""
+    forced: list[int] = field(default_factory=list)
+    """Tokens that come next whatever the logits say (the rest of a favoured word begun)."""
+    nonempty: bool = False
+    """The first token is neither a stop id nor an end id: the reply has text (``Engine._emit``)."""
     slot: int = -1
     """Its row of the KV cache while it is active."""
     score_from: int | None = None
@@ -735,6 +741,7 @@ class Engine:
         self.parked: dict[int, tuple[np.ndarray, list[int]]] = {}
         """Free slots that still hold an ended request's prompt and reply, oldest first: slot -> (the
         ids whose keys and values it holds, the prompt they extend). See ``_retire``."""
+        self._end_tensors: dict[frozenset, torch.Tensor] = {}  # the last requests' end ids (``_ends``)
         self.park_slots = True
         """False: an ended request's slot goes to the prefix cache at once, as before slots were parked
         (tests compare both)."""
@@ -758,12 +765,14 @@ class Engine:
 
     def submit(self, prompt: list[int], sampling: Sampling, stop=None, notify: queue.Queue | None = None,
                end_ids: frozenset = frozenset(), favour: list[int] | None = None, bias: float = 0.0,
-               keep: bool = True) -> Request:
+               keep: bool = True, complete: dict[int, tuple[int, ...]] | None = None,
+               nonempty: bool = False) -> Request:
         limit = self.fast.max_len - sampling.max_new_tokens - 1
         prompt = prompt[-max(1, limit):]
         request = Request(prompt=prompt, sampling=sampling, stop=stop, seen=list(prompt), notify=notify,
                           end_ids=end_ids, favour=tuple(dict.fromkeys(favour)) if favour else None, bias=bias,
-                          keep=keep)
+                          keep=keep, complete={i: tuple(r) for i, r in complete.items() if r} if complete else None,
+                          nonempty=nonempty)
         if sampling.seed is not None:
             request.generator = torch.Generator().manual_seed(sampling.seed)
         return self._enqueue(request)
@@ -968,16 +977,42 @@ class Engine:
         self.parked.clear()
 
     def _emit(self, requests: list[Request], logits: torch.Tensor) -> None:
-        """Sample each request's next token from its row of ``logits`` (all rows at once) and hand it on."""
-        tokens = sample_rows(logits, [r.sampling for r in requests], [r.seen_ids for r in requests],
-                             [r.generator for r in requests], favour=[r.favour for r in requests],
-                             bias=[r.bias for r in requests])
+        """Sample each request's next token from its row of ``logits`` (all rows at once) and hand it on.
+
+        A ``nonempty`` request whose first token ends it draws again without the ids that would: so it
+        samples what it would have wherever that token does not end it (a stop string cuts the reply
+        it would have had), and otherwise from the rest of the distribution."""
+        first = [row for row, r in enumerate(requests) if r.nonempty and not r.generated]
+        before = logits[first].clone() if first else None  # (sampling changes the logits in place)
+        tokens = self._sample(requests, logits)
+        ended = [i for i, row in enumerate(first)
+                 if tokens[row] in self.stop_ids or tokens[row] in requests[row].end_ids]
+        if ended:
+            rows, again = [first[i] for i in ended], before[ended]
+            for i, row in enumerate(rows):
+                again[i, self._ends(requests[row])] = float("-inf")
+            for row, token in zip(rows, self._sample([requests[row] for row in rows], again)):
+                tokens[row] = token
         for request, token in zip(requests, tokens):
-            self._hand_on(request, token)
+            self._hand_on(request, request.forced.pop(0) if request.forced else token)
+
+    @staticmethod
+    def _sample(requests: list[Request], logits: torch.Tensor) -> list[int]:
+        return sample_rows(logits, [r.sampling for r in requests], [r.seen_ids for r in requests],
+                           [r.generator for r in requests], favour=[r.favour for r in requests],
+                           bias=[r.bias for r in requests])
+
+    def _ends(self, request: Request) -> torch.Tensor:
+        """The ids a ``nonempty`` request's first token cannot be: the stop ids and its end ids."""
+        key = request.end_ids
+        if key not in self._end_tensors:  # (a pipeline's requests share one set)
+            self._end_tensors[key] = torch.tensor(sorted(self.stop_ids | key), dtype=torch.long)
+        return self._end_tensors[key]
 
     def _hand_on(self, request: Request, token: int) -> None:
         if request.favour is not None and token in request.favour:
-            request.favour = None  # named: the reply goes on unsteered
+            request.favour = None  # named: the reply goes on unsteered, once the word is finished
+            request.forced = list(request.complete.get(token, ())) if request.complete else []
         request.generated += 1
         request.saw(token)
         stopped = request.stop is not None and request.stop.is_set()

@@ -20,7 +20,7 @@ from ..settings import Sampling
 from ..threads import run_in_fresh_thread
 from .loading import LoadedModel
 from .programs import (STEER, Finished, Program, Steered, Stop, _advance, _Running, _stopped,  # noqa: F401 (re-exported)
-                       cut_at_stop, drive_pipeline, finished_text)
+                       cut_at_stop, drive_pipeline, finished_text, sampling_for)
 from .prompts import stop_token_ids
 
 Messages = list[dict]
@@ -147,20 +147,21 @@ def end_ids(tokenizer, stops: tuple[str, ...]) -> frozenset[int]:
     return _per_tokenizer(tokenizer, ("end_ids", stops), scan)
 
 
-def favoured_ids(tokenizer, words: tuple[str, ...]) -> list[int]:
+def favoured_ids(tokenizer, words: tuple[str, ...]) -> dict[int, tuple[int, ...]]:
     """The first token of each word, after a space or not, capitalized or not: what a Steered prompt's
-    reply is nudged towards. A first token shorter than 3 letters ("B" of "Bicycle") is left out: it
-    starts too many other words."""
-    def scan() -> list[int]:
-        firsts = set()
+    reply is nudged towards; each with the rest of its word (the engine feeds it: " Umb" had gone on to
+    "Umbra"; none where two forms differ). One shorter than 3 letters ("B" of "Bicycle") is left out."""
+    def scan() -> dict[int, tuple[int, ...]]:
+        firsts: dict[int, tuple[int, ...]] = {}
         for word in words:
             for form in {word, word.capitalize(), " " + word, " " + word.capitalize()}:
                 ids = tokenizer(form, add_special_tokens=False).input_ids
                 if ids and len(tokenizer.decode(ids[:1]).strip()) >= min(3, len(word)):
-                    firsts.add(ids[0])
-        return sorted(firsts)
+                    rest = tuple(ids[1:])
+                    firsts[ids[0]] = rest if firsts.get(ids[0], rest) == rest else ()
+        return dict(sorted(firsts.items()))
 
-    return _per_tokenizer(tokenizer, ("favour", words), scan) if words else []
+    return _per_tokenizer(tokenizer, ("favour", words), scan) if words else {}
 
 
 def _seed(sampling: Sampling) -> None:
@@ -374,7 +375,8 @@ def pipeline(lm: LoadedModel, source: Callable[[], tuple[Any, Program] | None], 
     reply of a batch. Elsewhere the active programs step together as one padded batch. Once ``stop``
     is set no new step starts and the pipeline ends; unfinished programs are dropped. On the engine a
     fixed ``sampling.seed`` gives every program and step its own seed, so results do not depend on
-    what ran alongside.
+    what ran alongside, and no reply is empty: its first token is never a stop (a keyword script's line
+    stops at a newline, and the bundled model sometimes began one with it, three tries running).
     """
     sampling, width = sampling or Sampling(), max(1, width)
     if getattr(lm, "remote", False):
@@ -397,8 +399,9 @@ def _pipeline_engine(lm, engine, source, sampling, width, stop) -> Iterator[Fini
         for text in running.prompts:
             seed = None if sampling.seed is None else sampling.seed + running.seed + running.asked
             favour = favoured_ids(lm.tokenizer, getattr(text, "favour", ()))
-            request = engine.submit(_prompt_ids(lm, text), replace(sampling, seed=seed), stop, notify, ends,
-                                    favour=favour, bias=getattr(text, "bias", STEER))
+            request = engine.submit(_prompt_ids(lm, text), replace(sampling_for(text, sampling), seed=seed), stop,
+                                    notify, ends, favour=list(favour), bias=getattr(text, "bias", STEER),
+                                    complete=favour, nonempty=True)
             owners[id(request)] = running
             running.requests.append(request)
             running.asked += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -22,17 +22,27 @@ STEER = 4.0
 
 
 class Steered(str):
-    """A program's prompt whose reply should name one of ``favour`` (e.g. a keyword conversation's
-    word): the CPU engine raises the odds of the words' first tokens by ``bias`` nats until the reply
-    has one of them. Elsewhere (the padded path, a server) it is the plain prompt."""
+    """A program's prompt with wishes for its reply. It should name one of ``favour`` (e.g. a keyword
+    conversation's word): the CPU engine raises the odds of the words' first tokens by ``bias`` nats
+    until the reply has one of them, and feeds the rest of a word begun (elsewhere, the padded path or
+    a server, the prompt is not steered). ``tokens``: at most this many new tokens instead of the
+    sampling's (on the CPU engine and a server, which take each request on its own; the padded path
+    keeps its batch's budget)."""
 
     favour: tuple[str, ...]
     bias: float
+    tokens: int | None
 
-    def __new__(cls, text: str, favour: tuple[str, ...] = (), bias: float = STEER):
+    def __new__(cls, text: str, favour: tuple[str, ...] = (), bias: float = STEER, tokens: int | None = None):
         prompt = super().__new__(cls, text)
-        prompt.favour, prompt.bias = tuple(favour), float(bias)
+        prompt.favour, prompt.bias, prompt.tokens = tuple(favour), float(bias), tokens
         return prompt
+
+
+def sampling_for(prompt: str, sampling):
+    """``sampling`` with a Steered prompt's own token budget, if it has one."""
+    tokens = getattr(prompt, "tokens", None)
+    return sampling if not tokens else replace(sampling, max_new_tokens=tokens)
 
 
 Program = Generator[list[str], list[str], Any]

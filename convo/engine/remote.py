@@ -587,7 +587,7 @@ def pipeline(lm: RemoteModel, source, sampling: Sampling, width: int, stop=None)
     """``generation.pipeline`` on a remote engine: ``width`` programs at once, each step's requests sent as
     soon as its previous replies are in. A request that fails after its retries ends the pipeline with a
     RemoteError (programs in flight are dropped, finished ones were already yielded)."""
-    from .programs import _Running, drive_pipeline
+    from .programs import _Running, drive_pipeline, sampling_for
 
     pool = ThreadPoolExecutor(max_workers=min(width * 2, max(width, lm.endpoint.concurrency)),
                               thread_name_prefix="convo-remote")
@@ -598,7 +598,7 @@ def pipeline(lm: RemoteModel, source, sampling: Sampling, width: int, stop=None)
         running.requests, running.pending = [None] * len(running.prompts), len(running.prompts)
         for index, text in enumerate(running.prompts):
             seed = None if sampling.seed is None else sampling.seed + running.seed + running.asked
-            future = pool.submit(complete, lm, text, sampling, seed, stop)
+            future = pool.submit(complete, lm, text, sampling_for(text, sampling), seed, stop)
             owners[future] = (running, index)
             future.add_done_callback(notify.put)
             running.asked += 1

@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..engine.generation import STEER, Program, Steered, check_messages, pipeline, render_prompt
-from .config import PERSONA_SCRIPT_ROLES, SCRIPT, compile_exclude, fill_template
+from ..filters import is_nonsense
+from .config import LINE_TOKENS, PERSONA_SCRIPT_ROLES, SCRIPT, compile_exclude, fill_template
 from .jobs import Item, Job, KeywordJob, PersonaJob, SynthSampling
 from .parsing import (_labels, _whole_sentences, clean_reply, cut_to, excluded_by, keyword_faults, mentions,
                       parse_script, persona_faults, strip_address)
@@ -57,7 +58,8 @@ def program_for(lm, job: Job, sampling=None) -> Callable[[Item], Program]:
             return lambda item: _keyword_script(lm, job, item, exclude)
         sampled = sampling is None or sampling.do_sample
         candidates = job.line_candidates if sampled else 1
-        return lambda item: _keyword_turns(lm, job, item, exclude, candidates, tries=3 if sampled else 1)
+        budget = sampling.max_new_tokens if sampling is not None else LINE_TOKENS
+        return lambda item: _keyword_turns(lm, job, item, exclude, candidates, tries=3 if sampled else 1, budget=budget)
     write = _persona_script if job.strategy == SCRIPT else _persona_agents
     return lambda item: _with_restyle(lm, job, write(lm, job, item))
 
@@ -93,45 +95,68 @@ def _keyword_script(lm, job: KeywordJob, item: Item, exclude) -> Program:
     return Result(item, *judge_keyword_script(raw, item.word, job, exclude), raw=raw)
 
 
-def _keyword_turns(lm, job: KeywordJob, item: Item, exclude, candidates: int = 1, tries: int = 3) -> Program:
+def _keyword_turns(lm, job: KeywordJob, item: Item, exclude, candidates: int = 1, tries: int = 3,
+                   budget: int = LINE_TOKENS) -> Program:
     """The script written one line per step: each step pre-starts the next speaker's label and keeps the
     model's first line, so even a 135M model keeps the format and the turns alternate.
 
-    Until a line names the item's word, its prompt is ``Steered`` towards the word (on the CPU engine
-    the word's first tokens get better odds until the line has one: a conversation that never named its
-    word was the most common drop, 46% of attempts were kept without it and 89% with it), and each step
-    samples ``candidates`` lines in the same batched step and keeps one that names it (and matches no
-    exclude entry). A line that would drop the conversation is sampled again, up to ``tries`` times,
-    since redoing a line is cheaper than redoing the conversation: one that came back empty (the model
-    began with a newline, the line's stop), one that matches an exclude entry, and the last line while
-    the word is still missing, steered harder each time (``STEER`` nats more). (Bundled model, 8 words x 4,
-    seeds 0-2: these drops were 6-7 of 38-40 attempts, with the conversation redone each time.)"""
+    Until a line names the item's word, its prompt is ``Steered`` towards the word (on the CPU engine the
+    word's first tokens get better odds until the line has one: a conversation that never named its word was
+    the most common drop, 46% of attempts were kept without it and 89% with it), and each step samples
+    ``candidates`` lines in the same batched step and keeps one that names it (and matches no exclude
+    entry). A line that would drop the conversation is sampled again, up to ``tries`` times, since redoing a
+    line is cheaper than redoing the conversation: one that came back empty (the model began with a newline,
+    the line's stop), one that matches an exclude entry or babbles (repeated-token nonsense), and a last
+    line with which the script would be dropped or cut short: while the word is missing (steered harder each
+    time, ``STEER`` nats more), or when the line is unfinished (cut by the token limit), since the judge
+    then trims it and the question before it (and the word with them, when only they named it), leaving a
+    conversation shorter than ``turns``; such a line is sampled again with twice the token ``budget``.
+    (Bundled model, 8 words x 4, seeds 0-2: these drops were 6-7 of 38-40 attempts, with the conversation
+    redone each time. Later, 9 of 265 attempts in eight runs were still dropped: 4 for babble such as "Oh
+    no, no, no", 5 for a missing word, 3 of them named only in an ending the judge trimmed.)"""
     base = render_prompt(lm, [{"role": "user", "content": job.config.prompt(item.word)}])
     script = ""
+    doomed = False  # a line failed all its tries: the script is dropped whatever its last line says
     for step in range(2 * job.turns):
         speaker = job.roles[step % 2]
         named = mentions(script, item.word)
         last = step == 2 * job.turns - 1
         prompt = base + script + f"{speaker}:"
+        tokens = None  # the sampling's budget; twice it after a last line cut by it
         for attempt in range(tries):
             if named:
-                outputs = yield [prompt]
+                outputs = yield [Steered(prompt, tokens=tokens)]
             else:
-                outputs = yield [Steered(prompt, (item.word,), STEER * (1 + attempt) if last else STEER)] * candidates
+                bias = STEER * (1 + attempt) if last else STEER
+                outputs = yield [Steered(prompt, (item.word,), bias, tokens)] * candidates
             line = _best_line([first_line(output, job.roles) for output in outputs], item.word, exclude, named)
-            if line and excluded_by(line, exclude) is None and (named or not last or mentions(line, item.word)):
+            fits = _clean(line, exclude)
+            if fits and (not last or doomed):
                 break
+            if fits:
+                messages, faults = judge_keyword_script(f"{script}{speaker}: {line}\n", item.word, job, exclude)
+                if not faults and len(messages) == 2 * job.turns:
+                    break
+                if len(messages) < 2 * job.turns:  # unfinished, so trimmed: give it room to end its sentence
+                    tokens = 2 * budget
+        doomed = doomed or not fits
         script += f"{speaker}: {line}\n"
     return Result(item, *judge_keyword_script(script, item.word, job, exclude), raw=script)
 
 
+def _clean(line: str, exclude) -> bool:
+    """A line that can stand in a script: not empty, matching no exclude entry, not babble."""
+    return bool(line) and excluded_by(line, exclude) is None and not is_nonsense(line)
+
+
 def _best_line(lines: Sequence[str], word: str, exclude, named: bool) -> str:
-    """The first line that names ``word`` (any, once the script has) and matches no exclude entry; else the first.
+    """The first clean line (``_clean``) that names ``word`` (any, once the script has); else the first
+    clean one, or else the first.
 
     >>> _best_line(["Hello.", "I like rain.", "Rain again."], "rain", [], named=False)
     'I like rain.'
     """
-    clean = [line for line in lines if line and excluded_by(line, exclude) is None]
+    clean = [line for line in lines if _clean(line, exclude)]
     return next((line for line in clean if named or mentions(line, word)), clean[0] if clean else lines[0])
 
 
