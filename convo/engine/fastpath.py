@@ -741,7 +741,7 @@ class Engine:
         self.parked: dict[int, tuple[np.ndarray, list[int]]] = {}
         """Free slots that still hold an ended request's prompt and reply, oldest first: slot -> (the
         ids whose keys and values it holds, the prompt they extend). See ``_retire``."""
-        self._end_tensors: dict[frozenset, torch.Tensor] = {}  # the last requests' end ids (``_ends``)
+        self._end_tensors: dict[frozenset, torch.Tensor] = {}  # each set of end ids seen, with the stop ids (``_ends``)
         self.park_slots = True
         """False: an ended request's slot goes to the prefix cache at once, as before slots were parked
         (tests compare both)."""
