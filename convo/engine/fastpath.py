@@ -672,6 +672,12 @@ class Request:
         self.seen_count, self.seen_set, self._seen_view = len(ids), set(ids), self.seen_buffer.numpy()
 
     @property
+    def reusable(self) -> list[int]:
+        """The prompt's tokens whose keys and values may come from a cache or a parked slot (a scoring
+        request needs the logits after its prompt's last token: that one is computed)."""
+        return self.prompt if self.score_from is None else self.prompt[:self.score_from]
+
+    @property
     def seen_ids(self) -> torch.Tensor | None:
         """The distinct ids seen so far (a view), or None before any."""
         return self.seen_buffer[:self.seen_count] if self.seen_count else None
@@ -889,9 +895,7 @@ class Engine:
             if id(request) in claims:  # its slot already holds its prompt's start: nothing to copy
                 request.slot, cached = claims[id(request)]
             else:
-                # (a scoring request needs the logits after its prompt's last token: that one is computed)
-                known = request.prompt if request.score_from is None else request.prompt[:request.score_from]
-                cached, keys, values = self.prefixes.lookup(known)
+                cached, keys, values = self.prefixes.lookup(request.reusable)
                 request.slot = free.pop(0) if free else self._unpark()
                 if cached:
                     self.fast.write_slot(request.slot, keys, values)
@@ -947,8 +951,7 @@ class Engine:
         taken: dict[int, tuple[np.ndarray, list[int]]] = {}
         least = self.prefixes.min_tokens
         for request in admitted:
-            known = request.prompt if request.score_from is None else request.prompt[:request.score_from]
-            ids = np.asarray(known, dtype=np.int64)
+            ids = np.asarray(request.reusable, dtype=np.int64)
             held = {**self.parked, **taken}
             shares = {slot: _shared_start(ids_held, ids[:len(ids) - 1]) for slot, (ids_held, _) in held.items()}
             # (the same prompt again continues it too: a line sampled again; a shorter one does not)
@@ -960,16 +963,18 @@ class Engine:
                 taken[pick] = self.parked.pop(pick)
                 claims[id(request)] = pick, shares[pick]
             elif best in taken and shares[best] >= max(self.prefixes.longest(ids), least) + least:
-                ids_held, prompt = taken.pop(best)  # (stored once: the slot holds it until the next step)
-                self.prefixes.store(ids_held.tolist(), *self.fast.read_slot(best, len(ids_held)), replaces=prompt)
+                self._cache_parked(best, *taken.pop(best))  # (once: the slot holds it until the next step)
         return claims
 
     def _unpark(self) -> int:
         """Free the oldest parked slot, keeping what it holds in the prefix cache; returns the slot."""
         slot = next(iter(self.parked))
-        held, prompt = self.parked.pop(slot)
-        self.prefixes.store(held.tolist(), *self.fast.read_slot(slot, len(held)), replaces=prompt)
+        self._cache_parked(slot, *self.parked.pop(slot))
         return slot
+
+    def _cache_parked(self, slot: int, held: np.ndarray, prompt: list[int]) -> None:
+        """Keep what a parked slot holds (``held``, extending ``prompt``) in the prefix cache."""
+        self.prefixes.store(held.tolist(), *self.fast.read_slot(slot, len(held)), replaces=prompt)
 
     def forget(self) -> None:
         """Drop the prefix cache and the parked slots (while the engine is idle: tests start clean)."""

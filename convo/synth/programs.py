@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ..engine.generation import STEER, Program, Steered, check_messages, pipeline, render_prompt
 from ..filters import is_nonsense
 from .config import LINE_TOKENS, PERSONA_SCRIPT_ROLES, SCRIPT, compile_exclude, fill_template
-from .jobs import Item, Job, KeywordJob, PersonaJob, SynthSampling
+from .jobs import Item, Job, KeywordJob, PersonaJob, SynthSampling, default_sampling
 from .parsing import (_labels, _whole_sentences, clean_reply, cut_to, excluded_by, keyword_faults, mentions,
                       parse_script, persona_faults, strip_address)
 
@@ -58,7 +58,7 @@ def program_for(lm, job: Job, sampling=None) -> Callable[[Item], Program]:
             return lambda item: _keyword_script(lm, job, item, exclude)
         sampled = sampling is None or sampling.do_sample
         candidates = job.line_candidates if sampled else 1
-        budget = sampling.max_new_tokens if sampling is not None else LINE_TOKENS
+        budget = (sampling or default_sampling(job)).max_new_tokens
         return lambda item: _keyword_turns(lm, job, item, exclude, candidates, tries=3 if sampled else 1, budget=budget)
     write = _persona_script if job.strategy == SCRIPT else _persona_agents
     return lambda item: _with_restyle(lm, job, write(lm, job, item))
