@@ -674,30 +674,40 @@ def test_compiled_decode_step_matches_the_eager_step(tiny_causal, monkeypatch, k
         assert torch.equal(first, off.decode_eager([7], [3]))
 
 
-@pytest.mark.parametrize("head_dim", [16, 64])
-@pytest.mark.parametrize("heads,kv_heads", [(6, 1), (12, 4)])
-@pytest.mark.parametrize("rows", [1, 8])
-def test_compiled_attention_matches_the_eager_step_for_grouped_heads(heads, kv_heads, rows, head_dim):
-    """The compiled step's attention takes the query heads of one KV head together (up to 4 a job,
-    so 6 heads on one KV head are a job of 4 and one of 2), or one head a job when the rows are few:
-    each way gives the eager step's logits, with rows at different lengths in their own slots (with
-    64-dim heads: the vectorized loops, and on AMX CPUs the scores of whole blocks of 16 keys on
-    tiles, then the rest)."""
+def grouped_model(heads: int, kv_heads: int, head_dim: int):
+    """A random 2-layer Llama with ``heads`` query heads on ``kv_heads`` KV heads of ``head_dim``, its
+    attention sharpened so that a head reading another head's scores or values shows."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-
-    assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=64, hidden_size=head_dim * heads, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=128)
     model = LlamaForCausalLM(config).eval()
     sharpen = 8 if head_dim == 16 else 2  # (the same scores' spread for 64-dim heads of 4x the width)
-    with torch.no_grad():  # sharp attention, so a head reading another head's scores or values shows
+    with torch.no_grad():
         for layer in model.model.layers:
             layer.self_attn.q_proj.weight.mul_(sharpen)
             layer.self_attn.k_proj.weight.mul_(sharpen)
-    fast = fastpath.FastModel(model, weights="int4", slots=8, max_len=128, dtype=torch.bfloat16, dense_rows=None)
-    assert fast.native_supported()
+    return model
+
+
+@pytest.mark.parametrize("paired", [False, True], ids=["rows", "paired"])
+@pytest.mark.parametrize("head_dim", [16, 64])
+@pytest.mark.parametrize("heads,kv_heads", [(6, 1), (12, 4)])
+@pytest.mark.parametrize("rows", [1, 8])
+def test_compiled_attention_matches_the_eager_step_for_grouped_heads(heads, kv_heads, rows, head_dim, paired):
+    """The compiled step's attention takes the query heads of one KV head together (up to 4 a job,
+    so 6 heads on one KV head are a job of 4 and one of 2), or one head a job when the rows are few:
+    each way gives the eager step's logits, with rows at different lengths in their own slots (with
+    64-dim heads: the vectorized loops, and on AMX CPUs the scores of whole blocks of 16 keys on
+    tiles, then the rest), with the values kept as rows or in key pairs (``paired_values``: on AMX
+    CPUs the tiles sum every key's values, the last block's probabilities past a row's length zeros;
+    with 16-dim heads the loop without tiles reads the pairs)."""
+
+    assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
+    fast = fastpath.FastModel(grouped_model(heads, kv_heads, head_dim), weights="int4", slots=8, max_len=128,
+                              dtype=torch.bfloat16, dense_rows=None, paired_values=paired)
+    assert fast.native_supported() and fast.v_cache.dim() == (6 if paired else 5)
     prompts = [[(7 * i + 3 * j) % 60 + 2 for j in range(5 + 9 * i + (head_dim > 16) * 30)] for i in range(rows)]
     with torch.inference_mode():
         fast.prefill_many([(slot, ids, 0) for slot, ids in enumerate(prompts)])
@@ -709,6 +719,43 @@ def test_compiled_attention_matches_the_eager_step_for_grouped_heads(heads, kv_h
         compiled = fast.decode(tokens, lengths)
     scale = eager.abs().max()
     assert (compiled - eager).abs().max() < 0.01 * scale
+
+
+@pytest.mark.parametrize("amx", [True, False], ids=["amx", "no-amx"])
+def test_values_in_key_pairs_are_the_same_cache_as_values_in_rows(amx):
+    """A cache whose values are kept in key pairs (``paired_values``, AMX CPUs' default) holds what one
+    with rows of values holds: slots read back equal, a slot written from another's copy or moved
+    decodes as the original does, and decode steps at odd and even lengths give the same logits (within
+    the bf16 rounding of the probabilities that the tiles take), with the tiles and without them."""
+    module = native.module(wait=600)
+    assert module is not None, f"the compiled step did not build: {native.error()!r}"
+    if module.set_amx(amx) != amx:
+        pytest.skip("this CPU has no AMX tiles (or Linux does not lend them)")
+    model = grouped_model(12, 4, 64)
+    made = {paired: fastpath.FastModel(model, weights="int4", slots=4, max_len=128, dtype=torch.bfloat16,
+                                       dense_rows=None, paired_values=paired) for paired in (False, True)}
+    prompts = [[(5 * i + 3 * j) % 60 + 2 for j in range(n)] for i, n in enumerate((33, 40, 64))]
+    logits = {}
+    try:
+        with torch.inference_mode():
+            for paired, fast in made.items():
+                fast.prefill_many([(slot, ids, 0) for slot, ids in enumerate(prompts)])
+                keys, values = fast.read_slot(1, 40)
+                fast.write_slot(3, keys, values)  # slot 3: a copy of slot 1, then slot 1 moved to slot 2's place
+                fast.move_slot(1, 2, 40)
+                steps = []
+                for step in range(3):  # lengths 33.., 40.., 40.. in slots 0, 2 and 3
+                    lengths = [33 + step, 40 + step, 40 + step]
+                    steps.append(fast.decode([7 + step, 9 + step, 9 + step], lengths, [0, 2, 3]))
+                logits[paired] = torch.stack(steps)
+                assert torch.equal(fast.read_slot(2, 43)[1], fast.read_slot(3, 43)[1])
+            for slot, length in ((0, 33), (2, 40)):  # the prompts' values (the steps' differ by rounding)
+                assert torch.equal(made[True].read_slot(slot, length)[1], made[False].read_slot(slot, length)[1])
+    finally:
+        module.set_amx(True)
+    rows, paired = logits[False], logits[True]
+    assert torch.equal(paired[:, 1], paired[:, 2])  # the copied slot decodes as the moved one
+    assert (paired - rows).abs().max() < 0.01 * rows.abs().max()
 
 
 def test_prompt_rows_fed_in_a_decode_step_match_a_prefill_of_their_own(tiny_causal):

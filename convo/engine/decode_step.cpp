@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -658,6 +659,14 @@ at::Tensor int8_mm_impl(const at::Tensor&, const at::Tensor&, const at::Tensor&)
 // The elementwise work between the matmuls (RMS norm, residual adds, SiLU gate) and attention's inner
 // loops, vectorized where the widths allow: as scalar loops it cost about 1 ms a row per step, as
 // much as a row's matmuls. Written once over `Simd`: 16 fp32 lanes with AVX512-BF16, 8 with AVX2.
+// the lanes a, b, a, b, ... as one 64-bit pattern (Simd::set2)
+inline uint64_t pair_bits(float a, float b) {
+  uint32_t low, high;
+  std::memcpy(&low, &a, 4);
+  std::memcpy(&high, &b, 4);
+  return low | static_cast<uint64_t>(high) << 32;
+}
+
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 #define CONVO_SIMD 1
 inline __m512 load16(const BFloat16* p) {
@@ -689,6 +698,9 @@ struct Simd {
   static constexpr int64_t W = 16;
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float v) { return _mm512_set1_ps(v); }
+  static V set2(float a, float b) {
+    return _mm512_castsi512_ps(_mm512_set1_epi64(static_cast<long long>(pair_bits(a, b))));
+  }
   static V loadf(const float* p) { return _mm512_loadu_ps(p); }
   static void storef(float* p, V v) { _mm512_storeu_ps(p, v); }
   static V load(const BFloat16* p) { return load16(p); }
@@ -739,6 +751,9 @@ struct Simd {
   static constexpr int64_t W = 8;
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float v) { return _mm256_set1_ps(v); }
+  static V set2(float a, float b) {
+    return _mm256_castsi256_ps(_mm256_set1_epi64x(static_cast<long long>(pair_bits(a, b))));
+  }
   static V loadf(const float* p) { return _mm256_loadu_ps(p); }
   static void storef(float* p, V v) { _mm256_storeu_ps(p, v); }
   static V load(const BFloat16* p) { return load8(p); }
@@ -772,6 +787,12 @@ inline float dot_bf16(const float* q, const BFloat16* k, int64_t d) {
   float dot = 0.f;
   for (int64_t i = 0; i < d; ++i) dot += q[i] * f(k[i]);
   return dot;
+}
+
+// Value i of key t in one KV head's values: rows of d (t * d + i), or `paired` as AMX tiles take
+// them (key pairs of d dims x 2, ((t / 2) * d + i) * 2 + t % 2: fastpath.FastModel.paired_values)
+inline BFloat16 value_at(const BFloat16* values, int64_t t, int64_t i, int64_t d, bool paired) {
+  return paired ? values[((t >> 1) * d + i) * 2 + (t & 1)] : values[t * d + i];
 }
 
 inline void axpy_bf16(float p, const BFloat16* v, float* out, int64_t d) {
@@ -831,13 +852,17 @@ int64_t scores_amx(const float* q, const BFloat16* keys, int64_t span, int64_t d
 
 // partial[h * d + i] = sum over the keys t of whole blocks of 32 (returns how many) of p[h * span + t]
 // x inv[h] x v_t[i], on AMX tiles: the G heads' probabilities (e x inv, rounded to bf16, as torch's
-// bf16 attention rounds them for its product with the values) against 32 value rows, whose
-// consecutive pairs are interleaved into the tile's pair layout 16 dims at a time; dims in passes of
-// 64 (four sums' tiles).
+// bf16 attention rounds them for its product with the values) against 32 value rows in the tile's pair
+// layout, 16 dims at a time; dims in passes of 64 (four sums' tiles). With `paired` values the cache
+// holds them so (see value_at) and the tiles are loaded from it; then every key is summed, the last
+// block's probabilities past `span` being zeros. Else consecutive rows are interleaved here first (a
+// permute and a store per 16 dims of two rows: whole steps of the bundled model were 4-10% slower,
+// 2-core AMX Xeon: 32 rows at 250 cached positions 15.9 ms against 14.9, 16 rows at 500 12.7 against 11.5).
 // The loop below broadcast each probability and multiplied it into every value row, G heads apiece.
 template <int G>
-int64_t values_amx(const float* p, const float* inv, const BFloat16* values, int64_t span, int64_t d, float* partial) {
-  const int64_t full = span / 32 * 32;
+int64_t values_amx(const float* p, const float* inv, const BFloat16* values, int64_t span, int64_t d, float* partial,
+                   bool paired) {
+  const int64_t full = paired ? span : span / 32 * 32;
   if (full == 0 || d % 64 != 0 || !amx_usable()) return 0;
   TileConfig config;
   config.rows[0] = G, config.colsb[0] = 64;    // tmm0: G heads' probabilities of 32 keys
@@ -856,12 +881,24 @@ int64_t values_amx(const float* p, const float* inv, const BFloat16* values, int
   for (int64_t i0 = 0; i0 < d; i0 += 64) {
     _tile_zero(4); _tile_zero(5); _tile_zero(6); _tile_zero(7);
     for (int64_t t0 = 0; t0 < full; t0 += 32) {
+      const int64_t n = std::min<int64_t>(32, full - t0);
+      const __mmask16 low = n >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1);
+      const __mmask16 high = n >= 32 ? 0xFFFF : n > 16 ? static_cast<__mmask16>((1u << (n - 16)) - 1) : 0;
       for (int h = 0; h < G; ++h) {
         const __m512 scale = _mm512_set1_ps(inv[h]);
-        _mm512_store_si512(probs + h * 32, (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(_mm512_loadu_ps(p + h * span + t0 + 16), scale),
-                                                                        _mm512_mul_ps(_mm512_loadu_ps(p + h * span + t0), scale)));
+        _mm512_store_si512(probs + h * 32, (__m512i)_mm512_cvtne2ps_pbh(
+                                               _mm512_mul_ps(_mm512_maskz_loadu_ps(high, p + h * span + t0 + 16), scale),
+                                               _mm512_mul_ps(_mm512_maskz_loadu_ps(low, p + h * span + t0), scale)));
       }
       _tile_loadd(0, probs, 64);
+      if (paired) {  // key pair t0 / 2 + kp, dims i0 + 16j.. of it: 64 bytes, a pair row (2d values) apart
+        const BFloat16* block = values + (t0 / 2 * d + i0) * 2;
+        _tile_loadd(1, block, 4 * d); _tile_dpbf16ps(4, 0, 1);
+        _tile_loadd(2, block + 32, 4 * d); _tile_dpbf16ps(5, 0, 2);
+        _tile_loadd(1, block + 64, 4 * d); _tile_dpbf16ps(6, 0, 1);
+        _tile_loadd(2, block + 96, 4 * d); _tile_dpbf16ps(7, 0, 2);
+        continue;
+      }
       for (int j = 0; j < 4; ++j) {
         uint16_t* b = pairs[j & 1];
         for (int kp = 0; kp < 16; ++kp) {
@@ -898,7 +935,7 @@ int64_t values_amx(const float* p, const float* inv, const BFloat16* values, int
 // q: G x d (rotated, bf16-rounded); scores: G x (span + d) of scratch; out: G x d, written as bf16.
 template <int G>
 void attend(const float* q, const BFloat16* keys, const BFloat16* values, int64_t span, int64_t d, float scale,
-            float* scores, BFloat16* out) {
+            float* scores, BFloat16* out, bool paired) {
   int64_t scored = 0;
 #ifdef CONVO_AMX
   scored = scores_amx<G>(q, keys, span, d, scale, scores);
@@ -939,8 +976,36 @@ void attend(const float* q, const BFloat16* keys, const BFloat16* values, int64_
   int64_t summed = 0;  // keys whose values are already summed into `partial` (G x d)
   float* partial = scores + G * span;
 #ifdef CONVO_AMX
-  summed = values_amx<G>(scores, inv, values, span, d, partial);
+  summed = values_amx<G>(scores, inv, values, span, d, partial, paired);
 #endif
+  if (paired && summed < span) {
+    // (no tiles) a pair row holds keys t and t + 1 interleaved, so a vector is W / 2 dims of both: summed
+    // against the lanes p_t, p_t+1, p_t, ..., then adjacent lanes added; C vectors of a row at a time
+    constexpr int64_t C = 4;
+    const int64_t per_row = 2 * d / Simd::W;
+    alignas(64) float lanes[Simd::W];
+    for (int64_t c0 = 0; c0 < per_row; c0 += C) {
+      const int64_t n = std::min(C, per_row - c0);
+      Simd::V acc[G][C];
+      for (int h = 0; h < G; ++h)
+        for (int64_t c = 0; c < C; ++c) acc[h][c] = Simd::zero();
+      for (int64_t t = 0; t < span; t += 2) {
+        const BFloat16* pair = values + (t >> 1) * 2 * d + c0 * Simd::W;
+        for (int h = 0; h < G; ++h) {
+          const Simd::V p = Simd::set2(scores[h * span + t], t + 1 < span ? scores[h * span + t + 1] : 0.f);
+          for (int64_t c = 0; c < C; ++c)
+            if (c < n) acc[h][c] = Simd::fmadd(p, Simd::load(pair + c * Simd::W), acc[h][c]);
+        }
+      }
+      for (int h = 0; h < G; ++h)
+        for (int64_t c = 0; c < n; ++c) {
+          Simd::storef(lanes, acc[h][c]);
+          for (int64_t k = 0; k < Simd::W / 2; ++k)
+            partial[h * d + (c0 + c) * Simd::W / 2 + k] = (lanes[2 * k] + lanes[2 * k + 1]) * inv[h];
+        }
+    }
+    summed = span;
+  }
   for (int64_t i = 0; i < d; i += 2 * Simd::W) {
     Simd::V o[G][2];
     for (int h = 0; h < G; ++h)
@@ -1056,7 +1121,7 @@ at::Tensor linear4(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s
 // share a slot at consecutive positions: a prompt's new tokens fed in the same step as other rows'
 // next tokens. Causal for them too, since each layer writes every row's key and value before any
 // row attends (a row sees its slot's positions up to its own).
-// k_cache, v_cache: [layers, slots, kv_heads, max_len, head_dim] bf16. cos, sin: [max_len, head_dim] bf16. Per layer (lists of equal length): the first norm's weight,
+// k_cache, v_cache: [layers, slots, kv_heads, max_len, head_dim] bf16 (v_cache may be paired: see value_at). cos, sin: [max_len, head_dim] bf16. Per layer (lists of equal length): the first norm's weight,
 // the fused q/k/v int4 weight, its scales and zeros, its bias (or an empty tensor), the output
 // projection, the second norm, the fused gate/up projection and the down projection.
 // final_norm: the model's final norm weight. Returns the hidden states after the last layer and that
@@ -1073,9 +1138,14 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
   pybind11::gil_scoped_release no_gil;
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.dim() == 2 && x.is_contiguous(), "x: contiguous [B, hidden] bf16");
   TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(), "the KV cache must be contiguous");
+  // v_cache as k_cache, or [layers, slots, kv_heads, max_len' / 2, head_dim, 2]: key pairs (value_at)
+  const bool paired = v_cache.dim() == 6;
   const int64_t rows = x.size(0), hidden = x.size(1), layers = static_cast<int64_t>(norm1.size());
   const int64_t nq = n_heads * head_dim, nk = n_kv * head_dim, per_kv = n_heads / n_kv;
   const int64_t max_len = k_cache.size(3), slots = k_cache.size(1);
+  const int64_t v_len = paired ? 2 * v_cache.size(3) : max_len;  // positions a head's values have room for
+  TORCH_CHECK(!paired || (v_len >= max_len && v_len % 32 == 0),
+              "paired values: room for every position, in blocks of 32");
   TORCH_CHECK(positions.scalar_type() == at::kLong && positions.numel() == rows && positions.is_contiguous(),
               "positions: one int64 a row");
   TORCH_CHECK(row_slots.scalar_type() == at::kLong && row_slots.numel() == rows && row_slots.is_contiguous(),
@@ -1096,7 +1166,7 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
   BFloat16* np = normed.data_ptr<BFloat16>();
   const BFloat16* cosp = cos.data_ptr<BFloat16>();
   const BFloat16* sinp = sin.data_ptr<BFloat16>();
-  const int64_t layer_stride = slots * n_kv * max_len * head_dim;
+  const int64_t layer_stride = slots * n_kv * max_len * head_dim, v_layer_stride = slots * n_kv * v_len * head_dim;
 
   TORCH_CHECK(final_norm.numel() == hidden, "final_norm: one weight per hidden unit");
   TORCH_CHECK(layers > 0, "no layers");
@@ -1110,7 +1180,7 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
     qkv = qkv.contiguous();
     const BFloat16* qkvp = qkv.data_ptr<BFloat16>();
     BFloat16* kc = k_cache.data_ptr<BFloat16>() + l * layer_stride;
-    BFloat16* vc = v_cache.data_ptr<BFloat16>() + l * layer_stride;
+    BFloat16* vc = v_cache.data_ptr<BFloat16>() + l * v_layer_stride;
     // keys and values of every row into its slot, before any row attends (rotated keys, as the
     // eager step stores them)
     over_rows(rows, [&](int64_t begin, int64_t end) {
@@ -1119,11 +1189,14 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
         const BFloat16* row = qkvp + b * (nq + 2 * nk);
         for (int64_t h = 0; h < n_kv; ++h) {
           const int64_t at_pos = ((slot[b] * n_kv + h) * max_len + pos[b]) * head_dim;
+          BFloat16* head_values = vc + (slot[b] * n_kv + h) * v_len * head_dim;
           rope(row + nq + h * head_dim, cosp + pos[b] * head_dim, sinp + pos[b] * head_dim, rotated.data(), head_dim);
-          for (int64_t i = 0; i < head_dim; ++i) {
-            kc[at_pos + i] = BFloat16(rotated[i]);
-            vc[at_pos + i] = row[nq + nk + h * head_dim + i];
-          }
+          for (int64_t i = 0; i < head_dim; ++i) kc[at_pos + i] = BFloat16(rotated[i]);
+          if (paired)
+            for (int64_t i = 0; i < head_dim; ++i)
+              head_values[((pos[b] >> 1) * head_dim + i) * 2 + (pos[b] & 1)] = row[nq + nk + h * head_dim + i];
+          else
+            std::copy(row + nq + nk + h * head_dim, row + nq + nk + (h + 1) * head_dim, head_values + pos[b] * head_dim);
         }
       }
     });
@@ -1149,14 +1222,14 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
           for (int64_t h = 0; h < heads; ++h)
             rotated_query(row + (h0 + h) * head_dim, cosp, sinp, pos[b], q.data() + h * head_dim, head_dim);
           const BFloat16* keys = kc + (slot[b] * n_kv + kvh) * max_len * head_dim;
-          const BFloat16* values = vc + (slot[b] * n_kv + kvh) * max_len * head_dim;
+          const BFloat16* values = vc + (slot[b] * n_kv + kvh) * v_len * head_dim;
           scores.resize(heads * (span + head_dim));  // (then the heads' partial sums of values)
           BFloat16* out = ap + b * nq + h0 * head_dim;
           switch (heads) {
-            case 4: attend<4>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out); break;
-            case 3: attend<3>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out); break;
-            case 2: attend<2>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out); break;
-            default: attend<1>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out); break;
+            case 4: attend<4>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out, paired); break;
+            case 3: attend<3>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out, paired); break;
+            case 2: attend<2>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out, paired); break;
+            default: attend<1>(q.data(), keys, values, span, head_dim, softmax_scale, scores.data(), out, paired); break;
           }
         }
       });
@@ -1169,7 +1242,7 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
         const BFloat16* row = qkvp + b * (nq + 2 * nk);
         rotated_query(row + h * head_dim, cosp, sinp, pos[b], q.data(), head_dim);
         const BFloat16* keys = kc + (slot[b] * n_kv + kvh) * max_len * head_dim;
-        const BFloat16* values = vc + (slot[b] * n_kv + kvh) * max_len * head_dim;
+        const BFloat16* values = vc + (slot[b] * n_kv + kvh) * v_len * head_dim;
         scores.resize(span);
         float top = -INFINITY;
         for (int64_t t = 0; t < span; ++t) {
@@ -1179,7 +1252,12 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
         float total = 0.f;
         for (int64_t t = 0; t < span; ++t) total += (scores[t] = std::exp(scores[t] - top));
         std::fill(out.begin(), out.end(), 0.f);
-        for (int64_t t = 0; t < span; ++t) axpy_bf16(scores[t] / total, values + t * head_dim, out.data(), head_dim);
+        for (int64_t t = 0; t < span; ++t)
+          if (paired)
+            for (int64_t i = 0; i < head_dim; ++i)
+              out[i] += scores[t] / total * f(value_at(values, t, i, head_dim, true));
+          else
+            axpy_bf16(scores[t] / total, values + t * head_dim, out.data(), head_dim);
         for (int64_t i = 0; i < head_dim; ++i) ap[b * nq + h * head_dim + i] = BFloat16(out[i]);
       }
     });

@@ -237,6 +237,20 @@ def default_dense_rows() -> tuple[int, int] | None:
     return 48, 48
 
 
+def default_paired_values(head_dim: int) -> bool:
+    """Whether the KV cache keeps its values in key pairs (``FastModel.paired_values``): on CPUs with AMX
+    (the compiled step's tiles load them from the cache as they are) and heads of a multiple of 64 dims.
+    Kept as rows of ``head_dim``, they were interleaved into pairs for the tiles in every step, which
+    made whole decode steps of the bundled model slower (2-core AMX Xeon, one process, taking turns): 32
+    rows at 250 cached positions 15.9 ms against 14.9, at 500 23.8 against 21.8, 16 rows at 500 12.7
+    against 11.5, one row at 1,000 3.5 against 3.2; at 100 the same within 2%. ``$CONVO_FAST_PAIRED``:
+    0 never, 1 always, else this rule (``CONVO_FAST_AMX=0`` too turns it off: without the tiles, the
+    pairs are summed two keys a vector)."""
+    chosen = os.environ.get("CONVO_FAST_PAIRED", "auto")
+    tiles = cpu_has_amx() and os.environ.get("CONVO_FAST_AMX") != "0"  # (the operator's switch: native.py)
+    return chosen == "1" or (chosen != "0" and tiles and head_dim % 64 == 0)
+
+
 @dataclass
 class Layer:
     norm1: torch.Tensor
@@ -252,7 +266,8 @@ class FastModel:
 
     def __init__(self, model, weights: str = "int4", slots: int = 8, max_len: int = 2048,
                  head: str | None = None, dtype: torch.dtype | None = None,
-                 dense_rows: tuple[int, int] | None | str = "auto", kernels=None):
+                 dense_rows: tuple[int, int] | None | str = "auto", kernels=None,
+                 paired_values: bool | None = None):
         """``kernels``: the compiled module (``native.module()``); where it has the packed matmuls
         (AVX512-BF16 or AVX2), the int4 layers and the int8 head use them (eager and compiled steps alike)."""
         config = model.config
@@ -289,7 +304,14 @@ class FastModel:
         angles = torch.cat([freqs, freqs], dim=-1)
         self.cos, self.sin = angles.cos().to(self.dtype), angles.sin().to(self.dtype)
         shape = (len(self.layers), slots, self.n_kv, self.max_len, self.head_dim)
-        self.k_cache, self.v_cache = lazy_zeros(shape, self.dtype), lazy_zeros(shape, self.dtype)
+        self.paired_values = default_paired_values(self.head_dim) if paired_values is None else paired_values
+        """The values are kept as the compiled step's AMX tiles take them: each head's keys in pairs, a pair
+        ``[head_dim, 2]`` (position t's value i at ``[t // 2, i, t % 2]``), with room for whole blocks of
+        32 positions. Read and write them through ``values`` and ``put_values``."""
+        room = -(-self.max_len // 32) * 32
+        self.k_cache = lazy_zeros(shape, self.dtype)
+        paired_shape = (*shape[:3], room // 2, self.head_dim, 2)
+        self.v_cache = lazy_zeros(paired_shape if self.paired_values else shape, self.dtype)
         self.native_weights = self._native_weights()
         # the same with the layers' dense copies, for steps of their many rows (AMX CPUs)
         self.native_dense = self._native_weights(dense=True) if self.layers[0].qkv.dense is not None else None
@@ -412,13 +434,16 @@ class FastModel:
         attn_dtype = self.decode_attn_dtype
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(layer, x, nq, nk, cos, sin)
-            k_cache, v_cache = self.k_cache[i], self.v_cache[i]
+            k_cache = self.k_cache[i]
             k_cache[rows, :, positions] = k[:, :, 0]
-            v_cache[rows, :, positions] = v[:, :, 0]
+            if self.paired_values:
+                self.v_cache[i][rows, :, positions // 2, :, positions % 2] = v[:, :, 0]
+            else:
+                self.v_cache[i][rows, :, positions] = v[:, :, 0]
             if slots is None:
-                keys, values = k_cache[:batch, :, :span], v_cache[:batch, :, :span]
+                keys, values = k_cache[:batch, :, :span], self.values((i, slice(0, batch)), span)
             else:  # each row's own slot (rows sharing one see each other's keys, the mask keeps it causal)
-                keys, values = k_cache[rows, :, :span], v_cache[rows, :, :span]
+                keys, values = k_cache[rows, :, :span], self.values((i, rows), span)
             attn = F.scaled_dot_product_attention(q.to(attn_dtype), keys.to(attn_dtype), values.to(attn_dtype),
                                                   attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
             x = self._mlp(layer, x + layer.o(attn.to(x.dtype).transpose(1, 2).reshape(batch, 1, nq)))
@@ -461,9 +486,9 @@ class FastModel:
             parts = []
             for (slot, ids, start), (a, b), mask in zip(segments, bounds, masks):
                 self.k_cache[i, slot, :, start:len(ids)] = k[0, :, a:b]
-                self.v_cache[i, slot, :, start:len(ids)] = v[0, :, a:b]
+                self.put_values((i, slot), start, v[0, :, a:b])
                 keys = self.k_cache[i, slot:slot + 1, :, :len(ids)]
-                values = self.v_cache[i, slot:slot + 1, :, :len(ids)]
+                values = self.values((i, slice(slot, slot + 1)), len(ids))
                 parts.append(F.scaled_dot_product_attention(q[:, :, a:b], keys, values, attn_mask=mask,
                                                             is_causal=mask is None,
                                                             enable_gqa=self.n_kv != self.n_heads))
@@ -473,18 +498,41 @@ class FastModel:
             x = x[:, torch.tensor([a + i for (a, _), rows in zip(bounds, picks) for i in rows])]
         return self.head(self._rms(x[0], self.norm)).float()
 
+    def values(self, index: tuple, length: int) -> torch.Tensor:
+        """The values of positions ``0..length-1`` in the part of the cache that ``index`` picks from its
+        first two dimensions (layers, slots): ``[..., kv_heads, length, head_dim]`` (a view where the
+        values are not ``paired_values``)."""
+        if not self.paired_values:
+            return self.v_cache[index][..., :length, :]
+        pairs = self.v_cache[index][..., :(length + 1) // 2, :, :]
+        return pairs.transpose(-1, -2).reshape(*pairs.shape[:-3], -1, self.head_dim)[..., :length, :]
+
+    def put_values(self, index: tuple, start: int, values: torch.Tensor) -> None:
+        """Write ``values`` ``[..., kv_heads, T, head_dim]`` at positions ``start..start+T-1`` of the part
+        of the cache that ``index`` (ints and slices) picks from its first two dimensions."""
+        part, end = self.v_cache[index], start + values.shape[-2]
+        if not self.paired_values:
+            part[..., start:end, :] = values
+            return
+        for parity in (0, 1):  # the even positions, then the odd ones: one strided view each
+            first = start + (parity - start) % 2
+            if first < end:
+                count = len(range(first, end, 2))
+                part[..., first // 2:first // 2 + count, :, parity] = values[..., first - start::2, :]
+
     def read_slot(self, slot: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.k_cache[:, slot, :, :length].clone(), self.v_cache[:, slot, :, :length].clone()
+        return self.k_cache[:, slot, :, :length].clone(), self.values((slice(None), slot), length).clone()
 
     def write_slot(self, slot: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         length = keys.shape[2]
         self.k_cache[:, slot, :, :length] = keys
-        self.v_cache[:, slot, :, :length] = values
+        self.put_values((slice(None), slot), 0, values)
 
     def move_slot(self, src: int, dst: int, length: int) -> None:
         """Keep active requests in the first slots (so a decode step reads one contiguous view)."""
         self.k_cache[:, dst, :, :length] = self.k_cache[:, src, :, :length]
-        self.v_cache[:, dst, :, :length] = self.v_cache[:, src, :, :length]
+        room = (length + 1) // 2 if self.paired_values else length  # (a paired odd length's last pair whole)
+        self.v_cache[:, dst, :, :room] = self.v_cache[:, src, :, :room]
 
 
 def sample_next(logits: torch.Tensor, sampling: Sampling, seen: list[int], generator) -> int:
