@@ -683,7 +683,7 @@ def grouped_model(heads: int, kv_heads: int, head_dim: int):
     config = LlamaConfig(vocab_size=64, hidden_size=head_dim * heads, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=128)
     model = LlamaForCausalLM(config).eval()
-    sharpen = 8 if head_dim == 16 else 2  # (the same scores' spread for 64-dim heads of 4x the width)
+    sharpen = 8 if head_dim == 16 else 2  # (the same scores' spread for heads of 4x the width or more)
     with torch.no_grad():
         for layer in model.model.layers:
             layer.self_attn.q_proj.weight.mul_(sharpen)
@@ -692,7 +692,7 @@ def grouped_model(heads: int, kv_heads: int, head_dim: int):
 
 
 @pytest.mark.parametrize("paired", [False, True], ids=["rows", "paired"])
-@pytest.mark.parametrize("head_dim", [16, 64])
+@pytest.mark.parametrize("head_dim", [16, 64, 128])
 @pytest.mark.parametrize("heads,kv_heads", [(6, 1), (12, 4)])
 @pytest.mark.parametrize("rows", [1, 8])
 def test_compiled_attention_matches_the_eager_step_for_grouped_heads(heads, kv_heads, rows, head_dim, paired):
@@ -701,8 +701,8 @@ def test_compiled_attention_matches_the_eager_step_for_grouped_heads(heads, kv_h
     each way gives the eager step's logits, with rows at different lengths in their own slots (with
     64-dim heads: the vectorized loops, and on AMX CPUs the scores of whole blocks of 16 keys on
     tiles, then the rest), with the values kept as rows or in key pairs (``paired_values``: on AMX
-    CPUs the tiles sum every key's values, the last block's probabilities past a row's length zeros;
-    with 16-dim heads the loop without tiles reads the pairs)."""
+    CPUs the tiles sum every key's values, the last block's probabilities past a row's length zeros,
+    128-dim heads in two passes of 64 dims; with 16-dim heads the loop without tiles reads the pairs)."""
 
     assert native.module(wait=600) is not None, f"the compiled step did not build: {native.error()!r}"
     fast = fastpath.FastModel(grouped_model(heads, kv_heads, head_dim), weights="int4", slots=8, max_len=128,
