@@ -305,9 +305,9 @@ class FastModel:
         self.cos, self.sin = angles.cos().to(self.dtype), angles.sin().to(self.dtype)
         shape = (len(self.layers), slots, self.n_kv, self.max_len, self.head_dim)
         self.paired_values = default_paired_values(self.head_dim) if paired_values is None else paired_values
-        """The values are kept as the compiled step's AMX tiles take them: each head's keys in pairs, a pair
-        ``[head_dim, 2]`` (position t's value i at ``[t // 2, i, t % 2]``), with room for whole blocks of
-        32 positions. Read and write them through ``values`` and ``put_values``."""
+        """The values are kept as the compiled step's AMX tiles take them: each head's two positions at a
+        time, a pair ``[head_dim, 2]`` (position t's value i at ``[t // 2, i, t % 2]``), with room for whole
+        blocks of 32 positions. Read and write them through ``values`` and ``put_values``."""
         room = -(-self.max_len // 32) * 32
         self.k_cache = lazy_zeros(shape, self.dtype)
         paired_shape = (*shape[:3], room // 2, self.head_dim, 2)
