@@ -789,10 +789,14 @@ inline float dot_bf16(const float* q, const BFloat16* k, int64_t d) {
   return dot;
 }
 
-// Value i of key t in one KV head's values: rows of d (t * d + i), or `paired` as AMX tiles take
-// them (key pairs of d dims x 2, ((t / 2) * d + i) * 2 + t % 2: fastpath.FastModel.paired_values)
+// Where value i of key t is in one KV head's values: rows of d (t * d + i), or `paired` as AMX tiles
+// take them (key pairs of d dims x 2, ((t / 2) * d + i) * 2 + t % 2: fastpath.FastModel.paired_values)
+inline int64_t value_index(int64_t t, int64_t i, int64_t d, bool paired) {
+  return paired ? ((t >> 1) * d + i) * 2 + (t & 1) : t * d + i;
+}
+
 inline BFloat16 value_at(const BFloat16* values, int64_t t, int64_t i, int64_t d, bool paired) {
-  return paired ? values[((t >> 1) * d + i) * 2 + (t & 1)] : values[t * d + i];
+  return values[value_index(t, i, d, paired)];
 }
 
 inline void axpy_bf16(float p, const BFloat16* v, float* out, int64_t d) {
@@ -892,7 +896,7 @@ int64_t values_amx(const float* p, const float* inv, const BFloat16* values, int
       }
       _tile_loadd(0, probs, 64);
       if (paired) {  // key pair t0 / 2 + kp, dims i0 + 16j.. of it: 64 bytes, a pair row (2d values) apart
-        const BFloat16* block = values + (t0 / 2 * d + i0) * 2;
+        const BFloat16* block = values + value_index(t0, i0, d, true);
         _tile_loadd(1, block, 4 * d); _tile_dpbf16ps(4, 0, 1);
         _tile_loadd(2, block + 32, 4 * d); _tile_dpbf16ps(5, 0, 2);
         _tile_loadd(1, block + 64, 4 * d); _tile_dpbf16ps(6, 0, 1);
@@ -990,7 +994,7 @@ void attend(const float* q, const BFloat16* keys, const BFloat16* values, int64_
       for (int h = 0; h < G; ++h)
         for (int64_t c = 0; c < C; ++c) acc[h][c] = Simd::zero();
       for (int64_t t = 0; t < span; t += 2) {
-        const BFloat16* pair = values + (t >> 1) * 2 * d + c0 * Simd::W;
+        const BFloat16* pair = values + value_index(t, 0, d, true) + c0 * Simd::W;
         for (int h = 0; h < G; ++h) {
           const Simd::V p = Simd::set2(scores[h * span + t], t + 1 < span ? scores[h * span + t + 1] : 0.f);
           for (int64_t c = 0; c < C; ++c)
@@ -1194,7 +1198,7 @@ at::Tensor decode_layers(at::Tensor x, at::Tensor positions, at::Tensor row_slot
           for (int64_t i = 0; i < head_dim; ++i) kc[at_pos + i] = BFloat16(rotated[i]);
           if (paired)
             for (int64_t i = 0; i < head_dim; ++i)
-              head_values[((pos[b] >> 1) * head_dim + i) * 2 + (pos[b] & 1)] = row[nq + nk + h * head_dim + i];
+              head_values[value_index(pos[b], i, head_dim, true)] = row[nq + nk + h * head_dim + i];
           else
             std::copy(row + nq + nk + h * head_dim, row + nq + nk + (h + 1) * head_dim, head_values + pos[b] * head_dim);
         }

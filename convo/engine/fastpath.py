@@ -307,7 +307,8 @@ class FastModel:
         self.paired_values = default_paired_values(self.head_dim) if paired_values is None else paired_values
         """The values are kept as the compiled step's AMX tiles take them: each head's two positions at a
         time, a pair ``[head_dim, 2]`` (position t's value i at ``[t // 2, i, t % 2]``), with room for whole
-        blocks of 32 positions. Read and write them through ``values`` and ``put_values``."""
+        blocks of 32 positions. Slots' values are read and written through ``values`` and ``put_values``
+        (the op-by-op step writes its rows' one position each itself)."""
         room = -(-self.max_len // 32) * 32
         self.k_cache = lazy_zeros(shape, self.dtype)
         paired_shape = (*shape[:3], room // 2, self.head_dim, 2)
@@ -500,12 +501,15 @@ class FastModel:
 
     def values(self, index: tuple, length: int) -> torch.Tensor:
         """The values of positions ``0..length-1`` in the part of the cache that ``index`` picks from its
-        first two dimensions (layers, slots): ``[..., kv_heads, length, head_dim]`` (a view where the
-        values are not ``paired_values``)."""
+        first two dimensions (layers, slots): ``[..., kv_heads, length, head_dim]``, a view of the cache,
+        or with ``paired_values`` a tensor of its own."""
+        part = self.v_cache[index]
         if not self.paired_values:
-            return self.v_cache[index][..., :length, :]
-        pairs = self.v_cache[index][..., :(length + 1) // 2, :, :]
-        return pairs.transpose(-1, -2).reshape(*pairs.shape[:-3], -1, self.head_dim)[..., :length, :]
+            return part[..., :length, :]
+        out = torch.empty(*part.shape[:-3], length, self.head_dim, dtype=part.dtype)
+        out[..., 0::2, :] = part[..., :(length + 1) // 2, :, 0]  # (two strided copies: a transpose and
+        out[..., 1::2, :] = part[..., :length // 2, :, 1]        # reshape took 0.42 ms a slot, these 0.33)
+        return out
 
     def put_values(self, index: tuple, start: int, values: torch.Tensor) -> None:
         """Write ``values`` ``[..., kv_heads, T, head_dim]`` at positions ``start..start+T-1`` of the part
@@ -521,7 +525,8 @@ class FastModel:
                 part[..., first // 2:first // 2 + count, :, parity] = values[..., first - start::2, :]
 
     def read_slot(self, slot: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.k_cache[:, slot, :, :length].clone(), self.values((slice(None), slot), length).clone()
+        values = self.values((slice(None), slot), length)
+        return self.k_cache[:, slot, :, :length].clone(), values if self.paired_values else values.clone()
 
     def write_slot(self, slot: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         length = keys.shape[2]
