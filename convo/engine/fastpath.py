@@ -220,21 +220,23 @@ def default_dense_rows() -> tuple[int, int] | None:
 
     Only on CPUs with AMX, where torch runs bf16 matmuls on the tiles (oneDNN), and only for long
     prompts: the packed kernels use the tiles too (decode_step.cpp), unpacking each weight once per
-    32 rows. Measured on a 2-core AMX Xeon (30 layers of the bundled model's shapes, then its
-    49k-row head), packed vs dense bf16: layers 16 rows 6.8 vs 11.4 ms, 32 rows 8.6 vs 12.3, about
-    even at 48-64, 128 rows 34.5 vs 20.9, 512 rows 123 vs 47; head 32 rows 2.4 vs 2.9 ms, 48 rows
-    3.6 vs 3.6, 128 rows 9.4 vs 5.3. (Before the packed kernels had tiles, the copies served from 12
-    rows and 8.) Without bf16 units torch emulates bf16 and the copies lose (dense fp32, tried on an
-    AVX2 EPYC: a batched synth run went from 33.8 to 41.0 s, bound by memory bandwidth), so there
-    are none; nor with AVX512-BF16 but no AMX (Zen 4 EPYC: a dense bf16 head took 6.0 ms for one
-    row and 8.7 ms for 16, against the int8 kernel's 3.4 and 16.6, and the copies moved the bundled
-    model's perplexity by 2.5% against the fp32 reference, over the 2% bar). The copies cost 2
-    bytes per weight. ``$CONVO_FAST_DENSE``: 0 never, 1 always, else this rule.
+    32 rows, or dequantizing it once to bf16 per pass of 20-48 rows. Measured on a 2-core AMX Xeon
+    (30 layers of the bundled model's shapes, then its 49k-row head), packed vs dense bf16: layers 32
+    rows 6.5 vs 14.5 ms, 48 rows 9.3 vs 19.2, 64 rows 12.5 vs 20.1, 128 rows 24.3 vs 26.4, 160 rows
+    29.6 vs 28.1, 256 rows 47.6 vs 38.2, 512 rows 96.9 vs 58.0 (before the dequantizing passes: about
+    even at 48-64 rows, when the copies served from 48); head 32 rows 2.4 vs 2.9 ms, 48 rows 3.6 vs
+    3.6, 128 rows 9.4 vs 5.3. (Before the packed kernels had tiles, the copies served from 12 rows and
+    8.) Without bf16 units torch emulates bf16 and the copies lose (dense fp32, tried on an AVX2 EPYC:
+    a batched synth run went from 33.8 to 41.0 s, bound by memory bandwidth), so there are none; nor
+    with AVX512-BF16 but no AMX (Zen 4 EPYC: a dense bf16 head took 6.0 ms for one row and 8.7 ms for
+    16, against the int8 kernel's 3.4 and 16.6, and the copies moved the bundled model's perplexity by
+    2.5% against the fp32 reference, over the 2% bar). The copies cost 2 bytes per weight.
+    ``$CONVO_FAST_DENSE``: 0 never, 1 always, else this rule.
     """
     chosen = os.environ.get("CONVO_FAST_DENSE", "auto")
     if chosen == "0" or (chosen != "1" and not cpu_has_amx()):
         return None
-    return 48, 48
+    return 160, 48
 
 
 def default_paired_values(head_dim: int) -> bool:
