@@ -301,6 +301,17 @@ void amx_passes(int64_t rows, int64_t blocks, int64_t most, const F& fn) {
   }
 }
 
+// Groups of an int4 block prefetched ahead of the one unpacked (2-core AMX Xeon, 30 layers at 8 rows:
+// 4.0 ms against 4.6 without, 4.3 at 8 ahead): nine streams a thread (each block's weights, scales and
+// lows) outrun the hardware prefetchers. prefetch_group: one group's 256 bytes of weights, its scales
+// and its lows.
+constexpr int64_t kAhead = 2;
+inline void prefetch_group(const uint8_t* w, const Half* scale, const Half* low) {
+  for (int line = 0; line < 4; ++line) _mm_prefetch(reinterpret_cast<const char*>(w + line * 64), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(scale), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(low), _MM_HINT_T0);
+}
+
 // y's output blocks [begin, end) (16 outputs each) for `rows` rows (1..32), with int4_block's
 // unpacking: each group's 16 pairs become a 32 x 16 bf16 tile of 128 + q in AMX's pair layout (tile
 // row p holds the 16 outputs' pair p, which is how the packed bytes already run), multiplied by up
@@ -313,7 +324,6 @@ void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xs
                      const uint8_t* wp, const Half* sp, const Half* lp, BFloat16* y, int64_t n,
                      int64_t begin, int64_t end) {
   constexpr int kBlocks = amx_blocks(kRowTiles);
-  constexpr int64_t kAhead = 2;  // groups prefetched ahead (2-core AMX Xeon, 30 layers at 8 rows: 4.0 ms against 4.6 without, 4.3 at 8)
   const Int4Unpack unpack;
   const __m512 k128 = _mm512_set1_ps(128.f);
   configure_row_tiles<kRowTiles>(rows);
@@ -328,12 +338,7 @@ void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xs
       for (int b = 0; b < kBlocks; ++b) {  // (a missing last block repeats the one before: same tile ops, result unused)
         const int64_t block = nb0 + std::min(b, nbs - 1);
         const uint8_t* w = wp + block * (k / 2) * 16 + g * 16 * 16;
-        // nine streams a thread (each block's weights, scales and lows) outrun the prefetchers
-        if (g + kAhead < groups) {
-          for (int line = 0; line < 4; ++line) _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * 256 + line * 64), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(sp + (block * groups + g + kAhead) * 16), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(lp + (block * groups + g + kAhead) * 16), _MM_HINT_T0);
-        }
+        if (g + kAhead < groups) prefetch_group(w + kAhead * 256, sp + (block * groups + g + kAhead) * 16, lp + (block * groups + g + kAhead) * 16);
         for (int p = 0; p < 16; ++p) _mm512_store_si512(wb[b] + p * 32, unpack(w + p * 16));
       }
       zero_sums<kRowTiles>();  // (each group's sums are scaled on their own: its scale and low differ)
@@ -356,63 +361,71 @@ void int4_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const float* xs
   _tile_release();
 }
 
-// int4_blocks_amx for passes of kDequantizeRows..32 rows: each group's 16 pairs are dequantized to bf16
+// int4_blocks_amx for passes of kDequantizeRows..48 rows: each group's 16 pairs are dequantized to bf16
 // weights (q x scale + low in fp32, rounded to bf16, as a bf16 layer's weights are) and the tiles sum
 // every group, so a block's sums are stored and scaled once instead of once a group. The per-group
 // scaling above costs a load, two multiply-adds and a store per row, group and block, and at 32 rows
 // that was more than the tile products; the dequantizing costs the same for any rows. Whole steps of the
 // bundled model (2-core AMX Xeon, 125 cached positions, interleaved runs): 32 rows 11.6 -> 10.3 ms,
-// 24 rows 9.6 -> 9.1, 20 rows 8.6 -> 8.4, 17 rows 7.7 -> 7.9 (slower: hence the threshold). The bf16
+// 24 rows 9.6 -> 9.1, 20 rows 8.6 -> 8.4, 17 rows 7.7 -> 7.9 (slower: hence the threshold). With three
+// tiles of rows (33-48, one block in flight) a pass takes what was a pass of 32 and a second pass that
+// unpacked every weight again (150 positions: 33 rows 15.4 -> 12.3 ms, 40 rows 17.4 -> 14.4). The bf16
 // weights move a step's output as much as the AMX tiles' order of sums does (1.0e-2 of its largest
 // value against 1.3e-2 between tiles and no tiles).
 constexpr int64_t kDequantizeRows = 20;
 
-template <int kRowTiles>
-void int4_blocks_amx_dequantized(const BFloat16* x, int64_t k, int64_t rows, int64_t groups, const uint8_t* wp,
-                                 const Half* sp, const Half* lp, BFloat16* y, int64_t n, int64_t begin, int64_t end) {
+// The tiles' sums over all k inputs for output blocks [begin, end) of `rows` rows (1..48): fill(wb,
+// block, c) writes the block's inputs 32c.. as a 32 x 16 bf16 tile in the pair layout, the tiles sum
+// every chunk, and y gets the sums, times the block's per-output `scale` where one is given (int8).
+template <int kRowTiles, typename Fill>
+void tiles_over_inputs(const BFloat16* x, int64_t k, int64_t rows, const Fill& fill, const float* scale, BFloat16* y,
+                       int64_t n, int64_t begin, int64_t end) {
   constexpr int kBlocks = amx_blocks(kRowTiles);
-  constexpr int64_t kAhead = 2;  // groups prefetched ahead, as int4_blocks_amx
-  // a group's 16 scales (and lows) as the pair layout's words 0-15 (outputs 0-7, two words each) and 16-31
-  alignas(64) int32_t first_half[16], second_half[16];
-  for (int i = 0; i < 16; ++i) first_half[i] = i / 2, second_half[i] = 8 + i / 2;
-  const __m512i first = _mm512_load_si512(first_half), second = _mm512_load_si512(second_half);
-  const __m512i nibble = _mm512_set1_epi32(0xf);
   configure_row_tiles<kRowTiles>(rows);
   alignas(64) uint16_t weights[2][kBlocks][16 * 32];
   alignas(64) float sums[kBlocks][kMostRows * 16];
   for (int64_t nb0 = begin; nb0 < end; nb0 += kBlocks) {
     const int nbs = static_cast<int>(std::min<int64_t>(kBlocks, end - nb0));
     zero_sums<kRowTiles>();
-    for (int64_t g = 0; g < groups; ++g) {
-      uint16_t(*wb)[16 * 32] = weights[g & 1];
-      for (int b = 0; b < kBlocks; ++b) {  // (a missing last block repeats the one before: same tile ops, result unused)
-        const int64_t block = nb0 + std::min(b, nbs - 1);
-        const uint8_t* w = wp + block * (k / 2) * 16 + g * 16 * 16;
-        if (g + kAhead < groups) {
-          for (int line = 0; line < 4; ++line) _mm_prefetch(reinterpret_cast<const char*>(w + kAhead * 256 + line * 64), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(sp + (block * groups + g + kAhead) * 16), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(lp + (block * groups + g + kAhead) * 16), _MM_HINT_T0);
-        }
-        const __m512 scale = load_half16(sp + (block * groups + g) * 16), low = load_half16(lp + (block * groups + g) * 16);
-        const __m512 scale0 = _mm512_permutexvar_ps(first, scale), scale1 = _mm512_permutexvar_ps(second, scale);
-        const __m512 low0 = _mm512_permutexvar_ps(first, low), low1 = _mm512_permutexvar_ps(second, low);
-        for (int p = 0; p < 16; ++p) {  // byte i: word i's q in its low nibble, word i + 16's in its high one
-          const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + p * 16)));
-          const __m512 q0 = _mm512_cvtepi32_ps(_mm512_and_si512(bytes, nibble));
-          const __m512 q1 = _mm512_cvtepi32_ps(_mm512_srli_epi32(bytes, 4));
-          _mm512_store_si512(wb[b] + p * 32, (__m512i)_mm512_cvtne2ps_pbh(_mm512_fmadd_ps(q1, scale1, low1),
-                                                                           _mm512_fmadd_ps(q0, scale0, low0)));
-        }
-      }
-      multiply_tiles<kRowTiles>(x + g * kGroup, k, wb);
+    for (int64_t c = 0; c < k / 32; ++c) {
+      uint16_t(*wb)[16 * 32] = weights[c & 1];  // two sets: the next chunk's filling need not wait for these tile loads
+      for (int b = 0; b < kBlocks; ++b) fill(wb[b], nb0 + std::min(b, nbs - 1), c);  // (a missing last block repeats the one before: same tile ops, result unused)
+      multiply_tiles<kRowTiles>(x + c * 32, k, wb);
     }
     store_sums<kRowTiles>(sums);
-    for (int b = 0; b < nbs; ++b)
+    for (int b = 0; b < nbs; ++b) {
+      const __m512 s = scale ? _mm512_loadu_ps(scale + (nb0 + b) * 16) : _mm512_set1_ps(1.f);
       for (int64_t m = 0; m < rows; ++m)
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + m * n + (nb0 + b) * 16),
-                            (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(sums[b] + m * 16)));
+                            (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_load_ps(sums[b] + m * 16), s)));
+    }
   }
   _tile_release();
+}
+
+template <int kRowTiles>
+void int4_blocks_amx_dequantized(const BFloat16* x, int64_t k, int64_t rows, int64_t groups, const uint8_t* wp,
+                                 const Half* sp, const Half* lp, BFloat16* y, int64_t n, int64_t begin, int64_t end) {
+  // a group's 16 scales (and lows) as the pair layout's words 0-15 (outputs 0-7, two words each) and 16-31
+  alignas(64) int32_t first_half[16], second_half[16];
+  for (int i = 0; i < 16; ++i) first_half[i] = i / 2, second_half[i] = 8 + i / 2;
+  const __m512i first = _mm512_load_si512(first_half), second = _mm512_load_si512(second_half);
+  const __m512i nibble = _mm512_set1_epi32(0xf);
+  auto fill = [&](uint16_t* wb, int64_t block, int64_t g) {
+    const uint8_t* w = wp + block * (k / 2) * 16 + g * 16 * 16;
+    if (g + kAhead < groups) prefetch_group(w + kAhead * 256, sp + (block * groups + g + kAhead) * 16, lp + (block * groups + g + kAhead) * 16);
+    const __m512 scale = load_half16(sp + (block * groups + g) * 16), low = load_half16(lp + (block * groups + g) * 16);
+    const __m512 scale0 = _mm512_permutexvar_ps(first, scale), scale1 = _mm512_permutexvar_ps(second, scale);
+    const __m512 low0 = _mm512_permutexvar_ps(first, low), low1 = _mm512_permutexvar_ps(second, low);
+    for (int p = 0; p < 16; ++p) {  // byte i: word i's q in its low nibble, word i + 16's in its high one
+      const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + p * 16)));
+      const __m512 q0 = _mm512_cvtepi32_ps(_mm512_and_si512(bytes, nibble));
+      const __m512 q1 = _mm512_cvtepi32_ps(_mm512_srli_epi32(bytes, 4));
+      _mm512_store_si512(wb + p * 32, (__m512i)_mm512_cvtne2ps_pbh(_mm512_fmadd_ps(q1, scale1, low1),
+                                                                      _mm512_fmadd_ps(q0, scale0, low0)));
+    }
+  };
+  tiles_over_inputs<kRowTiles>(x, k, rows, fill, nullptr, y, n, begin, end);
 }
 
 // int8_block's matmul on AMX for up to 32 rows (one tile of 16 rows or two): each 16 input pairs of a
@@ -423,30 +436,11 @@ void int4_blocks_amx_dequantized(const BFloat16* x, int64_t k, int64_t rows, int
 template <int kRowTiles>
 void int8_blocks_amx(const BFloat16* x, int64_t k, int64_t rows, const int8_t* wp, const float* sp, BFloat16* y,
                      int64_t n, int64_t begin, int64_t end) {
-  constexpr int kBlocks = amx_blocks(kRowTiles);
-  configure_row_tiles<kRowTiles>(rows);
-  alignas(64) uint16_t weights[2][kBlocks][16 * 32];
-  alignas(64) float sums[kBlocks][kMostRows * 16];
-  for (int64_t nb0 = begin; nb0 < end; nb0 += kBlocks) {
-    const int nbs = static_cast<int>(std::min<int64_t>(kBlocks, end - nb0));
-    zero_sums<kRowTiles>();
-    for (int64_t c = 0; c < k / 32; ++c) {
-      uint16_t(*wb)[16 * 32] = weights[c & 1];
-      for (int b = 0; b < kBlocks; ++b) {  // (a missing last block repeats the one before: same tile ops, result unused)
-        const int8_t* w = wp + (nb0 + std::min(b, nbs - 1)) * (k / 2) * 32 + c * 16 * 32;
-        for (int p = 0; p < 16; ++p) _mm512_store_si512(wb[b] + p * 32, (__m512i)int8_pair(w + p * 32));
-      }
-      multiply_tiles<kRowTiles>(x + c * 32, k, wb);
-    }
-    store_sums<kRowTiles>(sums);
-    for (int b = 0; b < nbs; ++b) {
-      const __m512 s = _mm512_loadu_ps(sp + (nb0 + b) * 16);
-      for (int64_t m = 0; m < rows; ++m)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + m * n + (nb0 + b) * 16),
-                            (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_load_ps(sums[b] + m * 16), s)));
-    }
-  }
-  _tile_release();
+  auto fill = [&](uint16_t* wb, int64_t block, int64_t c) {
+    const int8_t* w = wp + block * (k / 2) * 32 + c * 16 * 32;
+    for (int p = 0; p < 16; ++p) _mm512_store_si512(wb + p * 32, (__m512i)int8_pair(w + p * 32));
+  };
+  tiles_over_inputs<kRowTiles>(x, k, rows, fill, sp, y, n, begin, end);
 }
 #endif
 
