@@ -471,9 +471,13 @@ at::Tensor int4_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   int64_t summed_from = 0;
 #ifdef CONVO_AMX
   const bool tiles = rows >= 2 && amx_usable();  // (one row: the kernel below was as fast)
-  if (tiles) {  // (amx_passes: passes of 32 rows, then the rest; the dequantizing kernel needs no sums)
-    const int64_t last = rows <= kMostRows ? 0 : (rows - kMostRows + 31) / 32 * 32;
-    summed_from = pass_rows(rows, last, kMostRows) >= kDequantizeRows ? rows : last;
+  if (tiles) {  // amx_passes' passes below: the dequantizing kernel needs no sums, the rest from the first that does
+    summed_from = rows;
+    for (int64_t r = 0, pass; r < rows; r += pass)
+      if ((pass = pass_rows(rows, r, kMostRows)) < kDequantizeRows) {
+        summed_from = r;
+        break;
+      }
   }
 #endif
   std::vector<float> xsum(rows * groups);
