@@ -54,15 +54,15 @@ def free_port() -> int:
 
 
 class App:
-    """``python app.py`` on a free port; ``ready_s`` is the time until it answers HTTP."""
+    """``python app.py`` (or another ``script``) on a free port; ``ready_s`` is the time until it answers HTTP."""
 
-    def __init__(self, env: dict | None = None):
+    def __init__(self, env: dict | None = None, script: str = "app.py"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         full_env = {**os.environ, "GRADIO_SERVER_PORT": str(self.port), "HF_HUB_OFFLINE": "1",
                     "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
         started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env,
+        self.proc = subprocess.Popen([sys.executable, script], cwd=ROOT, env=full_env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while True:
             if self.proc.poll() is not None:

@@ -1,7 +1,7 @@
 """Many users at once: launches the app on the bundled model and runs 1, 4 and 8 concurrent chat
 users, printing aggregate tokens/s and the worst time to first token.
 
-    python benchmarks/concurrency.py [--tokens 64] [--users 1 4 8] [--repeats 3] [--client page|gradio_client] [--fresh-sessions] [--new-messages] [--engine]
+    python benchmarks/concurrency.py [--tokens 64] [--users 1 4 8] [--repeats 3] [--client page|gradio_client] [--fresh-sessions] [--new-messages] [--engine] [--no-floor]
 
 Each user is one Gradio session, opened before the timed runs and kept for all of them, as a
 browser keeps its page: a session's first message pays for opening it (Gradio builds every
@@ -18,6 +18,12 @@ also pays for prefilling the message's new tokens, as a real user's new message 
 users' first tokens need eight times one user's prefill compute.
 
 The app's peak resident memory (``VmHWM``, model load included) is printed at the end.
+
+Then the same users, runs and client go to ``benchmarks/gradio_floor.py`` (unless ``--no-floor``):
+an app with the chat event's shape whose handler does no work (a fixed story, a word every 4 ms).
+Its times to first token are what serving alone costs on this machine, the reference for the app's:
+on a 2-core Zen 4 EPYC, 1 user 5-6 ms and 8 users 25-37 ms, 4.7-6.5x, where the target for convo's
+app is 2x (benchmarks/README.md, twenty-sixth session).
 
 ``--engine`` leaves Gradio out: each user is a thread of this process that calls the chat's
 ``reply_stream`` (what the app's handler streams) on the bundled model, released together. Its
@@ -208,7 +214,7 @@ class EngineUser:
 
 
 def run(users_: list, users: int, tokens: int, count_tokens, run_number: int | None = None,
-        label: str = "") -> tuple[float, float]:
+        label: str = "", rates: bool = True) -> tuple[float, float]:
     results: list = []
     released: list[float] = []
     barrier = threading.Barrier(users, action=lambda: released.append(time.perf_counter()))
@@ -224,8 +230,8 @@ def run(users_: list, users: int, tokens: int, count_tokens, run_number: int | N
         raise RuntimeError(f"only {len(results)} of {users} users got a reply")
     total = sum(count_tokens(r[2]) for r in results)
     worst_ttft = max(r[0] for r in results)
-    print(f"{label}{users} users: {total / wall:7.1f} tok/s aggregate, worst TTFT {worst_ttft * 1000:7.0f} ms, "
-          f"{total} tokens in {wall:.1f} s")
+    rate = f"{total / wall:7.1f} tok/s aggregate, " if rates else ""
+    print(f"{label}{users} users: {rate}worst TTFT {worst_ttft * 1000:7.0f} ms, {total} tokens in {wall:.1f} s")
     return total / wall, worst_ttft
 
 
@@ -242,6 +248,8 @@ def main() -> None:
                         help="new message text every run, so each first token pays for its prefill")
     parser.add_argument("--engine", action="store_true",
                         help="no app: the chat's reply stream called from a thread per user, in this process")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the runs against benchmarks/gradio_floor.py (the chat's shape, no work)")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -264,30 +272,46 @@ def main() -> None:
         connect_users = lambda n, kind: connect(app.url, n, kind)  # noqa: E731
     try:
         count = lambda t: len(tokenizer(t).input_ids)  # noqa: E731
-        users = connect_users(max(args.users), args.client)
-        run(users, len(users), 8, count, label="warm-up, ")  # warm-up: model load, engine build, every user's session opened
-        baseline = None
-        run_number = 0
-        for n in args.users:
-            runs = []
-            for _ in range(args.repeats):
-                if args.fresh_sessions:
-                    users = connect_users(n, args.client)
-                run_number += 1
-                runs.append(run(users, n, args.tokens, count, run_number if args.new_messages else None))
-            rate, ttft = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-            if args.repeats > 1:
-                print(f"{n} users, median of {args.repeats}: {rate:7.1f} tok/s aggregate, worst TTFT {ttft * 1000:7.0f} ms")
-            if baseline is None:
-                baseline = (rate, ttft)
-            else:
-                print(f"   vs 1 user: {rate / baseline[0]:.2f}x aggregate tok/s, worst TTFT {ttft / baseline[1]:.2f}x")
+        runs_of(connect_users, args, count)
         process = "this process" if app is None else "app"
         print(f"{process}'s peak resident memory (VmHWM, model load included): "
               f"{peak_rss_mb(os.getpid() if app is None else app.proc.pid):.0f} MB")
     finally:
         if app is not None:
             app.stop()
+    if args.engine or args.no_floor:
+        return
+    floor = App(script="benchmarks/gradio_floor.py")
+    print("Gradio alone (benchmarks/gradio_floor.py: the chat's event, a handler that does no work), the same runs:")
+    try:
+        runs_of(lambda n, kind: connect(floor.url, n, kind), args, lambda text: len(text.split()), "floor, ", rates=False)
+    finally:
+        floor.stop()
+
+
+def runs_of(connect_users, args, count, label: str = "", rates: bool = True) -> None:
+    """A warm-up, then ``args.repeats`` runs of each user count, printing their medians and their
+    ratios to the first count's (the 1-user figures); without ``rates``, times to first token only."""
+    users = connect_users(max(args.users), args.client)
+    run(users, len(users), 8, count, label=f"{label}warm-up, ", rates=rates)  # model load, engine build, every user's session opened
+    baseline = None
+    run_number = 0
+    for n in args.users:
+        runs = []
+        for _ in range(args.repeats):
+            if args.fresh_sessions:
+                users = connect_users(n, args.client)
+            run_number += 1
+            runs.append(run(users, n, args.tokens, count, run_number if args.new_messages else None, label, rates))
+        rate, ttft = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        if args.repeats > 1:
+            shown = f"{rate:7.1f} tok/s aggregate, " if rates else ""
+            print(f"{label}{n} users, median of {args.repeats}: {shown}worst TTFT {ttft * 1000:7.0f} ms")
+        if baseline is None:
+            baseline = (rate, ttft)
+        else:
+            shown = f"{rate / baseline[0]:.2f}x aggregate tok/s, " if rates else ""
+            print(f"   {label}vs 1 user: {shown}worst TTFT {ttft / baseline[1]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -51,3 +51,28 @@ def test_a_crash_with_both_settings_stops_with_both_errors_and_build_flags(monke
     monkeypatch.setattr(decode, "llama_cpp_child", lambda *a: (None, decode.child_failure(-6, "abort")))
     with pytest.raises(SystemExit, match="(?s)SIGABRT.*GGML_CPU_REPACK=OFF"):
         decode.llama_cpp_in_own_process(8, ["hi"], 2)
+
+
+def test_the_gradio_floor_app_streams_its_story_to_the_benchmarks_page_users():
+    """concurrency.py's reference: benchmarks/gradio_floor.py takes the chat's arguments from the
+    same page client and streams its fixed story to 1 and then 3 users at once."""
+    import concurrency
+
+    app = common.App(script="benchmarks/gradio_floor.py")
+    try:
+        users = concurrency.connect(app.url, 3, "page")
+        for n in (1, 3):
+            results: list = []
+            barrier = concurrency.threading.Barrier(n)
+            threads = [concurrency.threading.Thread(target=concurrency.one_user,
+                                                    args=(users[i], "Hi", 10, results, barrier)) for i in range(n)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len(results) == n
+            for first, whole, text in results:
+                assert text == "Once upon a time there was a dragon Once upon"
+                assert 0 < first <= whole
+    finally:
+        app.stop()
