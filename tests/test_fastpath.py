@@ -831,11 +831,12 @@ def test_engine_feeds_short_prompts_with_the_decode_step(tiny_causal, monkeypatc
 
 
 @pytest.mark.parametrize("amx", [True, False], ids=["amx", "no-amx"])
-@pytest.mark.parametrize("rows", [1, 3, 8, 13, 24, 40, 50, 70])
+@pytest.mark.parametrize("rows", [1, 3, 8, 9, 13, 24, 40, 50, 70])
 def test_packed_matmuls_match_torchs_kernels(rows, amx):
     """The packed int4 (per group of 32) and int8 (per output) matmuls of decode_step.cpp give what
     torch's int4/int8 kernels give for the same quantized weights, within bf16 rounding, at row counts
-    that use every unrolled block (8 rows, then the rest) and, on AMX CPUs, with tiles of 16 and 32
+    that use the unrolled blocks of up to 12 rows in passes of equal rows (9 in one, 13 as 7 + 6, 24 as
+    12 + 12, 50 as five of 10, 70 as four of 12 and two of 11) and, on AMX CPUs, with tiles of 16 and 32
     rows and output blocks in threes (5 blocks: a last run of two), passes of 20-48 rows whose int4
     weights are dequantized to bf16 (24 rows in two tiles, 40 in three, 70 as 32 + 38, and 50 as 32 and
     then 18 rows scaled per group), and without tiles. (A wrong layout misses by the outputs' whole
