@@ -6,6 +6,7 @@ Run: ``python -m pytest tests/test_benchmarks.py -q``
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,9 @@ def test_the_gradio_floor_app_streams_its_story_to_the_benchmarks_page_users():
         users = concurrency.connect(app.url, 3, "page")
         for n in (1, 3):
             results: list = []
-            barrier = concurrency.threading.Barrier(n)
-            threads = [concurrency.threading.Thread(target=concurrency.one_user,
-                                                    args=(users[i], "Hi", 10, results, barrier)) for i in range(n)]
+            barrier = threading.Barrier(n)
+            threads = [threading.Thread(target=concurrency.one_user, args=(users[i], "Hi", 10, results, barrier))
+                       for i in range(n)]
             for thread in threads:
                 thread.start()
             for thread in threads:
