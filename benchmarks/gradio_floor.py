@@ -6,7 +6,7 @@ concurrency.py runs its users against this app after convo's, so the worst time 
 8 users against 1 is printed beside what serving alone costs on the same machine: the same page
 client, the same queue settings (``convo.ui.queue_size()`` concurrent handlers, 64 waiting), an event
 chained after an unqueued one as the chat's send is, 13 inputs and 5 outputs without Gradio's pre-
-and postprocessing, and updates no more often than the chat's (``convo.ui.chat.UPDATE_EVERY_S``,
+and postprocessing, and updates no more often than the chat's (its own ``redraw_interval``,
 shared by the replies streaming at once). The handler yields its reply's first word at once, then
 a word every 4 ms (about convo's decode speed here) with no model, no store and no engine: whatever
 its users wait for is Gradio's serving and the clients' own work on the cores they share.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,33 +23,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gradio as gr  # noqa: E402
 
 from convo.ui import queue_size  # noqa: E402
-from convo.ui.chat import UPDATE_EVERY_S  # noqa: E402
+from convo.ui.chat import _counted_stream, redraw_interval  # noqa: E402  (the chat's own pacing of updates)
 
 WORDS = ["Once", "upon", "a", "time", "there", "was", "a", "dragon"]
 WORD_EVERY_S = 0.004
-_lock = threading.Lock()
-_streaming = 0
 
 
 def reply(history, model, adapter, quantize, system_prompt, curious, interviewer, temperature, top_p, top_k,
           max_new_tokens, repetition_penalty, seed):
     """``max_new_tokens`` words of a fixed story, streamed as the chat streams a reply."""
-    global _streaming
-    with _lock:
-        _streaming += 1
-    try:
+    with _counted_stream():
         text, shown_at = "", 0.0
         for i in range(int(max_new_tokens or 64)):
             text += (" " if text else "") + WORDS[i % len(WORDS)]
             now = time.monotonic()
-            if i == 0 or now - shown_at >= UPDATE_EVERY_S * max(1, _streaming):
+            if i == 0 or now - shown_at >= redraw_interval():
                 shown_at = now
                 yield history + [{"role": "assistant", "content": text}], gr.skip(), gr.skip(), "Replying", gr.skip()
             time.sleep(WORD_EVERY_S)
         yield history + [{"role": "assistant", "content": text}], gr.skip(), gr.skip(), "", gr.skip()
-    finally:
-        with _lock:
-            _streaming -= 1
 
 
 def build() -> gr.Blocks:

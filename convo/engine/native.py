@@ -4,7 +4,7 @@ The fast path's eager decode step dispatches about 25 small torch ops per layer 
 bundled model on 2 cores that was as much time as its int4 matmuls. ``decode_step.cpp`` runs the
 same step for every layer in one call. On CPUs with AVX512-BF16 or AVX2 it also holds the matmul
 kernels the fast path's int4 layers and int8 head use everywhere (``int4_mm``, ``int8_mm``: a block
-of weights unpacked once for up to 12 rows with AVX512-BF16, for up to 32 (int4) or 16 (int8) with
+of weights unpacked once for up to 12 rows with AVX512-BF16, for up to 48 (int4) or 32 (int8) with
 AMX tiles, with AVX2 for 3 (int4) or 4 (int8); ``packed_kernels`` says which were built, "" where
 neither; ``set_amx(False)`` turns the tiles off, as ``$CONVO_FAST_AMX=0`` does). It is compiled with the machine's C++ compiler (torch's
 ``cpp_extension``, ninja) into the convo cache, keyed by the source, torch's version and the CPU's
