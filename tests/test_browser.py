@@ -990,3 +990,40 @@ def test_small_things_stop_buttons_tables_and_the_token_report(chromium, tiny_ap
     page.get_by_role("tab", name="Synthetic").click()
     assert not is_red(page, "#synth-cancel")
     context.close()
+
+
+OUTPUT_BOXES = {"Chat": "#export-file", "Questions": "#questions-download", "Fine-tune": "#ft-command",
+                "Synthetic": "#synth-download, #synth-flat, #synth-command"}
+"""The boxes a tab fills for the user: files to download, a command to copy."""
+
+
+def box_heights(page, selector) -> list[float]:
+    return [box.bounding_box()["height"] for box in page.locator(selector).all()]
+
+
+def test_output_boxes_stay_small_until_they_hold_something(chromium, tiny_app):
+    """An output box with nothing in it yet is a line high (each was a 264-pixel empty area with an
+    icon; the file boxes looked like places to drop a file: "Download (CSV, JSON)" under the
+    questions, two more and the command's box under the Synthetic tab); once it holds files, it
+    shows every one of them in full."""
+    context, page = open_app(chromium, tiny_app.url)
+    page.set_viewport_size({"width": 1100, "height": 900})
+    for tab, selector in OUTPUT_BOXES.items():
+        page.get_by_role("tab", name=tab).click()
+        if tab == "Chat":
+            page.get_by_role("button", name="Share and export").click()
+        page.locator(selector).first.wait_for(state="visible", timeout=30_000)
+        heights = box_heights(page, selector)
+        assert heights and all(h <= 80 for h in heights), (tab, heights)
+    page.get_by_role("tab", name="Questions").click()
+    passage = Path(__file__).parent / "data" / "passages" / "marathon.txt"
+    page.locator("#questions-passage textarea").fill(passage.read_text(encoding="utf-8"))
+    page.locator("#questions-generate").click()
+    page.locator("#questions-download a[href]").nth(1).wait_for(timeout=60_000)
+    links = page.locator("#questions-download a[href]").evaluate_all("links => links.map(a => a.href)")
+    assert sorted(link.rsplit(".", 1)[-1] for link in links) == ["csv", "json"], links
+    box = page.locator("#questions-download").bounding_box()
+    for link in page.locator("#questions-download a[href]").all():  # inside the box, not cut off by it
+        rect = link.bounding_box()
+        assert box["y"] <= rect["y"] and rect["y"] + rect["height"] <= box["y"] + box["height"] + 1, (rect, box)
+    context.close()

@@ -16,7 +16,7 @@ from ..chat import asked_questions
 from ..engine import ModelLoadError, get_model
 from ..threads import limit_kernel_caches, limit_malloc_arenas
 from . import chat, common, finetune, questions, sharing, synth
-from .common import Shared, spec_from
+from .common import OUTPUT_BOX, Shared, spec_from
 
 TITLE = "convo: curious conversational models"
 MAX_UPLOAD = "20mb"
@@ -42,6 +42,9 @@ CSS = (".suggestion { white-space: normal !important; text-align: left; }"
        # a training setting an error names: the message beside the field, in red
        " .ft-invalid .info-text"
        " { color: var(--color-red-600, #dc2626) !important; }"
+       # a box the app fills (files to download, a command) is a line high while empty (Gradio's empty
+       # file box is a 264-pixel area with a file icon, which looked like a place to drop a file)
+       f" .{OUTPUT_BOX} .empty {{ min-height: 0 !important; height: var(--size-8, 2rem) !important; }}"
        # the shared view is read-only: no trash icon on its chat box (Gradio shows one on every chatbot)
        " #share-chatbot button[aria-label='Clear'], #share-chatbot button[title='Clear'] { display: none !important; }")
 

@@ -24,8 +24,8 @@ from ..engine.remote import RemoteError, for_user
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from ..settings import ChatSettings, recommended_sampling
 from ..store import new_id
-from .common import (NO_ADAPTER, Shared, adapter_label, default_model, get_store, plain_messages, processed_here,
-                     sampling_from, spec_from, username)
+from .common import (NO_ADAPTER, Shared, adapter_label, default_model, get_store, output_file, plain_messages,
+                     processed_here, sampling_from, spec_from, username)
 from .sharing import export, revoke, share
 
 N_SUGGESTIONS = 3
@@ -503,7 +503,7 @@ def render(shared: Shared) -> None:
         with gr.Row():
             export_json = gr.Button("Export JSON", size="sm", elem_id="export-json")
             export_md = gr.Button("Export Markdown", size="sm", elem_id="export-md")
-        export_file = gr.File(label="Export", interactive=False, elem_id="export-file")
+        export_file = output_file("Export", "export-file")
 
     shared.chat_input = message
     shared.extra["chatbot"] = chatbot

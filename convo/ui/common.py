@@ -31,6 +31,14 @@ REFUSED = ("'{name}' is not a model this app may load: pick 'bundled', a Hugging
 """One message for every refused name, whether or not such a path exists (no file-system probing)."""
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 EXPORT_MAX_AGE_S = 86400  # downloads are kept a day, like the uploads Gradio keeps (delete_cache)
+OUTPUT_BOX = "output-box"
+"""The class of the boxes the app fills for the user (files to download: ``output_file``; a command to
+copy): the app's CSS keeps them a line high while they are empty."""
+
+
+def output_file(label: str, elem_id: str, **kwargs) -> gr.File:
+    """A box the app puts files in for the user to download (nothing is uploaded there)."""
+    return gr.File(label=label, interactive=False, elem_id=elem_id, elem_classes=[OUTPUT_BOX], **kwargs)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..hub import HubError, resolve_token
 from ..engine import POOL, ModelLoadError
 from ..settings import LoraSettings
 from . import operator
-from .common import Shared, adapter_choices, adapters_dir, default_model, is_operator, spec_from
+from .common import OUTPUT_BOX, Shared, adapter_choices, adapters_dir, default_model, is_operator, spec_from
 from .job_view import loss_frame, metrics_markdown, progress_html, samples_frame, status_text
 from .operator import LIVE_STATES
 
@@ -474,7 +474,8 @@ def render(shared: Shared) -> None:
     progress = gr.HTML(elem_id="ft-progress")
     plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="split", title="Loss", height=280,
                        elem_id="ft-loss-plot")
-    command = gr.Code(label="Equivalent command", language="shell", interactive=False, elem_id="ft-command")
+    command = gr.Code(label="Equivalent command", language="shell", interactive=False, elem_id="ft-command",
+                      elem_classes=[OUTPUT_BOX])
     metrics = gr.Markdown(elem_id="ft-metrics")
     # widths: the passage's text alone filled the tab and pushed the answers compared past its edge
     samples = gr.Dataframe(samples_frame([]), label="Held-out examples: base model vs adapter", wrap=True,

@@ -17,7 +17,7 @@ from ..engine.remote import RemoteError, for_user
 from ..questions import (DEFAULT_N, MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
                          decode_passage, question_run)
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
-from .common import Shared, export_folder, spec_from
+from .common import Shared, export_folder, output_file, spec_from
 
 MODE_LABELS = {"Open questions": "open", "Answer-aware": "answer", "Conversational (next question)": "conversational"}
 COLUMNS = ["#", "Question", "Score", "LM", "Grounding", "Diversity", "Sentiment", "Made by", "Sentence"]
@@ -269,8 +269,7 @@ def render(shared: Shared) -> None:
     with gr.Row(equal_height=True):
         selected = gr.Textbox(label="Selected question", scale=4, elem_id=ELEM_IDS["selected"])
         ask = gr.Button("Ask in chat", scale=1, elem_id=ELEM_IDS["ask_chat"])
-    downloads = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False,
-                        elem_id=ELEM_IDS["download"])
+    downloads = output_file("Download (CSV, JSON)", ELEM_IDS["download"], file_count="multiple")
     with gr.Accordion("Dropped candidates (why)", open=False):
         dropped = gr.Dataframe(headers=DROPPED_COLUMNS, column_widths=["36%", "24%", "10%", "30%"], interactive=False,
                                wrap=True, elem_id=ELEM_IDS["dropped"])

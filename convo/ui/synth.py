@@ -26,7 +26,7 @@ from .. import synth as core
 from ..engine.generation import Stop
 from ..engine import ModelLoadError, get_model
 from ..engine.remote import RemoteError, for_user
-from .common import Shared, spec_from
+from .common import OUTPUT_BOX, Shared, output_file, spec_from
 
 PREVIEW_COUNT = 3
 TABLE_ROWS = 200
@@ -636,10 +636,10 @@ def render(shared: Shared) -> None:
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, type="array", wrap=True, label="Conversations (newest first)",
                          column_widths=["5%", "6%", "14%", "9%", "48%", "18%"], elem_id="synth-output-table")
     command = gr.Code(label="The same run from the command line", language="shell", interactive=False,
-                      elem_id="synth-command")
+                      elem_id="synth-command", elem_classes=[OUTPUT_BOX])
     with gr.Row():
-        download = gr.File(label="Output (chat JSONL)", interactive=False, elem_id="synth-download")
-        flat = gr.File(label="Flat JSON ({conv, restyled_conv})", interactive=False, elem_id="synth-flat")
+        download = output_file("Output (chat JSONL)", "synth-download")
+        flat = output_file("Flat JSON ({conv, restyled_conv})", "synth-flat")
     with gr.Row():
         flat_btn = gr.Button("Make flat JSON", size="sm", elem_id="synth-flat-json")
         send_btn = gr.Button("Send to Fine-tune", elem_id="synth-send-finetune",
