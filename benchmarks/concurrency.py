@@ -25,6 +25,11 @@ Its times to first token are what serving alone costs on this machine, the refer
 on a 2-core Zen 4 EPYC, 1 user 5-6 ms and 8 users 25-37 ms, 4.7-6.5x, where the target for convo's
 app is 2x (benchmarks/README.md, twenty-sixth session).
 
+Then (with the page client) the same runs go to ``benchmarks/http_floor.py``: the same story, protocol
+and client against a bare Starlette app on the same uvicorn, without Gradio. On the same Zen 4:
+1 user 1.3-1.7 ms and 8 users 5-7 ms, where Gradio alone took 6-7 and 30-38 ms (and a Gradio app of
+one input and one output, no chained event, the same 30-38: 4.4-5.3x).
+
 ``--engine`` leaves Gradio out: each user is a thread of this process that calls the chat's
 ``reply_stream`` (what the app's handler streams) on the bundled model, released together. Its
 figures are the engine's share of the app's: with new messages, what eight users' first tokens cost
@@ -249,7 +254,7 @@ def main() -> None:
     parser.add_argument("--engine", action="store_true",
                         help="no app: the chat's reply stream called from a thread per user, in this process")
     parser.add_argument("--no-floor", action="store_true",
-                        help="skip the runs against benchmarks/gradio_floor.py (the chat's shape, no work)")
+                        help="skip the runs against benchmarks/gradio_floor.py and http_floor.py (the references)")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -287,6 +292,17 @@ def main() -> None:
         runs_of(lambda n, kind: connect(floor.url, n, kind), args, lambda text: len(text.split()), "floor, ", rates=False)
     finally:
         floor.stop()
+    if args.client != "page":
+        return
+    import http_floor
+
+    bare = App(script="benchmarks/http_floor.py")
+    print("HTTP alone (benchmarks/http_floor.py: the same story and protocol from a bare Starlette app), the same runs:")
+    try:
+        runs_of(lambda n, kind: [PageUser(bare.url, http_floor.Endpoint(bare.url)) for _ in range(n)], args,
+                lambda text: len(text.split()), "http, ", rates=False)
+    finally:
+        bare.stop()
 
 
 def runs_of(connect_users, args, count, label: str = "", rates: bool = True) -> None:

@@ -54,6 +54,25 @@ def test_a_crash_with_both_settings_stops_with_both_errors_and_build_flags(monke
         decode.llama_cpp_in_own_process(8, ["hi"], 2)
 
 
+def streams_the_story(users: list) -> None:
+    """1 and then 3 of ``users`` at once each get the floor apps' story, streamed."""
+    import concurrency
+
+    for n in (1, 3):
+        results: list = []
+        barrier = threading.Barrier(n)
+        threads = [threading.Thread(target=concurrency.one_user, args=(users[i], "Hi", 10, results, barrier))
+                   for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(results) == n
+        for first, whole, text in results:
+            assert text == "Once upon a time there was a dragon Once upon"
+            assert 0 < first <= whole
+
+
 def test_the_gradio_floor_app_streams_its_story_to_the_benchmarks_page_users():
     """concurrency.py's reference: benchmarks/gradio_floor.py takes the chat's arguments from the
     same page client and streams its fixed story to 1 and then 3 users at once."""
@@ -61,19 +80,19 @@ def test_the_gradio_floor_app_streams_its_story_to_the_benchmarks_page_users():
 
     app = common.App(script="benchmarks/gradio_floor.py")
     try:
-        users = concurrency.connect(app.url, 3, "page")
-        for n in (1, 3):
-            results: list = []
-            barrier = threading.Barrier(n)
-            threads = [threading.Thread(target=concurrency.one_user, args=(users[i], "Hi", 10, results, barrier))
-                       for i in range(n)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            assert len(results) == n
-            for first, whole, text in results:
-                assert text == "Once upon a time there was a dragon Once upon"
-                assert 0 < first <= whole
+        streams_the_story(concurrency.connect(app.url, 3, "page"))
+    finally:
+        app.stop()
+
+
+def test_the_http_floor_streams_the_same_story_with_the_same_protocol():
+    """concurrency.py's second reference: benchmarks/http_floor.py (no Gradio) answers the same page
+    client's queue/join and event stream, diffs included, with the same story."""
+    import concurrency
+    import http_floor
+
+    app = common.App(script="benchmarks/http_floor.py")
+    try:
+        streams_the_story([concurrency.PageUser(app.url, http_floor.Endpoint(app.url)) for _ in range(3)])
     finally:
         app.stop()
