@@ -256,6 +256,35 @@ def test_alpaca_and_sharegpt_faults_name_the_record_and_field(tmp_path):
         load_examples(GOOD / "sharegpt.jsonl", "qg")
 
 
+def test_chat_messages_as_openai_parts_and_sharegpt_turns_as_messages(tmp_path):
+    """Two layouts other tools write were refused: a message's content as OpenAI's list of parts
+    ('messages[0].content: expected a string, got list') and ShareGPT turns written as chat messages,
+    {"role", "content"} ('conversations[0]: missing "from"'). Both read now; a part that is not text
+    is named, as is a role neither layout has."""
+    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi."}, {"type": "text", "text": "Rain?"}]},
+                          {"role": "assistant", "content": [{"type": "text", "text": "Rain is water."}]}]}
+    turns = {"conversations": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                               {"role": "assistant", "content": "Hello"}]}
+    for name, record, fmt, conversation in [
+            ("parts.jsonl", parts, "chat-jsonl", [{"role": "user", "content": "Hi.\n\nRain?"},
+                                                  {"role": "assistant", "content": "Rain is water."}]),
+            ("turns.jsonl", turns, "sharegpt", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                                                {"role": "assistant", "content": "Hello"}])]:
+        (tmp_path / name).write_text(json.dumps(record) + "\n")
+        conversations, report = load_data(tmp_path / name)
+        assert report.format == fmt and conversations == [conversation], name
+    image = {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                                       {"type": "image_url", "image_url": {"url": "x.png"}}]},
+                          {"role": "assistant", "content": []}]}
+    report = validate_bytes(json.dumps(image).encode(), "image.json")
+    assert not report.ok and report.faults[1:] == [
+        'line 1, messages[0].content[1].type: expected "text" (only text is trained on), got "image_url"',
+        'line 1, messages[1]: empty "content"']
+    odd = {"conversations": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "Hello"}]}
+    report = validate_bytes(json.dumps(odd).encode(), "odd.json")
+    assert report.faults[1:] == ['line 1, conversations[1].role: expected "human", "gpt" or "system", got "bot"']
+
+
 def test_squad_as_hugging_face_datasets_writes_it(tmp_path):
     """``Dataset.to_json`` writes SQuAD flat, one question a line with ``answers: {text, answer_start}``:
     read as passages (questions on one context together), an empty ``text`` unanswerable; as a JSON

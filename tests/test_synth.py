@@ -144,6 +144,9 @@ def test_conversations_seed_with_their_opening_message(tmp_path):
                       {"role": "assistant", "content": "Which pan do you use?"}], "meta": {"word": "pancake"}},
         {"messages": [{"role": "user", "content": "Why is the sea salty?"}]}]) + "\n")
     assert synth.read_seeds(chats) == ["I burn every pancake.", "Why is the sea salty?"]
+    # a message's content as OpenAI's list of parts: its text
+    chats.write_text(json.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": "Why is rain wet?"}]}]}))
+    assert synth.read_seeds(chats) == ["Why is rain wet?"]
     chats.write_text(json.dumps({"messages": [{"role": "assistant", "content": "Hi!"}]}) + "\n")
     with pytest.raises(synth.ConfigError, match='^conversations.jsonl line 1: "messages" has no user message'):
         synth.read_seeds(chats)

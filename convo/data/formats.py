@@ -308,7 +308,8 @@ def _alpaca_history(record: dict, location: str, faults: list) -> list[tuple[str
 
 
 def _read_sharegpt_record(record: Any, location: str):
-    """``{"conversations": [{"from": "human" | "gpt" | "system" ..., "value"}], "system"?}``."""
+    """``{"conversations": [{"from": "human" | "gpt" | "system" ..., "value"}], "system"?}``; a turn may
+    be ``{"role", "content"}`` instead."""
     faults: list[tuple[str, str]] = []
     if _object(record, location, faults) is None:
         return None, [], faults
@@ -320,11 +321,13 @@ def _read_sharegpt_record(record: Any, location: str):
         where = _child(location, f"conversations[{index}]")
         if _object(turn, where, faults) is None:
             continue
-        speaker = _field(turn, "from", str, where, faults)
-        value = _field(turn, "value", str, where, faults)
+        # (some datasets write each turn as chat messages are, {"role", "content"}: read those alike)
+        speaker_key, value_key = ("role", "content") if "from" not in turn and "role" in turn else ("from", "value")
+        speaker = _field(turn, speaker_key, str, where, faults)
+        value = _field(turn, value_key, str, where, faults)
         role = SHAREGPT_ROLES.get((speaker or "").strip().lower())
         if speaker is not None and role is None:
-            faults.append((_child(where, "from"), f'expected "human", "gpt" or "system", got {_quote(speaker)}'))
+            faults.append((_child(where, speaker_key), f'expected "human", "gpt" or "system", got {_quote(speaker)}'))
         elif role is not None and value is not None:
             conversation.append({"role": role, "content": value.strip()})
             locations.append(where)
@@ -352,7 +355,8 @@ def _read_chat_record(record: Any, location: str):
         if _object(message, where, faults) is None:
             continue
         role = _field(message, "role", str, where, faults)
-        content = _field(message, "content", str, where, faults)
+        content = _text_parts(message, where, faults) if isinstance(message.get("content"), list) else \
+            _field(message, "content", str, where, faults)
         if role is not None and role not in ROLES:
             faults.append((_child(where, "role"), f'expected "system", "user" or "assistant", got {_quote(role)}'))
         conversation.append({"role": role, "content": content})
@@ -362,6 +366,26 @@ def _read_chat_record(record: Any, location: str):
         return None, [], faults
     locations = [_child(location, f"messages[{i}]") for i in range(len(conversation))]
     return conversation, locations, faults
+
+
+def _text_parts(message: dict, location: str, faults: list) -> str | None:
+    """A message's ``content`` given as OpenAI's list of parts, ``[{"type": "text", "text": ...}]``:
+    the texts joined by blank lines. Only text can be trained on: any other part (an image, audio)
+    is a fault."""
+    texts = []
+    for index, part in enumerate(message["content"]):
+        where = _child(location, f"content[{index}]")
+        if _object(part, where, faults) is None:
+            continue
+        if part.get("type") != "text":
+            faults.append((_child(where, "type"), f'expected "text" (only text is trained on), got {_quote(str(part.get("type")))}'))
+            continue
+        text = _field(part, "text", str, where, faults)
+        if text is not None:
+            texts.append(text.strip())
+    if not message["content"]:
+        faults.append((location, 'empty "content"'))
+    return "\n\n".join(texts) if texts and len(texts) == len(message["content"]) else None
 
 
 _CONVERSATION_LAYOUTS = {"chat-jsonl": ({"messages"}, _read_chat_record),

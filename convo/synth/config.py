@@ -535,6 +535,9 @@ def _seed_value(value: Any, where: str) -> str:
         if isinstance(value.get("messages"), list):  # a conversation (chat JSONL, as Synthetic writes): its opening
             opening = next((m.get("content") for m in value["messages"] if isinstance(m, dict) and m.get("role") == "user"),
                            None)
+            if isinstance(opening, list):  # OpenAI's list of parts: the text ones
+                opening = "\n\n".join(part["text"] for part in opening if isinstance(part, dict)
+                                        and part.get("type") == "text" and isinstance(part.get("text"), str)) or None
             if isinstance(opening, str):
                 return opening
             raise ConfigError(f'{where}: "messages" has no user message to start from')
