@@ -1027,3 +1027,23 @@ def test_output_boxes_stay_small_until_they_hold_something(chromium, tiny_app):
         rect = link.bounding_box()
         assert box["y"] <= rect["y"] and rect["y"] + rect["height"] <= box["y"] + box["height"] + 1, (rect, box)
     context.close()
+
+
+def test_a_markdown_passage_is_uploaded_as_its_text(chromium, tiny_app, tmp_path):
+    """A README-like .md file fills the passage box with the text a reader sees: no **, # or link
+    targets for the questions to quote (the box held the raw Markdown)."""
+    from test_questions import README_MD
+
+    path = tmp_path / "tower.md"
+    path.write_text(README_MD, encoding="utf-8")
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Questions").click()
+    page.locator("#questions-file input[type=file]").set_input_files(str(path))
+    page.wait_for_function("() => document.querySelector('#questions-passage textarea').value.includes('lattice')",
+                           timeout=30_000)
+    passage = page.locator("#questions-passage textarea").input_value()
+    assert passage.startswith("The Eiffel Tower\n\nThe Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars")
+    assert not any(mark in passage for mark in ("**", "# ", "](", "```", "|")), passage
+    page.wait_for_function("() => /Markdown formatting left out/.test(document.querySelector('#questions-status').innerText)",
+                           timeout=10_000)
+    context.close()

@@ -488,6 +488,48 @@ def test_tab_loads_a_good_upload():
     assert status == f"Loaded honeybees.txt: {len(text.split()):,} words."
 
 
+README_MD = """# The Eiffel Tower
+
+The **Eiffel Tower** is a wrought-iron lattice tower on the [Champ de Mars](https://example.org/champ) in Paris.
+
+## History
+- It was designed by the company of *Gustave Eiffel*.
+1. Locals call it `La dame de fer` ("Iron Lady").
+
+```python
+print("not prose")
+```
+
+| Height | Year |
+|:---|---:|
+| 330 m | 2022 |
+"""
+
+
+def test_a_markdown_upload_is_read_without_its_markup(tmp_path):
+    """A .md passage's markup reached the questions ("What type of building does the **Eiffel Tower**
+    serve as?", bundled model): the tab and the command line now read the text a reader sees, and say
+    so; a .txt file's asterisks stay."""
+    from convo.cli.questions import read_passage_arg
+    from convo.ui import questions as tab
+
+    path = tmp_path / "tower.md"
+    path.write_text(README_MD, encoding="utf-8")
+    text, status = tab.read_upload(str(path))
+    assert text == ("The Eiffel Tower\n\nThe Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris."
+                    "\n\nHistory\n\nIt was designed by the company of Gustave Eiffel.\nLocals call it La dame de fer "
+                    "(\"Iron Lady\").\n\nHeight, Year\n330 m, 2022")
+    assert status == f"Loaded tower.md: {len(text.split())} words (its Markdown formatting left out)."
+    assert read_passage_arg(str(path)) == text
+    assert [text[s:e] for s, e in qg.split_sentences(text)][:3] == [
+        "The Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris.", "History"]
+    plain = tmp_path / "tower.txt"
+    plain.write_text(README_MD, encoding="utf-8")
+    assert tab.read_upload(str(plain))[0] == README_MD
+    path.write_text("```\nonly code\n```\n", encoding="utf-8")
+    assert tab.read_upload(str(path)) == (None, "tower.md: the file has no text outside its Markdown markup and code blocks.")
+
+
 def _generate(tab, passage, model, seen=(), mode="Open questions", answer="", history="", n=4):
     return tab.on_generate(passage, n, mode, answer, history, True, "auto", model, "(none)", "none", list(seen))
 

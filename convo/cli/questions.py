@@ -10,7 +10,7 @@ from pathlib import Path
 from ..engine import ModelLoadError
 from ..engine.remote import RemoteError
 from ..questions import (DEFAULT_N, MAX_PASSAGE_BYTES, MODES, QG_SAMPLING, STYLES, Question, QuestionError, QuestionSettings,
-                         check_size, decode_passage, question_run)
+                         check_size, decode_passage, question_run, read_passage)
 from ..settings import QUANTIZE_CHOICES, ModelSpec, Sampling, default_model_name
 
 
@@ -82,7 +82,7 @@ def read_passage_arg(path: str | None) -> str:
     if not file.is_file():
         raise QuestionError(f"{path}: no such file.")
     check_size(file.stat().st_size, file.name)
-    return decode_passage(file.read_bytes(), file.name)
+    return read_passage(file.read_bytes(), file.name)
 
 
 def _read_history(path: str | None) -> list:

@@ -45,15 +45,15 @@ from .settings import (ABBREVIATIONS, CONVERSATION_SHOT, Chunk, DEFAULT_N, END_M
                        FEWSHOT_SHOTS, HIGHLIGHT, MAX_QUESTIONS, MIN_TARGET_WORDS, MODES, PRONOUN_START, QG_SAMPLING,
                        Question, QuestionError, QuestionRun, QuestionSettings, RULE_POOL, SEQ2SEQ_STYLES, STYLES,
                        _Candidate)
-from .text import (_stem, best_sentence, content_stems, grounding, make_chunks, pick_evenly, similarity, split_long,
-                   split_sentences, token_lengths)
+from .text import (_stem, best_sentence, content_stems, grounding, make_chunks, markdown_to_text, pick_evenly, similarity,
+                   split_long, split_sentences, token_lengths)
 from .prompts import (chunk_budget, conversation_fewshot_prompt, conversation_prompt, end_marker, fewshot_prompt,
                       highlighted, prompt_overhead, resolve_style, seq2seq_history, target_prompt)
 from .candidates import (DEFINITION, ENTITY, ENTITY_SKIP, YEAR, answer_rule_questions, candidate_prompt, first_question,
                          model_candidates, plan_targets, rule_questions, scoring_prompt, target_units)
 from .ranking import _accept, rank, relevance, same_question
 from .pipeline import (MAX_PASSAGE_BYTES, _check_candidates, check_size, decode_passage, generate_questions,
-                       locate_answer, normalize_history, question_run, spread_over_chunks)
+                       locate_answer, normalize_history, question_run, read_passage, spread_over_chunks)
 
 __all__ = ["ABBREVIATIONS", "CONVERSATION_SHOT", "Chunk", "DEFAULT_N", "DEFINITION", "END_MARKERS", "ENTITY",
            "ENTITY_SKIP", "FEWSHOT_INSTRUCTION", "FEWSHOT_SHOTS", "HIGHLIGHT", "MAX_PASSAGE_BYTES", "MAX_QUESTIONS",
@@ -62,7 +62,8 @@ __all__ = ["ABBREVIATIONS", "CONVERSATION_SHOT", "Chunk", "DEFAULT_N", "DEFINITI
            "_check_candidates", "_stem", "answer_rule_questions", "best_sentence", "candidate_prompt", "check_size",
            "chunk_budget", "content_stems", "conversation_fewshot_prompt", "conversation_prompt", "decode_passage",
            "end_marker", "fewshot_prompt", "first_question", "generate_questions", "grounding", "highlighted",
-           "locate_answer", "make_chunks", "model_candidates", "normalize_history", "pick_evenly", "plan_targets",
-           "prompt_overhead", "question_run", "rank", "relevance", "resolve_style", "rule_questions", "same_question",
+           "locate_answer", "make_chunks", "markdown_to_text", "model_candidates", "normalize_history", "pick_evenly",
+           "plan_targets", "prompt_overhead", "question_run", "rank", "read_passage", "relevance", "resolve_style",
+           "rule_questions", "same_question",
            "scoring_prompt", "seq2seq_history", "similarity", "split_long", "split_sentences", "spread_over_chunks",
            "target_prompt", "target_units", "token_lengths"]

@@ -15,7 +15,8 @@ from .prompts import chunk_budget, prompt_overhead, resolve_style
 from .ranking import _accept, _dropped, _kept_reasons, _question, _score, rank
 from .settings import (Chunk, DEFAULT_N, MAX_QUESTIONS, Question, QuestionError, QuestionRun, QuestionSettings,
                        RULE_POOL, _Candidate)
-from .text import content_stems, grounding, make_chunks, pick_evenly, split_long, split_sentences, token_lengths
+from .text import (MARKDOWN_SUFFIXES, content_stems, grounding, make_chunks, markdown_to_text, pick_evenly, split_long,
+                   split_sentences, token_lengths)
 
 
 def normalize_history(history) -> list[Turn]:
@@ -218,4 +219,15 @@ def decode_passage(data: bytes, name: str = "passage") -> str:
                             "Save it as UTF-8 and upload it again.") from None
     if not text.strip():
         raise QuestionError(f"{name}: the file is empty.")
+    return text
+
+
+def read_passage(data: bytes, name: str = "passage") -> str:
+    """A passage file's text (:func:`decode_passage`); a Markdown file's without its markup
+    (:func:`markdown_to_text`), so questions do not quote it."""
+    text = decode_passage(data, name)
+    if name.lower().endswith(MARKDOWN_SUFFIXES):
+        text = markdown_to_text(text)
+        if not text.strip():
+            raise QuestionError(f"{name}: the file has no text outside its Markdown markup and code blocks.")
     return text

@@ -1,6 +1,6 @@
-"""Text units of a passage: sentences as character spans, over-long ones cut at word boundaries,
-packed into overlapping chunks, chunks picked evenly; and the word-overlap measures (content stems,
-grounding, similarity, the sentence a question is about).
+"""Text units of a passage (a Markdown file's read as its text): sentences as character spans,
+over-long ones cut at word boundaries, packed into overlapping chunks, chunks picked evenly; and the
+word-overlap measures (content stems, grounding, similarity, the sentence a question is about).
 """
 from __future__ import annotations
 
@@ -11,6 +11,64 @@ from collections.abc import Sequence
 from .. import filters
 from ..data.sentences import split_sentences  # noqa: F401  (re-exported)
 from .settings import Chunk
+
+
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+
+_FENCE = re.compile(r"^[ \t]*(```|~~~)")
+_RULE = re.compile(r"^[ \t]*([-*_])([ \t]*\1){2,}[ \t]*$")
+_TABLE_SEPARATOR = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(\|[ \t]*:?-{2,}:?[ \t]*)*\|?[ \t]*$")
+_LINK_DEFINITION = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:\s*\S+.*$")
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_LINE_MARKERS = re.compile(r"^[ \t]*(?:>[ \t]?)*(?:[-*+][ \t]+(?:\[[ xX]\][ \t]+)?|\d{1,9}[.)][ \t]+)?")
+_INLINE = [
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # an image: its alt text
+    (re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\[[^\]]*\])"), r"\1"),  # a link: its text
+    (re.compile(r"<(https?://[^>\s]+)>"), r"\1"),  # an autolink: the address
+    (re.compile(r"</?[A-Za-z][^>\n]*>"), ""),  # an HTML tag
+    (re.compile(r"(`+)(.+?)\1"), r"\2"),  # code
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # strong
+    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),  # emphasis (not a * in "2 * 3")
+    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),  # emphasis (not snake_case)
+    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),  # struck through
+]
+
+
+def markdown_to_text(markdown: str) -> str:
+    """The text of a Markdown document, as a reader sees it: headings, list items and table rows each
+    a line of their own (a heading also ends its paragraph), without the markup (``#``, ``**``,
+    bullets, link targets, tags) and without code blocks. Questions were asked about "the **Eiffel
+    Tower**".
+
+    >>> print(markdown_to_text("# The tower\\nIt is **tall** ([more](http://x)).\\n\\n- Built in `1889`\\n\\n| m | year |\\n|---|---|\\n| 330 | 2022 |"))
+    The tower
+    <BLANKLINE>
+    It is tall (more).
+    <BLANKLINE>
+    Built in 1889
+    <BLANKLINE>
+    m, year
+    330, 2022
+    """
+    lines, fence = [], None
+    for line in markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        opens = _FENCE.match(line)
+        if fence or opens:  # a code block: left out, fences and all
+            fence = None if fence and opens and opens.group(1) == fence else fence or opens.group(1)
+            continue
+        if _RULE.match(line) or _TABLE_SEPARATOR.match(line) or _LINK_DEFINITION.match(line):
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            lines += ["", heading.group(1), ""]
+            continue
+        line = line[_LINE_MARKERS.match(line).end():]
+        if line.strip().startswith("|") or line.count("|") >= 2 and line.strip().endswith("|"):
+            line = ", ".join(cell.strip() for cell in line.strip().strip("|").split("|"))
+        for pattern, replacement in _INLINE:
+            line = pattern.sub(replacement, line)
+        lines.append(line.rstrip())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def token_lengths(tokenizer, texts: Sequence[str]) -> list[int]:

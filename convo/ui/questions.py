@@ -15,7 +15,8 @@ import gradio as gr
 from ..engine import ModelLoadError, get_model
 from ..engine.remote import RemoteError, for_user
 from ..questions import (DEFAULT_N, MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
-                         decode_passage, question_run)
+                         question_run, read_passage)
+from ..questions.text import MARKDOWN_SUFFIXES
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from .common import Shared, export_folder, output_file, spec_from
 
@@ -50,10 +51,11 @@ def read_upload(path: str | None) -> tuple[str | None, str]:
     file = Path(path)
     try:
         check_size(file.stat().st_size, file.name)
-        text = decode_passage(file.read_bytes(), file.name)
+        text = read_passage(file.read_bytes(), file.name)
     except QuestionError as exc:
         return None, str(exc)
-    return text, f"Loaded {file.name}: {len(text.split()):,} words."
+    markup = " (its Markdown formatting left out)" if file.name.lower().endswith(MARKDOWN_SUFFIXES) else ""
+    return text, f"Loaded {file.name}: {len(text.split()):,} words{markup}."
 
 
 def on_upload(path: str | None):
