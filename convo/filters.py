@@ -120,12 +120,30 @@ bundled model writes them, and a suggestion chip showed one. (None holds a '?': 
 italic question, kept.)"""
 
 
+INTRODUCED = re.compile(r"^[^?]*:\s*[\"“‘']?(?=[A-Z])")
+"""What introduces a question after a colon ("Here's a follow-up question based on your answer:
+\"What kind of ...?\""): the bundled model writes such lines, and a suggestion chip showed one whole,
+its opening quote too. The question after it starts with a capital ("Quick question: what ...?" and
+"Your pick: tea or coffee?" stay whole)."""
+QUOTES = "\"“”‘’'"
+
+
+def _unquoted(question: str) -> str:
+    """A question without a quote mark opening it that nothing closes (its closing one came after the '?')."""
+    if question[:1] in QUOTES and not any(mark in question[1:] for mark in QUOTES[:5]):
+        return question[1:].lstrip()
+    return question
+
+
 def extract_questions(text: str) -> list[str]:
     """Split generated text into candidate questions: one per line or list item, and every
-    sentence ending in '?' inside a longer line, without a stage direction before it.
+    sentence ending in '?' inside a longer line, without a stage direction or an introduction
+    ending in a colon before it.
 
     >>> extract_questions("That's funny! (laughs) What do you think? *winks*")
     ['What do you think?']
+    >>> extract_questions('Here is a follow-up question based on your answer: "Where do dogs thrive?"')
+    ['Where do dogs thrive?']
     """
     found = []
     for line in text.splitlines():
@@ -136,6 +154,7 @@ def extract_questions(text: str) -> list[str]:
             continue
         parts = re.findall(r"[^.!?]*\?", line)
         found.extend(p.strip() for p in parts) if parts else found.append(line)
+    found = [_unquoted(INTRODUCED.sub("", q) if q.endswith("?") else q) for q in found]
     return [q for q in (LEADING_ACTION.sub("", q).strip() for q in found) if q]
 
 

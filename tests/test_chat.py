@@ -51,6 +51,15 @@ def test_extract_questions_from_lists_and_sentences():
             "2. (grins) Where to?\n*What now?*\n**Who else?**")
     assert filters.extract_questions(text) == ["What do you think?", "How was the trip?", "Why?", "Where to?",
                                                "What now?", "Who else?"]
+    # an introduction before a colon goes, and the quote it opened (a chip showed "Here's an additional
+    # followup question based on the previous answer: \"What kind of environment do dogs thrive in?");
+    # a colon inside a question stays
+    text = ("Here's an additional followup question based on the previous answer: \"What kind of environment do "
+            "dogs thrive in?\"\nFollow-up question: “Which breed is she?”\nQuick question: what is her name?\n"
+            "Your pick: tea or coffee?\nHe said: \"Why not?\" and left. Did you \"train\" her?")
+    assert filters.extract_questions(text) == [
+        "What kind of environment do dogs thrive in?", "Which breed is she?", "Quick question: what is her name?",
+        "Your pick: tea or coffee?", "Why not?", 'Did you "train" her?']
 
 
 def test_follow_ups_are_filtered_and_ranked(lm, monkeypatch):
