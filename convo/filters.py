@@ -124,8 +124,18 @@ INTRODUCED = re.compile(r"^[^?]*:\s*[\"“‘']?(?=[A-Z])")
 """What introduces a question after a colon ("Here's a follow-up question based on your answer:
 \"What kind of ...?\""): the bundled model writes such lines, and a suggestion chip showed one whole,
 its opening quote too. The question after it starts with a capital ("Quick question: what ...?" and
-"Your pick: tea or coffee?" stay whole)."""
+"Your pick: tea or coffee?" stay whole), and the introduction is not itself the question's start
+("Have you read 'Dune: Part Two'?" stays whole)."""
+QUESTION_STARTS = frozenset(YES_NO_STARTS) | {"what", "how", "why", "who", "whom", "whose", "which", "when", "where"}
 QUOTES = "\"“”‘’'"
+
+
+def _without_introduction(question: str) -> str:
+    """``question`` without what introduces it before a colon (``INTRODUCED``)."""
+    first = words(question[:1 + question.find(":")])[:1]
+    if not question.endswith("?") or (first and first[0].lower() in QUESTION_STARTS):
+        return question
+    return INTRODUCED.sub("", question)
 
 
 def _unquoted(question: str) -> str:
@@ -154,7 +164,7 @@ def extract_questions(text: str) -> list[str]:
             continue
         parts = re.findall(r"[^.!?]*\?", line)
         found.extend(p.strip() for p in parts) if parts else found.append(line)
-    found = [_unquoted(INTRODUCED.sub("", q) if q.endswith("?") else q) for q in found]
+    found = [_unquoted(_without_introduction(q)) for q in found]
     return [q for q in (LEADING_ACTION.sub("", q).strip() for q in found) if q]
 
 

@@ -56,10 +56,11 @@ def test_extract_questions_from_lists_and_sentences():
     # a colon inside a question stays
     text = ("Here's an additional followup question based on the previous answer: \"What kind of environment do "
             "dogs thrive in?\"\nFollow-up question: “Which breed is she?”\nQuick question: what is her name?\n"
-            "Your pick: tea or coffee?\nHe said: \"Why not?\" and left. Did you \"train\" her?")
+            "Your pick: tea or coffee?\nHe said: \"Why not?\" and left. Did you \"train\" her?\n"
+            "Have you read 'Dune: Part Two'?")
     assert filters.extract_questions(text) == [
         "What kind of environment do dogs thrive in?", "Which breed is she?", "Quick question: what is her name?",
-        "Your pick: tea or coffee?", "Why not?", 'Did you "train" her?']
+        "Your pick: tea or coffee?", "Why not?", 'Did you "train" her?', "Have you read 'Dune: Part Two'?"]
 
 
 def test_follow_ups_are_filtered_and_ranked(lm, monkeypatch):
