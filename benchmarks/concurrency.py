@@ -27,8 +27,8 @@ app is 2x (benchmarks/README.md, twenty-sixth session).
 
 Then (with the page client) the same runs go to ``benchmarks/http_floor.py``: the same story, protocol
 and client against a bare Starlette app on the same uvicorn, without Gradio. On the same Zen 4:
-1 user 1.3-1.7 ms and 8 users 5-7 ms, where Gradio alone took 6-7 and 30-38 ms (and a Gradio app of
-one input and one output, no chained event, the same 30-38: 4.4-5.3x).
+1 user 1.3-1.7 ms and 8 users 5-7 ms, where Gradio alone took 4-8 and 25-40 ms (a Gradio app of one
+input and one output, no chained event: 6-7 and 30-38 ms, 4.4-5.3x; twenty-seventh session).
 
 ``--engine`` leaves Gradio out: each user is a thread of this process that calls the chat's
 ``reply_stream`` (what the app's handler streams) on the bundled model, released together. Its
