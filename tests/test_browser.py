@@ -645,7 +645,12 @@ def test_finetune_tab_qlora_on_the_bundled_model_then_chat_with_the_adapter(chro
                            timeout=120_000)
     page.get_by_role("tab", name="Chat").click()
     send(page, "Passage:\nAnna was a baker who lived in Kelso. Every Monday she walked to the market.")
-    assert len(wait_reply(page, timeout=180_000).split()) >= 2
+    wait_reply(page, timeout=180_000)
+    # read once the reply is whole (the adapter on a 4-bit base decodes slowly here: read 0.5 s after its
+    # first word, a CI run saw only "Anna"); follow-up suggestions may still be coming
+    page.wait_for_function("() => !/Replying/.test(document.querySelector('#chat-status').innerText)", timeout=300_000)
+    reply = page.locator(BOT).first.inner_text()
+    assert len(reply.split()) >= 2, reply
     context.close()
 
 
