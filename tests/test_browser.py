@@ -242,7 +242,9 @@ def test_messages_sent_while_busy_are_answered_in_order(chromium, launch, slow_t
     and in CI runs the second message reached the app after the first reply had ended."""
     app = launch(model=slow_tiny)
     context, page = open_app(chromium, app.url)
-    long_replies(page)
+    # replies of 1,500 tokens stream for about 9 s: with 600 (3.5 s), the second message once reached the
+    # app after the first reply had ended, near the end of a CI run (no "1 more message queued" in 30 s)
+    long_replies(page, tokens=1500)
     # the third message is sent from the page itself the moment the status says follow-ups are being
     # thought of (no round trip through the test), once the page shows the second message, and records
     # what the status said then. (In one CI run the third was answered before the second: the page had
