@@ -33,15 +33,26 @@ def reply(history, model, adapter, quantize, system_prompt, curious, interviewer
           max_new_tokens, repetition_penalty, seed):
     """``max_new_tokens`` words of a fixed story, streamed as the chat streams a reply."""
     with _counted_stream():
-        text, shown_at = "", 0.0
-        for i in range(int(max_new_tokens or 64)):
-            text += (" " if text else "") + WORDS[i % len(WORDS)]
-            now = time.monotonic()
-            if i == 0 or now - shown_at >= redraw_interval():
-                shown_at = now
+        text = ""
+        for text, shown in story(int(max_new_tokens or 64)):
+            if shown:
                 yield history + [{"role": "assistant", "content": text}], gr.skip(), gr.skip(), "Replying", gr.skip()
             time.sleep(WORD_EVERY_S)
         yield history + [{"role": "assistant", "content": text}], gr.skip(), gr.skip(), "", gr.skip()
+
+
+def story(words: int):
+    """The story's text after each of its ``words`` words (the caller waits WORD_EVERY_S between
+    them) and whether the chat would show it then: the first word at once, then at most every
+    ``redraw_interval()``, the chat's interval for the replies streaming now (``_counted_stream``)."""
+    text, shown_at = "", 0.0
+    for i in range(words):
+        text += (" " if text else "") + WORDS[i % len(WORDS)]
+        now = time.monotonic()
+        shown = i == 0 or now - shown_at >= redraw_interval()
+        if shown:
+            shown_at = now
+        yield text, shown
 
 
 def build() -> gr.Blocks:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -28,8 +27,8 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from convo.ui.chat import _counted_stream, redraw_interval  # noqa: E402
-from gradio_floor import WORD_EVERY_S, WORDS  # noqa: E402
+from convo.ui.chat import _counted_stream  # noqa: E402
+from gradio_floor import WORD_EVERY_S, story  # noqa: E402
 
 JOIN, STREAM = "/queue/join", "/queue/data"
 _sessions: dict[str, asyncio.Queue] = {}
@@ -55,21 +54,17 @@ def _session(session_hash: str) -> asyncio.Queue:
 
 
 async def _story(messages: asyncio.Queue, event_id: str, history: list, words: int) -> None:
-    """The reply: ``words`` words of the story, an update at most every ``redraw_interval()``."""
+    """The reply: ``words`` words of ``gradio_floor.story``, an update where the chat would show one."""
     def update(kind: str, value: list, first: bool) -> dict:
         data = [value] if first or kind == "process_completed" else [[["replace", [], value]]]
         return {"msg": kind, "event_id": event_id, "output": {"data": data}, "success": True}
 
     with _counted_stream():
-        text, shown_at, sent = "", 0.0, False
-        for i in range(words):
-            text += (" " if text else "") + WORDS[i % len(WORDS)]
-            now = time.monotonic()
-            if i == 0 or now - shown_at >= redraw_interval():
-                shown_at = now
+        text = ""
+        for i, (text, shown) in enumerate(story(words)):
+            if shown:  # (the first word always is: its update carries the whole value, the later ones diffs)
                 await messages.put(update("process_generating", history + [{"role": "assistant", "content": text}],
-                                          not sent))
-                sent = True
+                                          i == 0))
             await asyncio.sleep(WORD_EVERY_S)
         await messages.put(update("process_completed", history + [{"role": "assistant", "content": text}], False))
 

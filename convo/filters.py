@@ -127,20 +127,23 @@ its opening quote too. The question after it starts with a capital ("Quick quest
 "Your pick: tea or coffee?" stay whole), and the introduction is not itself the question's start
 ("Have you read 'Dune: Part Two'?" stays whole)."""
 QUESTION_STARTS = frozenset(YES_NO_STARTS) | {"what", "how", "why", "who", "whom", "whose", "which", "when", "where"}
-QUOTES = "\"“”‘’'"
+QUOTE_MARKS = "\"“”‘’"
+"""Marks that open or close a quotation and nothing else (an apostrophe also ends "dogs'")."""
 
 
 def _without_introduction(question: str) -> str:
     """``question`` without what introduces it before a colon (``INTRODUCED``)."""
-    first = words(question[:1 + question.find(":")])[:1]
-    if not question.endswith("?") or (first and first[0].lower() in QUESTION_STARTS):
+    if ":" not in question or not question.endswith("?"):
+        return question
+    first = words(question[:question.find(":")])[:1]
+    if first and first[0].lower() in QUESTION_STARTS:
         return question
     return INTRODUCED.sub("", question)
 
 
 def _unquoted(question: str) -> str:
     """A question without a quote mark opening it that nothing closes (its closing one came after the '?')."""
-    if question[:1] in QUOTES and not any(mark in question[1:] for mark in QUOTES[:5]):
+    if question[:1] in QUOTE_MARKS + "'" and not any(mark in question[1:] for mark in QUOTE_MARKS):
         return question[1:].lstrip()
     return question
 

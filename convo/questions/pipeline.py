@@ -15,7 +15,7 @@ from .prompts import chunk_budget, prompt_overhead, resolve_style
 from .ranking import _accept, _dropped, _kept_reasons, _question, _score, rank
 from .settings import (Chunk, DEFAULT_N, MAX_QUESTIONS, Question, QuestionError, QuestionRun, QuestionSettings,
                        RULE_POOL, _Candidate)
-from .text import (MARKDOWN_SUFFIXES, content_stems, grounding, make_chunks, markdown_to_text, pick_evenly, split_long,
+from .text import (content_stems, grounding, is_markdown, make_chunks, markdown_to_text, pick_evenly, split_long,
                    split_sentences, token_lengths)
 
 
@@ -226,7 +226,7 @@ def read_passage(data: bytes, name: str = "passage") -> str:
     """A passage file's text (:func:`decode_passage`); a Markdown file's without its markup
     (:func:`markdown_to_text`), so questions do not quote it."""
     text = decode_passage(data, name)
-    if name.lower().endswith(MARKDOWN_SUFFIXES):
+    if is_markdown(name):
         text = markdown_to_text(text)
         if not text.strip():
             raise QuestionError(f"{name}: the file has no text outside its Markdown markup and code blocks.")

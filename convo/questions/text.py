@@ -15,6 +15,12 @@ from .settings import Chunk
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 
+
+def is_markdown(name: str) -> bool:
+    """Whether a file of this name is read as Markdown (``markdown_to_text``)."""
+    return name.lower().endswith(MARKDOWN_SUFFIXES)
+
+
 _FENCE = re.compile(r"^[ \t]*(```|~~~)")
 _RULE = re.compile(r"^[ \t]*([-*_])([ \t]*\1){2,}[ \t]*$")
 _TABLE_SEPARATOR = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(\|[ \t]*:?-{2,}:?[ \t]*)*\|?[ \t]*$")

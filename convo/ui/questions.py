@@ -16,7 +16,7 @@ from ..engine import ModelLoadError, get_model
 from ..engine.remote import RemoteError, for_user
 from ..questions import (DEFAULT_N, MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
                          question_run, read_passage)
-from ..questions.text import MARKDOWN_SUFFIXES
+from ..questions.text import is_markdown
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from .common import Shared, export_folder, output_file, spec_from
 
@@ -54,7 +54,7 @@ def read_upload(path: str | None) -> tuple[str | None, str]:
         text = read_passage(file.read_bytes(), file.name)
     except QuestionError as exc:
         return None, str(exc)
-    markup = " (its Markdown formatting left out)" if file.name.lower().endswith(MARKDOWN_SUFFIXES) else ""
+    markup = " (its Markdown formatting left out)" if is_markdown(file.name) else ""
     return text, f"Loaded {file.name}: {len(text.split()):,} words{markup}."
 
 
