@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        train = folder / "coqa500.json"
+        train = folder / f"coqa{args.passages}.json"
         data = coqa_passages(args.passages)
         train.write_text(json.dumps(data))
         questions = sum(len(d["questions"]) for d in data["data"])

@@ -161,6 +161,6 @@ def _examples(data, task: str) -> list[list[dict]]:
     if isinstance(data, (str, Path)):
         from .data import load_examples
 
-        examples, _report = load_examples(Path(data), task)
+        examples, _report = load_examples(Path(data), task, max_bytes=None)  # a file on this machine: no upload caps
         return examples
     return [to_messages(conversation) for conversation in data]

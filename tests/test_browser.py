@@ -1054,3 +1054,30 @@ def test_a_markdown_passage_is_uploaded_as_its_text(chromium, tiny_app, tmp_path
     page.wait_for_function("() => /Markdown formatting left out/.test(document.querySelector('#questions-status').innerText)",
                            timeout=10_000)
     context.close()
+
+
+def test_a_training_file_over_the_upload_cap_is_told_where_it_trains(chromium, tiny_app, tmp_path):
+    """Gradio refuses a file over the upload cap with a toast that fades and an upload box that says
+    only "Error". The tab states the cap before any upload, and its report (which stays) says where
+    such a file trains: the command line reads the official CoQA and SQuAD training sets (30-49 MB)."""
+    from convo.data import MAX_BYTES
+
+    path = tmp_path / "coqa-train-v1.0.json"
+    story = {"story": "Anna walked to the old mill by the river. " * 20,
+             "questions": [{"input_text": "Where did Anna walk?", "turn_id": 1}],
+             "answers": [{"input_text": "to the old mill", "span_text": "to the old mill", "turn_id": 1}]}
+    with path.open("w") as out:
+        out.write('{"version": "1.0", "data": [')
+        out.write(",".join([json.dumps(story)] * (MAX_BYTES * 11 // 10 // len(json.dumps(story)))))
+        out.write("]}")
+    assert path.stat().st_size > 21 * 2**20  # over Gradio's cap too (its MB are MiB)
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    assert "up to 20 MB" in page.locator("#ft-upload").inner_text()
+    page.locator("#ft-upload input[type=file]").set_input_files(str(path))
+    page.wait_for_selector(".toast-body", timeout=30_000)
+    assert "maximum allowed size" in page.locator(".toast-body").first.inner_text()
+    page.wait_for_selector(".toast-body", state="detached", timeout=30_000)
+    report = page.locator("#ft-report").inner_text()
+    assert "up to 20 MB" in report and "python -m training.finetune --train_data FILE" in report, report
+    context.close()

@@ -762,6 +762,30 @@ def test_work_per_upload_has_a_hard_cap(monkeypatch):
     assert validate_bytes(lines.encode(), "many.jsonl").error.startswith("file holds 1,001 records")
 
 
+def test_a_file_on_this_machine_reads_past_the_upload_caps(tmp_path, monkeypatch, capsys):
+    """The caps bound the work of one upload to a shared server. ``max_bytes=None`` (the command line,
+    the Python API, a training job) lifts them: the official CoQA and SQuAD training files (42-49 MB,
+    108-130k questions) were refused."""
+    from convo.cli import data as data_cli
+    from convo.data import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_WORK", 20)
+    monkeypatch.setattr(pipeline, "MAX_VALUES", 50)
+    records = [{"context": f"Mia keeps {i} bees on the roof. They make honey.", "questions": ["What does Mia keep?"],
+                "answers": [f"{i} bees"]} for i in range(30)]
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(records))
+    assert validate_file(path).error.startswith("file holds 180 JSON strings, objects and lists, over the limit of 50")
+    assert validate_file(path, max_bytes=1000).error == "file is 0.004 MB, over the 0.001 MB limit"
+    report = validate_file(path, max_bytes=None)
+    assert report.ok and (report.passages, report.questions) == (30, 30)
+    examples, report = load_examples(path, None, max_bytes=None)  # the format's default task, one parse
+    assert report.task == "qg" and len(examples) == 30 and examples[7][-1]["content"] == "What does Mia keep?"
+    assert data_cli.main([str(path)]) == 0 and "ready to train, 30 examples" in capsys.readouterr().out
+    monkeypatch.setattr(pipeline, "MAX_VALUES", 10_000)
+    assert validate_file(path).error.startswith("file holds 90 records, questions and messages, over the limit of 20")
+
+
 def test_one_passage_with_too_many_questions_is_skipped_by_name():
     passages = [{"context": "Long.", "questions": [f"Question {i}?" for i in range(1001)]},
                 {"context": "Short.", "questions": ["Why?"]}]

@@ -431,9 +431,14 @@ def run_cli(main, argv) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_cli_trains_then_evaluate_prints_metrics(tiny_causal, tmp_path):
+def test_cli_trains_then_evaluate_prints_metrics(tiny_causal, tmp_path, monkeypatch):
+    from convo.data import pipeline, validate_file
     from training import evaluate, finetune
 
+    # The caps on one upload to the app do not bind a file named on the command line: the official
+    # CoQA training file (49 MB, 108k questions) was refused as "over the 20.0 MB limit".
+    monkeypatch.setattr(pipeline, "MAX_WORK", 5)
+    assert "over the limit of 5 per upload" in validate_file(COQA).error
     output = tmp_path / "adapter"
     code, out, err = run_cli(finetune.main, [
         "--train_data", str(COQA), "--model_name", tiny_causal, "--dtype", "float32", "--output_dir", str(output),

@@ -13,8 +13,9 @@ Decisions a caller should know:
   format) sets ``Report.error`` and leaves that one message as the only fault.
 * Validation only reads: it writes no file, cache or temp file anywhere.
 * Every check runs in time and memory linear in the file (one parse, linear scans), with hard caps
-  on the work per file (``MAX_WORK``, ``MAX_TURNS``); token lengths are measured on a sample of at
-  most ``TOKEN_SAMPLE`` examples, and the report says when they are an estimate.
+  on the work per upload (``MAX_BYTES``, ``MAX_WORK``, ``MAX_VALUES``; ``max_bytes=None`` lifts them
+  for a file named on one's own machine) and per passage (``MAX_TURNS``); token lengths are measured
+  on a sample of at most ``TOKEN_SAMPLE`` examples, and the report says when they are an estimate.
 
 The package: base (limits, errors, records, prompt wording), sentences (the spans a question is about),
 tasks (task prompts, their rendering and the examples), checks (field

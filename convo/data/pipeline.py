@@ -26,7 +26,7 @@ def validate_file(
     task: str | None = None,
     tokenizer: Any = None,
     max_length: int = 1024,
-    max_bytes: int = MAX_BYTES,
+    max_bytes: int | None = MAX_BYTES,
     adapt_task: bool = False,
 ) -> Report:
     """Read and check a data file; never raises for bad content (see ``Report.ok``).
@@ -36,6 +36,12 @@ def validate_file(
     statistics measure (default: ``qg`` for QA formats, ``chat`` for chat). With ``adapt_task`` a
     ``task`` that does not fit the file (chat on passages, a QA task on chats) is replaced by the
     format's default, so a caller needs one parse, not a probe first.
+
+    ``max_bytes`` and the caps on what one file may hold (``MAX_WORK`` records, questions and
+    messages; ``MAX_VALUES`` JSON values) bound the work of an upload to a shared server. Pass
+    ``max_bytes=None`` for a file someone named on their own machine (the command line, the Python
+    API, a training job whose upload was checked): no cap then, so the official CoQA and SQuAD
+    training files (30-49 MB, 88-130k questions) read.
     """
     return _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task)[0]
 
@@ -47,7 +53,7 @@ def validate_bytes(
     task: str | None = None,
     tokenizer: Any = None,
     max_length: int = 1024,
-    max_bytes: int = MAX_BYTES,
+    max_bytes: int | None = MAX_BYTES,
 ) -> Report:
     """Like :func:`validate_file` for content already in memory; ``name`` labels the report."""
     return _inspect_bytes(data, name, task, tokenizer, max_length, max_bytes)[0]
@@ -59,7 +65,7 @@ def load_data(
     task: str | None = None,
     tokenizer: Any = None,
     max_length: int = 1024,
-    max_bytes: int = MAX_BYTES,
+    max_bytes: int | None = MAX_BYTES,
 ) -> tuple[Data, Report]:
     """Validated passages (QA formats) or conversations (chat) and the report.
 
@@ -73,17 +79,19 @@ def load_data(
 
 def load_examples(
     path: str | Path,
-    task: str,
+    task: str | None,
     *,
     tokenizer: Any = None,
     max_length: int = 1024,
-    max_bytes: int = MAX_BYTES,
+    max_bytes: int | None = MAX_BYTES,
 ) -> tuple[list[Conversation], Report]:
-    """Training examples for ``task`` from a data file, and its report.
+    """Training examples for ``task`` from a data file, and its report; with ``task=None`` the
+    format's default task (``report.task`` says which), from the same single parse.
 
     Raises :class:`DataError` when the file is rejected or yields no example for ``task``.
     """
-    _check_task(task)
+    if task is not None:
+        _check_task(task)
     report, _, examples = _inspect_file(path, task, tokenizer, max_length, max_bytes)
     if not report.ok:
         raise DataError(report)
@@ -101,7 +109,7 @@ def _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task=False
     _check_limits(task, max_length, max_bytes)
     path = Path(path)
     size = path.stat().st_size
-    if size > max_bytes:
+    if max_bytes is not None and size > max_bytes:
         # Refuse before reading: an accidental multi-GB upload must not fill memory.
         report = Report(name=path.name, size=size, max_length=max_length)
         return _rejected(report, _size_message(size, max_bytes)), [], []
@@ -111,11 +119,11 @@ def _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task=False
 def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_bytes, adapt_task=False):
     _check_limits(task, max_length, max_bytes)
     report = Report(name=_safe(name), size=len(data), max_length=max_length)
-    if len(data) > max_bytes:
+    if max_bytes is not None and len(data) > max_bytes:
         return _rejected(report, _size_message(len(data), max_bytes)), [], []
     report.sha256 = hashlib.sha256(data).hexdigest()
     try:
-        parsed = _parse(_decode(data))
+        parsed = _parse(_decode(data), capped=max_bytes is not None)
     except _Reject as reject:
         return _rejected(report, str(reject)), [], []
     report.format = parsed.format
@@ -142,7 +150,7 @@ def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_byte
 def _check_limits(task, max_length, max_bytes) -> None:
     if task is not None:
         _check_task(task)
-    if max_length < 1 or max_bytes < 1:
+    if max_length < 1 or (max_bytes is not None and max_bytes < 1):
         raise ValueError(f"max_length and max_bytes must be positive, got {max_length} and {max_bytes}")
 
 
@@ -292,16 +300,16 @@ def _loads(text: str) -> Any:
     return json.loads(text, object_pairs_hook=_object_from_pairs)
 
 
-def _parse(text: str) -> _Parsed:
+def _parse(text: str, capped: bool = True) -> _Parsed:
     too_deep = f"JSON is nested deeper than {MAX_DEPTH} levels"
-    depth, values = _structure(text, max_values=MAX_VALUES)
-    if values > MAX_VALUES:
+    depth, values = _structure(text, max_values=MAX_VALUES if capped else None)
+    if capped and values > MAX_VALUES:
         raise _Reject(f"file holds {values:,} JSON strings, objects and lists, over the limit of {MAX_VALUES:,} "
                       "per upload: split it into smaller files")
     problem = too_deep if depth > MAX_DEPTH else None
     if problem is None:
         try:
-            return _read_value(_loads(text))
+            return _read_value(_loads(text), capped)
         except RecursionError:  # brackets the scan could not see as nesting (unbalanced): still refused
             problem = too_deep
         except json.JSONDecodeError as err:
@@ -312,7 +320,8 @@ def _parse(text: str) -> _Parsed:
     lines = _jsonl_lines(text)
     if lines is None:
         raise _Reject(problem)
-    _check_work(len(lines))
+    if capped:
+        _check_work(len(lines))
     if any(conversation_layout(value) for _, value in lines):  # chat messages, Alpaca or ShareGPT
         return _read_lines(lines, _read_chat_records)
     if _flat_question(lines[0][1]):  # SQuAD as Hugging Face datasets writes it, or flat QA
@@ -397,8 +406,9 @@ def _work(value: Any) -> int:
     return units
 
 
-def _read_value(value: Any) -> _Parsed:
-    _check_work(_work(value))
+def _read_value(value: Any, capped: bool = True) -> _Parsed:
+    if capped:
+        _check_work(_work(value))
     if conversation_layout(value):  # one conversation as a lone object (chat messages, Alpaca or ShareGPT)
         return _read_chat_records([("line 1", value)])
     if isinstance(value, list):

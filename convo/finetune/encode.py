@@ -4,7 +4,8 @@ assistant turns only (-100 elsewhere), plus the padding collator and the dataset
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 
 from .config import Conversation, END_OF_TURN_MARKERS
 
@@ -78,7 +79,7 @@ def encode_example(lm, conversation: Conversation, max_length: int) -> dict[str,
     if getattr(tok, "is_fast", False):
         enc = tok(text, add_special_tokens=add_special, return_offsets_mapping=True)
         ids = list(enc["input_ids"])
-        labels = [t if _overlaps(start, end, spans) else -100 for t, (start, end) in zip(ids, enc["offset_mapping"])]
+        labels = [t if target else -100 for t, target in zip(ids, target_mask(enc["offset_mapping"], spans).tolist())]
     else:
         ids, labels = _encode_segments(tok, text, spans)
     ids, labels = ids[-max_length:], labels[-max_length:]
@@ -87,8 +88,21 @@ def encode_example(lm, conversation: Conversation, max_length: int) -> dict[str,
     return {"input_ids": ids, "labels": labels}
 
 
-def _overlaps(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
-    return end > start and any(start < span_end and end > span_start for span_start, span_end in spans)
+def target_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]):
+    """Which tokens are targets: those (of non-zero width) whose characters overlap an assistant span.
+    One numpy pass a span (a Python test per token and span took 1.4 of an example's 1.6 ms).
+
+    >>> target_mask([(0, 3), (3, 3), (3, 6), (6, 9)], [(4, 8)]).tolist()
+    [False, False, True, True]
+    """
+    import numpy as np
+
+    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    starts, ends = bounds[:, 0], bounds[:, 1]
+    mask = np.zeros(len(bounds), dtype=bool)
+    for span_start, span_end in spans:
+        mask |= (starts < span_end) & (ends > span_start)
+    return mask & (ends > starts)
 
 
 def _encode_segments(tok, text: str, spans: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
@@ -145,13 +159,41 @@ def pad_collator(tokenizer, pad_to_multiple_of: int | None = None, pad_id: int |
 
 
 class EncodedDataset:
-    """A list of encoded examples as a map-style dataset (Trainer needs __len__ and __getitem__)."""
+    """Encoded examples as a map-style dataset (Trainer needs __len__ and __getitem__), packed as
+    they arrive into flat int32 arrays of token ids and labels: 8 bytes a token, where lists of
+    Python ints held about 40 (a job on a 108k-question CoQA file peaked at 3.1 GB that way, 2.1 packed).
+    ``None`` items (no target left) are counted in ``dropped``, not kept.
 
-    def __init__(self, items: list[dict]):
-        self.items = items
+    >>> data = EncodedDataset([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, None, {"input_ids": [8], "labels": [8]}])
+    >>> len(data), data.dropped, data[0], data[-1]["input_ids"]
+    (2, 1, {'input_ids': [5, 6, 7], 'labels': [-100, 6, 7]}, [8])
+    """
+
+    def __init__(self, items: Iterable[dict | None]):
+        self.ids, self.labels = array("i"), array("i")
+        self.id_starts, self.label_starts = array("q", [0]), array("q", [0])  # labels differ in length for seq2seq
+        self.dropped = 0
+        for item in items:
+            if item is None:
+                self.dropped += 1
+                continue
+            self.ids.extend(item["input_ids"])
+            self.labels.extend(item["labels"])
+            self.id_starts.append(len(self.ids))
+            self.label_starts.append(len(self.labels))
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.id_starts) - 1
 
     def __getitem__(self, index: int) -> dict:
-        return self.items[index]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        ids = self.ids[self.id_starts[index]:self.id_starts[index + 1]]
+        labels = self.labels[self.label_starts[index]:self.label_starts[index + 1]]
+        return {"input_ids": ids.tolist(), "labels": labels.tolist()}
+
+    @classmethod
+    def encode(cls, lm, examples: Iterable[Conversation], max_length: int) -> "EncodedDataset":
+        """Encode ``examples`` one by one into a packed dataset (no list of every example's tokens)."""
+        return cls(encode_example(lm, example, max_length) for example in examples)

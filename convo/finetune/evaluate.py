@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data import DEFAULT_TASKS, DataError, load_examples, validate_file
+from ..data import load_examples
 from ..settings import ModelSpec
 from .config import Conversation, _check
 from .encode import encode_examples, pad_collator
@@ -210,8 +210,8 @@ def evaluate_adapter(adapter_dir: str | Path, data_path: str | Path, *, task: st
     meta = read_metadata(adapter_dir)
     base = base or adapter_base(adapter_dir)
     _check(bool(base), f"{adapter_dir} does not say which base model it was trained on: pass base")
-    task = task or meta.get("task") or DEFAULT_TASKS[_report_or_raise(data_path).format]
-    examples, report = load_examples(data_path, task)
+    examples, report = load_examples(data_path, task or meta.get("task"), max_bytes=None)  # a file on this machine
+    task = report.task
     examples = examples[:max_examples]
     models = {"": get_model(ModelSpec(base, adapter=str(adapter_dir), dtype=dtype, device=device))}
     if compare_base:
@@ -225,10 +225,3 @@ def evaluate_adapter(adapter_dir: str | Path, data_path: str | Path, *, task: st
         outputs = generate_for(lm, [example[:-1] for example in examples], eval_sampling(task))
         result.update(generation_scores(outputs, references, prefix))
     return result
-
-
-def _report_or_raise(path: str | Path):
-    report = validate_file(path)
-    if not report.ok:
-        raise DataError(report)
-    return report

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..data import DEFAULT_TASKS, DataError, load_examples, split_train_val, validate_file
+from ..data import load_examples, split_train_val
 from .config import Conversation, FinetuneConfig, LogFn, StopFn, TrainResult, log
 from .train import train_adapter
 
@@ -23,16 +23,15 @@ class TrainingData:
 
 
 def load_training_data(config: FinetuneConfig) -> TrainingData:
-    """Validate and read the data files; raises DataError naming the first fault of a bad file."""
-    report = validate_file(config.train_data)
-    if not report.ok:
-        raise DataError(report)
-    task = config.settings.task or DEFAULT_TASKS[report.format]
-    train, report = load_examples(config.train_data, task)
+    """Validate and read the data files (each parsed once); raises DataError naming the first fault
+    of a bad file. They are files on this machine, or uploads the app has checked: read without the
+    upload caps, so a full CoQA or SQuAD training file trains."""
+    train, report = load_examples(config.train_data, config.settings.task or None, max_bytes=None)
+    task = report.task
     _warn_skipped(report)
     info = {"train_file": Path(config.train_data).name, "train_sha256": report.sha256}
     if config.val_data:
-        valid, val_report = load_examples(config.val_data, task)
+        valid, val_report = load_examples(config.val_data, task, max_bytes=None)
         _warn_skipped(val_report)
         info.update(val_file=Path(config.val_data).name, val_sha256=val_report.sha256)
     else:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..settings import ModelSpec
 from .config import (Conversation, LogFn, StopFn, TrainResult, TrainSettings, _check, log, to_lora_config,
                      to_training_arguments)
-from .encode import EncodedDataset, encode_examples, pad_collator
+from .encode import EncodedDataset, pad_collator
 from .evaluate import compare_with_base
 from .save import save_adapter, slug
 
@@ -225,22 +225,21 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     set_seed(settings.seed)
     lm = load_base_for_training(spec, settings)
     max_length = min(settings.max_length, lm.context_length)
-    train_items, dropped = encode_examples(lm, train, max_length)
-    valid_items, _ = encode_examples(lm, eval_sample(valid, settings), max_length)
-    _check(bool(train_items), "no training example has a target token left after truncation")
+    train_items = EncodedDataset.encode(lm, train, max_length)
+    valid_items = EncodedDataset.encode(lm, eval_sample(valid, settings), max_length)
+    _check(len(train_items) > 0, "no training example has a target token left after truncation")
     peft_model = attach_lora(lm, settings)
     lm = replace(lm, model=peft_model)
     checkpoint = _prepare_checkpoints(checkpoint_dir, resume)
     args = to_training_arguments(settings, checkpoint_dir, device=lm.device, dtype=_base_dtype(lm),
-                                 has_validation=bool(valid_items), evaluate_first=checkpoint is None)
+                                 has_validation=len(valid_items) > 0, evaluate_first=checkpoint is None)
     main = process_rank() == 0  # in a data-parallel run only rank 0 reports and writes files
     progress = _ProgressCallback.make(on_log if main else None, should_stop)
     callbacks = [progress]
     if args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
     trainer = make_trainer(targets_only=supports_targets_only_loss(peft_model), model=peft_model, args=args,
-                           train_dataset=EncodedDataset(train_items),
-                           eval_dataset=EncodedDataset(valid_items) if valid_items else None,
+                           train_dataset=train_items, eval_dataset=valid_items if len(valid_items) else None,
                            data_collator=pad_collator(lm.tokenizer, 8 if lm.device.startswith("cuda") else None),
                            processing_class=lm.tokenizer, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our on_log reports progress; no raw dicts on stdout
@@ -262,8 +261,8 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     metrics = {"train_loss": round(output.training_loss, 4), "steps": state.global_step,
                "epochs": round(state.epoch or 0, 3), "train_tokens": int(state.num_input_tokens_seen),
                "train_runtime_s": round(output.metrics.get("train_runtime", 0.0), 1),
-               "dropped_examples": dropped}
-    if valid_items:
+               "dropped_examples": train_items.dropped}
+    if len(valid_items):
         metrics["eval_loss"] = round(_final_eval_loss(trainer, progress.history), 4)
         # the evaluation before the first step (kept in the trainer state, so a resumed run has it too)
         base = [r["eval_loss"] for r in state.log_history if r.get("step") == 0 and "eval_loss" in r]

@@ -13,13 +13,14 @@ import threading
 import gradio as gr
 
 from ..chat import asked_questions
+from ..data import MAX_BYTES, MB
 from ..engine import ModelLoadError, get_model
 from ..threads import limit_kernel_caches, limit_malloc_arenas
 from . import chat, common, finetune, questions, sharing, synth
 from .common import OUTPUT_BOX, Shared, spec_from
 
 TITLE = "convo: curious conversational models"
-MAX_UPLOAD = "20mb"
+MAX_UPLOAD = f"{MAX_BYTES // MB}mb"  # Gradio's cap on any upload: the data validator's, in its MB
 START_NEW = "Start a new conversation"
 TABLE_MIN_WIDTHS = {"questions-table": 880, "questions-dropped": 600, "synth-output-table": 800, "ft-samples": 560}
 """Pixels below which a table scrolls sideways rather than squeeze its columns."""

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import finetune as core
 from .. import jobs
-from ..data import DEFAULT_TASKS, DataError, load_examples, split_train_val, validate_file
+from ..data import DEFAULT_TASKS, MAX_BYTES, MB, DataError, load_examples, split_train_val, validate_file
 from ..hub import HubError, resolve_token
 from ..engine import POOL, ModelLoadError
 from ..settings import LoraSettings
@@ -38,6 +38,12 @@ QLORA_CHOICES = [("auto (4-bit on a GPU)", "auto"), ("on: 4-bit NF4 base", "on")
 MAX_COMPARE = 8
 VIEW_FIELDS = ("status", "progress", "plot", "command", "metrics", "samples", "adapter", "timer")
 POLL_S = 1.0
+UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT file (up to {MAX_BYTES // MB} MB) "
+               "to see what it holds. A larger one, such as the official CoQA or SQuAD training set (30-49 MB), "
+               "trains from the command line, which reads files of any size: "
+               "`python -m training.finetune --train_data FILE`.")
+"""The report before an upload. Gradio refuses a file over the cap with a toast that fades and leaves
+the upload box saying only "Error": this text stays."""
 
 
 # ----------------------------------------------------------------------------- upload -> report
@@ -72,7 +78,7 @@ def inspect_upload(file, val_file, task, max_length, model=None, adapter=None, q
     """Validate the uploaded file(s): the report, the task to use, and whether training may start."""
     path = _path(file)
     if not path:
-        return "Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT file to see what it holds.", gr.update(), \
+        return UPLOAD_HINT, gr.update(), \
             gr.update(interactive=False)
     tokenizer = _loaded_tokenizer(model, adapter, quantize)
     # One parse: a task that does not fit the file (chat on passages) falls back to the format's default.
@@ -411,13 +417,14 @@ def render(shared: Shared) -> None:
                 "and what is wrong with it before anything runs.")
     with gr.Row():
         with gr.Column(scale=2):
-            upload = gr.File(label="Training data (CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT)", file_types=[".json", ".jsonl"],
+            upload = gr.File(label=f"Training data (CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT; up to {MAX_BYTES // MB} MB)",
+                             file_types=[".json", ".jsonl"],
                              elem_id="ft-upload")
             val_upload = gr.File(label="Validation data (optional)", file_types=[".json", ".jsonl"],
                                  elem_id="ft-val-upload")
             task = gr.Radio([(label, key) for key, label in TASK_LABELS.items()], value=None, label="Task",
                             elem_id="ft-task")
-        report = gr.Markdown("Upload a file to see what it holds.", elem_id="ft-report")
+        report = gr.Markdown(UPLOAD_HINT, elem_id="ft-report")
     shared.finetune_file = upload
     with gr.Accordion("Training settings", open=False):
         ts, lora = core.TrainSettings(), LoraSettings()  # the defaults, declared once in the dataclasses
