@@ -1070,14 +1070,14 @@ def test_a_training_file_over_the_upload_cap_is_told_where_it_trains(chromium, t
         out.write('{"version": "1.0", "data": [')
         out.write(",".join([json.dumps(story)] * (MAX_BYTES * 11 // 10 // len(json.dumps(story)))))
         out.write("]}")
-    assert path.stat().st_size > 21 * 2**20  # over Gradio's cap too (its MB are MiB)
+    assert path.stat().st_size > MAX_BYTES * 2**20 // 10**6  # over Gradio's cap too (its MB are MiB)
     context, page = open_app(chromium, tiny_app.url)
     page.get_by_role("tab", name="Fine-tune").click()
-    assert "up to 20 MB" in page.locator("#ft-upload").inner_text()
+    assert f"up to {MAX_BYTES // 10**6} MB" in page.locator("#ft-upload").inner_text()
     page.locator("#ft-upload input[type=file]").set_input_files(str(path))
     page.wait_for_selector(".toast-body", timeout=30_000)
     assert "maximum allowed size" in page.locator(".toast-body").first.inner_text()
     page.wait_for_selector(".toast-body", state="detached", timeout=30_000)
     report = page.locator("#ft-report").inner_text()
-    assert "up to 20 MB" in report and "python -m training.finetune --train_data FILE" in report, report
+    assert f"up to {MAX_BYTES // 10**6} MB" in report and "python -m training.finetune --train_data FILE" in report, report
     context.close()

@@ -99,11 +99,11 @@ def test_unrecognised_message_is_the_documented_one():
 def test_over_size_file_is_refused_before_reading(tmp_path):
     big = tmp_path / "big.json"
     with big.open("wb") as handle:
-        handle.truncate(21_000_000)  # sparse file: the size is real, the disk use is not
+        handle.truncate(33_000_000)  # sparse file: the size is real, the disk use is not
     report = validate_file(big)
-    assert report.faults == ["file is 21.0 MB, over the 20.0 MB limit"]
-    assert not report.ok and report.size == 21_000_000 and report.sha256 == ""
-    assert validate_bytes(b"[" + b" " * (21_000_000 - 2) + b"]", "big.json").faults == report.faults
+    assert report.faults == ["file is 33.0 MB, over the 32.0 MB limit"]
+    assert not report.ok and report.size == 33_000_000 and report.sha256 == ""
+    assert validate_bytes(b"[" + b" " * (33_000_000 - 2) + b"]", "big.json").faults == report.faults
 
 
 def test_size_just_over_a_custom_cap_is_not_shown_as_equal():
@@ -162,6 +162,8 @@ GOOD_COUNTS = {
     "alpaca.json": ("alpaca", 3, 0, 0, 0, 3, 9),
     "sharegpt.jsonl": ("sharegpt", 2, 0, 0, 0, 2, 7),
     "squad_hf.jsonl": ("flat-qa", 4, 2, 4, 3, 0, 0),  # and 1 unanswerable
+    "coqa_hf.jsonl": ("coqa", 2, 2, 7, 6, 0, 0),  # and 1 unanswerable
+    "coqa_simple.jsonl": ("coqa-simple", 3, 3, 14, 9, 0, 0),
 }
 
 
@@ -283,6 +285,25 @@ def test_chat_messages_as_openai_parts_and_sharegpt_turns_as_messages(tmp_path):
     odd = {"conversations": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "Hello"}]}
     report = validate_bytes(json.dumps(odd).encode(), "odd.json")
     assert report.faults[1:] == ['line 1, conversations[1].role: expected "human", "gpt" or "system", got "bot"']
+
+
+def test_coqa_as_hugging_face_datasets_writes_it(tmp_path):
+    """``load_dataset("stanfordnlp/coqa")["train"].to_json(...)`` writes a passage a line, its questions
+    a list of strings and its answers ``{"input_text": [...], "answer_start": [...], "answer_end": [...]}``:
+    read as CoQA (as JSON Lines and as a list), "unknown" unanswerable. It was refused as an
+    unrecognised format, and its list taken for simplified CoQA with every record at fault."""
+    passages, report = load_data(GOOD / "coqa_hf.jsonl")
+    assert report.ok and report.format == "coqa" and report.task == "qg" and len(passages) == 2
+    assert [(t.question, t.answer) for t in passages[0].turns[:2]] == [
+        ("Where did Marta live?", "in the same blue house on Pine Street"), ("For how long?", "forty years")]
+    assert passages[0].turns[4].answer == NO_ANSWER and report.unanswerable == 1
+    assert passages[0].source == "line 1" and passages[1].context.startswith("Mount Kilimanjaro")
+    records = [json.loads(line) for line in (GOOD / "coqa_hf.jsonl").read_text().splitlines()]
+    records[1]["answers"]["input_text"].pop()
+    (tmp_path / "coqa_hf.json").write_text(json.dumps(records))
+    passages, report = load_data(tmp_path / "coqa_hf.json")
+    assert report.format == "coqa" and len(passages) == 1 and report.skipped == 1
+    assert report.faults == ["[1]: 2 questions but 1 answers"]
 
 
 def test_squad_as_hugging_face_datasets_writes_it(tmp_path):
@@ -622,8 +643,8 @@ def test_validation_writes_nothing(tmp_path, monkeypatch):
     assert os.listdir(scratch) == [] and os.listdir(work) == []
 
 
-def test_default_limit_is_twenty_megabytes():
-    assert MAX_BYTES == 20_000_000
+def test_default_limit_admits_coqa_as_hugging_face_datasets_writes_it():
+    assert MAX_BYTES == 32_000_000  # its training set is about 20 MB of JSON Lines
 
 
 # --------------------------------------------------------------------------- hostile and odd inputs (issue 18)

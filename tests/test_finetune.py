@@ -436,7 +436,7 @@ def test_cli_trains_then_evaluate_prints_metrics(tiny_causal, tmp_path, monkeypa
     from training import evaluate, finetune
 
     # The caps on one upload to the app do not bind a file named on the command line: the official
-    # CoQA training file (49 MB, 108k questions) was refused as "over the 20.0 MB limit".
+    # CoQA training file (49 MB, 108k questions) was refused as "over the 20.0 MB limit" (now 32).
     monkeypatch.setattr(pipeline, "MAX_WORK", 5)
     assert "over the limit of 5 per upload" in validate_file(COQA).error
     output = tmp_path / "adapter"

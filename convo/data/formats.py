@@ -15,11 +15,29 @@ _RecordReader = Callable[[Any, str], "tuple[Any, list[str], list[tuple[str, str]
 
 
 def _read_records(records: list, fmt: str, prefix: str, read_one: _RecordReader) -> _Parsed:
+    return _read_located(fmt, [(f"{prefix}[{index}]", record) for index, record in enumerate(records)], read_one)
+
+
+def _read_located(fmt: str, records: list[tuple[str, Any]], read_one: _RecordReader) -> _Parsed:
+    """Records given with their locations (``data[3]``, ``line 4``), each read by ``read_one``."""
     parsed = _Parsed(fmt, records=len(records))
-    for index, record in enumerate(records):
-        location = f"{prefix}[{index}]"
+    for location, record in records:
         _keep(parsed, location, *read_one(record, location), held=_listed(record, "questions"))
     return parsed
+
+
+def _read_passage_lines(records: list[tuple[str, Any]]) -> _Parsed:
+    """JSON Lines of passages: CoQA records (``story``; Hugging Face ``datasets`` writes CoQA so) or
+    simplified CoQA ones (``context``), by the first record that is an object."""
+    first = next((record for _, record in records if isinstance(record, dict)), {})
+    if "story" in first:
+        return _read_located("coqa", records, _read_coqa_record)
+    return _read_located("coqa-simple", records, _read_simple_record)
+
+
+def passage_layout(record: Any) -> bool:
+    """Is ``record`` a CoQA or simplified CoQA passage (``story`` or ``context``, with ``questions``)?"""
+    return isinstance(record, dict) and "questions" in record and ("story" in record or "context" in record)
 
 
 def _listed(record: Any, key: str) -> int:
@@ -40,13 +58,16 @@ def _keep(parsed: _Parsed, location: str, item: Any, turn_locations: list[str], 
         parsed.turn_locations.append(turn_locations)
 
 
-def _read_simple_record(record: Any, location: str):
+def _read_simple_record(record: Any, location: str, passage_key: str = "context"):
     faults: list[tuple[str, str]] = []
     if _object(record, location, faults) is None:
         return None, [], faults
-    context = _field(record, "context", str, location, faults)
+    context = _field(record, passage_key, str, location, faults)
     questions = _string_list(record, "questions", location, faults, required=True)
-    answers = _string_list(record, "answers", location, faults, required=False)
+    if isinstance(record.get("answers"), dict):  # Hugging Face datasets: {"input_text": [...], "answer_start": [...]}
+        answers = _string_list(record["answers"], "input_text", _child(location, "answers"), faults, required=True)
+    else:
+        answers = _string_list(record, "answers", location, faults, required=False)
     if questions and answers and len(answers) != len(questions):
         faults.append((location, f"{len(questions)} questions but {len(answers)} answers"))
     if faults:
@@ -60,6 +81,11 @@ def _read_coqa_record(record: Any, location: str):
     faults: list[tuple[str, str]] = []
     if _object(record, location, faults) is None:
         return None, [], faults
+    questions = record.get("questions")
+    if isinstance(questions, list) and questions and isinstance(questions[0], str):
+        # CoQA as Hugging Face datasets writes it (stanfordnlp/coqa): questions a list of strings,
+        # answers {"input_text": [...], "answer_start": [...], "answer_end": [...]}
+        return _read_simple_record(record, location, passage_key="story")
     story = _field(record, "story", str, location, faults)
     questions = _coqa_turns(record, "questions", location, faults, required=True)
     answers = _coqa_turns(record, "answers", location, faults, required=False)

@@ -14,8 +14,8 @@ from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, M
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
 from .checks import _quote, _safe, _type_name
-from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_records,
-                      _read_simple_record, _read_squad, conversation_layout)
+from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passage_lines,
+                      _read_records, _read_simple_record, _read_squad, conversation_layout, passage_layout)
 from .report import (Report, _broken_questions_error, _count, _dedupe, _fault_lines, _flag_non_questions, _measure,
                      _usability_error)
 
@@ -321,11 +321,13 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
     if lines is None:
         raise _Reject(problem)
     if capped:
-        _check_work(len(lines))
+        _check_work(_work([value for _, value in lines]))
     if any(conversation_layout(value) for _, value in lines):  # chat messages, Alpaca or ShareGPT
         return _read_lines(lines, _read_chat_records)
     if _flat_question(lines[0][1]):  # SQuAD as Hugging Face datasets writes it, or flat QA
         return _read_lines(lines, _read_flat)
+    if passage_layout(lines[0][1]):  # CoQA as Hugging Face datasets writes it, or simplified CoQA
+        return _read_lines(lines, _read_passage_lines)
     raise _Reject(f"{UNRECOGNISED}; found JSON Lines whose first line is {_describe(lines[0][1])}")
 
 
@@ -417,6 +419,8 @@ def _read_value(value: Any, capped: bool = True) -> _Parsed:
             return _read_chat_records([(f"[{i}]", rec) for i, rec in enumerate(value)])
         if _flat_question(first):  # SQuAD as Hugging Face datasets writes it, or flat QA
             return _read_flat([(f"[{i}]", rec) for i, rec in enumerate(value)])
+        if first is not None and "story" in first:  # CoQA records as Hugging Face datasets writes them
+            return _read_records(value, "coqa", "", _read_coqa_record)
         if first is not None and ("context" in first or "questions" in first):
             return _read_records(value, "coqa-simple", "", _read_simple_record)
         if not value:

@@ -39,9 +39,9 @@ MAX_COMPARE = 8
 VIEW_FIELDS = ("status", "progress", "plot", "command", "metrics", "samples", "adapter", "timer")
 POLL_S = 1.0
 UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT file (up to {MAX_BYTES // MB} MB) "
-               "to see what it holds. A larger one, such as the official CoQA or SQuAD training set (30-49 MB), "
-               "trains from the command line, which reads files of any size: "
-               "`python -m training.finetune --train_data FILE`.")
+               "to see what it holds (CoQA's training set as Hugging Face `datasets` writes it is about 20 MB). "
+               "A larger one, such as the official CoQA or SQuAD 2.0 training file (42-49 MB), trains from the "
+               "command line, which reads files of any size: `python -m training.finetune --train_data FILE`.")
 """The report before an upload. Gradio refuses a file over the cap with a toast that fades and leaves
 the upload box saying only "Error": this text stays."""
 
