@@ -118,9 +118,12 @@ def test_path_traversal_is_refused(app, path):
 
 
 def test_oversize_upload_is_refused(app):
+    from convo.data import MAX_BYTES
+
     boundary = "convo-test-boundary"
+    over = (MAX_BYTES // 10**6 + 1) * 1024 * 1024  # Gradio's cap is in MiB
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.json\"\r\n"
-            "Content-Type: application/json\r\n\r\n").encode() + b"0" * (21 * 1024 * 1024) + f"\r\n--{boundary}--\r\n".encode()
+            "Content-Type: application/json\r\n\r\n").encode() + b"0" * over + f"\r\n--{boundary}--\r\n".encode()
     request = urllib.request.Request(app.url + "gradio_api/upload", data=body, method="POST",
                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     with pytest.raises(urllib.error.HTTPError) as info:
