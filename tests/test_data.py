@@ -813,3 +813,13 @@ def test_one_passage_with_too_many_questions_is_skipped_by_name():
     report = validate_bytes(json.dumps(passages).encode(), "long.json", task="cqg")
     assert report.ok and report.passages == 1
     assert report.faults[0] == "[0]: 1,001 questions in one passage, over the limit of 1,000"
+
+
+def test_counts_are_written_with_thousands_separators(tmp_path):
+    """The report read "107920 examples" in the table and "107,920" in the token line below it."""
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps([{"context": f"Ada counted {i} sheep.", "questions": [f"What did Ada count in round {i}?"]}
+                                for i in range(1_200)]))
+    summary = validate_file(path).summary()
+    assert "ready to train, 1,200 examples for task `qg`" in summary
+    assert "| records | 1,200 |" in summary and "| questions | 1,200 |" in summary

@@ -184,7 +184,7 @@ def _repeated_turns(passage: Passage, locations: list[str]) -> list[str]:
 
 
 def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def _first_few(items: list[str], shown: int = 5) -> str:
@@ -308,12 +308,14 @@ def _counts_table(report: Report) -> str:
             rows.append((f'unanswerable (answer "{NO_ANSWER}"; trained by `qa` only)', report.unanswerable))
     skipped = report.skipped
     if report.skipped_questions:  # a fault skips its whole passage: say what went with it
-        skipped = f"{skipped} (with {_plural(report.skipped_questions, 'question')})"
+        skipped = f"{skipped:,} (with {_plural(report.skipped_questions, 'question')})"
     rows += [(f"examples (`{report.task}`)", report.examples), ("skipped for faults", skipped),
              ("duplicates", report.duplicates)]
     # the size and the 64-digit hash on a line of their own, where they can wrap (in the table's narrow
     # column the hash ran past its edge), and a header row that says what the table holds
-    return ("| in the file | count |\n|---|---|\n" + "\n".join(f"| {label} | {value} |" for label, value in rows)
+    return ("| in the file | count |\n|---|---|\n"
+            + "\n".join(f"| {label} | {value:,} |" if isinstance(value, int) else f"| {label} | {value} |"
+                        for label, value in rows)
             + f"\n\nSize {_human_size(report.size)}, sha256 `{report.sha256}`")
 
 
