@@ -690,6 +690,29 @@ def test_tab_shows_the_planned_time_split_before_the_run(tab):
     assert tab.plan_text(str(DATA / "bad" / "coqa_empty_data.json"), None, *values) == ""
 
 
+def test_the_plan_parses_a_file_once_not_on_every_settings_change(tab, tmp_path, monkeypatch):
+    """A 108k-question file took 16.7 s to show its plan, parsed twice, and again for every setting."""
+    parses = []
+    real = tab.load_examples
+    monkeypatch.setattr(tab, "load_examples", lambda *args, **kwargs: parses.append(args) or real(*args, **kwargs))
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps([{"context": f"Ada counted {i} sheep.", "questions": [f"What did Ada count in round {i}?"]}
+                                for i in range(1_200)]))
+    values = [None, 3, 0, 8, 1, 2e-4, 512, 0.1, 50, 100, 3, 42, "auto", 16, 32, 0.05]
+    text = tab.plan_text(str(path), None, *values)
+    assert text.startswith("**Planned**: 405 steps of 8 examples on 1,080 training examples; validation loss 10 times"), text
+    assert "on 120 of 120 held-out examples" in text
+    assert tab.plan_text(str(path), None, None, 1, *values[2:]).startswith("**Planned**: 135 steps")
+    assert len(parses) == 1
+    path.write_text(path.read_text().replace("round 7?", "round seven?"))  # a new file at the same path
+    tab.plan_text(str(path), None, *values)
+    assert len(parses) == 2
+    other = tmp_path / "other.json"
+    other.write_text(path.read_text().replace("sheep", "goats"))
+    assert "ready to train, 1,200 examples" in tab.inspect_upload(str(other), None, None, 512)[0]
+    assert tab.plan_text(str(other), None, *values) == text and len(parses) == 2  # the report's count
+
+
 def test_tab_ignores_job_folders_it_did_not_create(tab, tmp_path, data_dir):
     (tmp_path / "config.json").write_text("{}")
     assert tab.own_job(str(tmp_path)) is None

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import finetune as core
 from .. import jobs
-from ..data import DEFAULT_TASKS, MAX_BYTES, MB, DataError, load_examples, split_train_val, validate_file
+from ..data import MAX_BYTES, MB, DataError, load_examples, split_train_val, validate_file
 from ..hub import HubError, resolve_token
 from ..engine import POOL, ModelLoadError
 from ..settings import LoraSettings
@@ -85,6 +85,8 @@ def inspect_upload(file, val_file, task, max_length, model=None, adapter=None, q
     report = validate_file(path, task=task or None, tokenizer=tokenizer, max_length=int(max_length or 512),
                            adapt_task=True)
     task = report.task or task
+    if report.ok:  # the plan below counts the same examples: no second parse
+        _remember_count(path, report.task, report.examples)
     parts = [report.summary()]
     if tokenizer is None and report.ok:
         parts.append("_Token lengths appear here once the model is loaded (Load in the model bar)._")
@@ -92,6 +94,8 @@ def inspect_upload(file, val_file, task, max_length, model=None, adapter=None, q
     val_path = _path(val_file)
     if val_path:
         val_report = validate_file(val_path, task=task, tokenizer=tokenizer, max_length=int(max_length or 512))
+        if val_report.ok:
+            _remember_count(val_path, task, val_report.examples)
         parts.append("**Validation file**\n\n" + val_report.summary())
         ok = ok and val_report.ok
     return "\n\n".join(parts), gr.update(value=task if report.ok else None), gr.update(interactive=ok)
@@ -178,32 +182,58 @@ def plan_text(file, val_file, *settings_values) -> str:
         return ""
     try:
         settings = _settings(*settings_values)
-        task = settings.task or DEFAULT_TASKS[validate_file(path).format]
-        train, _ = load_examples(path, task)
+        n_train, task = _example_count(path, settings.task or None)
         if _path(val_file):
-            valid = load_examples(_path(val_file), task)[0]
+            n_valid = _example_count(_path(val_file), task)[0]
         else:
-            train, valid = split_train_val(train, settings.val_fraction, settings.seed)
-    except (TypeError, ValueError, KeyError, DataError):  # the report above says what is wrong
+            train, valid = split_train_val(range(n_train), settings.val_fraction, settings.seed)
+            n_train, n_valid = len(train), len(valid)
+    except (TypeError, ValueError, KeyError, DataError, OSError):  # the report above says what is wrong
         return ""
-    plan = core.plan_time_split(settings, len(train), len(valid))
+    plan = core.plan_time_split(settings, n_train, n_valid)
     per_step = settings.batch_size * settings.grad_accum
     steps = _plural(plan["steps"], "step")
-    if per_step >= len(train):  # "1 steps of 8 examples on 2 training examples" read as nonsense
-        text = f"**Planned**: {steps} of all {_plural(len(train), 'training example')} (batch size {per_step})"
+    if per_step >= n_train:  # "1 steps of 8 examples on 2 training examples" read as nonsense
+        text = f"**Planned**: {steps} of all {_plural(n_train, 'training example')} (batch size {per_step})"
     else:
-        text = f"**Planned**: {steps} of {per_step} examples on {len(train)} training examples"
+        text = f"**Planned**: {steps} of {per_step} examples on {n_train:,} training examples"
     if plan["evaluations"]:
-        text += (f"; validation loss {plan['evaluations']} times (the first on the base model) on "
-                 f"{plan['eval_examples']} of {_plural(len(valid), 'held-out example')}")
+        text += (f"; validation loss {plan['evaluations']:,} times (the first on the base model) on "
+                 f"{plan['eval_examples']:,} of {_plural(n_valid, 'held-out example')}")
     text += f". Time: about {plan['train_share']:.0%} training, {plan['eval_share']:.0%} validation"
-    if valid and settings.eval_generations:
-        text += f", then generating for {_plural(min(settings.eval_generations, len(valid)), 'held-out example')}"
+    if n_valid and settings.eval_generations:
+        text += f", then generating for {_plural(min(settings.eval_generations, n_valid), 'held-out example')}"
     return text + "."
 
 
+def _example_count(path: str, task: str | None) -> tuple[int, str]:
+    """How many training examples a file gives for ``task`` (None: its format's), and the task: the
+    report's count when the upload's report has it, else one parse per file and task, not one per
+    settings change (a 108k-question file takes seconds, and the plan took 16.7 s after the report)."""
+    key = _count_key(path, task)
+    if key not in _COUNTS:
+        examples, report = load_examples(path, task)
+        _remember_count(path, report.task, len(examples), also_for=task)
+    return _COUNTS[key]
+
+
+_COUNTS: dict[tuple, tuple[int, str]] = {}
+
+
+def _count_key(path: str, task: str | None) -> tuple:
+    stat = Path(path).stat()  # a new file at the same path is a new key
+    return str(path), stat.st_size, stat.st_mtime_ns, task
+
+
+def _remember_count(path: str, task: str, count: int, also_for: str | None = None) -> None:
+    if len(_COUNTS) >= 64:
+        _COUNTS.clear()
+    for key_task in {task, also_for}:
+        _COUNTS[_count_key(path, key_task)] = (count, task)
+
+
 def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def adapter_folder(name: str) -> Path:
@@ -508,11 +538,13 @@ def render(shared: Shared) -> None:
                        eval_every, save_every, patience, seed, qlora, lora_r, lora_alpha, lora_dropout]
     view_outputs = [status, progress, plot, command, metrics, samples, shared.adapter, timer]  # VIEW_FIELDS
     inspect_inputs = [upload, val_upload, task, max_length, shared.model, shared.adapter, shared.quantize]
+    plan_inputs = [upload, val_upload, *settings_inputs]
     gr.on([upload.change, val_upload.change], inspect_upload, inspect_inputs, [report, task, start],
-          api_name="finetune_inspect")
+          api_name="finetune_inspect").then(plan_text, plan_inputs, plan, api_visibility="private",
+                                            show_progress="hidden")  # the count the report found
     task.input(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
-    gr.on([upload.change, val_upload.change, *(c.change for c in settings_inputs)], plan_text,
-          [upload, val_upload, *settings_inputs], plan, api_visibility="private", show_progress="hidden")
+    gr.on([c.change for c in settings_inputs], plan_text, plan_inputs, plan, api_visibility="private",
+          show_progress="hidden")
     # the token report counts against "Max tokens per example": recount when it changes (on change, not
     # release: a value typed into the slider's box could send release with the old value; the last change
     # always runs, so a drag ends with the count for where it stopped)
