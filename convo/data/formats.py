@@ -26,9 +26,9 @@ def _read_located(fmt: str, records: list[tuple[str, Any]], read_one: _RecordRea
     return parsed
 
 
-def _read_passage_lines(records: list[tuple[str, Any]]) -> _Parsed:
-    """JSON Lines of passages: CoQA records (``story``; Hugging Face ``datasets`` writes CoQA so) or
-    simplified CoQA ones (``context``), by the first record that is an object."""
+def _read_passages(records: list[tuple[str, Any]]) -> _Parsed:
+    """Passages in a list or JSON Lines: CoQA records (``story``; Hugging Face ``datasets`` writes CoQA
+    so) or simplified CoQA ones (``context``), by the first record that is an object."""
     first = next((record for _, record in records if isinstance(record, dict)), {})
     if "story" in first:
         return _read_located("coqa", records, _read_coqa_record)

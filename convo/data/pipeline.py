@@ -14,8 +14,8 @@ from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, M
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
 from .checks import _quote, _safe, _type_name
-from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passage_lines,
-                      _read_records, _read_simple_record, _read_squad, conversation_layout, passage_layout)
+from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passages, _read_records,
+                      _read_squad, conversation_layout, passage_layout)
 from .report import (Report, _broken_questions_error, _count, _dedupe, _fault_lines, _flag_non_questions, _measure,
                      _usability_error)
 
@@ -309,7 +309,10 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
     problem = too_deep if depth > MAX_DEPTH else None
     if problem is None:
         try:
-            return _read_value(_loads(text), capped)
+            value = _loads(text)
+            if capped:
+                _check_work(_work(value))
+            return _read_value(value)
         except RecursionError:  # brackets the scan could not see as nesting (unbalanced): still refused
             problem = too_deep
         except json.JSONDecodeError as err:
@@ -327,7 +330,7 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
     if _flat_question(lines[0][1]):  # SQuAD as Hugging Face datasets writes it, or flat QA
         return _read_lines(lines, _read_flat)
     if passage_layout(lines[0][1]):  # CoQA as Hugging Face datasets writes it, or simplified CoQA
-        return _read_lines(lines, _read_passage_lines)
+        return _read_lines(lines, _read_passages)
     raise _Reject(f"{UNRECOGNISED}; found JSON Lines whose first line is {_describe(lines[0][1])}")
 
 
@@ -408,9 +411,7 @@ def _work(value: Any) -> int:
     return units
 
 
-def _read_value(value: Any, capped: bool = True) -> _Parsed:
-    if capped:
-        _check_work(_work(value))
+def _read_value(value: Any) -> _Parsed:
     if conversation_layout(value):  # one conversation as a lone object (chat messages, Alpaca or ShareGPT)
         return _read_chat_records([("line 1", value)])
     if isinstance(value, list):
@@ -419,10 +420,9 @@ def _read_value(value: Any, capped: bool = True) -> _Parsed:
             return _read_chat_records([(f"[{i}]", rec) for i, rec in enumerate(value)])
         if _flat_question(first):  # SQuAD as Hugging Face datasets writes it, or flat QA
             return _read_flat([(f"[{i}]", rec) for i, rec in enumerate(value)])
-        if first is not None and "story" in first:  # CoQA records as Hugging Face datasets writes them
-            return _read_records(value, "coqa", "", _read_coqa_record)
-        if first is not None and ("context" in first or "questions" in first):
-            return _read_records(value, "coqa-simple", "", _read_simple_record)
+        if first is not None and ("story" in first or "context" in first or "questions" in first):
+            # CoQA records as Hugging Face datasets writes them, or simplified CoQA
+            return _read_passages([(f"[{i}]", rec) for i, rec in enumerate(value)])
         if not value:
             raise _Reject("file has no records: the top-level list is empty")
     if isinstance(value, dict) and isinstance(value.get("data"), list):
