@@ -362,11 +362,22 @@ def _select_cuda_device(slot: str) -> None:
         torch.cuda.set_device(int(slot.split(":")[1]))
 
 
+PREPARING = ("reading", "loading", "encoding")
+"""The phases of a job before its first step: reading the data, loading the model, encoding the examples."""
+
+
 def _record_progress(job_dir: Path, record: dict) -> None:
     _print_record(record)  # into train.log
-    if record.get("phase") == "validating":  # progress of a validation pass: status only, not a curve point
+    phase = record.get("phase")
+    if phase in PREPARING:  # status only: what the job does before its first step, and how far it is
+        write_status(job_dir, phase=phase, preparing={k: v for k, v in record.items() if k != "phase"})
+        return
+    if phase == "training":  # the trainer began: the step count is known before the first step ends
+        write_status(job_dir, phase="training", step=record["step"], max_steps=record["max_steps"], preparing=None)
+        return
+    if phase == "validating":  # progress of a validation pass: status only, not a curve point
         write_status(job_dir, phase="validating", step=record["step"], max_steps=record["max_steps"],
-                     eval_batch=record["eval_batch"], eval_batches=record["eval_batches"])
+                     eval_batch=record["eval_batch"], eval_batches=record["eval_batches"], preparing=None)
         return
     append_progress(job_dir, record)
     write_status(job_dir, phase="training", step=record["step"], max_steps=record["max_steps"],
@@ -566,6 +577,9 @@ class JobView:
     """``training`` or ``validating`` (a validation pass, with its own ``eval_batch`` of ``eval_batches``)."""
     eval_batch: int = 0
     eval_batches: int | None = None
+    preparing: dict = field(default_factory=dict)
+    """Before the first step (``phase`` in PREPARING): the file read, the model loaded, or the split
+    encoded with ``done`` of ``total`` examples."""
 
     @property
     def fraction(self) -> float:
@@ -582,7 +596,8 @@ def job_view(job_dir: str | Path) -> JobView:
                    status.get("max_steps", last.get("max_steps", 0)), status.get("eta_s"),
                    queue_position(job_dir) if state == "queued" else None, status.get("error"), status.get("adapter"),
                    status.get("metrics") or {}, status.get("checkpoint") or last_checkpoint(Path(job_dir) / "checkpoints"),
-                   progress, status.get("phase") or "training", status.get("eval_batch") or 0, status.get("eval_batches"))
+                   progress, status.get("phase") or "training", status.get("eval_batch") or 0, status.get("eval_batches"),
+                   status.get("preparing") or {})
 
 
 def read_samples(job_dir: str | Path) -> list[dict]:
@@ -591,15 +606,34 @@ def read_samples(job_dir: str | Path) -> list[dict]:
 
 
 def format_seconds(seconds: float | None) -> str:
-    """``75`` -> ``1:15``; ``3725`` -> ``1:02:05``."""
+    """``75`` -> ``1:15``; ``3725`` -> ``1:02:05``; past a day the days are counted (a run planned
+    on a whole CoQA file on a CPU showed "243:05:00"): ``874800`` -> ``10 days 3:00:00``."""
     if seconds is None:
         return "?"
     seconds = int(round(seconds))
+    days, seconds = divmod(seconds, 86400)
     hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+    clock = f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours or days else f"{rest // 60}:{rest % 60:02d}"
+    return f"{days} day{'s' if days > 1 else ''} {clock}" if days else clock
+
+
+def preparing_text(phase: str, detail: dict) -> str:
+    """What a job does before its first step, in words.
+
+    >>> preparing_text("encoding", {"split": "training", "done": 40000, "total": 97128})
+    'encoding the training examples: 40,000 / 97,128'
+    """
+    if phase == "reading":
+        return f"reading and checking {detail.get('file') or 'the data'}"
+    if phase == "loading":
+        return f"loading the base model {detail.get('model') or ''}".rstrip()
+    return f"encoding the {detail.get('split', 'training')} examples: {detail.get('done', 0):,} / {detail.get('total', 0):,}"
 
 
 def _print_record(record: dict) -> None:
+    if record.get("phase") in PREPARING:
+        print(preparing_text(record["phase"], record), flush=True)
+        return
     parts = [f"step {record['step']}/{record['max_steps']}"]
     if record.get("phase") == "validating":
         parts.append(f"validating batch {record['eval_batch']}/{record.get('eval_batches') or '?'}")

@@ -733,7 +733,7 @@ def test_a_training_job_follows_its_owner_not_the_tab(chromium, launch, tiny_cau
     view.get_by_role("tab", name="Fine-tune").click()
     view.wait_for_function("(id) => document.querySelector('#ft-status').innerText.includes(id)", arg=job_id,
                            timeout=60_000)
-    assert re.search(r"Queued|Training|Validating", view.locator("#ft-status").inner_text())
+    assert re.search(r"Queued|Preparing|Training|Validating", view.locator("#ft-status").inner_text())
     view.locator("#ft-cancel").click()
     # the job stops before its first step or after the current one (on a loaded 2-core machine a first step
     # of this run took over 60 s)
@@ -752,6 +752,45 @@ def test_a_training_job_follows_its_owner_not_the_tab(chromium, launch, tiny_cau
                                timeout=30_000)
     assert "Cancelled" in stranger.locator("#ft-status").inner_text()
     other.close()
+
+
+def test_a_training_job_shows_what_it_does_before_its_first_step(chromium, launch, tiny_causal, tmp_path_factory,
+                                                                  tmp_path):
+    """A large file is read, checked and encoded before the first step: the status says which, with the
+    encoding's progress bar, and Cancel stops the job there. (It said "Training: starting." the whole
+    time: about a minute for CoQA's training set on a CPU.)"""
+    app = launch(model=tiny_causal, data_dir=tmp_path_factory.mktemp("prep-data"))
+    topics = ["tea", "rivers", "bread", "chess", "owls", "trains", "maps", "bees"]
+    big = tmp_path / "chats.jsonl"
+    n = 40_000
+    with open(big, "w") as handle:  # distinct conversations: duplicates would be dropped
+        for i in range(n):
+            topic = topics[i % len(topics)]
+            handle.write(json.dumps({"messages": [
+                {"role": "user", "content": f"Tell me something about {topic}, note {i}."},
+                {"role": "assistant", "content": f"Here is fact {i} about {topic}. What made you curious about {topic}?"}]})
+                + "\n")
+    context, page = open_app(chromium, app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#ft-upload input[type=file]").set_input_files(str(big))
+    page.wait_for_function("() => /ready to train/.test(document.querySelector('#ft-report').innerText)", timeout=120_000)
+    page.locator("#ft-start").click()
+    page.wait_for_function("() => /Preparing: encoding the training examples: [\\d,]+ \\/ [\\d,]+\\./"
+                           ".test(document.querySelector('#ft-status').innerText)", timeout=120_000)
+    status = page.locator("#ft-status").inner_text()
+    done, total = (int(x.replace(",", "")) for x in re.search(r"examples: ([\d,]+) / ([\d,]+)", status).groups())
+    assert 0.85 * n <= total <= n and done < total, status  # the training share of the distinct conversations
+    bar = page.locator("#ft-progress progress")
+    assert bar.get_attribute("max") == str(total) and int(bar.get_attribute("value")) < total
+    assert re.search(r"encoding the training examples: [\d,]+ / " + f"{total:,}", page.locator("#ft-progress").inner_text())
+    page.screenshot(path=str(tmp_path / "preparing.png"), full_page=True)
+    page.locator("#ft-cancel").click()
+    page.wait_for_function("() => /Cancelled/.test(document.querySelector('#ft-status').innerText)", timeout=60_000)
+    assert "Cancelled before the first step" in page.locator("#ft-status").inner_text()
+    log = next((app.data_dir / "jobs").glob("*/train.log")).read_text()
+    assert re.search(r"^reading and checking train-chats\.jsonl$", log, re.M) and "encoding the training" in log, log[-2000:]
+    assert not re.search(r"^step 1/", log, re.M), log[-2000:]
+    context.close()
 
 
 def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_app, tmp_path):

@@ -295,7 +295,7 @@ def test_training_lowers_the_loss_and_saves_a_complete_adapter(trained, tiny_cau
     # validated before the first step (the base model: LoRA starts as a no-op), then every 3 steps
     assert [step for step, _ in result.eval_losses] == [0, 3, 6]
     assert result.metrics["base_eval_loss"] == round(result.eval_losses[0][1], 4) > result.metrics["eval_loss"]
-    steps = [r for r in records if r.get("phase") != "validating"]  # validation ticks are progress, not history
+    steps = [r for r in records if "phase" not in r]  # phase records (validating...) are progress, not history
     assert steps == result.history and steps[-1]["eta_s"] == 0.0
     folder = Path(result.output_dir)
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "convo_adapter.json",
@@ -312,6 +312,38 @@ def test_training_lowers_the_loss_and_saves_a_complete_adapter(trained, tiny_cau
     assert "## Prompt" in card and "Text: <the sentence to ask about>\nQuestion:" in card  # not the chat template
     assert any(meta["samples"][0]["prompt"] in p.context for p in load_data(COQA)[0])  # the span asked about
     assert adapter_base(folder) == tiny_causal
+
+
+def test_a_run_reports_what_it_does_before_its_first_step(trained, tiny_causal):
+    """Loading, then encoding (from 0 to all the examples), then the step count as the trainer
+    begins: a job on a 108k-question file said nothing for a minute while it encoded."""
+    result, records, _ = trained
+    phases = [r["phase"] for r in records if "phase" in r]
+    first_loss = next(i for i, r in enumerate(records) if "loss" in r or "eval_loss" in r)
+    assert records[0] == {"phase": "loading", "model": tiny_causal}
+    encoding = [r for r in records if r.get("phase") == "encoding"]
+    n_train = len(load_examples(COQA, "qg")[0])
+    assert [(r["split"], r["done"], r["total"]) for r in encoding] == [("training", 0, n_train), ("training", n_train, n_train),
+                                                                      ("validation", 0, 4), ("validation", 4, 4)]
+    begun = phases.index("training")
+    assert phases[:begun] == ["loading"] + ["encoding"] * 4
+    assert records[begun] == {"phase": "training", "step": 0, "max_steps": 6} and begun < first_loss
+
+
+def test_cancel_while_encoding_stops_between_examples(tiny_causal, tmp_path, monkeypatch):
+    """A stop asked for while the examples encode ends the run there (a large file encodes for a
+    minute), before any model is wrapped or checkpoint written."""
+    from convo.finetune import encode
+
+    monkeypatch.setattr(encode, "PROGRESS_EVERY_S", 0.0)  # a progress tick (and a stop check) after every example
+    examples, _ = load_examples(COQA, "qg")
+    records = []
+    result = ft.train_adapter(tiny_spec(tiny_causal), examples, [], quick(), tmp_path / "a", on_log=records.append,
+                              should_stop=lambda: any(r.get("done") == 3 for r in records))
+    assert result.status == "cancelled" and result.steps == 0 and result.checkpoint is None
+    assert [r["done"] for r in records if r.get("phase") == "encoding"] == [0, 1, 2, 3]
+    assert not any(r.get("phase") == "training" for r in records)
+    assert not (tmp_path / "a").exists() and not list(tmp_path.glob("a.checkpoints/checkpoint-*"))
 
 
 def test_saved_adapter_holds_only_trained_lora_weights(trained):
@@ -563,6 +595,12 @@ def test_job_subprocess_cancel_kill_and_resume(tiny_causal, data_dir):
     assert _wait_exit(job, 180) == "finished", (job / "train.log").read_text()[-2000:]
     view = jobs.job_view(job)
     assert view.step == view.max_steps == 40 and view.adapter == config.output_dir
+    # each run said what it did before its first step, in the log and (last) in the status
+    log = (job / "train.log").read_text()
+    assert len(re.findall(r"^reading and checking train-\S+\.json$", log, re.M)) == 3, log[:2000]
+    assert len(re.findall(rf"^loading the base model {re.escape(tiny_causal)}$", log, re.M)) == 3
+    assert len(re.findall(r"^encoding the training examples: ([\d,]+) / \1$", log, re.M)) == 3
+    assert jobs.read_status(job)["preparing"] is None
     train_steps = [r["step"] for r in view.progress if "loss" in r]
     assert train_steps == list(range(1, 41))
     from convo.ui.common import local_adapters

@@ -4,8 +4,9 @@ assistant turns only (-100 elsewhere), plus the padding collator and the dataset
 """
 from __future__ import annotations
 
+import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .config import Conversation, END_OF_TURN_MARKERS
 
@@ -158,6 +159,10 @@ def pad_collator(tokenizer, pad_to_multiple_of: int | None = None, pad_id: int |
                                   return_tensors="pt")
 
 
+PROGRESS_EVERY_S = 1.0
+"""How often ``EncodedDataset.encode`` reports its progress (and a job checks for a stop) while it encodes."""
+
+
 class EncodedDataset:
     """Encoded examples as a map-style dataset (Trainer needs __len__ and __getitem__), packed as
     they arrive into flat int32 arrays of token ids and labels: 8 bytes a token, where lists of
@@ -194,6 +199,24 @@ class EncodedDataset:
         return {"input_ids": ids.tolist(), "labels": labels.tolist()}
 
     @classmethod
-    def encode(cls, lm, examples: Iterable[Conversation], max_length: int) -> "EncodedDataset":
-        """Encode ``examples`` one by one into a packed dataset (no list of every example's tokens)."""
-        return cls(encode_example(lm, example, max_length) for example in examples)
+    def encode(cls, lm, examples: Sequence[Conversation], max_length: int,
+               on_progress: Callable[[int, int], None] | None = None, every_s: float | None = None) -> "EncodedDataset":
+        """Encode ``examples`` one by one into a packed dataset (no list of every example's tokens).
+        ``on_progress(done, total)`` is called on the first example, then at most every ``every_s``
+        seconds (default PROGRESS_EVERY_S), and at the end: a 108k-question file takes most of a minute
+        to encode on a CPU, and the job said nothing meanwhile. It may raise to stop the encoding (a cancelled job)."""
+        every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        total = len(examples)
+        last = time.monotonic()
+
+        def encoded():
+            nonlocal last
+            for done, example in enumerate(examples):
+                if on_progress is not None and (done == 0 or time.monotonic() - last >= every_s):
+                    last = time.monotonic()
+                    on_progress(done, total)
+                yield encode_example(lm, example, max_length)
+            if on_progress is not None:
+                on_progress(total, total)
+
+        return cls(encoded())

@@ -55,6 +55,8 @@ def run_training(config: FinetuneConfig, *, checkpoint_dir: str | Path | None = 
                  on_log: LogFn | None = None, should_stop: StopFn | None = None) -> TrainResult:
     """Read the files of ``config``, train and save the adapter to ``config.output_dir``."""
     config = config.resolved()
+    if on_log is not None:
+        on_log({"phase": "reading", "file": Path(config.train_data).name})
     data = load_training_data(config)
     settings = replace(config.settings, task=data.task)
     return train_adapter(config.spec(), data.train, data.valid, settings, config.output_dir, on_log=on_log,

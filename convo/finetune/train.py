@@ -223,17 +223,25 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
            f"{output_dir} already holds an adapter: choose another output folder (or overwrite it)")
     valid = list(valid or [])
     set_seed(settings.seed)
+    main = process_rank() == 0  # in a data-parallel run only rank 0 reports and writes files
+    report = on_log if main else None
+    if report is not None:
+        report({"phase": "loading", "model": spec.name})
     lm = load_base_for_training(spec, settings)
     max_length = min(settings.max_length, lm.context_length)
-    train_items = EncodedDataset.encode(lm, train, max_length)
-    valid_items = EncodedDataset.encode(lm, eval_sample(valid, settings), max_length)
+    try:
+        train_items = EncodedDataset.encode(lm, train, max_length, _encoding_progress("training", report, should_stop))
+        valid_items = EncodedDataset.encode(lm, eval_sample(valid, settings), max_length,
+                                            _encoding_progress("validation", report, should_stop))
+    except TrainingCancelled:  # nothing trained yet; a resumed run keeps its checkpoints
+        kept = last_checkpoint(checkpoint_dir) if resume else None
+        return TrainResult(None, "cancelled", checkpoint_step(kept) if kept else 0, 0, checkpoint=kept)
     _check(len(train_items) > 0, "no training example has a target token left after truncation")
     peft_model = attach_lora(lm, settings)
     lm = replace(lm, model=peft_model)
     checkpoint = _prepare_checkpoints(checkpoint_dir, resume)
     args = to_training_arguments(settings, checkpoint_dir, device=lm.device, dtype=_base_dtype(lm),
                                  has_validation=len(valid_items) > 0, evaluate_first=checkpoint is None)
-    main = process_rank() == 0  # in a data-parallel run only rank 0 reports and writes files
     progress = _ProgressCallback.make(on_log if main else None, should_stop)
     callbacks = [progress]
     if args.load_best_model_at_end:
@@ -285,6 +293,23 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
         torch.cuda.empty_cache()
     return TrainResult(str(saved), status, state.global_step, state.max_steps, progress.history, metrics, samples,
                        checkpoint=saved_checkpoint)
+
+
+def _encoding_progress(split: str, report: LogFn | None, should_stop: StopFn | None):
+    """``EncodedDataset.encode``'s progress callback: a ``{"phase": "encoding"}`` record for the job's
+    status, and a stop request obeyed between examples. Only in a run of one process: the processes of
+    a data-parallel run must agree to stop (``_any_process``), which they can only do at a step."""
+    stop = should_stop if world_size() == 1 else None
+
+    def progress(done: int, total: int) -> None:
+        # between examples only (not at the first or the last: a stop then is seen by the check
+        # before training, and the count of polls stays what it was for a short encoding)
+        if stop is not None and 0 < done < total and stop():
+            raise TrainingCancelled(0)
+        if report is not None:
+            report({"phase": "encoding", "split": split, "done": done, "total": total})
+
+    return progress
 
 
 def _final_eval_loss(trainer, history: list[dict]) -> float:
@@ -379,6 +404,8 @@ class _ProgressCallback:
             def on_train_begin(self, args, state, control, **kwargs):
                 self.started = time.monotonic()
                 self.first_step = state.global_step
+                if on_log is not None:  # the step count is known from here: the status shows it at once
+                    on_log({"phase": "training", "step": state.global_step, "max_steps": state.max_steps})
 
             def on_step_end(self, args, state, control, **kwargs):
                 self.eval_batch = 0

@@ -13,17 +13,22 @@ from .common import adapter_label
 
 
 def progress_html(view: jobs.JobView | None) -> str:
+    if view is not None and view.state == "running" and view.phase == "encoding" and view.preparing.get("total"):
+        done, total = view.preparing.get("done", 0), view.preparing["total"]
+        return (f'<div class="ft-progress" data-phase="encoding"><progress value="{done}" max="{total}" '
+                f'style="width:100%"></progress><span>{html.escape(jobs.preparing_text("encoding", view.preparing))}'
+                "</span></div>")
     if view is None or not view.max_steps:
         return ""
     losses = f" · {latest}" if (latest := latest_losses(view.progress)) else ""
     if view.state == "running" and view.phase == "validating" and view.eval_batches:
-        when = f"after step {view.step} / {view.max_steps}" if view.step else "the base model, before the first step"
+        when = f"after step {view.step:,} / {view.max_steps:,}" if view.step else "the base model, before the first step"
         return (f'<div class="ft-progress" data-phase="validating"><progress value="{view.eval_batch}" '
                 f'max="{view.eval_batches}" style="width:100%"></progress><span>validating: batch {view.eval_batch} / '
                 f"{view.eval_batches} ({when}){losses}</span></div>")
     eta = f" · ETA {jobs.format_seconds(view.eta_s)}" if view.state == "running" and view.eta_s is not None else ""
     return (f'<div class="ft-progress"><progress value="{view.step}" max="{view.max_steps}" style="width:100%">'
-            f"</progress><span>step {view.step} / {view.max_steps} ({view.fraction:.0%}){eta}{losses}</span></div>")
+            f"</progress><span>step {view.step:,} / {view.max_steps:,} ({view.fraction:.0%}){eta}{losses}</span></div>")
 
 
 def loss_frame(progress: list[dict]) -> pd.DataFrame:
@@ -64,17 +69,18 @@ def status_text(view: jobs.JobView | None, owner: str | None = None) -> str:
     if view is None:
         return "No training job yet."
     job_id = f"  \nJob id: `{Path(view.job_dir).name}` (open it from another browser with this id)"
-    step = f"step {view.step}/{view.max_steps}" if view.max_steps else "starting"
-    when = f"at step {view.step}/{view.max_steps}" if view.max_steps and view.step else "before the first step"
+    step = f"step {view.step:,}/{view.max_steps:,}" if view.max_steps else "starting"
+    when = f"at step {view.step:,}/{view.max_steps:,}" if view.max_steps and view.step else "before the first step"
     resume_from = (f" The last checkpoint is kept: Resume continues from step {core.checkpoint_step(view.checkpoint)}."
                    if view.checkpoint else " No checkpoint was saved yet: Resume starts again.")
     return {
         "queued": f"**Queued**: position {view.queue_position}, {jobs.waiting_for(view.job_dir, owner)} — one "
                   "training job runs per GPU (one at a time on CPU).",
-        "running": (f"**Validating** {f'after step {view.step}/{view.max_steps}' if view.step else 'the base model'}"
+        "running": (f"**Validating** {f'after step {view.step:,}/{view.max_steps:,}' if view.step else 'the base model'}"
                     f": batch {view.eval_batch}"
                     f"{f'/{view.eval_batches}' if view.eval_batches else ''}." if view.phase == "validating"
-                    else f"**Training**: {step}."),
+                    else f"**Preparing**: {html.escape(jobs.preparing_text(view.phase, view.preparing))}."
+                    if view.phase in jobs.PREPARING else f"**Training**: {step}."),
         "finished": f"**Finished**: adapter saved as `{adapter_label(view.adapter)}`; pick it in the Adapter menu "
                     "above to use it in Chat and Questions.",
         "failed": f"**Failed**: {html.escape(view.error or 'unknown error')}",
