@@ -630,9 +630,27 @@ def preparing_text(phase: str, detail: dict) -> str:
     return f"encoding the {detail.get('split', 'training')} examples: {detail.get('done', 0):,} / {detail.get('total', 0):,}"
 
 
+_printed_tenth: dict[str, int] = {}
+
+
+def _new_tenth(key: str, done: int, total: int | None) -> bool:
+    """Is ``done`` in a tenth of ``total`` not printed yet for ``key``? (The first and last always are.)
+    The status shows progress every second; the log (a terminal, train.log) gets a line a tenth."""
+    tenth = done * 10 // total if total else done
+    if done > 1 and _printed_tenth.get(key) == tenth:
+        return False
+    _printed_tenth[key] = tenth
+    return True
+
+
 def _print_record(record: dict) -> None:
-    if record.get("phase") in PREPARING:
-        print(preparing_text(record["phase"], record), flush=True)
+    phase = record.get("phase")
+    if phase == "encoding" and not _new_tenth(record["split"], record["done"], record["total"]):
+        return
+    if phase == "validating" and not _new_tenth("validating", record["eval_batch"], record.get("eval_batches")):
+        return
+    if phase in PREPARING:
+        print(preparing_text(phase, record), flush=True)
         return
     parts = [f"step {record['step']}/{record['max_steps']}"]
     if record.get("phase") == "validating":

@@ -1095,6 +1095,30 @@ def test_a_markdown_passage_is_uploaded_as_its_text(chromium, tiny_app, tmp_path
     context.close()
 
 
+@pytest.mark.parametrize("name", ["passages.pdf", "passages.docx", "honeybee.html"])
+def test_a_document_passage_is_uploaded_as_its_text(chromium, tiny_app, tmp_path, name):
+    """A PDF (printed by Chromium), a Word file and a saved web page fill the passage box with the text
+    a reader sees, and questions come from it (the tab took .txt and .md only: the file picker hid
+    these, and a PDF given anyway was "a binary file")."""
+    path = Path(__file__).parent / "data" / "passages" / "documents" / name
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Questions").click()
+    accepted = page.locator("#questions-file input[type=file]").get_attribute("accept") or ""
+    assert path.suffix in [x.strip() for x in accepted.split(",")], accepted  # the file picker offers it
+    page.locator("#questions-file input[type=file]").set_input_files(str(path))
+    page.wait_for_function("() => document.querySelector('#questions-passage textarea').value.includes('waggle dance')",
+                           timeout=30_000)
+    passage = page.locator("#questions-passage textarea").input_value()
+    assert "A forager that finds a rich patch of flowers returns to the hive" in passage
+    assert not re.search(r"Page \d of|\[\d\]|\[edit\]|Jump to content|%PDF|<p>|word/document", passage), passage[:500]
+    page.wait_for_function(f"() => /^Loaded {re.escape(name)}: [\\d,]+ words \\(/.test("
+                           "document.querySelector('#questions-status').innerText)", timeout=10_000)
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    page.locator("#questions-generate").click()
+    page.locator("#questions-table [data-testid='cell-0-1']").wait_for(timeout=120_000)
+    context.close()
+
+
 def test_a_training_file_over_the_upload_cap_is_told_where_it_trains(chromium, tiny_app, tmp_path):
     """Gradio refuses a file over the upload cap with a toast that fades and an upload box that says
     only "Error". The tab states the cap before any upload, and its report (which stays) says where

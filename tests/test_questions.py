@@ -6,6 +6,7 @@ write real questions, so those runs exercise chunking, spans, filters and the ru
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -443,7 +444,7 @@ def test_a_session_never_shows_a_question_twice(causal_lm):
 @pytest.mark.parametrize("name, expected", [
     ("empty.txt", "empty.txt: the file is empty."),
     ("blank.md", "blank.md: the file is empty."),
-    ("image.txt", "image.txt: this is a binary file, not text. Upload a .txt or .md file."),
+    ("image.txt", "image.txt: this is a binary file, not text. Upload a .txt, .md, .html, .pdf or .docx file."),
     ("latin1.txt", "latin1.txt: the file is not UTF-8 text (invalid byte at position 22). "
                    "Save it as UTF-8 and upload it again."),
 ])
@@ -528,6 +529,109 @@ def test_a_markdown_upload_is_read_without_its_markup(tmp_path):
     assert tab.read_upload(str(plain))[0] == README_MD
     path.write_text("```\nonly code\n```\n", encoding="utf-8")
     assert tab.read_upload(str(path)) == (None, "tower.md: the file has no text outside its Markdown markup and code blocks.")
+
+
+DOCUMENTS = Path(__file__).parent / "data" / "passages" / "documents"
+"""A Wikipedia page as a browser saves it, and a PDF (Chromium's print) and a Word file (python-docx)
+of the five passages: made by tests/data/passages/documents/make_documents.py."""
+
+
+def _five_passages(*extra: str) -> str:
+    parts = []
+    for name in ("honeybees", "lighthouse", "marathon", "photosynthesis", "volcano"):
+        parts += [name.capitalize(), *PASSAGE[name].read_text(encoding="utf-8").strip().split("\n\n")]
+    return "\n\n".join(parts + list(extra))
+
+
+def test_a_pdf_printed_by_chromium_reads_as_its_paragraphs():
+    """Lines joined into paragraphs (across page breaks too), headings their own; the running title
+    and "Page N of 4" gone: the text is the five passages as written."""
+    from convo.ui import questions as tab
+
+    text, status = tab.read_upload(str(DOCUMENTS / "passages.pdf"))
+    assert text == _five_passages()
+    assert status == (f"Loaded passages.pdf: {len(text.split()):,} words (the PDF's text, its lines joined into "
+                      "paragraphs, without page numbers and running headers).")
+
+
+def test_a_word_document_reads_as_its_paragraphs_table_and_list():
+    from convo.cli.questions import read_passage_arg
+
+    text = read_passage_arg(str(DOCUMENTS / "passages.docx"))
+    assert text == "\n\n".join(["Five short passages", _five_passages(
+        "Facts in a table", "Subject, Figure", "Workers in a summer colony, 50,000",
+        "Nobel Prize for the waggle dance, 1973", "Bees make honey from nectar.", "A lighthouse warns ships at night.")])
+
+
+def test_a_saved_web_page_reads_as_its_article():
+    """Menus, search, table of contents, edit links, reference marks, "[citation needed]", the code
+    block, the figure, the reference list, navigation boxes, categories and the footer are not the text."""
+    from convo.ui import questions as tab
+
+    text, status = tab.read_upload(str(DOCUMENTS / "honeybee.html"))
+    paragraphs = text.split("\n\n")
+    bees = PASSAGE["honeybees"].read_text(encoding="utf-8").strip().split("\n\n")
+    assert paragraphs[:5] == ["Western honey bee", "Western honey bee", "Kingdom: Animalia", "Order: Hymenoptera",
+                              "Species: A. mellifera"]
+    assert paragraphs[5] == bees[0].replace("honey bee lives", "honey bee (Apis mellifera) lives")
+    assert paragraphs[6:] == ["Honey", bees[1], "Communication", bees[2], "References"]
+    assert status.endswith("words (the page's text, without its menus, scripts and reference marks).")
+
+
+def test_documents_that_cannot_be_read_get_one_message(tmp_path):
+    from pypdf import PdfWriter
+
+    from convo.ui import questions as tab
+
+    def upload(name: str, data: bytes):
+        path = tmp_path / name
+        path.write_bytes(data)
+        return tab.read_upload(str(path))
+
+    pdf = (DOCUMENTS / "passages.pdf").read_bytes()
+    text, _ = upload("renamed.txt", pdf)  # known by its first bytes, whatever its name
+    assert text == _five_passages()
+    text, status = upload("cut.pdf", pdf[:3000])
+    assert text is None and status.startswith("cut.pdf: the file is not a PDF that can be read (")
+    blank = PdfWriter()
+    blank.add_blank_page(width=420, height=595)
+    out = io.BytesIO()
+    blank.write(out)
+    assert upload("scan.pdf", out.getvalue()) == (None, "scan.pdf: the file has no text to read (a scanned PDF holds "
+                                                       "images of its pages: run it through OCR first).")
+    locked = PdfWriter(clone_from=io.BytesIO(pdf))
+    locked.encrypt(user_password="bees", owner_password="bees", algorithm="AES-128")
+    out = io.BytesIO()
+    locked.write(out)
+    assert upload("locked.pdf", out.getvalue()) == (None, "locked.pdf: the file is protected by a password: save an "
+                                                         "unprotected copy and upload that.")
+    owner_only = PdfWriter(clone_from=io.BytesIO(pdf))  # no password to read it, only to change it: common
+    owner_only.encrypt(user_password="", owner_password="bees", algorithm="AES-256")
+    out = io.BytesIO()
+    owner_only.write(out)
+    assert upload("statement.pdf", out.getvalue())[0] == _five_passages()
+    assert upload("notes.docx", b"PK\x03\x04 not really") == (
+        None, "notes.docx: the file is not a Word .docx document (BadZipFile: File is not a zip file).")
+    page = "<html><head><meta charset='windows-1252'></head><body><p>Caf\xe9 au lait.</p></body></html>"
+    assert upload("cafe.html", page.encode("cp1252"))[0] == "Café au lait."
+    assert upload("cafe.htm", page.replace("<meta charset='windows-1252'>", "").encode("cp1252")) == (
+        None, "cafe.htm: the file is not UTF-8 (invalid byte at position 31) and declares no charset.")
+    assert upload("menu.html", b"<nav>Home | About</nav><script>x()</script>") == (
+        None, "menu.html: the file has no text outside its menus, scripts and code blocks.")
+
+
+def test_a_docx_that_unpacks_to_too_much_is_refused_unread(tmp_path):
+    """A .docx is a zip: a few hundred KB can unpack to gigabytes. Refused by its declared size."""
+    import zipfile
+
+    from convo.questions import documents
+
+    path = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", b"<w:document>" + b" " * (documents.MAX_DOCX_XML_BYTES + 1))
+    assert path.stat().st_size < 200_000
+    with pytest.raises(qg.QuestionError, match=r"bomb\.docx: the file unpacks to 50 MB of document; the limit is 50 MB"):
+        qg.read_passage(path.read_bytes(), "bomb.docx")
 
 
 def _generate(tab, passage, model, seen=(), mode="Open questions", answer="", history="", n=4):
@@ -626,7 +730,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "convo.questions", "--file", str(BAD / "image.txt")],
                             capture_output=True, text=True, env=_cli_env(tmp_path), cwd=tmp_path, timeout=120)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == "error: image.txt: this is a binary file, not text. Upload a .txt or .md file.\n"
+    assert result.stderr == "error: image.txt: this is a binary file, not text. Upload a .txt, .md, .html, .pdf or .docx file.\n"
     result = subprocess.run([sys.executable, "-m", "convo.questions", "--mode", "answer", "--file", str(PASSAGE["honeybees"])],
                             capture_output=True, text=True, env=_cli_env(tmp_path), cwd=tmp_path, timeout=120)
     assert result.returncode == 2 and result.stderr == "error: --mode answer needs --answer TEXT.\n"

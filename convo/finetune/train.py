@@ -191,7 +191,10 @@ def attach_lora(lm, settings: TrainSettings):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
                                                 gradient_checkpointing_kwargs=kwargs)
     elif checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5's name (the old one warns)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         model.enable_input_require_grads()
     task_type = "SEQ_2_SEQ_LM" if lm.is_seq2seq else "CAUSAL_LM"
     return get_peft_model(model, to_lora_config(settings.lora, task_type))

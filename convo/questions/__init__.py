@@ -37,7 +37,7 @@ The package: settings (modes, styles, sampling, QuestionSettings, Question, Ques
 text (sentences, chunks, grounding and similarity), prompts (one per style, the chunk budget),
 candidates (targets, model candidates, the rule-based fallback), ranking (relevance, MMR, accept and
 drop, the parts of a Question), pipeline (question_run, generate_questions, the checks on an uploaded
-passage). Its names are re-exported here.
+passage), documents (the text of an HTML page, a PDF or a Word file). Its names are re-exported here.
 """
 from __future__ import annotations
 
@@ -52,17 +52,19 @@ from .prompts import (chunk_budget, conversation_fewshot_prompt, conversation_pr
 from .candidates import (DEFINITION, ENTITY, ENTITY_SKIP, YEAR, answer_rule_questions, candidate_prompt, first_question,
                          model_candidates, plan_targets, rule_questions, scoring_prompt, target_units)
 from .ranking import _accept, rank, relevance, same_question
-from .pipeline import (MAX_PASSAGE_BYTES, _check_candidates, check_size, decode_passage, generate_questions,
-                       locate_answer, normalize_history, question_run, read_passage, spread_over_chunks)
+from .pipeline import (MAX_PASSAGE_BYTES, PASSAGE_FORMATS, PASSAGE_SUFFIXES, _check_candidates, check_size,
+                       decode_passage, generate_questions, locate_answer, normalize_history, question_run, read_passage,
+                       spread_over_chunks)
+from .documents import MAX_DOCUMENT_BYTES, document_kind, docx_to_text, html_to_text, pdf_to_text
 
 __all__ = ["ABBREVIATIONS", "CONVERSATION_SHOT", "Chunk", "DEFAULT_N", "DEFINITION", "END_MARKERS", "ENTITY",
-           "ENTITY_SKIP", "FEWSHOT_INSTRUCTION", "FEWSHOT_SHOTS", "HIGHLIGHT", "MAX_PASSAGE_BYTES", "MAX_QUESTIONS",
-           "MIN_TARGET_WORDS", "MODES", "PRONOUN_START", "QG_SAMPLING", "Question", "QuestionError", "QuestionRun",
+           "ENTITY_SKIP", "FEWSHOT_INSTRUCTION", "FEWSHOT_SHOTS", "HIGHLIGHT", "MAX_DOCUMENT_BYTES", "MAX_PASSAGE_BYTES", "MAX_QUESTIONS",
+           "MIN_TARGET_WORDS", "MODES", "PASSAGE_FORMATS", "PASSAGE_SUFFIXES", "PRONOUN_START", "QG_SAMPLING", "Question", "QuestionError", "QuestionRun",
            "QuestionSettings", "RULE_POOL", "SEQ2SEQ_STYLES", "STYLES", "YEAR", "_Candidate", "_accept",
            "_check_candidates", "_stem", "answer_rule_questions", "best_sentence", "candidate_prompt", "check_size",
-           "chunk_budget", "content_stems", "conversation_fewshot_prompt", "conversation_prompt", "decode_passage",
-           "end_marker", "fewshot_prompt", "first_question", "generate_questions", "grounding", "highlighted",
-           "locate_answer", "make_chunks", "markdown_to_text", "model_candidates", "normalize_history", "pick_evenly",
+           "chunk_budget", "content_stems", "conversation_fewshot_prompt", "conversation_prompt", "decode_passage", "document_kind", "docx_to_text",
+           "end_marker", "fewshot_prompt", "first_question", "generate_questions", "grounding", "highlighted", "html_to_text",
+           "locate_answer", "make_chunks", "markdown_to_text", "model_candidates", "normalize_history", "pdf_to_text", "pick_evenly",
            "plan_targets", "prompt_overhead", "question_run", "rank", "read_passage", "relevance", "resolve_style",
            "rule_questions", "same_question",
            "scoring_prompt", "seq2seq_history", "similarity", "split_long", "split_sentences", "spread_over_chunks",

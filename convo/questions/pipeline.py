@@ -15,8 +15,10 @@ from .prompts import chunk_budget, prompt_overhead, resolve_style
 from .ranking import _accept, _dropped, _kept_reasons, _question, _score, rank
 from .settings import (Chunk, DEFAULT_N, MAX_QUESTIONS, Question, QuestionError, QuestionRun, QuestionSettings,
                        RULE_POOL, _Candidate)
-from .text import (content_stems, grounding, is_markdown, make_chunks, markdown_to_text, pick_evenly, split_long,
-                   split_sentences, token_lengths)
+from .documents import (DOCX_SUFFIXES, HTML_SUFFIXES, MAX_DOCUMENT_BYTES, PDF_SUFFIXES, document_kind,
+                        document_to_text)
+from .text import (MARKDOWN_SUFFIXES, content_stems, grounding, is_markdown, make_chunks, markdown_to_text,
+                   pick_evenly, split_long, split_sentences, token_lengths)
 
 
 def normalize_history(history) -> list[Turn]:
@@ -189,14 +191,23 @@ def _check_candidates(cands: Sequence[_Candidate], passage: str, settings: Quest
 
 
 MAX_PASSAGE_BYTES = 2_000_000
-"""Largest passage file accepted (the tab caps uploads the same way)."""
+"""Largest passage text accepted: a text or Markdown file, or the text read from a document (the tab caps
+uploads the same way)."""
+DOCUMENT_SUFFIXES = HTML_SUFFIXES + PDF_SUFFIXES + DOCX_SUFFIXES
+PASSAGE_SUFFIXES = (".txt", ".text", *MARKDOWN_SUFFIXES, *DOCUMENT_SUFFIXES)
+"""The files the Questions tab takes (``--file`` reads any name: text unless it is one of the documents)."""
+PASSAGE_FORMATS = ".txt, .md, .html, .pdf or .docx"
 
 
-def check_size(size: int, name: str = "passage") -> None:
-    """Raise QuestionError when a file of ``size`` bytes is over ``MAX_PASSAGE_BYTES``."""
-    if size > MAX_PASSAGE_BYTES:
+def check_size(size: int, name: str = "passage", document: bool | None = None) -> None:
+    """Raise QuestionError when a file of ``size`` bytes is over its limit: ``MAX_PASSAGE_BYTES`` for
+    text, ``MAX_DOCUMENT_BYTES`` for an HTML, PDF or Word file (``document``, by default told by the
+    name's suffix; their text is then held to the first)."""
+    document = name.lower().endswith(DOCUMENT_SUFFIXES) if document is None else document
+    limit = MAX_DOCUMENT_BYTES if document else MAX_PASSAGE_BYTES
+    if size > limit:
         raise QuestionError(f"{name}: the file is {size / 1e6:.1f} MB; the limit is "
-                            f"{MAX_PASSAGE_BYTES / 1e6:.0f} MB. Split it or paste a part.")
+                            f"{limit / 1e6:.0f} MB. Split it or paste a part.")
 
 
 def decode_passage(data: bytes, name: str = "passage") -> str:
@@ -211,7 +222,7 @@ def decode_passage(data: bytes, name: str = "passage") -> str:
             raise QuestionError(f"{name}: the file is empty.")
         return marked
     if b"\x00" in data[:65536]:
-        raise QuestionError(f"{name}: this is a binary file, not text. Upload a .txt or .md file.")
+        raise QuestionError(f"{name}: this is a binary file, not text. Upload a {PASSAGE_FORMATS} file.")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -224,7 +235,21 @@ def decode_passage(data: bytes, name: str = "passage") -> str:
 
 def read_passage(data: bytes, name: str = "passage") -> str:
     """A passage file's text (:func:`decode_passage`); a Markdown file's without its markup
-    (:func:`markdown_to_text`), so questions do not quote it."""
+    (:func:`markdown_to_text`), so questions do not quote it; an HTML page's, a PDF's or a Word
+    document's as a reader sees it (:mod:`convo.questions.documents`)."""
+    kind = document_kind(name, data)
+    if kind is not None:
+        check_size(len(data), name, document=True)
+        try:
+            text = document_to_text(kind, data)
+        except ValueError as exc:
+            raise QuestionError(f"{name}: the file {exc}.") from None
+        if not text.strip():
+            raise QuestionError(f"{name}: the file has no text outside its menus, scripts and code blocks.")
+        if len(text.encode("utf-8")) > MAX_PASSAGE_BYTES:
+            raise QuestionError(f"{name}: its text is {len(text.encode('utf-8')) / 1e6:.1f} MB; the limit is "
+                                f"{MAX_PASSAGE_BYTES / 1e6:.0f} MB. Split it or paste a part.")
+        return text
     text = decode_passage(data, name)
     if is_markdown(name):
         text = markdown_to_text(text)

@@ -14,8 +14,9 @@ import gradio as gr
 
 from ..engine import ModelLoadError, get_model
 from ..engine.remote import RemoteError, for_user
-from ..questions import (DEFAULT_N, MAX_PASSAGE_BYTES, STYLES, QuestionError, QuestionSettings, check_size,
-                         question_run, read_passage)
+from ..questions import (DEFAULT_N, MAX_DOCUMENT_BYTES, MAX_PASSAGE_BYTES, PASSAGE_FORMATS, PASSAGE_SUFFIXES, STYLES,
+                         QuestionError, QuestionSettings, check_size, question_run, read_passage)
+from ..questions.documents import document_kind
 from ..questions.text import is_markdown
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from .common import Shared, export_folder, output_file, spec_from
@@ -44,6 +45,13 @@ ELEM_IDS = {
 # --------------------------------------------------------------------------- handlers (plain functions)
 
 
+READ_AS = {"md": " (its Markdown formatting left out)",
+           "html": " (the page's text, without its menus, scripts and reference marks)",
+           "pdf": " (the PDF's text, its lines joined into paragraphs, without page numbers and running headers)",
+           "docx": " (the Word document's text)"}
+"""What the status says was read from a file that is not plain text."""
+
+
 def read_upload(path: str | None) -> tuple[str | None, str]:
     """An uploaded file -> ``(passage text or None, status message)``; one clear message per bad file."""
     if not path:
@@ -51,11 +59,12 @@ def read_upload(path: str | None) -> tuple[str | None, str]:
     file = Path(path)
     try:
         check_size(file.stat().st_size, file.name)
-        text = read_passage(file.read_bytes(), file.name)
+        data = file.read_bytes()
+        text = read_passage(data, file.name)
     except QuestionError as exc:
         return None, str(exc)
-    markup = " (its Markdown formatting left out)" if is_markdown(file.name) else ""
-    return text, f"Loaded {file.name}: {len(text.split()):,} words{markup}."
+    kind = "md" if is_markdown(file.name) else document_kind(file.name, data)
+    return text, f"Loaded {file.name}: {len(text.split()):,} words{READ_AS.get(kind, '')}."
 
 
 def on_upload(path: str | None):
@@ -241,8 +250,9 @@ def render(shared: Shared) -> None:
         with gr.Column(scale=3):
             passage = gr.Textbox(label="Passage", lines=12, max_lines=24, elem_id=ELEM_IDS["passage"],
                                  placeholder="Paste a text, or upload a .txt / .md file")
-            upload = gr.File(label=f"Upload a passage (.txt or .md, up to {MAX_PASSAGE_BYTES // 1_000_000} MB)",
-                             file_types=[".txt", ".md"], type="filepath", elem_id=ELEM_IDS["file"])
+            upload = gr.File(label=f"Upload a passage ({PASSAGE_FORMATS}; text up to {MAX_PASSAGE_BYTES // 1_000_000} MB, "
+                                   f"documents up to {MAX_DOCUMENT_BYTES // 1_000_000} MB)",
+                             file_types=list(PASSAGE_SUFFIXES), type="filepath", elem_id=ELEM_IDS["file"])
         with gr.Column(scale=2):
             n = gr.Slider(1, 20, value=DEFAULT_N, step=1, label="Number of questions", elem_id=ELEM_IDS["n"])
             mode = gr.Radio(list(MODE_LABELS), value="Open questions", label="Mode", elem_id=ELEM_IDS["mode"])
