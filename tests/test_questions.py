@@ -578,6 +578,17 @@ def test_a_saved_web_page_reads_as_its_article():
     assert status.endswith("words (the page's text, without its menus, scripts and reference marks).")
 
 
+def test_headings_and_table_rows_of_a_document_are_not_asked_about():
+    """A question aimed at "Western honey bee" (the page's title) read "What kind of animal would you
+    have if you could find a western honey bee?" (bundled model): lines that end no sentence are not targets."""
+    text = qg.read_passage((DOCUMENTS / "honeybee.html").read_bytes(), "honeybee.html")
+    chunk = qg.Chunk(0, 0, len(text), tuple(qg.split_sentences(text)))
+    targets = [text[s:e] for s, e in qg.target_units(text, chunk)]
+    assert len(targets) == 10 and all(t.endswith(".") for t in targets), targets
+    assert not any(line in t for t in targets for line in ("Western honey bee\n", "Kingdom: Animalia", "\nHoney",
+                                                           "Communication", "References"))
+
+
 def test_documents_that_cannot_be_read_get_one_message(tmp_path):
     from pypdf import PdfWriter
 

@@ -34,10 +34,28 @@ def first_question(text: str) -> str:
 
 def target_units(passage: str, chunk: Chunk) -> list[tuple[int, int]]:
     """Spans a single question may be about (``convo.data.sentence_units``: the spans the ``qg``
-    task trains on), without the ones too short to ask about."""
+    task trains on), without the ones too short to ask about and the ones that end in a line that
+    is not a sentence (a heading, a table row: documents are full of them).
+
+    >>> t = "Honey\\n\\nBees turn nectar into honey by fanning it. They seal it with wax.\\n\\nKingdom: Animalia"
+    >>> [t[s:e] for s, e in target_units(t, Chunk(0, 0, len(t), tuple(split_sentences(t))))]
+    ['Bees turn nectar into honey by fanning it.', 'Bees turn nectar into honey by fanning it. They seal it with wax.']
+    """
     units = sentence_units(passage, chunk.sentences)
-    long_enough = [u for u in units if len(filters.words(passage[u[0]:u[1]])) >= MIN_TARGET_WORDS]
+    long_enough = [u for u, sentence in zip(units, chunk.sentences)
+                   if len(filters.words(passage[u[0]:u[1]])) >= MIN_TARGET_WORDS and not _is_line(passage, sentence)]
     return long_enough or units
+
+
+_ENDS_SENTENCE = re.compile(r"""[.!?…]["'”’)\]]*$""")
+
+
+def _is_line(passage: str, span: tuple[int, int]) -> bool:
+    """A heading or a table row: a line of its own that ends no sentence ("Communication", "Kingdom: Animalia")."""
+    start, end = span
+    text = passage[start:end]
+    alone = (start == 0 or passage[start - 1] == "\n") and (end == len(passage) or passage[end] == "\n")
+    return alone and "\n" not in text and not _ENDS_SENTENCE.search(text)
 
 
 def plan_targets(passage: str, chunks: Sequence[Chunk], total: int,
