@@ -92,6 +92,47 @@ def is_nonsense(text: str) -> bool:
     return len(ws) >= 4 and most / len(ws) > 0.4
 
 
+SUBJECT_PRONOUNS = frozenset({"he", "she", "it", "they"})
+AUXILIARIES = frozenset({"is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could", "will",
+                         "would", "should", "might", "may", "must"})
+WH_WORDS = frozenset({"what", "why", "how", "when", "where", "who", "whom", "which", "whose"})
+DUMMY_IT_NEXT = frozenset({"take", "takes", "took", "cost", "costs", "mean", "means", "meant", "possible", "true",
+                           "likely", "important", "necessary", "hard", "easy", "rain", "snow"})
+"""Words after an "it" that stands for nothing ("How long did it take ...", "Is it possible ..."); an "it"
+followed later by "to", "that", "when" or "if" is one too ("What does it mean to build a lighthouse?")."""
+
+
+def unnamed_subject(question: str) -> str | None:
+    """The pronoun a question is about when nothing in it says who or what that is: its subject is
+    a bare "he", "she", "it" or "they" ("What kind of organism are they?", "Where did she live?").
+    Fine in a conversation, which names them earlier; a question asked on its own cannot be answered.
+    "It" that stands for nothing ("How long did it take ...?", see DUMMY_IT_NEXT) is not counted.
+
+    >>> [unnamed_subject(q) for q in ("What kind of organism are they?", "Where did she live?",
+    ...  "Why do bees fan their wings?", "How long did it take to build the tower?", "Are they social?",
+    ...  "What does it mean for a bee to waggle?", "What does it tell other bees?")]
+    ['they', 'she', None, None, 'they', None, 'it']
+    """
+    ws = words(question)
+    if not ws:
+        return None
+    if ws[0] in AUXILIARIES:
+        start = 0
+    elif ws[0] in WH_WORDS:
+        start = next((i for i in range(1, min(len(ws), 6)) if ws[i] in AUXILIARIES), None)
+        if start is None:
+            return None
+    else:
+        return None
+    pronoun = ws[start + 1] if start + 1 < len(ws) else None
+    if pronoun not in SUBJECT_PRONOUNS:
+        return None
+    if pronoun == "it" and (ws[start + 2:start + 3] and ws[start + 2] in DUMMY_IT_NEXT
+                            or any(w in ("to", "that", "when", "if") for w in ws[start + 2:])):
+        return None
+    return pronoun
+
+
 def question_faults(question: str, seen: Iterable[str] = (), open_only: bool = False,
                     max_words: int = 40) -> list[str]:
     """Why a candidate question is dropped; an empty list means it is kept."""

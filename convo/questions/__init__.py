@@ -19,7 +19,9 @@ How it works, in order (each step a small function in one of the submodules):
    ``open_only``, no near-duplicate of each other or of ``seen``, the questions already shown in this
    session), plus checks of our own: "near-duplicate" also for a question whose content words all
    appear in an earlier one (:func:`same_question`), "not about the passage" (grounding below
-   ``min_grounding``) and, in answer-aware mode, "gives away the answer".
+   ``min_grounding``), "unclear who or what "they" is" for a question shown on its own whose subject is
+   a bare pronoun (:func:`convo.filters.unnamed_subject`; not for a conversation's next question) and,
+   in answer-aware mode, "gives away the answer".
 4. **Rank** (documented in :func:`rank`):
    ``score = mmr_lambda * relevance + (1 - mmr_lambda) * diversity`` with
    ``relevance = lm_weight * lm + (1 - lm_weight) * grounding``, where

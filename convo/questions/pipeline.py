@@ -88,7 +88,7 @@ def question_run(passage: str, n: int = DEFAULT_N, model=None, answer: str | Non
     cands = model_candidates(lm, style, mode, passage, used, total, settings, answer, answer_span, turns, seen)
     timings["generate"] = time.monotonic() - clock
     rules = _rule_candidates(lm, style, mode, passage, used, answer, answer_span, turns) if settings.fallback else []
-    _check_candidates(cands + rules, passage, settings, answer)
+    _check_candidates(cands + rules, passage, settings, answer, standalone=mode != "conversational")
 
     clock = time.monotonic()
     _score(lm, style, cands)
@@ -178,8 +178,9 @@ def spread_over_chunks(cands: Sequence[_Candidate], k: int) -> list[_Candidate]:
 
 
 def _check_candidates(cands: Sequence[_Candidate], passage: str, settings: QuestionSettings,
-                      answer: str | None) -> None:
-    """Faults that do not depend on the other candidates (duplicates are judged while selecting)."""
+                      answer: str | None, standalone: bool = True) -> None:
+    """Faults that do not depend on the other candidates (duplicates are judged while selecting).
+    ``standalone``: the questions are shown on their own (not a conversation's next question)."""
     for cand in cands:
         chunk_text = passage[cand.chunk.start:cand.chunk.end]
         cand.grounding = grounding(cand.text, chunk_text)
@@ -188,6 +189,9 @@ def _check_candidates(cands: Sequence[_Candidate], passage: str, settings: Quest
             cand.faults.append("not about the passage")
         if answer and cand.source == "model" and filters.normalize(answer) in filters.normalize(cand.text):
             cand.faults.append("gives away the answer")
+        pronoun = filters.unnamed_subject(cand.text) if standalone else None
+        if pronoun:  # a question shown on its own: nothing says who "they" are (a conversation would)
+            cand.faults.append(f'unclear who or what "{pronoun}" is')
 
 
 MAX_PASSAGE_BYTES = 2_000_000
