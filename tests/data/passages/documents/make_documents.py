@@ -5,8 +5,8 @@
 * ``passages.docx``: the same as a Word document by python-docx (a heading per passage, a table, a
   bulleted list).
 
-``honeybee.html`` is a Wikipedia article page as a browser saves it (its menus, table of contents,
-edit links, reference marks and footer), by hand. Run: ``python tests/data/passages/documents/make_documents.py``
+and their variants (:func:`write_variants`). ``honeybee.html`` is a Wikipedia article page as a browser
+saves it (its menus, table of contents, edit links, reference marks and footer), by hand. Run: ``python tests/data/passages/documents/make_documents.py``
 (needs ``playwright`` with /usr/bin/chromium and ``pip install python-docx``).
 """
 from __future__ import annotations
@@ -61,7 +61,39 @@ def write_docx(out: Path) -> None:
     document.save(str(out))
 
 
+def write_variants(pdf: Path, bad: Path) -> None:
+    """Documents made from ``pdf`` the way people have them: a PDF locked only against changes (no password
+    to read it, AES-256: common) and a page saved in Windows-1252 that says so, which read; and the bad
+    ones in ``bad`` (each asserted by its exact message): a PDF cut short, one without text (a scan), one
+    that needs a password, a .docx that is not a zip, a page of menus and scripts only, and a Windows-1252
+    page that declares no charset."""
+    import io
+
+    from pypdf import PdfWriter
+
+    def encrypted(user_password: str, algorithm: str) -> bytes:
+        writer = PdfWriter(clone_from=io.BytesIO(pdf.read_bytes()))
+        writer.encrypt(user_password=user_password, owner_password="bees", algorithm=algorithm)
+        out = io.BytesIO()
+        writer.write(out)
+        return out.getvalue()
+
+    page = "<html><head><meta charset='windows-1252'></head><body><p>Caf\xe9 au lait.</p></body></html>"
+    (HERE / "statement.pdf").write_bytes(encrypted("", "AES-256"))
+    (HERE / "cafe.html").write_bytes(page.encode("cp1252"))
+    (bad / "locked.pdf").write_bytes(encrypted("bees", "AES-128"))
+    (bad / "cut.pdf").write_bytes(pdf.read_bytes()[:3000])
+    blank = PdfWriter()
+    blank.add_blank_page(width=420, height=595)
+    with open(bad / "scan.pdf", "wb") as out:
+        blank.write(out)
+    (bad / "notes.docx").write_bytes(b"PK\x03\x04 not really")
+    (bad / "menu.html").write_bytes(b"<nav>Home | About</nav><script>x()</script>")
+    (bad / "cafe.htm").write_bytes(page.replace("<meta charset='windows-1252'>", "").encode("cp1252"))
+
+
 if __name__ == "__main__":
     write_pdf(HERE / "passages.pdf")
     write_docx(HERE / "passages.docx")
-    print("wrote", HERE / "passages.pdf", HERE / "passages.docx")
+    write_variants(HERE / "passages.pdf", PASSAGES / "bad")
+    print("wrote the documents in", HERE, "and the bad ones in", PASSAGES / "bad")
