@@ -620,6 +620,16 @@ def test_documents_as_people_have_them_are_read(tmp_path):
     assert tab.read_upload(str(DOCUMENTS / "cafe.html"))[0] == "Café au lait."
 
 
+def test_a_pdf_with_too_much_text_stops_at_the_page_that_passes_the_limit(monkeypatch):
+    """Checked page by page: a crafted PDF's pages can unpack to 75 MB of text each (pypdf's cap is per stream)."""
+    from convo.questions import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_PASSAGE_BYTES", 1500)
+    with pytest.raises(qg.QuestionError, match=r"^passages\.pdf: the file holds more than 1,500 characters of text "
+                                               r"\(by page 2\): upload the part you want\.$"):
+        qg.read_passage((DOCUMENTS / "passages.pdf").read_bytes(), "passages.pdf")
+
+
 def test_a_docx_that_unpacks_to_too_much_is_refused_unread(tmp_path):
     """A .docx is a zip: a few hundred KB can unpack to gigabytes. Refused by its declared size."""
     import zipfile

@@ -210,14 +210,16 @@ _NUMBERED_HEADING = re.compile(r"^(?:\d{1,2}(?:\.\d{1,2})*\.?|[A-Z]\.|Chapter \d
 _SENTENCE_END = re.compile(r"[.!?:;\"”’)]$")
 
 
-def pdf_to_text(data: bytes) -> str:
+def pdf_to_text(data: bytes, max_chars: int | None = None) -> str:
     """The text of a PDF's pages, with its lines joined back into paragraphs.
 
     A PDF holds lines, not paragraphs: a line is joined to the next unless it is short and ends a
     sentence (a paragraph's last line) or is short and ends none (a heading); a word hyphenated at a
     line's end is joined whole. Lines that are page numbers, or that repeat on most pages (running
     headers and footers), are left out. Raises ``ValueError`` for a file pypdf cannot read, one
-    protected by a password, one of more than MAX_PDF_PAGES pages or one without text (a scan).
+    protected by a password, one of more than MAX_PDF_PAGES pages, one without text (a scan), or one
+    whose pages hold more than ``max_chars`` characters (checked page by page, so a crafted file
+    stops early: pypdf caps each stream at 75 MB unpacked, not a file's sum).
     """
     try:
         from pypdf import PdfReader
@@ -230,8 +232,13 @@ def pdf_to_text(data: bytes) -> str:
             raise ValueError("is protected by a password: save an unprotected copy and upload that")
         if len(reader.pages) > MAX_PDF_PAGES:
             raise ValueError(f"has {len(reader.pages):,} pages; the limit is {MAX_PDF_PAGES}: upload the part you want")
-        # layout mode: vertical space between paragraphs comes out as blank lines
-        pages = [(page.extract_text(extraction_mode="layout") or "").splitlines() for page in reader.pages]
+        pages, chars = [], 0
+        for page in reader.pages:  # layout mode: vertical space between paragraphs comes out as blank lines
+            pages.append((page.extract_text(extraction_mode="layout") or "").splitlines())
+            chars += sum(len(line.strip()) for line in pages[-1])
+            if max_chars is not None and chars > max_chars:
+                raise ValueError(f"holds more than {max_chars:,} characters of text (by page {len(pages)}): "
+                                 "upload the part you want")
     except ValueError:
         raise
     except (PyPdfError, OSError, KeyError, TypeError, AttributeError, IndexError, RecursionError, ZeroDivisionError,
@@ -370,10 +377,11 @@ def document_kind(name: str, data: bytes) -> str | None:
     return None
 
 
-def document_to_text(kind: str, data: bytes) -> str:
-    """The text of a document of ``kind`` (see :func:`document_kind`)."""
+def document_to_text(kind: str, data: bytes, max_chars: int | None = None) -> str:
+    """The text of a document of ``kind`` (see :func:`document_kind`); a PDF is read no further than
+    ``max_chars`` characters (the caller checks the others' text, read whole from their bounded size)."""
     if kind == "pdf":
-        return pdf_to_text(data)
+        return pdf_to_text(data, max_chars)
     if kind == "docx":
         return docx_to_text(data)
     return html_to_text(decode_html(data))

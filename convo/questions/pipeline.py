@@ -245,7 +245,7 @@ def read_passage(data: bytes, name: str = "passage") -> str:
     if kind is not None:
         check_size(len(data), name, document=True)
         try:
-            text = document_to_text(kind, data)
+            text = document_to_text(kind, data, max_chars=MAX_PASSAGE_BYTES)
         except ValueError as exc:
             raise QuestionError(f"{name}: the file {exc}.") from None
         if not text.strip():
