@@ -597,6 +597,16 @@ def test_a_saved_web_page_reads_as_its_article():
     assert status.endswith("words (the page's text, without its menus, scripts and reference marks).")
 
 
+def test_a_page_with_a_main_element_reads_as_that_element():
+    """A documentation page (mdBook's, as rustdoc's book is built) keeps a keyboard-help overlay, hidden by
+    its CSS, outside <main>: "Press ? to show this help" was the passage's first line."""
+    page = ("<body><div id='help'><h2>Keyboard shortcuts</h2><p>Press ? to show this help</p></div>"
+            "<div class='sidebar'><ol><li>Chapter 1</li></ol></div><main><h1>What is rustdoc?</h1>"
+            "<p>It generates <code>HTML</code> documentation.</p><pre>rustdoc src/lib.rs</pre></main></body>")
+    assert qg.html_to_text(page) == "What is rustdoc?\n\nIt generates HTML documentation."
+    assert qg.html_to_text(page.replace("<main>", "<div>").replace("</main>", "</div>")).startswith("Keyboard shortcuts")
+
+
 def test_headings_and_table_rows_of_a_document_are_not_asked_about():
     """A question aimed at "Western honey bee" (the page's title) read "What kind of animal would you
     have if you could find a western honey bee?" (bundled model): lines that end no sentence are not targets."""

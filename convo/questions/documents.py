@@ -66,8 +66,7 @@ class _HTMLText(HTMLParser):
         self.skip_stack: list[str] = []  # open elements whose content is skipped (nested ones too)
         self.row: list[str] | None = None
         self.cell: list[str] | None = None
-        self.main_depth = 0  # inside <main>, <article> or role="main": how many are open
-        self.main_stack: list[str] = []  # the open elements' tags, from the outermost main one
+        self.main_stack: list[str] = []  # inside <main>, <article> or role="main": the open tags from the outermost one
         self.main_blocks: list[int] = []  # indexes of the blocks found inside one
 
     def _skipped(self, tag: str, attrs: dict) -> bool:
@@ -134,10 +133,11 @@ class _HTMLText(HTMLParser):
             self.row = None
         elif tag in _BLOCKS:
             self._end_block()
-        if self.main_stack and tag in self.main_stack:
-            if len(self.main_stack) == 1 or self.main_stack.index(tag) == 0:
+        if tag in self.main_stack:
+            last = len(self.main_stack) - 1 - self.main_stack[::-1].index(tag)
+            if last == 0:  # the main element ends: so does its last block
                 self._end_block()
-            del self.main_stack[len(self.main_stack) - 1 - self.main_stack[::-1].index(tag):]
+            del self.main_stack[last:]
 
     def handle_data(self, data):
         if self.skip_stack:
