@@ -122,6 +122,8 @@ def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_byte
     if max_bytes is not None and len(data) > max_bytes:
         return _rejected(report, _size_message(len(data), max_bytes)), [], []
     report.sha256 = hashlib.sha256(data).hexdigest()
+    if (packed := _packed_reason(data, name)) is not None:
+        return _rejected(report, packed), [], []
     try:
         parsed = _parse(_decode(data), capped=max_bytes is not None)
     except _Reject as reject:
@@ -319,6 +321,9 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
             problem = too_deep
         except json.JSONDecodeError as err:
             problem = f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}{_json_hint(err)}"
+            if err.pos == len(text) - len(text.lstrip()) and text.lstrip()[:1].isalpha() or text.lstrip()[:1] == "<":
+                problem = (f"file is {'HTML (a web page)' if text.lstrip()[:1] == '<' else 'plain text'}, not JSON "
+                           f"training data: {_TRAINING_DATA}")
         except ValueError as err:  # e.g. an integer of more than 4300 digits
             raise _Reject(f"JSON holds a value Python cannot read: {err}") from None
     # Not one JSON document: JSON Lines, where each line is checked (depth included) on its own.
@@ -339,6 +344,23 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
 def _flat_question(record: Any) -> bool:
     """A flat question record: ``{"context", "question", ...}`` (not simplified CoQA's ``"questions"``)."""
     return isinstance(record, dict) and "question" in record and "context" in record and "questions" not in record
+
+
+_TRAINING_DATA = ("training reads questions with their answers, or conversations (CoQA, SQuAD, chat JSONL, Alpaca "
+                  "or ShareGPT); the Questions tab asks questions about a document")
+"""Said of a document given as training data (a PDF, a web page, a passage in a .txt file)."""
+
+
+def _packed_reason(data: bytes, name: str) -> str | None:
+    """Why a PDF, an office document or a zip archive is refused, in words that say what to do."""
+    head = data[:1024].lstrip()
+    if head.startswith(b"%PDF-"):
+        return f"file is a PDF document, not training data: {_TRAINING_DATA}"
+    if head.startswith(b"PK\x03\x04"):
+        if name.lower().endswith((".docx", ".odt", ".pptx", ".xlsx", ".epub")):
+            return f"file is an office document, not training data: {_TRAINING_DATA}"
+        return "file is a zip archive, not JSON text: unzip it and upload the JSON or JSON Lines file inside"
+    return None
 
 
 def _json_hint(err: json.JSONDecodeError) -> str:
