@@ -627,6 +627,10 @@ def test_documents_as_people_have_them_are_read(tmp_path):
     renamed = tmp_path / "renamed.txt"
     renamed.write_bytes((DOCUMENTS / "passages.pdf").read_bytes())
     assert tab.read_upload(str(renamed))[0] == _five_passages()
+    renamed = renamed.rename(tmp_path / "renamed.md")  # the status says what was read: a PDF, not Markdown
+    text, status = tab.read_upload(str(renamed))
+    assert text == _five_passages() and status.endswith("(the PDF's text, its lines joined into paragraphs, "
+                                                        "without page numbers and running headers).")
     assert tab.read_upload(str(DOCUMENTS / "cafe.html"))[0] == "Café au lait."
 
 

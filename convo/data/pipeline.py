@@ -321,8 +321,9 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
             problem = too_deep
         except json.JSONDecodeError as err:
             problem = f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}{_json_hint(err)}"
-            if err.pos == len(text) - len(text.lstrip()) and text.lstrip()[:1].isalpha() or text.lstrip()[:1] == "<":
-                problem = (f"file is {'HTML (a web page)' if text.lstrip()[:1] == '<' else 'plain text'}, not JSON "
+            first = text.lstrip()[:1]  # markup, or prose refused at its first letter: not JSON at all
+            if first == "<" or first.isalpha() and err.pos == len(text) - len(text.lstrip()):
+                problem = (f"file is {'HTML (a web page)' if first == '<' else 'plain text'}, not JSON "
                            f"training data: {_TRAINING_DATA}")
         except ValueError as err:  # e.g. an integer of more than 4300 digits
             raise _Reject(f"JSON holds a value Python cannot read: {err}") from None

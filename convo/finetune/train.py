@@ -245,7 +245,7 @@ def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequenc
     checkpoint = _prepare_checkpoints(checkpoint_dir, resume)
     args = to_training_arguments(settings, checkpoint_dir, device=lm.device, dtype=_base_dtype(lm),
                                  has_validation=len(valid_items) > 0, evaluate_first=checkpoint is None)
-    progress = _ProgressCallback.make(on_log if main else None, should_stop)
+    progress = _ProgressCallback.make(report, should_stop)
     callbacks = [progress]
     if args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))

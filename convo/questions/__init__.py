@@ -55,7 +55,7 @@ from .candidates import (DEFINITION, ENTITY, ENTITY_SKIP, YEAR, answer_rule_ques
                          model_candidates, plan_targets, rule_questions, scoring_prompt, target_units)
 from .ranking import _accept, rank, relevance, same_question
 from .pipeline import (MAX_PASSAGE_BYTES, PASSAGE_FORMATS, PASSAGE_SUFFIXES, _check_candidates, check_size,
-                       decode_passage, generate_questions, locate_answer, normalize_history, question_run, read_passage,
+                       decode_passage, generate_questions, locate_answer, normalize_history, passage_kind, question_run, read_passage,
                        spread_over_chunks)
 from .documents import MAX_DOCUMENT_BYTES, document_kind, docx_to_text, html_to_text, pdf_to_text
 
@@ -66,7 +66,7 @@ __all__ = ["ABBREVIATIONS", "CONVERSATION_SHOT", "Chunk", "DEFAULT_N", "DEFINITI
            "_check_candidates", "_stem", "answer_rule_questions", "best_sentence", "candidate_prompt", "check_size",
            "chunk_budget", "content_stems", "conversation_fewshot_prompt", "conversation_prompt", "decode_passage", "document_kind", "docx_to_text",
            "end_marker", "fewshot_prompt", "first_question", "generate_questions", "grounding", "highlighted", "html_to_text",
-           "locate_answer", "make_chunks", "markdown_to_text", "model_candidates", "normalize_history", "pdf_to_text", "pick_evenly",
+           "locate_answer", "make_chunks", "markdown_to_text", "model_candidates", "normalize_history", "passage_kind", "pdf_to_text", "pick_evenly",
            "plan_targets", "prompt_overhead", "question_run", "rank", "read_passage", "relevance", "resolve_style",
            "rule_questions", "same_question",
            "scoring_prompt", "seq2seq_history", "similarity", "split_long", "split_sentences", "spread_over_chunks",

@@ -237,12 +237,18 @@ def decode_passage(data: bytes, name: str = "passage") -> str:
     return text
 
 
+def passage_kind(name: str, data: bytes) -> str | None:
+    """How a passage file is read: ``"pdf"``, ``"html"``, ``"docx"`` (:func:`document_kind`: a PDF by
+    its first bytes whatever its name), ``"md"``, or None for plain text."""
+    return document_kind(name, data) or ("md" if is_markdown(name) else None)
+
+
 def read_passage(data: bytes, name: str = "passage") -> str:
     """A passage file's text (:func:`decode_passage`); a Markdown file's without its markup
     (:func:`markdown_to_text`), so questions do not quote it; an HTML page's, a PDF's or a Word
     document's as a reader sees it (:mod:`convo.questions.documents`)."""
-    kind = document_kind(name, data)
-    if kind is not None:
+    kind = passage_kind(name, data)
+    if kind not in (None, "md"):
         check_size(len(data), name, document=True)
         try:
             text = document_to_text(kind, data, max_chars=MAX_PASSAGE_BYTES)
@@ -250,12 +256,13 @@ def read_passage(data: bytes, name: str = "passage") -> str:
             raise QuestionError(f"{name}: the file {exc}.") from None
         if not text.strip():
             raise QuestionError(f"{name}: the file has no text outside its menus, scripts and code blocks.")
-        if len(text.encode("utf-8")) > MAX_PASSAGE_BYTES:
-            raise QuestionError(f"{name}: its text is {len(text.encode('utf-8')) / 1e6:.1f} MB; the limit is "
+        size = len(text.encode("utf-8"))
+        if size > MAX_PASSAGE_BYTES:
+            raise QuestionError(f"{name}: its text is {size / 1e6:.1f} MB; the limit is "
                                 f"{MAX_PASSAGE_BYTES / 1e6:.0f} MB. Split it or paste a part.")
         return text
     text = decode_passage(data, name)
-    if is_markdown(name):
+    if kind == "md":
         text = markdown_to_text(text)
         if not text.strip():
             raise QuestionError(f"{name}: the file has no text outside its Markdown markup and code blocks.")

@@ -15,9 +15,7 @@ import gradio as gr
 from ..engine import ModelLoadError, get_model
 from ..engine.remote import RemoteError, for_user
 from ..questions import (DEFAULT_N, MAX_DOCUMENT_BYTES, MAX_PASSAGE_BYTES, PASSAGE_FORMATS, PASSAGE_SUFFIXES, STYLES,
-                         QuestionError, QuestionSettings, check_size, question_run, read_passage)
-from ..questions.documents import document_kind
-from ..questions.text import is_markdown
+                         QuestionError, QuestionSettings, check_size, passage_kind, question_run, read_passage)
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from .common import Shared, export_folder, output_file, spec_from
 
@@ -63,8 +61,7 @@ def read_upload(path: str | None) -> tuple[str | None, str]:
         text = read_passage(data, file.name)
     except QuestionError as exc:
         return None, str(exc)
-    kind = "md" if is_markdown(file.name) else document_kind(file.name, data)
-    return text, f"Loaded {file.name}: {len(text.split()):,} words{READ_AS.get(kind, '')}."
+    return text, f"Loaded {file.name}: {len(text.split()):,} words{READ_AS.get(passage_kind(file.name, data), '')}."
 
 
 def on_upload(path: str | None):
