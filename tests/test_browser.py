@@ -1119,6 +1119,39 @@ def test_a_document_passage_is_uploaded_as_its_text(chromium, tiny_app, tmp_path
     context.close()
 
 
+def test_a_parquet_file_as_the_hub_stores_it_is_reported_and_planned(chromium, tiny_app, tmp_path):
+    """``stanfordnlp/coqa`` as downloaded from the Hub is Parquet: the file picker did not offer it, and
+    given anyway it was "file looks binary, not JSON text". Its rows are read as CoQA passages; a
+    Parquet file of prompts gives the Synthetic tab its seeds."""
+    path = Path(__file__).parent / "data" / "good" / "coqa_hf.parquet"
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    for picker in ("#ft-upload", "#ft-val-upload"):
+        accepted = page.locator(f"{picker} input[type=file]").get_attribute("accept") or ""
+        assert ".parquet" in [x.strip() for x in accepted.split(",")], accepted
+    page.locator("#ft-upload input[type=file]").set_input_files(str(path))
+    page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
+    report = page.locator("#ft-report").inner_text()
+    assert "coqa_hf.parquet" in report and "CoQA" in report and "binary" not in report, report
+    rows = dict(line.split("\t")[:2] for line in report.splitlines() if line.count("\t") >= 1)
+    assert rows.get("passages") == "2" and rows.get("questions") == "7", report
+    page.wait_for_function("() => /Planned: /.test(document.querySelector('#ft-plan').innerText)", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "parquet.png"), full_page=True)
+    # the Synthetic tab's seeds: a Hub dataset of prompts, as downloaded
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    seeds = tmp_path / "prompts.parquet"
+    pq.write_table(pa.Table.from_pylist([{"prompt": "Why is the sky blue?"}, {"prompt": "How do bees talk?"}]), seeds)
+    page.get_by_role("tab", name="Synthetic").click()
+    accepted = page.locator("#synth-seed-file input[type=file]").get_attribute("accept") or ""
+    assert ".parquet" in [x.strip() for x in accepted.split(",")], accepted
+    page.locator("#synth-seed-file input[type=file]").set_input_files(str(seeds))
+    page.wait_for_function("() => document.querySelector('#synth-seeds textarea').value === "
+                           "'Why is the sky blue?\\nHow do bees talk?'", timeout=30_000)
+    context.close()
+
+
 def test_a_training_file_over_the_upload_cap_is_told_where_it_trains(chromium, tiny_app, tmp_path):
     """Gradio refuses a file over the upload cap with a toast that fades and an upload box that says
     only "Error". The tab states the cap before any upload, and its report (which stays) says where

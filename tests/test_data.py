@@ -164,6 +164,10 @@ GOOD_COUNTS = {
     "squad_hf.jsonl": ("flat-qa", 4, 2, 4, 3, 0, 0),  # and 1 unanswerable
     "coqa_hf.jsonl": ("coqa", 2, 2, 7, 6, 0, 0),  # and 1 unanswerable
     "coqa_simple.jsonl": ("coqa-simple", 3, 3, 14, 9, 0, 0),
+    # the JSON Lines files above as the Hugging Face Hub stores datasets (tests/data/make_parquet.py)
+    "coqa_hf.parquet": ("coqa", 2, 2, 7, 6, 0, 0),
+    "squad_hf.parquet": ("flat-qa", 4, 2, 4, 3, 0, 0),
+    "chat.parquet": ("chat-jsonl", 3, 0, 0, 0, 3, 12),
 }
 
 
@@ -323,6 +327,40 @@ def test_squad_as_hugging_face_datasets_writes_it(tmp_path):
     assert report.format == "flat-qa" and len(passages) == 1 and report.skipped == 1
     assert report.faults == ['[3].answers: answer_start 0 does not point at "to tell their hive where flowers are" '
                              '(the context there reads "Honeybees dance to tell their hive w")']
+
+
+@pytest.mark.parametrize("name", ["coqa_hf", "squad_hf", "chat"])
+def test_parquet_as_the_hub_stores_datasets_gives_the_examples_of_its_json_lines(name):
+    """The Hub's files of ``stanfordnlp/coqa`` and ``rajpurkar/squad`` are Parquet: a new user's download
+    was refused as "file looks binary, not JSON text". A table's rows read as JSON Lines records do."""
+    for task in (["chat"] if name == "chat" else ["qg", "cqg", "qa"]):
+        examples, report = load_examples(GOOD / f"{name}.parquet", task)
+        assert examples == load_examples(GOOD / f"{name}.jsonl", task)[0] and report.task == task
+    passages, _ = load_data(GOOD / f"{name}.parquet")
+    assert [getattr(p, "source", None) for p in passages][:1] == [None if name == "chat" else "row 1"]
+
+
+def test_a_parquet_upload_is_capped_by_what_it_unpacks_to():
+    """Columns are compressed (SQuAD's stores each paragraph again for each question): the upload's
+    cap is on what they unpack to, PARQUET_UNPACKED times the upload limit."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from convo.data.pipeline import PARQUET_UNPACKED
+
+    context = "Bees make honey from the nectar of flowers. " * 400
+    rows = [{"context": context, "question": f"What do bees make, question {n}?",
+             "answers": {"text": ["honey"], "answer_start": [10]}} for n in range(60)]
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows), sink)
+    data = sink.getvalue().to_pybytes()
+    assert len(data) < 20_000  # about a million characters of context, stored once
+    report = validate_bytes(data, "squad.parquet", max_bytes=len(data))
+    assert report.error == (f"file is a Parquet table that unpacks to more than {PARQUET_UNPACKED * len(data) / 1e6:.1f} "
+                            "MB, the limit: split it into smaller files")
+    report = validate_bytes(data, "squad.parquet", max_bytes=400_000 // PARQUET_UNPACKED * 4)
+    assert report.ok and report.questions == 60 and report.passages == 1
+    assert validate_bytes(data, "squad.parquet", max_bytes=None).ok  # a file on this machine: no cap
 
 
 def test_simplified_coqa_answers_are_optional():

@@ -213,6 +213,19 @@ def test_lora_weights_change_and_base_weights_do_not(tiny_causal, tiny_lm):
     assert any("lora_B" in name for name in changed)
 
 
+def test_attaching_lora_prints_no_deprecation_into_the_job_log(tiny_causal):
+    """Every job's log began with transformers' FutureWarning that ``is_gradient_checkpointing`` is
+    deprecated (peft asks for it by that name when the adapter is attached)."""
+    import warnings
+
+    lm = load_model(tiny_spec(tiny_causal))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = ft.attach_lora(lm, quick(gradient_checkpointing=True))
+    assert [str(w.message) for w in caught if "gradient_checkpointing" in str(w.message)] == []
+    assert model.base_model.model.is_activation_checkpointing
+
+
 def test_targets_only_loss_and_gradients_equal_the_full_logits_loss(tiny_causal):
     """The loss computed from logits at target positions only is transformers' own loss, and so
     are its gradients, with and without a token count from gradient accumulation."""
@@ -285,6 +298,53 @@ def test_validation_loss_runs_on_a_capped_fixed_sample(tiny_causal, tmp_path):
     assert meta["hyperparameters"]["validation_examples"] == 3 and meta["hyperparameters"]["eval_examples"] == 3
     with pytest.raises(ValueError, match="eval_examples"):
         ft.TrainSettings(eval_examples=-1)
+
+
+def test_the_eta_counts_validation_passes_apart_from_steps():
+    """A run of 100 steps, validated before step 1 (60 s) and every 10 steps: after the first 27 s
+    step the ETA is 99 steps of 27 s and 10 passes of 60 s, not 99 times the 87 s since the start."""
+    from types import SimpleNamespace
+
+    from transformers import IntervalStrategy
+
+    from convo.finetune.train import _ProgressCallback
+
+    now = [1000.0]
+    records = []
+    callback = _ProgressCallback.make(records.append, None, clock=lambda: now[0])
+    args = SimpleNamespace(eval_strategy=IntervalStrategy.STEPS, eval_steps=10)
+    state = SimpleNamespace(global_step=0, max_steps=100, epoch=0.0)
+    loader = [0, 0]
+
+    def validate(seconds):
+        for batch in range(2):
+            callback.on_prediction_step(args, state, None, eval_dataloader=loader)
+            now[0] += seconds / 2
+        callback.on_log(args, state, None, logs={"eval_loss": 2.0})
+        callback.on_evaluate(args, state, None)
+
+    def step(seconds):
+        now[0] += seconds
+        state.global_step += 1
+        callback.on_step_end(args, state, None)
+        callback.on_log(args, state, None, logs={"loss": 1.5})
+
+    callback.on_train_begin(args, state, None)
+    validate(60)
+    step(27)
+    assert records[-1]["eta_s"] == 99 * 27 + 10 * 60
+    for _ in range(9):
+        step(27)
+    validate(60)  # step 10's loss is logged before its pass (10 passes to come), its eval_loss at the pass's end
+    logged = [(r["step"], r["eta_s"]) for r in records if "phase" not in r]  # not the validation's progress
+    assert logged[-2:] == [(10, 90 * 27 + 10 * 60), (10, 90 * 27 + 9 * 60)]
+    step(33)  # steps now average 303 / 11 s
+    assert records[-1]["eta_s"] == pytest.approx(89 * 303 / 11 + 9 * 60, abs=0.1)
+    state.global_step, state.max_steps = 99, 100
+    step(27)  # the last step's loss: its pass is still to come
+    assert records[-1]["step"] == 100 and records[-1]["eta_s"] == 60
+    assert ft.evaluations_left(95, 100, 10) == 1 and ft.evaluations_left(95, 97, 10) == 1
+    assert ft.evaluations_left(100, 100, 10) == 0 and ft.evaluations_left(3, 100, 0) == 0
 
 
 def test_training_lowers_the_loss_and_saves_a_complete_adapter(trained, tiny_causal):

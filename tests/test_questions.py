@@ -467,12 +467,14 @@ def test_a_session_never_shows_a_question_twice(causal_lm):
     ("menu.html", "menu.html: the file has no text outside its menus, scripts and code blocks."),
     ("cafe.htm", "cafe.htm: the file is not UTF-8 (invalid byte at position 31) and declares no charset."),
 ])
-def test_tab_rejects_bad_uploads_with_one_message(name, expected):
+def test_tab_rejects_bad_uploads_with_one_message(name, expected, caplog):
     from convo.ui import questions as tab
 
     assert tab.read_upload(str(BAD / name)) == (None, expected)
     passage_update, status = tab.on_upload(str(BAD / name))
     assert status == expected and passage_update == {"__type__": "update"}
+    # the message is the user's; the app's log got pypdf's "EOF marker not found", naming no file
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("pypdf")] == []
 
 
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32"])
@@ -616,6 +618,19 @@ def test_headings_and_table_rows_of_a_document_are_not_asked_about():
     assert len(targets) == 10 and all(t.endswith(".") for t in targets), targets
     assert not any(line in t for t in targets for line in ("Western honey bee\n", "Kingdom: Animalia", "\nHoney",
                                                            "Communication", "References"))
+
+
+def test_a_sentence_after_a_heading_or_a_byline_is_asked_about_alone():
+    """libtasn1's manual (its PDF) gave the target "Nikos Mavrogiannopoulos (help-libtasn1@gnu.org) This
+    manual is for ...": a sentence that opens with a pronoun or a short one was joined to the line before
+    it, a byline or a heading too. Lines that end no sentence join nothing; sentences still do."""
+    text = ("Libtasn1 reference manual\n\nNikos Mavrogiannopoulos (help-libtasn1@gnu.org)\n\n"
+            "This manual is for GNU Libtasn1, a library for ASN.1 structures.\n\nHistory\n\n"
+            "It was written in 2002 for GnuTLS.\n\nThe library parses DER data. It also checks it.")
+    chunk = qg.Chunk(0, 0, len(text), tuple(qg.split_sentences(text)))
+    assert [text[s:e] for s, e in qg.target_units(text, chunk)] == [
+        "This manual is for GNU Libtasn1, a library for ASN.1 structures.", "It was written in 2002 for GnuTLS.",
+        "The library parses DER data.", "The library parses DER data. It also checks it."]
 
 
 def test_documents_as_people_have_them_are_read(tmp_path):

@@ -152,6 +152,30 @@ def test_conversations_seed_with_their_opening_message(tmp_path):
         synth.read_seeds(chats)
 
 
+def test_seeds_from_a_parquet_file_as_the_hub_stores_datasets(tmp_path):
+    """A Hub dataset of prompts, or of chats (``messages``), downloaded as Parquet seeds as its JSON Lines
+    would; a row without a seed is named by its row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "train-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist([{"prompt": "Why is the sky blue?", "id": 1},
+                                         {"prompt": "How do bees talk?", "id": 2}]), path)
+    assert synth.read_seeds(path) == ["Why is the sky blue?", "How do bees talk?"]
+    pq.write_table(pa.Table.from_pylist([{"messages": [{"role": "system", "content": "Be brief."},
+                                                       {"role": "user", "content": "I burn every pancake."},
+                                                       {"role": "assistant", "content": "Which pan?"}]},
+                                         {"messages": [{"role": "user", "content": "Why is the sea salty?"}]}]), path)
+    assert synth.read_seeds(path) == ["I burn every pancake.", "Why is the sea salty?"]
+    pq.write_table(pa.Table.from_pylist([{"prompt": "Hello?"}, {"prompt": None}]), path)
+    with pytest.raises(synth.ConfigError, match=r'^train-00000-of-00001.parquet row 2: missing "seed"'):
+        synth.read_seeds(path)
+    path.write_bytes(path.read_bytes()[:40] + b"PAR1")
+    with pytest.raises(synth.ConfigError, match=r"^train-00000-of-00001.parquet: the file is not a Parquet table "
+                                                r"that can be read \(ArrowInvalid: "):
+        synth.read_seeds(path)
+
+
 def test_a_word_its_exclude_list_always_matches_is_refused_before_generating():
     """A kept conversation mentions its word, so a word an exclude entry matches could never be kept:
     every attempt was generated and dropped ("gave up"). A plural the entry misses still counts."""

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("what to generate")
     source.add_argument("--config", help="keyword config JSON (name, prompt_lines with {word}, words, exclude)")
     source.add_argument("--personas", help="persona experiment config JSON (llm, user_profiles)")
-    source.add_argument("--seeds", help="seed messages: .txt (one per line), .csv, .jsonl or .json")
+    source.add_argument("--seeds", help="seed messages: .txt (one per line), .csv, .jsonl, .json or .parquet")
     parser.add_argument("--out", required=True, help="output chat JSONL (appended to; reruns resume)")
     parser.add_argument("--model", help="model: 'bundled', a Hub id, a folder, remote:<endpoint> or hf:<id> (default: the config's, else $CONVO_MODEL or bundled)")
     parser.add_argument("--adapter", help="LoRA adapter folder or Hub id on top of the model")

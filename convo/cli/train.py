@@ -26,7 +26,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     """
     d, lora, spec = TrainSettings(), LoraSettings(), ModelSpec()
     add = parser.add_argument
-    add("--train_data", help="training data: CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT")
+    add("--train_data", help="training data: CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT "
+                             "(JSON, JSON Lines, or Parquet as the Hub stores datasets)")
     add("--val_data", help="validation data (default: split --val_fraction off the training data)")
     add("--model_name", default=None, help="base model: 'bundled', a Hub id or a local folder (default: bundled)")
     add("--output_dir", help="where to save the adapter")

@@ -6,13 +6,14 @@ import json
 import re
 import time
 from itertools import accumulate
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, MAX_BYTES, MAX_DEPTH, MAX_VALUES, MAX_WORK, MB,
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
+from .parquet import column_list, is_parquet, parquet_rows
 from .checks import _quote, _safe, _type_name
 from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passages, _read_records,
                       _read_squad, conversation_layout, passage_layout)
@@ -125,7 +126,10 @@ def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_byte
     if (packed := _packed_reason(data, name)) is not None:
         return _rejected(report, packed), [], []
     try:
-        parsed = _parse(_decode(data), capped=max_bytes is not None)
+        if is_parquet(data):
+            parsed = _parse_parquet(data, max_bytes)
+        else:
+            parsed = _parse(_decode(data), capped=max_bytes is not None)
     except _Reject as reject:
         return _rejected(report, str(reject)), [], []
     report.format = parsed.format
@@ -333,13 +337,46 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
         raise _Reject(problem)
     if capped:
         _check_work(_work([value for _, value in lines]))
-    if any(conversation_layout(value) for _, value in lines):  # chat messages, Alpaca or ShareGPT
-        return _read_lines(lines, _read_chat_records)
-    if _flat_question(lines[0][1]):  # SQuAD as Hugging Face datasets writes it, or flat QA
-        return _read_lines(lines, _read_flat)
-    if passage_layout(lines[0][1]):  # CoQA as Hugging Face datasets writes it, or simplified CoQA
-        return _read_lines(lines, _read_passages)
-    raise _Reject(f"{UNRECOGNISED}; found JSON Lines whose first line is {_describe(lines[0][1])}")
+    reader = _records_reader([value for _, value in lines])
+    if reader is None:
+        raise _Reject(f"{UNRECOGNISED}; found JSON Lines whose first line is {_describe(lines[0][1])}")
+    return _read_lines(lines, reader)
+
+
+def _records_reader(records: list) -> Callable[[list[tuple[str, Any]]], _Parsed] | None:
+    """The reader of a file of one record a line or a row (JSON Lines, Parquet), by the records' layout."""
+    if any(conversation_layout(record) for record in records):  # chat messages, Alpaca or ShareGPT
+        return _read_chat_records
+    if _flat_question(records[0]):  # SQuAD as Hugging Face datasets writes it, or flat QA
+        return _read_flat
+    if passage_layout(records[0]):  # CoQA as Hugging Face datasets writes it, or simplified CoQA
+        return _read_passages
+    return None
+
+
+PARQUET_UNPACKED = 4
+"""An uploaded Parquet file may unpack to this many times the upload limit (``max_bytes``): its
+columns are compressed, and SQuAD's training split (a paragraph repeated for each of its questions)
+unpacks to about 80 MB, where its JSON is 30 MB."""
+
+
+def _parse_parquet(data: bytes, max_bytes: int | None) -> _Parsed:
+    """The rows of a Parquet table, read as JSON Lines records are (the Hub's ``stanfordnlp/coqa`` and
+    ``rajpurkar/squad`` files have the layouts ``datasets`` writes as JSON Lines); faults name rows."""
+    capped = max_bytes is not None
+    try:
+        rows, columns = parquet_rows(data, PARQUET_UNPACKED * max_bytes if capped else None,
+                                     MAX_WORK if capped else None)
+    except ValueError as exc:
+        raise _Reject(f"file {exc}") from None
+    if not rows:
+        raise _Reject("file has no records: the Parquet table has no rows")
+    if capped:
+        _check_work(_work(rows))
+    reader = _records_reader(rows)
+    if reader is None:
+        raise _Reject(f"{UNRECOGNISED}; found a Parquet table with the columns {column_list(columns)}")
+    return reader([(f"row {number}", row) for number, row in enumerate(rows, start=1)])
 
 
 def _flat_question(record: Any) -> bool:

@@ -62,14 +62,39 @@ def sentence_units(text: str, sentences: Sequence[tuple[int, int]]) -> list[tupl
     >>> t = "The tower is in Paris. It opened in 1889."
     >>> [t[s:e] for s, e in sentence_units(t, split_sentences(t))]
     ['The tower is in Paris.', 'The tower is in Paris. It opened in 1889.']
+
+    A line before it that ends no sentence (a heading, a byline) is not joined: it does not say who
+    "it" is, and a question about the two would be about the heading.
+
+    >>> t = "Tower history\\n\\nIt opened in 1889 for the fair."
+    >>> [t[s:e] for s, e in sentence_units(t, split_sentences(t))]
+    ['Tower history', 'It opened in 1889 for the fair.']
     """
     units = []
     for i, (s, e) in enumerate(sentences):
         ws = filters.words(text[s:e])
-        if i > 0 and (len(ws) < MIN_TARGET_WORDS or (ws and ws[0] in PRONOUN_START)):
+        if i > 0 and (len(ws) < MIN_TARGET_WORDS or (ws and ws[0] in PRONOUN_START)) \
+                and not is_line(text, sentences[i - 1]):
             s = sentences[i - 1][0]
         units.append((s, e))
     return units
+
+
+_ENDS_SENTENCE = re.compile(r"""[.!?…]["'”’)\]]*$""")
+
+
+def is_line(text: str, span: tuple[int, int]) -> bool:
+    """Whether ``span`` is a heading or a table row: a line of its own that ends no sentence
+    ("Communication", "Kingdom: Animalia").
+
+    >>> t = "Bees\\nBees make honey.\\nKingdom: Animalia"
+    >>> [is_line(t, span) for span in [(0, 4), (5, 21), (22, 39)]]
+    [True, False, True]
+    """
+    start, end = span
+    line = text[start:end]
+    alone = (start == 0 or text[start - 1] == "\n") and (end == len(text) or text[end] == "\n")
+    return alone and "\n" not in line and not _ENDS_SENTENCE.search(line)
 
 
 def focus_unit(text: str, question: str, answer: str | None = None) -> str:

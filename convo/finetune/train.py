@@ -10,7 +10,8 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -197,7 +198,9 @@ def attach_lora(lm, settings: TrainSettings):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         model.enable_input_require_grads()
     task_type = "SEQ_2_SEQ_LM" if lm.is_seq2seq else "CAUSAL_LM"
-    return get_peft_model(model, to_lora_config(settings.lora, task_type))
+    with warnings.catch_warnings():  # peft 0.21 asks for the old name, which printed a FutureWarning into every job's log
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, to_lora_config(settings.lora, task_type))
 
 
 def train_adapter(spec: ModelSpec, train: Sequence[Conversation], valid: Sequence[Conversation] | None,
@@ -388,10 +391,15 @@ class TrainingCancelled(Exception):
 
 
 class _ProgressCallback:
-    """Turns Trainer events into log records with an ETA, and honours a stop request."""
+    """Turns Trainer events into log records with an ETA, and honours a stop request.
+
+    The ETA counts steps and validation passes apart: the steps left at the mean time of a step, and
+    the validation passes left at the mean time of a pass. One rate for both read the base model's
+    validation before step 1 as part of the first step's time, so the first ETAs of a run with a
+    long validation came out several times too long."""
 
     @staticmethod
-    def make(on_log: LogFn | None, should_stop: StopFn | None):
+    def make(on_log: LogFn | None, should_stop: StopFn | None, clock: Callable[[], float] = time.monotonic):
         from transformers import TrainerCallback
 
         class ProgressCallback(TrainerCallback):
@@ -399,13 +407,16 @@ class _ProgressCallback:
                 self.history: list[dict] = []
                 self.stopped = False
                 self.quiet = False
-                self.started = time.monotonic()
+                self.started = clock()
                 self.first_step = 0
                 self.eval_batch = 0  # validation batches done in the current pass
                 self.reported = 0.0  # when the validation progress was last reported
+                self.eval_began: float | None = None  # when the validation pass under way began
+                self.eval_s = 0.0  # seconds of the validation passes done
+                self.evals = 0  # validation passes done
 
             def on_train_begin(self, args, state, control, **kwargs):
-                self.started = time.monotonic()
+                self.started = clock()
                 self.first_step = state.global_step
                 if on_log is not None:  # the step count is known from here: the status shows it at once
                     on_log({"phase": "training", "step": state.global_step, "max_steps": state.max_steps})
@@ -427,7 +438,9 @@ class _ProgressCallback:
                     raise TrainingCancelled(state.global_step)
                 self.eval_batch += 1
                 total = len(eval_dataloader) if eval_dataloader is not None else None
-                now = time.monotonic()
+                now = clock()
+                if self.eval_began is None:
+                    self.eval_began = now
                 if on_log is not None and not self.quiet and (now - self.reported >= 1.0 or self.eval_batch == 1
                                                                or self.eval_batch == total):
                     self.reported = now
@@ -438,15 +451,29 @@ class _ProgressCallback:
                 logs = logs or {}
                 if self.quiet or ("loss" not in logs and "eval_loss" not in logs):
                     return
-                record = self.record(state, logs)
+                record = self.record(state, logs, args)
                 self.history.append(record)
                 if on_log is not None:
                     on_log(record)
 
-            def record(self, state, logs: dict) -> dict:
-                elapsed = time.monotonic() - self.started
+            def on_evaluate(self, args, state, control, **kwargs):
+                if self.eval_began is not None:
+                    self.eval_s += clock() - self.eval_began
+                    self.evals += 1
+                    self.eval_began = None
+
+            def record(self, state, logs: dict, args=None) -> dict:
+                now = clock()
+                elapsed = now - self.started
                 done = state.global_step - self.first_step
-                eta = elapsed / done * (state.max_steps - state.global_step) if done > 0 else None
+                eta = None
+                if done > 0:
+                    validating = now - self.eval_began if self.eval_began is not None else 0.0
+                    step_s = (elapsed - self.eval_s - validating) / done
+                    # a loss record comes before its step's validation pass, an eval_loss record at its end
+                    after = state.global_step - ("eval_loss" not in logs)
+                    passes_left = evaluations_left(after, state.max_steps, _eval_every(args) if self.evals else 0)
+                    eta = step_s * (state.max_steps - state.global_step) + self.eval_s / max(1, self.evals) * passes_left
                 record = {"step": state.global_step, "max_steps": state.max_steps,
                           "epoch": round(state.epoch or 0.0, 4), "elapsed_s": round(elapsed, 2),
                           "eta_s": round(eta, 1) if eta is not None else None, "time": round(time.time(), 2)}
@@ -456,3 +483,22 @@ class _ProgressCallback:
                 return record
 
         return ProgressCallback()
+
+
+def _eval_every(args) -> int:
+    """Steps between the Trainer's validation passes (0: none on a step schedule)."""
+    if args is None or str(getattr(args, "eval_strategy", "no")).rsplit(".", 1)[-1].lower() != "steps":
+        return 0
+    return int(getattr(args, "eval_steps", 0) or 0)
+
+
+def evaluations_left(step: int, max_steps: int, eval_every: int) -> int:
+    """Validation passes that run after ``step``'s: one at every multiple of ``eval_every`` up to
+    ``max_steps``, and one at the last step when that is not a multiple (the Trainer's schedule).
+
+    >>> evaluations_left(1, 100, 10), evaluations_left(10, 100, 10), evaluations_left(20, 25, 10)
+    (10, 9, 1)
+    """
+    if eval_every <= 0 or step >= max_steps:
+        return 0
+    return max_steps // eval_every - step // eval_every + bool(max_steps % eval_every)

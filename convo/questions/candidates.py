@@ -10,7 +10,7 @@ from .. import filters
 from ..data import Turn
 from ..engine.generation import generate_batch
 from .prompts import conversation_prompt, target_prompt
-from ..data.sentences import MIN_TARGET_WORDS, sentence_units
+from ..data.sentences import MIN_TARGET_WORDS, is_line, sentence_units
 from .settings import Chunk, HIGHLIGHT, QuestionSettings, _Candidate
 from .text import best_sentence, grounding, pick_evenly, split_sentences
 
@@ -43,19 +43,8 @@ def target_units(passage: str, chunk: Chunk) -> list[tuple[int, int]]:
     """
     units = sentence_units(passage, chunk.sentences)
     long_enough = [u for u, sentence in zip(units, chunk.sentences)
-                   if len(filters.words(passage[u[0]:u[1]])) >= MIN_TARGET_WORDS and not _is_line(passage, sentence)]
+                   if len(filters.words(passage[u[0]:u[1]])) >= MIN_TARGET_WORDS and not is_line(passage, sentence)]
     return long_enough or units
-
-
-_ENDS_SENTENCE = re.compile(r"""[.!?…]["'”’)\]]*$""")
-
-
-def _is_line(passage: str, span: tuple[int, int]) -> bool:
-    """A heading or a table row: a line of its own that ends no sentence ("Communication", "Kingdom: Animalia")."""
-    start, end = span
-    text = passage[start:end]
-    alone = (start == 0 or passage[start - 1] == "\n") and (end == len(passage) or passage[end] == "\n")
-    return alone and "\n" not in text and not _ENDS_SENTENCE.search(text)
 
 
 def plan_targets(passage: str, chunks: Sequence[Chunk], total: int,

@@ -11,6 +11,7 @@ A file that cannot be read raises ``ValueError`` with the reason in words (the c
 from __future__ import annotations
 
 import io
+import logging
 import re
 import zipfile
 from collections import Counter
@@ -226,6 +227,9 @@ def pdf_to_text(data: bytes, max_chars: int | None = None) -> str:
         from pypdf.errors import PyPdfError
     except ImportError:  # pragma: no cover - pypdf is in requirements.txt
         raise ValueError("needs pypdf to be read (pip install pypdf)") from None
+    # pypdf logs what it repairs ("EOF marker not found") to the app's log with no file named: the
+    # user gets the error below when reading fails, and the log stays the app's
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import MAX_DEPTH, decode_marked, json_depth
+from ..data import MAX_BYTES, MAX_DEPTH, decode_marked, json_depth, parquet_rows
+from ..data.pipeline import PARQUET_UNPACKED
 from .parsing import word_forms
 
 
@@ -486,10 +487,13 @@ def parse_seed_text(text: str) -> list[str]:
 def read_seeds(path: str | Path) -> list[str]:
     """Seed messages from ``.txt`` (one per line), ``.csv`` (a seed/message/text/prompt column, else the
     first column), ``.jsonl`` (strings, objects with one of those fields, or conversations ``{"messages"}``,
-    whose first user message is the seed) or ``.json`` (a list of them)."""
+    whose first user message is the seed), ``.json`` (a list of them) or ``.parquet`` (rows like those
+    objects: a Hub dataset of prompts or of chats, as downloaded)."""
     path = Path(path)
-    text = read_text(path, "utf-8-sig")
     suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _nonempty_seeds(_parquet_seeds(path), path)
+    text = read_text(path, "utf-8-sig")
     if suffix == ".csv":
         seeds = _csv_seeds(text)
     elif suffix == ".jsonl":
@@ -502,10 +506,26 @@ def read_seeds(path: str | Path) -> list[str]:
         seeds = [_seed_value(value, f"{path.name}[{i}]") for i, value in enumerate(data)]
     else:
         seeds = parse_seed_text(text)
+    return _nonempty_seeds(seeds, path)
+
+
+def _nonempty_seeds(seeds: list[str], path: Path) -> list[str]:
     seeds = [s.strip() for s in seeds if s and s.strip()]
     if not seeds:
         raise ConfigError(f"{path.name}: no seed messages")
     return seeds
+
+
+def _parquet_seeds(path: Path) -> list[str]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path.name}: file not found") from None
+    try:
+        rows, _ = parquet_rows(data, max_unpacked=PARQUET_UNPACKED * MAX_BYTES)
+    except ValueError as exc:
+        raise ConfigError(f"{path.name}: the file {exc}") from None
+    return [_seed_value(row, f"{path.name} row {n}") for n, row in enumerate(rows, start=1)]
 
 
 def _csv_seeds(text: str) -> list[str]:

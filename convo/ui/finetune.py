@@ -38,8 +38,12 @@ QLORA_CHOICES = [("auto (4-bit on a GPU)", "auto"), ("on: 4-bit NF4 base", "on")
 MAX_COMPARE = 8
 VIEW_FIELDS = ("status", "progress", "plot", "command", "metrics", "samples", "adapter", "timer")
 POLL_S = 1.0
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
+"""The training files the pickers offer: JSON, JSON Lines, and Parquet as the Hugging Face Hub stores datasets."""
 UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT file (up to {MAX_BYTES // MB} MB) "
                "to see what it holds (CoQA's training set as Hugging Face `datasets` writes it is about 20 MB). "
+               "JSON, JSON Lines, or Parquet as the Hub stores datasets: the Parquet files of `stanfordnlp/coqa` "
+               "and `rajpurkar/squad` upload as they are. "
                "A larger one, such as the official CoQA or SQuAD 2.0 training file (42-49 MB), trains from the "
                "command line, which reads files of any size: `python -m training.finetune --train_data FILE`.")
 """The report before an upload. Gradio refuses a file over the cap with a toast that fades and leaves
@@ -448,9 +452,8 @@ def render(shared: Shared) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             upload = gr.File(label=f"Training data (CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT; up to {MAX_BYTES // MB} MB)",
-                             file_types=[".json", ".jsonl"],
-                             elem_id="ft-upload")
-            val_upload = gr.File(label="Validation data (optional)", file_types=[".json", ".jsonl"],
+                             file_types=list(DATA_SUFFIXES), elem_id="ft-upload")
+            val_upload = gr.File(label="Validation data (optional)", file_types=list(DATA_SUFFIXES),
                                  elem_id="ft-val-upload")
             task = gr.Radio([(label, key) for key, label in TASK_LABELS.items()], value=None, label="Task",
                             elem_id="ft-task")
