@@ -1,4 +1,5 @@
-"""Hugging Face Hub: push LoRA adapters and datasets, write their cards, list and download adapters.
+"""Hugging Face Hub: push LoRA adapters and datasets (their cards: convo.cards), list and download
+adapters, download a dataset's training file.
 
 Every call takes the user's token explicitly and uses it for that call only (never ``login()``, never an
 env var write, never logged); the endpoint is read from ``$HF_ENDPOINT`` at call time. Failures become one
@@ -7,7 +8,6 @@ env var write, never logged); the endpoint is read from ``$HF_ENDPOINT`` at call
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import re
@@ -21,9 +21,8 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "HubError",
     "SIGN_IN_HELP",
-    "adapter_card",
     "adapter_files",
-    "dataset_card",
+    "dataset_data_file",
     "download_adapter",
     "hub_endpoint",
     "list_adapters",
@@ -64,11 +63,6 @@ DATASET_SUFFIXES = (".jsonl", ".json")
 # Hub repo names: letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 characters each part.
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
-# Key words that mark a config entry as a credential; matched on whole words so that
-# "max_new_tokens" stays while "hf_token", "apiKey" or "password" go.
-_SECRET_WORDS = {
-    "token", "secret", "secrets", "password", "passwd", "apikey", "credential", "credentials", "auth", "authorization",
-}
 _HF_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9_]+")
 
 
@@ -118,6 +112,16 @@ def validate_repo_id(repo_id: str) -> str:
     if not _REPO_ID_RE.match(cleaned):  # and ours: a namespace, ASCII only
         raise HubError(f"Invalid repo id '{repo_id}': expected 'user/name'.")
     return cleaned
+
+
+def check_card(text: str) -> str:
+    """Raise if the card text holds anything shaped like a Hugging Face token."""
+    if _HF_TOKEN_RE.search(text):
+        raise HubError(
+            "Refusing to write a card with something shaped like a Hugging Face token (hf_...): "
+            "remove it from the settings and try again."
+        )
+    return text
 
 
 def _require_token(token: str | None) -> str:
@@ -334,7 +338,7 @@ def push_dataset(
         if file.name in uploads:
             raise HubError(f"Two data files are named {file.name}: rename one before pushing.")
         uploads[file.name] = file
-    uploads_and_card = {**uploads, "README.md": _check_card(card).encode("utf-8")}
+    uploads_and_card = {**uploads, "README.md": check_card(card).encode("utf-8")}
     return upload_files(
         repo_id, uploads_and_card, token=token, repo_type="dataset", private=private,
         commit_message="Upload dataset with convo",
@@ -384,6 +388,95 @@ def download_adapter(repo_id: str, *, token: str | None = None, cache_dir: str |
     return path
 
 
+DATA_FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
+"""The files of a Hub dataset that training reads (the Hub converts datasets to Parquet)."""
+_FETCH_ROOT = "convo-hub-data"
+_FETCHES_KEPT = 8
+
+
+def dataset_data_file(source: str, *, split: str = "train", token: str | None = None,
+                      max_bytes: int | None = None) -> Path:
+    """Download one data file of a Hub dataset and return its local path.
+
+    ``source`` is ``user/name`` (the dataset's one file for ``split``: a path with "train" as a part
+    of its name, such as ``data/train-00000-of-00001.parquet``), ``user/name/path/in/repo.parquet``, or
+    the dataset's or the file's address on the Hub. ``max_bytes`` refuses a larger file before it is
+    downloaded. The file lands in a fresh folder of the system's temp directory (the app serves
+    files from there); the oldest of these folders beyond the last few are removed.
+    """
+    from huggingface_hub import hf_hub_download
+
+    repo_id, revision, path = _dataset_source(source)
+    token = resolve_token(token)
+    with _hub_errors(token=token, repo_id=repo_id, writing=False):
+        files = {entry.path: getattr(entry, "size", None) or 0
+                 for entry in _api(token).list_repo_tree(repo_id, recursive=True, revision=revision,
+                                                         repo_type="dataset")
+                 if hasattr(entry, "size")}
+        path = path or _split_file(repo_id, files, split)
+        if path not in files:
+            raise HubError(f"The dataset {repo_id} has no file {path}.")
+        if not path.lower().endswith(DATA_FILE_SUFFIXES):
+            raise HubError(f"{path} is not a data file training reads: name a .parquet, .jsonl or .json file.")
+        if max_bytes is not None and files[path] > max_bytes:
+            raise HubError(f"{repo_id}/{path} is {files[path] / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit "
+                           "of the app: download it and train from the command line, which reads files of any "
+                           "size (python -m training.finetune --train_data FILE).")
+        folder = _fetch_folder()
+        local = hf_hub_download(repo_id, path, repo_type="dataset", revision=revision, local_dir=folder,
+                                endpoint=hub_endpoint(), token=token if token else False)
+    return Path(local)
+
+
+def _dataset_source(source: str) -> tuple[str, str | None, str | None]:
+    """(repo id, revision, path in the repo) of what a user typed: an id, an id and a path, or an address.
+
+    >>> _dataset_source("https://huggingface.co/datasets/stanfordnlp/coqa/blob/main/data/train-00000-of-00001.parquet")
+    ('stanfordnlp/coqa', 'main', 'data/train-00000-of-00001.parquet')
+    >>> _dataset_source(" rajpurkar/squad ")
+    ('rajpurkar/squad', None, None)
+    """
+    text = (source or "").strip()
+    if not text:
+        raise HubError("Type a dataset's id, such as stanfordnlp/coqa, or the address of one of its files.")
+    text = re.sub(r"^https?://[^/]+/(?:datasets/)?", "", text).split("?")[0].strip("/")
+    parts = text.split("/")
+    revision = None
+    if len(parts) > 3 and parts[2] in ("blob", "resolve", "tree"):
+        revision, rest = parts[3], parts[4:]
+    else:
+        rest = parts[2:]
+    repo_id = validate_repo_id("/".join(parts[:2]))
+    return repo_id, revision, "/".join(rest) or None
+
+
+def _split_file(repo_id: str, files: Mapping[str, int], split: str) -> str:
+    """The one data file of ``split``; with no file named for it, the dataset's only data file."""
+    data = sorted(path for path in files if path.lower().endswith(DATA_FILE_SUFFIXES))
+    named = [path for path in data if re.search(rf"(?:^|[/_.-]){re.escape(split)}(?:[/_.-]|$)", path.lower())]
+    chosen = named or (data if len(data) == 1 else [])
+    if len(chosen) == 1:
+        return chosen[0]
+    if not data:
+        raise HubError(f"The dataset {repo_id} has no .parquet, .jsonl or .json file.")
+    listed = ", ".join(chosen[:5] or data[:5]) + (", ..." if len(chosen or data) > 5 else "")
+    what = f"{len(chosen)} files for its {split} split" if chosen else f"{len(data)} data files and none named {split}"
+    raise HubError(f"The dataset {repo_id} has {what} ({listed}): name one, as {repo_id}/{(chosen or data)[0]}.")
+
+
+def _fetch_folder() -> str:
+    """A fresh folder for one download, under the system's temp directory; the oldest go past the last few."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.gettempdir()) / _FETCH_ROOT
+    root.mkdir(exist_ok=True)
+    old = sorted(root.iterdir(), key=lambda folder: folder.stat().st_mtime)
+    for folder in old[: max(0, len(old) - _FETCHES_KEPT + 1)]:
+        shutil.rmtree(folder, ignore_errors=True)
+    return tempfile.mkdtemp(dir=root)
+
+
 def _cache_dir() -> str | None:
     """The Hub cache from the environment now (huggingface_hub reads it only at import)."""
     if os.environ.get("HF_HUB_CACHE"):
@@ -392,181 +485,3 @@ def _cache_dir() -> str | None:
         return str(Path(os.environ["HF_HOME"]) / "hub")
     return None
 
-
-# --------------------------------------------------------------------------- cards
-
-
-def _is_secret_key(key: object) -> bool:
-    """True for keys like ``hf_token``, ``HF_TOKEN``, ``apiKey``, ``OPENAI_API_KEY``, ``password``."""
-    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", str(key))]
-    pairs = {a + b for a, b in zip(words, words[1:])}
-    return bool(_SECRET_WORDS.intersection(words) or _SECRET_WORDS.intersection(pairs))
-
-
-def _without_secrets(value: Any) -> Any:
-    """A copy of a nested dict/list with every credential-like key removed."""
-    if isinstance(value, Mapping):
-        return {k: _without_secrets(v) for k, v in value.items() if not _is_secret_key(k)}
-    if isinstance(value, (list, tuple)):
-        return [_without_secrets(v) for v in value]
-    return value
-
-
-def _check_card(text: str) -> str:
-    """Raise if the card text holds anything shaped like a Hugging Face token."""
-    if _HF_TOKEN_RE.search(text):
-        raise HubError(
-            "Refusing to write a card with something shaped like a Hugging Face token (hf_...): "
-            "remove it from the settings and try again."
-        )
-    return text
-
-
-def _card(card_class, data, body: str) -> str:
-    """The card's text: huggingface_hub's card data writes the YAML header, its card class parses it back."""
-    return str(card_class(f"---\n{data.to_yaml()}\n---\n{body}"))
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        text = f"{value:.6g}"
-    elif isinstance(value, (dict, list, tuple)):
-        text = json.dumps(value, ensure_ascii=False)
-    else:
-        text = str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _table(title: str, rows: Mapping[str, Any], empty: str) -> str:
-    if not rows:
-        return f"## {title}\n\n{empty}\n"
-    lines = [f"## {title}", "", "| name | value |", "|---|---|"]
-    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _looks_like_hub_id(name: str) -> bool:
-    return bool(_REPO_ID_RE.match(name or ""))
-
-
-def adapter_card(
-    *,
-    repo_id: str,
-    base_model: str,
-    data_file_name: str,
-    data_sha256: str,
-    counts: Mapping[str, Any],
-    hyperparameters: Mapping[str, Any],
-    metrics: Mapping[str, Any],
-    prompt: str | None = None,
-) -> str:
-    """README.md for a LoRA adapter repo: YAML header (peft, base model, tags), usage, the prompt
-    format when it is not the chat template (``prompt``), data, tables.
-
-    Credential-like keys are dropped from the dicts; raises :class:`HubError` if an ``hf_...`` string remains.
-    """
-    meta: dict[str, Any] = {"library_name": "peft"}
-    if _looks_like_hub_id(base_model):  # the Hub rejects a base_model that is not a repo id
-        meta["base_model"] = base_model
-    meta.update(tags=["convo", "lora"], pipeline_tag="text-generation")
-    counts, hyperparameters, metrics = (_without_secrets(dict(d)) for d in (counts, hyperparameters, metrics))
-    name = repo_id.split("/")[-1]
-    body = f"""
-# {name}
-
-A LoRA adapter for {_model_ref(base_model)} trained with convo on conversations
-that teach the model to answer and to ask curious follow-up questions.
-
-## How to use
-
-With [peft](https://github.com/huggingface/peft):
-
-```python
-from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-base = AutoModelForCausalLM.from_pretrained("{base_model}")
-model = PeftModel.from_pretrained(base, "{repo_id}")
-tokenizer = AutoTokenizer.from_pretrained("{base_model}")
-```
-
-With convo:
-
-```python
-from convo import ConversationModel
-
-model = ConversationModel.from_pretrained("{base_model}", adapter="{repo_id}")
-```
-{_prompt_section(prompt)}
-## Training data
-
-- File: `{data_file_name}`
-- SHA-256: `{data_sha256}`
-
-{_table("Counts", counts, "No counts recorded.")}
-{_table("Hyperparameters", hyperparameters, "No hyperparameters recorded.")}
-{_table("Metrics", metrics, "No metrics recorded.")}"""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    return _check_card(_card(ModelCard, ModelCardData(**meta), body))
-
-
-def _prompt_section(prompt: str | None) -> str:
-    if not prompt:
-        return ""
-    return f"""
-## Prompt
-
-The adapter was trained on a completion prompt, not the chat template: the model continues
-`Question:` with one question about the last text, ended by the tokenizer's end-of-turn token
-(which also closes each worked question). convo's Questions tab builds it for you.
-
-```text
-{prompt}
-```
-"""
-
-
-def _model_ref(base_model: str) -> str:
-    """The base model in Markdown: linked when it is a Hub id, plain code otherwise (a local folder)."""
-    if _looks_like_hub_id(base_model):
-        return f"[`{base_model}`](https://huggingface.co/{base_model})"
-    return f"`{base_model}`"
-
-
-def dataset_card(*, repo_id: str, config: Mapping[str, Any], counts: Mapping[str, Any]) -> str:
-    """README.md for a dataset repo of chat JSONL: YAML header, counts and the generation config as JSON.
-
-    Credential-like keys are dropped from ``config``; raises :class:`HubError` if an ``hf_...`` string remains.
-    """
-    config, counts = _without_secrets(dict(config)), _without_secrets(dict(counts))
-    language = config.get("language") if isinstance(config.get("language"), str) else "en"
-    meta = {
-        "task_categories": ["text-generation"],
-        "language": [language],
-        "tags": ["convo", "conversational", "synthetic"],
-        "pretty_name": repo_id.split("/")[-1],
-    }
-    config_json = json.dumps(config, indent=2, ensure_ascii=False, default=str)
-    body = f"""
-# {repo_id.split("/")[-1]}
-
-Conversations generated with convo, one `{{"messages": [{{"role", "content"}}, ...], "meta": {{...}}}}`
-object per line (chat JSONL), ready for fine-tuning in convo's Fine-tune tab or with trl.
-
-```python
-from datasets import load_dataset
-
-dataset = load_dataset("{repo_id}")
-```
-
-{_table("Counts", counts, "No counts recorded.")}
-## Generation config
-
-```json
-{config_json}
-```
-"""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    return _check_card(_card(DatasetCard, DatasetCardData(**meta), body))

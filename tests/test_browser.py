@@ -1152,6 +1152,46 @@ def test_a_parquet_file_as_the_hub_stores_it_is_reported_and_planned(chromium, t
     context.close()
 
 
+def test_a_hub_datasets_training_file_is_fetched_into_the_report(chromium, launch, tiny_causal, tmp_path):
+    """A user with internet types ``stanfordnlp/coqa``: its train split's Parquet file (from a local Hub
+    that the real huggingface_hub client talks to) is fetched into the upload box, and the report and
+    the plan follow; a dataset that is not there says so beside the box and leaves the upload alone."""
+    try:
+        from hub_server import FakeHub
+    except ImportError:  # pragma: no cover
+        from tests.hub_server import FakeHub
+
+    data = Path(__file__).parent / "data" / "good"
+    with FakeHub({}) as hub:
+        hub.add_repo("stanfordnlp/coqa", {"README.md": "# CoQA",
+                                          "data/train-00000-of-00001.parquet": (data / "coqa_hf.parquet").read_bytes(),
+                                          "data/validation-00000-of-00001.parquet": (data / "squad_hf.parquet").read_bytes()},
+                     repo_type="dataset")
+        app = launch(model=tiny_causal, data_dir=tmp_path / "data", HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
+        context, page = open_app(chromium, app.url)
+        page.get_by_role("tab", name="Fine-tune").click()
+        page.locator("#ft-hub-data input, #ft-hub-data textarea").first.fill("stanfordnlp/nothing")
+        page.locator("#ft-hub-fetch").click()
+        page.wait_for_function("() => /Could not fetch it/.test(document.querySelector('#ft-hub-status').innerText)",
+                               timeout=30_000)
+        assert "Repository stanfordnlp/nothing was not found" in page.locator("#ft-hub-status").inner_text()
+        page.locator("#ft-hub-data input, #ft-hub-data textarea").first.fill("stanfordnlp/coqa")
+        page.locator("#ft-hub-fetch").click()
+        page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)",
+                               timeout=60_000)
+        report = page.locator("#ft-report").inner_text()
+        assert "train-00000-of-00001.parquet" in report and "CoQA" in report, report
+        rows = dict(line.split("\t")[:2] for line in report.splitlines() if line.count("\t") >= 1)
+        assert rows.get("passages") == "2" and rows.get("questions") == "7", report
+        assert page.locator("#ft-hub-status").inner_text().startswith("Fetched train-00000-of-00001.parquet")
+        assert "train-00000-of-00001.parquet" in page.locator("#ft-upload").inner_text().replace("\n", "")
+        page.wait_for_function("() => /Planned: /.test(document.querySelector('#ft-plan').innerText)", timeout=30_000)
+        assert [r.path for r in hub.requests if "/resolve/" in r.path and r.method == "GET"] == [
+            "/datasets/stanfordnlp/coqa/resolve/main/data/train-00000-of-00001.parquet"]
+        page.screenshot(path=str(tmp_path / "hub-data.png"), full_page=True)
+        context.close()
+
+
 def test_a_training_file_over_the_upload_cap_is_told_where_it_trains(chromium, tiny_app, tmp_path):
     """Gradio refuses a file over the upload cap with a toast that fades and an upload box that says
     only "Error". The tab states the cap before any upload, and its report (which stays) says where

@@ -23,11 +23,10 @@ except ImportError:  # pragma: no cover
     from tests.hub_server import FakeHub, card_metadata, serve_fake_hub
 
 from convo import hub as convo_hub
+from convo.cards import adapter_card, dataset_card
 from convo.hub import (
     SIGN_IN_HELP,
     HubError,
-    adapter_card,
-    dataset_card,
     download_adapter,
     list_adapters,
     push_adapter,
@@ -298,6 +297,54 @@ def test_download_adapter_errors(hub):
     )
 
 
+def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, tmp_path, monkeypatch):
+    """``stanfordnlp/coqa`` as the Hub stores it: Parquet under data/, one file per split. Its id gives the
+    train split's file, an id and a path or the file's address give that file; the bytes are the Hub's."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    train = (ROOT / "tests" / "data" / "good" / "coqa_hf.parquet").read_bytes()
+    validation = (ROOT / "tests" / "data" / "good" / "squad_hf.parquet").read_bytes()
+    hub.add_repo("stanfordnlp/coqa", {"README.md": "# CoQA", "data/train-00000-of-00001.parquet": train,
+                                      "data/validation-00000-of-00001.parquet": validation}, repo_type="dataset")
+    path = convo_hub.dataset_data_file("stanfordnlp/coqa", max_bytes=len(train))
+    assert path.read_bytes() == train and path.name == "train-00000-of-00001.parquet"
+    assert path.is_relative_to(tmp_path / "tmp" / "convo-hub-data")
+    for source in ("stanfordnlp/coqa/data/validation-00000-of-00001.parquet",
+                   f"{hub.url}/datasets/stanfordnlp/coqa/blob/main/data/validation-00000-of-00001.parquet"):
+        assert convo_hub.dataset_data_file(source).read_bytes() == validation
+    assert convo_hub.dataset_data_file("stanfordnlp/coqa", split="validation").read_bytes() == validation
+    for _ in range(9):  # a shared server keeps the last 8 downloads
+        convo_hub.dataset_data_file("stanfordnlp/coqa")
+    assert len(list((tmp_path / "tmp" / "convo-hub-data").iterdir())) == 8
+
+
+@pytest.mark.parametrize("source, message", [
+    ("stanfordnlp/coqa", "stanfordnlp/coqa/data/train-00000-of-00001.parquet is 0.0 MB, over the 0 MB limit of the "
+                         "app: download it and train from the command line, which reads files of any size "
+                         "(python -m training.finetune --train_data FILE)."),
+    ("alice/shards", "The dataset alice/shards has 2 files for its train split (plain/train-00000-of-00002.parquet, "
+                     "plain/train-00001-of-00002.parquet): name one, as alice/shards/plain/train-00000-of-00002.parquet."),
+    ("alice/images", "The dataset alice/images has no .parquet, .jsonl or .json file."),
+    ("alice/images/cat.png", "cat.png is not a data file training reads: name a .parquet, .jsonl or .json file."),
+    ("stanfordnlp/coqa/data/test.parquet", "The dataset stanfordnlp/coqa has no file data/test.parquet."),
+    ("alice/nothing", "Repository alice/nothing was not found on the Hub (or it is private and this token cannot "
+                      "read it)."),
+    ("coqa", "Invalid repo id 'coqa': expected 'user/name'."),
+    (" ", "Type a dataset's id, such as stanfordnlp/coqa, or the address of one of its files."),
+])
+def test_a_hub_dataset_that_gives_no_one_training_file_says_why(hub, source, message):
+    hub.add_repo("stanfordnlp/coqa", {"data/train-00000-of-00001.parquet": b"PAR1" + bytes(40) + b"PAR1"},
+                 repo_type="dataset")
+    hub.add_repo("alice/shards", {f"plain/train-0000{n}-of-00002.parquet": b"PAR1" for n in (0, 1)},
+                 repo_type="dataset")
+    hub.add_repo("alice/images", {"cat.png": b"png", "README.md": "cats"}, repo_type="dataset")
+    with pytest.raises(HubError) as error:
+        convo_hub.dataset_data_file(source, max_bytes=10)
+    assert str(error.value) == message
+
+
 # --------------------------------------------------------------------------- tokens and errors
 
 
@@ -540,8 +587,8 @@ def test_repo_ids_and_cards_follow_huggingface_hub_rules():
         with pytest.raises(convo_hub.HubError, match="expected 'user/name'"):
             convo_hub.validate_repo_id(bad)
     assert convo_hub.validate_repo_id(" alice/curious.v2 ") == "alice/curious.v2"
-    model = ModelCard(convo_hub.adapter_card(repo_id="alice/a", base_model="org/base", data_file_name="d.json",
+    model = ModelCard(adapter_card(repo_id="alice/a", base_model="org/base", data_file_name="d.json",
                                        data_sha256="0", counts={}, hyperparameters={}, metrics={}))
     assert model.data.base_model == "org/base" and model.data.library_name == "peft"
-    dataset = DatasetCard(convo_hub.dataset_card(repo_id="alice/d", config={"hf_token": "x", "n": 1}, counts={"kept": 2}))
+    dataset = DatasetCard(dataset_card(repo_id="alice/d", config={"hf_token": "x", "n": 1}, counts={"kept": 2}))
     assert dataset.data.pretty_name == "d" and "hf_token" not in dataset.content

@@ -299,7 +299,7 @@ def _verdict(report: Report) -> str:
 
 def _counts_table(report: Report) -> str:
     if not report.format:
-        return f"Size {_human_size(report.size)}" + (f", sha256 `{report.sha256}`" if report.sha256 else "")
+        return f"Size {human_size(report.size)}" + (f", sha256 `{report.sha256}`" if report.sha256 else "")
     if report.format in CHAT_FORMATS:
         rows = [("records", report.records), ("conversations", report.conversations), ("messages", report.messages)]
     else:
@@ -316,10 +316,10 @@ def _counts_table(report: Report) -> str:
     return ("| in the file | count |\n|---|---|\n"
             + "\n".join(f"| {label} | {value:,} |" if isinstance(value, int) else f"| {label} | {value} |"
                         for label, value in rows)
-            + f"\n\nSize {_human_size(report.size)}, sha256 `{report.sha256}`")
+            + f"\n\nSize {human_size(report.size)}, sha256 `{report.sha256}`")
 
 
-def _human_size(size: int) -> str:
+def human_size(size: int) -> str:
     if size < 1000:
         return f"{size} bytes"
     return f"{size / 1000:.1f} kB" if size < MB else f"{size / MB:.2f} MB"

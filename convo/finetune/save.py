@@ -83,7 +83,7 @@ def read_metadata(adapter_dir: str | Path) -> dict:
 
 def write_card(adapter_dir: str | Path, repo_id: str) -> str:
     """(Re)write the adapter's README.md for ``repo_id`` from its ``convo_adapter.json``."""
-    from ..hub import adapter_card
+    from ..cards import adapter_card
 
     meta = read_metadata(adapter_dir)
     card = adapter_card(repo_id=repo_id, base_model=hub_base_model(meta.get("base_model", "")),

@@ -166,11 +166,12 @@ def push_to_hub(out_path: str | Path, repo_id: str, *, token: str | None, config
                 private: bool = False) -> str:
     """Push a chat JSONL output as a Hub dataset, with a card recording ``config``; returns the URL."""
     from .. import hub
+    from ..cards import dataset_card
 
     counts = output_counts(out_path)
     if not counts["conversations"]:
         raise hub.HubError("No conversations to push yet: run the generation first.")
-    card = hub.dataset_card(repo_id=hub.validate_repo_id(repo_id), config=dict(config), counts=counts)
+    card = dataset_card(repo_id=hub.validate_repo_id(repo_id), config=dict(config), counts=counts)
     return hub.push_dataset([Path(out_path)], repo_id, token=token, private=private, card=card)
 
 

@@ -19,7 +19,8 @@ import pandas as pd
 from .. import finetune as core
 from .. import jobs
 from ..data import MAX_BYTES, MB, DataError, load_examples, split_train_val, validate_file
-from ..hub import HubError, resolve_token
+from ..data.report import human_size
+from ..hub import HubError, dataset_data_file, resolve_token
 from ..engine import POOL, ModelLoadError
 from ..settings import LoraSettings
 from . import operator
@@ -38,8 +39,7 @@ QLORA_CHOICES = [("auto (4-bit on a GPU)", "auto"), ("on: 4-bit NF4 base", "on")
 MAX_COMPARE = 8
 VIEW_FIELDS = ("status", "progress", "plot", "command", "metrics", "samples", "adapter", "timer")
 POLL_S = 1.0
-DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
-"""The training files the pickers offer: JSON, JSON Lines, and Parquet as the Hugging Face Hub stores datasets."""
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet")  # Parquet: as the Hugging Face Hub stores datasets
 UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT file (up to {MAX_BYTES // MB} MB) "
                "to see what it holds (CoQA's training set as Hugging Face `datasets` writes it is about 20 MB). "
                "JSON, JSON Lines, or Parquet as the Hub stores datasets: the Parquet files of `stanfordnlp/coqa` "
@@ -423,6 +423,16 @@ def compare_passages(job_dir, passages: str, quantize):
                         columns=["passage", "base model", "adapter"])
 
 
+def fetch_hub_data(source, oauth_token: gr.OAuthToken | None = None):
+    """A Hub dataset's training file into the upload box (the report and plan follow as for an upload);
+    the sign-in's token or $HF_TOKEN (a gated dataset) serves this call only."""
+    try:
+        path = dataset_data_file(source, token=resolve_token(None, oauth_token), max_bytes=MAX_BYTES)
+    except HubError as exc:
+        return gr.skip(), f"**Could not fetch it**: {html.escape(str(exc))}"
+    return str(path), f"Fetched `{html.escape(path.name)}` ({human_size(path.stat().st_size)}) from the Hub."
+
+
 def push_to_hub(job_dir, repo_id, private, pasted_token, oauth_token: gr.OAuthToken | None = None):
     """Push the finished job's adapter (adapter files and card only). The token is used for this
     call and then dropped; the token box is cleared."""
@@ -453,6 +463,11 @@ def render(shared: Shared) -> None:
         with gr.Column(scale=2):
             upload = gr.File(label=f"Training data (CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT; up to {MAX_BYTES // MB} MB)",
                              file_types=list(DATA_SUFFIXES), elem_id="ft-upload")
+            with gr.Row(equal_height=True):
+                hub_source = gr.Textbox(label="...or a dataset on the Hub", scale=4, elem_id="ft-hub-data",
+                                        placeholder="stanfordnlp/coqa (its train split), or user/name/path/file.parquet")
+                hub_fetch = gr.Button("Fetch", scale=1, elem_id="ft-hub-fetch")
+            hub_status = gr.Markdown(elem_id="ft-hub-status")
             val_upload = gr.File(label="Validation data (optional)", file_types=list(DATA_SUFFIXES),
                                  elem_id="ft-val-upload")
             task = gr.Radio([(label, key) for key, label in TASK_LABELS.items()], value=None, label="Task",
@@ -546,6 +561,7 @@ def render(shared: Shared) -> None:
           api_name="finetune_inspect").then(plan_text, plan_inputs, plan, api_visibility="private",
                                             show_progress="hidden")  # the count the report found
     task.input(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
+    gr.on([hub_fetch.click, hub_source.submit], fetch_hub_data, hub_source, [upload, hub_status], api_visibility="private")
     gr.on([c.change for c in settings_inputs], plan_text, plan_inputs, plan, api_visibility="private",
           show_progress="hidden")
     # the token report counts against "Max tokens per example": recount when it changes (on change, not
