@@ -395,25 +395,35 @@ _FETCHES_KEPT = 8
 
 
 def dataset_data_file(source: str, *, split: str = "train", token: str | None = None,
-                      max_bytes: int | None = None) -> Path:
+                      max_bytes: int | None = None, required: bool = True) -> Path | None:
     """Download one data file of a Hub dataset and return its local path.
 
     ``source`` is ``user/name`` (the dataset's one file for ``split``: a path with "train" as a part
     of its name, such as ``data/train-00000-of-00001.parquet``), ``user/name/path/in/repo.parquet``, or
     the dataset's or the file's address on the Hub. ``max_bytes`` refuses a larger file before it is
     downloaded. The file lands in a fresh folder of the system's temp directory (the app serves
-    files from there); the oldest of these folders beyond the last few are removed.
+    files from there); the oldest of these folders beyond the last few are removed. Not
+    ``required`` (a validation split beside the training file): None when ``source`` names a file
+    or the dataset has no one file for ``split``.
     """
     from huggingface_hub import hf_hub_download
 
     repo_id, revision, path = _dataset_source(source)
+    if path and not required:
+        return None
     token = resolve_token(token)
     with _hub_errors(token=token, repo_id=repo_id, writing=False):
         files = {entry.path: getattr(entry, "size", None) or 0
                  for entry in _api(token).list_repo_tree(repo_id, recursive=True, revision=revision,
                                                          repo_type="dataset")
                  if hasattr(entry, "size")}
-        path = path or _split_file(repo_id, files, split)
+        if not path:
+            try:
+                path = _split_file(repo_id, files, split, alone_ok=required)
+            except HubError:
+                if required:
+                    raise
+                return None
         if path not in files:
             raise HubError(f"The dataset {repo_id} has no file {path}.")
         if not path.lower().endswith(DATA_FILE_SUFFIXES):
@@ -450,11 +460,11 @@ def _dataset_source(source: str) -> tuple[str, str | None, str | None]:
     return repo_id, revision, "/".join(rest) or None
 
 
-def _split_file(repo_id: str, files: Mapping[str, int], split: str) -> str:
-    """The one data file of ``split``; with no file named for it, the dataset's only data file."""
+def _split_file(repo_id: str, files: Mapping[str, int], split: str, alone_ok: bool = True) -> str:
+    """The one data file of ``split``; with no file named for it, the dataset's only data file (when ``alone_ok``)."""
     data = sorted(path for path in files if path.lower().endswith(DATA_FILE_SUFFIXES))
     named = [path for path in data if re.search(rf"(?:^|[/_.-]){re.escape(split)}(?:[/_.-]|$)", path.lower())]
-    chosen = named or (data if len(data) == 1 else [])
+    chosen = named or (data if len(data) == 1 and alone_ok else [])
     if len(chosen) == 1:
         return chosen[0]
     if not data:

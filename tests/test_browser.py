@@ -1165,7 +1165,7 @@ def test_a_hub_datasets_training_file_is_fetched_into_the_report(chromium, launc
     with FakeHub({}) as hub:
         hub.add_repo("stanfordnlp/coqa", {"README.md": "# CoQA",
                                           "data/train-00000-of-00001.parquet": (data / "coqa_hf.parquet").read_bytes(),
-                                          "data/validation-00000-of-00001.parquet": (data / "squad_hf.parquet").read_bytes()},
+                                          "data/validation-00000-of-00001.parquet": (data / "coqa_hf.parquet").read_bytes()},
                      repo_type="dataset")
         app = launch(model=tiny_causal, data_dir=tmp_path / "data", HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
         context, page = open_app(chromium, app.url)
@@ -1183,11 +1183,17 @@ def test_a_hub_datasets_training_file_is_fetched_into_the_report(chromium, launc
         assert "train-00000-of-00001.parquet" in report and "CoQA" in report, report
         rows = dict(line.split("\t")[:2] for line in report.splitlines() if line.count("\t") >= 1)
         assert rows.get("passages") == "2" and rows.get("questions") == "7", report
-        assert page.locator("#ft-hub-status").inner_text().startswith("Fetched train-00000-of-00001.parquet")
+        assert page.locator("#ft-hub-status").inner_text().startswith(
+            "Fetched train-00000-of-00001.parquet (3.9 kB) and validation-00000-of-00001.parquet (3.9 kB) from the Hub.")
         assert "train-00000-of-00001.parquet" in page.locator("#ft-upload").inner_text().replace("\n", "")
+        # the dataset's validation split goes to the validation box, and the report reads it too
+        assert "validation-00000-of-00001.parquet" in page.locator("#ft-val-upload").inner_text().replace("\n", "")
+        page.wait_for_function("() => /Validation file/.test(document.querySelector('#ft-report').innerText)",
+                               timeout=30_000)
         page.wait_for_function("() => /Planned: /.test(document.querySelector('#ft-plan').innerText)", timeout=30_000)
         assert [r.path for r in hub.requests if "/resolve/" in r.path and r.method == "GET"] == [
-            "/datasets/stanfordnlp/coqa/resolve/main/data/train-00000-of-00001.parquet"]
+            f"/datasets/stanfordnlp/coqa/resolve/main/data/{split}-00000-of-00001.parquet"
+            for split in ("train", "validation")]
         page.screenshot(path=str(tmp_path / "hub-data.png"), full_page=True)
         context.close()
 

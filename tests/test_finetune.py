@@ -790,9 +790,12 @@ def test_tab_shows_the_planned_time_split_before_the_run(tab):
 
 def test_the_plan_parses_a_file_once_not_on_every_settings_change(tab, tmp_path, monkeypatch):
     """A 108k-question file took 16.7 s to show its plan, parsed twice, and again for every setting."""
+    from convo.ui import finetune_data
+
     parses = []
-    real = tab.load_examples
-    monkeypatch.setattr(tab, "load_examples", lambda *args, **kwargs: parses.append(args) or real(*args, **kwargs))
+    real = finetune_data.load_examples
+    monkeypatch.setattr(finetune_data, "load_examples",
+                        lambda *args, **kwargs: parses.append(args) or real(*args, **kwargs))
     path = tmp_path / "many.json"
     path.write_text(json.dumps([{"context": f"Ada counted {i} sheep.", "questions": [f"What did Ada count in round {i}?"]}
                                 for i in range(1_200)]))

@@ -315,6 +315,12 @@ def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, tmp_path, mon
                    f"{hub.url}/datasets/stanfordnlp/coqa/blob/main/data/validation-00000-of-00001.parquet"):
         assert convo_hub.dataset_data_file(source).read_bytes() == validation
     assert convo_hub.dataset_data_file("stanfordnlp/coqa", split="validation").read_bytes() == validation
+    # a validation split beside the training file: none when the dataset has none, or a file was named
+    hub.add_repo("alice/one-file", {"talks.jsonl": '{"messages": []}\n'}, repo_type="dataset")
+    assert convo_hub.dataset_data_file("alice/one-file").name == "talks.jsonl"  # its only data file
+    assert convo_hub.dataset_data_file("alice/one-file", split="validation", required=False) is None
+    assert convo_hub.dataset_data_file("stanfordnlp/coqa/data/train-00000-of-00001.parquet", split="validation",
+                                       required=False) is None
     for _ in range(9):  # a shared server keeps the last 8 downloads
         convo_hub.dataset_data_file("stanfordnlp/coqa")
     assert len(list((tmp_path / "tmp" / "convo-hub-data").iterdir())) == 8

@@ -18,15 +18,15 @@ import pandas as pd
 
 from .. import finetune as core
 from .. import jobs
-from ..data import MAX_BYTES, MB, DataError, load_examples, split_train_val, validate_file
-from ..data.report import human_size
-from ..hub import HubError, dataset_data_file, resolve_token
-from ..engine import POOL, ModelLoadError
+from ..data import MAX_BYTES, MB, DataError, split_train_val
+from ..hub import HubError, resolve_token
+from ..engine import ModelLoadError
 from ..settings import LoraSettings
 from . import operator
 from .common import OUTPUT_BOX, Shared, adapter_choices, adapters_dir, default_model, is_operator, spec_from
 from .job_view import loss_frame, metrics_markdown, progress_html, samples_frame, status_text
 from .operator import LIVE_STATES
+from .finetune_data import DATA_SUFFIXES, UPLOAD_HINT, example_count, fetch_hub_data, inspect_upload, upload_path
 
 TASK_LABELS = {
     "qg": "Question generation (passage -> question)",
@@ -39,70 +39,6 @@ QLORA_CHOICES = [("auto (4-bit on a GPU)", "auto"), ("on: 4-bit NF4 base", "on")
 MAX_COMPARE = 8
 VIEW_FIELDS = ("status", "progress", "plot", "command", "metrics", "samples", "adapter", "timer")
 POLL_S = 1.0
-DATA_SUFFIXES = (".json", ".jsonl", ".parquet")  # Parquet: as the Hugging Face Hub stores datasets
-UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT file (up to {MAX_BYTES // MB} MB) "
-               "to see what it holds (CoQA's training set as Hugging Face `datasets` writes it is about 20 MB). "
-               "JSON, JSON Lines, or Parquet as the Hub stores datasets: the Parquet files of `stanfordnlp/coqa` "
-               "and `rajpurkar/squad` upload as they are. "
-               "A larger one, such as the official CoQA or SQuAD 2.0 training file (42-49 MB), trains from the "
-               "command line, which reads files of any size: `python -m training.finetune --train_data FILE`.")
-"""The report before an upload. Gradio refuses a file over the cap with a toast that fades and leaves
-the upload box saying only "Error": this text stays."""
-
-
-# ----------------------------------------------------------------------------- upload -> report
-
-
-def _path(file) -> str | None:
-    """A gr.File value (path string, or an object with .name/.path) as a path."""
-    if file is None:
-        return None
-    if isinstance(file, str):
-        return file
-    return getattr(file, "path", None) or getattr(file, "name", None)
-
-
-def _loaded_tokenizer(model: str | None, adapter: str | None, quantize: str | None):
-    """The tokenizer of the model bar's model if it is already loaded (token lengths), else None:
-    reading a report never starts a model download."""
-    try:
-        spec = spec_from(model, adapter, quantize)
-    except ValueError:
-        return None
-    for loaded in POOL.loaded():
-        if loaded.name == spec.name:
-            try:
-                return POOL.get(loaded).tokenizer
-            except ModelLoadError:
-                return None
-    return None
-
-
-def inspect_upload(file, val_file, task, max_length, model=None, adapter=None, quantize=None):
-    """Validate the uploaded file(s): the report, the task to use, and whether training may start."""
-    path = _path(file)
-    if not path:
-        return UPLOAD_HINT, gr.update(), \
-            gr.update(interactive=False)
-    tokenizer = _loaded_tokenizer(model, adapter, quantize)
-    # One parse: a task that does not fit the file (chat on passages) falls back to the format's default.
-    report = validate_file(path, task=task or None, tokenizer=tokenizer, max_length=int(max_length or 512),
-                           adapt_task=True)
-    task = report.task or task
-    if report.ok:  # the plan below counts the same examples: no second parse
-        _remember_count(path, report.task, report.examples)
-    parts = [report.summary()]
-    if tokenizer is None and report.ok:
-        parts.append("_Token lengths appear here once the model is loaded (Load in the model bar)._")
-    ok = report.ok
-    val_path = _path(val_file)
-    if val_path:
-        val_report = validate_file(val_path, task=task, tokenizer=tokenizer, max_length=int(max_length or 512))
-        if val_report.ok:
-            _remember_count(val_path, task, val_report.examples)
-        parts.append("**Validation file**\n\n" + val_report.summary())
-        ok = ok and val_report.ok
-    return "\n\n".join(parts), gr.update(value=task if report.ok else None), gr.update(interactive=ok)
 
 
 # ----------------------------------------------------------------------------- start, cancel, resume
@@ -181,14 +117,14 @@ def follow_validation(eval_every, save_every, patience):
 
 def plan_text(file, val_file, *settings_values) -> str:
     """The run's time split between training and the validation loss, shown before it starts."""
-    path = _path(file)
+    path = upload_path(file)
     if not path:
         return ""
     try:
         settings = _settings(*settings_values)
-        n_train, task = _example_count(path, settings.task or None)
-        if _path(val_file):
-            n_valid = _example_count(_path(val_file), task)[0]
+        n_train, task = example_count(path, settings.task or None)
+        if upload_path(val_file):
+            n_valid = example_count(upload_path(val_file), task)[0]
         else:
             train, valid = split_train_val(range(n_train), settings.val_fraction, settings.seed)
             n_train, n_valid = len(train), len(valid)
@@ -208,32 +144,6 @@ def plan_text(file, val_file, *settings_values) -> str:
     if n_valid and settings.eval_generations:
         text += f", then generating for {_plural(min(settings.eval_generations, n_valid), 'held-out example')}"
     return text + "."
-
-
-def _example_count(path: str, task: str | None) -> tuple[int, str]:
-    """How many training examples a file gives for ``task`` (None: its format's), and the task: the
-    report's count when the upload's report has it, else one parse per file and task, not one per
-    settings change (a 108k-question file takes seconds, and the plan took 16.7 s after the report)."""
-    key = _count_key(path, task)
-    if key not in _COUNTS:
-        examples, report = load_examples(path, task)
-        _remember_count(path, report.task, len(examples), also_for=task)
-    return _COUNTS[key]
-
-
-_COUNTS: dict[tuple, tuple[int, str]] = {}
-
-
-def _count_key(path: str, task: str | None) -> tuple:
-    stat = Path(path).stat()  # a new file at the same path is a new key
-    return str(path), stat.st_size, stat.st_mtime_ns, task
-
-
-def _remember_count(path: str, task: str, count: int, also_for: str | None = None) -> None:
-    if len(_COUNTS) >= 64:
-        _COUNTS.clear()
-    for key_task in {task, also_for}:
-        _COUNTS[_count_key(path, key_task)] = (count, task)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -307,7 +217,7 @@ def start_training(file, val_file, name, job_dir, model, *settings_values, owner
     if job is not None and jobs.job_state(job) in LIVE_STATES:
         gr.Warning("This browser already has a training job running: cancel it or wait for it to finish.")
         return job_dir, *poll(job_dir)
-    path = _path(file)
+    path = upload_path(file)
     try:
         if not path:
             raise ValueError("Upload a training data file first.")
@@ -316,7 +226,7 @@ def start_training(file, val_file, name, job_dir, model, *settings_values, owner
         output = adapter_folder(name)
         if (output / "adapter_config.json").exists():
             raise ValueError(f"An adapter named '{output.name}' already exists: choose another name.")
-        config = core.FinetuneConfig(train_data=path, val_data=_path(val_file), output_dir=str(output),
+        config = core.FinetuneConfig(train_data=path, val_data=upload_path(val_file), output_dir=str(output),
                                      model_name=spec_from(model, None).name, settings=settings)
         job = jobs.create_job(config)
         if owner:
@@ -421,16 +331,6 @@ def compare_passages(job_dir, passages: str, quantize):
         raise gr.Error(str(exc)) from None
     return pd.DataFrame([[r["prompt"][:400], r["base"], r["adapter"]] for r in rows],
                         columns=["passage", "base model", "adapter"])
-
-
-def fetch_hub_data(source, oauth_token: gr.OAuthToken | None = None):
-    """A Hub dataset's training file into the upload box (the report and plan follow as for an upload);
-    the sign-in's token or $HF_TOKEN (a gated dataset) serves this call only."""
-    try:
-        path = dataset_data_file(source, token=resolve_token(None, oauth_token), max_bytes=MAX_BYTES)
-    except HubError as exc:
-        return gr.skip(), f"**Could not fetch it**: {html.escape(str(exc))}"
-    return str(path), f"Fetched `{html.escape(path.name)}` ({human_size(path.stat().st_size)}) from the Hub."
 
 
 def push_to_hub(job_dir, repo_id, private, pasted_token, oauth_token: gr.OAuthToken | None = None):
@@ -561,7 +461,8 @@ def render(shared: Shared) -> None:
           api_name="finetune_inspect").then(plan_text, plan_inputs, plan, api_visibility="private",
                                             show_progress="hidden")  # the count the report found
     task.input(inspect_upload, inspect_inputs, [report, task, start], api_visibility="private")
-    gr.on([hub_fetch.click, hub_source.submit], fetch_hub_data, hub_source, [upload, hub_status], api_visibility="private")
+    gr.on([hub_fetch.click, hub_source.submit], fetch_hub_data, hub_source, [upload, val_upload, hub_status],
+          api_visibility="private")
     gr.on([c.change for c in settings_inputs], plan_text, plan_inputs, plan, api_visibility="private",
           show_progress="hidden")
     # the token report counts against "Max tokens per example": recount when it changes (on change, not

@@ -1,0 +1,123 @@
+"""The Fine-tune tab's data: an upload's report (and its example count, kept for the plan), and a
+Hub dataset's files fetched into the upload boxes. The tab (convo.ui.finetune) lays them out.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import gradio as gr
+
+from ..data import MAX_BYTES, MB, load_examples, validate_file
+from ..data.report import human_size
+from ..engine import POOL, ModelLoadError
+from ..hub import HubError, dataset_data_file, resolve_token
+from .common import spec_from
+
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet")  # Parquet: as the Hugging Face Hub stores datasets
+UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT file (up to {MAX_BYTES // MB} MB) "
+               "to see what it holds (CoQA's training set as Hugging Face `datasets` writes it is about 20 MB). "
+               "JSON, JSON Lines, or Parquet as the Hub stores datasets: the Parquet files of `stanfordnlp/coqa` "
+               "and `rajpurkar/squad` upload as they are. "
+               "A larger one, such as the official CoQA or SQuAD 2.0 training file (42-49 MB), trains from the "
+               "command line, which reads files of any size: `python -m training.finetune --train_data FILE`.")
+"""The report before an upload. Gradio refuses a file over the cap with a toast that fades and leaves
+the upload box saying only "Error": this text stays."""
+
+
+def upload_path(file) -> str | None:
+    """A gr.File value (path string, or an object with .name/.path) as a path."""
+    if file is None:
+        return None
+    if isinstance(file, str):
+        return file
+    return getattr(file, "path", None) or getattr(file, "name", None)
+
+
+def _loaded_tokenizer(model: str | None, adapter: str | None, quantize: str | None):
+    """The tokenizer of the model bar's model if it is already loaded (token lengths), else None:
+    reading a report never starts a model download."""
+    try:
+        spec = spec_from(model, adapter, quantize)
+    except ValueError:
+        return None
+    for loaded in POOL.loaded():
+        if loaded.name == spec.name:
+            try:
+                return POOL.get(loaded).tokenizer
+            except ModelLoadError:
+                return None
+    return None
+
+
+def inspect_upload(file, val_file, task, max_length, model=None, adapter=None, quantize=None):
+    """Validate the uploaded file(s): the report, the task to use, and whether training may start."""
+    path = upload_path(file)
+    if not path:
+        return UPLOAD_HINT, gr.update(), \
+            gr.update(interactive=False)
+    tokenizer = _loaded_tokenizer(model, adapter, quantize)
+    # One parse: a task that does not fit the file (chat on passages) falls back to the format's default.
+    report = validate_file(path, task=task or None, tokenizer=tokenizer, max_length=int(max_length or 512),
+                           adapt_task=True)
+    task = report.task or task
+    if report.ok:  # the plan below counts the same examples: no second parse
+        _remember_count(path, report.task, report.examples)
+    parts = [report.summary()]
+    if tokenizer is None and report.ok:
+        parts.append("_Token lengths appear here once the model is loaded (Load in the model bar)._")
+    ok = report.ok
+    val_path = upload_path(val_file)
+    if val_path:
+        val_report = validate_file(val_path, task=task, tokenizer=tokenizer, max_length=int(max_length or 512))
+        if val_report.ok:
+            _remember_count(val_path, task, val_report.examples)
+        parts.append("**Validation file**\n\n" + val_report.summary())
+        ok = ok and val_report.ok
+    return "\n\n".join(parts), gr.update(value=task if report.ok else None), gr.update(interactive=ok)
+
+
+def example_count(path: str, task: str | None) -> tuple[int, str]:
+    """How many training examples a file gives for ``task`` (None: its format's), and the task: the
+    report's count when the upload's report has it, else one parse per file and task, not one per
+    settings change (a 108k-question file takes seconds, and the plan took 16.7 s after the report)."""
+    key = _count_key(path, task)
+    if key not in _COUNTS:
+        examples, report = load_examples(path, task)
+        _remember_count(path, report.task, len(examples), also_for=task)
+    return _COUNTS[key]
+
+
+_COUNTS: dict[tuple, tuple[int, str]] = {}
+
+
+def _count_key(path: str, task: str | None) -> tuple:
+    stat = Path(path).stat()  # a new file at the same path is a new key
+    return str(path), stat.st_size, stat.st_mtime_ns, task
+
+
+def _remember_count(path: str, task: str, count: int, also_for: str | None = None) -> None:
+    if len(_COUNTS) >= 64:
+        _COUNTS.clear()
+    for key_task in {task, also_for}:
+        _COUNTS[_count_key(path, key_task)] = (count, task)
+
+
+def fetch_hub_data(source, oauth_token: gr.OAuthToken | None = None):
+    """A Hub dataset's training file into the upload box, and its validation split's (when it has one
+    file) into the validation box; the report and plan follow as for uploads. The sign-in's token or
+    $HF_TOKEN (a gated dataset) serves this call only."""
+    token, fetched = resolve_token(None, oauth_token), []
+    try:
+        for split in ("train", "validation"):
+            fetched.append(dataset_data_file(source, split=split, token=token, max_bytes=MAX_BYTES,
+                                             required=split == "train"))
+    except HubError as exc:
+        if not fetched:
+            return gr.skip(), gr.skip(), f"**Could not fetch it**: {html.escape(str(exc))}"
+        fetched.append(None)  # the training file stands; the validation file's problem is said below
+        note = f" Validation: {html.escape(str(exc))}"
+    else:
+        note = "" if fetched[1] else " It has no one validation file: part of the training file is held out."
+    said = " and ".join(f"`{html.escape(p.name)}` ({human_size(p.stat().st_size)})" for p in fetched if p)
+    return str(fetched[0]), str(fetched[1]) if fetched[1] else None, f"Fetched {said} from the Hub.{note}"
