@@ -22,6 +22,7 @@ __all__ = [
     "HubError",
     "SIGN_IN_HELP",
     "adapter_files",
+    "data_file_or_dataset",
     "dataset_data_file",
     "download_adapter",
     "hub_endpoint",
@@ -436,6 +437,26 @@ def dataset_data_file(source: str, *, split: str = "train", token: str | None = 
         local = hf_hub_download(repo_id, path, repo_type="dataset", revision=revision, local_dir=folder,
                                 endpoint=hub_endpoint(), token=token if token else False)
     return Path(local)
+
+
+_HUB_SHAPED = re.compile(r"^(?:https?://\S+|[A-Za-z0-9][\w.-]*/[\w.-]+(?:/\S*)?)$")
+
+
+def data_file_or_dataset(source: str, *, split: str = "train", token: str | None = None) -> str:
+    """``source`` when it is a file here (or does not look like a Hub name); else the Hub dataset or
+    file it names, downloaded with no size cap (named on one's own machine, as ``--train_data``).
+    Raises :class:`HubError` saying both when it is neither a file here nor on the Hub.
+
+    >>> data_file_or_dataset("/no/such/train.json")  # a path: the reader says it is missing
+    '/no/such/train.json'
+    """
+    text = str(source).strip()
+    if Path(text).exists() or not _HUB_SHAPED.match(text):
+        return str(source)
+    try:
+        return str(dataset_data_file(text, split=split, token=token))
+    except HubError as exc:
+        raise HubError(f"{text} is not a file here, and on the Hub: {exc}") from None
 
 
 def _dataset_source(source: str) -> tuple[str, str | None, str | None]:

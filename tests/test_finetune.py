@@ -551,6 +551,36 @@ def test_cli_trains_then_evaluate_prints_metrics(tiny_causal, tmp_path, monkeypa
     assert metrics["eval_loss"] != metrics["base_eval_loss"]
 
 
+def test_cli_trains_on_a_hub_dataset_named_by_its_id(tiny_causal, tmp_path, monkeypatch):
+    """``--train_data stanfordnlp/coqa`` as ``--model_name`` takes a Hub id: the train split's file is
+    downloaded, and its validation split's without ``--val_data``; a name on neither says both."""
+    from training import finetune
+
+    hub = serve_fake_hub(monkeypatch, tmp_path, {TOKEN: "alice"})
+    parquet = (DATA / "good" / "coqa_hf.parquet").read_bytes()
+    hub.add_repo("stanfordnlp/coqa", {"data/train-00000-of-00001.parquet": parquet,
+                                      "data/validation-00000-of-00001.parquet": parquet}, repo_type="dataset")
+    try:
+        output = tmp_path / "adapter"
+        code, out, err = run_cli(finetune.main, [
+            "--train_data", "stanfordnlp/coqa", "--model_name", tiny_causal, "--dtype", "float32",
+            "--output_dir", str(output), "--max_steps", "1", "--batch_size", "2", "--eval_generations", "0",
+            "--save_steps", "1", "--eval_steps", "1"])
+        assert code == 0, err
+        assert re.search(r"fetched from the Hub: \S+/train-00000-of-00001.parquet, \S+/validation-00000-of-00001.parquet",
+                         err), err
+        meta = ft.read_metadata(output)
+        assert meta["train_file"] == "train-00000-of-00001.parquet"
+        assert meta["counts"]["train_examples"] == 6 and meta["counts"]["validation_examples"] == 6  # not a split
+        code, _, err = run_cli(finetune.main, ["--train_data", "nobody/nothing", "--model_name", tiny_causal,
+                                               "--output_dir", str(tmp_path / "other")])
+        assert code == 2 and err.strip() == (
+            "error: nobody/nothing is not a file here, and on the Hub: Repository nobody/nothing was not found on "
+            "the Hub (or it is private and this token cannot read it).")
+    finally:
+        hub.stop()
+
+
 def test_cli_rejects_bad_data_naming_the_fault_and_writes_nothing(tiny_causal, tmp_path):
     from training import finetune
 

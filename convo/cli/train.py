@@ -9,12 +9,13 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 
 from ..data import TASKS, DataError
 from ..finetune import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, FinetuneConfig, TrainSettings, _check,
                         process_rank, push_adapter_to_hub, run_training)
 from ..finetune import log as training_log
-from ..hub import HubError, resolve_token
+from ..hub import HubError, data_file_or_dataset, dataset_data_file, resolve_token
 from ..jobs import StopRequest, _one_line, _print_record, read_config, read_status, run_job
 from ..settings import DTYPE_CHOICES, LoraSettings, ModelSpec
 
@@ -27,7 +28,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     d, lora, spec = TrainSettings(), LoraSettings(), ModelSpec()
     add = parser.add_argument
     add("--train_data", help="training data: CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT "
-                             "(JSON, JSON Lines, or Parquet as the Hub stores datasets)")
+                             "(JSON, JSON Lines, or Parquet as the Hub stores datasets); or a Hub dataset "
+                             "(user/name: its train split's file, and its validation split's without --val_data)")
     add("--val_data", help="validation data (default: split --val_fraction off the training data)")
     add("--model_name", default=None, help="base model: 'bundled', a Hub id or a local folder (default: bundled)")
     add("--output_dir", help="where to save the adapter")
@@ -96,6 +98,20 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
                           overwrite=args.overwrite, trust_remote_code=args.trust_remote_code, **optional)
 
 
+def with_hub_data(config: FinetuneConfig) -> FinetuneConfig:
+    """The config with data named by a Hub dataset (``stanfordnlp/coqa``, a path in one, or a file's
+    address) and not a file here downloaded; a dataset id for the training data and no
+    ``--val_data`` also fetch the dataset's validation split when it has one file (as the tab does)."""
+    train = data_file_or_dataset(config.train_data)
+    val = config.val_data and data_file_or_dataset(config.val_data, split="validation")
+    if train != config.train_data and not config.val_data:
+        found = dataset_data_file(config.train_data, split="validation", required=False)
+        val = str(found) if found else None
+    if (train, val) != (config.train_data, config.val_data):
+        print("fetched from the Hub: " + ", ".join(filter(None, [train, val])), file=sys.stderr)
+    return replace(config, train_data=train, val_data=val)
+
+
 def _show_warnings() -> None:
     """Print this module's warnings (skipped records...) to stderr as ``warning: ...`` lines."""
     if not any(isinstance(h, _StderrWarnings) for h in training_log.handlers):
@@ -116,8 +132,8 @@ def cli_main(args: argparse.Namespace) -> int:
         if args.job_dir and not args.train_data:  # a job folder: its config.json is the config
             config, given = read_config(args.job_dir), None
         else:
-            config = given = config_from_args(args)
-    except (ValueError, TypeError) as exc:
+            config = given = with_hub_data(config_from_args(args))
+    except (ValueError, TypeError, HubError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.job_dir:
