@@ -102,16 +102,29 @@ DUMMY_IT_NEXT = frozenset({"take", "takes", "took", "cost", "costs", "mean", "me
 followed later by "to", "that", "when" or "if" is one too ("What does it mean to build a lighthouse?")."""
 
 
+DEMONSTRATIVES = frozenset({"this", "that", "these", "those"})
+PRONOUN_NEXT = frozenset({
+    "mean", "means", "do", "say", "show", "refer", "include", "contain", "describe", "represent", "require", "allow",
+    "cause", "affect", "work", "happen", "tell", "indicate", "imply", "suggest", "involve", "look", "used", "called",
+    "known", "about", "for", "important", "necessary", "possible", "true", "useful", "significant", "different"})
+"""Words after "this" or "that" that make it the subject on its own ("What does this mean?", "What is
+this used for?"), where a noun would make it a determiner ("What does this file contain?")."""
+
+
 def unnamed_subject(question: str) -> str | None:
     """The pronoun a question is about when nothing in it says who or what that is: its subject is
-    a bare "he", "she", "it" or "they" ("What kind of organism are they?", "Where did she live?").
-    Fine in a conversation, which names them earlier; a question asked on its own cannot be answered.
-    "It" that stands for nothing ("How long did it take ...?", see DUMMY_IT_NEXT) is not counted.
+    a bare "he", "she", "it" or "they" ("What kind of organism are they?", "Where did she live?"), or
+    a "this" or "that" standing alone ("What does this mean?"). Fine in a conversation, which names
+    them earlier; a question asked on its own cannot be answered. "It" that stands for nothing ("How
+    long did it take ...?", see DUMMY_IT_NEXT) is not counted, nor a "this" before a noun.
 
     >>> [unnamed_subject(q) for q in ("What kind of organism are they?", "Where did she live?",
     ...  "Why do bees fan their wings?", "How long did it take to build the tower?", "Are they social?",
     ...  "What does it mean for a bee to waggle?", "What does it tell other bees?")]
     ['they', 'she', None, None, 'they', None, 'it']
+    >>> [unnamed_subject(q) for q in ("What does this mean?", "What is this used for?", "Why is that?",
+    ...  "What does this file contain?", "Why are these bees dancing?")]
+    ['this', 'this', 'that', None, None]
     """
     ws = words(question)
     if not ws:
@@ -125,6 +138,9 @@ def unnamed_subject(question: str) -> str | None:
     else:
         return None
     pronoun = ws[start + 1] if start + 1 < len(ws) else None
+    if pronoun in DEMONSTRATIVES:
+        after = ws[start + 2] if start + 2 < len(ws) else None
+        return pronoun if after is None or after in PRONOUN_NEXT else None
     if pronoun not in SUBJECT_PRONOUNS:
         return None
     if pronoun == "it" and (ws[start + 2:start + 3] and ws[start + 2] in DUMMY_IT_NEXT

@@ -14,6 +14,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+from urllib.parse import unquote
 
 
 __all__ = [
@@ -466,6 +467,8 @@ def _dataset_source(source: str) -> tuple[str, str | None, str | None]:
     ('stanfordnlp/coqa', 'main', 'data/train-00000-of-00001.parquet')
     >>> _dataset_source(" rajpurkar/squad ")
     ('rajpurkar/squad', None, None)
+    >>> _dataset_source("https://huggingface.co/datasets/a/b/resolve/refs%2Fconvert%2Fparquet/default/train/0000.parquet")
+    ('a/b', 'refs/convert/parquet', 'default/train/0000.parquet')
     """
     text = (source or "").strip()
     if not text:
@@ -478,7 +481,7 @@ def _dataset_source(source: str) -> tuple[str, str | None, str | None]:
     else:
         rest = parts[2:]
     repo_id = validate_repo_id("/".join(parts[:2]))
-    return repo_id, revision, "/".join(rest) or None
+    return repo_id, revision and unquote(revision), unquote("/".join(rest)) or None
 
 
 def _split_file(repo_id: str, files: Mapping[str, int], split: str, alone_ok: bool = True) -> str:

@@ -172,6 +172,9 @@ VOLCANO = PASSAGE["volcano"].read_text(encoding="utf-8")
     ("What does the text say about Mauna Loa?", "rule: named entity", None, []),
     ("What type of volcano are they?", "model", None, ['unclear who or what "they" is']),
     ("How long did it take the lava to cool?", "model", None, []),
+    ("What does this eruption mean?", "model", None, []),
+    ("What did this do to the lava of Tambora?", "model", None, ['unclear who or what "this" is']),  # "What does this mean?"
+    ("What does this volcano release?", "model", None, []),
 ])
 def test_candidate_faults(text, source, answer, expected):
     chunk = qg.Chunk(0, 0, len(VOLCANO), tuple(qg.split_sentences(VOLCANO)))
@@ -631,6 +634,15 @@ def test_a_sentence_after_a_heading_or_a_byline_is_asked_about_alone():
     assert [text[s:e] for s, e in qg.target_units(text, chunk)] == [
         "This manual is for GNU Libtasn1, a library for ASN.1 structures.", "It was written in 2002 for GnuTLS.",
         "The library parses DER data.", "The library parses DER data. It also checks it."]
+
+
+def test_rule_questions_ask_nothing_about_a_heading_or_a_name_in_a_list():
+    """A manual's list of contributors gave "What does the text say about Fabio Fiorina?" (libtasn1's PDF)."""
+    text = ("Contributors\n\nFabio Fiorina\n\nNikos Mavrogiannopoulos\n\n"
+            "Simon Josefsson maintained the library in Stockholm from 2006.")
+    chunk = qg.Chunk(0, 0, len(text), tuple(qg.split_sentences(text)))
+    assert [q for q, _, _ in qg.rule_questions(text, chunk)] == [
+        "What happened in 2006?", "What does the text say about Simon Josefsson?"]
 
 
 def test_documents_as_people_have_them_are_read(tmp_path):

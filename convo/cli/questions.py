@@ -23,7 +23,7 @@ def register_cli(subparsers) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--file", default="-", help="passage file (.txt/.md); '-' or absent reads stdin")
+    parser.add_argument("--file", default="-", help="passage file (.txt, .md, .html, .pdf or .docx); '-' or absent reads stdin")
     parser.add_argument("-n", type=int, default=DEFAULT_N, help="number of questions (default %(default)s)")
     parser.add_argument("--model", default=None, help="'bundled', a Hub id, a local folder, remote:<endpoint> or hf:<id> (default: $CONVO_MODEL or bundled)")
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder or Hub id")

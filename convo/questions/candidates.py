@@ -142,6 +142,9 @@ def rule_questions(passage: str, chunk: Chunk) -> list[tuple[str, tuple[int, int
     >>> p = "A volcano is an opening in the crust. Tambora erupted in 1815 in Indonesia."
     >>> [q for q, _, _ in rule_questions(p, Chunk(0, 0, len(p), tuple(split_sentences(p))))]
     ['What is a volcano?', 'What happened in 1815?']
+
+    A line that ends no sentence (a heading, a byline, a name in a list of authors) asks nothing: "What
+    does the text say about Fabio Fiorina?" came from a manual's list of contributors.
     """
     found, seen_keys = [], set()
 
@@ -151,6 +154,8 @@ def rule_questions(passage: str, chunk: Chunk) -> list[tuple[str, tuple[int, int
             found.append((text, span, kind))
 
     for s, e in chunk.sentences:
+        if is_line(passage, (s, e)):
+            continue
         sentence = passage[s:e]
         match = DEFINITION.match(sentence)
         if match and filters.content_words(match.group(1)):
