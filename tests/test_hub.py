@@ -326,6 +326,26 @@ def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, tmp_path, mon
     assert len(list((tmp_path / "tmp" / "convo-hub-data").iterdir())) == 8
 
 
+def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_written_nowhere(hub, tmp_path, monkeypatch,
+                                                                                            caplog):
+    import tempfile
+
+    monkeypatch.setattr(constants, "HF_DEBUG", True)  # huggingface_hub then logs every request as curl
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    data = (ROOT / "tests" / "data" / "good" / "coqa_hf.parquet").read_bytes()
+    hub.add_repo("alice/private-coqa", {"data/train-00000-of-00001.parquet": data}, repo_type="dataset", private=True)
+    with pytest.raises(HubError, match="^Repository alice/private-coqa was not found on the Hub"):
+        convo_hub.dataset_data_file("alice/private-coqa")
+    path = convo_hub.dataset_data_file("alice/private-coqa", token=TOKEN)
+    assert path.read_bytes() == data
+    assert [r.token for r in hub.requests if r.path.startswith("/api/datasets/alice/private-coqa")][-1] == TOKEN
+    written = [f for f in (tmp_path / "tmp").rglob("*") if f.is_file()]
+    assert len(written) >= 2 and not [f for f in written if TOKEN.encode() in f.read_bytes()]  # the file, its metadata
+    assert TOKEN not in caplog.text
+
+
 @pytest.mark.parametrize("source, message", [
     ("stanfordnlp/coqa", "stanfordnlp/coqa/data/train-00000-of-00001.parquet is 0.0 MB, over the 0 MB limit of the "
                          "app: download it and train from the command line, which reads files of any size "
