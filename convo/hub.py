@@ -25,6 +25,7 @@ __all__ = [
     "adapter_files",
     "data_file_or_dataset",
     "dataset_data_file",
+    "dataset_source",
     "download_adapter",
     "hub_endpoint",
     "list_adapters",
@@ -410,7 +411,7 @@ def dataset_data_file(source: str, *, split: str = "train", token: str | None = 
     """
     from huggingface_hub import hf_hub_download
 
-    repo_id, revision, path = _dataset_source(source)
+    repo_id, revision, path = dataset_source(source)
     if path and not required:
         return None
     token = resolve_token(token)
@@ -460,14 +461,14 @@ def data_file_or_dataset(source: str, *, split: str = "train", token: str | None
         raise HubError(f"{text} is not a file here, and on the Hub: {exc}") from None
 
 
-def _dataset_source(source: str) -> tuple[str, str | None, str | None]:
+def dataset_source(source: str) -> tuple[str, str | None, str | None]:
     """(repo id, revision, path in the repo) of what a user typed: an id, an id and a path, or an address.
 
-    >>> _dataset_source("https://huggingface.co/datasets/stanfordnlp/coqa/blob/main/data/train-00000-of-00001.parquet")
+    >>> dataset_source("https://huggingface.co/datasets/stanfordnlp/coqa/blob/main/data/train-00000-of-00001.parquet")
     ('stanfordnlp/coqa', 'main', 'data/train-00000-of-00001.parquet')
-    >>> _dataset_source(" rajpurkar/squad ")
+    >>> dataset_source(" rajpurkar/squad ")
     ('rajpurkar/squad', None, None)
-    >>> _dataset_source("https://huggingface.co/datasets/a/b/resolve/refs%2Fconvert%2Fparquet/default/train/0000.parquet")
+    >>> dataset_source("https://huggingface.co/datasets/a/b/resolve/refs%2Fconvert%2Fparquet/default/train/0000.parquet")
     ('a/b', 'refs/convert/parquet', 'default/train/0000.parquet')
     """
     text = (source or "").strip()

@@ -818,6 +818,30 @@ def test_tab_shows_the_planned_time_split_before_the_run(tab):
     assert tab.plan_text(str(DATA / "bad" / "coqa_empty_data.json"), None, *values) == ""
 
 
+def test_the_tabs_hub_fetch_fills_the_boxes_it_should(tab, tmp_path, monkeypatch):
+    """A dataset's id fills both boxes (the validation split's when it has one file, else clears it and
+    says part of the training file is held out); a named file fills the training box only."""
+    hub = serve_fake_hub(monkeypatch, tmp_path, {TOKEN: "alice"})
+    parquet = (DATA / "good" / "coqa_hf.parquet").read_bytes()
+    hub.add_repo("stanfordnlp/coqa", {"data/train-00000-of-00001.parquet": parquet,
+                                      "data/validation-00000-of-00001.parquet": parquet}, repo_type="dataset")
+    hub.add_repo("alice/talks", {"train.jsonl": (DATA / "good" / "chat.jsonl").read_bytes()}, repo_type="dataset")
+    try:
+        train, val, status = tab.fetch_hub_data("stanfordnlp/coqa")
+        assert Path(train).name == "train-00000-of-00001.parquet" and Path(val).name == "validation-00000-of-00001.parquet"
+        assert status == ("Fetched `train-00000-of-00001.parquet` (3.9 kB) and `validation-00000-of-00001.parquet` "
+                          "(3.9 kB) from the Hub.")
+        train, val, status = tab.fetch_hub_data("stanfordnlp/coqa/data/validation-00000-of-00001.parquet")
+        assert Path(train).name == "validation-00000-of-00001.parquet" and val == {"__type__": "update"}  # gr.skip()
+        train, val, status = tab.fetch_hub_data("alice/talks")
+        assert Path(train).read_bytes() == (DATA / "good" / "chat.jsonl").read_bytes() and val is None
+        assert status.endswith("It has no one validation file: part of the training file is held out.")
+        train, val, status = tab.fetch_hub_data("alice/none")
+        assert train == val == {"__type__": "update"} and status.startswith("**Could not fetch it**: Repository alice/none")
+    finally:
+        hub.stop()
+
+
 def test_the_plan_parses_a_file_once_not_on_every_settings_change(tab, tmp_path, monkeypatch):
     """A 108k-question file took 16.7 s to show its plan, parsed twice, and again for every setting."""
     from convo.ui import finetune_data

@@ -11,7 +11,7 @@ import gradio as gr
 from ..data import MAX_BYTES, MB, load_examples, validate_file
 from ..data.report import human_size
 from ..engine import POOL, ModelLoadError
-from ..hub import HubError, dataset_data_file, resolve_token
+from ..hub import HubError, dataset_data_file, dataset_source, resolve_token
 from .common import spec_from
 
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet")  # Parquet: as the Hugging Face Hub stores datasets
@@ -104,20 +104,25 @@ def _remember_count(path: str, task: str, count: int, also_for: str | None = Non
 
 
 def fetch_hub_data(source, oauth_token: gr.OAuthToken | None = None):
-    """A Hub dataset's training file into the upload box, and its validation split's (when it has one
-    file) into the validation box; the report and plan follow as for uploads. The sign-in's token or
-    $HF_TOKEN (a gated dataset) serves this call only."""
-    token, fetched = resolve_token(None, oauth_token), []
+    """A Hub dataset's training file into the upload box, and, for a dataset named by its id, its
+    validation split's (when it has one file) into the validation box; the report and plan follow as
+    for uploads. The sign-in's token or $HF_TOKEN (a gated dataset) serves this call only."""
+    token = resolve_token(None, oauth_token)
     try:
-        for split in ("train", "validation"):
-            fetched.append(dataset_data_file(source, split=split, token=token, max_bytes=MAX_BYTES,
-                                             required=split == "train"))
+        train = dataset_data_file(source, token=token, max_bytes=MAX_BYTES)
     except HubError as exc:
-        if not fetched:
-            return gr.skip(), gr.skip(), f"**Could not fetch it**: {html.escape(str(exc))}"
-        fetched.append(None)  # the training file stands; the validation file's problem is said below
-        note = f" Validation: {html.escape(str(exc))}"
-    else:
-        note = "" if fetched[1] else " It has no one validation file: part of the training file is held out."
-    said = " and ".join(f"`{html.escape(p.name)}` ({human_size(p.stat().st_size)})" for p in fetched if p)
-    return str(fetched[0]), str(fetched[1]) if fetched[1] else None, f"Fetched {said} from the Hub.{note}"
+        return gr.skip(), gr.skip(), f"**Could not fetch it**: {html.escape(str(exc))}"
+    if dataset_source(source)[2]:  # a file named: the validation box stays the user's
+        return str(train), gr.skip(), f"Fetched {_file_text(train)} from the Hub."
+    try:
+        val = dataset_data_file(source, split="validation", token=token, max_bytes=MAX_BYTES, required=False)
+    except HubError as exc:  # the training file stands
+        return str(train), None, f"Fetched {_file_text(train)} from the Hub. Validation: {html.escape(str(exc))}"
+    if val is None:
+        return str(train), None, (f"Fetched {_file_text(train)} from the Hub. It has no one validation file: part "
+                                  "of the training file is held out.")
+    return str(train), str(val), f"Fetched {_file_text(train)} and {_file_text(val)} from the Hub."
+
+
+def _file_text(path: Path) -> str:
+    return f"`{html.escape(path.name)}` ({human_size(path.stat().st_size)})"
