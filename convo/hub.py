@@ -476,6 +476,9 @@ def dataset_source(source: str) -> tuple[str, str | None, str | None]:
         raise HubError("Type a dataset's id, such as stanfordnlp/coqa, or the address of one of its files.")
     text = re.sub(r"^https?://[^/]+/(?:datasets/)?", "", text).split("?")[0].strip("/")
     parts = text.split("/")
+    if len(parts) < 2:  # "squad", "coqa": the Hub's datasets are named with their owner
+        raise HubError(f"'{text}' is not a dataset's id: expected owner/name, such as stanfordnlp/coqa or "
+                       "rajpurkar/squad.")
     revision = None
     if len(parts) > 3 and parts[2] in ("blob", "resolve", "tree"):
         revision, rest = parts[3], parts[4:]

@@ -357,7 +357,8 @@ def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_writ
     ("stanfordnlp/coqa/data/test.parquet", "The dataset stanfordnlp/coqa has no file data/test.parquet."),
     ("alice/nothing", "Repository alice/nothing was not found on the Hub (or it is private and this token cannot "
                       "read it)."),
-    ("coqa", "Invalid repo id 'coqa': expected 'user/name'."),
+    ("coqa", "'coqa' is not a dataset's id: expected owner/name, such as stanfordnlp/coqa or rajpurkar/squad."),
+    ("a/b c", "Invalid repo id 'a/b c': expected 'user/name'."),
     (" ", "Type a dataset's id, such as stanfordnlp/coqa, or the address of one of its files."),
 ])
 def test_a_hub_dataset_that_gives_no_one_training_file_says_why(hub, source, message):
