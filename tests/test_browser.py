@@ -1191,6 +1191,15 @@ def test_a_hub_datasets_training_file_is_fetched_into_the_report(chromium, launc
         page.wait_for_function("() => /Validation file/.test(document.querySelector('#ft-report').innerText)",
                                timeout=30_000)
         page.wait_for_function("() => /Planned: /.test(document.querySelector('#ft-plan').innerText)", timeout=30_000)
+        # and it trains: the job reads the fetched Parquet files
+        page.get_by_text("Training settings").click()
+        steps = page.locator("#ft-max-steps input")
+        steps.fill("2")
+        steps.press("Tab")
+        page.wait_for_function("() => /Planned: 2 steps/.test(document.querySelector('#ft-plan').innerText)",
+                               timeout=30_000)
+        page.locator("#ft-start").click()
+        page.wait_for_function("() => /Finished/.test(document.querySelector('#ft-status').innerText)", timeout=240_000)
         assert [r.path for r in hub.requests if "/resolve/" in r.path and r.method == "GET"] == [
             f"/datasets/stanfordnlp/coqa/resolve/main/data/{split}-00000-of-00001.parquet"
             for split in ("train", "validation")]
