@@ -566,7 +566,9 @@ def test_with_the_compiled_step_requests_keep_their_slots(tiny_causal, monkeypat
         engine.close()
     assert moves == []
     assert [r.slot for r in requests] == [0, 1, 2, 3, 0]  # the fifth in the first's slot
-    assert [1, 2, 3] in steps  # the others stayed in their slots once the first ended
+    # the others stayed in their slots once the first ended, whether the fifth joined at the next step
+    # ([1, 2, 3, 0]: it was submitted before the engine stepped again, a CI run saw that) or later ([1, 2, 3])
+    assert any(list(slots or [])[:3] == [1, 2, 3] for slots in steps), steps
     assert together == alone
 
 
