@@ -7,7 +7,6 @@ import io
 from typing import Any
 
 from .base import MB
-from .checks import _quote
 
 BATCH_ROWS = 64
 """Rows unpacked at a time: a value the file stores once (in a column's dictionary) is repeated in
@@ -55,10 +54,7 @@ def parquet_rows(data: bytes, max_unpacked: int | None = None,
             if max_unpacked is not None and unpacked > max_unpacked:
                 raise ValueError(too_big)
             rows.extend(_sharing_texts(row, shared) for row in batch.to_pylist())
-    except ValueError as exc:
-        if isinstance(exc, pa.ArrowException):  # ArrowInvalid is a ValueError too: a damaged file
-            raise ValueError(_unreadable(exc)) from None
-        raise
+    # a damaged file; the ValueErrors raised above are no ArrowException (ArrowInvalid is both) and pass
     except (pa.ArrowException, OSError, TypeError, IndexError) as exc:
         raise ValueError(_unreadable(exc)) from None
     return rows, columns
@@ -75,8 +71,3 @@ def _sharing_texts(row: dict[str, Any], shared: dict[str, str]) -> dict[str, Any
 
 def _unreadable(exc: Exception) -> str:
     return f"is not a Parquet table that can be read ({type(exc).__name__}: {str(exc)[:120]})"
-
-
-def column_list(columns: list[str]) -> str:
-    """``"city", "population"``."""
-    return ", ".join(_quote(name) for name in columns)

@@ -13,7 +13,7 @@ from typing import Any
 from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, MAX_BYTES, MAX_DEPTH, MAX_VALUES, MAX_WORK, MB,
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
-from .parquet import column_list, is_parquet, parquet_rows
+from .parquet import is_parquet, parquet_rows
 from .checks import _quote, _safe, _type_name
 from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passages, _read_records,
                       _read_squad, conversation_layout, passage_layout)
@@ -375,7 +375,7 @@ def _parse_parquet(data: bytes, max_bytes: int | None) -> _Parsed:
         _check_work(_work(rows))
     reader = _records_reader(rows)
     if reader is None:
-        raise _Reject(f"{UNRECOGNISED}; found a Parquet table with the columns {column_list(columns)}")
+        raise _Reject(f"{UNRECOGNISED}; found a Parquet table with the columns {_keys(columns)}")
     return reader([(f"row {number}", row) for number, row in enumerate(rows, start=1)])
 
 

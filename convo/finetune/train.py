@@ -487,7 +487,7 @@ class _ProgressCallback:
 
 def _eval_every(args) -> int:
     """Steps between the Trainer's validation passes (0: none on a step schedule)."""
-    if args is None or str(getattr(args, "eval_strategy", "no")).rsplit(".", 1)[-1].lower() != "steps":
+    if getattr(args, "eval_strategy", None) != "steps":  # IntervalStrategy is a str enum
         return 0
     return int(getattr(args, "eval_steps", 0) or 0)
 
