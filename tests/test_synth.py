@@ -283,7 +283,7 @@ GOOD = "STUDENT: What is a river?\nTEACHER: A river is water that flows to the s
     ("babble", "STUDENT: river river river river?\nTEACHER: Yes.", "river", ["repeated-token nonsense"], None),
     ("an action after the last sentence is not an unfinished line",  # (a benchmark run dropped it: no "river")
      GOOD + "\nSTUDENT: Oh dear. (laughs)\nTEACHER: Rivers, oh my!!!  So many!!   *winks*\n", "river", [],
-     ["What is a river?", "A river is water that flows to the sea.", "Oh dear. (laughs)", "Rivers, oh my!!! So many!!"]),
+     ["What is a river?", "A river is water that flows to the sea.", "Oh dear.", "Rivers, oh my!!! So many!!"]),
 ])
 def test_keyword_filters(case, script, word, faults, contents):
     config = synth.KeywordConfig("t", ["{word}"], [word], ["as an ai", "https?://"])
@@ -305,6 +305,43 @@ def test_keyword_filters(case, script, word, faults, contents):
 ])
 def test_strip_address(text, expected):
     assert synth.strip_address(text, ROLES) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    # stage directions the bundled model wrote into kept keyword conversations
+    ("Good idea, we have plenty in the fridge. (smiling proudly) Now don't forget to eat those!",
+     "Good idea, we have plenty in the fridge. Now don't forget to eat those!"),
+    ("(Laughs) Sure, I love rain!", "Sure, I love rain!"),
+    ("(laughs) sure, I love rain!", "Sure, I love rain!"),
+    ("I (pausing for emphasis) love rain (excitedly).", "I love rain."),
+    ("Oh, that's lovely (tapping chin thoughtfully), tell me more.", "Oh, that's lovely, tell me more."),
+    ("Hello there! *nods* Coffee?", "Hello there! Coffee?"),
+    ("Thanks (with a big smile)!", "Thanks!"),
+    ("Here you go (holds up three cups).", "Here you go."),
+    ("Great! (exhilarated)", "Great!"),
+    ("Well... (sarcastically) Sure.", "Well... Sure."),
+    # asides that are content stay
+    ("Coffee (from the Arabic qahwa) came from Yemen.", "Coffee (from the Arabic qahwa) came from Yemen."),
+    ("It grows in Brazil (including the south).", "It grows in Brazil (including the south)."),
+    ("Rain is *really* wet (usually in spring), (usually).", "Rain is *really* wet (usually in spring), (usually)."),
+    ("NASA (the space agency) studies rain.", "NASA (the space agency) studies rain."),
+    ("**Bold** words (Beijing) stay.", "**Bold** words (Beijing) stay."),
+    # an aside naming a speaker is the model writing the other voice: the line ends there
+    ("Music is everywhere, do you play? (TEACHER adds) So music is old!", "Music is everywhere, do you play?"),
+    ("I make coffee. (USERS ENTER APP) Then what?", "I make coffee."),
+])
+def test_stage_directions_are_removed(text, expected):
+    assert synth.strip_actions(text, ("STUDENT", "TEACHER", "USER")) == expected
+
+
+def test_a_turns_line_and_a_script_lose_their_stage_directions():
+    line = synth.first_line(" Rivers flow to the sea. (TEACHER continues) They do! (laughs)\nSTUDENT: x", ROLES)
+    assert line == "Rivers flow to the sea."
+    messages, faults = synth.parse_script("STUDENT: What is rain? (scratching head)\nTEACHER: (smiles) Water from "
+                                          "clouds. *winks*", ROLES)
+    assert faults == []
+    assert [m["content"] for m in messages] == ["What is rain?", "Water from clouds."]
+    assert synth.clean_reply("Assistant: *smiles warmly* I see, (nodding) tell me more.") == "I see, tell me more."
 
 
 def test_agent_replies_are_cleaned():

@@ -21,7 +21,8 @@ from .config import (AGENTS, check_template, compile_exclude, ConfigError, DEFAU
                      personas_from_rows, read_json, read_seeds, read_text, RESTYLE_FIELDS, SCRIPT, SCRIPT_TOKENS,
                      SEED_FIELDS, STRATEGIES, TURNS)
 from .jobs import (default_sampling, default_template, Item, item_key, Job, KeywordJob, PersonaJob, SynthSampling)
-from .parsing import (clean_reply, cut_to, keyword_faults, mentions, parse_script, persona_faults, strip_address)
+from .parsing import (clean_reply, cut_to, keyword_faults, mentions, parse_script, persona_faults, strip_actions,
+                      strip_address)
 from .programs import (first_line, generate_items, judge_keyword_script, program_for, Result)
 from .output import (_writing, append_record, done_keys, Interrupted, make_record, output_counts, read_records,
                      repair_tail, write_flat_json)

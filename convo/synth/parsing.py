@@ -32,7 +32,7 @@ def parse_script(text: str, roles: Sequence[str]) -> tuple[list[dict], list[str]
         body = text[match.end(): following.start() if following else len(text)]
         body, ended = _cut_trailing_prose(body)
         speaker = next(r for r in roles if r.lower() == match.group(1).lower())
-        turns.append((speaker, _clean_turn(body)))
+        turns.append((speaker, _clean_turn(body, roles)))
         if ended:
             break
     messages = _trim_ending([{"role": "user" if speaker == roles[0] else "assistant", "content": content}
@@ -62,15 +62,78 @@ def _cut_trailing_prose(body: str) -> tuple[str, bool]:
 _CLOSING_ACTION = re.compile(r"([.!?…])\s+\*[^*\n]{1,40}\*\s*$")
 
 
-def _clean_turn(text: str) -> str:
-    """One line of a turn, without an action after its last sentence ("Sure! *winks*" -> "Sure!"): with
-    the action's last asterisk stripped with the other markup, the turn looked cut off and was dropped.
+def _clean_turn(text: str, roles: Sequence[str] = ()) -> str:
+    """One line of a turn, without stage directions (``strip_actions``) and without an action after its
+    last sentence ("Sure! *winks*" -> "Sure!"): with the action's last asterisk stripped with the other
+    markup, the turn looked cut off and was dropped.
 
     >>> _clean_turn("  Umbrellas, oh my!!  *winks*  ")
     'Umbrellas, oh my!!'
     """
-    text = _CLOSING_ACTION.sub(r"\1", " ".join(text.split()))
+    text = _CLOSING_ACTION.sub(r"\1", strip_actions(" ".join(text.split()), roles))
     return text.strip(" *_\"“”").strip()
+
+
+# Stage directions the bundled model writes into chat lines: "(smiling proudly)", "(laughs)", "*nods*".
+# On the keyword configs of benchmarks/synth_vs_chat_builder.py and the tab's default, 42-51 of 96 kept
+# conversations had one (seeds 0-2), most in the assistant's lines: a chat model trained on them learns
+# to narrate its own smiles. An aside is one when its first word is such an action, a lowercase word in
+# -ing ("(tapping chin thoughtfully)"), or a manner adverb of a few words ("(excitedly)", "(smiling warmly)"); when it is one
+# lowercase word in -ed ("(exhilarated)"), or a few words ending in an expression ("(big smile)").
+_ACTION_WORDS = frozenset("""
+    laugh laughs laughing chuckle chuckles chuckling giggle giggles giggling smile smiles smiling grin grins
+    grinning smirk smirks smirking sigh sighs sighing pause pauses pausing nod nods nodding wink winks winking
+    shrug shrugs shrugging gasp gasps gasping beam beams beaming blush blushes blushing wave waves waving
+    clap claps clapping whisper whispers whispering mutter mutters muttering point points pointing gesture
+    gestures gesturing look looks looking glance glances glancing lean leans leaning exhale exhales exhaling
+    inhale inhales inhaling cough coughs coughing sip sips sipping hands handing pat pats patting tap taps
+    tapping picks picking pours pouring makes making offers offering thinks thinking ponders pondering
+    cries crying sniffs sniffing frowns frowning scratches scratching rolls rolling holds starts gets takes
+    gives puts turns walks sits stands opens closes raises lifts shakes reaches grabs wipes adds
+    surprised amused excited confused puzzled startled annoyed embarrassed delighted relieved shocked
+    stunned""".split())
+_NOT_ACTIONS = frozenset("""
+    including meaning according excluding depending regarding concerning following assuming considering
+    during notwithstanding nothing something anything everything morning evening spring string thing king
+    ring sing wing bring being ceiling building clothing wedding pudding usually generally typically normally
+    especially actually probably possibly mostly roughly approximately literally really""".split())
+_EXPRESSIONS = frozenset("smile grin laugh sigh wink nod shrug chuckle giggle gasp frown smirk".split())
+_ASIDE = re.compile(r"\(([^()\n]{1,80})\)|(?<!\*)\*([^*\n]{1,60})\*(?!\*)")
+
+
+def _is_action(aside: str) -> bool:
+    words = re.findall(r"[A-Za-z']+", aside)
+    if not words or len(words) > 12:
+        return False
+    first, lowercase = words[0].lower(), words[0][0].islower()
+    return (first in _ACTION_WORDS
+            or (lowercase and first.endswith("ing") and len(first) >= 5 and first not in _NOT_ACTIONS)
+            or (lowercase and len(words) == 1 and first.endswith("ed"))  # "(exhilarated)"
+            or (first.endswith("ly") and len(first) >= 7 and first not in _NOT_ACTIONS  # "(warmly)"
+                and all(w.lower().endswith(("ly", "ing")) or w.lower() in _ACTION_WORDS for w in words))
+            or (len(words) <= 4 and words[-1].lower() in _EXPRESSIONS))  # "(with a big smile)"
+
+
+def strip_actions(text: str, roles: Sequence[str] = ()) -> str:
+    """``text`` without stage directions, and cut before an aside that names a speaker (``roles``):
+    "(TEACHER adds) So..." in the student's line is the model writing the other voice.
+
+    >>> strip_actions("Good idea! (smiling proudly) Eat those, *nods* I (pausing) mean it (laughs).")
+    'Good idea! Eat those, I mean it.'
+    >>> strip_actions("Music is old. (TEACHER adds) So it is!", ("STUDENT", "TEACHER"))
+    'Music is old.'
+    >>> strip_actions("Coffee (from the Arabic qahwa) is *really* old (including in India).")
+    'Coffee (from the Arabic qahwa) is *really* old (including in India).'
+    """
+    if roles:
+        cue = re.search(rf"\((?:[^()\n]*\W)?(?:{_labels(roles)})s?\b[^()\n]*\)", text, re.IGNORECASE)
+        if cue:
+            text = text[:cue.start()].rstrip()
+    stripped = _ASIDE.sub(lambda m: " " if _is_action(m.group(1) or m.group(2)) else m.group(0), text)
+    if stripped == text:
+        return text
+    stripped = re.sub(r"\s+(?=[,.!?;:…])", "", " ".join(stripped.split())).lstrip(" ,;:")
+    return stripped[:1].upper() + stripped[1:] if stripped[:1].islower() and text[:1] != stripped[:1] else stripped
 
 
 def _trim_ending(messages: list[dict]) -> list[dict]:
@@ -168,7 +231,7 @@ def clean_reply(text: str) -> str:
     cut = _NEXT_SPEAKER.search(text)
     if cut:
         text = text[:cut.start()]
-    text = _whole_sentences(" ".join(text.split()))
+    text = _whole_sentences(strip_actions(" ".join(text.split())))
     if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text

@@ -11,7 +11,7 @@ from ..filters import is_nonsense
 from .config import LINE_TOKENS, PERSONA_SCRIPT_ROLES, SCRIPT, compile_exclude, fill_template
 from .jobs import Item, Job, KeywordJob, PersonaJob, SynthSampling, default_sampling
 from .parsing import (_labels, _whole_sentences, clean_reply, cut_to, excluded_by, keyword_faults, mentions,
-                      parse_script, persona_faults, strip_address)
+                      parse_script, persona_faults, strip_actions, strip_address)
 
 
 @dataclass
@@ -170,7 +170,7 @@ def first_line(text: str, roles: Sequence[str]) -> str:
     label = re.search(rf"\n|(?:^|\s)[*_]*(?:{_labels(roles)})[*_]*\s*:", text, re.IGNORECASE)
     if label:
         text = text[:label.start()]
-    return _whole_sentences(text)
+    return _whole_sentences(strip_actions(text, roles))
 
 
 def _persona_script(lm, job: PersonaJob, item: Item) -> Program:
