@@ -1095,6 +1095,21 @@ def test_a_markdown_passage_is_uploaded_as_its_text(chromium, tiny_app, tmp_path
     context.close()
 
 
+def test_the_passage_box_names_every_format_the_picker_takes(chromium, tiny_app):
+    """The passage box and the empty-passage message said ".txt or .md" after the picker took web pages,
+    PDFs and Word files too (a new user read it as the whole list)."""
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Questions").click()
+    placeholder = page.locator("#questions-passage textarea").get_attribute("placeholder")
+    page.locator("#questions-generate").click()
+    page.wait_for_function("() => /passage is empty/.test(document.querySelector('#questions-status').innerText)",
+                           timeout=30_000)
+    status = page.locator("#questions-status").inner_text()
+    for suffix in (".txt", ".md", ".html", ".pdf", ".docx"):
+        assert suffix in placeholder and suffix in status, (suffix, placeholder, status)
+    context.close()
+
+
 @pytest.mark.parametrize("name", ["passages.pdf", "passages.docx", "honeybee.html"])
 def test_a_document_passage_is_uploaded_as_its_text(chromium, tiny_app, tmp_path, name):
     """A PDF (printed by Chromium), a Word file and a saved web page fill the passage box with the text

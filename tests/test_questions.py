@@ -430,7 +430,7 @@ def test_seq2seq_and_conversational_and_answer_modes_run(seq2seq_lm, causal_lm):
 
 
 def test_bad_core_inputs_name_the_fault(causal_lm):
-    with pytest.raises(qg.QuestionError, match="^The passage is empty: paste a text or upload a .txt or .md file.$"):
+    with pytest.raises(qg.QuestionError, match=r"^The passage is empty: paste a text or upload a \.txt, \.md, \.html, \.pdf or \.docx file\.$"):
         qg.generate_questions("  \n", 3, causal_lm)
     with pytest.raises(qg.QuestionError, match=r"^The number of questions must be between 1 and 50, got 0.$"):
         qg.generate_questions("Bees dance.", 0, causal_lm)
@@ -693,7 +693,7 @@ def test_tab_generate_input_checks(tiny_causal):
     from convo.ui import questions as tab
 
     cases = [
-        (dict(passage=""), "The passage is empty: paste a text or upload a .txt or .md file."),
+        (dict(passage=""), "The passage is empty: paste a text or upload a .txt, .md, .html, .pdf or .docx file."),
         (dict(passage="Bees. " * 400_000), "The passage: the file is 2.4 MB; the limit is 2 MB. Split it or paste a part."),
         (dict(passage="Bees dance.", mode="Answer-aware"),
          "Answer-aware mode needs an answer: select a span of the passage or type it."),

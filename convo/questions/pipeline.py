@@ -122,7 +122,7 @@ def generate_questions(passage: str, n: int = 5, model=None, answer: str | None 
 
 def _check_inputs(passage, n, answer) -> None:
     if not isinstance(passage, str) or not passage.strip():
-        raise QuestionError("The passage is empty: paste a text or upload a .txt or .md file.")
+        raise QuestionError(f"The passage is empty: paste a text or upload a {PASSAGE_FORMATS} file.")
     if not isinstance(n, int) or not 1 <= n <= MAX_QUESTIONS:
         raise QuestionError(f"The number of questions must be between 1 and {MAX_QUESTIONS}, got {n!r}.")
     if answer is not None and not isinstance(answer, str):

@@ -246,7 +246,7 @@ def render(shared: Shared) -> None:
     with gr.Row():
         with gr.Column(scale=3):
             passage = gr.Textbox(label="Passage", lines=12, max_lines=24, elem_id=ELEM_IDS["passage"],
-                                 placeholder="Paste a text, or upload a .txt / .md file")
+                                 placeholder=f"Paste a text, or upload a {PASSAGE_FORMATS} file below")
             upload = gr.File(label=f"Upload a passage ({PASSAGE_FORMATS}; text up to {MAX_PASSAGE_BYTES // 1_000_000} MB, "
                                    f"documents up to {MAX_DOCUMENT_BYTES // 1_000_000} MB)",
                              file_types=list(PASSAGE_SUFFIXES), type="filepath", elem_id=ELEM_IDS["file"])
