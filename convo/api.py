@@ -160,7 +160,7 @@ def _examples(data, task: str) -> list[list[dict]]:
     """Conversations from an iterable, or training examples from a data file path."""
     if isinstance(data, (str, Path)):
         from .data import load_examples
-        from .hub import data_file_or_dataset
+        from .hub_data import data_file_or_dataset
 
         # a file on this machine, or a Hub dataset's file (as a model's Hub id): no upload caps
         examples, _report = load_examples(Path(data_file_or_dataset(str(data))), task, max_bytes=None)

@@ -1,5 +1,5 @@
 """Hugging Face Hub: push LoRA adapters and datasets (their cards: convo.cards), list and download
-adapters, download a dataset's training file.
+adapters (a dataset's training files: convo.hub_data).
 
 Every call takes the user's token explicitly and uses it for that call only (never ``login()``, never an
 env var write, never logged); the endpoint is read from ``$HF_ENDPOINT`` at call time. Failures become one
@@ -14,7 +14,6 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
-from urllib.parse import unquote
 
 
 __all__ = [
@@ -23,9 +22,6 @@ __all__ = [
     "HubError",
     "SIGN_IN_HELP",
     "adapter_files",
-    "data_file_or_dataset",
-    "dataset_data_file",
-    "dataset_source",
     "download_adapter",
     "hub_endpoint",
     "list_adapters",
@@ -389,130 +385,6 @@ def download_adapter(repo_id: str, *, token: str | None = None, cache_dir: str |
     if not (path / "adapter_config.json").is_file():
         raise HubError(f"{repo_id} is not a PEFT adapter: it has no adapter_config.json.")
     return path
-
-
-DATA_FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
-"""The files of a Hub dataset that training reads (the Hub converts datasets to Parquet)."""
-_FETCH_ROOT = "convo-hub-data"
-_FETCHES_KEPT = 8
-
-
-def dataset_data_file(source: str, *, split: str = "train", token: str | None = None,
-                      max_bytes: int | None = None, required: bool = True) -> Path | None:
-    """Download one data file of a Hub dataset and return its local path.
-
-    ``source`` is ``user/name`` (the dataset's one file for ``split``: a path with "train" as a part
-    of its name, such as ``data/train-00000-of-00001.parquet``), ``user/name/path/in/repo.parquet``, or
-    the dataset's or the file's address on the Hub. ``max_bytes`` refuses a larger file before it is
-    downloaded. The file lands in a fresh folder of the system's temp directory (the app serves
-    files from there); the oldest of these folders beyond the last few are removed. Not
-    ``required`` (a validation split beside the training file): None when ``source`` names a file
-    or the dataset has no one file for ``split``.
-    """
-    from huggingface_hub import hf_hub_download
-
-    repo_id, revision, path = dataset_source(source)
-    if path and not required:
-        return None
-    token = resolve_token(token)
-    with _hub_errors(token=token, repo_id=repo_id, writing=False):
-        files = {entry.path: getattr(entry, "size", None) or 0
-                 for entry in _api(token).list_repo_tree(repo_id, recursive=True, revision=revision,
-                                                         repo_type="dataset")
-                 if hasattr(entry, "size")}
-        if not path:
-            try:
-                path = _split_file(repo_id, files, split, alone_ok=required)
-            except HubError:
-                if required:
-                    raise
-                return None
-        if path not in files:
-            raise HubError(f"The dataset {repo_id} has no file {path}.")
-        if not path.lower().endswith(DATA_FILE_SUFFIXES):
-            raise HubError(f"{path} is not a data file training reads: name a .parquet, .jsonl or .json file.")
-        if max_bytes is not None and files[path] > max_bytes:
-            raise HubError(f"{repo_id}/{path} is {files[path] / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit "
-                           "of the app: download it and train from the command line, which reads files of any "
-                           "size (python -m training.finetune --train_data FILE).")
-        folder = _fetch_folder()
-        local = hf_hub_download(repo_id, path, repo_type="dataset", revision=revision, local_dir=folder,
-                                endpoint=hub_endpoint(), token=token if token else False)
-    return Path(local)
-
-
-_HUB_SHAPED = re.compile(r"^(?:https?://\S+|[A-Za-z0-9][\w.-]*/[\w.-]+(?:/\S*)?)$")
-
-
-def data_file_or_dataset(source: str, *, split: str = "train", token: str | None = None) -> str:
-    """``source`` when it is a file here (or does not look like a Hub name); else the Hub dataset or
-    file it names, downloaded with no size cap (named on one's own machine, as ``--train_data``).
-    Raises :class:`HubError` saying both when it is neither a file here nor on the Hub.
-
-    >>> data_file_or_dataset("/no/such/train.json")  # a path: the reader says it is missing
-    '/no/such/train.json'
-    """
-    text = str(source).strip()
-    if Path(text).exists() or not _HUB_SHAPED.match(text):
-        return str(source)
-    try:
-        return str(dataset_data_file(text, split=split, token=token))
-    except HubError as exc:
-        raise HubError(f"{text} is not a file here, and on the Hub: {exc}") from None
-
-
-def dataset_source(source: str) -> tuple[str, str | None, str | None]:
-    """(repo id, revision, path in the repo) of what a user typed: an id, an id and a path, or an address.
-
-    >>> dataset_source("https://huggingface.co/datasets/stanfordnlp/coqa/blob/main/data/train-00000-of-00001.parquet")
-    ('stanfordnlp/coqa', 'main', 'data/train-00000-of-00001.parquet')
-    >>> dataset_source(" rajpurkar/squad ")
-    ('rajpurkar/squad', None, None)
-    >>> dataset_source("https://huggingface.co/datasets/a/b/resolve/refs%2Fconvert%2Fparquet/default/train/0000.parquet")
-    ('a/b', 'refs/convert/parquet', 'default/train/0000.parquet')
-    """
-    text = (source or "").strip()
-    if not text:
-        raise HubError("Type a dataset's id, such as stanfordnlp/coqa, or the address of one of its files.")
-    text = re.sub(r"^https?://[^/]+/(?:datasets/)?", "", text).split("?")[0].strip("/")
-    parts = text.split("/")
-    if len(parts) < 2:  # "squad", "coqa": the Hub's datasets are named with their owner
-        raise HubError(f"'{text}' is not a dataset's id: expected owner/name, such as stanfordnlp/coqa or "
-                       "rajpurkar/squad.")
-    revision = None
-    if len(parts) > 3 and parts[2] in ("blob", "resolve", "tree"):
-        revision, rest = parts[3], parts[4:]
-    else:
-        rest = parts[2:]
-    repo_id = validate_repo_id("/".join(parts[:2]))
-    return repo_id, revision and unquote(revision), unquote("/".join(rest)) or None
-
-
-def _split_file(repo_id: str, files: Mapping[str, int], split: str, alone_ok: bool = True) -> str:
-    """The one data file of ``split``; with no file named for it, the dataset's only data file (when ``alone_ok``)."""
-    data = sorted(path for path in files if path.lower().endswith(DATA_FILE_SUFFIXES))
-    named = [path for path in data if re.search(rf"(?:^|[/_.-]){re.escape(split)}(?:[/_.-]|$)", path.lower())]
-    chosen = named or (data if len(data) == 1 and alone_ok else [])
-    if len(chosen) == 1:
-        return chosen[0]
-    if not data:
-        raise HubError(f"The dataset {repo_id} has no .parquet, .jsonl or .json file.")
-    listed = ", ".join(chosen[:5] or data[:5]) + (", ..." if len(chosen or data) > 5 else "")
-    what = f"{len(chosen)} files for its {split} split" if chosen else f"{len(data)} data files and none named {split}"
-    raise HubError(f"The dataset {repo_id} has {what} ({listed}): name one, as {repo_id}/{(chosen or data)[0]}.")
-
-
-def _fetch_folder() -> str:
-    """A fresh folder for one download, under the system's temp directory; the oldest go past the last few."""
-    import shutil
-    import tempfile
-
-    root = Path(tempfile.gettempdir()) / _FETCH_ROOT
-    root.mkdir(exist_ok=True)
-    old = sorted(root.iterdir(), key=lambda folder: folder.stat().st_mtime)
-    for folder in old[: max(0, len(old) - _FETCHES_KEPT + 1)]:
-        shutil.rmtree(folder, ignore_errors=True)
-    return tempfile.mkdtemp(dir=root)
 
 
 def _cache_dir() -> str | None:

@@ -819,8 +819,14 @@ def test_tab_shows_the_planned_time_split_before_the_run(tab):
 
 
 def test_the_tabs_hub_fetch_fills_the_boxes_it_should(tab, tmp_path, monkeypatch):
-    """A dataset's id fills both boxes (the validation split's when it has one file, else clears it and
-    says part of the training file is held out); a named file fills the training box only."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from convo.ui import finetune_data
+
+    """A dataset's id fills both boxes (the validation split's when it has one, else clears it and says
+    part of the training file is held out); a named file fills the training box only; shards are joined."""
     hub = serve_fake_hub(monkeypatch, tmp_path, {TOKEN: "alice"})
     parquet = (DATA / "good" / "coqa_hf.parquet").read_bytes()
     hub.add_repo("stanfordnlp/coqa", {"data/train-00000-of-00001.parquet": parquet,
@@ -835,7 +841,20 @@ def test_the_tabs_hub_fetch_fills_the_boxes_it_should(tab, tmp_path, monkeypatch
         assert Path(train).name == "validation-00000-of-00001.parquet" and val == {"__type__": "update"}  # gr.skip()
         train, val, status = tab.fetch_hub_data("alice/talks")
         assert Path(train).read_bytes() == (DATA / "good" / "chat.jsonl").read_bytes() and val is None
-        assert status.endswith("It has no one validation file: part of the training file is held out.")
+        assert status.endswith("It has no validation split: part of the training file is held out.")
+        # a split in shards comes as one file, and the report says so
+        table = pq.read_table(DATA / "good" / "coqa_hf.parquet")  # 2 passages: a shard each
+        shards = {}
+        for i in (0, 1):
+            sink = io.BytesIO()
+            pq.write_table(table.slice(i, 1), sink)
+            shards[f"data/train-0000{i}-of-00002-ab.parquet"] = sink.getvalue()
+        hub.add_repo("alice/sharded", shards, repo_type="dataset")
+        train, val, status = tab.fetch_hub_data("alice/sharded")
+        assert Path(train).name == "train.parquet" and val is None
+        assert re.match(r"Fetched `train.parquet` \(\d.\d kB, 2 files joined\) from the Hub\.", status), status
+        assert finetune_data.example_count(train, "qg") == finetune_data.example_count(
+            str(DATA / "good" / "coqa_hf.parquet"), "qg") == (6, "qg")
         train, val, status = tab.fetch_hub_data("alice/none")
         assert train == val == {"__type__": "update"} and status.startswith("**Could not fetch it**: Repository alice/none")
     finally:

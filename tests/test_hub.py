@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover
     from tests.hub_server import FakeHub, card_metadata, serve_fake_hub
 
 from convo import hub as convo_hub
+from convo import hub_data
 from convo.cards import adapter_card, dataset_card
 from convo.hub import (
     SIGN_IN_HELP,
@@ -299,7 +300,8 @@ def test_download_adapter_errors(hub):
 
 def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, tmp_path, monkeypatch):
     """``stanfordnlp/coqa`` as the Hub stores it: Parquet under data/, one file per split. Its id gives the
-    train split's file, an id and a path or the file's address give that file; the bytes are the Hub's."""
+    train split's file and the validation split's, from one listing; an id and a path or the file's
+    address give that file; the bytes are the Hub's."""
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
@@ -308,22 +310,106 @@ def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, tmp_path, mon
     validation = (ROOT / "tests" / "data" / "good" / "squad_hf.parquet").read_bytes()
     hub.add_repo("stanfordnlp/coqa", {"README.md": "# CoQA", "data/train-00000-of-00001.parquet": train,
                                       "data/validation-00000-of-00001.parquet": validation}, repo_type="dataset")
-    path = convo_hub.dataset_data_file("stanfordnlp/coqa", max_bytes=len(train))
-    assert path.read_bytes() == train and path.name == "train-00000-of-00001.parquet"
-    assert path.is_relative_to(tmp_path / "tmp" / "convo-hub-data")
+    hub.requests.clear()
+    fetched = hub_data.dataset_files("stanfordnlp/coqa", max_bytes=len(train))
+    assert fetched.train.read_bytes() == train and fetched.train.name == "train-00000-of-00001.parquet"
+    assert fetched.validation.read_bytes() == validation and fetched.note is None
+    assert fetched.train.is_relative_to(tmp_path / "tmp" / "convo-hub-data")
+    assert len([r for r in hub.requests if "/tree/" in r.path]) == 1  # one listing for both splits
     for source in ("stanfordnlp/coqa/data/validation-00000-of-00001.parquet",
                    f"{hub.url}/datasets/stanfordnlp/coqa/blob/main/data/validation-00000-of-00001.parquet"):
-        assert convo_hub.dataset_data_file(source).read_bytes() == validation
-    assert convo_hub.dataset_data_file("stanfordnlp/coqa", split="validation").read_bytes() == validation
-    # a validation split beside the training file: none when the dataset has none, or a file was named
+        fetched = hub_data.dataset_files(source)  # a file named: no validation split looked for
+        assert fetched.train.read_bytes() == validation and fetched.validation is None and fetched.note is None
+    assert hub_data.dataset_files("stanfordnlp/coqa", split="validation", validation=False).train.read_bytes() == validation
+    # no validation split: none and no note; the dataset's only data file is its training file
     hub.add_repo("alice/one-file", {"talks.jsonl": '{"messages": []}\n'}, repo_type="dataset")
-    assert convo_hub.dataset_data_file("alice/one-file").name == "talks.jsonl"  # its only data file
-    assert convo_hub.dataset_data_file("alice/one-file", split="validation", required=False) is None
-    assert convo_hub.dataset_data_file("stanfordnlp/coqa/data/train-00000-of-00001.parquet", split="validation",
-                                       required=False) is None
+    fetched = hub_data.dataset_files("alice/one-file")
+    assert fetched.train.name == "talks.jsonl" and fetched.validation is None and fetched.note is None
+    # a validation split over the cap is a note; the training file stands
+    hub.add_repo("alice/big-validation", {"data/train-00000-of-00001.parquet": validation,
+                                          "data/validation-00000-of-00001.parquet": train}, repo_type="dataset")
+    assert len(validation) < len(train)
+    fetched = hub_data.dataset_files("alice/big-validation", max_bytes=len(validation))
+    assert fetched.train.read_bytes() == validation and fetched.validation is None
+    assert fetched.note.startswith("alice/big-validation/data/validation-00000-of-00001.parquet is 0.0 MB, over the 0 MB")
     for _ in range(9):  # a shared server keeps the last 8 downloads
-        convo_hub.dataset_data_file("stanfordnlp/coqa")
+        hub_data.dataset_files("stanfordnlp/coqa")
     assert len(list((tmp_path / "tmp" / "convo-hub-data").iterdir())) == 8
+
+
+def _shards(table, n: int) -> list[bytes]:
+    """``table`` as ``n`` Parquet files of consecutive rows, as ``datasets`` writes a split's shards."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    parts = []
+    step = -(-table.num_rows // n)
+    for start in range(0, table.num_rows, step):
+        sink = io.BytesIO()
+        pq.write_table(table.slice(start, step), sink, row_group_size=2)
+        parts.append(sink.getvalue())
+    return parts
+
+
+def test_a_split_in_shards_is_joined_into_one_file(hub, tmp_path, monkeypatch):
+    """A large split is stored in shards (``data/train_sft-00000-of-00003-<hash>.parquet``; the Hub's
+    conversion: ``default/train/0000.parquet``). They were "2 files for its train split: name one";
+    now they are downloaded and joined into one file whose rows are the shards' rows in order, and the
+    shards are not kept beside it. A prefix of the paths names one split of several."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from convo.data import load_examples
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    good = ROOT / "tests" / "data" / "good"
+    table = pq.read_table(good / "chat.parquet")
+    assert table.num_rows >= 3
+    sft = _shards(table, 3)
+    gen = _shards(table.slice(0, 2), 2)
+    files = {f"data/train_sft-0000{i}-of-00003-5e9a{i}.parquet": part for i, part in enumerate(sft)}
+    files |= {f"data/train_gen-0000{i}-of-00002-77c{i}.parquet": part for i, part in enumerate(gen)}
+    files |= {f"data/test_sft-0000{i}-of-00003-0b1{i}.parquet": part for i, part in enumerate(sft)}
+    hub.add_repo("alice/ultrachat", files, repo_type="dataset")
+    with pytest.raises(HubError) as several:
+        hub_data.dataset_files("alice/ultrachat")
+    assert str(several.value) == ("The dataset alice/ultrachat has 2 splits for its train split (data/train_gen "
+                                  "(2 files), data/train_sft (3 files)): name one, as alice/ultrachat/data/train_gen.")
+    fetched = hub_data.dataset_files("alice/ultrachat/data/train_sft")
+    assert fetched.train.name == "train_sft.parquet" and fetched.train_parts == 3
+    assert pq.read_table(fetched.train).to_pylist() == table.to_pylist()
+    assert [f.name for f in fetched.train.parent.rglob("*") if f.is_file() and ".cache" not in f.parts] == [
+        "train_sft.parquet"]  # the shards are in it, not beside it (hf_hub_download's metadata is under .cache)
+    assert load_examples(fetched.train, "chat")[0] == load_examples(good / "chat.parquet", "chat")[0]
+    # the Hub's Parquet conversion, and JSON Lines shards (joined line by line, a missing last newline added)
+    lines = (good / "chat.jsonl").read_text().splitlines(keepends=True)
+    hub.add_repo("alice/converted", {"default/train/0000.parquet": sft[0], "default/train/0001.parquet": sft[1],
+                                     "default/train/0002.parquet": sft[2], "default/validation/0000.parquet": gen[0],
+                                     "jsonl/train-00000-of-00002.jsonl": "".join(lines[:1]).rstrip("\n"),
+                                     "jsonl/train-00001-of-00002.jsonl": "".join(lines[1:])}, repo_type="dataset")
+    with pytest.raises(HubError, match=r"^The dataset alice/converted has 2 splits for default \(default/train "
+                                       r"\(3 files\), default/validation \(1 file\)\): name one, as "
+                                       r"alice/converted/default/train\.$"):
+        hub_data.dataset_files("alice/converted/default")
+    fetched = hub_data.dataset_files("alice/converted/default/train", max_bytes=10**6)
+    assert pq.read_table(fetched.train).to_pylist() == table.to_pylist()
+    assert (fetched.train_parts, fetched.validation) == (3, None)  # a path named: no validation split
+    joined = hub_data.dataset_files("alice/converted/jsonl/train").train
+    assert joined.name == "train.jsonl" and joined.read_text().splitlines() == [x.rstrip("\n") for x in lines]
+    # the cap counts every shard, before anything is downloaded
+    with pytest.raises(HubError, match=r"^alice/ultrachat/data/train_sft \(3 files\) is 0\.0 MB, over the 0 MB limit"):
+        hub_data.dataset_files("alice/ultrachat/data/train_sft", max_bytes=sum(map(len, sft)) - 1)
+    # shards that are not one table
+    hub.add_repo("alice/mixed", {"train-00000-of-00002.parquet": sft[0],
+                                 "train-00001-of-00002.parquet": (good / "coqa_hf.parquet").read_bytes()},
+                 repo_type="dataset")
+    with pytest.raises(HubError, match=r"^train-00001-of-00002.parquet has other columns than train-00000-of-00002"):
+        hub_data.dataset_files("alice/mixed")
+    newest = max((tmp_path / "tmp" / "convo-hub-data").iterdir(), key=lambda folder: folder.stat().st_mtime)
+    assert [f for f in newest.rglob("*") if f.is_file() and ".cache" not in f.parts] == []  # nothing half-joined
 
 
 def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_written_nowhere(hub, tmp_path, monkeypatch,
@@ -337,8 +423,8 @@ def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_writ
     data = (ROOT / "tests" / "data" / "good" / "coqa_hf.parquet").read_bytes()
     hub.add_repo("alice/private-coqa", {"data/train-00000-of-00001.parquet": data}, repo_type="dataset", private=True)
     with pytest.raises(HubError, match="^Repository alice/private-coqa was not found on the Hub"):
-        convo_hub.dataset_data_file("alice/private-coqa")
-    path = convo_hub.dataset_data_file("alice/private-coqa", token=TOKEN)
+        hub_data.dataset_files("alice/private-coqa")
+    path = hub_data.dataset_files("alice/private-coqa", token=TOKEN).train
     assert path.read_bytes() == data
     assert [r.token for r in hub.requests if r.path.startswith("/api/datasets/alice/private-coqa")][-1] == TOKEN
     written = [f for f in (tmp_path / "tmp").rglob("*") if f.is_file()]
@@ -350,8 +436,16 @@ def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_writ
     ("stanfordnlp/coqa", "stanfordnlp/coqa/data/train-00000-of-00001.parquet is 0.0 MB, over the 0 MB limit of the "
                          "app: download it and train from the command line, which reads files of any size "
                          "(python -m training.finetune --train_data FILE)."),
-    ("alice/shards", "The dataset alice/shards has 2 files for its train split (plain/train-00000-of-00002.parquet, "
-                     "plain/train-00001-of-00002.parquet): name one, as alice/shards/plain/train-00000-of-00002.parquet."),
+    ("alice/shards", "The dataset alice/shards has 2 splits for its train split (plain/train (2 files), plain/"
+                     "train_gen.jsonl (1 file)): name one, as alice/shards/plain/train."),
+    ("alice/shards/plain/train", "alice/shards/plain/train (2 files) is 0.0 MB, over the 0 MB limit of the app: "
+                                 "download it and train from the command line, which reads files of any size "
+                                 "(python -m training.finetune --train_data FILE)."),
+    ("alice/json-shards", "The dataset alice/json-shards has 2 JSON files for its train split (train-00000-of-00002"
+                          ".json, train-00001-of-00002.json), which are not joined: name one, as alice/json-shards/"
+                          "train-00000-of-00002.json."),
+    ("alice/two", "The dataset alice/two has 2 data files and none named train (a.jsonl, b.jsonl): name one, as "
+                  "alice/two/a.jsonl."),
     ("alice/images", "The dataset alice/images has no .parquet, .jsonl or .json file."),
     ("alice/images/cat.png", "cat.png is not a data file training reads: name a .parquet, .jsonl or .json file."),
     ("stanfordnlp/coqa/data/test.parquet", "The dataset stanfordnlp/coqa has no file data/test.parquet."),
@@ -364,11 +458,13 @@ def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_writ
 def test_a_hub_dataset_that_gives_no_one_training_file_says_why(hub, source, message):
     hub.add_repo("stanfordnlp/coqa", {"data/train-00000-of-00001.parquet": b"PAR1" + bytes(40) + b"PAR1"},
                  repo_type="dataset")
-    hub.add_repo("alice/shards", {f"plain/train-0000{n}-of-00002.parquet": b"PAR1" for n in (0, 1)},
-                 repo_type="dataset")
+    hub.add_repo("alice/shards", {**{f"plain/train-0000{n}-of-00002.parquet": b"PAR1" * 2 for n in (0, 1)},
+                                  "plain/train_gen.jsonl": "{}"}, repo_type="dataset")
+    hub.add_repo("alice/json-shards", {f"train-0000{n}-of-00002.json": "[]" for n in (0, 1)}, repo_type="dataset")
+    hub.add_repo("alice/two", {"a.jsonl": "{}", "b.jsonl": "{}"}, repo_type="dataset")
     hub.add_repo("alice/images", {"cat.png": b"png", "README.md": "cats"}, repo_type="dataset")
     with pytest.raises(HubError) as error:
-        convo_hub.dataset_data_file(source, max_bytes=10)
+        hub_data.dataset_files(source, max_bytes=10)
     assert str(error.value) == message
 
 

@@ -15,7 +15,8 @@ from ..data import TASKS, DataError
 from ..finetune import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, FinetuneConfig, TrainSettings, _check,
                         process_rank, push_adapter_to_hub, run_training)
 from ..finetune import log as training_log
-from ..hub import HubError, data_file_or_dataset, dataset_data_file, resolve_token
+from ..hub import HubError, resolve_token
+from ..hub_data import data_file_or_dataset, dataset_files, on_the_hub
 from ..jobs import StopRequest, _one_line, _print_record, read_config, read_status, run_job
 from ..settings import DTYPE_CHOICES, LoraSettings, ModelSpec
 
@@ -101,12 +102,17 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 def with_hub_data(config: FinetuneConfig) -> FinetuneConfig:
     """The config with data named by a Hub dataset (``stanfordnlp/coqa``, a path in one, or a file's
     address) and not a file here downloaded; a dataset id for the training data and no
-    ``--val_data`` also fetch the dataset's validation split when it has one file (as the tab does)."""
-    train = data_file_or_dataset(config.train_data)
-    val = config.val_data and data_file_or_dataset(config.val_data, split="validation")
-    if train != config.train_data and not config.val_data:
-        found = dataset_data_file(config.train_data, split="validation", required=False)
-        val = str(found) if found else None
+    ``--val_data`` also fetch the dataset's validation split (as the tab does, from one listing)."""
+    train, val = config.train_data, config.val_data
+    if on_the_hub(train):
+        try:
+            fetched = dataset_files(train, validation=not val)
+        except HubError as exc:
+            raise HubError(f"{train} is not a file here, and on the Hub: {exc}") from None
+        if fetched.note:
+            print(f"warning: validation: {fetched.note} Part of the training data is held out.", file=sys.stderr)
+        train, val = str(fetched.train), val or (fetched.validation and str(fetched.validation))
+    val = val and data_file_or_dataset(val, split="validation")
     if (train, val) != (config.train_data, config.val_data):
         print("fetched from the Hub: " + ", ".join(filter(None, [train, val])), file=sys.stderr)
     return replace(config, train_data=train, val_data=val)

@@ -11,7 +11,8 @@ import gradio as gr
 from ..data import MAX_BYTES, MB, load_examples, validate_file
 from ..data.report import human_size
 from ..engine import POOL, ModelLoadError
-from ..hub import HubError, dataset_data_file, dataset_source, resolve_token
+from ..hub import HubError, resolve_token
+from ..hub_data import dataset_files, dataset_source
 from .common import spec_from
 
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet")  # Parquet: as the Hugging Face Hub stores datasets
@@ -105,24 +106,24 @@ def _remember_count(path: str, task: str, count: int, also_for: str | None = Non
 
 def fetch_hub_data(source, oauth_token: gr.OAuthToken | None = None):
     """A Hub dataset's training file into the upload box, and, for a dataset named by its id, its
-    validation split's (when it has one file) into the validation box; the report and plan follow as
-    for uploads. The sign-in's token or $HF_TOKEN (a gated dataset) serves this call only."""
-    token = resolve_token(None, oauth_token)
+    validation split's into the validation box; the report and plan follow as for uploads. A split in
+    shards comes as one file. The sign-in's token or $HF_TOKEN (a gated dataset) serves this call only."""
     try:
-        train = dataset_data_file(source, token=token, max_bytes=MAX_BYTES)
+        fetched = dataset_files(source, token=resolve_token(None, oauth_token), max_bytes=MAX_BYTES)
     except HubError as exc:
         return gr.skip(), gr.skip(), f"**Could not fetch it**: {html.escape(str(exc))}"
-    if dataset_source(source)[2]:  # a file named: the validation box stays the user's
-        return str(train), gr.skip(), f"Fetched {_file_text(train)} from the Hub."
-    try:
-        val = dataset_data_file(source, split="validation", token=token, max_bytes=MAX_BYTES, required=False)
-    except HubError as exc:  # the training file stands
-        return str(train), None, f"Fetched {_file_text(train)} from the Hub. Validation: {html.escape(str(exc))}"
-    if val is None:
-        return str(train), None, (f"Fetched {_file_text(train)} from the Hub. It has no one validation file: part "
-                                  "of the training file is held out.")
-    return str(train), str(val), f"Fetched {_file_text(train)} and {_file_text(val)} from the Hub."
+    train = _file_text(fetched.train, fetched.train_parts)
+    if fetched.validation:
+        return (str(fetched.train), str(fetched.validation),
+                f"Fetched {train} and {_file_text(fetched.validation, fetched.validation_parts)} from the Hub.")
+    if fetched.note:  # the training file stands
+        return str(fetched.train), None, f"Fetched {train} from the Hub. Validation: {html.escape(fetched.note)}"
+    if dataset_source(source)[2]:
+        return str(fetched.train), gr.skip(), f"Fetched {train} from the Hub."  # the validation box stays the user's
+    return str(fetched.train), None, (f"Fetched {train} from the Hub. It has no validation split: part of the "
+                                      "training file is held out.")
 
 
-def _file_text(path: Path) -> str:
-    return f"`{html.escape(path.name)}` ({human_size(path.stat().st_size)})"
+def _file_text(path: Path, parts: int = 1) -> str:
+    joined = f", {parts} files joined" if parts > 1 else ""
+    return f"`{html.escape(path.name)}` ({human_size(path.stat().st_size)}{joined})"

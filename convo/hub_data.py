@@ -1,0 +1,285 @@
+"""The files of a Hub dataset that training reads: a split's file, or its shards joined into one.
+
+The Hub stores a dataset's splits as Parquet files (``data/train-00000-of-00001.parquet``), a large
+split in shards (``data/train_sft-00000-of-00003-<hash>.parquet``, and in the Hub's Parquet conversion
+``default/train/0000.parquet``). One listing of the repository finds the training split's files and the
+validation split's; shards of one split are downloaded and joined into one file (Parquet row group by
+row group, JSON Lines line by line), so a reader never holds more than one row group. The user's token
+serves the call only (see ``convo.hub``). Example: ``dataset_files("stanfordnlp/coqa").train``.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from .hub import HubError, _api, _hub_errors, hub_endpoint, resolve_token, validate_repo_id
+
+__all__ = ["DATA_FILE_SUFFIXES", "DataFiles", "data_file_or_dataset", "dataset_files", "dataset_source"]
+
+DATA_FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
+_JOINABLE = (".parquet", ".jsonl")
+_FETCH_ROOT = "convo-hub-data"
+_FETCHES_KEPT = 8
+_SHARD = re.compile(r"^(?P<stem>.+?)-\d{3,6}-of-\d{3,6}(?:-[^/]*)?\.\w+$")
+"""A shard's name, as ``datasets`` writes it: ``train-00000-of-00003.parquet``, with a hash after it on the Hub."""
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """What one fetch downloaded: the training file, and the validation split's when the dataset has one."""
+
+    train: Path
+    validation: Path | None = None
+    note: str | None = None
+    """Why no validation file came with it although the dataset may have one (it is over the cap, in
+    several splits, or its download failed); None when it came or the dataset has none."""
+    train_parts: int = 1
+    """Files joined into ``train`` (a split in shards)."""
+    validation_parts: int = 1
+
+
+def dataset_files(source: str, *, split: str = "train", token: str | None = None, max_bytes: int | None = None,
+                  validation: bool = True) -> DataFiles:
+    """Download the data of a Hub dataset: ``split``'s file and (with ``validation``, for a dataset
+    named by its id) the validation split's, from one listing of the repository.
+
+    ``source`` is ``user/name`` (the files of ``split``: the paths with it as a part of their names,
+    such as ``data/train-00000-of-00001.parquet``; a dataset with one data file gives that one),
+    ``user/name/path/in/repo.parquet``, the start of some files' paths (``user/name/data/train_sft``:
+    the shards whose names begin with it), or an address on the Hub. A split in shards is joined into
+    one file. ``max_bytes`` refuses more than that before anything is downloaded. The files land in a
+    fresh folder of the system's temp directory (the app serves files from there); the oldest of these
+    folders beyond the last few are removed. Raises :class:`HubError` when ``split`` gives no data;
+    a validation split that cannot be fetched is a ``note``, and the training file stands.
+    """
+    repo_id, revision, path = dataset_source(source)
+    token = resolve_token(token)
+    with _hub_errors(token=token, repo_id=repo_id, writing=False):
+        files = {entry.path: getattr(entry, "size", None) or 0
+                 for entry in _api(token).list_repo_tree(repo_id, recursive=True, revision=revision,
+                                                         repo_type="dataset")
+                 if hasattr(entry, "size")}
+        train = _named_files(repo_id, files, path) if path else _split_files(repo_id, files, split)
+        _check_size(repo_id, files, train, max_bytes)
+        folder = Path(_fetch_folder())
+        train_path = _download(repo_id, revision, train, folder, token)
+    val: list[str] = []
+    note = None
+    if validation and not path:
+        try:
+            val = _split_files(repo_id, files, "validation", alone_ok=False)
+            _check_size(repo_id, files, val, max_bytes)
+            with _hub_errors(token=token, repo_id=repo_id, writing=False):
+                val_path = _download(repo_id, revision, val, folder, token) if val else None
+        except HubError as exc:
+            val, val_path, note = [], None, str(exc)
+    else:
+        val_path = None
+    return DataFiles(train_path, val_path, note, len(train), len(val) or 1)
+
+
+_HUB_SHAPED = re.compile(r"^(?:https?://\S+|[A-Za-z0-9][\w.-]*/[\w.-]+(?:/\S*)?)$")
+
+
+def data_file_or_dataset(source: str, *, split: str = "train", token: str | None = None) -> str:
+    """``source`` when it is a file here (or does not look like a Hub name); else the Hub dataset or
+    file it names, downloaded with no size cap (named on one's own machine, as ``--train_data``).
+    Raises :class:`HubError` saying both when it is neither a file here nor on the Hub.
+
+    >>> data_file_or_dataset("/no/such/train.json")  # a path: the reader says it is missing
+    '/no/such/train.json'
+    """
+    text = str(source).strip()
+    if not on_the_hub(text):
+        return str(source)
+    try:
+        return str(dataset_files(text, split=split, token=token, validation=False).train)
+    except HubError as exc:
+        raise HubError(f"{text} is not a file here, and on the Hub: {exc}") from None
+
+
+def on_the_hub(source: str) -> bool:
+    """Whether ``source`` names no file here and looks like a Hub dataset's id, path or address."""
+    text = str(source).strip()
+    return not Path(text).exists() and bool(_HUB_SHAPED.match(text))
+
+
+def dataset_source(source: str) -> tuple[str, str | None, str | None]:
+    """(repo id, revision, path in the repo) of what a user typed: an id, an id and a path, or an address.
+
+    >>> dataset_source("https://huggingface.co/datasets/stanfordnlp/coqa/blob/main/data/train-00000-of-00001.parquet")
+    ('stanfordnlp/coqa', 'main', 'data/train-00000-of-00001.parquet')
+    >>> dataset_source(" rajpurkar/squad ")
+    ('rajpurkar/squad', None, None)
+    >>> dataset_source("https://huggingface.co/datasets/a/b/resolve/refs%2Fconvert%2Fparquet/default/train/0000.parquet")
+    ('a/b', 'refs/convert/parquet', 'default/train/0000.parquet')
+    """
+    text = (source or "").strip()
+    if not text:
+        raise HubError("Type a dataset's id, such as stanfordnlp/coqa, or the address of one of its files.")
+    text = re.sub(r"^https?://[^/]+/(?:datasets/)?", "", text).split("?")[0].strip("/")
+    parts = text.split("/")
+    if len(parts) < 2:  # "squad", "coqa": the Hub's datasets are named with their owner
+        raise HubError(f"'{text}' is not a dataset's id: expected owner/name, such as stanfordnlp/coqa or "
+                       "rajpurkar/squad.")
+    revision = None
+    if len(parts) > 3 and parts[2] in ("blob", "resolve", "tree"):
+        revision, rest = parts[3], parts[4:]
+    else:
+        rest = parts[2:]
+    repo_id = validate_repo_id("/".join(parts[:2]))
+    return repo_id, revision and unquote(revision), unquote("/".join(rest)) or None
+
+
+def _split_of(path: str) -> str:
+    """The split a data file belongs to: the part of its path before the shard numbers, or its folder
+    for the Hub's ``default/train/0000.parquet``; a file that is no shard is a split of its own.
+
+    >>> _split_of("data/train_sft-00001-of-00003-5e9a.parquet"), _split_of("default/train/0001.parquet")
+    ('data/train_sft', 'default/train')
+    """
+    shard = _SHARD.match(path)
+    if shard:
+        return shard["stem"]
+    folder, _, name = path.rpartition("/")
+    return folder if folder and re.fullmatch(r"\d+\.\w+", name) else path
+
+
+def _grouped(paths: Sequence[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for path in sorted(paths):
+        groups.setdefault(_split_of(path), []).append(path)
+    return groups
+
+
+def _one_split(repo_id: str, groups: Mapping[str, list[str]], what: str) -> list[str]:
+    """The files of the one split in ``groups``; an error naming them when there are several."""
+    if len(groups) == 1:
+        [files] = groups.values()
+        if len(files) > 1 and not all(f.lower().endswith(_JOINABLE) for f in files):
+            listed = ", ".join(files[:5]) + (", ..." if len(files) > 5 else "")
+            raise HubError(f"The dataset {repo_id} has {len(files)} JSON files for {what} ({listed}), which are "
+                           f"not joined: name one, as {repo_id}/{files[0]}.")
+        return files
+    listed = ", ".join(f"{name} ({len(files)} file{'s' * (len(files) > 1)})" for name, files in list(groups.items())[:5])
+    first = next(iter(groups))
+    raise HubError(f"The dataset {repo_id} has {len(groups)} splits for {what} ({listed}"
+                   f"{', ...' if len(groups) > 5 else ''}): name one, as {repo_id}/{first}.")
+
+
+def _split_files(repo_id: str, files: Mapping[str, int], split: str, alone_ok: bool = True) -> list[str]:
+    """The data files of ``split`` (its shards, or its one file); with no file named for it, the
+    dataset's only data file when ``alone_ok``, else none."""
+    data = [path for path in files if path.lower().endswith(DATA_FILE_SUFFIXES)]
+    named = [path for path in data if re.search(rf"(?:^|[/_.-]){re.escape(split)}(?:[/_.-]|$)", path.lower())]
+    if named:
+        return _one_split(repo_id, _grouped(named), f"its {split} split")
+    if not alone_ok:
+        return []
+    if not data:
+        raise HubError(f"The dataset {repo_id} has no .parquet, .jsonl or .json file.")
+    groups = _grouped(data)
+    if len(groups) == 1:
+        return _one_split(repo_id, groups, "its data")
+    listed = ", ".join(sorted(data)[:5]) + (", ..." if len(data) > 5 else "")
+    raise HubError(f"The dataset {repo_id} has {len(data)} data files and none named {split} ({listed}): name one, "
+                   f"as {repo_id}/{sorted(data)[0]}.")
+
+
+def _named_files(repo_id: str, files: Mapping[str, int], path: str) -> list[str]:
+    """The file ``path`` names, or the shards of the one split whose paths begin with it."""
+    if path in files:
+        if not path.lower().endswith(DATA_FILE_SUFFIXES):
+            raise HubError(f"{path} is not a data file training reads: name a .parquet, .jsonl or .json file.")
+        return [path]
+    start = path.rstrip("/")
+    under = [f for f in files if f.lower().endswith(DATA_FILE_SUFFIXES) and f.startswith(start)
+             and f[len(start):len(start) + 1] in ("/", "-", "_")]
+    if not under:
+        raise HubError(f"The dataset {repo_id} has no file {path}.")
+    groups = _grouped(under)
+    return _one_split(repo_id, {start: groups[start]} if start in groups else groups, path)
+
+
+def _check_size(repo_id: str, files: Mapping[str, int], paths: Sequence[str], max_bytes: int | None) -> None:
+    size = sum(files[p] for p in paths)
+    if max_bytes is not None and size > max_bytes:
+        what = f"{repo_id}/{paths[0]}" if len(paths) == 1 else f"{repo_id}/{_split_of(paths[0])} ({len(paths)} files)"
+        raise HubError(f"{what} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit of the app: download "
+                       "it and train from the command line, which reads files of any size "
+                       "(python -m training.finetune --train_data FILE).")
+
+
+def _download(repo_id: str, revision: str | None, paths: Sequence[str], folder: Path, token: str | None) -> Path:
+    """The files into ``folder``: one as it is, shards joined into one file named after their split."""
+    from huggingface_hub import hf_hub_download
+
+    local = [Path(hf_hub_download(repo_id, path, repo_type="dataset", revision=revision, local_dir=folder,
+                                  endpoint=hub_endpoint(), token=token if token else False)) for path in paths]
+    if len(local) == 1:
+        return local[0]
+    suffix = Path(paths[0]).suffix.lower()
+    joined = folder / f"{Path(_split_of(paths[0])).name}{suffix}"
+    try:
+        (_join_parquet if suffix == ".parquet" else _join_lines)(local, joined, paths)
+    finally:
+        for part in local:  # the shards are in the joined file (or it failed): no second copy on disk
+            part.unlink(missing_ok=True)
+    return joined
+
+
+def _join_parquet(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None:
+    """Parquet files of one table into one, a row group at a time (their columns must match)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    name = names[0]
+    try:
+        for part, name in zip(parts, names):
+            table_file = pq.ParquetFile(part)
+            if writer is None:
+                writer = pq.ParquetWriter(out, table_file.schema_arrow)
+            elif not table_file.schema_arrow.equals(writer.schema, check_metadata=False):
+                raise HubError(f"{name} has other columns than {names[0]}, so they are not shards of one table "
+                               f"({', '.join(table_file.schema_arrow.names)} against {', '.join(writer.schema.names)}).")
+            for group in range(table_file.num_row_groups):
+                writer.write_table(table_file.read_row_group(group).cast(writer.schema))
+        writer.close()
+    except (pa.ArrowException, OSError) as exc:
+        out.unlink(missing_ok=True)
+        raise HubError(f"{name} is not a Parquet table that can be read ({type(exc).__name__}: {str(exc)[:120]})") from None
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        out.unlink(missing_ok=True)
+        raise
+
+
+def _join_lines(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None:
+    """JSON Lines files into one, each ending its last line."""
+    try:
+        with open(out, "wb") as sink:
+            for part in parts:
+                with open(part, "rb") as source:
+                    shutil.copyfileobj(source, sink)
+                    if source.tell() and (source.seek(-1, 2), source.read(1))[1] != b"\n":
+                        sink.write(b"\n")
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+
+
+def _fetch_folder() -> str:
+    """A fresh folder for one download, under the system's temp directory; the oldest go past the last few."""
+    root = Path(tempfile.gettempdir()) / _FETCH_ROOT
+    root.mkdir(exist_ok=True)
+    old = sorted(root.iterdir(), key=lambda folder: folder.stat().st_mtime)
+    for folder in old[: max(0, len(old) - _FETCHES_KEPT + 1)]:
+        shutil.rmtree(folder, ignore_errors=True)
+    return tempfile.mkdtemp(dir=root)
