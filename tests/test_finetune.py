@@ -855,6 +855,16 @@ def test_the_tabs_hub_fetch_fills_the_boxes_it_should(tab, tmp_path, monkeypatch
         assert re.match(r"Fetched `train.parquet` \(\d.\d kB, 2 files joined\) from the Hub\.", status), status
         assert finetune_data.example_count(train, "qg") == finetune_data.example_count(
             str(DATA / "good" / "coqa_hf.parquet"), "qg") == (6, "qg")
+        # two validation splits: the training file stands, and the report says why no validation file came
+        hub.add_repo("nyu-mll/mnli", {"data/train-00000-of-00001.parquet": parquet,
+                                      "data/validation_matched-00000-of-00001.parquet": parquet,
+                                      "data/validation_mismatched-00000-of-00001.parquet": parquet}, repo_type="dataset")
+        train, val, status = tab.fetch_hub_data("nyu-mll/mnli")
+        assert Path(train).name == "train-00000-of-00001.parquet" and val is None
+        assert status == ("Fetched `train-00000-of-00001.parquet` (3.9 kB) from the Hub. Validation: The dataset "
+                          "nyu-mll/mnli has 2 splits for its validation split (data/validation_matched (1 file), "
+                          "data/validation_mismatched (1 file)): name one, as nyu-mll/mnli/data/validation_matched. "
+                          "Part of the training file is held out."), status
         train, val, status = tab.fetch_hub_data("alice/none")
         assert train == val == {"__type__": "update"} and status.startswith("**Could not fetch it**: Repository alice/none")
     finally:

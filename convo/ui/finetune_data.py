@@ -117,7 +117,8 @@ def fetch_hub_data(source, oauth_token: gr.OAuthToken | None = None):
         return (str(fetched.train), str(fetched.validation),
                 f"Fetched {train} and {_file_text(fetched.validation, fetched.validation_parts)} from the Hub.")
     if fetched.note:  # the training file stands
-        return str(fetched.train), None, f"Fetched {train} from the Hub. Validation: {html.escape(fetched.note)}"
+        return str(fetched.train), None, (f"Fetched {train} from the Hub. Validation: {html.escape(fetched.note)} "
+                                          "Part of the training file is held out.")
     if dataset_source(source)[2]:
         return str(fetched.train), gr.skip(), f"Fetched {train} from the Hub."  # the validation box stays the user's
     return str(fetched.train), None, (f"Fetched {train} from the Hub. It has no validation split: part of the "
