@@ -21,7 +21,8 @@ from .hub import HubError, _api, _hub_errors, hub_endpoint, resolve_token, valid
 
 __all__ = ["DATA_FILE_SUFFIXES", "DataFiles", "data_file_or_dataset", "dataset_files", "dataset_source"]
 
-DATA_FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
+DATA_FILE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv")
+_SUFFIX_WORDS = ".parquet, .jsonl, .json, .csv or .tsv"
 _JOINABLE = (".parquet", ".jsonl")
 _JOIN_ROWS = 1024
 """Rows read and written at a time when shards are joined: 3 shards of one 53 MB row group each (3 MB
@@ -166,8 +167,8 @@ def _one_split(repo_id: str, groups: Mapping[str, list[str]], what: str) -> list
         [files] = groups.values()
         if len(files) > 1 and not all(f.lower().endswith(_JOINABLE) for f in files):
             listed = ", ".join(files[:5]) + (", ..." if len(files) > 5 else "")
-            raise HubError(f"The dataset {repo_id} has {len(files)} JSON files for {what} ({listed}), which are "
-                           f"not joined: name one, as {repo_id}/{files[0]}.")
+            raise HubError(f"The dataset {repo_id} has {len(files)} files for {what} ({listed}), and only Parquet "
+                           f"and JSON Lines files are joined: name one, as {repo_id}/{files[0]}.")
         return files
     listed = ", ".join(f"{name} ({len(files)} file{'s' * (len(files) > 1)})" for name, files in list(groups.items())[:5])
     first = next(iter(groups))
@@ -185,7 +186,7 @@ def _split_files(repo_id: str, files: Mapping[str, int], split: str, alone_ok: b
     if not alone_ok:
         return []
     if not data:
-        raise HubError(f"The dataset {repo_id} has no .parquet, .jsonl or .json file.")
+        raise HubError(f"The dataset {repo_id} has no {_SUFFIX_WORDS} file.")
     groups = _grouped(data)
     if len(groups) == 1:
         return _one_split(repo_id, groups, "its data")
@@ -198,7 +199,7 @@ def _named_files(repo_id: str, files: Mapping[str, int], path: str) -> list[str]
     """The file ``path`` names, or the shards of the one split whose paths begin with it."""
     if path in files:
         if not path.lower().endswith(DATA_FILE_SUFFIXES):
-            raise HubError(f"{path} is not a data file training reads: name a .parquet, .jsonl or .json file.")
+            raise HubError(f"{path} is not a data file training reads: name a {_SUFFIX_WORDS} file.")
         return [path]
     start = path.rstrip("/")
     under = [f for f in files if f.lower().endswith(DATA_FILE_SUFFIXES) and f.startswith(start)

@@ -1167,6 +1167,28 @@ def test_a_parquet_file_as_the_hub_stores_it_is_reported_and_planned(chromium, t
     context.close()
 
 
+def test_a_spreadsheets_csv_is_reported_and_planned(chromium, tiny_app, tmp_path):
+    """Questions and answers kept in a spreadsheet: Excel's CSV (";" between cells in many locales, a
+    byte-order mark, a cell with a line break) was not offered by the file picker, and given anyway it
+    was "invalid JSON". Its rows are read as Alpaca examples, and the plan follows."""
+    path = Path(__file__).parent / "data" / "good" / "alpaca_excel.csv"
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    for picker in ("#ft-upload", "#ft-val-upload"):
+        accepted = page.locator(f"{picker} input[type=file]").get_attribute("accept") or ""
+        assert {".csv", ".tsv"} <= {x.strip() for x in accepted.split(",")}, accepted
+    page.locator("#ft-upload input[type=file]").set_input_files(str(path))
+    page.wait_for_function("() => /conversations/i.test(document.querySelector('#ft-report').innerText)",
+                           timeout=60_000)
+    report = page.locator("#ft-report").inner_text()
+    assert "alpaca_excel.csv" in report and "Alpaca" in report and "JSON" not in report, report
+    rows = dict(line.split("\t")[:2] for line in report.splitlines() if line.count("\t") >= 1)
+    assert rows.get("conversations") == "3" and rows.get("messages") == "6", report
+    page.wait_for_function("() => /Planned: /.test(document.querySelector('#ft-plan').innerText)", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "csv.png"), full_page=True)
+    context.close()
+
+
 def test_a_hub_datasets_training_file_is_fetched_into_the_report(chromium, launch, tiny_causal, tmp_path):
     """A user with internet types ``stanfordnlp/coqa``: its train split's Parquet file (from a local Hub
     that the real huggingface_hub client talks to) is fetched into the upload box, and the report and

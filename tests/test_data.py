@@ -168,6 +168,10 @@ GOOD_COUNTS = {
     "coqa_hf.parquet": ("coqa", 2, 2, 7, 6, 0, 0),
     "squad_hf.parquet": ("flat-qa", 4, 2, 4, 3, 0, 0),
     "chat.parquet": ("chat-jsonl", 3, 0, 0, 0, 3, 12),
+    # spreadsheets' exports (tests/data/make_tables.py: pandas, Excel's ";" with a byte-order mark, tabs)
+    "flat_qa.csv": ("flat-qa", 4, 2, 4, 3, 0, 0),  # the empty answer cell: a question without an answer
+    "alpaca_excel.csv": ("alpaca", 3, 0, 0, 0, 3, 6),
+    "alpaca.tsv": ("alpaca", 3, 0, 0, 0, 3, 6),
 }
 
 
@@ -338,6 +342,41 @@ def test_parquet_as_the_hub_stores_datasets_gives_the_examples_of_its_json_lines
         assert examples == load_examples(GOOD / f"{name}.jsonl", task)[0] and report.task == task
     passages, _ = load_data(GOOD / f"{name}.parquet")
     assert [getattr(p, "source", None) for p in passages][:1] == [None if name == "chat" else "row 1"]
+
+
+def test_a_spreadsheets_table_gives_the_examples_of_its_json_records(tmp_path):
+    """A CSV or TSV file (a spreadsheet's export; the file picker did not offer it, and given anyway it
+    was "invalid JSON") is read as JSON records with its columns as keys; an empty cell is a missing
+    value, and a fault names the spreadsheet's row."""
+    flat = [json.loads(line) for line in (GOOD / "squad_hf.jsonl").read_text().splitlines()]
+    for record in flat:
+        texts = record.pop("answers")["text"]
+        if texts:
+            record["answer"] = texts[0]
+    (tmp_path / "flat.jsonl").write_text("\n".join(json.dumps(r) for r in flat))
+    for task in ("qg", "cqg", "qa"):
+        examples, report = load_examples(GOOD / "flat_qa.csv", task)
+        assert examples == load_examples(tmp_path / "flat.jsonl", task)[0] and len(examples) > 0, task
+    alpaca = [r for r in json.loads((GOOD / "alpaca.json").read_text()) if "history" not in r]
+    alpaca.append({"instruction": 'Write a haiku about "rain", in two lines.',
+                   "output": "Grey clouds, quiet roofs,\nthe street shines; a cat waits, dry."})
+    (tmp_path / "alpaca.json").write_text(json.dumps(alpaca))
+    expected = load_examples(tmp_path / "alpaca.json", "chat")[0]
+    for name in ("alpaca_excel.csv", "alpaca.tsv"):  # ";" and a byte-order mark; tabs
+        assert load_examples(GOOD / name, "chat")[0] == expected, name
+    passages, _ = load_data(GOOD / "flat_qa.csv")
+    assert [p.source for p in passages] == ["row 2", "row 5"]  # the header is row 1
+    for text, message in [
+        ("", "file is empty"),
+        ("\n\n", "file is empty"),
+        ("context,question,answer\n", "file has no records: the table has no rows under its header"),
+        ("question,question\nWhy?,How?\n", "file names the column 'question' twice in its header"),
+        ('context,question\nA,Why?\n"An open quote,Why?\nmore\n', "file is not a table that can be read: a quoted "
+                                                                  "cell that starts on line 3 is never closed"),
+        ("context,question\nA,Why?\n\x00\n", "file looks binary, not a table"),
+    ]:
+        report = validate_bytes(text.encode(), "upload.csv")
+        assert not report.ok and report.error == message, (text, report.error)
 
 
 def test_a_parquet_upload_is_capped_by_what_it_unpacks_to():

@@ -325,6 +325,11 @@ def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, tmp_path, mon
     hub.add_repo("alice/one-file", {"talks.jsonl": '{"messages": []}\n'}, repo_type="dataset")
     fetched = hub_data.dataset_files("alice/one-file")
     assert fetched.train.name == "talks.jsonl" and fetched.validation is None and fetched.note is None
+    csv = (ROOT / "tests" / "data" / "good" / "flat_qa.csv").read_bytes()  # a spreadsheet's export, as many are
+    hub.add_repo("alice/faq", {"train.csv": csv, "validation.csv": csv}, repo_type="dataset")
+    fetched = hub_data.dataset_files("alice/faq")
+    assert (fetched.train.name, fetched.validation.name) == ("train.csv", "validation.csv")
+    assert fetched.train.read_bytes() == csv
     # a validation split over the cap is a note; the training file stands
     hub.add_repo("alice/big-validation", {"data/train-00000-of-00001.parquet": validation,
                                           "data/validation-00000-of-00001.parquet": train}, repo_type="dataset")
@@ -441,13 +446,14 @@ def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_writ
     ("alice/shards/plain/train", "alice/shards/plain/train (2 files) is 0.0 MB, over the 0 MB limit of the app: "
                                  "download it and train from the command line, which reads files of any size "
                                  "(python -m training.finetune --train_data FILE)."),
-    ("alice/json-shards", "The dataset alice/json-shards has 2 JSON files for its train split (train-00000-of-00002"
-                          ".json, train-00001-of-00002.json), which are not joined: name one, as alice/json-shards/"
-                          "train-00000-of-00002.json."),
+    ("alice/json-shards", "The dataset alice/json-shards has 2 files for its train split (train-00000-of-00002.json, "
+                          "train-00001-of-00002.json), and only Parquet and JSON Lines files are joined: name one, as "
+                          "alice/json-shards/train-00000-of-00002.json."),
     ("alice/two", "The dataset alice/two has 2 data files and none named train (a.jsonl, b.jsonl): name one, as "
                   "alice/two/a.jsonl."),
-    ("alice/images", "The dataset alice/images has no .parquet, .jsonl or .json file."),
-    ("alice/images/cat.png", "cat.png is not a data file training reads: name a .parquet, .jsonl or .json file."),
+    ("alice/images", "The dataset alice/images has no .parquet, .jsonl, .json, .csv or .tsv file."),
+    ("alice/images/cat.png", "cat.png is not a data file training reads: name a .parquet, .jsonl, .json, .csv or .tsv "
+                             "file."),
     ("stanfordnlp/coqa/data/test.parquet", "The dataset stanfordnlp/coqa has no file data/test.parquet."),
     ("alice/nothing", "Repository alice/nothing was not found on the Hub (or it is private and this token cannot "
                       "read it)."),

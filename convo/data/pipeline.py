@@ -14,6 +14,7 @@ from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, M
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
 from .parquet import is_parquet, parquet_rows
+from .tables import is_table, table_rows
 from .checks import _quote, _safe, _type_name
 from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passages, _read_records,
                       _read_squad, conversation_layout, passage_layout)
@@ -128,6 +129,8 @@ def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_byte
     try:
         if is_parquet(data):
             parsed = _parse_parquet(data, max_bytes)
+        elif is_table(name):
+            parsed = _parse_table(_decode(data, 'a table'), name, capped=max_bytes is not None)
         else:
             parsed = _parse(_decode(data), capped=max_bytes is not None)
     except _Reject as reject:
@@ -201,7 +204,7 @@ def decode_marked(data: bytes) -> str | None:
                          f"(at offset {err.start})") from None
 
 
-def _decode(data: bytes) -> str:
+def _decode(data: bytes, kind: str = "JSON text") -> str:
     # Files saved as UTF-16/32 (Windows editors, PowerShell) carry a byte-order mark: read them.
     try:
         text = decode_marked(data)
@@ -214,7 +217,7 @@ def _decode(data: bytes) -> str:
     if not data.removeprefix(b"\xef\xbb\xbf").strip():
         raise _Reject("file is empty")
     if b"\x00" in data:
-        raise _Reject("file looks binary, not JSON text")
+        raise _Reject(f"file looks binary, not {kind}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -377,6 +380,31 @@ def _parse_parquet(data: bytes, max_bytes: int | None) -> _Parsed:
     if reader is None:
         raise _Reject(f"{UNRECOGNISED}; found a Parquet table with the columns {_keys(columns)}")
     return reader([(f"row {number}", row) for number, row in enumerate(rows, start=1)])
+
+
+def _parse_table(text: str, name: str, capped: bool) -> _Parsed:
+    """The rows of a CSV or TSV file (a spreadsheet's export), read as JSON Lines records are: flat
+    questions (``context, question, answer``) or Alpaca (``instruction, input, output``); faults name
+    the spreadsheet's row."""
+    try:
+        rows, bad, columns = table_rows(text, name, MAX_WORK if capped else None)
+    except ValueError as exc:
+        raise _Reject(f"file {exc}") from None
+    if not rows and not bad:
+        raise _Reject("file has no records: the table has no rows under its header")
+    records = [record for _, record in rows]
+    if capped:
+        _check_work(_work(records))
+    reader = _records_reader(records) if records else None
+    if reader is None:
+        raise _Reject(f"{UNRECOGNISED}; a table's first row names the columns \"context\", \"question\" and "
+                      f"\"answer\", or \"instruction\", \"input\" and \"output\": found {_keys(columns)}")
+    parsed = reader([(f"row {number}", record) for number, record in rows])
+    parsed.records += len(bad)
+    parsed.skipped += len(bad)
+    parsed.faults = sorted(parsed.faults + [(f"row {number}", message) for number, message in bad],
+                           key=lambda fault: int(re.match(r"row (\d+)", fault[0]).group(1)))
+    return parsed
 
 
 def _flat_question(record: Any) -> bool:

@@ -1,0 +1,43 @@
+"""Writes the CSV and TSV fixtures as other tools write them: pandas ``to_csv`` (quoting cells with
+commas, quotes and line breaks), Excel's ";"-separated CSV of many locales with a UTF-8 byte-order
+mark, and a tab-separated file. Run from the repository root: ``python tests/data/make_tables.py``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).parent
+
+
+def flat_questions() -> list[dict]:
+    """good/squad_hf.jsonl as flat questions: its first answer, an empty cell when it has none."""
+    rows = []
+    for line in (HERE / "good" / "squad_hf.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        texts = record["answers"]["text"]
+        rows.append({"context": record["context"], "question": record["question"], "answer": texts[0] if texts else ""})
+    return rows
+
+
+def main() -> None:
+    pd.DataFrame(flat_questions()).to_csv(HERE / "good" / "flat_qa.csv", index=False)
+    alpaca = [{k: r.get(k, "") for k in ("instruction", "input", "output")}
+              for r in json.loads((HERE / "good" / "alpaca.json").read_text(encoding="utf-8")) if "history" not in r]
+    alpaca.append({"instruction": 'Write a haiku about "rain", in two lines.', "input": "",
+                   "output": "Grey clouds, quiet roofs,\nthe street shines; a cat waits, dry."})
+    pd.DataFrame(alpaca).to_csv(HERE / "good" / "alpaca_excel.csv", index=False, sep=";", encoding="utf-8-sig")
+    pd.DataFrame(alpaca).to_csv(HERE / "good" / "alpaca.tsv", index=False, sep="\t")
+    # a cell with an unquoted separator (written by hand): row 3 has 4 cells under 3 columns
+    (HERE / "bad" / "shifted.csv").write_text(
+        "context,question,answer\n"
+        "Bees make honey from nectar.,What do bees make?,honey\n"
+        "Kilimanjaro is in Tanzania, Africa.,Where is Kilimanjaro?,in Tanzania\n", encoding="utf-8")
+    pd.DataFrame({"city": ["Paris", "Lima"], "population": [2_100_000, 10_000_000]}).to_csv(
+        HERE / "bad" / "cities.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()
