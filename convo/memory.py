@@ -31,12 +31,25 @@ _RULES = (
     ("from", re.compile(r"\bI(?:'m|\s+am)\s+(?:originally\s+)?from\s+" + _END, re.IGNORECASE)),
     ("is_a", re.compile(r"\bI(?:'m|\s+am)\s+(?P<x>(?:a|an)\s+[^,.;:!?\n]+)", re.IGNORECASE)),
     ("my_is", re.compile(r"\bmy\s+(?P<a>[a-z]+(?:\s+[a-z]+)?)\s+is\s+" + _END, re.IGNORECASE)),
+    # what a user does and has: the things a curious assistant asks about later
+    ("does", re.compile(r"\bI\s+(?:also\s+|still\s+|sometimes\s+|often\s+)?(?P<v>grow|play|speak|cook|bake|paint|knit|"
+                        r"sew|collect|coach|teach|volunteer|brew|(?:run|own|manage)(?=\s+(?:a|an|my|our)\s))\s+" + _END,
+                        re.IGNORECASE)),
+    ("doing", re.compile(r"\bI(?:'m|\s+am)\s+(?:currently\s+|still\s+|now\s+)?(?P<v>learning|training\s+for|"
+                         r"writing|building|renovating|planning|organi[sz]ing|working\s+on)\s+" + _END, re.IGNORECASE)),
+    ("has", re.compile(r"\bI\s+(?:have|have\s+got|'ve\s+got)\s+(?P<x>(?P<n>a|an|one|two|three|four|five|\d+)\s+(?:[a-z]+\s+)?"
+                       r"(?P<k>dogs?|cats?|puppy|puppies|kittens?|horses?|parrots?|rabbits?|hamsters?|kids?|children|"
+                       r"child|sons?|daughters?|grandchildren|grandkids?|twins|brothers?|sisters?)\b[^,.;:!?\n]*)",
+                    re.IGNORECASE)),
 )
 _CUT = re.compile(r"\s+(?:and|but|because|so|which|who|where|when|although|though|if)\s+.*$", re.IGNORECASE)
 _FLIP = {"i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself", "i'm": "you're",
          "i've": "you've", "am": "are", "we": "you", "our": "your", "us": "you"}
 _VAGUE = frozenset("it that this them you him her things something stuff everything anything".split())
-_ING = {"live": "living", "work": "working", "study": "studying"}
+_ING = {"live": "living", "work": "working", "study": "studying", "grow": "growing", "play": "playing",
+        "speak": "speaking", "cook": "cooking", "bake": "baking", "paint": "painting", "knit": "knitting",
+        "sew": "sewing", "collect": "collecting", "coach": "coaching", "teach": "teaching",
+        "volunteer": "volunteering", "brew": "brewing", "run": "running", "own": "owning", "manage": "managing"}
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,16 @@ def _fact(kind: str, match: re.Match) -> Fact | None:
         return Fact(f"You {verb} {prep} {x}", f"How do you like {_ING[verb]} {prep} {x}?")
     if kind == "from":
         return Fact(f"You are from {x}", f"What do you miss most about {x}?")
+    if kind == "does":
+        verb = match.group("v").lower()
+        return Fact(f"You {verb} {x}", f"How did you get into {_ING[verb]} {x}?")
+    if kind == "doing":
+        verb = " ".join(match.group("v").lower().split())
+        return Fact(f"You are {verb} {x}", f"How is {verb} {x} going?")
+    if kind == "has":
+        one = match.group("n").lower() in ("a", "an", "one")
+        kin = match.group("k").lower()
+        return Fact(f"You have {x}", f"How {'is' if one else 'are'} your {kin} doing?")
     if kind == "is_a":
         return Fact(f"You are {x}", f"What do you enjoy most about being {x}?")
     about = flip(match.group("a")).lower()

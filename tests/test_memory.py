@@ -27,13 +27,25 @@ def rows(path):
     ("I live in Oslo", "You live in Oslo", "How do you like living in Oslo?"),
     ("My favourite food is sushi.", "Your favourite food is sushi", "What makes sushi your favourite food?"),
     ("my name is Ann", "Your name is Ann", None),
+    # what a user does, is doing and has (a walkthrough's "I grow tomatoes on my balcony" was not kept)
+    ("My name is Dana. I grow tomatoes on my balcony.", "Your name is Dana", None),
+    ("I grow tomatoes on my balcony.", "You grow tomatoes on your balcony",
+     "How did you get into growing tomatoes on your balcony?"),
+    ("I also play the cello in a band", "You play the cello in a band", "How did you get into playing the cello in a band?"),
+    ("I run a small bakery", "You run a small bakery", "How did you get into running a small bakery?"),
+    ("I'm learning Spanish", "You are learning Spanish", "How is learning Spanish going?"),
+    ("I am training for a marathon!", "You are training for a marathon", "How is training for a marathon going?"),
+    ("I have a dog named Rex", "You have a dog named Rex", "How is your dog doing?"),
+    ("We moved, and I have two little kids", "You have two little kids", "How are your kids doing?"),
 ])
 def test_first_person_statements_become_facts(message, fact, question):
     assert memory.extract_facts(message)[0] == memory.Fact(fact, question)
 
 
 @pytest.mark.parametrize("message", ["Do I like tea?", "I am not sure", "I like it", "I'd like a summary",
-                                     "The author got back from Norway", "What is my name?"])
+                                     "The author got back from Norway", "What is my name?", "I run to the shop",
+                                     "I play it by ear", "I have a question about rain", "I'm writing to ask",
+                                     "Am I learning anything?", "I have to go"])
 def test_no_fact_in_questions_or_vague_statements(message):
     assert memory.extract_facts(message) == []
 
