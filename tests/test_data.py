@@ -172,6 +172,7 @@ GOOD_COUNTS = {
     "flat_qa.csv": ("flat-qa", 4, 2, 4, 3, 0, 0),  # the empty answer cell: a question without an answer
     "alpaca_excel.csv": ("alpaca", 3, 0, 0, 0, 3, 6),
     "alpaca.tsv": ("alpaca", 3, 0, 0, 0, 3, 6),
+    "alpaca_cp1252.csv": ("alpaca", 2, 0, 0, 0, 2, 4),  # Excel's "CSV (Comma delimited)": Windows-1252
 }
 
 
@@ -364,6 +365,11 @@ def test_a_spreadsheets_table_gives_the_examples_of_its_json_records(tmp_path):
     expected = load_examples(tmp_path / "alpaca.json", "chat")[0]
     for name in ("alpaca_excel.csv", "alpaca.tsv"):  # ";" and a byte-order mark; tabs
         assert load_examples(GOOD / name, "chat")[0] == expected, name
+    examples, _ = load_examples(GOOD / "alpaca_cp1252.csv", "chat")  # Excel's non-UTF-8 CSV reads as it shows
+    assert [e[-1]["content"] for e in examples] == ["A crème brûlée, or a café éclair.", "Danke schön – or „Danke“."]
+    assert validate_bytes(b"\x81", "a.json").error == "file is not UTF-8 text (invalid byte 0x81 at offset 0)"
+    assert validate_bytes(b"a,b\n\x81,x", "a.csv").error == ("file is not UTF-8 or cp1252 text (invalid byte 0x81 "
+                                                              "at offset 4)")
     passages, _ = load_data(GOOD / "flat_qa.csv")
     assert [p.source for p in passages] == ["row 2", "row 5"]  # the header is row 1
     for text, message in [

@@ -130,7 +130,7 @@ def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_byte
         if is_parquet(data):
             parsed = _parse_parquet(data, max_bytes)
         elif is_table(name):
-            parsed = _parse_table(_decode(data, 'a table'), name, capped=max_bytes is not None)
+            parsed = _parse_table(_decode(data, 'a table', fallback='cp1252'), name, capped=max_bytes is not None)
         else:
             parsed = _parse(_decode(data), capped=max_bytes is not None)
     except _Reject as reject:
@@ -204,8 +204,10 @@ def decode_marked(data: bytes) -> str | None:
                          f"(at offset {err.start})") from None
 
 
-def _decode(data: bytes, kind: str = "JSON text") -> str:
+def _decode(data: bytes, kind: str = "JSON text", fallback: str | None = None) -> str:
     # Files saved as UTF-16/32 (Windows editors, PowerShell) carry a byte-order mark: read them.
+    # ``fallback``: the encoding of a file that is not UTF-8 (Excel saves "CSV (Comma delimited)" in
+    # the Windows code page, cp1252 in Western locales; only "CSV UTF-8" is UTF-8).
     try:
         text = decode_marked(data)
     except ValueError as err:
@@ -221,7 +223,12 @@ def _decode(data: bytes, kind: str = "JSON text") -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise _Reject(f"file is not UTF-8 text (invalid byte 0x{data[err.start]:02x} at offset {err.start})") from None
+        try:
+            return data.decode(fallback) if fallback else data.decode("utf-8")
+        except UnicodeDecodeError:
+            also = f" or {fallback}" if fallback else ""
+            raise _Reject(f"file is not UTF-8{also} text (invalid byte 0x{data[err.start]:02x} at offset "
+                          f"{err.start})") from None
     return text.removeprefix("\ufeff")  # Windows editors add a UTF-8 byte-order mark
 
 

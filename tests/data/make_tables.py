@@ -30,6 +30,10 @@ def main() -> None:
                    "output": "Grey clouds, quiet roofs,\nthe street shines; a cat waits, dry."})
     pd.DataFrame(alpaca).to_csv(HERE / "good" / "alpaca_excel.csv", index=False, sep=";", encoding="utf-8-sig")
     pd.DataFrame(alpaca).to_csv(HERE / "good" / "alpaca.tsv", index=False, sep="\t")
+    # Excel's "CSV (Comma delimited)": the Windows code page (cp1252 in Western locales), not UTF-8
+    pd.DataFrame([{"instruction": "Name a French pastry.", "input": "", "output": "A crème brûlée, or a café éclair."},
+                  {"instruction": "Say thanks in German.", "input": "", "output": "Danke schön – or „Danke“."}]).to_csv(
+        HERE / "good" / "alpaca_cp1252.csv", index=False, encoding="cp1252")
     # a cell with an unquoted separator (written by hand): row 3 has 4 cells under 3 columns
     (HERE / "bad" / "shifted.csv").write_text(
         "context,question,answer\n"
