@@ -135,6 +135,13 @@ def test_seed_files():
                                                       "My cat ignores me."]
 
 
+def test_seeds_from_excels_csv(tmp_path):
+    """Excel's "CSV (Comma delimited)" in many locales: ";" between cells, the Windows code page."""
+    path = tmp_path / "seeds.csv"
+    path.write_bytes("id;message\n1;Où est le café ? Je cherche, vraiment.\n2;Wie geht's, schön?\n".encode("cp1252"))
+    assert synth.read_seeds(path) == ["Où est le café ? Je cherche, vraiment.", "Wie geht's, schön?"]
+
+
 def test_conversations_seed_with_their_opening_message(tmp_path):
     """Chat JSONL, as this tab writes it, seeds new conversations with each one's first user message
     (a walkthrough's upload was refused: 'missing "seed"')."""

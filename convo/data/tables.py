@@ -37,7 +37,7 @@ def table_rows(text: str, name: str, max_rows: int | None = None) -> tuple[list[
     >>> table_rows("question;answer\\nWhy?;Because.\\n\\nHow?;", "faq.csv")
     ([(2, {'question': 'Why?', 'answer': 'Because.'}), (4, {'question': 'How?'})], [], ['question', 'answer'])
     """
-    delimiter = "\t" if name.lower().endswith(".tsv") else _delimiter(text[:65536])
+    delimiter = "\t" if name.lower().endswith(".tsv") else table_delimiter(text[:65536])
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     line = 1  # where the record being read starts
     try:
@@ -70,7 +70,7 @@ def table_rows(text: str, name: str, max_rows: int | None = None) -> tuple[list[
     return rows, faults, columns
 
 
-def _delimiter(sample: str) -> str:
+def table_delimiter(sample: str) -> str:
     """The separator of a CSV file: the one of ``,``, ``;`` and tab that splits its header line into
     the most cells (a quoted cell's separators do not count)."""
     first = sample.split("\n", 1)[0]

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..data import MAX_BYTES, MAX_DEPTH, decode_marked, json_depth, parquet_rows
 from ..data.pipeline import PARQUET_UNPACKED
+from ..data.tables import table_delimiter
 from .parsing import word_forms
 
 
@@ -215,14 +216,20 @@ def decode_text(data: bytes, encoding: str = "utf-8") -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_text(path: Path, encoding: str = "utf-8") -> str:
-    """A config or seed file's text (:func:`decode_text`), or a ConfigError naming the file."""
+def read_text(path: Path, encoding: str = "utf-8", fallback: str | None = None) -> str:
+    """A config or seed file's text (:func:`decode_text`), or a ConfigError naming the file;
+    ``fallback``: the encoding of one that is not UTF-8 (Excel's CSV is in the Windows code page)."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{Path(path).name}: file not found") from None
     try:
-        return decode_text(data, encoding)
+        try:
+            return decode_text(data, encoding)
+        except UnicodeDecodeError:
+            if not fallback:
+                raise
+            return decode_text(data, fallback)
     except UnicodeDecodeError:
         raise ConfigError(f"{Path(path).name}: not UTF-8 text") from None
     except ValueError as exc:
@@ -493,7 +500,7 @@ def read_seeds(path: str | Path) -> list[str]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return _nonempty_seeds(_parquet_seeds(path), path)
-    text = read_text(path, "utf-8-sig")
+    text = read_text(path, "utf-8-sig", fallback="cp1252" if suffix == ".csv" else None)
     if suffix == ".csv":
         seeds = _csv_seeds(text)
     elif suffix == ".jsonl":
@@ -529,7 +536,9 @@ def _parquet_seeds(path: Path) -> list[str]:
 
 
 def _csv_seeds(text: str) -> list[str]:
-    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    """A CSV file's seed column, its cells separated as its first line shows (Excel writes ";" in many locales)."""
+    rows = [row for row in csv.reader(io.StringIO(text), delimiter=table_delimiter(text[:65536]))
+            if any(cell.strip() for cell in row)]
     if not rows:
         return []
     header = [cell.strip().lower() for cell in rows[0]]
