@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from .hub import HubError, _api, _hub_errors, hub_endpoint, resolve_token, validate_repo_id
 
-__all__ = ["DATA_FILE_SUFFIXES", "DataFiles", "data_file_or_dataset", "dataset_files", "dataset_source"]
+__all__ = ["DATA_FILE_SUFFIXES", "DataFiles", "data_file_or_dataset", "dataset_files", "dataset_source", "on_the_hub"]
 
 DATA_FILE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv")
 _SUFFIX_WORDS = ".parquet, .jsonl, .json, .csv or .tsv"
@@ -76,7 +76,7 @@ def dataset_files(source: str, *, split: str = "train", token: str | None = None
     note = None
     if validation and not path:
         try:
-            val = _split_files(repo_id, files, "validation", alone_ok=False)
+            val = [f for f in _split_files(repo_id, files, "validation", alone_ok=False) if f not in train]
             _check_size(repo_id, files, val, max_bytes)
             with _hub_errors(token=token, repo_id=repo_id, writing=False):
                 val_path = _download(repo_id, revision, val, folder, token) if val else None

@@ -325,6 +325,9 @@ def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, tmp_path, mon
     hub.add_repo("alice/one-file", {"talks.jsonl": '{"messages": []}\n'}, repo_type="dataset")
     fetched = hub_data.dataset_files("alice/one-file")
     assert fetched.train.name == "talks.jsonl" and fetched.validation is None and fetched.note is None
+    hub.add_repo("alice/only-validation", {"validation.jsonl": '{"messages": []}\n'}, repo_type="dataset")
+    fetched = hub_data.dataset_files("alice/only-validation")  # its one file trains; it is not also the validation
+    assert (fetched.train.name, fetched.validation, fetched.note) == ("validation.jsonl", None, None)
     csv = (ROOT / "tests" / "data" / "good" / "flat_qa.csv").read_bytes()  # a spreadsheet's export, as many are
     hub.add_repo("alice/faq", {"train.csv": csv, "validation.csv": csv}, repo_type="dataset")
     fetched = hub_data.dataset_files("alice/faq")
