@@ -19,7 +19,8 @@ from urllib.parse import unquote
 
 from .hub import HubError, _api, _hub_errors, hub_endpoint, resolve_token, validate_repo_id
 
-__all__ = ["DATA_FILE_SUFFIXES", "DataFiles", "data_file_or_dataset", "dataset_files", "dataset_source", "on_the_hub"]
+__all__ = ["DATA_FILE_SUFFIXES", "DataFiles", "data_file_or_dataset", "dataset_files", "dataset_source", "fetch_named",
+           "on_the_hub"]
 
 DATA_FILE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv")
 _SUFFIX_WORDS = ".parquet, .jsonl, .json, .csv or .tsv"
@@ -98,13 +99,18 @@ def data_file_or_dataset(source: str, *, split: str = "train", token: str | None
     >>> data_file_or_dataset("/no/such/train.json")  # a path: the reader says it is missing
     '/no/such/train.json'
     """
-    text = str(source).strip()
-    if not on_the_hub(text):
+    if not on_the_hub(source):
         return str(source)
+    return str(fetch_named(source, split=split, token=token, validation=False).train)
+
+
+def fetch_named(source: str, **kwargs) -> DataFiles:
+    """:func:`dataset_files` for a name given where a file is expected (not a file here): its error
+    says that it is neither a file here nor on the Hub."""
     try:
-        return str(dataset_files(text, split=split, token=token, validation=False).train)
+        return dataset_files(str(source).strip(), **kwargs)
     except HubError as exc:
-        raise HubError(f"{text} is not a file here, and on the Hub: {exc}") from None
+        raise HubError(f"{str(source).strip()} is not a file here, and on the Hub: {exc}") from None
 
 
 def on_the_hub(source: str) -> bool:

@@ -16,7 +16,7 @@ from ..finetune import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, Fi
                         process_rank, push_adapter_to_hub, run_training)
 from ..finetune import log as training_log
 from ..hub import HubError, resolve_token
-from ..hub_data import data_file_or_dataset, dataset_files, on_the_hub
+from ..hub_data import data_file_or_dataset, fetch_named, on_the_hub
 from ..jobs import StopRequest, _one_line, _print_record, read_config, read_status, run_job
 from ..settings import DTYPE_CHOICES, LoraSettings, ModelSpec
 
@@ -105,10 +105,7 @@ def with_hub_data(config: FinetuneConfig) -> FinetuneConfig:
     ``--val_data`` also fetch the dataset's validation split (as the tab does, from one listing)."""
     train, val = config.train_data, config.val_data
     if on_the_hub(train):
-        try:
-            fetched = dataset_files(train, validation=not val)
-        except HubError as exc:
-            raise HubError(f"{train} is not a file here, and on the Hub: {exc}") from None
+        fetched = fetch_named(train, validation=not val)
         if fetched.note:
             print(f"warning: validation: {fetched.note} Part of the training data is held out.", file=sys.stderr)
         train, val = str(fetched.train), val or (fetched.validation and str(fetched.validation))
