@@ -1095,6 +1095,28 @@ def test_a_markdown_passage_is_uploaded_as_its_text(chromium, tiny_app, tmp_path
     context.close()
 
 
+def accepted_suffixes(page, picker: str) -> set[str]:
+    """The suffixes a file picker (its elem id) offers."""
+    accepted = page.locator(f"{picker} input[type=file]").get_attribute("accept") or ""
+    return {suffix.strip() for suffix in accepted.split(",") if suffix.strip()}
+
+
+def upload_and_plan(page, path: Path, shown: str, screenshot: Path) -> tuple[str, dict[str, str]]:
+    """Upload ``path`` as the Fine-tune tab's training data; once its report says ``shown`` and the plan
+    is there, the report's text and counts (the page is photographed to ``screenshot``)."""
+    page.locator("#ft-upload input[type=file]").set_input_files(str(path))
+    page.wait_for_function(f"() => /{shown}/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
+    report = page.locator("#ft-report").inner_text()
+    page.wait_for_function("() => /Planned: /.test(document.querySelector('#ft-plan').innerText)", timeout=30_000)
+    page.screenshot(path=str(screenshot), full_page=True)
+    return report, report_counts(report)
+
+
+def report_counts(report: str) -> dict[str, str]:
+    """The Fine-tune report's counts table, as the page's text shows it ("passages" -> "2")."""
+    return dict(line.split("\t")[:2] for line in report.splitlines() if line.count("\t") >= 1)
+
+
 def test_the_passage_box_names_every_format_the_picker_takes(chromium, tiny_app):
     """The passage box and the empty-passage message said ".txt or .md" after the picker took web pages,
     PDFs and Word files too (a new user read it as the whole list)."""
@@ -1118,8 +1140,7 @@ def test_a_document_passage_is_uploaded_as_its_text(chromium, tiny_app, tmp_path
     path = Path(__file__).parent / "data" / "passages" / "documents" / name
     context, page = open_app(chromium, tiny_app.url)
     page.get_by_role("tab", name="Questions").click()
-    accepted = page.locator("#questions-file input[type=file]").get_attribute("accept") or ""
-    assert path.suffix in [x.strip() for x in accepted.split(",")], accepted  # the file picker offers it
+    assert path.suffix in accepted_suffixes(page, "#questions-file")  # the file picker offers it
     page.locator("#questions-file input[type=file]").set_input_files(str(path))
     page.wait_for_function("() => document.querySelector('#questions-passage textarea').value.includes('waggle dance')",
                            timeout=30_000)
@@ -1142,16 +1163,10 @@ def test_a_parquet_file_as_the_hub_stores_it_is_reported_and_planned(chromium, t
     context, page = open_app(chromium, tiny_app.url)
     page.get_by_role("tab", name="Fine-tune").click()
     for picker in ("#ft-upload", "#ft-val-upload"):
-        accepted = page.locator(f"{picker} input[type=file]").get_attribute("accept") or ""
-        assert ".parquet" in [x.strip() for x in accepted.split(",")], accepted
-    page.locator("#ft-upload input[type=file]").set_input_files(str(path))
-    page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
-    report = page.locator("#ft-report").inner_text()
+        assert ".parquet" in accepted_suffixes(page, picker)
+    report, rows = upload_and_plan(page, path, "passages", tmp_path / "parquet.png")
     assert "coqa_hf.parquet" in report and "CoQA" in report and "binary" not in report, report
-    rows = dict(line.split("\t")[:2] for line in report.splitlines() if line.count("\t") >= 1)
     assert rows.get("passages") == "2" and rows.get("questions") == "7", report
-    page.wait_for_function("() => /Planned: /.test(document.querySelector('#ft-plan').innerText)", timeout=30_000)
-    page.screenshot(path=str(tmp_path / "parquet.png"), full_page=True)
     # the Synthetic tab's seeds: a Hub dataset of prompts, as downloaded
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -1159,8 +1174,7 @@ def test_a_parquet_file_as_the_hub_stores_it_is_reported_and_planned(chromium, t
     seeds = tmp_path / "prompts.parquet"
     pq.write_table(pa.Table.from_pylist([{"prompt": "Why is the sky blue?"}, {"prompt": "How do bees talk?"}]), seeds)
     page.get_by_role("tab", name="Synthetic").click()
-    accepted = page.locator("#synth-seed-file input[type=file]").get_attribute("accept") or ""
-    assert ".parquet" in [x.strip() for x in accepted.split(",")], accepted
+    assert ".parquet" in accepted_suffixes(page, "#synth-seed-file")
     page.locator("#synth-seed-file input[type=file]").set_input_files(str(seeds))
     page.wait_for_function("() => document.querySelector('#synth-seeds textarea').value === "
                            "'Why is the sky blue?\\nHow do bees talk?'", timeout=30_000)
@@ -1175,17 +1189,10 @@ def test_a_spreadsheets_csv_is_reported_and_planned(chromium, tiny_app, tmp_path
     context, page = open_app(chromium, tiny_app.url)
     page.get_by_role("tab", name="Fine-tune").click()
     for picker in ("#ft-upload", "#ft-val-upload"):
-        accepted = page.locator(f"{picker} input[type=file]").get_attribute("accept") or ""
-        assert {".csv", ".tsv"} <= {x.strip() for x in accepted.split(",")}, accepted
-    page.locator("#ft-upload input[type=file]").set_input_files(str(path))
-    page.wait_for_function("() => /conversations/i.test(document.querySelector('#ft-report').innerText)",
-                           timeout=60_000)
-    report = page.locator("#ft-report").inner_text()
+        assert {".csv", ".tsv"} <= accepted_suffixes(page, picker)
+    report, rows = upload_and_plan(page, path, "conversations", tmp_path / "csv.png")
     assert "alpaca_excel.csv" in report and "Alpaca" in report and "JSON" not in report, report
-    rows = dict(line.split("\t")[:2] for line in report.splitlines() if line.count("\t") >= 1)
     assert rows.get("conversations") == "3" and rows.get("messages") == "6", report
-    page.wait_for_function("() => /Planned: /.test(document.querySelector('#ft-plan').innerText)", timeout=30_000)
-    page.screenshot(path=str(tmp_path / "csv.png"), full_page=True)
     context.close()
 
 
@@ -1218,7 +1225,7 @@ def test_a_hub_datasets_training_file_is_fetched_into_the_report(chromium, launc
                                timeout=60_000)
         report = page.locator("#ft-report").inner_text()
         assert "train-00000-of-00001.parquet" in report and "CoQA" in report, report
-        rows = dict(line.split("\t")[:2] for line in report.splitlines() if line.count("\t") >= 1)
+        rows = report_counts(report)
         assert rows.get("passages") == "2" and rows.get("questions") == "7", report
         assert page.locator("#ft-hub-status").inner_text().startswith(
             "Fetched train-00000-of-00001.parquet (3.9 kB) and validation-00000-of-00001.parquet (3.9 kB) from the Hub.")
