@@ -327,6 +327,8 @@ def test_strip_address(text, expected):
     ("Here you go (holds up three cups).", "Here you go."),
     ("Great! (exhilarated)", "Great!"),
     ("Well... (sarcastically) Sure.", "Well... Sure."),
+    ("I see. (warmly) Tell me more. (sadly) It rained.", "I see. Tell me more. It rained."),
+    ("Ask your family (family) or friends (simply).", "Ask your family (family) or friends (simply)."),
     # asides that are content stay
     ("Coffee (from the Arabic qahwa) came from Yemen.", "Coffee (from the Arabic qahwa) came from Yemen."),
     ("It grows in Brazil (including the south).", "It grows in Brazil (including the south)."),

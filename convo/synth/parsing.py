@@ -78,8 +78,8 @@ def _clean_turn(text: str, roles: Sequence[str] = ()) -> str:
 # On the keyword configs of benchmarks/synth_vs_chat_builder.py and the tab's default, 42-51 of 96 kept
 # conversations had one (seeds 0-2), most in the assistant's lines: a chat model trained on them learns
 # to narrate its own smiles. An aside is one when its first word is such an action, a lowercase word in
-# -ing ("(tapping chin thoughtfully)"), or a manner adverb of a few words ("(excitedly)", "(smiling warmly)"); when it is one
-# lowercase word in -ed ("(exhilarated)"), or a few words ending in an expression ("(big smile)").
+# -ing ("(tapping chin thoughtfully)") or a manner adverb ("(warmly)", "(excitedly smiling)"); when it is
+# one lowercase word in -ed ("(exhilarated)"), or a few words ending in an expression ("(big smile)").
 _ACTION_WORDS = frozenset("""
     laugh laughs laughing chuckle chuckles chuckling giggle giggles giggling smile smiles smiling grin grins
     grinning smirk smirks smirking sigh sighs sighing pause pauses pausing nod nods nodding wink winks winking
@@ -91,12 +91,14 @@ _ACTION_WORDS = frozenset("""
     cries crying sniffs sniffing frowns frowning scratches scratching rolls rolling holds starts gets takes
     gives puts turns walks sits stands opens closes raises lifts shakes reaches grabs wipes adds
     surprised amused excited confused puzzled startled annoyed embarrassed delighted relieved shocked
-    stunned""".split())
+    stunned sadly dryly shyly coyly""".split())
 _NOT_ACTIONS = frozenset("""
     including meaning according excluding depending regarding concerning following assuming considering
     during notwithstanding nothing something anything everything morning evening spring string thing king
     ring sing wing bring being ceiling building clothing wedding pudding usually generally typically normally
-    especially actually probably possibly mostly roughly approximately literally really""".split())
+    especially actually probably possibly mostly roughly approximately literally really family simply merely
+    hardly nearly likely mainly partly surely weekly yearly hourly lately lovely lonely deadly costly barely
+    supply""".split())
 _EXPRESSIONS = frozenset("smile grin laugh sigh wink nod shrug chuckle giggle gasp frown smirk".split())
 _ASIDE = re.compile(r"\(([^()\n]{1,80})\)|(?<!\*)\*([^*\n]{1,60})\*(?!\*)")
 
@@ -109,7 +111,7 @@ def _is_action(aside: str) -> bool:
     return (first in _ACTION_WORDS
             or (lowercase and first.endswith("ing") and len(first) >= 5 and first not in _NOT_ACTIONS)
             or (lowercase and len(words) == 1 and first.endswith("ed"))  # "(exhilarated)"
-            or (first.endswith("ly") and len(first) >= 7 and first not in _NOT_ACTIONS  # "(warmly)"
+            or (first.endswith("ly") and len(first) >= 6 and first not in _NOT_ACTIONS  # "(warmly)"
                 and all(w.lower().endswith(("ly", "ing")) or w.lower() in _ACTION_WORDS for w in words))
             or (len(words) <= 4 and words[-1].lower() in _EXPRESSIONS))  # "(with a big smile)"
 
