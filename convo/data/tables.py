@@ -13,6 +13,8 @@ import io
 import itertools
 from typing import Any
 
+from .parquet import sharing_texts
+
 TABLE_SUFFIXES = (".csv", ".tsv")
 
 
@@ -47,7 +49,7 @@ def table_rows(text: str, name: str, max_rows: int | None = None) -> tuple[list[
         repeated = sorted({c for c in columns if c and columns.count(c) > 1})
         if repeated:
             raise ValueError(f"names the column {repeated[0]!r} twice in its header")
-        rows, faults = [], []
+        rows, faults, shared = [], [], {}
         for number in itertools.count(2):
             line = reader.line_num + 1
             cells = next(reader, None)
@@ -61,7 +63,7 @@ def table_rows(text: str, name: str, max_rows: int | None = None) -> tuple[list[
                 continue
             record = {column: cell for column, cell in zip(columns, cells) if column and cell.strip()}
             if record:
-                rows.append((number, record))
+                rows.append((number, sharing_texts(record, shared)))
     except csv.Error as exc:
         if "end of data" in str(exc):
             raise ValueError(f"is not a table that can be read: a quoted cell that starts on line {line} is never "
