@@ -383,6 +383,9 @@ def test_a_spreadsheets_table_gives_the_examples_of_its_json_records(tmp_path):
     ]:
         report = validate_bytes(text.encode(), "upload.csv")
         assert not report.ok and report.error == message, (text, report.error)
+    long = "Bees dance. " * 20_000  # a 240 kB passage in one cell (the csv module's own limit is 128 KB)
+    report = validate_bytes(f"context,question\n{long},Why do bees dance?\n".encode(), "long.csv")
+    assert report.ok and report.questions == 1, report.error
 
 
 def test_a_parquet_upload_is_capped_by_what_it_unpacks_to():

@@ -16,6 +16,8 @@ from typing import Any
 from .parquet import sharing_texts
 
 TABLE_SUFFIXES = (".csv", ".tsv")
+MAX_CELL = 2**26
+"""Longest cell read (the csv module's own limit, process-wide, is 128 KB; an upload is capped before)."""
 
 
 def is_table(name: str) -> bool:
@@ -40,6 +42,8 @@ def table_rows(text: str, name: str, max_rows: int | None = None) -> tuple[list[
     ([(2, {'question': 'Why?', 'answer': 'Because.'}), (4, {'question': 'How?'})], [], ['question', 'answer'])
     """
     delimiter = "\t" if name.lower().endswith(".tsv") else table_delimiter(text[:65536])
+    if csv.field_size_limit() < MAX_CELL:  # the csv module's 128 KB a cell is less than a long passage
+        csv.field_size_limit(MAX_CELL)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     line = 1  # where the record being read starts
     try:
