@@ -176,7 +176,8 @@ def _one_split(repo_id: str, groups: Mapping[str, list[str]], what: str) -> list
             raise HubError(f"The dataset {repo_id} has {len(files)} files for {what} ({listed}), and only Parquet "
                            f"and JSON Lines files are joined: name one, as {repo_id}/{files[0]}.")
         return files
-    listed = ", ".join(f"{name} ({len(files)} file{'s' * (len(files) > 1)})" for name, files in list(groups.items())[:5])
+    listed = ", ".join(f"{name} ({len(files)} file{'s' * (len(files) > 1)})"
+                       for name, files in list(groups.items())[:5])
     first = next(iter(groups))
     raise HubError(f"The dataset {repo_id} has {len(groups)} splits for {what} ({listed}"
                    f"{', ...' if len(groups) > 5 else ''}): name one, as {repo_id}/{first}.")
@@ -256,8 +257,9 @@ def _join_parquet(parts: Sequence[Path], out: Path, names: Sequence[str]) -> Non
             if writer is None:
                 writer = pq.ParquetWriter(out, table_file.schema_arrow)
             elif not table_file.schema_arrow.equals(writer.schema, check_metadata=False):
+                theirs, first = ", ".join(table_file.schema_arrow.names), ", ".join(writer.schema.names)
                 raise HubError(f"{name} has other columns than {names[0]}, so they are not shards of one table "
-                               f"({', '.join(table_file.schema_arrow.names)} against {', '.join(writer.schema.names)}).")
+                               f"({theirs} against {first}).")
             for batch in table_file.iter_batches(batch_size=_JOIN_ROWS):
                 writer.write_table(pa.Table.from_batches([batch]).cast(writer.schema))
         writer.close()

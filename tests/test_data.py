@@ -173,6 +173,8 @@ GOOD_COUNTS = {
     "alpaca_excel.csv": ("alpaca", 3, 0, 0, 0, 3, 6),
     "alpaca.tsv": ("alpaca", 3, 0, 0, 0, 3, 6),
     "alpaca_cp1252.csv": ("alpaca", 2, 0, 0, 0, 2, 4),  # Excel's "CSV (Comma delimited)": Windows-1252
+    "faq.csv": ("pairs", 2, 0, 0, 0, 2, 4),  # question and answer columns, no passage: one-turn chats
+    "prompt_completion.jsonl": ("pairs", 3, 0, 0, 0, 3, 7),  # OpenAI's legacy fine-tuning file (and TRL's)
 }
 
 
@@ -189,7 +191,7 @@ def test_good_file_is_detected_and_counted(name):
     assert report.ok and report.faults == [] and report.error is None and report.skipped == 0
     assert report.sha256 == hashlib.sha256((GOOD / name).read_bytes()).hexdigest()
     assert report.size == (GOOD / name).stat().st_size
-    assert report.task == ("chat" if name.startswith(("chat", "alpaca", "sharegpt")) else "qg")
+    assert report.task == ("chat" if name.startswith(("chat", "alpaca", "sharegpt", "faq", "prompt")) else "qg")
 
 
 def test_good_coqa_fixture_spans_point_at_the_story():
@@ -388,6 +390,31 @@ def test_a_spreadsheets_table_gives_the_examples_of_its_json_records(tmp_path):
     assert report.ok and report.questions == 1, report.error
 
 
+def test_a_message_and_its_reply_in_two_fields_is_a_one_turn_chat(tmp_path):
+    """OpenAI's legacy fine-tuning JSONL and TRL's are ``{"prompt", "completion"}``; other tools write
+    ``{"prompt", "response"}``, ``{"input", "output"}``, and a spreadsheet of FAQs ``question, answer``.
+    They were "unrecognised format"; each record is now a user message and its reply."""
+    examples, report = load_examples(GOOD / "prompt_completion.jsonl", None)
+    assert report.task == "chat" and report.format == "pairs"
+    assert examples[1] == [{"role": "system", "content": "Answer briefly."},
+                           {"role": "user", "content": "How many legs does a spider have?"},
+                           {"role": "assistant", "content": "Eight."}]
+    examples, _ = load_examples(GOOD / "faq.csv", "chat")
+    assert examples[0] == [{"role": "user", "content": "When does the library open?"},
+                           {"role": "assistant", "content": "At nine on weekdays, at eleven on Sundays."}]
+    pairs = [{"prompt": "Hi?", "response": "Hello."}, {"input": "Hi?", "output": "Hello."}]
+    for record in pairs:
+        (tmp_path / "one.json").write_text(json.dumps([record]))
+        assert load_examples(tmp_path / "one.json", "chat")[0][0][-1] == {"role": "assistant", "content": "Hello."}
+    # a record with a passage is still a flat QA question; a faulty record is named
+    flat = {"context": "Bees make honey.", "question": "What do bees make?", "answer": "honey"}
+    (tmp_path / "flat.jsonl").write_text(json.dumps(flat) + "\n" + json.dumps({**flat, "question": "Who makes it?"}))
+    assert validate_file(tmp_path / "flat.jsonl").format == "flat-qa"
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "Hi?", "completion": "Hello."}\n{"prompt": "Yo?", "completion": 3}\n')
+    report = validate_file(tmp_path / "bad.jsonl")
+    assert report.ok and report.examples == 1 and report.faults == ['line 2, completion: expected a string, got int']
+
+
 def test_a_parquet_upload_is_capped_by_what_it_unpacks_to():
     """Columns are compressed (SQuAD's stores each paragraph again for each question): the upload's
     cap is on what they unpack to, PARQUET_UNPACKED times the upload limit."""
@@ -538,7 +565,8 @@ def test_task_and_format_mismatch_is_rejected_with_one_message(tmp_path):
     assert str(info.value) == 'task "qg" needs passages with questions (CoQA or SQuAD), but this file is chat JSONL'
     with pytest.raises(DataError) as info:
         load_examples(GOOD / "coqa.json", "chat")
-    assert str(info.value) == 'task "chat" needs conversations (chat JSONL, Alpaca or ShareGPT), but this file is CoQA'
+    assert str(info.value) == ('task "chat" needs conversations (chat JSONL, Alpaca, ShareGPT or prompt/completion), '
+                               'but this file is CoQA')
     no_answers = write_json(tmp_path / "q.json", [{"context": "Rain falls.", "questions": ["What falls?"]}])
     with pytest.raises(DataError) as info:
         load_examples(no_answers, "qa")

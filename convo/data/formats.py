@@ -278,9 +278,10 @@ def _read_chat_records(records: list[tuple[str, Any]]) -> _Parsed:
 
 
 def conversation_layout(record: Any) -> str | None:
-    """The conversation format a record is laid out in (``chat-jsonl``, ``alpaca``, ``sharegpt``), or None."""
+    """The conversation format a record is laid out in (``chat-jsonl``, ``alpaca``, ``sharegpt``,
+    ``pairs``), or None."""
     keys = set(record) if isinstance(record, dict) else set()
-    return next((fmt for fmt, (wanted, _) in _CONVERSATION_LAYOUTS.items() if wanted <= keys), None)
+    return next((fmt for fmt, (laid_out, _) in _CONVERSATION_LAYOUTS.items() if laid_out(keys)), None)
 
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
@@ -414,7 +415,38 @@ def _text_parts(message: dict, location: str, faults: list) -> str | None:
     return "\n\n".join(texts) if texts and len(texts) == len(message["content"]) else None
 
 
-_CONVERSATION_LAYOUTS = {"chat-jsonl": ({"messages"}, _read_chat_record),
-                         "alpaca": ({"instruction", "output"}, _read_alpaca_record),
-                         "sharegpt": ({"conversations"}, _read_sharegpt_record)}
-"""Each conversation format: the keys that tell a record is laid out in it, and its record reader."""
+PAIRS = (("prompt", "completion"), ("prompt", "response"), ("question", "answer"), ("input", "output"))
+"""A message and its reply, as one record's two fields: OpenAI's and TRL's ``{"prompt", "completion"}``,
+``{"prompt", "response"}``, a spreadsheet of FAQs' ``question, answer`` (a record with a ``context``
+is a flat QA question instead), ``{"input", "output"}``."""
+
+
+def _pair_of(record: dict) -> tuple[str, str] | None:
+    return next((pair for pair in PAIRS if set(pair) <= set(record)), None) if "context" not in record else None
+
+
+def _read_pair_record(record: Any, location: str):
+    """A message and its reply in two fields (``PAIRS``), ``"system"`` optional: a one-turn conversation."""
+    faults: list[tuple[str, str]] = []
+    if _object(record, location, faults) is None:
+        return None, [], faults
+    pair = _pair_of(record)
+    if pair is None:
+        faults.append((location, f"expected the fields {' and '.join(_quote(k) for k in PAIRS[0])} (or "
+                                 f"{', '.join(' and '.join(_quote(k) for k in p) for p in PAIRS[1:])})"))
+        return None, [], faults
+    asked, answered = (_field(record, key, str, location, faults) for key in pair)
+    system = _optional_text(record, "system", location, faults)
+    if faults:
+        return None, [], faults
+    conversation = [{"role": "system", "content": system}] if system else []
+    conversation += [{"role": "user", "content": asked.strip()}, {"role": "assistant", "content": answered.strip()}]
+    locations = [_child(location, "system")] if system else []
+    return conversation, locations + [_child(location, key) for key in pair], faults
+
+
+_CONVERSATION_LAYOUTS = {"chat-jsonl": (lambda keys: "messages" in keys, _read_chat_record),
+                         "alpaca": (lambda keys: {"instruction", "output"} <= keys, _read_alpaca_record),
+                         "sharegpt": (lambda keys: "conversations" in keys, _read_sharegpt_record),
+                         "pairs": (lambda keys: _pair_of(keys) is not None, _read_pair_record)}
+"""Each conversation format: whether a record's keys are laid out in it, and its record reader."""

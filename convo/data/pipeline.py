@@ -355,7 +355,7 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
 
 def _records_reader(records: list) -> Callable[[list[tuple[str, Any]]], _Parsed] | None:
     """The reader of a file of one record a line or a row (JSON Lines, Parquet), by the records' layout."""
-    if any(conversation_layout(record) for record in records):  # chat messages, Alpaca or ShareGPT
+    if any(conversation_layout(record) for record in records):  # chat messages, Alpaca, ShareGPT or prompt/completion
         return _read_chat_records
     if _flat_question(records[0]):  # SQuAD as Hugging Face datasets writes it, or flat QA
         return _read_flat
@@ -405,7 +405,8 @@ def _parse_table(text: str, name: str, capped: bool) -> _Parsed:
     reader = _records_reader(records) if records else None
     if reader is None:
         raise _Reject(f"{UNRECOGNISED}; a table's first row names the columns \"context\", \"question\" and "
-                      f"\"answer\", or \"instruction\", \"input\" and \"output\": found {_keys(columns)}")
+                      f"\"answer\", \"instruction\", \"input\" and \"output\", or \"prompt\" and \"completion\" "
+                      f"(or \"question\" and \"answer\" alone): found {_keys(columns)}")
     parsed = reader([(f"row {number}", record) for number, record in rows])
     parsed.records += len(bad)
     parsed.skipped += len(bad)
@@ -419,8 +420,8 @@ def _flat_question(record: Any) -> bool:
     return isinstance(record, dict) and "question" in record and "context" in record and "questions" not in record
 
 
-_TRAINING_DATA = ("training reads questions with their answers, or conversations (CoQA, SQuAD, chat JSONL, Alpaca "
-                  "or ShareGPT); the Questions tab asks questions about a document")
+_TRAINING_DATA = ("training reads questions with their answers, or conversations (CoQA, SQuAD, chat JSONL, Alpaca, "
+                  "ShareGPT or prompt/completion); the Questions tab asks questions about a document")
 """Said of a document given as training data (a PDF, a web page, a passage in a .txt file)."""
 
 
@@ -509,11 +510,11 @@ def _work(value: Any) -> int:
 
 
 def _read_value(value: Any) -> _Parsed:
-    if conversation_layout(value):  # one conversation as a lone object (chat messages, Alpaca or ShareGPT)
+    if conversation_layout(value):  # one conversation as a lone object (any conversation layout)
         return _read_chat_records([("line 1", value)])
     if isinstance(value, list):
         first = _first_object(value)
-        if first is not None and conversation_layout(first):  # chat messages, Alpaca or ShareGPT
+        if first is not None and conversation_layout(first):  # chat messages, Alpaca, ShareGPT or prompt/completion
             return _read_chat_records([(f"[{i}]", rec) for i, rec in enumerate(value)])
         if _flat_question(first):  # SQuAD as Hugging Face datasets writes it, or flat QA
             return _read_flat([(f"[{i}]", rec) for i, rec in enumerate(value)])

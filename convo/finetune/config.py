@@ -152,7 +152,8 @@ class FinetuneConfig:
     """One fine-tuning run from files: what the CLI parses, the tab fills and a job saves as config.json."""
 
     train_data: str
-    """Training data file (CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca or ShareGPT; JSON, JSON Lines or Parquet)."""
+    """Training data file (CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT or prompt/completion; JSON,
+    JSON Lines, Parquet, CSV or TSV)."""
     output_dir: str
     """Where the finished adapter is saved (peft files, tokenizer, card, convo_adapter.json)."""
     model_name: str = BUNDLED

@@ -34,6 +34,10 @@ def main() -> None:
     pd.DataFrame([{"instruction": "Name a French pastry.", "input": "", "output": "A crème brûlée, or a café éclair."},
                   {"instruction": "Say thanks in German.", "input": "", "output": "Danke schön – or „Danke“."}]).to_csv(
         HERE / "good" / "alpaca_cp1252.csv", index=False, encoding="cp1252")
+    # a spreadsheet of FAQs: a question and its answer a row, no passage
+    pd.DataFrame([{"question": "When does the library open?", "answer": "At nine on weekdays, at eleven on Sundays."},
+                  {"question": "Can I renew a book online?", "answer": "Yes, twice, from your account page."}]).to_csv(
+        HERE / "good" / "faq.csv", index=False)
     # a cell with an unquoted separator (written by hand): row 3 has 4 cells under 3 columns
     (HERE / "bad" / "shifted.csv").write_text(
         "context,question,answer\n"
