@@ -406,6 +406,14 @@ def test_a_message_and_its_reply_in_two_fields_is_a_one_turn_chat(tmp_path):
     for record in pairs:
         (tmp_path / "one.json").write_text(json.dumps([record]))
         assert load_examples(tmp_path / "one.json", "chat")[0][0][-1] == {"role": "assistant", "content": "Hello."}
+    # TRL's conversational prompt-completion: lists of messages
+    trl = [{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Sky colour?"}],
+            "completion": [{"role": "assistant", "content": "Blue."}]},
+           {"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "bot", "content": "Hey"}]}]
+    (tmp_path / "trl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trl))
+    examples, report = load_examples(tmp_path / "trl.jsonl", None)
+    assert examples == [trl[0]["prompt"] + trl[0]["completion"]] and report.task == "chat"
+    assert report.faults == ['line 2, completion[0].role: expected "system", "user" or "assistant", got "bot"']
     # a record with a passage is still a flat QA question; a faulty record is named
     flat = {"context": "Bees make honey.", "question": "What do bees make?", "answer": "honey"}
     (tmp_path / "flat.jsonl").write_text(json.dumps(flat) + "\n" + json.dumps({**flat, "question": "Who makes it?"}))

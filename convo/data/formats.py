@@ -376,9 +376,20 @@ def _read_chat_record(record: Any, location: str):
     messages = _field(record, "messages", list, location, faults)
     if record.get("meta") is not None:
         _field(record, "meta", dict, location, faults)
-    conversation = []
-    for index, message in enumerate(messages or []):
-        where = _child(location, f"messages[{index}]")
+    conversation, locations = _read_messages(messages or [], location, "messages", faults)
+    if not faults and messages:
+        faults.extend(_missing_roles(conversation, location, {"user": '"user"', "assistant": '"assistant"'}))
+    if faults:
+        return None, [], faults
+    return conversation, locations, faults
+
+
+def _read_messages(messages: list, location: str, key: str, faults: list) -> tuple[list[dict], list[str]]:
+    """``[{"role", "content"}, ...]`` under ``key`` of a record: the messages and their locations; each
+    fault is added to ``faults``."""
+    conversation, locations = [], []
+    for index, message in enumerate(messages):
+        where = _child(location, f"{key}[{index}]")
         if _object(message, where, faults) is None:
             continue
         role = _field(message, "role", str, where, faults)
@@ -387,12 +398,8 @@ def _read_chat_record(record: Any, location: str):
         if role is not None and role not in ROLES:
             faults.append((_child(where, "role"), f'expected "system", "user" or "assistant", got {_quote(role)}'))
         conversation.append({"role": role, "content": content})
-    if not faults and messages:
-        faults.extend(_missing_roles(conversation, location, {"user": '"user"', "assistant": '"assistant"'}))
-    if faults:
-        return None, [], faults
-    locations = [_child(location, f"messages[{i}]") for i in range(len(conversation))]
-    return conversation, locations, faults
+        locations.append(where)
+    return conversation, locations
 
 
 def _text_parts(message: dict, location: str, faults: list) -> str | None:
@@ -426,7 +433,8 @@ def _pair_of(record: dict) -> tuple[str, str] | None:
 
 
 def _read_pair_record(record: Any, location: str):
-    """A message and its reply in two fields (``PAIRS``), ``"system"`` optional: a one-turn conversation."""
+    """A message and its reply in two fields (``PAIRS``), ``"system"`` optional: a one-turn conversation;
+    or, as TRL's conversational prompt-completion, two lists of ``{"role", "content"}`` messages."""
     faults: list[tuple[str, str]] = []
     if _object(record, location, faults) is None:
         return None, [], faults
@@ -435,6 +443,12 @@ def _read_pair_record(record: Any, location: str):
         faults.append((location, f"expected the fields {' and '.join(_quote(k) for k in PAIRS[0])} (or "
                                  f"{', '.join(' and '.join(_quote(k) for k in p) for p in PAIRS[1:])})"))
         return None, [], faults
+    if all(isinstance(record[key], list) for key in pair):  # TRL's conversational prompt-completion
+        prompt, prompt_at = _read_messages(record[pair[0]], location, pair[0], faults)
+        reply, reply_at = _read_messages(record[pair[1]], location, pair[1], faults)
+        if not faults:
+            faults.extend(_missing_roles(prompt + reply, location, {"user": '"user"', "assistant": '"assistant"'}))
+        return (None, [], faults) if faults else (prompt + reply, prompt_at + reply_at, faults)
     asked, answered = (_field(record, key, str, location, faults) for key in pair)
     system = _optional_text(record, "system", location, faults)
     if faults:
