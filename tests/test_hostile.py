@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
+from convo.data import UNRECOGNISED
+
 GOOD_CHAT = {"messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How are you?"}]}
 KNOBS = dict(system_prompt="You are brief.", curious=False, interviewer=False, temperature=0, top_p=0.9, top_k=50,
              max_new_tokens=12, repetition_penalty=1.0, seed=-1)
@@ -41,7 +43,7 @@ def dump(value) -> bytes:
 
 def corpus() -> list[tuple[str, bytes, str]]:
     """(file name, content, text the report must contain): 46 hostile or odd uploads."""
-    unrecognised = "or ShareGPT ([{\"conversations\": [{\"from\", \"value\"}]}])"
+    unrecognised = UNRECOGNISED[-80:]  # the end of the "unrecognised format" message, before what was found
     coqa_simple = dump(simple(3))
     return [
         # what froze the server: a quote and escaped quotes (quadratic regex), then at 4 MB
