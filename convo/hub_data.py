@@ -186,7 +186,7 @@ def _one_split(repo_id: str, groups: Mapping[str, list[str]], what: str) -> list
 def _split_files(repo_id: str, files: Mapping[str, int], split: str, alone_ok: bool = True) -> list[str]:
     """The data files of ``split`` (its shards, or its one file); with no file named for it, the
     dataset's only data file when ``alone_ok``, else none."""
-    data = [path for path in files if path.lower().endswith(DATA_FILE_SUFFIXES)]
+    data = sorted(path for path in files if path.lower().endswith(DATA_FILE_SUFFIXES))
     named = [path for path in data if re.search(rf"(?:^|[/_.-]){re.escape(split)}(?:[/_.-]|$)", path.lower())]
     if named:
         return _one_split(repo_id, _grouped(named), f"its {split} split")
@@ -197,9 +197,9 @@ def _split_files(repo_id: str, files: Mapping[str, int], split: str, alone_ok: b
     groups = _grouped(data)
     if len(groups) == 1:
         return _one_split(repo_id, groups, "its data")
-    listed = ", ".join(sorted(data)[:5]) + (", ..." if len(data) > 5 else "")
+    listed = ", ".join(data[:5]) + (", ..." if len(data) > 5 else "")
     raise HubError(f"The dataset {repo_id} has {len(data)} data files and none named {split} ({listed}): name one, "
-                   f"as {repo_id}/{sorted(data)[0]}.")
+                   f"as {repo_id}/{data[0]}.")
 
 
 def _named_files(repo_id: str, files: Mapping[str, int], path: str) -> list[str]:
@@ -263,13 +263,13 @@ def _join_parquet(parts: Sequence[Path], out: Path, names: Sequence[str]) -> Non
             for batch in table_file.iter_batches(batch_size=_JOIN_ROWS):
                 writer.write_table(pa.Table.from_batches([batch]).cast(writer.schema))
         writer.close()
-    except (pa.ArrowException, OSError) as exc:
-        out.unlink(missing_ok=True)
-        raise HubError(f"{name} is not a Parquet table that can be read ({type(exc).__name__}: {str(exc)[:120]})") from None
-    except BaseException:
-        if writer is not None:
+    except BaseException as exc:
+        if writer is not None and writer.is_open:
             writer.close()
         out.unlink(missing_ok=True)
+        if isinstance(exc, (pa.ArrowException, OSError)):
+            raise HubError(f"{name} is not a Parquet table that can be read ({type(exc).__name__}: "
+                           f"{str(exc)[:120]})") from None
         raise
 
 

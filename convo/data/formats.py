@@ -252,17 +252,27 @@ def _read_hf_answers(answers: dict, location: str, context: str | None, faults: 
 
 def _read_lines(lines: list[tuple[int, Any]], read_records: Callable[[list[tuple[str, Any]]], _Parsed]) -> _Parsed:
     """JSON Lines records read by ``read_records``, with each line that is not JSON as a fault of its own."""
-    parsed = read_records([(f"line {n}", v) for n, v in lines if not isinstance(v, json.JSONDecodeError)])
-    bad = [(f"line {n}", v.msg if isinstance(v, _LineFault) else f"invalid JSON ({v.msg} at column {v.colno})")
+    good = [(n, v) for n, v in lines if not isinstance(v, json.JSONDecodeError)]
+    bad = [(n, v.msg if isinstance(v, _LineFault) else f"invalid JSON ({v.msg} at column {v.colno})")
            for n, v in lines if isinstance(v, json.JSONDecodeError)]
+    return read_numbered("line", good, bad, read_records)
+
+
+def read_numbered(unit: str, records: list[tuple[int, Any]], bad: list[tuple[int, str]],
+                  read_records: Callable[[list[tuple[str, Any]]], _Parsed]) -> _Parsed:
+    """Records numbered by ``unit`` (a file's ``line``, a table's ``row``) read by ``read_records``, and
+    each one that could not be read, ``(number, why)``, as a skipped record and a fault of its own; the
+    faults in the file's order."""
+    parsed = read_records([(f"{unit} {n}", v) for n, v in records])
     parsed.records += len(bad)
     parsed.skipped += len(bad)
-    parsed.faults = sorted(parsed.faults + bad, key=lambda fault: _line_number(fault[0]))
+    parsed.faults = sorted(parsed.faults + [(f"{unit} {n}", why) for n, why in bad],
+                           key=lambda fault: _number(fault[0]))
     return parsed
 
 
-def _line_number(location: str) -> int:
-    return int(re.match(r"line (\d+)", location).group(1))
+def _number(location: str) -> int:
+    return int(re.match(r"\w+ (\d+)", location).group(1))
 
 
 def _read_chat_records(records: list[tuple[str, Any]]) -> _Parsed:

@@ -17,7 +17,7 @@ from .parquet import is_parquet, parquet_rows
 from .tables import is_table, table_rows
 from .checks import _quote, _safe, _type_name
 from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passages, _read_records,
-                      _read_squad, conversation_layout, passage_layout)
+                      _read_squad, conversation_layout, passage_layout, read_numbered)
 from .report import (Report, _broken_questions_error, _count, _dedupe, _fault_lines, _flag_non_questions, _measure,
                      _usability_error)
 
@@ -223,12 +223,14 @@ def _decode(data: bytes, kind: str = "JSON text", fallback: str | None = None) -
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        try:
-            return data.decode(fallback) if fallback else data.decode("utf-8")
-        except UnicodeDecodeError:
-            also = f" or {fallback}" if fallback else ""
-            raise _Reject(f"file is not UTF-8{also} text (invalid byte 0x{data[err.start]:02x} at offset "
-                          f"{err.start})") from None
+        if fallback:
+            try:
+                return data.decode(fallback)
+            except UnicodeDecodeError:
+                pass
+        also = f" or {fallback}" if fallback else ""
+        raise _Reject(f"file is not UTF-8{also} text (invalid byte 0x{data[err.start]:02x} at offset "
+                      f"{err.start})") from None
     return text.removeprefix("\ufeff")  # Windows editors add a UTF-8 byte-order mark
 
 
@@ -354,7 +356,7 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
 
 
 def _records_reader(records: list) -> Callable[[list[tuple[str, Any]]], _Parsed] | None:
-    """The reader of a file of one record a line or a row (JSON Lines, Parquet), by the records' layout."""
+    """The reader of a file of one record a line or a row (JSON Lines, Parquet, CSV), by the records' layout."""
     if any(conversation_layout(record) for record in records):  # chat messages, Alpaca, ShareGPT or prompt/completion
         return _read_chat_records
     if _flat_question(records[0]):  # SQuAD as Hugging Face datasets writes it, or flat QA
@@ -390,9 +392,8 @@ def _parse_parquet(data: bytes, max_bytes: int | None) -> _Parsed:
 
 
 def _parse_table(text: str, name: str, capped: bool) -> _Parsed:
-    """The rows of a CSV or TSV file (a spreadsheet's export), read as JSON Lines records are: flat
-    questions (``context, question, answer``) or Alpaca (``instruction, input, output``); faults name
-    the spreadsheet's row."""
+    """The rows of a CSV or TSV file (a spreadsheet's export), read as JSON Lines records are (flat
+    questions, Alpaca, prompt/completion...); faults name the spreadsheet's row."""
     try:
         rows, bad, columns = table_rows(text, name, MAX_WORK if capped else None)
     except ValueError as exc:
@@ -407,12 +408,7 @@ def _parse_table(text: str, name: str, capped: bool) -> _Parsed:
         raise _Reject(f"{UNRECOGNISED}; a table's first row names the columns \"context\", \"question\" and "
                       f"\"answer\", \"instruction\", \"input\" and \"output\", or \"prompt\" and \"completion\" "
                       f"(or \"question\" and \"answer\" alone): found {_keys(columns)}")
-    parsed = reader([(f"row {number}", record) for number, record in rows])
-    parsed.records += len(bad)
-    parsed.skipped += len(bad)
-    parsed.faults = sorted(parsed.faults + [(f"row {number}", message) for number, message in bad],
-                           key=lambda fault: int(re.match(r"row (\d+)", fault[0]).group(1)))
-    return parsed
+    return read_numbered("row", rows, bad, reader)
 
 
 def _flat_question(record: Any) -> bool:
