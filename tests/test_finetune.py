@@ -819,14 +819,14 @@ def test_tab_shows_the_planned_time_split_before_the_run(tab):
 
 
 def test_the_tabs_hub_fetch_fills_the_boxes_it_should(tab, tmp_path, monkeypatch):
+    """A dataset's id fills both boxes (the validation split's when it has one, else clears it and says
+    part of the training file is held out); a named file fills the training box only; shards are joined."""
     import io
 
     import pyarrow.parquet as pq
 
     from convo.ui import finetune_data
 
-    """A dataset's id fills both boxes (the validation split's when it has one, else clears it and says
-    part of the training file is held out); a named file fills the training box only; shards are joined."""
     hub = serve_fake_hub(monkeypatch, tmp_path, {TOKEN: "alice"})
     parquet = (DATA / "good" / "coqa_hf.parquet").read_bytes()
     hub.add_repo("stanfordnlp/coqa", {"data/train-00000-of-00001.parquet": parquet,
