@@ -1196,6 +1196,27 @@ def test_a_spreadsheets_csv_is_reported_and_planned(chromium, tiny_app, tmp_path
     context.close()
 
 
+def test_an_excel_workbook_is_reported_and_planned_and_gives_seeds(chromium, tiny_app, tmp_path):
+    """An FAQ kept in Excel (a title above the table, an answer that is a number): the pickers did not
+    offer .xlsx, and given anyway it was "an office document, not training data". Its first sheet is
+    read as its CSV export is, the plan follows, and the Synthetic tab takes its questions as seeds."""
+    path = Path(__file__).parent / "data" / "good" / "faq_sheet.xlsx"
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    for picker in ("#ft-upload", "#ft-val-upload"):
+        assert ".xlsx" in accepted_suffixes(page, picker)
+    report, rows = upload_and_plan(page, path, "conversations", tmp_path / "xlsx.png")
+    assert "faq_sheet.xlsx" in report and "prompt/completion" in report and "office" not in report, report
+    assert rows.get("conversations") == "4" and rows.get("messages") == "8", report
+    page.get_by_role("tab", name="Synthetic").click()
+    assert ".xlsx" in accepted_suffixes(page, "#synth-seed-file")
+    page.locator("#synth-seed-file input[type=file]").set_input_files(str(path))
+    page.wait_for_function("() => document.querySelector('#synth-seeds textarea').value.startsWith("
+                           "'When does the library open?\\nHow many books can I borrow?')", timeout=30_000)
+    assert page.locator("#synth-seeds textarea").input_value().splitlines()[-1] == "Is there wifi?"
+    context.close()
+
+
 def test_a_hub_datasets_training_file_is_fetched_into_the_report(chromium, launch, tiny_causal, tmp_path):
     """A user with internet types ``stanfordnlp/coqa``: its train split's Parquet file (from a local Hub
     that the real huggingface_hub client talks to) is fetched into the upload box, and the report and

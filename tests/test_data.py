@@ -6,11 +6,13 @@ Run: python -m pytest tests/test_data.py -q
 from __future__ import annotations
 
 import hashlib
+import io
 import importlib.util
 import json
 import os
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -174,6 +176,9 @@ GOOD_COUNTS = {
     "alpaca.tsv": ("alpaca", 3, 0, 0, 0, 3, 6),
     "alpaca_cp1252.csv": ("alpaca", 2, 0, 0, 0, 2, 4),  # Excel's "CSV (Comma delimited)": Windows-1252
     "faq.csv": ("pairs", 2, 0, 0, 0, 2, 4),  # question and answer columns, no passage: one-turn chats
+    # Excel workbooks written by XlsxWriter: pandas' to_excel, and a sheet with a title above its table
+    "flat_qa.xlsx": ("flat-qa", 4, 2, 4, 3, 0, 0),
+    "faq_sheet.xlsx": ("pairs", 4, 0, 0, 0, 4, 8),
     "prompt_completion.jsonl": ("pairs", 3, 0, 0, 0, 3, 7),  # OpenAI's legacy fine-tuning file (and TRL's)
 }
 
@@ -388,6 +393,40 @@ def test_a_spreadsheets_table_gives_the_examples_of_its_json_records(tmp_path):
     long = "Bees dance. " * 20_000  # a 240 kB passage in one cell (the csv module's own limit is 128 KB)
     report = validate_bytes(f"context,question\n{long},Why do bees dance?\n".encode(), "long.csv")
     assert report.ok and report.questions == 1, report.error
+
+
+def test_an_excel_workbook_reads_as_its_csv_export(tmp_path):
+    """A spreadsheet of training data is often an .xlsx, which was "an office document, not training
+    data". Its first sheet now reads as the same table saved as CSV does, laid out as people lay one
+    out (a title above the header, the table from column B), with numbers, dates and booleans as text."""
+    for task in ("qg", "qa"):
+        assert load_examples(GOOD / "flat_qa.xlsx", task)[0] == load_examples(GOOD / "flat_qa.csv", task)[0]
+    examples, report = load_examples(GOOD / "faq_sheet.xlsx", None)
+    assert report.task == "chat" and [(e[0]["content"], e[1]["content"]) for e in examples] == [
+        ("When does the library open?", "At nine on weekdays, at eleven on Sundays."),
+        ("How many books can I borrow?", "12"), ("When did the new wing open?", "2024-05-01"),
+        ("Is there wifi?", "TRUE")]
+    passages, _ = load_data(GOOD / "flat_qa.xlsx")
+    assert [p.source for p in passages] == ["row 2", "row 5"]  # Excel's row numbers, as in the CSV
+    # what cannot be read says what to do, and a workbook that unpacks to more than the cap is not unpacked
+    whole = (GOOD / "faq_sheet.xlsx").read_bytes()
+    for data, name, message in [
+        (whole[:400], "cut.xlsx", "file is not an Excel workbook that can be read (File is not a zip file)"),
+        (b"\xd0\xcf\x11\xe0" + bytes(600), "old.xls", "file is a spreadsheet that convo does not read: save it as "
+         "an Excel workbook (.xlsx) or as CSV, its first row naming the columns"),
+        (b"\xd0\xcf\x11\xe0" + bytes(600), "locked.xlsx", "file is an Excel workbook locked with a password: save a "
+         "copy without the password and upload that"),
+    ]:
+        assert validate_bytes(data, name).error == message, name
+    padded = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(whole)) as source, zipfile.ZipFile(padded, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            out.writestr(info, source.read(info))
+        out.writestr("xl/media/padding.bin", bytes(5 * 2**20))  # 5 MB of zeros, about 5 kB packed
+    report = validate_bytes(padded.getvalue(), "padded.xlsx", max_bytes=2**20)
+    assert report.error == ("file unpacks to 5.0 MB, over the 4 MB a workbook may unpack to: split it into "
+                            "smaller files"), report.error
+    assert validate_bytes(padded.getvalue(), "padded.xlsx").ok  # under the default cap it is read
 
 
 def test_a_message_and_its_reply_in_two_fields_is_a_one_turn_chat(tmp_path):

@@ -218,7 +218,7 @@ def test_seed_and_config_files_saved_as_utf16_are_read(tmp_path):
 
 @pytest.mark.parametrize("name, message", [
     ("seeds_missing_field.jsonl",
-     'seeds_missing_field.jsonl line 2: missing "seed" (or "message", "text", "prompt", "content", or chat "messages")'),
+     'seeds_missing_field.jsonl line 2: missing "seed" (or "message", "text", "prompt", "content", "question", or chat "messages")'),
     ("seeds_invalid.jsonl", "seeds_invalid.jsonl line 2: invalid JSON"),
     ("seeds_empty.txt", "seeds_empty.txt: no seed messages"),
 ])

@@ -14,7 +14,7 @@ from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, M
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
 from .parquet import is_parquet, parquet_rows
-from .tables import is_table, table_rows
+from .tables import WORKBOOK_SUFFIXES, is_table, is_workbook, table_rows, workbook_rows
 from .checks import _quote, _safe, _type_name
 from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passages, _read_records,
                       _read_squad, conversation_layout, passage_layout, read_numbered)
@@ -124,11 +124,14 @@ def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_byte
     if max_bytes is not None and len(data) > max_bytes:
         return _rejected(report, _size_message(len(data), max_bytes)), [], []
     report.sha256 = hashlib.sha256(data).hexdigest()
-    if (packed := _packed_reason(data, name)) is not None:
+    workbook = is_workbook(name, data)
+    if not workbook and (packed := _packed_reason(data, name)) is not None:
         return _rejected(report, packed), [], []
     try:
         if is_parquet(data):
             parsed = _parse_parquet(data, max_bytes)
+        elif workbook:
+            parsed = _parse_workbook(data, max_bytes)
         elif is_table(name):
             parsed = _parse_table(_decode(data, 'a table', fallback='cp1252'), name, capped=max_bytes is not None)
         else:
@@ -398,6 +401,23 @@ def _parse_table(text: str, name: str, capped: bool) -> _Parsed:
         rows, bad, columns = table_rows(text, name, MAX_WORK if capped else None)
     except ValueError as exc:
         raise _Reject(f"file {exc}") from None
+    return _table_records(rows, bad, columns, capped)
+
+
+def _parse_workbook(data: bytes, max_bytes: int | None) -> _Parsed:
+    """An Excel workbook's first sheet, read as a CSV file's rows are; its parts may unpack to
+    PARQUET_UNPACKED times the upload limit (a workbook is a zip of XML, compressed as Parquet is)."""
+    capped = max_bytes is not None
+    try:
+        rows, bad, columns = workbook_rows(data, PARQUET_UNPACKED * max_bytes if capped else None,
+                                           MAX_WORK if capped else None)
+    except ValueError as exc:
+        raise _Reject(f"file {exc}") from None
+    return _table_records(rows, bad, columns, capped)
+
+
+def _table_records(rows: list, bad: list, columns: list[str], capped: bool) -> _Parsed:
+    """A spreadsheet's numbered rows (``tables.table_rows``, ``tables.workbook_rows``) read as records."""
     if not rows and not bad:
         raise _Reject("file has no records: the table has no rows under its header")
     records = [record for _, record in rows]
@@ -426,6 +446,14 @@ def _packed_reason(data: bytes, name: str) -> str | None:
     head = data[:1024].lstrip()
     if head.startswith(b"%PDF-"):
         return f"file is a PDF document, not training data: {_TRAINING_DATA}"
+    spreadsheet = name.lower().endswith((".ods", ".numbers", ".xls"))
+    if head.startswith(b"\xd0\xcf\x11\xe0") or (head.startswith(b"PK\x03\x04") and spreadsheet):  # (OLE2: .xls, .doc)
+        if name.lower().endswith(WORKBOOK_SUFFIXES):  # Excel keeps a workbook with a password in an OLE2 file
+            return "file is an Excel workbook locked with a password: save a copy without the password and upload that"
+        if spreadsheet:
+            return ("file is a spreadsheet that convo does not read: save it as an Excel workbook (.xlsx) or as CSV, "
+                    "its first row naming the columns")
+        return f"file is an office document, not training data: {_TRAINING_DATA}"
     if head.startswith(b"PK\x03\x04"):
         if name.lower().endswith((".docx", ".odt", ".pptx", ".xlsx", ".epub")):
             return f"file is an office document, not training data: {_TRAINING_DATA}"

@@ -1,8 +1,7 @@
-"""Keyword and persona configs, templates and seed files: reading and checking what a synthetic run is given."""
+"""Keyword and persona configs and templates: reading and checking what a synthetic run is given (seed
+files: ``seeds``)."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -10,9 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import MAX_BYTES, MAX_DEPTH, decode_marked, json_depth, parquet_rows
-from ..data.pipeline import PARQUET_UNPACKED
-from ..data.tables import table_delimiter
+from ..data import MAX_DEPTH, decode_marked, json_depth
 from .parsing import word_forms
 
 
@@ -25,7 +22,6 @@ KEYWORD_STRATEGIES = (TURNS, SCRIPT)
 """Keyword mode strategies."""
 DEFAULT_ROLES = ("STUDENT", "TEACHER")
 PERSONA_SCRIPT_ROLES = ("USER", "ASSISTANT")
-SEED_FIELDS = ("seed", "message", "text", "prompt", "content")
 PERSONA_FIELDS = ("motivation", "disposition", "seed", "motivation_name", "disposition_name", "turns")
 RESTYLE_FIELDS = ("message", "role") + PERSONA_FIELDS
 MAX_SEEDS_IN_CARD = 50
@@ -484,91 +480,3 @@ def persona_config_to_dict(personas: Sequence[Persona], *, llm: str | None = Non
 
 
 # --------------------------------------------------------------------------- seeds
-
-
-def parse_seed_text(text: str) -> list[str]:
-    """Typed seed messages: one per line, blank lines skipped."""
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
-
-
-def read_seeds(path: str | Path) -> list[str]:
-    """Seed messages from ``.txt`` (one per line), ``.csv`` (a seed/message/text/prompt column, else the
-    first column), ``.jsonl`` (strings, objects with one of those fields, or conversations ``{"messages"}``,
-    whose first user message is the seed), ``.json`` (a list of them) or ``.parquet`` (rows like those
-    objects: a Hub dataset of prompts or of chats, as downloaded)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return _nonempty_seeds(_parquet_seeds(path), path)
-    text = read_text(path, "utf-8-sig", fallback="cp1252" if suffix == ".csv" else None)
-    if suffix == ".csv":
-        seeds = _csv_seeds(text)
-    elif suffix == ".jsonl":
-        seeds = [_seed_value(_json_line(line, path.name, n), f"{path.name} line {n}")
-                 for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    elif suffix == ".json":
-        data = read_json(path)
-        if not isinstance(data, list):
-            raise ConfigError(f"{path.name}: expected a list of seed messages")
-        seeds = [_seed_value(value, f"{path.name}[{i}]") for i, value in enumerate(data)]
-    else:
-        seeds = parse_seed_text(text)
-    return _nonempty_seeds(seeds, path)
-
-
-def _nonempty_seeds(seeds: list[str], path: Path) -> list[str]:
-    seeds = [s.strip() for s in seeds if s and s.strip()]
-    if not seeds:
-        raise ConfigError(f"{path.name}: no seed messages")
-    return seeds
-
-
-def _parquet_seeds(path: Path) -> list[str]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path.name}: file not found") from None
-    try:
-        rows, _ = parquet_rows(data, max_unpacked=PARQUET_UNPACKED * MAX_BYTES)
-    except ValueError as exc:
-        raise ConfigError(f"{path.name}: the file {exc}") from None
-    return [_seed_value(row, f"{path.name} row {n}") for n, row in enumerate(rows, start=1)]
-
-
-def _csv_seeds(text: str) -> list[str]:
-    """A CSV file's seed column, its cells separated as its first line shows (Excel writes ";" in many locales)."""
-    rows = [row for row in csv.reader(io.StringIO(text), delimiter=table_delimiter(text[:65536]))
-            if any(cell.strip() for cell in row)]
-    if not rows:
-        return []
-    header = [cell.strip().lower() for cell in rows[0]]
-    column = next((header.index(name) for name in SEED_FIELDS if name in header), None)
-    body = rows[1:] if column is not None else rows
-    return [row[column or 0] for row in body if len(row) > (column or 0)]
-
-
-def _json_line(line: str, name: str, number: int) -> Any:
-    try:
-        return _loads_checked(line, f"{name} line {number}")
-    except ConfigError:
-        raise ConfigError(f"{name} line {number}: invalid JSON") from None
-
-
-def _seed_value(value: Any, where: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        for key in SEED_FIELDS:
-            if isinstance(value.get(key), str):
-                return value[key]
-        if isinstance(value.get("messages"), list):  # a conversation (chat JSONL, as Synthetic writes): its opening
-            opening = next((m.get("content") for m in value["messages"] if isinstance(m, dict) and m.get("role") == "user"),
-                           None)
-            if isinstance(opening, list):  # OpenAI's list of parts: the text ones
-                opening = "\n\n".join(part["text"] for part in opening if isinstance(part, dict)
-                                        and part.get("type") == "text" and isinstance(part.get("text"), str)) or None
-            if isinstance(opening, str):
-                return opening
-            raise ConfigError(f'{where}: "messages" has no user message to start from')
-        raise ConfigError(f'{where}: missing "seed" (or "message", "text", "prompt", "content", or chat "messages")')
-    raise ConfigError(f"{where}: expected a string or an object with a seed")

@@ -1,9 +1,12 @@
-"""Writes the CSV and TSV fixtures as other tools write them: pandas ``to_csv`` (quoting cells with
-commas, quotes and line breaks), Excel's ";"-separated CSV of many locales with a UTF-8 byte-order
-mark, and a tab-separated file. Run from the repository root: ``python tests/data/make_tables.py``.
+"""Writes the CSV, TSV and Excel fixtures as other tools write them: pandas ``to_csv`` (quoting cells
+with commas, quotes and line breaks), Excel's ";"-separated CSV of many locales with a UTF-8 byte-order
+mark, a tab-separated file, and workbooks written by XlsxWriter (pandas' ``to_excel`` and a sheet laid
+out by hand), which convo reads with another library (openpyxl). Run from the repository root:
+``python tests/data/make_tables.py`` (``pip install xlsxwriter`` first).
 """
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -45,6 +48,34 @@ def main() -> None:
         "Kilimanjaro is in Tanzania, Africa.,Where is Kilimanjaro?,in Tanzania\n", encoding="utf-8")
     pd.DataFrame({"city": ["Paris", "Lima"], "population": [2_100_000, 10_000_000]}).to_csv(
         HERE / "bad" / "cities.csv", index=False)
+    pd.DataFrame(flat_questions()).to_excel(HERE / "good" / "flat_qa.xlsx", index=False, engine="xlsxwriter")
+    workbooks()
+
+
+def workbooks() -> None:
+    """An FAQ sheet as people lay one out: a title and a blank row above the header, the table from
+    column B, a number, a date and a yes/no as answers, a second sheet; and one with a note typed
+    beside the table, in a column the header does not name."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(HERE / "good" / "faq_sheet.xlsx")
+    sheet = book.add_worksheet("FAQ")
+    sheet.write("B1", "Library FAQ", book.add_format({"bold": True, "font_size": 14}))
+    sheet.write_row("B3", ["question", "answer"], book.add_format({"bold": True}))
+    sheet.write_row("B4", ["When does the library open?", "At nine on weekdays, at eleven on Sundays."])
+    sheet.write_row("B5", ["How many books can I borrow?", 12])
+    sheet.write("B6", "When did the new wing open?")
+    sheet.write_datetime("C6", datetime.datetime(2024, 5, 1), book.add_format({"num_format": "d mmm yyyy"}))
+    sheet.write("B7", "Is there wifi?")
+    sheet.write_boolean("C7", True)
+    book.add_worksheet("Notes").write("A1", "Answers checked in May.")
+    book.close()
+    book = xlsxwriter.Workbook(HERE / "bad" / "unnamed_column.xlsx")
+    sheet = book.add_worksheet()
+    sheet.write_row("A1", ["question", "answer"])
+    sheet.write_row("A2", ["Can I renew a book online?", "Yes, twice, from your account page."])
+    sheet.write_row("A3", ["Do you lend e-books?", "Yes, through the app.", "", "check with IT"])
+    book.close()
 
 
 if __name__ == "__main__":

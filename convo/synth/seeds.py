@@ -1,0 +1,133 @@
+"""Seed messages for persona runs: typed one per line, or read from a file as people have them (a
+text file, a CSV or Excel table, JSON Lines of prompts or of chats, a Hub dataset's Parquet file)."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from ..data import MAX_BYTES, parquet_rows
+from ..data.pipeline import PARQUET_UNPACKED
+from ..data.tables import WORKBOOK_SUFFIXES, sheet_rows, table_delimiter
+from .config import ConfigError, _loads_checked, read_json, read_text
+
+SEED_FIELDS = ("seed", "message", "text", "prompt", "content", "question")
+"""An object's (or a table column's) field that holds a seed message, the first found."""
+
+
+def parse_seed_text(text: str) -> list[str]:
+    """Typed seed messages: one per line, blank lines skipped."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def read_seeds(path: str | Path) -> list[str]:
+    """Seed messages from ``.txt`` (one per line), ``.csv`` or an Excel workbook's first sheet (``.xlsx``:
+    a seed/message/text/prompt/content/question column, else the first column), ``.jsonl`` (strings, objects with one of those fields, or conversations ``{"messages"}``,
+    whose first user message is the seed), ``.json`` (a list of them) or ``.parquet`` (rows like those
+    objects: a Hub dataset of prompts or of chats, as downloaded)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _nonempty_seeds(_parquet_seeds(path), path)
+    if suffix in WORKBOOK_SUFFIXES:
+        return _nonempty_seeds(_workbook_seeds(path), path)
+    text = read_text(path, "utf-8-sig", fallback="cp1252" if suffix == ".csv" else None)
+    if suffix == ".csv":
+        seeds = _csv_seeds(text)
+    elif suffix == ".jsonl":
+        seeds = [_seed_value(_json_line(line, path.name, n), f"{path.name} line {n}")
+                 for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    elif suffix == ".json":
+        data = read_json(path)
+        if not isinstance(data, list):
+            raise ConfigError(f"{path.name}: expected a list of seed messages")
+        seeds = [_seed_value(value, f"{path.name}[{i}]") for i, value in enumerate(data)]
+    else:
+        seeds = parse_seed_text(text)
+    return _nonempty_seeds(seeds, path)
+
+
+def _nonempty_seeds(seeds: list[str], path: Path) -> list[str]:
+    seeds = [s.strip() for s in seeds if s and s.strip()]
+    if not seeds:
+        raise ConfigError(f"{path.name}: no seed messages")
+    return seeds
+
+
+def _parquet_seeds(path: Path) -> list[str]:
+    data = _read_bytes(path)
+    try:
+        rows, _ = parquet_rows(data, max_unpacked=PARQUET_UNPACKED * MAX_BYTES)
+    except ValueError as exc:
+        raise ConfigError(f"{path.name}: the file {exc}") from None
+    return [_seed_value(row, f"{path.name} row {n}") for n, row in enumerate(rows, start=1)]
+
+
+def _workbook_seeds(path: Path) -> list[str]:
+    """An Excel workbook's seed column, as a CSV file's (its first sheet)."""
+    data = _read_bytes(path)
+    try:
+        with sheet_rows(data, max_unpacked=PARQUET_UNPACKED * MAX_BYTES) as rows:
+            return _column_seeds([cells for _, cells in rows if any(cell.strip() for cell in cells)])
+    except ValueError as exc:
+        raise ConfigError(f"{path.name}: the file {exc}") from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"{path.name}: file is over the {MAX_BYTES // 2**20} MB limit")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path.name}: file not found") from None
+
+
+def _csv_seeds(text: str) -> list[str]:
+    """A CSV file's seed column, its cells separated as its first line shows (Excel writes ";" in many locales)."""
+    return _column_seeds([row for row in csv.reader(io.StringIO(text), delimiter=table_delimiter(text[:65536]))
+                          if any(cell.strip() for cell in row)])
+
+
+def _column_seeds(rows: list[list[str]]) -> list[str]:
+    """A table's seeds (its rows with a value): the column a header names seed, message, text, prompt,
+    content or question, under that header (one of the first rows: a sheet may have a title above
+    it), else the first column with a value, every row."""
+    for at, row in enumerate(rows[:HEADER_ROWS]):
+        header = [cell.strip().lower() for cell in row]
+        column = next((header.index(name) for name in SEED_FIELDS if name in header), None)
+        if column is not None:
+            return [row[column] for row in rows[at + 1:] if len(row) > column]
+    column = min((i for row in rows for i, cell in enumerate(row) if cell.strip()), default=0)
+    return [row[column] for row in rows if len(row) > column]
+
+
+HEADER_ROWS = 5
+"""Rows of a seed table searched for its header."""
+
+
+def _json_line(line: str, name: str, number: int) -> Any:
+    try:
+        return _loads_checked(line, f"{name} line {number}")
+    except ConfigError:
+        raise ConfigError(f"{name} line {number}: invalid JSON") from None
+
+
+def _seed_value(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for key in SEED_FIELDS:
+            if isinstance(value.get(key), str):
+                return value[key]
+        if isinstance(value.get("messages"), list):  # a conversation (chat JSONL, as Synthetic writes): its opening
+            opening = next((m.get("content") for m in value["messages"] if isinstance(m, dict) and m.get("role") == "user"),
+                           None)
+            if isinstance(opening, list):  # OpenAI's list of parts: the text ones
+                opening = "\n\n".join(part["text"] for part in opening if isinstance(part, dict)
+                                        and part.get("type") == "text" and isinstance(part.get("text"), str)) or None
+            if isinstance(opening, str):
+                return opening
+            raise ConfigError(f'{where}: "messages" has no user message to start from')
+        raise ConfigError(f'{where}: missing "seed" (or "message", "text", "prompt", "content", "question", or chat "messages")')
+    raise ConfigError(f"{where}: expected a string or an object with a seed")
