@@ -9,6 +9,7 @@ serves the call only (see ``convo.hub``). Example: ``dataset_files("stanfordnlp/
 """
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 import tempfile
@@ -22,15 +23,15 @@ from .hub import HubError, _api, _hub_errors, hub_endpoint, resolve_token, valid
 __all__ = ["DATA_FILE_SUFFIXES", "DataFiles", "data_file_or_dataset", "dataset_files", "dataset_source", "fetch_named",
            "on_the_hub"]
 
-DATA_FILE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv")
-_SUFFIX_WORDS = ".parquet, .jsonl, .json, .csv or .tsv"
-_JOINABLE = (".parquet", ".jsonl")
+DATA_FILE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv", ".jsonl.gz", ".json.gz", ".csv.gz", ".tsv.gz")
+_SUFFIX_WORDS = ".parquet, .jsonl, .json, .csv or .tsv (also gzipped)"
+_JOINABLE = (".parquet", ".jsonl", ".jsonl.gz")
 _JOIN_ROWS = 1024
 """Rows read and written at a time when shards are joined: 3 shards of one 53 MB row group each (3 MB
 compressed) joined in 0.24 s with 100 MB more resident memory, where a row group at a time took 190 MB."""
 _FETCH_ROOT = "convo-hub-data"
 _FETCHES_KEPT = 8
-_SHARD = re.compile(r"^(?P<stem>.+?)-\d{3,6}-of-\d{3,6}(?:-[^/]*)?\.\w+$")
+_SHARD = re.compile(r"^(?P<stem>.+?)-\d{3,6}-of-\d{3,6}(?:-[^/.]*)?\.\w+(?:\.gz)?$")
 """A shard's name, as ``datasets`` writes it: ``train-00000-of-00003.parquet``, with a hash after it on the Hub."""
 
 
@@ -152,6 +153,8 @@ def _split_of(path: str) -> str:
 
     >>> _split_of("data/train_sft-00001-of-00003-5e9a.parquet"), _split_of("default/train/0001.parquet")
     ('data/train_sft', 'default/train')
+    >>> _split_of("data/train-00000-of-00002.jsonl.gz")
+    'data/train'
     """
     shard = _SHARD.match(path)
     if shard:
@@ -234,10 +237,11 @@ def _download(repo_id: str, revision: str | None, paths: Sequence[str], folder: 
                                   endpoint=hub_endpoint(), token=token if token else False)) for path in paths]
     if len(local) == 1:
         return local[0]
-    suffix = Path(paths[0]).suffix.lower()
+    suffix = next(s for s in _JOINABLE if paths[0].lower().endswith(s))
     joined = folder / f"{Path(_split_of(paths[0])).name}{suffix}"
+    join = {".parquet": _join_parquet, ".jsonl": _join_lines, ".jsonl.gz": _join_gzipped_lines}[suffix]
     try:
-        (_join_parquet if suffix == ".parquet" else _join_lines)(local, joined, paths)
+        join(local, joined, paths)
     finally:
         for part in local:  # the shards are in the joined file (or it failed): no second copy on disk
             part.unlink(missing_ok=True)
@@ -282,6 +286,22 @@ def _join_lines(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None:
                     shutil.copyfileobj(source, sink)
                     if source.tell() and (source.seek(-1, 2), source.read(1))[1] != b"\n":
                         sink.write(b"\n")
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+
+
+def _join_gzipped_lines(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None:
+    """Gzipped JSON Lines files into one without unpacking them: a gzip file may hold members one after
+    another, and a member holding a line break between two ends a last line that had none (a blank line
+    more, where one had it, is skipped when read)."""
+    try:
+        with open(out, "wb") as sink:
+            for i, part in enumerate(parts):
+                if i:
+                    sink.write(gzip.compress(b"\n", mtime=0))
+                with open(part, "rb") as source:
+                    shutil.copyfileobj(source, sink)
     except BaseException:
         out.unlink(missing_ok=True)
         raise

@@ -1217,6 +1217,24 @@ def test_an_excel_workbook_is_reported_and_planned_and_gives_seeds(chromium, tin
     context.close()
 
 
+def test_a_gzipped_jsonl_file_is_reported_and_planned(chromium, tiny_app, tmp_path):
+    """``train.jsonl.gz``, as some Hub datasets keep a split: the pickers did not offer .gz, and given
+    anyway it was "file looks binary, not JSON text"."""
+    import subprocess
+
+    path = tmp_path / "chat.jsonl"
+    path.write_bytes((Path(__file__).parent / "data" / "good" / "chat.jsonl").read_bytes())
+    subprocess.run(["gzip", "-9", str(path)], check=True)  # chat.jsonl.gz, as the gzip tool writes it
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    for picker in ("#ft-upload", "#ft-val-upload"):
+        assert ".gz" in accepted_suffixes(page, picker)
+    report, rows = upload_and_plan(page, tmp_path / "chat.jsonl.gz", "conversations", tmp_path / "gz.png")
+    assert "chat.jsonl.gz" in report and "binary" not in report, report
+    assert rows.get("conversations") == "3" and rows.get("messages") == "12", report
+    context.close()
+
+
 def test_a_hub_datasets_training_file_is_fetched_into_the_report(chromium, launch, tiny_causal, tmp_path):
     """A user with internet types ``stanfordnlp/coqa``: its train split's Parquet file (from a local Hub
     that the real huggingface_hub client talks to) is fetched into the upload box, and the report and

@@ -10,6 +10,7 @@ import io
 import importlib.util
 import json
 import os
+import subprocess
 import tempfile
 import time
 import zipfile
@@ -427,6 +428,38 @@ def test_an_excel_workbook_reads_as_its_csv_export(tmp_path):
     assert report.error == ("file unpacks to 5.0 MB, over the 4 MB a workbook may unpack to: split it into "
                             "smaller files"), report.error
     assert validate_bytes(padded.getvalue(), "padded.xlsx").ok  # under the default cap it is read
+
+
+@pytest.mark.parametrize("name", ["chat.jsonl", "squad_v2.json", "alpaca_excel.csv", "squad_hf.parquet"])
+def test_a_gzipped_file_reads_as_the_file_inside(tmp_path, name):
+    """Hub datasets often keep a split as ``train.jsonl.gz`` (Anthropic/hh-rlhf, OpenAssistant): it was "file
+    looks binary, not JSON text". A file compressed by the ``gzip`` tool now reads as the file inside, and
+    the report describes the file uploaded (its size and hash)."""
+    (tmp_path / name).write_bytes((GOOD / name).read_bytes())
+    subprocess.run(["gzip", "-k", "-9", str(tmp_path / name)], check=True)
+    packed = tmp_path / f"{name}.gz"
+    report = validate_file(packed)
+    assert report.ok and report.name == f"{name}.gz" and report.size == packed.stat().st_size
+    assert report.sha256 == hashlib.sha256(packed.read_bytes()).hexdigest()
+    task = report.task
+    assert load_examples(packed, task)[0] == load_examples(GOOD / name, task)[0]
+
+
+def test_a_gzipped_file_is_held_to_the_upload_cap_and_named_when_damaged():
+    import gzip
+
+    inside = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
+    bomb = gzip.compress(inside * (2**21 // len(inside) + 1))  # 2 MB inside, about 7 kB packed
+    report = validate_bytes(bomb, "big.jsonl.gz", max_bytes=2**20)
+    assert report.error == ("file unpacks to more than 1.0 MB, over the limit of the file inside a .gz: split it "
+                            "into smaller files"), report.error
+    assert validate_bytes(bomb, "big.jsonl.gz").ok  # under the default cap it is read
+    assert validate_bytes(gzip.compress(inside)[:-12], "cut.jsonl.gz").error == (
+        "file is a gzip file that ends early (cut short in the download?)")
+    assert validate_bytes(b"\x1f\x8b" + bytes(30), "x.jsonl.gz").error.startswith(
+        "file is not a gzip file that can be read (Error -3 while decompressing data")
+    two = gzip.compress(inside) + gzip.compress(inside.replace(b"Hi", b"Hey"))  # ``cat a.gz b.gz``: two members
+    assert validate_bytes(two, "two.jsonl.gz").conversations == 2
 
 
 def test_a_message_and_its_reply_in_two_fields_is_a_one_turn_chat(tmp_path):

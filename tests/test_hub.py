@@ -407,6 +407,16 @@ def test_a_split_in_shards_is_joined_into_one_file(hub, tmp_path, monkeypatch):
     assert (fetched.train_parts, fetched.validation) == (3, None)  # a path named: no validation split
     joined = hub_data.dataset_files("alice/converted/jsonl/train").train
     assert joined.name == "train.jsonl" and joined.read_text().splitlines() == [x.rstrip("\n") for x in lines]
+    # gzipped JSON Lines shards (as Anthropic/hh-rlhf and OpenAssistant store them): joined without unpacking
+    import gzip
+
+    hub.add_repo("alice/zipped", {"data/train-00000-of-00002.jsonl.gz": gzip.compress("".join(lines[:1]).rstrip("\n").encode()),
+                                  "data/train-00001-of-00002.jsonl.gz": gzip.compress("".join(lines[1:]).encode()),
+                                  "data/test.jsonl.gz": gzip.compress(lines[0].encode())}, repo_type="dataset")
+    fetched = hub_data.dataset_files("alice/zipped")
+    assert (fetched.train.name, fetched.train_parts, fetched.validation) == ("train.jsonl.gz", 2, None)
+    assert gzip.decompress(fetched.train.read_bytes()).decode() == "".join(lines)  # a line break ends shard 1's line
+    assert load_examples(fetched.train, "chat")[0] == load_examples(good / "chat.jsonl", "chat")[0]
     # the cap counts every shard, before anything is downloaded
     with pytest.raises(HubError, match=r"^alice/ultrachat/data/train_sft \(3 files\) is 0\.0 MB, over the 0 MB limit"):
         hub_data.dataset_files("alice/ultrachat/data/train_sft", max_bytes=sum(map(len, sft)) - 1)
@@ -454,9 +464,9 @@ def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_writ
                           "alice/json-shards/train-00000-of-00002.json."),
     ("alice/two", "The dataset alice/two has 2 data files and none named train (a.jsonl, b.jsonl): name one, as "
                   "alice/two/a.jsonl."),
-    ("alice/images", "The dataset alice/images has no .parquet, .jsonl, .json, .csv or .tsv file."),
-    ("alice/images/cat.png", "cat.png is not a data file training reads: name a .parquet, .jsonl, .json, .csv or .tsv "
-                             "file."),
+    ("alice/images", "The dataset alice/images has no .parquet, .jsonl, .json, .csv or .tsv (also gzipped) file."),
+    ("alice/images/cat.png", "cat.png is not a data file training reads: name a .parquet, .jsonl, .json, .csv or .tsv (also "
+                             "gzipped) file."),
     ("stanfordnlp/coqa/data/test.parquet", "The dataset stanfordnlp/coqa has no file data/test.parquet."),
     ("alice/nothing", "Repository alice/nothing was not found on the Hub (or it is private and this token cannot "
                       "read it)."),

@@ -13,6 +13,7 @@ from typing import Any
 from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, MAX_BYTES, MAX_DEPTH, MAX_VALUES, MAX_WORK, MB,
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
+from .packed import gunzipped
 from .parquet import is_parquet, parquet_rows
 from .tables import WORKBOOK_SUFFIXES, is_table, is_workbook, table_rows, workbook_rows
 from .checks import _quote, _safe, _type_name
@@ -124,16 +125,18 @@ def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_byte
     if max_bytes is not None and len(data) > max_bytes:
         return _rejected(report, _size_message(len(data), max_bytes)), [], []
     report.sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        data, name = gunzipped(data, name, max_bytes)
+    except ValueError as exc:
+        return _rejected(report, f"file {exc}"), [], []
     workbook = is_workbook(name, data)
     if not workbook and (packed := _packed_reason(data, name)) is not None:
         return _rejected(report, packed), [], []
     try:
         if is_parquet(data):
             parsed = _parse_parquet(data, max_bytes)
-        elif workbook:
-            parsed = _parse_workbook(data, max_bytes)
-        elif is_table(name):
-            parsed = _parse_table(_decode(data, 'a table', fallback='cp1252'), name, capped=max_bytes is not None)
+        elif workbook or is_table(name):
+            parsed = _parse_table(data, name, workbook, max_bytes)
         else:
             parsed = _parse(_decode(data), capped=max_bytes is not None)
     except _Reject as reject:
@@ -394,30 +397,17 @@ def _parse_parquet(data: bytes, max_bytes: int | None) -> _Parsed:
     return reader([(f"row {number}", row) for number, row in enumerate(rows, start=1)])
 
 
-def _parse_table(text: str, name: str, capped: bool) -> _Parsed:
-    """The rows of a CSV or TSV file (a spreadsheet's export), read as JSON Lines records are (flat
-    questions, Alpaca, prompt/completion...); faults name the spreadsheet's row."""
-    try:
-        rows, bad, columns = table_rows(text, name, MAX_WORK if capped else None)
-    except ValueError as exc:
-        raise _Reject(f"file {exc}") from None
-    return _table_records(rows, bad, columns, capped)
-
-
-def _parse_workbook(data: bytes, max_bytes: int | None) -> _Parsed:
-    """An Excel workbook's first sheet, read as a CSV file's rows are; its parts may unpack to
-    PARQUET_UNPACKED times the upload limit (a workbook is a zip of XML, compressed as Parquet is)."""
+def _parse_table(data: bytes, name: str, workbook: bool, max_bytes: int | None) -> _Parsed:
+    """A spreadsheet's rows read as JSON Lines records are (flat questions, Alpaca, prompt/completion...),
+    faults naming its rows: a CSV or TSV file's, or an Excel workbook's first sheet (whose parts, a zip
+    of XML, may unpack to PARQUET_UNPACKED times the upload limit)."""
     capped = max_bytes is not None
     try:
-        rows, bad, columns = workbook_rows(data, PARQUET_UNPACKED * max_bytes if capped else None,
-                                           MAX_WORK if capped else None)
+        rows, bad, columns = (workbook_rows(data, PARQUET_UNPACKED * max_bytes if capped else None,
+                                            MAX_WORK if capped else None) if workbook else
+                              table_rows(_decode(data, "a table", fallback="cp1252"), name, MAX_WORK if capped else None))
     except ValueError as exc:
         raise _Reject(f"file {exc}") from None
-    return _table_records(rows, bad, columns, capped)
-
-
-def _table_records(rows: list, bad: list, columns: list[str], capped: bool) -> _Parsed:
-    """A spreadsheet's numbered rows (``tables.table_rows``, ``tables.workbook_rows``) read as records."""
     if not rows and not bad:
         raise _Reject("file has no records: the table has no rows under its header")
     records = [record for _, record in rows]

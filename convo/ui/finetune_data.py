@@ -15,7 +15,7 @@ from ..hub import HubError, resolve_token
 from ..hub_data import dataset_files, dataset_source
 from .common import spec_from
 
-DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".xlsx")  # Parquet: as the Hub stores datasets; CSV, Excel: spreadsheets
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".xlsx", ".gz")  # Parquet: as the Hub stores datasets; CSV, Excel: spreadsheets; .gz: any of them gzipped
 UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT or prompt/completion file (up to "
                f"{MAX_BYTES // MB} MB) "
                "to see what it holds (CoQA's training set as Hugging Face `datasets` writes it is about 20 MB). "
@@ -23,7 +23,7 @@ UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, Shar
                "and `rajpurkar/squad` upload as they are. A spreadsheet works too, as an Excel workbook (its first "
                "sheet) or saved as CSV or TSV, its first row naming the columns: `context, question, answer`, "
                "`instruction, input, output`, or a message and its reply (`prompt, completion` or "
-               "`question, answer`). "
+               "`question, answer`). Any of these may be gzipped (`train.jsonl.gz`, as some Hub datasets store them). "
                "A larger one, such as the official CoQA or SQuAD 2.0 training file (42-49 MB), trains from the "
                "command line, which reads files of any size: `python -m training.finetune --train_data FILE`.")
 """The report before an upload. Gradio refuses a file over the cap with a toast that fades and leaves
