@@ -181,6 +181,9 @@ GOOD_COUNTS = {
     "flat_qa.xlsx": ("flat-qa", 4, 2, 4, 3, 0, 0),
     "faq_sheet.xlsx": ("pairs", 4, 0, 0, 0, 4, 8),
     "prompt_completion.jsonl": ("pairs", 3, 0, 0, 0, 3, 7),  # OpenAI's legacy fine-tuning file (and TRL's)
+    # preference pairs: Anthropic/hh-rlhf's transcripts (gzipped, as it stores them), TRL's lists of messages
+    "preference_hh.jsonl.gz": ("preference", 3, 0, 0, 0, 3, 8),
+    "preference_trl.jsonl": ("preference", 2, 0, 0, 0, 2, 5),
 }
 
 
@@ -197,7 +200,8 @@ def test_good_file_is_detected_and_counted(name):
     assert report.ok and report.faults == [] and report.error is None and report.skipped == 0
     assert report.sha256 == hashlib.sha256((GOOD / name).read_bytes()).hexdigest()
     assert report.size == (GOOD / name).stat().st_size
-    assert report.task == ("chat" if name.startswith(("chat", "alpaca", "sharegpt", "faq", "prompt")) else "qg")
+    assert report.task == ("chat" if name.startswith(("chat", "alpaca", "sharegpt", "faq", "prompt", "preference"))
+                           else "qg")
 
 
 def test_good_coqa_fixture_spans_point_at_the_story():
@@ -430,6 +434,41 @@ def test_an_excel_workbook_reads_as_its_csv_export(tmp_path):
     assert validate_bytes(padded.getvalue(), "padded.xlsx").ok  # under the default cap it is read
 
 
+def test_a_preference_pair_trains_on_its_chosen_conversation(tmp_path):
+    """Preference data (``{"chosen", "rejected"}``, the Hub's most common chat layout after chat JSONL) was
+    "unrecognised format". Its chosen conversation is now an example: a Human:/Assistant: transcript as
+    Anthropic/hh-rlhf writes it, TRL's lists of messages with or without a separate prompt, a reply to a
+    ``question`` with a ``system`` text as Intel/orca_dpo_pairs, or a transcript cut into prompt and reply."""
+    examples, report = load_examples(GOOD / "preference_hh.jsonl.gz", None)
+    assert report.task == "chat" and "trains on the chosen replies" in report.summary()
+    assert examples[0] == [
+        {"role": "user", "content": "How do I keep basil alive on a windowsill?"},
+        {"role": "assistant", "content": "Give it at least six hours of sun, water when the top of the soil is dry, "
+                                         "and pinch off the flower buds."},
+        {"role": "user", "content": "Why the flower buds?"},
+        {"role": "assistant", "content": "Once basil flowers, it puts its energy into seeds and the leaves turn bitter."}]
+    examples, _ = load_examples(GOOD / "preference_trl.jsonl", "chat")
+    assert [m["role"] for m in examples[0]] == ["user", "assistant"] and examples[0][1]["content"].startswith("Rivers")
+    assert [m["role"] for m in examples[1]] == ["system", "user", "assistant"]
+    records = [{"system": "You are helpful.", "question": "2+2?", "chosen": "4", "rejected": "5"},
+               {"prompt": "\n\nHuman: Hi there\n\nAssistant:", "chosen": " Hello! How can I help?", "rejected": " Go."},
+               {"chosen": "just text", "rejected": "x"}, {"chosen": 3, "rejected": 4},
+               {"chosen": "\n\nHuman: hi\n\nAssistant:", "rejected": "x"},
+               {"chosen": [{"role": "assistant", "content": "Hello"}], "rejected": []}]
+    (tmp_path / "pairs.json").write_text(json.dumps(records))
+    examples, report = load_examples(tmp_path / "pairs.json", "chat")
+    assert examples == [[{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "2+2?"},
+                         {"role": "assistant", "content": "4"}],
+                        [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}]]
+    assert report.faults == ['[2].chosen: expected a "Human:" and "Assistant:" transcript, or a "prompt" beside it',
+                             "[3].chosen: expected text or a list of messages, got int",
+                             "[4].chosen: the chosen reply is empty", "[5]: no user message"]
+    # a spreadsheet of prompts with a chosen and a rejected reply
+    (tmp_path / "pairs.csv").write_text("prompt,chosen,rejected\nName a red fruit.,A strawberry.,A banana.\n")
+    assert load_examples(tmp_path / "pairs.csv", None)[0] == [[{"role": "user", "content": "Name a red fruit."},
+                                                              {"role": "assistant", "content": "A strawberry."}]]
+
+
 @pytest.mark.parametrize("name", ["chat.jsonl", "squad_v2.json", "alpaca_excel.csv", "squad_hf.parquet"])
 def test_a_gzipped_file_reads_as_the_file_inside(tmp_path, name):
     """Hub datasets often keep a split as ``train.jsonl.gz`` (Anthropic/hh-rlhf, OpenAssistant): it was "file
@@ -645,8 +684,8 @@ def test_task_and_format_mismatch_is_rejected_with_one_message(tmp_path):
     assert str(info.value) == 'task "qg" needs passages with questions (CoQA or SQuAD), but this file is chat JSONL'
     with pytest.raises(DataError) as info:
         load_examples(GOOD / "coqa.json", "chat")
-    assert str(info.value) == ('task "chat" needs conversations (chat JSONL, Alpaca, ShareGPT or prompt/completion), '
-                               'but this file is CoQA')
+    assert str(info.value) == ('task "chat" needs conversations (chat JSONL, Alpaca, ShareGPT, prompt/completion or '
+                               'preference pairs), but this file is CoQA')
     no_answers = write_json(tmp_path / "q.json", [{"context": "Rain falls.", "questions": ["What falls?"]}])
     with pytest.raises(DataError) as info:
         load_examples(no_answers, "qa")

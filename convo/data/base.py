@@ -35,14 +35,15 @@ MEASURE_CHARS = 40_000
 """An example longer than this is measured on its first ``MEASURE_CHARS`` characters only."""
 
 ROLES = ("system", "user", "assistant")
-FORMATS = ("coqa-simple", "coqa", "squad", "flat-qa", "chat-jsonl", "alpaca", "sharegpt", "pairs")
+FORMATS = ("coqa-simple", "coqa", "squad", "flat-qa", "chat-jsonl", "alpaca", "sharegpt", "pairs", "preference")
 FORMAT_NAMES = {"coqa-simple": "simplified CoQA", "coqa": "CoQA", "squad": "SQuAD", "flat-qa": "flat QA",
-                "chat-jsonl": "chat JSONL", "alpaca": "Alpaca", "sharegpt": "ShareGPT", "pairs": "prompt/completion"}
-CHAT_FORMATS = ("chat-jsonl", "alpaca", "sharegpt", "pairs")
+                "chat-jsonl": "chat JSONL", "alpaca": "Alpaca", "sharegpt": "ShareGPT", "pairs": "prompt/completion",
+                "preference": "preference pairs (trains on the chosen replies)"}
+CHAT_FORMATS = ("chat-jsonl", "alpaca", "sharegpt", "pairs", "preference")
 """Formats read as conversations (the ``chat`` task); the others are passages with questions."""
 TASKS = ("qg", "cqg", "qa", "qa_closed", "chat")
 DEFAULT_TASKS = {"coqa-simple": "qg", "coqa": "qg", "squad": "qg", "flat-qa": "qg", "chat-jsonl": "chat",
-                 "alpaca": "chat", "sharegpt": "chat", "pairs": "chat"}
+                 "alpaca": "chat", "sharegpt": "chat", "pairs": "chat", "preference": "chat"}
 """The task a report's token statistics use when the caller names none."""
 NO_ANSWER = "unknown"
 """Answer target for unanswerable questions (SQuAD v2.0 ``is_impossible``), as CoQA writes it."""
@@ -95,8 +96,9 @@ UNRECOGNISED = (
     'flat QA ({"context", "question", "answer"} records in "data", a list or JSON Lines; SQuAD as Hugging '
     'Face datasets writes it), '
     'chat JSONL ({"messages": [...]} per line), Alpaca ([{"instruction", "input", "output"}]), '
-    'ShareGPT ([{"conversations": [{"from", "value"}]}]) or prompt/completion ({"prompt", "completion"} '
-    'records; also "prompt" and "response", or "question" and "answer")'
+    'ShareGPT ([{"conversations": [{"from", "value"}]}]), prompt/completion ({"prompt", "completion"} '
+    'records; also "prompt" and "response", or "question" and "answer") or preference pairs ({"chosen", '
+    '"rejected"} records, the chosen conversation trained on)'
 )
 """The start of every "unrecognised format" error; what was found follows it."""
 

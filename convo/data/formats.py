@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import NO_ANSWER, Passage, ROLES, Turn, _LineFault, _Parsed
-from .checks import _child, _field, _object, _quote, _string_list, _text_ok
+from .checks import _child, _field, _object, _quote, _string_list, _text_ok, _type_name
 
 
 _RecordReader = Callable[[Any, str], "tuple[Any, list[str], list[tuple[str, str]]]"]
@@ -469,8 +469,64 @@ def _read_pair_record(record: Any, location: str):
     return conversation, locations + [_child(location, key) for key in pair], faults
 
 
+_TRANSCRIPT_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]*")
+"""A turn of a transcript in one string, as Anthropic/hh-rlhf writes ``chosen``: "\\n\\nHuman: ..."."""
+
+
+def _transcript(text: str) -> list[dict] | None:
+    """The messages of a ``Human:``/``Assistant:`` transcript; None for text that is not one."""
+    pieces = _TRANSCRIPT_TURN.split(text.strip("\n") if text.startswith("\n\n") else text)
+    if len(pieces) < 3 or pieces[0].strip():
+        return None
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[who], "content": said.strip()} for who, said in zip(pieces[1::2], pieces[2::2])]
+
+
+def _read_preference_record(record: Any, location: str):
+    """A preference pair's chosen conversation (the rejected reply is not trained on): ``chosen`` as a
+    ``Human:``/``Assistant:`` transcript (Anthropic/hh-rlhf), as a list of messages (TRL's preference
+    data, with or without a separate ``prompt``), or as the reply to a ``prompt`` or ``question`` given
+    as text (``system`` optional, as Intel/orca_dpo_pairs)."""
+    faults: list[tuple[str, str]] = []
+    if _object(record, location, faults) is None:
+        return None, [], faults
+    chosen, at = record.get("chosen"), _child(location, "chosen")
+    asked = next((key for key in ("prompt", "question") if key in record), None)
+    conversation, locations = [], []
+    if isinstance(record.get(asked), list):
+        conversation, locations = _read_messages(record[asked], location, asked, faults)
+    elif asked is not None:
+        system = _optional_text(record, "system", location, faults)
+        text = _field(record, asked, str, location, faults)
+        if text is not None and isinstance(chosen, str) and _transcript(text + chosen):  # a transcript cut in two
+            chosen, asked = text + chosen, None
+        elif text is not None:
+            conversation = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": text.strip()}]
+            locations = ([_child(location, "system")] if system else []) + [_child(location, asked)]
+    if isinstance(chosen, list):
+        reply, reply_at = _read_messages(chosen, location, "chosen", faults)
+    elif isinstance(chosen, str) and asked is None:
+        reply = _transcript(chosen)
+        if reply is None:
+            faults.append((at, 'expected a "Human:" and "Assistant:" transcript, or a "prompt" beside it'))
+        reply_at = [at] * len(reply or [])
+    elif isinstance(chosen, str) and chosen.strip():
+        reply, reply_at = [{"role": "assistant", "content": chosen.strip()}], [at]
+    else:
+        faults.append((at, f"expected text or a list of messages, got {_type_name(chosen)}"))
+        reply, reply_at = [], []
+    conversation, locations = conversation + (reply or []), locations + reply_at
+    if not faults:
+        faults.extend(_missing_roles(conversation, location, {"user": "user", "assistant": "assistant"}))
+    if not faults and not conversation[-1]["content"]:
+        faults.append((locations[-1], "the chosen reply is empty"))
+    return (None, [], faults) if faults else (conversation, locations, faults)
+
+
 _CONVERSATION_LAYOUTS = {"chat-jsonl": (lambda keys: "messages" in keys, _read_chat_record),
                          "alpaca": (lambda keys: {"instruction", "output"} <= keys, _read_alpaca_record),
                          "sharegpt": (lambda keys: "conversations" in keys, _read_sharegpt_record),
+                         "preference": (lambda keys: "chosen" in keys, _read_preference_record),
                          "pairs": (lambda keys: _pair_of(keys) is not None, _read_pair_record)}
 """Each conversation format: whether a record's keys are laid out in it, and its record reader."""

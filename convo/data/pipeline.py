@@ -363,7 +363,7 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
 
 def _records_reader(records: list) -> Callable[[list[tuple[str, Any]]], _Parsed] | None:
     """The reader of a file of one record a line or a row (JSON Lines, Parquet, CSV), by the records' layout."""
-    if any(conversation_layout(record) for record in records):  # chat messages, Alpaca, ShareGPT or prompt/completion
+    if any(conversation_layout(record) for record in records):  # chat messages, Alpaca, ShareGPT, prompt/completion, preference
         return _read_chat_records
     if _flat_question(records[0]):  # SQuAD as Hugging Face datasets writes it, or flat QA
         return _read_flat
@@ -427,7 +427,7 @@ def _flat_question(record: Any) -> bool:
 
 
 _TRAINING_DATA = ("training reads questions with their answers, or conversations (CoQA, SQuAD, chat JSONL, Alpaca, "
-                  "ShareGPT or prompt/completion); the Questions tab asks questions about a document")
+                  "ShareGPT, prompt/completion or preference pairs); the Questions tab asks questions about a document")
 """Said of a document given as training data (a PDF, a web page, a passage in a .txt file)."""
 
 
@@ -528,7 +528,7 @@ def _read_value(value: Any) -> _Parsed:
         return _read_chat_records([("line 1", value)])
     if isinstance(value, list):
         first = _first_object(value)
-        if first is not None and conversation_layout(first):  # chat messages, Alpaca, ShareGPT or prompt/completion
+        if first is not None and conversation_layout(first):  # chat messages, Alpaca, ShareGPT, prompt/completion, preference
             return _read_chat_records([(f"[{i}]", rec) for i, rec in enumerate(value)])
         if _flat_question(first):  # SQuAD as Hugging Face datasets writes it, or flat QA
             return _read_flat([(f"[{i}]", rec) for i, rec in enumerate(value)])

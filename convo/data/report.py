@@ -196,8 +196,8 @@ def _usability_error(parsed: _Parsed, task: str, skipped: int) -> str | None:
     if not parsed.items:
         return f"no valid records: {skipped} of {skipped} skipped for faults"
     if task == "chat" and parsed.format not in CHAT_FORMATS:
-        return (f'task "chat" needs conversations (chat JSONL, Alpaca, ShareGPT or prompt/completion), but this file is '
-                f'{FORMAT_NAMES[parsed.format]}')
+        return (f'task "chat" needs conversations (chat JSONL, Alpaca, ShareGPT, prompt/completion or preference '
+                f'pairs), but this file is {FORMAT_NAMES[parsed.format]}')
     if task != "chat" and parsed.format in CHAT_FORMATS:
         return (f'task "{task}" needs passages with questions (CoQA or SQuAD), but this file is '
                 f'{FORMAT_NAMES[parsed.format]}')

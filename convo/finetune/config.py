@@ -152,8 +152,8 @@ class FinetuneConfig:
     """One fine-tuning run from files: what the CLI parses, the tab fills and a job saves as config.json."""
 
     train_data: str
-    """Training data file (CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT or prompt/completion; JSON,
-    JSON Lines, Parquet, CSV or TSV)."""
+    """Training data file (CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT, prompt/completion or
+    preference pairs; JSON, JSON Lines, Parquet, an Excel workbook, CSV or TSV, any of them gzipped)."""
     output_dir: str
     """Where the finished adapter is saved (peft files, tokenizer, card, convo_adapter.json)."""
     model_name: str = BUNDLED

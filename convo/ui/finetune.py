@@ -361,8 +361,8 @@ def render(shared: Shared) -> None:
                 "and what is wrong with it before anything runs.")
     with gr.Row():
         with gr.Column(scale=2):
-            upload = gr.File(label=f"Training data (CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT, prompt/completion; up to "
-                                   f"{MAX_BYTES // MB} MB)",
+            upload = gr.File(label=f"Training data (CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT, prompt/completion, "
+                                   f"preference pairs; up to {MAX_BYTES // MB} MB)",
                              file_types=list(DATA_SUFFIXES), elem_id="ft-upload")
             with gr.Row(equal_height=True):
                 hub_source = gr.Textbox(label="...or a dataset on the Hub", scale=4, elem_id="ft-hub-data",

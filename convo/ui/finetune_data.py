@@ -16,7 +16,8 @@ from ..hub_data import dataset_files, dataset_source
 from .common import spec_from
 
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".xlsx", ".gz")  # Parquet: as the Hub stores datasets; CSV, Excel: spreadsheets; .gz: any of them gzipped
-UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT or prompt/completion file (up to "
+UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT, prompt/completion or preference "
+               f"pairs file (`chosen` and `rejected`: the chosen conversation is trained on; up to "
                f"{MAX_BYTES // MB} MB) "
                "to see what it holds (CoQA's training set as Hugging Face `datasets` writes it is about 20 MB). "
                "JSON, JSON Lines, or Parquet as the Hub stores datasets: the Parquet files of `stanfordnlp/coqa` "
