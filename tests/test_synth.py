@@ -335,6 +335,8 @@ def test_strip_address(text, expected):
     ("Rain is *really* wet (usually in spring), (usually).", "Rain is *really* wet (usually in spring), (usually)."),
     ("NASA (the space agency) studies rain.", "NASA (the space agency) studies rain."),
     ("**Bold** words (Beijing) stay.", "**Bold** words (Beijing) stay."),
+    ("Work in short bursts (setting a timer for 25 minutes).", "Work in short bursts (setting a timer for 25 minutes)."),
+    ("Boil it (adding 2 cups of water) first.", "Boil it (adding 2 cups of water) first."),
     # an aside naming a speaker is the model writing the other voice: the line ends there
     ("Music is everywhere, do you play? (TEACHER adds) So music is old!", "Music is everywhere, do you play?"),
     ("I make coffee. (USERS ENTER APP) Then what?", "I make coffee."),

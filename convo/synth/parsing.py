@@ -108,8 +108,9 @@ def _is_action(aside: str) -> bool:
     if not words or len(words) > 12:
         return False
     first, lowercase = words[0].lower(), words[0][0].islower()
+    measured = any(c.isdigit() for c in aside)  # "(setting it to 25 minutes)" is content, "(grinning)" is not
     return (first in _ACTION_WORDS
-            or (lowercase and first.endswith("ing") and len(first) >= 5 and first not in _NOT_ACTIONS)
+            or (lowercase and first.endswith("ing") and len(first) >= 5 and first not in _NOT_ACTIONS and not measured)
             or (lowercase and len(words) == 1 and first.endswith("ed"))  # "(exhilarated)"
             or (first.endswith("ly") and len(first) >= 6 and first not in _NOT_ACTIONS  # "(warmly)"
                 and all(w.lower().endswith(("ly", "ing")) or w.lower() in _ACTION_WORDS for w in words))
@@ -126,6 +127,8 @@ def strip_actions(text: str, roles: Sequence[str] = ()) -> str:
     'Music is old.'
     >>> strip_actions("Coffee (from the Arabic qahwa) is *really* old (including in India).")
     'Coffee (from the Arabic qahwa) is *really* old (including in India).'
+    >>> strip_actions("Work in short bursts (setting a timer for 25 minutes), then rest.")
+    'Work in short bursts (setting a timer for 25 minutes), then rest.'
     """
     if roles:
         cue = re.search(rf"\((?:[^()\n]*\W)?(?:{_labels(roles)})s?\b[^()\n]*\)", text, re.IGNORECASE)
