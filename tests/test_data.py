@@ -423,11 +423,26 @@ def test_an_excel_workbook_reads_as_its_csv_export(tmp_path):
          "copy without the password and upload that"),
     ]:
         assert validate_bytes(data, name).error == message, name
-    padded = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(whole)) as source, zipfile.ZipFile(padded, "w", zipfile.ZIP_DEFLATED) as out:
-        for info in source.infolist():
-            out.writestr(info, source.read(info))
-        out.writestr("xl/media/padding.bin", bytes(5 * 2**20))  # 5 MB of zeros, about 5 kB packed
+    def changed(part: str, change) -> bytes:
+        """The workbook with one part's bytes changed (None: left out)."""
+        out = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(whole)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as into:
+            for info in source.infolist():
+                data = change(source.read(info)) if info.filename == part else source.read(info)
+                if data is not None:
+                    into.writestr(info, data)
+        return out.getvalue()
+
+    laughs = ('<!DOCTYPE s [<!ENTITY a "aaaaaaaaaa">' + "".join(
+        f'<!ENTITY {b} "{("&" + a + ";") * 10}">' for a, b in zip("abcdef", "bcdefg")) + ']><sst><si><t>&g;</t></si></sst>')
+    for data, why in [(changed("xl/worksheets/sheet1.xml", lambda d: d[:len(d) // 2]), "ParseError: unclosed token"),
+                      (changed("xl/sharedStrings.xml", lambda d: laughs.encode()), "ParseError: limit on input "
+                                                                                   "amplification factor")]:
+        error = validate_bytes(data, "damaged.xlsx").error  # a sheet cut short; a billion laughs, refused
+        assert error.startswith(f"file is not an Excel workbook that can be read ({why}"), error
+    padded = io.BytesIO(whole)
+    with zipfile.ZipFile(padded, "a", zipfile.ZIP_DEFLATED) as into:
+        into.writestr("xl/media/padding.bin", bytes(5 * 2**20))  # 5 MB of zeros, about 5 kB packed
     report = validate_bytes(padded.getvalue(), "padded.xlsx", max_bytes=2**20)
     assert report.error == ("file unpacks to 5.0 MB, over the 4 MB a workbook may unpack to: split it into "
                             "smaller files"), report.error

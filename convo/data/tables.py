@@ -115,7 +115,7 @@ def sheet_rows(data: bytes, max_unpacked: int | None = None) -> Iterator[Iterato
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())  # (a part never reads past its size)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ValueError(f"is not an Excel workbook that can be read ({exc})") from None
+        raise ValueError(f"is not an Excel workbook that can be read ({str(exc)[:120]})") from None
     if max_unpacked is not None and unpacked > max_unpacked:
         raise ValueError(f"unpacks to {unpacked / 2**20:.1f} MB, over the {max_unpacked / 2**20:.0f} MB a "
                          "workbook may unpack to: split it into smaller files")
@@ -124,16 +124,27 @@ def sheet_rows(data: bytes, max_unpacked: int | None = None) -> Iterator[Iterato
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises what its parts raise: KeyError, ValueError, XML errors...
-        raise ValueError(f"is not an Excel workbook that can be read ({type(exc).__name__}: {exc})") from None
+        raise ValueError(_unreadable(exc)) from None
     try:
         if not book.worksheets:
             raise ValueError("is an Excel workbook without a worksheet")
         sheet = book.worksheets[0]
         sheet.reset_dimensions()  # (the size a writer records may be wrong: read the rows there are)
-        yield ((number, [cell_text(value) for value in cells])
-               for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1))
+        yield _numbered_cells(sheet)
     finally:
         book.close()
+
+
+def _numbered_cells(sheet) -> Iterator[tuple[int, list[str]]]:
+    try:
+        for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield number, [cell_text(value) for value in cells]
+    except Exception as exc:  # a damaged sheet, found as it is read: XML errors, values of no known type
+        raise ValueError(_unreadable(exc)) from None
+
+
+def _unreadable(exc: Exception) -> str:
+    return f"is not an Excel workbook that can be read ({type(exc).__name__}: {str(exc)[:120]})"
 
 
 def cell_text(value: Any) -> str:
