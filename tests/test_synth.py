@@ -159,6 +159,23 @@ def test_conversations_seed_with_their_opening_message(tmp_path):
         synth.read_seeds(chats)
 
 
+def test_seeds_from_an_excel_workbook(tmp_path):
+    """An .xlsx of seed messages: the column a header names (under a title row, from column B), else the
+    first column with a value; a number in it is a seed as Excel shows it, a damaged file is named."""
+    good = Path(__file__).parent / "data" / "good"
+    assert synth.read_seeds(good / "faq_sheet.xlsx") == [  # a "question" column under a title
+        "When does the library open?", "How many books can I borrow?", "When did the new wing open?", "Is there wifi?"]
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(tmp_path / "seeds.xlsx")
+    book.add_worksheet().write_column("B2", ["I just adopted a puppy.", "My tomatoes keep splitting.", 42])
+    book.close()
+    assert synth.read_seeds(tmp_path / "seeds.xlsx") == ["I just adopted a puppy.", "My tomatoes keep splitting.", "42"]
+    (tmp_path / "cut.xlsx").write_bytes((tmp_path / "seeds.xlsx").read_bytes()[:300])
+    with pytest.raises(synth.ConfigError, match=r"^cut.xlsx: the file is not an Excel workbook that can be read "):
+        synth.read_seeds(tmp_path / "cut.xlsx")
+
+
 def test_seeds_from_a_parquet_file_as_the_hub_stores_datasets(tmp_path):
     """A Hub dataset of prompts, or of chats (``messages``), downloaded as Parquet seeds as its JSON Lines
     would; a row without a seed is named by its row."""

@@ -2,7 +2,7 @@
 with commas, quotes and line breaks), Excel's ";"-separated CSV of many locales with a UTF-8 byte-order
 mark, a tab-separated file, and workbooks written by XlsxWriter (pandas' ``to_excel`` and a sheet laid
 out by hand), which convo reads with another library (openpyxl). Run from the repository root:
-``python tests/data/make_tables.py`` (``pip install xlsxwriter`` first).
+``python tests/data/make_tables.py``.
 """
 from __future__ import annotations
 
