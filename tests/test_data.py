@@ -442,9 +442,9 @@ def test_an_excel_workbook_reads_as_its_csv_export(tmp_path):
         assert error.startswith(f"file is not an Excel workbook that can be read ({why}"), error
     padded = io.BytesIO(whole)
     with zipfile.ZipFile(padded, "a", zipfile.ZIP_DEFLATED) as into:
-        into.writestr("xl/media/padding.bin", bytes(5 * 2**20))  # 5 MB of zeros, about 5 kB packed
-    report = validate_bytes(padded.getvalue(), "padded.xlsx", max_bytes=2**20)
-    assert report.error == ("file unpacks to 5.0 MB, over the 4 MB a workbook may unpack to: split it into "
+        into.writestr("xl/media/padding.bin", bytes(5_000_000))  # 5 MB of zeros, about 5 kB packed
+    report = validate_bytes(padded.getvalue(), "padded.xlsx", max_bytes=1_000_000)
+    assert report.error == ("file unpacks to 5.0 MB, over the 4.0 MB a workbook may unpack to: split it into "
                             "smaller files"), report.error
     assert validate_bytes(padded.getvalue(), "padded.xlsx").ok  # under the default cap it is read
 
@@ -504,9 +504,9 @@ def test_a_gzipped_file_is_held_to_the_upload_cap_and_named_when_damaged():
 
     inside = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
     bomb = gzip.compress(inside * (2**21 // len(inside) + 1))  # 2 MB inside, about 7 kB packed
-    report = validate_bytes(bomb, "big.jsonl.gz", max_bytes=2**20)
-    assert report.error == ("file unpacks to more than 1.0 MB, over the limit of the file inside a .gz: split it "
-                            "into smaller files"), report.error
+    report = validate_bytes(bomb, "big.jsonl.gz", max_bytes=1_000_000)
+    assert report.error == ("file unpacks to more than 1.0 MB, the limit of the file inside a .gz: split it into "
+                            "smaller files"), report.error
     assert validate_bytes(bomb, "big.jsonl.gz").ok  # under the default cap it is read
     assert validate_bytes(gzip.compress(inside)[:-12], "cut.jsonl.gz").error == (
         "file is a gzip file that ends early (cut short in the download?)")

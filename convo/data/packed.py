@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import zlib
 
+from .base import MB
+
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -26,8 +28,8 @@ def gunzipped(data: bytes, name: str, most: int | None) -> tuple[bytes, str]:
             part = member.decompress(rest, 0 if most is None else most - total + 1)
             total += len(part)
             if most is not None and total > most:
-                raise ValueError(f"unpacks to more than {most / 2**20:.1f} MB, over the limit of the file inside "
-                                 "a .gz: split it into smaller files")
+                raise ValueError(f"unpacks to more than {most / MB:.1f} MB, the limit of the file inside a .gz: "
+                                 "split it into smaller files")
             if not member.eof:
                 raise ValueError("is a gzip file that ends early (cut short in the download?)")
             parts.append(part)

@@ -17,6 +17,7 @@ import zipfile
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
+from .base import MB
 from .parquet import sharing_texts
 
 TABLE_SUFFIXES = (".csv", ".tsv")
@@ -117,8 +118,8 @@ def sheet_rows(data: bytes, max_unpacked: int | None = None) -> Iterator[Iterato
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ValueError(f"is not an Excel workbook that can be read ({str(exc)[:120]})") from None
     if max_unpacked is not None and unpacked > max_unpacked:
-        raise ValueError(f"unpacks to {unpacked / 2**20:.1f} MB, over the {max_unpacked / 2**20:.0f} MB a "
-                         "workbook may unpack to: split it into smaller files")
+        raise ValueError(f"unpacks to {unpacked / MB:.1f} MB, over the {max_unpacked / MB:.1f} MB a workbook may "
+                         "unpack to: split it into smaller files")
     import openpyxl
 
     try:
