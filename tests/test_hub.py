@@ -430,6 +430,31 @@ def test_a_split_in_shards_is_joined_into_one_file(hub, tmp_path, monkeypatch):
     assert [f for f in newest.rglob("*") if f.is_file() and ".cache" not in f.parts] == []  # nothing half-joined
 
 
+def test_a_preference_dataset_in_gzipped_folders_is_fetched_by_its_file(hub, tmp_path, monkeypatch):
+    """Anthropic/hh-rlhf's layout: a folder per subset, each with ``train.jsonl.gz`` and ``test.jsonl.gz``
+    of ``{"chosen", "rejected"}`` transcripts. Its id alone names the subsets to choose from; a subset's
+    file is fetched and trains on its chosen conversations."""
+    import tempfile
+
+    from convo.data import load_examples
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    good = ROOT / "tests" / "data" / "good"
+    packed = (good / "preference_hh.jsonl.gz").read_bytes()
+    hub.add_repo("anthropic/hh-rlhf", {f"{subset}/{split}.jsonl.gz": packed for subset in ("harmless-base", "helpful-base")
+                                       for split in ("train", "test")}, repo_type="dataset")
+    with pytest.raises(HubError) as several:
+        hub_data.dataset_files("anthropic/hh-rlhf")
+    assert str(several.value) == ("The dataset anthropic/hh-rlhf has 2 splits for its train split (harmless-base/"
+                                  "train.jsonl.gz (1 file), helpful-base/train.jsonl.gz (1 file)): name one, as "
+                                  "anthropic/hh-rlhf/harmless-base/train.jsonl.gz.")
+    fetched = hub_data.dataset_files("anthropic/hh-rlhf/helpful-base/train.jsonl.gz")
+    assert fetched.train.read_bytes() == packed and fetched.validation is None
+    examples, report = load_examples(fetched.train, None)
+    assert report.format == "preference" and len(examples) == 3 and examples[1][-1]["content"].startswith("Try Outfoxed!")
+
+
 def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_written_nowhere(hub, tmp_path, monkeypatch,
                                                                                             caplog):
     import tempfile
