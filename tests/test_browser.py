@@ -1117,6 +1117,27 @@ def report_counts(report: str) -> dict[str, str]:
     return dict(line.split("\t")[:2] for line in report.splitlines() if line.count("\t") >= 1)
 
 
+def upload_training_file(chromium, url: str, path: Path, suffixes: set[str], shown: str, screenshot: Path):
+    """The app opened on the Fine-tune tab, whose two pickers must offer ``suffixes``, and ``path`` uploaded
+    and planned (``upload_and_plan``): ``(context, page, report, counts)``."""
+    context, page = open_app(chromium, url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    for picker in ("#ft-upload", "#ft-val-upload"):
+        assert suffixes <= accepted_suffixes(page, picker), picker
+    return (context, page, *upload_and_plan(page, path, shown, screenshot))
+
+
+def upload_seeds(page, path: Path, seeds_start: str) -> str:
+    """``path`` uploaded as the Synthetic tab's seed file (its picker must offer the suffix); the seed
+    box's text once it starts with ``seeds_start``."""
+    page.get_by_role("tab", name="Synthetic").click()
+    assert path.suffix in accepted_suffixes(page, "#synth-seed-file")
+    page.locator("#synth-seed-file input[type=file]").set_input_files(str(path))
+    page.wait_for_function(f"() => document.querySelector('#synth-seeds textarea').value.startsWith("
+                           f"{json.dumps(seeds_start)})", timeout=30_000)
+    return page.locator("#synth-seeds textarea").input_value()
+
+
 def test_the_passage_box_names_every_format_the_picker_takes(chromium, tiny_app):
     """The passage box and the empty-passage message said ".txt or .md" after the picker took web pages,
     PDFs and Word files too (a new user read it as the whole list)."""
@@ -1160,11 +1181,8 @@ def test_a_parquet_file_as_the_hub_stores_it_is_reported_and_planned(chromium, t
     given anyway it was "file looks binary, not JSON text". Its rows are read as CoQA passages; a
     Parquet file of prompts gives the Synthetic tab its seeds."""
     path = Path(__file__).parent / "data" / "good" / "coqa_hf.parquet"
-    context, page = open_app(chromium, tiny_app.url)
-    page.get_by_role("tab", name="Fine-tune").click()
-    for picker in ("#ft-upload", "#ft-val-upload"):
-        assert ".parquet" in accepted_suffixes(page, picker)
-    report, rows = upload_and_plan(page, path, "passages", tmp_path / "parquet.png")
+    context, page, report, rows = upload_training_file(chromium, tiny_app.url, path, {".parquet"}, "passages",
+                                                       tmp_path / "parquet.png")
     assert "coqa_hf.parquet" in report and "CoQA" in report and "binary" not in report, report
     assert rows.get("passages") == "2" and rows.get("questions") == "7", report
     # the Synthetic tab's seeds: a Hub dataset of prompts, as downloaded
@@ -1173,11 +1191,7 @@ def test_a_parquet_file_as_the_hub_stores_it_is_reported_and_planned(chromium, t
 
     seeds = tmp_path / "prompts.parquet"
     pq.write_table(pa.Table.from_pylist([{"prompt": "Why is the sky blue?"}, {"prompt": "How do bees talk?"}]), seeds)
-    page.get_by_role("tab", name="Synthetic").click()
-    assert ".parquet" in accepted_suffixes(page, "#synth-seed-file")
-    page.locator("#synth-seed-file input[type=file]").set_input_files(str(seeds))
-    page.wait_for_function("() => document.querySelector('#synth-seeds textarea').value === "
-                           "'Why is the sky blue?\\nHow do bees talk?'", timeout=30_000)
+    assert upload_seeds(page, seeds, "Why is the sky blue?") == "Why is the sky blue?\nHow do bees talk?"
     context.close()
 
 
@@ -1186,11 +1200,8 @@ def test_a_spreadsheets_csv_is_reported_and_planned(chromium, tiny_app, tmp_path
     byte-order mark, a cell with a line break) was not offered by the file picker, and given anyway it
     was "invalid JSON". Its rows are read as Alpaca examples, and the plan follows."""
     path = Path(__file__).parent / "data" / "good" / "alpaca_excel.csv"
-    context, page = open_app(chromium, tiny_app.url)
-    page.get_by_role("tab", name="Fine-tune").click()
-    for picker in ("#ft-upload", "#ft-val-upload"):
-        assert {".csv", ".tsv"} <= accepted_suffixes(page, picker)
-    report, rows = upload_and_plan(page, path, "conversations", tmp_path / "csv.png")
+    context, page, report, rows = upload_training_file(chromium, tiny_app.url, path, {".csv", ".tsv"}, "conversations",
+                                                       tmp_path / "csv.png")
     assert "alpaca_excel.csv" in report and "Alpaca" in report and "JSON" not in report, report
     assert rows.get("conversations") == "3" and rows.get("messages") == "6", report
     context.close()
@@ -1201,19 +1212,12 @@ def test_an_excel_workbook_is_reported_and_planned_and_gives_seeds(chromium, tin
     offer .xlsx, and given anyway it was "an office document, not training data". Its first sheet is
     read as its CSV export is, the plan follows, and the Synthetic tab takes its questions as seeds."""
     path = Path(__file__).parent / "data" / "good" / "faq_sheet.xlsx"
-    context, page = open_app(chromium, tiny_app.url)
-    page.get_by_role("tab", name="Fine-tune").click()
-    for picker in ("#ft-upload", "#ft-val-upload"):
-        assert ".xlsx" in accepted_suffixes(page, picker)
-    report, rows = upload_and_plan(page, path, "conversations", tmp_path / "xlsx.png")
+    context, page, report, rows = upload_training_file(chromium, tiny_app.url, path, {".xlsx"}, "conversations",
+                                                       tmp_path / "xlsx.png")
     assert "faq_sheet.xlsx" in report and "prompt/completion" in report and "office" not in report, report
     assert rows.get("conversations") == "4" and rows.get("messages") == "8", report
-    page.get_by_role("tab", name="Synthetic").click()
-    assert ".xlsx" in accepted_suffixes(page, "#synth-seed-file")
-    page.locator("#synth-seed-file input[type=file]").set_input_files(str(path))
-    page.wait_for_function("() => document.querySelector('#synth-seeds textarea').value.startsWith("
-                           "'When does the library open?\\nHow many books can I borrow?')", timeout=30_000)
-    assert page.locator("#synth-seeds textarea").input_value().splitlines()[-1] == "Is there wifi?"
+    assert upload_seeds(page, path, "When does the library open?").splitlines() == [
+        "When does the library open?", "How many books can I borrow?", "When did the new wing open?", "Is there wifi?"]
     context.close()
 
 
@@ -1225,11 +1229,8 @@ def test_a_gzipped_jsonl_file_is_reported_and_planned(chromium, tiny_app, tmp_pa
     path = tmp_path / "chat.jsonl"
     path.write_bytes((Path(__file__).parent / "data" / "good" / "chat.jsonl").read_bytes())
     subprocess.run(["gzip", "-9", str(path)], check=True)  # chat.jsonl.gz, as the gzip tool writes it
-    context, page = open_app(chromium, tiny_app.url)
-    page.get_by_role("tab", name="Fine-tune").click()
-    for picker in ("#ft-upload", "#ft-val-upload"):
-        assert ".gz" in accepted_suffixes(page, picker)
-    report, rows = upload_and_plan(page, tmp_path / "chat.jsonl.gz", "conversations", tmp_path / "gz.png")
+    context, page, report, rows = upload_training_file(chromium, tiny_app.url, tmp_path / "chat.jsonl.gz", {".gz"},
+                                                       "conversations", tmp_path / "gz.png")
     assert "chat.jsonl.gz" in report and "binary" not in report, report
     assert rows.get("conversations") == "3" and rows.get("messages") == "12", report
     context.close()
