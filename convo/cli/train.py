@@ -30,7 +30,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add = parser.add_argument
     add("--train_data", help="training data: CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT, "
                              "prompt/completion or preference pairs (JSON, JSON Lines, Parquet as the Hub stores "
-                             "datasets, an Excel workbook or a spreadsheet's CSV or TSV, any of them gzipped); or a Hub dataset "
+                             "datasets, an Excel workbook or a spreadsheet's CSV or TSV, any of them gzipped); "
+                             "or a Hub dataset "
                              "(user/name: its train split's file, and its validation split's without --val_data)")
     add("--val_data", help="validation data (default: split --val_fraction off the training data)")
     add("--model_name", default=None, help="base model: 'bundled', a Hub id or a local folder (default: bundled)")

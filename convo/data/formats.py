@@ -475,7 +475,7 @@ _TRANSCRIPT_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]*")
 
 def _transcript(text: str) -> list[dict] | None:
     """The messages of a ``Human:``/``Assistant:`` transcript; None for text that is not one."""
-    pieces = _TRANSCRIPT_TURN.split(text.strip("\n") if text.startswith("\n\n") else text)
+    pieces = _TRANSCRIPT_TURN.split(text.lstrip("\n"))
     if len(pieces) < 3 or pieces[0].strip():
         return None
     roles = {"Human": "user", "Assistant": "assistant"}

@@ -363,7 +363,7 @@ def _parse(text: str, capped: bool = True) -> _Parsed:
 
 def _records_reader(records: list) -> Callable[[list[tuple[str, Any]]], _Parsed] | None:
     """The reader of a file of one record a line or a row (JSON Lines, Parquet, CSV), by the records' layout."""
-    if any(conversation_layout(record) for record in records):  # chat messages, Alpaca, ShareGPT, prompt/completion, preference
+    if any(conversation_layout(record) for record in records):  # chat JSONL, Alpaca, ShareGPT, pairs, preference
         return _read_chat_records
     if _flat_question(records[0]):  # SQuAD as Hugging Face datasets writes it, or flat QA
         return _read_flat
@@ -403,9 +403,9 @@ def _parse_table(data: bytes, name: str, workbook: bool, max_bytes: int | None) 
     of XML, may unpack to PARQUET_UNPACKED times the upload limit)."""
     capped = max_bytes is not None
     try:
-        rows, bad, columns = (workbook_rows(data, PARQUET_UNPACKED * max_bytes if capped else None,
-                                            MAX_WORK if capped else None) if workbook else
-                              table_rows(_decode(data, "a table", fallback="cp1252"), name, MAX_WORK if capped else None))
+        most = MAX_WORK if capped else None
+        rows, bad, columns = (workbook_rows(data, PARQUET_UNPACKED * max_bytes if capped else None, most) if workbook
+                              else table_rows(_decode(data, "a table", fallback="cp1252"), name, most))
     except ValueError as exc:
         raise _Reject(f"file {exc}") from None
     if not rows and not bad:
@@ -528,7 +528,7 @@ def _read_value(value: Any) -> _Parsed:
         return _read_chat_records([("line 1", value)])
     if isinstance(value, list):
         first = _first_object(value)
-        if first is not None and conversation_layout(first):  # chat messages, Alpaca, ShareGPT, prompt/completion, preference
+        if first is not None and conversation_layout(first):  # chat JSONL, Alpaca, ShareGPT, pairs, preference
             return _read_chat_records([(f"[{i}]", rec) for i, rec in enumerate(value)])
         if _flat_question(first):  # SQuAD as Hugging Face datasets writes it, or flat QA
             return _read_flat([(f"[{i}]", rec) for i, rec in enumerate(value)])

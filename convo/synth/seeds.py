@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..data import MAX_BYTES, parquet_rows
+from ..data import MAX_BYTES, MB, parquet_rows
 from ..data.pipeline import PARQUET_UNPACKED
 from ..data.tables import WORKBOOK_SUFFIXES, sheet_rows, table_delimiter
 from .config import ConfigError, _loads_checked, read_json, read_text
@@ -23,9 +23,10 @@ def parse_seed_text(text: str) -> list[str]:
 
 def read_seeds(path: str | Path) -> list[str]:
     """Seed messages from ``.txt`` (one per line), ``.csv`` or an Excel workbook's first sheet (``.xlsx``:
-    a seed/message/text/prompt/content/question column, else the first column), ``.jsonl`` (strings, objects with one of those fields, or conversations ``{"messages"}``,
-    whose first user message is the seed), ``.json`` (a list of them) or ``.parquet`` (rows like those
-    objects: a Hub dataset of prompts or of chats, as downloaded)."""
+    a seed/message/text/prompt/content/question column, else the first column), ``.jsonl`` (strings,
+    objects with one of those fields, or conversations ``{"messages"}``, whose first user message is the
+    seed), ``.json`` (a list of them) or ``.parquet`` (rows like those objects: a Hub dataset of prompts
+    or of chats, as downloaded)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -77,7 +78,7 @@ def _workbook_seeds(path: Path) -> list[str]:
 def _read_bytes(path: Path) -> bytes:
     try:
         if path.stat().st_size > MAX_BYTES:
-            raise ConfigError(f"{path.name}: file is over the {MAX_BYTES // 2**20} MB limit")
+            raise ConfigError(f"{path.name}: file is over the {MAX_BYTES // MB} MB limit")
         return path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path.name}: file not found") from None

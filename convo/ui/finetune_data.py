@@ -15,7 +15,8 @@ from ..hub import HubError, resolve_token
 from ..hub_data import dataset_files, dataset_source
 from .common import spec_from
 
-DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".xlsx", ".gz")  # Parquet: as the Hub stores datasets; CSV, Excel: spreadsheets; .gz: any of them gzipped
+# Parquet: as the Hub stores datasets; CSV, TSV and Excel: spreadsheets; .gz: any of them gzipped
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".xlsx", ".gz")
 UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT, prompt/completion or preference "
                f"pairs file (`chosen` and `rejected`: the chosen conversation is trained on; up to "
                f"{MAX_BYTES // MB} MB) "
