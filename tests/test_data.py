@@ -478,6 +478,14 @@ def test_a_preference_pair_trains_on_its_chosen_conversation(tmp_path):
     assert report.faults == ['[2].chosen: expected a "Human:" and "Assistant:" transcript, or a "prompt" beside it',
                              "[3].chosen: expected text or a list of messages, got int",
                              "[4].chosen: the chosen reply is empty", "[5]: no user message"]
+    # TRL's unpaired preference data (for KTO): a completion labelled false is not trained on
+    kto = [{"prompt": "Name a red fruit.", "completion": "A strawberry.", "label": True},
+           {"prompt": [{"role": "user", "content": "Name a red fruit."}],
+            "completion": [{"role": "assistant", "content": "A banana."}], "label": False}]
+    (tmp_path / "kto.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kto))
+    examples, report = load_examples(tmp_path / "kto.jsonl", "chat")
+    assert examples == [[{"role": "user", "content": "Name a red fruit."}, {"role": "assistant", "content": "A strawberry."}]]
+    assert report.faults == ["line 2, label: false: a completion marked undesirable (KTO data) is not trained on"]
     # a spreadsheet of prompts with a chosen and a rejected reply
     (tmp_path / "pairs.csv").write_text("prompt,chosen,rejected\nName a red fruit.,A strawberry.,A banana.\n")
     assert load_examples(tmp_path / "pairs.csv", None)[0] == [[{"role": "user", "content": "Name a red fruit."},

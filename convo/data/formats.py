@@ -444,7 +444,8 @@ def _pair_of(record: dict) -> tuple[str, str] | None:
 
 def _read_pair_record(record: Any, location: str):
     """A message and its reply in two fields (``PAIRS``), ``"system"`` optional: a one-turn conversation;
-    or, as TRL's conversational prompt-completion, two lists of ``{"role", "content"}`` messages."""
+    or, as TRL's conversational prompt-completion, two lists of ``{"role", "content"}`` messages. A
+    record whose ``label`` is false (TRL's unpaired preference data, for KTO) is not trained on."""
     faults: list[tuple[str, str]] = []
     if _object(record, location, faults) is None:
         return None, [], faults
@@ -452,6 +453,9 @@ def _read_pair_record(record: Any, location: str):
     if pair is None:
         faults.append((location, f"expected the fields {' and '.join(_quote(k) for k in PAIRS[0])} (or "
                                  f"{', '.join(' and '.join(_quote(k) for k in p) for p in PAIRS[1:])})"))
+        return None, [], faults
+    if record.get("label") is False:  # TRL's unpaired preference data (KTO): a completion marked undesirable
+        faults.append((_child(location, "label"), "false: a completion marked undesirable (KTO data) is not trained on"))
         return None, [], faults
     if all(isinstance(record[key], list) for key in pair):  # TRL's conversational prompt-completion
         prompt, prompt_at = _read_messages(record[pair[0]], location, pair[0], faults)
