@@ -445,7 +445,7 @@ def _packed_reason(data: bytes, name: str) -> str | None:
                     "its first row naming the columns")
         return f"file is an office document, not training data: {_TRAINING_DATA}"
     if head.startswith(b"PK\x03\x04"):
-        if name.lower().endswith((".docx", ".odt", ".pptx", ".xlsx", ".epub")):
+        if name.lower().endswith((".docx", ".odt", ".pptx", ".epub")):  # (an .xlsx is read: tables.is_workbook)
             return f"file is an office document, not training data: {_TRAINING_DATA}"
         return "file is a zip archive, not JSON text: unzip it and upload the JSON or JSON Lines file inside"
     return None
