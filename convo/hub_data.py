@@ -4,7 +4,8 @@ The Hub stores a dataset's splits as Parquet files (``data/train-00000-of-00001.
 split in shards (``data/train_sft-00000-of-00003-<hash>.parquet``, and in the Hub's Parquet conversion
 ``default/train/0000.parquet``). One listing of the repository finds the training split's files and the
 validation split's; shards of one split are downloaded and joined into one file (Parquet 1,024 rows at
-a time, JSON Lines line by line), so the join never holds a whole shard. The user's token
+a time, Arrow a record batch at a time, JSON Lines, CSV and TSV a megabyte at a time), so the join never
+holds a whole shard. The user's token
 serves the call only (see ``convo.hub``). Example: ``dataset_files("stanfordnlp/coqa").train``.
 """
 from __future__ import annotations
@@ -18,13 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+from .data.saved import write_joined_arrow
 from .hub import HubError, _api, _hub_errors, hub_endpoint, resolve_token, validate_repo_id
 
 __all__ = ["DATA_FILE_SUFFIXES", "DataFiles", "data_file_or_dataset", "dataset_files", "dataset_source", "fetch_named",
            "on_the_hub"]
 
-DATA_FILE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv", ".jsonl.gz", ".json.gz", ".csv.gz", ".tsv.gz")
-_SUFFIX_WORDS = ".parquet, .jsonl, .json, .csv or .tsv (also gzipped)"
+DATA_FILE_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json", ".csv", ".tsv", ".jsonl.gz", ".json.gz", ".csv.gz",
+                      ".tsv.gz")
+_SUFFIX_WORDS = ".parquet, .arrow, .jsonl, .json, .csv or .tsv (also gzipped)"
+_NOT_DATA = ("state.json", "dataset_info.json", "dataset_dict.json")
+"""What ``datasets``' ``save_to_disk`` writes beside a split's Arrow files (a saved dataset pushed as it is)."""
 _JOIN_ROWS = 1024
 """Rows read and written at a time when shards are joined: 3 shards of one 53 MB row group each (3 MB
 compressed) joined in 0.24 s with 100 MB more resident memory, where a row group at a time took 190 MB."""
@@ -173,10 +178,12 @@ def _one_split(repo_id: str, groups: Mapping[str, list[str]], what: str) -> list
     """The files of the one split in ``groups``; an error naming them when there are several."""
     if len(groups) == 1:
         [files] = groups.values()
-        if len(files) > 1 and not all(f.lower().endswith(tuple(_JOINERS)) for f in files):
+        kinds = {_joined_suffix(f) for f in files}
+        if len(files) > 1 and (len(kinds) > 1 or None in kinds):
             listed = ", ".join(files[:5]) + (", ..." if len(files) > 5 else "")
-            raise HubError(f"The dataset {repo_id} has {len(files)} files for {what} ({listed}), and only Parquet "
-                           f"and JSON Lines files are joined: name one, as {repo_id}/{files[0]}.")
+            raise HubError(f"The dataset {repo_id} has {len(files)} files for {what} ({listed}), and only files of "
+                           f"one kind are joined, Parquet, Arrow, JSON Lines, CSV or TSV (JSON files are not): name "
+                           f"one, as {repo_id}/{files[0]}.")
         return files
     listed = ", ".join(f"{name} ({len(files)} file{'s' * (len(files) > 1)})"
                        for name, files in list(groups.items())[:5])
@@ -188,7 +195,7 @@ def _one_split(repo_id: str, groups: Mapping[str, list[str]], what: str) -> list
 def _split_files(repo_id: str, files: Mapping[str, int], split: str, alone_ok: bool = True) -> list[str]:
     """The data files of ``split`` (its shards, or its one file); with no file named for it, the
     dataset's only data file when ``alone_ok``, else none."""
-    data = sorted(path for path in files if path.lower().endswith(DATA_FILE_SUFFIXES))
+    data = sorted(path for path in files if _is_data(path))
     named = [path for path in data if re.search(rf"(?:^|[/_.-]){re.escape(split)}(?:[/_.-]|$)", path.lower())]
     if named:
         return _one_split(repo_id, _grouped(named), f"its {split} split")
@@ -211,7 +218,7 @@ def _named_files(repo_id: str, files: Mapping[str, int], path: str) -> list[str]
             raise HubError(f"{path} is not a data file training reads: name a {_SUFFIX_WORDS} file.")
         return [path]
     start = path.rstrip("/")
-    under = [f for f in files if f.lower().endswith(DATA_FILE_SUFFIXES) and f.startswith(start)
+    under = [f for f in files if _is_data(f) and f.startswith(start)
              and f[len(start):len(start) + 1] in ("/", "-", "_")]
     if not under:
         raise HubError(f"The dataset {repo_id} has no file {path}.")
@@ -236,7 +243,7 @@ def _download(repo_id: str, revision: str | None, paths: Sequence[str], folder: 
                                   endpoint=hub_endpoint(), token=token if token else False)) for path in paths]
     if len(local) == 1:
         return local[0]
-    suffix = next(s for s in _JOINERS if paths[0].lower().endswith(s))
+    suffix = _joined_suffix(paths[0])
     joined = folder / f"{Path(_split_of(paths[0])).name}{suffix}"
     try:
         _JOINERS[suffix](local, joined, paths)
@@ -305,7 +312,74 @@ def _join_gzipped_lines(parts: Sequence[Path], out: Path, names: Sequence[str]) 
         raise
 
 
-_JOINERS = {".parquet": _join_parquet, ".jsonl": _join_lines, ".jsonl.gz": _join_gzipped_lines}
+def _join_arrow(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None:
+    """Arrow files of one table (a split that ``datasets`` saved in shards) into one stream, a record batch at a time."""
+    import pyarrow as pa
+
+    try:
+        with pa.OSFile(str(out), "wb") as sink:
+            write_joined_arrow(list(parts), sink, list(names))
+    except BaseException as exc:
+        out.unlink(missing_ok=True)
+        if isinstance(exc, ValueError):
+            raise HubError(f"The split {exc}.") from None
+        raise
+
+
+def _join_tables(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None:
+    """CSV or TSV files of one table (gzipped or not, as their names say) into one, whose header row is the
+    first file's: each later file's header must be the same, and is left out."""
+    opener = gzip.open if out.name.lower().endswith(".gz") else open
+    try:
+        with opener(out, "wb") as sink:
+            first = b""
+            for i, (part, name) in enumerate(zip(parts, names)):
+                with opener(part, "rb") as source:
+                    header = _header_record(source)
+                    if i and header.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n") != first:
+                        raise HubError(f"{name} has another header row than {names[0]}, so they are not shards of "
+                                       f"one table ({_shown(header)} against {_shown(first)}).")
+                    if not i:
+                        first = header.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
+                        sink.write(header)
+                    end = header
+                    while chunk := source.read(1 << 20):
+                        sink.write(chunk)
+                        end = chunk
+                    if end and not end.endswith(b"\n"):  # a last row without its line break
+                        sink.write(b"\n")
+    except BaseException as exc:
+        out.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, EOFError)) and not isinstance(exc, HubError):
+            raise HubError(f"{name} cannot be read as a table ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise
+
+
+def _header_record(source) -> bytes:
+    """The first record of a CSV file, with its line break: one line, or several where a quoted name holds one."""
+    header = source.readline()
+    while header.count(b'"') % 2 and (more := source.readline()):
+        header += more
+    return header
+
+
+def _shown(header: bytes) -> str:
+    text = header.decode("utf-8", "replace").strip()
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def _joined_suffix(path: str) -> str | None:
+    """The suffix of ``_JOINERS`` that ``path`` ends with (None: such files are not joined)."""
+    return next((s for s in _JOINERS if path.lower().endswith(s)), None)
+
+
+def _is_data(path: str) -> bool:
+    """A file training may read: a data file by its suffix, and not one of ``save_to_disk``'s listings."""
+    return path.lower().endswith(DATA_FILE_SUFFIXES) and path.rpartition("/")[2] not in _NOT_DATA
+
+
+_JOINERS = {".parquet": _join_parquet, ".arrow": _join_arrow, ".jsonl": _join_lines, ".jsonl.gz": _join_gzipped_lines,
+            ".csv": _join_tables, ".tsv": _join_tables, ".csv.gz": _join_tables, ".tsv.gz": _join_tables}
 """The shards joined into one file, by suffix, and how each kind is joined (other shards are named one by one)."""
 
 

@@ -1236,6 +1236,21 @@ def test_a_gzipped_jsonl_file_is_reported_and_planned(chromium, tiny_app, tmp_pa
     context.close()
 
 
+def test_an_arrow_file_that_datasets_saved_is_reported_and_planned_and_gives_seeds(chromium, tiny_app, tmp_path):
+    """A dataset kept with ``datasets``' ``save_to_disk``: its ``data-00000-of-00001.arrow`` is what a user
+    uploads. The pickers did not offer .arrow, and given anyway it was "file looks binary, not JSON text".
+    Its rows are read as the chat JSONL it was made from, and the Synthetic tab takes its first user
+    messages as seeds."""
+    path = Path(__file__).parent / "data" / "saved" / "chat" / "data-00000-of-00001.arrow"
+    context, page, report, rows = upload_training_file(chromium, tiny_app.url, path, {".arrow"}, "conversations",
+                                                       tmp_path / "arrow.png")
+    assert "data-00000-of-00001.arrow" in report and "chat JSONL" in report and "binary" not in report, report
+    assert rows.get("conversations") == "3" and rows.get("messages") == "12", report
+    seeds = upload_seeds(page, path, "I just got back from a week of hiking in Scotland.")
+    assert len(seeds.splitlines()) == 3, seeds
+    context.close()
+
+
 def test_a_hub_datasets_training_file_is_fetched_into_the_report(chromium, launch, tiny_causal, tmp_path):
     """A user with internet types ``stanfordnlp/coqa``: its train split's Parquet file (from a local Hub
     that the real huggingface_hub client talks to) is fetched into the upload box, and the report and

@@ -171,6 +171,8 @@ GOOD_COUNTS = {
     "coqa_hf.parquet": ("coqa", 2, 2, 7, 6, 0, 0),
     "squad_hf.parquet": ("flat-qa", 4, 2, 4, 3, 0, 0),
     "chat.parquet": ("chat-jsonl", 3, 0, 0, 0, 3, 12),
+    # chat.jsonl as datasets' save_to_disk writes it, an Arrow stream (tests/data/make_arrow.py)
+    "chat.arrow": ("chat-jsonl", 3, 0, 0, 0, 3, 12),
     # spreadsheets' exports (tests/data/make_tables.py: pandas, Excel's ";" with a byte-order mark, tabs)
     "flat_qa.csv": ("flat-qa", 4, 2, 4, 3, 0, 0),  # the empty answer cell: a question without an answer
     "alpaca_excel.csv": ("alpaca", 3, 0, 0, 0, 3, 6),
@@ -584,6 +586,79 @@ def test_a_parquet_upload_is_capped_by_what_it_unpacks_to():
     rows, columns = parquet_rows(data)
     assert columns == ["context", "question", "answers"] and len(rows) == 60
     assert all(row["context"] is rows[0]["context"] for row in rows) and rows[0]["context"] == context
+
+
+def test_a_dataset_saved_with_save_to_disk_is_read_from_its_folder(tmp_path):
+    """``Dataset.save_to_disk`` writes a folder (its Arrow files and JSON listings), and
+    ``DatasetDict.save_to_disk`` a folder per split: named where a data file goes, such a folder is read
+    as its (train) split's Arrow files joined, in order. Any other folder is a clear error naming what
+    is in it, where the reader raised IsADirectoryError."""
+    saved = DATA / "saved"
+    examples, report = load_examples(saved / "chat", None)
+    assert (report.format, report.conversations, report.name) == ("chat-jsonl", 3, "chat")
+    assert examples == load_examples(GOOD / "chat.jsonl", None)[0]
+    # a DatasetDict: its train split (two shards, as num_shards wrote them), or a split named by its folder
+    examples, report = load_examples(saved / "squad_dict", "qg")
+    assert (report.format, report.records, report.questions) == ("flat-qa", 4, 4)
+    assert examples == load_examples(GOOD / "squad_hf.jsonl", "qg")[0]
+    assert validate_file(saved / "squad_dict" / "validation").questions == 2
+    # the same file uploaded from memory: an Arrow stream is told by its bytes, not its name
+    data = (saved / "squad_dict" / "train" / "data-00000-of-00002.arrow").read_bytes()
+    assert validate_bytes(data, "upload").records == 2
+    # folders that are no saved dataset, or a damaged one
+    assert validate_file(saved).error == ("folder is not a data file, nor a dataset saved by datasets' save_to_disk: "
+                                          "name a data file or a saved dataset in it (chat/, squad_dict/)")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "train.csv").write_text("question,answer\nWhy?,Because.\n")
+    assert validate_file(tmp_path).error.endswith("name a data file or a saved dataset in it (train.csv)")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "state.json").write_text('{"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}')
+    assert validate_file(broken).error == ("folder is a dataset saved by datasets whose data file "
+                                           "data-00000-of-00001.arrow is missing")
+    (broken / "data-00000-of-00001.arrow").write_bytes((GOOD / "chat.arrow").read_bytes()[:300])
+    assert validate_file(broken).error.startswith("file is not an Arrow table that can be read (ArrowInvalid: ")
+    (broken / "state.json").write_text("{")
+    assert validate_file(broken).error.startswith("folder is a dataset saved by datasets whose state.json cannot be read")
+    two = tmp_path / "two"
+    two.mkdir()
+    (two / "dataset_dict.json").write_text('{"splits": ["a", "b"]}')
+    for split in ("a", "b"):
+        (two / split).mkdir()
+    assert validate_file(two).error == (f"folder is a DatasetDict saved by datasets with the splits a, b and none named "
+                                        f"train: name one, as {two / 'a'}")
+    # an upload's cap counts every file of the split, before any is read
+    size = sum(f.stat().st_size for f in (saved / "squad_dict" / "train").glob("*.arrow"))
+    assert validate_file(saved / "squad_dict", max_bytes=size - 1).error == (
+        f"file is {size / 1e6:.6f} MB, over the {(size - 1) / 1e6:.6f} MB limit")
+
+
+def test_arrow_files_of_either_layout_and_their_caps():
+    """pyarrow writes Arrow as a stream (what datasets writes) or as the random-access file format; both read,
+    capped as Parquet is: by rows, and by what they unpack to."""
+    import pyarrow as pa
+
+    from convo.data import arrow_rows, is_arrow
+    from convo.data.pipeline import PARQUET_UNPACKED
+
+    rows = [{"prompt": f"Question {n}?", "completion": f"Answer {n}."} for n in range(200)]
+    table = pa.Table.from_pylist(rows)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=150)
+    data = sink.getvalue().to_pybytes()
+    assert data[:6] == b"ARROW1" and is_arrow(data)
+    assert arrow_rows(data) == (rows, ["prompt", "completion"])
+    report = validate_bytes(data, "pairs.arrow")
+    assert (report.format, report.conversations) == ("pairs", 200)
+    with pytest.raises(ValueError, match=r"^is an Arrow table of 200 rows, over the limit of 199: split it"):
+        arrow_rows(data, max_rows=199)
+    with pytest.raises(ValueError, match=r"^is an Arrow table that unpacks to more than 0\.0 MB, the limit"):
+        arrow_rows(data, max_unpacked=1000)
+    assert validate_bytes(data, "pairs.arrow", max_bytes=1000 // PARQUET_UNPACKED).error.startswith(
+        "file is ")  # over the upload cap itself
+    other = validate_bytes((DATA / "saved" / "chat" / "dataset_info.json").read_bytes(), "dataset_info.json")
+    assert not other.ok and "found an object with keys" in other.error  # a listing is no data
 
 
 def test_simplified_coqa_answers_are_optional():

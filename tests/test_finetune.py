@@ -581,6 +581,30 @@ def test_cli_trains_on_a_hub_dataset_named_by_its_id(tiny_causal, tmp_path, monk
         hub.stop()
 
 
+def test_cli_trains_on_a_dataset_saved_with_save_to_disk(tiny_causal, tmp_path):
+    """``--train_data FOLDER`` that ``DatasetDict.save_to_disk`` wrote trains on its train split, and its
+    validation split is the validation data without ``--val_data``; a folder that is no saved dataset is
+    a clear error (it was IsADirectoryError's traceback)."""
+    from training import finetune
+
+    saved = DATA / "saved"
+    output = tmp_path / "adapter"
+    code, out, err = run_cli(finetune.main, [
+        "--train_data", str(saved / "squad_dict"), "--model_name", tiny_causal, "--dtype", "float32",
+        "--output_dir", str(output), "--max_steps", "1", "--batch_size", "2", "--eval_generations", "0",
+        "--save_steps", "1", "--eval_steps", "1"])
+    assert code == 0, err
+    assert f"validation: {saved / 'squad_dict' / 'validation'} (the saved DatasetDict's validation split)" in err
+    meta = ft.read_metadata(output)
+    assert (meta["train_file"], meta["val_file"]) == ("squad_dict", "validation")
+    assert (meta["counts"]["format"], meta["counts"]["train_examples"], meta["counts"]["validation_examples"]) == (
+        "flat-qa", 3, 2)
+    code, _, err = run_cli(finetune.main, ["--train_data", str(saved), "--model_name", tiny_causal,
+                                           "--output_dir", str(tmp_path / "other")])
+    assert code == 2 and err == ("error: saved: folder is not a data file, nor a dataset saved by datasets' "
+                                 "save_to_disk: name a data file or a saved dataset in it (chat/, squad_dict/)\n")
+
+
 def test_cli_rejects_bad_data_naming_the_fault_and_writes_nothing(tiny_causal, tmp_path):
     from training import finetune
 

@@ -430,6 +430,49 @@ def test_a_split_in_shards_is_joined_into_one_file(hub, tmp_path, monkeypatch):
     assert [f for f in newest.rglob("*") if f.is_file() and ".cache" not in f.parts] == []  # nothing half-joined
 
 
+def test_a_saved_dataset_pushed_as_it_is_and_csv_shards_are_joined(hub, tmp_path, monkeypatch):
+    """A DatasetDict that ``save_to_disk`` wrote, pushed as it is (a folder per split of Arrow shards and
+    JSON listings), gives its train split's shards joined into one Arrow stream and its validation split,
+    the listings left out. CSV shards (gzipped or not) are joined under the first one's header; a shard
+    with another header is refused, and nothing half-joined stays."""
+    import gzip
+    import tempfile
+
+    from convo.data import load_examples
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    data = ROOT / "tests" / "data"
+    saved = data / "saved" / "squad_dict"
+    hub.add_repo("alice/saved", {str(f.relative_to(saved)): f.read_bytes() for f in saved.rglob("*") if f.is_file()},
+                 repo_type="dataset")
+    fetched = hub_data.dataset_files("alice/saved")
+    assert (fetched.train.name, fetched.train_parts, fetched.validation.name) == ("data.arrow", 2, "data-00000-of-00001.arrow")
+    assert load_examples(fetched.train, "qg")[0] == load_examples(data / "good" / "squad_hf.jsonl", "qg")[0]
+    assert load_examples(fetched.validation, "qg")[1].questions == 2
+    # CSV shards as pandas writes them, a quoted header cell holding a line break, the last row without one
+    rows = (data / "good" / "flat_qa.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    header = '"context","question","answer"\n'
+    assert rows[0].replace('"', "").strip() == "context,question,answer"
+    first, second = header + "".join(rows[1:3]), header + "".join(rows[3:]).rstrip("\n")
+    hub.add_repo("alice/csv", {"data/train-00000-of-00002.csv": first, "data/train-00001-of-00002.csv": second,
+                               "gz/train-00000-of-00002.csv.gz": gzip.compress(first.encode()),
+                               "gz/train-00001-of-00002.csv.gz": gzip.compress(("\ufeff" + second).encode()),
+                               "bad/train-00000-of-00002.tsv": "a\tb\n1\t2\n", "bad/train-00001-of-00002.tsv": "a\tc\n1\t2\n"},
+                 repo_type="dataset")
+    joined = hub_data.dataset_files("alice/csv/data/train")
+    assert joined.train.name == "train.csv" and joined.train.read_text() == header + "".join(rows[1:]).rstrip("\n") + "\n"
+    assert load_examples(joined.train, "qg")[0] == load_examples(data / "good" / "flat_qa.csv", "qg")[0]
+    zipped = hub_data.dataset_files("alice/csv/gz/train").train
+    assert zipped.name == "train.csv.gz" and gzip.decompress(zipped.read_bytes()) == joined.train.read_bytes()
+    with pytest.raises(HubError) as other:
+        hub_data.dataset_files("alice/csv/bad/train")
+    assert str(other.value) == ("bad/train-00001-of-00002.tsv has another header row than bad/train-00000-of-00002.tsv, "
+                                "so they are not shards of one table ('a\\tc' against 'a\\tb').")
+    newest = max((tmp_path / "tmp" / "convo-hub-data").iterdir(), key=lambda folder: folder.stat().st_mtime)
+    assert [f for f in newest.rglob("*") if f.is_file() and ".cache" not in f.parts] == []
+
+
 def test_a_preference_dataset_in_gzipped_folders_is_fetched_by_its_file(hub, tmp_path, monkeypatch):
     """Anthropic/hh-rlhf's layout: a folder per subset, each with ``train.jsonl.gz`` and ``test.jsonl.gz``
     of ``{"chosen", "rejected"}`` transcripts. Its id alone names the subsets to choose from; a subset's
@@ -485,13 +528,14 @@ def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_writ
                                  "download it and train from the command line, which reads files of any size "
                                  "(python -m training.finetune --train_data FILE)."),
     ("alice/json-shards", "The dataset alice/json-shards has 2 files for its train split (train-00000-of-00002.json, "
-                          "train-00001-of-00002.json), and only Parquet and JSON Lines files are joined: name one, as "
-                          "alice/json-shards/train-00000-of-00002.json."),
+                          "train-00001-of-00002.json), and only files of one kind are joined, Parquet, Arrow, JSON "
+                          "Lines, CSV or TSV (JSON files are not): name one, as alice/json-shards/train-00000-of-00002.json."),
     ("alice/two", "The dataset alice/two has 2 data files and none named train (a.jsonl, b.jsonl): name one, as "
                   "alice/two/a.jsonl."),
-    ("alice/images", "The dataset alice/images has no .parquet, .jsonl, .json, .csv or .tsv (also gzipped) file."),
-    ("alice/images/cat.png", "cat.png is not a data file training reads: name a .parquet, .jsonl, .json, .csv or .tsv (also "
-                             "gzipped) file."),
+    ("alice/images", "The dataset alice/images has no .parquet, .arrow, .jsonl, .json, .csv or .tsv (also gzipped) "
+                     "file."),
+    ("alice/images/cat.png", "cat.png is not a data file training reads: name a .parquet, .arrow, .jsonl, .json, .csv or "
+                             ".tsv (also gzipped) file."),
     ("stanfordnlp/coqa/data/test.parquet", "The dataset stanfordnlp/coqa has no file data/test.parquet."),
     ("alice/nothing", "Repository alice/nothing was not found on the Hub (or it is private and this token cannot "
                       "read it)."),

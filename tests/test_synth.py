@@ -200,6 +200,18 @@ def test_seeds_from_a_parquet_file_as_the_hub_stores_datasets(tmp_path):
         synth.read_seeds(path)
 
 
+def test_seeds_from_an_arrow_file_that_datasets_saved(tmp_path):
+    """The Arrow file of a dataset saved with ``save_to_disk`` gives seeds as its Parquet would: a chat
+    dataset's first user messages; a damaged one is named."""
+    arrow = Path(__file__).parent / "data" / "good" / "chat.arrow"
+    chats = [json.loads(line) for line in (arrow.parent / "chat.jsonl").read_text().splitlines() if line]
+    firsts = [next(m["content"] for m in chat["messages"] if m["role"] == "user") for chat in chats]
+    assert synth.read_seeds(arrow) == firsts
+    (tmp_path / "cut.arrow").write_bytes(arrow.read_bytes()[:300])
+    with pytest.raises(synth.ConfigError, match=r"^cut.arrow: the file is not an Arrow table that can be read "):
+        synth.read_seeds(tmp_path / "cut.arrow")
+
+
 def test_a_word_its_exclude_list_always_matches_is_refused_before_generating():
     """A kept conversation mentions its word, so a word an exclude entry matches could never be kept:
     every attempt was generated and dropped ("gave up"). A plural the entry misses still counts."""

@@ -10,8 +10,10 @@ import json
 import logging
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from ..data import TASKS, DataError
+from ..data.saved import saved_split
 from ..finetune import (EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, FinetuneConfig, TrainSettings, _check,
                         process_rank, push_adapter_to_hub, run_training)
 from ..finetune import log as training_log
@@ -30,7 +32,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add = parser.add_argument
     add("--train_data", help="training data: CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT, "
                              "prompt/completion or preference pairs (JSON, JSON Lines, Parquet as the Hub stores "
-                             "datasets, an Excel workbook or a spreadsheet's CSV or TSV, any of them gzipped); "
+                             "datasets, an Excel workbook or a spreadsheet's CSV or TSV, any of them gzipped; a "
+                             "folder written by datasets' save_to_disk, or one of its .arrow files); "
                              "or a Hub dataset "
                              "(user/name: its train split's file, and its validation split's without --val_data)")
     add("--val_data", help="validation data (default: split --val_fraction off the training data)")
@@ -104,13 +107,17 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 def with_hub_data(config: FinetuneConfig) -> FinetuneConfig:
     """The config with data named by a Hub dataset (``stanfordnlp/coqa``, a path in one, or a file's
     address) and not a file here downloaded; a dataset id for the training data and no
-    ``--val_data`` also fetch the dataset's validation split (as the tab does, from one listing)."""
+    ``--val_data`` also fetch the dataset's validation split (as the tab does, from one listing), as a
+    ``DatasetDict`` saved by ``datasets`` gives its own (the training data reads its train split)."""
     train, val = config.train_data, config.val_data
     if on_the_hub(train):
         fetched = fetch_named(train, validation=not val)
         if fetched.note:
             print(f"warning: validation: {fetched.note} Part of the training data is held out.", file=sys.stderr)
         train, val = str(fetched.train), val or (fetched.validation and str(fetched.validation))
+    elif not val and Path(train).is_dir() and (saved := saved_split(Path(train), "validation")) is not None:
+        print(f"validation: {saved} (the saved DatasetDict's validation split)", file=sys.stderr)
+        val = str(saved)
     val = val and data_file_or_dataset(val, split="validation")
     if (train, val) != (config.train_data, config.val_data):
         print("fetched from the Hub: " + ", ".join(filter(None, [train, val])), file=sys.stderr)

@@ -19,7 +19,8 @@ Decisions a caller should know:
 
 The package: base (limits, errors, records, prompt wording), sentences (the spans a question is about),
 tasks (task prompts, their rendering and the examples), checks (field
-checks), formats (one reader per format), parquet (Parquet rows as records), report (counts, duplicates, token lengths, summary),
+checks), formats (one reader per format), parquet (Parquet and Arrow rows as records), saved (folders
+written by datasets' save_to_disk), report (counts, duplicates, token lengths, summary),
 pipeline (the entry points). Its names are re-exported here.
 """
 from __future__ import annotations
@@ -34,5 +35,5 @@ from .sentences import focus_unit, sentence_units, split_sentences
 from .tasks import (build_examples, cqg_prompt, end_marker, fewshot_text, format_history, is_fewshot, qa_closed_prompt,
                     qa_prompt, qg_fewshot_prompt, qg_prompt, render, render_fewshot, split_train_val)
 from .report import (render_example, Report, token_counter)
-from .parquet import is_parquet, parquet_rows
+from .parquet import arrow_rows, is_arrow, is_parquet, parquet_rows
 from .pipeline import (decode_marked, json_depth, load_data, load_examples, validate_bytes, validate_file)

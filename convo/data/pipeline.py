@@ -14,7 +14,8 @@ from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, M
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
 from .packed import gunzipped
-from .parquet import is_parquet, parquet_rows
+from .saved import joined_arrow, saved_files
+from .parquet import arrow_rows, is_arrow, is_parquet, parquet_rows
 from .tables import WORKBOOK_SUFFIXES, is_table, is_workbook, table_rows, workbook_rows
 from .checks import _quote, _safe, _type_name
 from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passages, _read_records,
@@ -111,12 +112,22 @@ class _Reject(Exception):
 def _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task=False):
     _check_limits(task, max_length, max_bytes)
     path = Path(path)
-    size = path.stat().st_size
+    files = [path]
+    if path.is_dir():  # a dataset saved by datasets' save_to_disk: its (train) split's Arrow files
+        try:
+            files = saved_files(path)
+        except ValueError as exc:
+            return _rejected(Report(name=path.name, size=0, max_length=max_length), f"folder {exc}"), [], []
+    size = sum(file.stat().st_size for file in files)
     if max_bytes is not None and size > max_bytes:
         # Refuse before reading: an accidental multi-GB upload must not fill memory.
         report = Report(name=path.name, size=size, max_length=max_length)
         return _rejected(report, _size_message(size, max_bytes)), [], []
-    return _inspect_bytes(path.read_bytes(), path.name, task, tokenizer, max_length, max_bytes, adapt_task)
+    try:
+        data = joined_arrow(files) if path.is_dir() else path.read_bytes()
+    except ValueError as exc:
+        return _rejected(Report(name=path.name, size=size, max_length=max_length), f"folder {exc}"), [], []
+    return _inspect_bytes(data, path.name, task, tokenizer, max_length, max_bytes, adapt_task)
 
 
 def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_bytes, adapt_task=False):
@@ -133,8 +144,8 @@ def _inspect_bytes(data: bytes, name: str, task, tokenizer, max_length, max_byte
     if not workbook and (packed := _packed_reason(data, name)) is not None:
         return _rejected(report, packed), [], []
     try:
-        if is_parquet(data):
-            parsed = _parse_parquet(data, max_bytes)
+        if is_parquet(data) or is_arrow(data):
+            parsed = _parse_columnar(data, max_bytes)
         elif workbook or is_table(name):
             parsed = _parse_table(data, name, workbook, max_bytes)
         else:
@@ -378,22 +389,23 @@ columns are compressed, and SQuAD's training split (a paragraph repeated for eac
 unpacks to about 80 MB, where its JSON is 30 MB."""
 
 
-def _parse_parquet(data: bytes, max_bytes: int | None) -> _Parsed:
-    """The rows of a Parquet table, read as JSON Lines records are (the Hub's ``stanfordnlp/coqa`` and
-    ``rajpurkar/squad`` files have the layouts ``datasets`` writes as JSON Lines); faults name rows."""
+def _parse_columnar(data: bytes, max_bytes: int | None) -> _Parsed:
+    """The rows of a Parquet or Arrow table, read as JSON Lines records are (the Hub's ``stanfordnlp/coqa``
+    and ``rajpurkar/squad`` files have the layouts ``datasets`` writes as JSON Lines); faults name rows."""
     capped = max_bytes is not None
+    kind, read = ("Parquet", parquet_rows) if is_parquet(data) else ("Arrow", arrow_rows)
     try:
-        rows, columns = parquet_rows(data, PARQUET_UNPACKED * max_bytes if capped else None,
-                                     MAX_WORK if capped else None)
+        rows, columns = read(data, PARQUET_UNPACKED * max_bytes if capped else None, MAX_WORK if capped else None)
     except ValueError as exc:
         raise _Reject(f"file {exc}") from None
     if not rows:
-        raise _Reject("file has no records: the Parquet table has no rows")
+        raise _Reject(f"file has no records: the {kind} table has no rows")
     if capped:
         _check_work(_work(rows))
     reader = _records_reader(rows)
     if reader is None:
-        raise _Reject(f"{UNRECOGNISED}; found a Parquet table with the columns {_keys(columns)}")
+        raise _Reject(f"{UNRECOGNISED}; found {'a' if kind == 'Parquet' else 'an'} {kind} table with the columns "
+                      f"{_keys(columns)}")
     return reader([(f"row {number}", row) for number, row in enumerate(rows, start=1)])
 
 

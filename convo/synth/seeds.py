@@ -1,5 +1,6 @@
 """Seed messages for persona runs: typed one per line, or read from a file as people have them (a
-text file, a CSV or Excel table, JSON Lines of prompts or of chats, a Hub dataset's Parquet file)."""
+text file, a CSV or Excel table, JSON Lines of prompts or of chats, a Hub dataset's Parquet file or an
+Arrow file that ``datasets`` saved)."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..data import MAX_BYTES, MB, parquet_rows
+from ..data import MAX_BYTES, MB, arrow_rows, parquet_rows
 from ..data.pipeline import PARQUET_UNPACKED
 from ..data.tables import WORKBOOK_SUFFIXES, sheet_rows, table_delimiter
 from .config import ConfigError, _loads_checked, read_json, read_text
@@ -25,12 +26,12 @@ def read_seeds(path: str | Path) -> list[str]:
     """Seed messages from ``.txt`` (one per line), ``.csv`` or an Excel workbook's first sheet (``.xlsx``:
     a seed/message/text/prompt/content/question column, else the first column), ``.jsonl`` (strings,
     objects with one of those fields, or conversations ``{"messages"}``, whose first user message is the
-    seed), ``.json`` (a list of them) or ``.parquet`` (rows like those objects: a Hub dataset of prompts
-    or of chats, as downloaded)."""
+    seed), ``.json`` (a list of them) or ``.parquet`` and ``.arrow`` (rows like those objects: a Hub dataset
+    of prompts or of chats, as downloaded or as ``datasets`` saved it)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return _nonempty_seeds(_parquet_seeds(path), path)
+    if suffix in (".parquet", ".arrow"):
+        return _nonempty_seeds(_columnar_seeds(path, parquet_rows if suffix == ".parquet" else arrow_rows), path)
     if suffix in WORKBOOK_SUFFIXES:
         return _nonempty_seeds(_workbook_seeds(path), path)
     text = read_text(path, "utf-8-sig", fallback="cp1252" if suffix == ".csv" else None)
@@ -56,10 +57,10 @@ def _nonempty_seeds(seeds: list[str], path: Path) -> list[str]:
     return seeds
 
 
-def _parquet_seeds(path: Path) -> list[str]:
+def _columnar_seeds(path: Path, read) -> list[str]:
     data = _read_bytes(path)
     try:
-        rows, _ = parquet_rows(data, max_unpacked=PARQUET_UNPACKED * MAX_BYTES)
+        rows, _ = read(data, max_unpacked=PARQUET_UNPACKED * MAX_BYTES)
     except ValueError as exc:
         raise ConfigError(f"{path.name}: the file {exc}") from None
     return [_seed_value(row, f"{path.name} row {n}") for n, row in enumerate(rows, start=1)]

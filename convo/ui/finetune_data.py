@@ -15,14 +15,16 @@ from ..hub import HubError, resolve_token
 from ..hub_data import dataset_files, dataset_source
 from .common import spec_from
 
-# Parquet: as the Hub stores datasets; CSV, TSV and Excel: spreadsheets; .gz: any of them gzipped
-DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".xlsx", ".gz")
+# Parquet: as the Hub stores datasets; Arrow: as datasets' save_to_disk writes them; CSV, TSV and Excel:
+# spreadsheets; .gz: any of them gzipped
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".arrow", ".csv", ".tsv", ".xlsx", ".gz")
 UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT, prompt/completion or preference "
                f"pairs file (`chosen` and `rejected`: the chosen conversation is trained on; up to "
                f"{MAX_BYTES // MB} MB) "
                "to see what it holds (CoQA's training set as Hugging Face `datasets` writes it is about 20 MB). "
                "JSON, JSON Lines, or Parquet as the Hub stores datasets: the Parquet files of `stanfordnlp/coqa` "
-               "and `rajpurkar/squad` upload as they are. A spreadsheet works too, as an Excel workbook (its first "
+               "and `rajpurkar/squad` upload as they are, and so does a dataset saved with `datasets`' `save_to_disk` (its "
+               "`data-00000-of-00001.arrow` file). A spreadsheet works too, as an Excel workbook (its first "
                "sheet) or saved as CSV or TSV, its first row naming the columns: `context, question, answer`, "
                "`instruction, input, output`, or a message and its reply (`prompt, completion` or "
                "`question, answer`). Any of these may be gzipped (`train.jsonl.gz`, as some Hub datasets store them). "

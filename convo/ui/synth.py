@@ -282,7 +282,7 @@ def import_persona_config(files, template: str, restyle_template: str):
 
 
 def load_seed_file(file, current: str):
-    """Put the seeds of an uploaded .txt/.csv/.xlsx/.jsonl/.json/.parquet file into the seed box."""
+    """Put the seeds of an uploaded .txt/.csv/.xlsx/.jsonl/.json/.parquet/.arrow file into the seed box."""
     if not file:
         return current
     try:
@@ -569,9 +569,9 @@ def render(shared: Shared) -> None:
     with gr.Column(visible=True) as persona_box:
         with gr.Row():
             seeds = gr.Textbox(defaults.seeds, lines=4, label="Seed messages (one per line)", elem_id="synth-seeds", scale=3)
-            seed_file = gr.File(label="...or upload seeds (.txt one per line, .csv or .xlsx, .jsonl, .parquet: also "
-                                      "chat data, by its first message)", scale=2,
-                                file_types=[".txt", ".csv", ".xlsx", ".jsonl", ".json", ".parquet"],
+            seed_file = gr.File(label="...or upload seeds (.txt one per line, .csv or .xlsx, .jsonl, .parquet or "
+                                      ".arrow: also chat data, by its first message)", scale=2,
+                                file_types=[".txt", ".csv", ".xlsx", ".jsonl", ".json", ".parquet", ".arrow"],
                                 elem_id="synth-seed-file")
         personas = gr.Dataframe(value=DEFAULT_PERSONA_ROWS, headers=core.PERSONA_COLUMNS, column_count=4, type="array",
                                 interactive=True, label="Personas (motivation x disposition; edit names and descriptions)",
