@@ -4,13 +4,14 @@ The Hub stores a dataset's splits as Parquet files (``data/train-00000-of-00001.
 split in shards (``data/train_sft-00000-of-00003-<hash>.parquet``, and in the Hub's Parquet conversion
 ``default/train/0000.parquet``). One listing of the repository finds the training split's files and the
 validation split's; shards of one split are downloaded and joined into one file (Parquet 1,024 rows at
-a time, Arrow a record batch at a time, JSON Lines, CSV and TSV a megabyte at a time), so the join never
-holds a whole shard. The user's token
+a time, Arrow a record batch at a time, JSON Lines, JSON lists, CSV and TSV a megabyte at a time), so
+the join never holds a whole shard. The user's token
 serves the call only (see ``convo.hub``). Example: ``dataset_files("stanfordnlp/coqa").train``.
 """
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import shutil
 import tempfile
@@ -182,8 +183,7 @@ def _one_split(repo_id: str, groups: Mapping[str, list[str]], what: str) -> list
         if len(files) > 1 and (len(kinds) > 1 or None in kinds):
             listed = ", ".join(files[:5]) + (", ..." if len(files) > 5 else "")
             raise HubError(f"The dataset {repo_id} has {len(files)} files for {what} ({listed}), and only files of "
-                           f"one kind are joined, Parquet, Arrow, JSON Lines, CSV or TSV (JSON files are not): name "
-                           f"one, as {repo_id}/{files[0]}.")
+                           f"one kind are joined (gzipped JSON files are not): name one, as {repo_id}/{files[0]}.")
         return files
     listed = ", ".join(f"{name} ({len(files)} file{'s' * (len(files) > 1)})"
                        for name, files in list(groups.items())[:5])
@@ -355,6 +355,75 @@ def _join_tables(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None
         raise
 
 
+def _join_json(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None:
+    """JSON shards into one: JSON Lines (what ``datasets``' ``to_json`` writes, named ``.json``) line by line,
+    lists of records into one list; a shard that is one JSON object (CoQA's ``{"data": [...]}``) is not a
+    part of a table, and is named."""
+    kinds = [_json_kind(part) for part in parts]
+    for kind, name in zip(kinds, names):
+        if kind != kinds[0] or kind == "object":
+            what = "one JSON object" if kind == "object" else {"lines": "JSON Lines", "list": "a JSON list"}[kind]
+            first = {"lines": "JSON Lines", "list": "a JSON list", "object": "one JSON object"}[kinds[0]]
+            raise HubError(f"{name} is {what}{'' if kind == 'object' else f' where {names[0]} is {first}'}, so the "
+                           f"shards are not joined: name one.")
+    if kinds[0] == "lines":
+        _join_lines(parts, out, names)
+        return
+    try:
+        with open(out, "wb") as sink:
+            sink.write(b"[")
+            wrote = False
+            for part in parts:
+                with open(part, "rb") as source:
+                    start, end = _list_bounds(source)
+                    source.seek(start + 1)
+                    inner = source.read(min(end - start - 1, 64))
+                    if inner.strip():  # not an empty list
+                        sink.write(b"," * wrote + inner)
+                        _copy_bytes(source, sink, end - start - 1 - len(inner))
+                        wrote = True
+            sink.write(b"]\n")
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+
+
+def _json_kind(path: Path) -> str:
+    """"list" for a JSON list, "lines" for JSON Lines (its first line one whole JSON value), else "object"."""
+    with open(path, "rb") as source:
+        first = source.readline().removeprefix(b"\xef\xbb\xbf")
+        while first and not first.strip():
+            first = source.readline()
+    if first.lstrip().startswith(b"["):
+        return "list"
+    try:
+        json.loads(first)
+    except ValueError:
+        return "object"
+    return "lines"
+
+
+def _list_bounds(source) -> tuple[int, int]:
+    """The offsets of a JSON list's opening and closing brackets in ``source`` (whitespace and a byte-order
+    mark around them)."""
+    head = source.read(64)
+    start = len(head) - len(head.removeprefix(b"\xef\xbb\xbf").lstrip())
+    size = source.seek(0, 2)
+    source.seek(max(0, size - 64))
+    tail = source.read()
+    end = size - (len(tail) - len(tail.rstrip())) - 1
+    source.seek(end)
+    if head[start:start + 1] != b"[" or source.read(1) != b"]" or end <= start:
+        raise HubError(f"{Path(source.name).name} is not a whole JSON list: its last bracket is missing.")
+    return start, end
+
+
+def _copy_bytes(source, sink, count: int) -> None:
+    while count > 0 and (chunk := source.read(min(count, 1 << 20))):
+        sink.write(chunk)
+        count -= len(chunk)
+
+
 def _header_record(source) -> bytes:
     """The first record of a CSV file, with its line break: one line, or several where a quoted name holds one."""
     header = source.readline()
@@ -379,7 +448,8 @@ def _is_data(path: str) -> bool:
 
 
 _JOINERS = {".parquet": _join_parquet, ".arrow": _join_arrow, ".jsonl": _join_lines, ".jsonl.gz": _join_gzipped_lines,
-            ".csv": _join_tables, ".tsv": _join_tables, ".csv.gz": _join_tables, ".tsv.gz": _join_tables}
+            ".json": _join_json, ".csv": _join_tables, ".tsv": _join_tables, ".csv.gz": _join_tables,
+            ".tsv.gz": _join_tables}
 """The shards joined into one file, by suffix, and how each kind is joined (other shards are named one by one)."""
 
 

@@ -473,6 +473,43 @@ def test_a_saved_dataset_pushed_as_it_is_and_csv_shards_are_joined(hub, tmp_path
     assert [f for f in newest.rglob("*") if f.is_file() and ".cache" not in f.parts] == []
 
 
+def test_json_shards_are_joined_as_json_lines_or_as_one_list(hub, tmp_path, monkeypatch):
+    """``datasets``' ``to_json`` writes JSON Lines under a ``.json`` name: such shards are joined line by line;
+    shards that are JSON lists (pretty-printed, an empty one among them) are joined into one list; shards of
+    one JSON object each (CoQA's layout), or of different kinds, are named, and nothing half-joined stays."""
+    import tempfile
+
+    from convo.data import load_examples
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    good = ROOT / "tests" / "data" / "good"
+    lines = (good / "chat.jsonl").read_text().splitlines(keepends=True)
+    records = [json.loads(line) for line in lines]
+    coqa = (good / "coqa.json").read_text()
+    hub.add_repo("alice/json", {
+        "lines/train-00000-of-00002.json": "".join(lines[:2]), "lines/train-00001-of-00002.json": lines[2].rstrip("\n"),
+        "list/train-00000-of-00003.json": "\ufeff" + json.dumps(records[:2], indent=2) + "\n\n",
+        "list/train-00001-of-00003.json": "[ ]", "list/train-00002-of-00003.json": json.dumps(records[2:]),
+        "coqa/train-00000-of-00002.json": coqa, "coqa/train-00001-of-00002.json": coqa,
+        "mixed/train-00000-of-00002.json": "".join(lines), "mixed/train-00001-of-00002.json": json.dumps(records),
+    }, repo_type="dataset")
+    joined = hub_data.dataset_files("alice/json/lines/train").train
+    assert joined.name == "train.json" and joined.read_text() == "".join(lines)
+    joined = hub_data.dataset_files("alice/json/list/train").train
+    assert json.loads(joined.read_text()) == records
+    assert load_examples(joined, "chat")[0] == load_examples(good / "chat.jsonl", "chat")[0]
+    with pytest.raises(HubError) as one_object:
+        hub_data.dataset_files("alice/json/coqa/train")
+    assert str(one_object.value) == "coqa/train-00000-of-00002.json is one JSON object, so the shards are not joined: name one."
+    with pytest.raises(HubError) as mixed:
+        hub_data.dataset_files("alice/json/mixed/train")
+    assert str(mixed.value) == ("mixed/train-00001-of-00002.json is a JSON list where mixed/train-00000-of-00002.json is "
+                                "JSON Lines, so the shards are not joined: name one.")
+    newest = max((tmp_path / "tmp" / "convo-hub-data").iterdir(), key=lambda folder: folder.stat().st_mtime)
+    assert [f for f in newest.rglob("*") if f.is_file() and ".cache" not in f.parts] == []
+
+
 def test_a_preference_dataset_in_gzipped_folders_is_fetched_by_its_file(hub, tmp_path, monkeypatch):
     """Anthropic/hh-rlhf's layout: a folder per subset, each with ``train.jsonl.gz`` and ``test.jsonl.gz``
     of ``{"chosen", "rejected"}`` transcripts. Its id alone names the subsets to choose from; a subset's
@@ -527,9 +564,9 @@ def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_writ
     ("alice/shards/plain/train", "alice/shards/plain/train (2 files) is 0.0 MB, over the 0 MB limit of the app: "
                                  "download it and train from the command line, which reads files of any size "
                                  "(python -m training.finetune --train_data FILE)."),
-    ("alice/json-shards", "The dataset alice/json-shards has 2 files for its train split (train-00000-of-00002.json, "
-                          "train-00001-of-00002.json), and only files of one kind are joined, Parquet, Arrow, JSON "
-                          "Lines, CSV or TSV (JSON files are not): name one, as alice/json-shards/train-00000-of-00002.json."),
+    ("alice/json-shards", "The dataset alice/json-shards has 2 files for its train split (train-00000-of-00002.json.gz, "
+                          "train-00001-of-00002.json.gz), and only files of one kind are joined (gzipped JSON files are "
+                          "not): name one, as alice/json-shards/train-00000-of-00002.json.gz."),
     ("alice/two", "The dataset alice/two has 2 data files and none named train (a.jsonl, b.jsonl): name one, as "
                   "alice/two/a.jsonl."),
     ("alice/images", "The dataset alice/images has no .parquet, .arrow, .jsonl, .json, .csv or .tsv (also gzipped) "
@@ -548,7 +585,7 @@ def test_a_hub_dataset_that_gives_no_one_training_file_says_why(hub, source, mes
                  repo_type="dataset")
     hub.add_repo("alice/shards", {**{f"plain/train-0000{n}-of-00002.parquet": b"PAR1" * 2 for n in (0, 1)},
                                   "plain/train_gen.jsonl": "{}"}, repo_type="dataset")
-    hub.add_repo("alice/json-shards", {f"train-0000{n}-of-00002.json": "[]" for n in (0, 1)}, repo_type="dataset")
+    hub.add_repo("alice/json-shards", {f"train-0000{n}-of-00002.json.gz": "[]" for n in (0, 1)}, repo_type="dataset")
     hub.add_repo("alice/two", {"a.jsonl": "{}", "b.jsonl": "{}"}, repo_type="dataset")
     hub.add_repo("alice/images", {"cat.png": b"png", "README.md": "cats"}, repo_type="dataset")
     with pytest.raises(HubError) as error:
