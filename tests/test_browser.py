@@ -163,6 +163,36 @@ def test_a_reload_reopens_the_conversation_and_the_next_message_continues_it(chr
     context.close()
 
 
+def test_an_empty_send_changes_nothing_and_a_double_click_sends_once(chromium, tiny_app):
+    """Send (or Enter) with the box empty emptied the chat, and the next message was saved over the
+    conversation, whose turns were lost; a double-click on Send sent the message twice (two replies)."""
+    context, page = open_app(chromium, tiny_app.url)
+    first = f"Empty send test {time.time_ns()}: tell me about owls."
+    send(page, first)
+    wait_reply(page)
+    reply_loop_over(page)
+    before = chat_turns(page)
+    page.locator("#chat-input textarea").fill("")
+    page.locator("#send").click()
+    page.wait_for_timeout(1500)
+    assert chat_turns(page) == before
+    page.locator("#chat-input textarea").press("Enter")
+    page.wait_for_timeout(1500)
+    assert chat_turns(page) == before
+    page.locator("#chat-input textarea").fill("And where do they sleep?")
+    page.locator("#send").dblclick()
+    wait_reply(page, count=2)
+    reply_loop_over(page)
+    page.wait_for_timeout(1500)  # the finished reply is saved when the stream ends
+    turns = chat_turns(page)
+    assert [role for role, _ in turns] == ["user", "assistant"] * 2, turns
+    assert turns[:2] == before and turns[2] == ["user", "And where do they sleep?"], turns
+    mine = [c for c in saved_conversations(tiny_app.data_dir) if c and c[0] == first]
+    assert len(mine) == 1 and len(mine[0]) == 4 and mine[0][2] == "And where do they sleep?", mine
+    page.screenshot(path=str(tiny_app.data_dir.parent / "empty-send.png"), full_page=True)
+    context.close()
+
+
 def test_clear_mid_reply_starts_over(chromium, launch, slow_tiny):
     """The trash icon (or Clear) while a reply streams: the reply stops, the cleared conversation does
     not come back with the loop's next update, and the next message starts a new saved conversation."""

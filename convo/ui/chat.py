@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import html
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -54,6 +55,10 @@ class Turns:
 _sessions: dict[str, Turns] = {}
 _sessions_lock = threading.Lock()
 _streaming = 0  # replies streaming now, over every session (guarded by _sessions_lock)
+_last_sent: dict[str, tuple[str, float]] = {}  # each session's last message and when (guarded by _sessions_lock)
+RESEND_S = 1.0
+"""A message sent again within this many seconds is the same click twice (a double-click's second
+click comes 0.1-0.5 s after the first)."""
 
 
 def redraw_interval() -> float:
@@ -176,11 +181,15 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
     nothing = [gr.skip()] * 5
     with _sessions_lock:
         turns = _sessions.setdefault(_session(request), Turns())
-        if turns.busy:
-            yield tuple(nothing)
-            return
-        turns.busy = True
         history = _without_shown_pending(plain_messages(history), turns.pending)
+        idle = turns.busy or (not turns.pending and (not history or history[-1]["role"] != "user"))
+        if not turns.busy and idle and _sessions.get(_session(request)) is turns:
+            del _sessions[_session(request)]
+        turns.busy = True
+    if idle:  # a loop runs (it takes the queued message), or nothing to answer: an empty Send changes nothing
+        # (a handler that yields nothing empties the chat, and the next message was saved over the conversation)
+        yield tuple(nothing)
+        return
     try:
         lm = for_user(get_model(spec_from(model, adapter, quantize)), oauth.token if oauth else None)
         sampling = sampling_from(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed)
@@ -293,15 +302,21 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
 
 
 def add_user_message(message: str, history, request: gr.Request = None):
-    """Show the typed message and queue it for the reply loop; the textbox is cleared."""
-    history = plain_messages(history)
+    """Show the typed message and queue it for the reply loop; the textbox is cleared. The same text
+    sent again by the same session within ``RESEND_S`` is a double-click (both clicks read the box
+    before it was cleared) and is dropped."""
     text = (message or "").strip()
     if not text:
-        return "", history
-    history.append({"role": "user", "content": text})
+        return "", gr.skip()
+    now = time.monotonic()
     with _sessions_lock:
+        for key in [k for k, (_, at) in _last_sent.items() if now - at > RESEND_S]:
+            del _last_sent[key]
+        if _last_sent.get(_session(request), ("", 0.0))[0] == text:
+            return "", gr.skip()
+        _last_sent[_session(request)] = (text, now)
         _sessions.setdefault(_session(request), Turns()).pending.append(text)
-    return "", history
+    return "", plain_messages(history) + [{"role": "user", "content": text}]
 
 
 def ask_suggestion(question: str, history, asked, conversation_id=None, profile: gr.OAuthProfile | None = None):
