@@ -172,7 +172,7 @@ def test_download_folders_older_than_a_day_are_removed(tmp_path, monkeypatch):
     old = time.time() - EXPORT_MAX_AGE_S - 60
     os.utime(stale, (old, old))
     exported = Path(chat_ui.export([{"role": "user", "content": "Hi"}], "bundled", "(none)", "", 0.7, 0.9, 50, 64,
-                                   1.1, -1, "md"))
+                                   1.1, -1, fmt="md"))
     assert not stale.exists() and recent.is_dir()
     assert exported.parent.parent == tmp_path / "convo-exports" and "Hi" in exported.read_text()
     csv_path, json_path = questions_ui.write_downloads([], "A passage.")

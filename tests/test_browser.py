@@ -252,10 +252,17 @@ def streaming(chromium, app, text: str):
     return app, context, page
 
 
-def test_stop_ends_the_reply_and_says_so(chromium, launch, slow_tiny):
+def test_stop_ends_the_reply_and_says_so_and_share_waits_for_it(chromium, launch, slow_tiny):
     """Stop cuts the streaming reply, and the status line says the reply was stopped (it went blank,
-    so a cut reply looked finished)."""
+    so a cut reply looked finished). Share pressed mid-reply shares nothing and says to wait (a link
+    kept the half-written reply for good); once the reply is over, the link holds all of it."""
     app, context, page = streaming(chromium, launch(model=slow_tiny), "Please tell me a very long story.")
+    page.get_by_text("Share and export").click()
+    page.locator("#share").click()
+    page.wait_for_selector(".toast-body", timeout=30_000)
+    assert "A reply is still being written: share the conversation once it ends" in page.locator(
+        ".toast-body").first.inner_text()
+    assert page.locator("#share-link textarea, #share-link input").first.input_value() == ""
     page.locator("#stop").click()
     page.wait_for_function("() => /stopped/i.test(document.querySelector('#chat-status').innerText)", timeout=30_000)
     cut = page.locator(BOT).first.inner_text()
@@ -263,6 +270,13 @@ def test_stop_ends_the_reply_and_says_so(chromium, launch, slow_tiny):
     assert page.locator(BOT).first.inner_text() == cut and cut.strip()  # nothing more arrives
     assert page.locator("#chat-status").inner_text().strip() == "Reply stopped."
     assert not page.locator("#suggestion-0").is_visible()
+    page.locator("#share").click()
+    page.wait_for_function("() => document.querySelector('#share-link textarea, #share-link input').value.includes('share=')",
+                           timeout=30_000)
+    other, view = shared_messages(chromium, page.locator("#share-link textarea, #share-link input").first.input_value())
+    shared = view.locator("#share-chatbot [data-testid='bot']").first.inner_text()
+    assert shared == cut and page.locator("#share-link textarea, #share-link input").first.input_value()
+    other.close()
     context.close()
 
 

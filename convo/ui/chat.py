@@ -8,12 +8,9 @@ keeps in gr.BrowserState; the "What convo remembers about you" panel lists and d
 """
 from __future__ import annotations
 
-import functools
 import html
-import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -27,6 +24,7 @@ from ..settings import ChatSettings, recommended_sampling
 from ..store import new_id
 from .common import (NO_ADAPTER, Shared, adapter_label, default_model, get_store, output_file, plain_messages,
                      processed_here, sampling_from, spec_from, username)
+from .replies import Turns, _session, _sessions, _sessions_lock
 from .sharing import export, revoke, share
 
 N_SUGGESTIONS = 3
@@ -40,20 +38,6 @@ CUT = {"length": "Reply cut at the token limit (Max new tokens, in Settings).",
 SUGGESTIONS_LABEL = "convo could ask you next (click to let it ask):"
 
 
-@dataclass
-class Turns:
-    """One browser session's reply loop: whether a reply is being written, the messages sent
-    meanwhile (answered in order by the running loop), and the Stop flag of the current reply."""
-
-    busy: bool = False
-    pending: list[str] = field(default_factory=list)
-    stop: Stop | None = None
-    cleared: bool = False  # Clear ran mid-loop: the turn ends unseen, later messages start anew
-
-
-# Keyed by Gradio session; the Stop button of a session ends that session's reply within a token or two.
-_sessions: dict[str, Turns] = {}
-_sessions_lock = threading.Lock()
 _streaming = 0  # replies streaming now, over every session (guarded by _sessions_lock)
 _last_sent: dict[str, tuple[str, float]] = {}  # each session's last message and when (guarded by _sessions_lock)
 RESEND_S = 1.0
@@ -80,10 +64,6 @@ def _counted_stream():
     finally:
         with _sessions_lock:
             _streaming -= 1
-
-
-def _session(request) -> str:
-    return request.session_hash if request else "local"
 
 
 def model_generation_config(model: str) -> dict | None:
@@ -235,6 +215,16 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
                 del _sessions[_session(request)]
 
 
+@contextmanager
+def _writing(turns: Turns):
+    """``turns.writing`` while a reply streams (Share and Export wait for it)."""
+    turns.writing = True
+    try:
+        yield
+    finally:
+        turns.writing = False
+
+
 def _shown(history: list[dict], turns: Turns) -> list[dict]:
     """What the chat shows: the conversation so far, then the messages still queued."""
     return history + [{"role": "user", "content": text} for text in list(turns.pending)]
@@ -273,7 +263,7 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
                            settings={"sampling": sampling.to_dict(), "system_prompt": settings.system_prompt})
     conversation_id = saver.start()
     cut: list[str] = []
-    with _counted_stream():
+    with _counted_stream(), _writing(turns):
         for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked,
                                        min_interval=redraw_interval, remembered=remembered, on_cut=cut.append):
             saver.partial(reply)
@@ -569,5 +559,6 @@ def render(shared: Shared) -> None:
                 repetition_penalty, seed]  # the conversation and what made it, as shared and exported
     share_btn.click(share, [*snapshot, expires_days, secrets], [share_link, share_note, secrets], api_name="share")
     revoke_btn.click(revoke, [share_link, revoke_secret, secrets], revoke_status, api_name="revoke")
-    export_json.click(functools.partial(export, fmt="json"), snapshot, export_file, api_visibility="private")
-    export_md.click(functools.partial(export, fmt="md"), snapshot, export_file, api_visibility="private")
+    # the format as an input (a partial's type hints are not read: Gradio would not pass it the request)
+    export_json.click(export, [*snapshot, gr.State("json")], export_file, api_visibility="private")
+    export_md.click(export, [*snapshot, gr.State("md")], export_file, api_visibility="private")

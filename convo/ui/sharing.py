@@ -9,6 +9,7 @@ import time
 import gradio as gr
 
 from ..store import conversation_to_json, conversation_to_markdown
+from .replies import replying
 from .common import adapter_label, export_folder, get_store, plain_messages, sampling_from, spec_from, username
 
 NOT_AVAILABLE = "This conversation is not available"
@@ -47,12 +48,20 @@ def snapshot_of(history, model, adapter, system_prompt, temperature, top_p, top_
             "settings": {"sampling": sampling.to_dict()}}
 
 
+WRITING = "A reply is still being written: {what} the conversation once it ends (or press Stop)."
+"""Said when Share or Export is pressed mid-reply: the chat then holds half a reply, which a link
+would keep for good."""
+
+
 def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
           repetition_penalty, seed, expires_days, secrets, request: gr.Request,
           profile: gr.OAuthProfile | None = None):
-    """Save a snapshot and return its link (and the revoke secret, shown once)."""
+    """Save a snapshot and return its link (and the revoke secret, shown once); nothing while this
+    session's reply is being written."""
     if not plain_messages(history):
         raise gr.Error("Nothing to share yet: send a message first.")
+    if replying(request):
+        raise gr.Error(WRITING.format(what="share"))
     expires_in = float(expires_days) * 86400 if expires_days and float(expires_days) > 0 else None
     try:
         snapshot = snapshot_of(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
@@ -79,11 +88,14 @@ def revoke(link_or_id: str, typed_secret: str, secrets, profile: gr.OAuthProfile
 
 
 def export(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens, repetition_penalty,
-           seed, fmt: str):
-    """Write the conversation as JSON or Markdown, with its system prompt, model, adapter (by name,
-    never a server path), sampling settings and time, and return the file for download."""
+           seed, fmt: str = "json", request: gr.Request = None):
+    """Write the conversation as JSON or Markdown (``fmt``: "json" or "md"), with its system prompt, model,
+    adapter (by name, never a server path), sampling settings and time, and return the file for download;
+    nothing while this session's reply is being written."""
     if not plain_messages(history):
         raise gr.Error("Nothing to export yet.")
+    if replying(request):
+        raise gr.Error(WRITING.format(what="export"))
     try:
         snapshot = snapshot_of(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
                                repetition_penalty, seed)
