@@ -764,10 +764,16 @@ def test_synth_shows_only_the_current_modes_and_runs_results(chromium, tiny_app)
 
 def test_a_training_job_follows_its_owner_not_the_tab(chromium, launch, tiny_causal, tmp_path_factory):
     """A job started in one browser context is shown and cancellable in a new context of the same
-    browser storage (the first page closed), invisible to another browser, and reclaimable by its id."""
+    browser storage (the first page closed), invisible to another browser, and reclaimable by its id.
+    Start is double-clicked: one job starts (two did, the second failing on the first's adapter), and
+    the browser keeps the id that owns it."""
     app = launch(model=tiny_causal, data_dir=tmp_path_factory.mktemp("owner-data"))
     first, page = open_app(chromium, app.url)
-    job_id = start_long_job(page, app.url)
+    job_id = start_long_job(page, app.url, double_click=True)
+    page.wait_for_timeout(3000)  # both clicks' events are over
+    assert [job.name for job in (app.data_dir / "jobs").iterdir() if job.is_dir()] == [job_id]
+    page.wait_for_function("() => /Queued|Preparing|Training/.test(document.querySelector('#ft-status').innerText)",
+                           timeout=30_000)
     storage = first.storage_state()
     first.close()
 
@@ -885,7 +891,7 @@ def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_a
     context.close()
 
 
-def start_long_job(page, app_url):
+def start_long_job(page, app_url, double_click: bool = False):
     """Upload the small CoQA file in the Fine-tune tab and start a long run; returns the job id."""
     coqa = Path(__file__).parent / "data" / "good" / "coqa.json"
     page.get_by_role("tab", name="Fine-tune").click()
@@ -893,10 +899,15 @@ def start_long_job(page, app_url):
     page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
     page.get_by_text("Training settings").click()
     set_number(page, "#ft-max-steps input", 5000)
-    page.locator("#ft-start").click()
+    if double_click:
+        page.locator("#ft-start").dblclick()
+    else:
+        page.locator("#ft-start").click()
     page.wait_for_function("() => /Queued|Training/.test(document.querySelector('#ft-status').innerText)",
                            timeout=60_000)
-    return re.search(r"Job id: (\S+)", page.locator("#ft-status").inner_text()).group(1)
+    status = page.locator("#ft-status").inner_text()
+    assert re.search(r"Job id: (\S+)", status), status
+    return re.search(r"Job id: (\S+)", status).group(1)
 
 
 def show_all_jobs(page, key=None):

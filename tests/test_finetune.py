@@ -939,6 +939,13 @@ def test_tab_trains_compares_and_pushes(tab, tiny_causal, data_dir, monkeypatch,
     monkeypatch.setattr(tab, "default_model", lambda: tiny_causal)
     job_dir, status, *_ = tab.start_training(str(COQA), None, "my adapter", None, tiny_causal, *settings)
     assert Path(job_dir).parent == jobs.jobs_dir() and status.startswith(("**Queued**", "**Training**"))
+    # Start again at once with the same upload and name (a double-click): the same job, no second one
+    assert tab.start_training(str(COQA), None, "my adapter", None, tiny_causal, *settings)[0] == job_dir
+    other = tmp_path / "other.json"  # another upload for the adapter a live job is making: refused
+    other.write_bytes(COQA.read_bytes())
+    refused, reason, *_ = tab.start_training(str(other), None, "my adapter", None, tiny_causal, *settings)
+    assert refused is None and "A training job is already making the adapter" in reason, reason
+    assert [j for j in jobs.jobs_dir().iterdir() if j.is_dir()] == [Path(job_dir)]
     _wait_exit(Path(job_dir), 180)
     status, progress, plot, command, metrics, samples, adapters, timer = tab.poll(job_dir)
     adapter = str(data_dir / "adapters" / "my-adapter")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import re
 import shlex
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -172,11 +174,15 @@ def owner_of(browser_id: str | None, profile=None) -> str | None:
 def start_for_owner(profile: gr.OAuthProfile | None, browser_id, *inputs):
     """``start_training`` as the Start button's handler: the job belongs to this user or browser
     (a browser gets its id with its first job)."""
+    given = browser_id
     browser_id = browser_id or uuid.uuid4().hex
     job, *shown = start_training(*inputs, owner=owner_of(browser_id, profile))
     # a refused Start keeps the job: writing it again fired the job's change event, whose poll replaced
-    # the "Not started" reason with "No training job yet." (a flaky browser test in CI)
-    return browser_id, (gr.skip() if job == inputs[3] else job), *shown
+    # the "Not started" reason with "No training job yet." (a flaky browser test in CI); and it keeps the
+    # browser's id (a double-click's second click, refused, gave the browser another id than its job's)
+    if job == inputs[3]:
+        return (given or gr.skip()), gr.skip(), *shown
+    return browser_id, job, *shown
 
 
 def attach(job_dir, browser_id, unlocked=False, profile: gr.OAuthProfile | None = None):
@@ -224,19 +230,53 @@ def start_training(file, val_file, name, job_dir, model, *settings_values, owner
         settings = _settings(*settings_values)
         name = (name or "").strip() or f"{settings.task or 'adapter'}-{core.slug(Path(model or default_model()).name)}"
         output = adapter_folder(name)
-        if (output / "adapter_config.json").exists():
-            raise ValueError(f"An adapter named '{output.name}' already exists: choose another name.")
         config = core.FinetuneConfig(train_data=path, val_data=upload_path(val_file), output_dir=str(output),
                                      model_name=spec_from(model, None).name, settings=settings)
-        job = jobs.create_job(config)
-        if owner:
-            jobs.add_owner(job, owner)
-        jobs.spawn_job(job)
+        with _starting:  # one Start at a time: two at once (a double-click) both found the name free
+            now = time.monotonic()
+            key = (path, str(output.resolve()))
+            for old in [k for k, (_, at) in _started.items() if now - at > SAME_START_S]:
+                del _started[old]
+            if key in _started:  # a double-click's second click: the job its first click started
+                job = _started[key][0]
+                if owner:  # (a browser's first job: each click made the browser an id, and the last one is kept)
+                    jobs.add_owner(job, owner)
+                return str(job), *poll(str(job))
+            if (output / "adapter_config.json").exists():
+                raise ValueError(f"An adapter named '{output.name}' already exists: choose another name.")
+            if _making(output) is not None:
+                raise ValueError(f"A training job is already making the adapter '{output.name}': wait for it to "
+                                 "finish, or choose another name.")
+            job = jobs.create_job(config)
+            if owner:
+                jobs.add_owner(job, owner)
+            jobs.spawn_job(job)
+            _started[key] = (job, now)
     except TypeError:  # a cleared number box arrives as None
         return _refused("Fill in every training setting (a number box is empty).", job_dir)
     except ValueError as exc:
         return _refused(in_labels(str(exc)), job_dir)
     return str(job), *poll(str(job))
+
+
+_starting = threading.Lock()
+_started: dict[tuple[str, str], tuple[Path, float]] = {}  # (upload, adapter folder) -> the job and when
+SAME_START_S = 2.0
+"""Start pressed again within this many seconds, for the same upload and adapter, is the same click
+twice (a double-click): it shows the job the first click started."""
+
+
+def _making(output: Path) -> Path | None:
+    """The queued or running job whose adapter goes to ``output``, if any."""
+    target = str(output.resolve())
+    for job in jobs.all_jobs():
+        if jobs.job_state(job) in LIVE_STATES:
+            try:
+                if jobs.read_config(job).output_dir == target:
+                    return job
+            except (OSError, ValueError, TypeError):  # a job folder being written, or damaged
+                continue
+    return None
 
 
 def _refused(message: str, job_dir):
