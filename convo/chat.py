@@ -87,7 +87,7 @@ def reply_stream(lm: LoadedModel, messages: Messages, settings: ChatSettings = C
         yield text
     if on_cut is not None and not stop.is_set() and (looped or _at_token_limit(lm, text, sampling)):
         on_cut("loop" if looped else "length")
-    if settings.interviewer and not stop.is_set() and not text.rstrip().endswith("?"):
+    if settings.interviewer and not stop.is_set() and not filters.ends_question(text):
         history = conversation + [{"role": "assistant", "content": text}]
         best = follow_up_questions(lm, history, n=1, asked=asked, remembered=remembered)
         if best:
@@ -190,7 +190,7 @@ def _follow_up(question: str, logprob: float, messages: Messages, sentiment_weig
 def asked_questions(messages: Messages) -> list[str]:
     """Questions the assistant already asked in this conversation (never suggested again)."""
     return [q for m in messages if m["role"] == "assistant" for q in filters.extract_questions(m["content"])
-            if q.endswith("?")]
+            if filters.ends_question(q)]
 
 
 SAVE_EVERY_S = float(os.environ.get("CONVO_SAVE_EVERY_S") or 2.0)

@@ -13,7 +13,13 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-WORD = re.compile(r"[A-Za-z0-9À-ÿ']+")
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+"""Kana and Han characters: Chinese and Japanese write no spaces between words, so each is a word of its
+own here (Korean spaces its words)."""
+WORD = re.compile(rf"[{CJK}]|(?:[^\W_{CJK}]|')+")
+_CJK_CHAR = re.compile(f"[{CJK}]")
+QUESTION_MARKS = "?？؟"
+"""What ends a question: the Latin question mark, the full-width one (Chinese, Japanese) and the Arabic one."""
 YES_NO_STARTS = ("is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would", "should",
                  "have", "has", "had", "am", "shall", "may", "might", "must", "isn't", "aren't", "don't",
                  "doesn't", "didn't", "won't", "wouldn't", "can't", "couldn't", "haven't", "hasn't")
@@ -25,18 +31,39 @@ NEAR_DUPLICATE = 0.7
 
 
 def normalize(text: str) -> str:
-    """Lower-case, accents folded, punctuation dropped, spaces collapsed."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    """Lower-case, accents folded, punctuation dropped, spaces collapsed; letters of every script kept
+    (a Han or kana character as a word of its own).
+
+    >>> normalize("Café, naïve!"), normalize("Что такое «мёд»?"), normalize("长城有多长？"), normalize("ما هو العسل؟")
+    ('cafe naive', 'что такое мед', '长 城 有 多 长', 'ما هو العسل')
+    """
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return " ".join(WORD.findall(text.lower()))
+
+
+def ends_question(text: str) -> bool:
+    """Whether ``text`` ends with a question mark of any script (``QUESTION_MARKS``)."""
+    return text.rstrip().endswith(tuple(QUESTION_MARKS))
 
 
 def words(text: str) -> list[str]:
     return normalize(text).split()
 
 
+CJK_FUNCTION_CHARS = frozenset("的了是在和与也就都而及把被这那你我他她它们吗呢吧啊么什怎谁哪为之其于以一不有个很还要会"
+                               "のはがをにでともたてするかなだ")
+"""Chinese and Japanese characters that carry no topic of their own (particles, pronouns, question words)."""
+
+
 def content_words(text: str) -> set[str]:
-    """Words that carry meaning (stopwords and 1-letter words dropped)."""
-    return {w for w in words(text) if w not in STOPWORDS and len(w) > 1}
+    """Words that carry meaning (stopwords and 1-letter words dropped; a Han or kana character, a word
+    here, is kept unless it is a function character).
+
+    >>> sorted(content_words("长城是什么时候开始修建的？"))
+    ['修', '候', '城', '始', '建', '开', '时', '长']
+    """
+    return {w for w in words(text) if w not in STOPWORDS and (len(w) > 1 or _CJK_CHAR.match(w)
+                                                               and w not in CJK_FUNCTION_CHARS)}
 
 
 def token_overlap(a: str, b: str) -> float:
@@ -86,10 +113,31 @@ def is_nonsense(text: str) -> bool:
     letters = sum(c.isalpha() for c in text)
     if letters < 0.5 * len(text.replace(" ", "")):
         return True
+    ws = _repeat_units(ws)
     if any(ws[i] == ws[i + 1] == ws[i + 2] for i in range(len(ws) - 2)):
         return True
     most = max(ws.count(w) for w in set(ws))
     return len(ws) >= 4 and most / len(ws) > 0.4
+
+
+def _repeat_units(ws: list[str]) -> list[str]:
+    """``ws`` with each run of Han or kana characters as its overlapping pairs, for the repetition checks:
+    Chinese doubles characters in ordinary words (妈妈, 看看), so one character repeated is no babble.
+
+    >>> _repeat_units(words("妈妈的妈妈是谁？")), is_nonsense("妈妈的妈妈是谁？"), is_nonsense("哈哈哈哈哈")
+    (['妈妈', '妈的', '的妈', '妈妈', '妈是', '是谁'], False, True)
+    """
+    units: list[str] = []
+    run: list[str] = []
+    for w in [*ws, ""]:
+        if len(w) == 1 and _CJK_CHAR.match(w):
+            run.append(w)
+            continue
+        units.extend([a + b for a, b in zip(run, run[1:])] if len(run) > 1 else run)
+        run = []
+        if w:
+            units.append(w)
+    return units
 
 
 SUBJECT_PRONOUNS = frozenset({"he", "she", "it", "they"})
@@ -154,7 +202,7 @@ def question_faults(question: str, seen: Iterable[str] = (), open_only: bool = F
     """Why a candidate question is dropped; an empty list means it is kept."""
     text = question.strip()
     faults = []
-    if not text.endswith("?"):
+    if not ends_question(text):
         faults.append("not a question")
     n = len(words(text))
     if n <= 1:
@@ -190,7 +238,7 @@ QUOTE_MARKS = "\"“”‘’"
 
 def _without_introduction(question: str) -> str:
     """``question`` without what introduces it before a colon (``INTRODUCED``)."""
-    if ":" not in question or not question.endswith("?"):
+    if ":" not in question or not ends_question(question):
         return question
     first = words(question[:question.find(":")])[:1]
     if first and first[0].lower() in QUESTION_STARTS:
@@ -222,7 +270,7 @@ def extract_questions(text: str) -> list[str]:
         line = LIST_MARKER.sub("", LEADING_ACTION.sub("", line)).strip().strip('"').strip()
         if not line:
             continue
-        parts = re.findall(r"[^.!?]*\?", line)
+        parts = re.findall(rf"[^.!?。！{QUESTION_MARKS}]*[{QUESTION_MARKS}]", line)
         found.extend(p.strip() for p in parts) if parts else found.append(line)
     found = [_unquoted(_without_introduction(q)) for q in found]
     return [q for q in (LEADING_ACTION.sub("", q).strip() for q in found) if q]

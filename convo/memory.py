@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import filters
 from .store import Store, is_valid_id
 
 MAX_WORDS = 8
@@ -136,7 +137,7 @@ def extract_facts(message: str) -> list[Fact]:
     facts: list[Fact] = []
     text = (message or "")[:MAX_MESSAGE_CHARS].replace("\u2019", "'")
     for sentence in re.split(r"(?<=[.!?\n])\s*", text):
-        if sentence.strip().endswith("?"):
+        if filters.ends_question(sentence):
             continue
         for kind, pattern in _RULES:
             for match in pattern.finditer(sentence):

@@ -61,6 +61,11 @@ def test_extract_questions_from_lists_and_sentences():
     assert filters.extract_questions(text) == [
         "What kind of environment do dogs thrive in?", "Which breed is she?", "Quick question: what is her name?",
         "Your pick: tea or coffee?", "Why not?", 'Did you "train" her?', "Have you read 'Dune: Part Two'?"]
+    # a multilingual model's questions end with the full-width or the Arabic question mark: they were one
+    # line ending in no "?", so a reply's questions were never counted as asked (and suggested again)
+    text = "你好！你去过长城吗？那里冷不冷？\nمرحبا! هل زرت مصر؟"
+    assert filters.extract_questions(text) == ["你去过长城吗？", "那里冷不冷？", "هل زرت مصر؟"]
+    assert chat.asked_questions([{"role": "assistant", "content": text}]) == filters.extract_questions(text)
 
 
 def test_follow_ups_are_filtered_and_ranked(lm, monkeypatch):

@@ -113,6 +113,13 @@ def pairwise_distinct(texts) -> bool:
     ("para one\n\npara two", ["para one", "para two"]),
     ("He said \"Stop.\" Then left.", ["He said \"Stop.\"", "Then left."]),
     ("  \n  ", []),
+    # scripts beyond English: Chinese and Japanese full stops need no space after them, Arabic and Hindi
+    # have no capitals, and German capitals are not ASCII (each was one sentence)
+    ("长城很长。它建于古代！为什么？", ["长城很长。", "它建于古代！", "为什么？"]),
+    ("富士山は高い。「美しい」と彼は言った。", ["富士山は高い。", "「美しい」と彼は言った。"]),
+    ("النحل يصنع العسل. هل تعرف كيف؟ إنه يجمع الرحيق.", ["النحل يصنع العسل.", "هل تعرف كيف؟", "إنه يجمع الرحيق."]),
+    ("मधुमक्खी शहद बनाती है। वह फूलों से रस लेती है।", ["मधुमक्खी शहद बनाती है।", "वह फूलों से रस लेती है।"]),
+    ("Der Zug kam spät. Österreich lag vor uns.", ["Der Zug kam spät.", "Österreich lag vor uns."]),
 ])
 def test_split_sentences(text, expected):
     assert [text[s:e] for s, e in qg.split_sentences(text)] == expected
@@ -181,6 +188,31 @@ def test_candidate_faults(text, source, answer, expected):
     cand = qg._Candidate(text, chunk, (0, 10), source)
     qg._check_candidates([cand], VOLCANO, qg.QuestionSettings(), answer)
     assert cand.faults == expected
+
+
+GREAT_WALL = "长城是中国古代的军事防御工程。它始建于春秋战国时期，秦朝统一后连成一体。1987年，长城被列入世界遗产名录。"
+BEES_AR = "النحل حشرات اجتماعية تعيش في خلايا. يصنع النحل العسل من رحيق الأزهار. تتواصل النحلات عبر رقصة خاصة."
+
+
+@pytest.mark.parametrize("passage, text, expected", [
+    (GREAT_WALL, "长城是什么时候开始修建的？", []),
+    (GREAT_WALL, "1. 长城为什么被列入世界遗产名录？\n2. 其他", []),
+    (GREAT_WALL, "企鹅怎么用翅膀？", ["not about the passage"]),
+    (GREAT_WALL, "长城是中国古代的军事防御工程。", ["not a question"]),
+    (GREAT_WALL, "哈哈哈哈哈哈？", ["repeated-token nonsense", "not about the passage"]),
+    (BEES_AR, "كيف يصنع النحل العسل؟", []),
+    (BEES_AR, "كيف تطير الطائرات؟", ["not about the passage"]),
+])
+def test_questions_in_other_scripts_are_judged_as_english_ones_are(passage, text, expected):
+    """A multilingual model's Chinese or Arabic questions were all dropped: "?" was the only question mark,
+    and the word filters kept ASCII letters only, so each was "not a question", "single word" and
+    "repeated-token nonsense" (the Questions tab said every candidate was dropped)."""
+    chunk = qg.Chunk(0, 0, len(passage), tuple(qg.split_sentences(passage)))
+    cand = qg._Candidate(qg.first_question(text), chunk, chunk.sentences[0], "model")
+    qg._check_candidates([cand], passage, qg.QuestionSettings(), None)
+    assert cand.faults == expected
+    assert filters.near_duplicate("长城是什么时候修建的？", "长城是什么时候开始修建的？")
+    assert not filters.near_duplicate("长城有多长？", "秦朝统一了什么？")
 
 
 def test_a_bare_pronoun_subject_is_fine_in_a_conversation():
@@ -687,6 +719,17 @@ def test_a_docx_that_unpacks_to_too_much_is_refused_unread(tmp_path):
 
 def _generate(tab, passage, model, seen=(), mode="Open questions", answer="", history="", n=4):
     return tab.on_generate(passage, n, mode, answer, history, True, "auto", model, "(none)", "none", list(seen))
+
+
+def test_a_run_that_keeps_nothing_suggests_forgetting_only_what_was_shown():
+    """"Forget shown questions" was suggested when nothing had been shown, where it cannot help."""
+    from types import SimpleNamespace
+
+    from convo.ui.questions import run_status
+
+    run = SimpleNamespace(questions=[], model_kept=0)
+    assert run_status(run, shown_before=True).endswith("Try again, or 'Forget shown questions'.")
+    assert run_status(run, shown_before=False).endswith("Try again (each run samples anew), or another passage or model.")
 
 
 def test_tab_generate_input_checks(tiny_causal):

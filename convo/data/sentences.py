@@ -16,17 +16,32 @@ MIN_TARGET_WORDS = 4
 """A sentence shorter than this is joined with the one before it."""
 
 
+_SENTENCE_END = re.compile(
+    r"[。！？]+[」』”’）)\]]*"  # Chinese and Japanese: no space follows
+    r"|[.!?؟۔।]+[\"'”’»)\]]*(?=\s+[\"'“‘«(\[#*-]?(\w))"  # then a word that is not lowercase (see below)
+    r"|\n[ \t]*\n|\n(?=[ \t]*#)|^[ \t]*#[^\n]*\n", re.MULTILINE)
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """Character spans of the sentences of ``text`` (whitespace trimmed; paragraph breaks and
-    Markdown headings end a sentence; common abbreviations and initials do not).
+    Markdown headings end a sentence; common abbreviations and initials do not). A sentence mark
+    ends one before a capital, a digit or a letter of a script without case (Arabic, Hindi...), and
+    Chinese and Japanese full stops end one with no space after them.
 
     >>> t = "Dr. Who met J. Smith. It rained!  New day"
     >>> [t[s:e] for s, e in split_sentences(t)]
     ['Dr. Who met J. Smith.', 'It rained!', 'New day']
+    >>> t = "长城是古代的防御工程。它始建于春秋战国时期！为什么这么长？"
+    >>> [t[s:e] for s, e in split_sentences(t)]
+    ['长城是古代的防御工程。', '它始建于春秋战国时期！', '为什么这么长？']
+    >>> t = "النحل يصنع العسل. هل تعرف كيف؟ إنه يجمع الرحيق."
+    >>> [t[s:e] for s, e in split_sentences(t)]
+    ['النحل يصنع العسل.', 'هل تعرف كيف؟', 'إنه يجمع الرحيق.']
     """
     cuts = []
-    for m in re.finditer(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[#*-]?[A-Z0-9])|\n[ \t]*\n|\n(?=[ \t]*#)|^[ \t]*#[^\n]*\n",
-                         text, flags=re.MULTILINE):
+    for m in _SENTENCE_END.finditer(text):
+        if m.group(1) is not None and m.group(1).islower():
+            continue
         if m.group().startswith(".") and _ends_with_abbreviation(text, m.start()):
             continue
         cuts.append(m.end())

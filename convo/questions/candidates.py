@@ -16,19 +16,21 @@ from .text import best_sentence, grounding, pick_evenly, split_sentences
 
 
 def first_question(text: str) -> str:
-    """The question in a model output: the first line, cut after its first '?', list markers and
-    ``Question:``/``Q:`` labels removed. Returns the line as is when it holds no '?'.
+    """The question in a model output: the first line, cut after its first question mark (also the
+    full-width '？' and the Arabic '؟'), list markers and ``Question:``/``Q:`` labels removed. Returns
+    the line as is when it holds none.
 
-    >>> first_question(" What is it? Some chatter.\\nMore")
-    'What is it?'
+    >>> first_question(" What is it? Some chatter.\\nMore"), first_question("长城有多长？它很长。")
+    ('What is it?', '长城有多长？')
     """
     text = text.replace(HIGHLIGHT, " ")
     text = re.sub(r"^\s*(?:question|q)\s*[:.)]\s*", "", text.strip(), flags=re.IGNORECASE)
     text = text.replace("<sep>", "\n")
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
     line = filters.LIST_MARKER.sub("", line).strip().strip('"').strip()
-    if "?" in line:
-        line = line[: line.index("?") + 1]
+    mark = re.search(f"[{filters.QUESTION_MARKS}]", line)
+    if mark:
+        line = line[: mark.end()]
     return line.strip()
 
 

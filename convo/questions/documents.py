@@ -208,7 +208,7 @@ _BULLET = re.compile(r"^[•◦▪●‣∙]\s*")
 _LEADERS = re.compile(r"(?:\s?\.){5,}\s*[\divxlc]*\s*")
 """A table of contents' dotted leaders ("2.1 Syntax . . . . . . 2"): such a line is left out."""
 _NUMBERED_HEADING = re.compile(r"^(?:\d{1,2}(?:\.\d{1,2})*\.?|[A-Z]\.|Chapter \d+:?)\s+\S")
-_SENTENCE_END = re.compile(r"[.!?:;\"”’)]$")
+_SENTENCE_END = re.compile(r"[.!?:;\"”’)。！？؟]$")
 
 
 def pdf_to_text(data: bytes, max_chars: int | None = None) -> str:

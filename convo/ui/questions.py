@@ -117,21 +117,24 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
         earlier = " The questions below are from the previous run." if seen else ""
         return (gr.update(),) + (f"{exc}{earlier}",) + (gr.update(),) * 7
     questions = [q.to_dict() for q in run.questions]
+    shown_before = bool(seen)
     seen += [q["text"] for q in questions]
     first = questions[0] if questions else None
     table = gr.update(value=table_rows(questions, passage), headers=COLUMNS if sentiment else COLUMNS_NO_SENTIMENT)
-    return (table, run_status(run), seen, questions, passage,
+    return (table, run_status(run, shown_before), seen, questions, passage,
             write_downloads(questions, passage), dropped_rows([q.to_dict() for q in run.dropped], passage),
             source_html(passage, first["span"] if first else None), first["text"] if first else "")
 
 
-def run_status(run) -> str:
-    """One line saying what came out, and from where."""
+def run_status(run, shown_before: bool = True) -> str:
+    """One line saying what came out, and from where. ``shown_before``: this session has shown questions
+    (a run drops their near-duplicates, so forgetting them may help)."""
     got = len(run.questions)
     rules = got - run.model_kept
     if not got:
-        return ("No new questions: every candidate was dropped (see 'Dropped candidates'). "
-                "Try again, or 'Forget shown questions'.")
+        return ("No new questions: every candidate was dropped (see 'Dropped candidates'). " +
+                ("Try again, or 'Forget shown questions'." if shown_before
+                 else "Try again (each run samples anew), or another passage or model."))
     parts = f"{got} question{'s' if got != 1 else ''}" + (f" ({rules} rule-based)" if rules else "")
     chunks = f"{len(run.chunks_used)} of {run.chunks} chunk{'s' if run.chunks != 1 else ''}"
     return (f"{parts} from {chunks}, {run.generated} model samples ({run.mode}, {run.style} prompts), "
