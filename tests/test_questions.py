@@ -901,4 +901,18 @@ def test_questions_tab_in_the_app(chromium, launch, tiny_causal):
     page.goto(app.url)
     question = drive_questions_tab(page, PASSAGE["marathon"].read_text(encoding="utf-8"), "#chat-input textarea")
     assert question.endswith("?")
+    # a Chinese passage: each candidate is about one of its sentences (each was the whole passage)
+    page.get_by_role("tab", name="Questions").click()
+    page.locator("#questions-passage textarea").fill(GREAT_WALL)
+    before = page.locator("#questions-status").inner_text()
+    page.locator("#questions-generate").click()
+    page.wait_for_function("b => document.querySelector('#questions-status').innerText !== b", arg=before,
+                           timeout=120_000)
+    page.get_by_text("Dropped candidates (why)").click()
+    page.wait_for_function("""p => { const c = document.querySelector("#questions-dropped [data-testid='cell-0-3']");
+        return c && p.includes(c.innerText.trim().slice(0, 5)); }""", arg=GREAT_WALL, timeout=30_000)
+    sentences = page.evaluate("""() => [...document.querySelectorAll("#questions-dropped [data-testid^='cell-']")]
+        .filter(c => c.getAttribute('data-testid').endsWith('-3')).map(c => c.innerText.trim())""")
+    page.screenshot(path=str(app.data_dir.parent / "questions-chinese.png"), full_page=True)
+    assert sentences and all(s in GREAT_WALL and len(s) < len(GREAT_WALL) for s in sentences), sentences
     context.close()
