@@ -26,10 +26,32 @@ def _read_located(fmt: str, records: list[tuple[str, Any]], read_one: _RecordRea
     return parsed
 
 
+LAYOUT_KEYS = ("story", "context", "paragraphs", "messages", "conversations", "instruction", "chosen", "prompt",
+               "question")
+"""Keys that tell a record's format: a record with none of them (a CoQA story that lost its "story")
+says nothing of the file's format, so the first record that has one is the one looked at."""
+TELLING_RECORDS = 1000
+"""How many records at most are looked through for the first that tells the format."""
+
+
+def telling_record(records: list) -> dict | None:
+    """The first of the first ``TELLING_RECORDS`` records (objects) that has a key telling its format
+    (``LAYOUT_KEYS``); else the first object, or None when there is none. The format of a file whose
+    first record lost its telling key was read from that record alone ("unrecognised format"), where
+    the same fault in its second record was a fault of that record.
+
+    >>> telling_record([{"questions": ["Why?"]}, {"story": "A.", "questions": []}])["story"]
+    'A.'
+    """
+    objects = [record for record in records[:TELLING_RECORDS] if isinstance(record, dict)]
+    return next((record for record in objects if any(key in record for key in LAYOUT_KEYS)),
+                objects[0] if objects else None)
+
+
 def _read_passages(records: list[tuple[str, Any]]) -> _Parsed:
     """Passages in a list or JSON Lines: CoQA records (``story``; Hugging Face ``datasets`` writes CoQA
-    so) or simplified CoQA ones (``context``), by the first record that is an object."""
-    first = next((record for _, record in records if isinstance(record, dict)), {})
+    so) or simplified CoQA ones (``context``), by the first record that tells which (``telling_record``)."""
+    first = telling_record([record for _, record in records]) or {}
     if "story" in first:
         return _read_located("coqa", records, _read_coqa_record)
     return _read_located("coqa-simple", records, _read_simple_record)

@@ -19,7 +19,7 @@ from .parquet import arrow_rows, is_arrow, is_parquet, parquet_rows
 from .tables import WORKBOOK_SUFFIXES, is_table, is_workbook, table_rows, workbook_rows
 from .checks import _quote, _safe, _type_name
 from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passages, _read_records,
-                      _read_squad, conversation_layout, passage_layout, read_numbered)
+                      _read_squad, conversation_layout, passage_layout, read_numbered, telling_record)
 from .report import (Report, _broken_questions_error, _count, _dedupe, _fault_lines, _flag_non_questions, _measure,
                      _usability_error)
 
@@ -539,7 +539,7 @@ def _read_value(value: Any) -> _Parsed:
     if conversation_layout(value):  # one conversation as a lone object (any conversation layout)
         return _read_chat_records([("line 1", value)])
     if isinstance(value, list):
-        first = _first_object(value)
+        first = telling_record(value)
         if first is not None and conversation_layout(first):  # chat JSONL, Alpaca, ShareGPT, pairs, preference
             return _read_chat_records([(f"[{i}]", rec) for i, rec in enumerate(value)])
         if _flat_question(first):  # SQuAD as Hugging Face datasets writes it, or flat QA
@@ -550,7 +550,7 @@ def _read_value(value: Any) -> _Parsed:
         if not value:
             raise _Reject("file has no records: the top-level list is empty")
     if isinstance(value, dict) and isinstance(value.get("data"), list):
-        first = _first_object(value["data"])
+        first = telling_record(value["data"])
         if first is not None and "story" in first:
             return _read_records(value["data"], "coqa", "data", _read_coqa_record)
         if first is not None and "paragraphs" in first:
