@@ -1259,6 +1259,15 @@ def test_a_spreadsheets_csv_is_reported_and_planned(chromium, tiny_app, tmp_path
                                                        tmp_path / "csv.png")
     assert "alpaca_excel.csv" in report and "Alpaca" in report and "JSON" not in report, report
     assert rows.get("conversations") == "3" and rows.get("messages") == "6", report
+    # a table of other columns: said once, in a table's words (it was every JSON layout, then the same
+    # paragraph again under "Faults")
+    page.locator("#ft-upload").get_by_role("button", name="Clear").click()
+    page.locator("#ft-upload input[type=file]").set_input_files(str(Path(__file__).parent / "data" / "bad" / "cities.csv"))
+    page.wait_for_function("() => /unrecognised columns/.test(document.querySelector('#ft-report').innerText)",
+                           timeout=60_000)
+    report = page.locator("#ft-report").inner_text()
+    assert report.count('unrecognised columns "city", "population"') == 1 and "Faults" not in report, report
+    assert "CoQA" not in report and "JSON" not in report, report
     context.close()
 
 

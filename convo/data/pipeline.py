@@ -427,9 +427,11 @@ def _parse_table(data: bytes, name: str, workbook: bool, max_bytes: int | None) 
         _check_work(_work(records))
     reader = _records_reader(records) if records else None
     if reader is None:
-        raise _Reject(f"{UNRECOGNISED}; a table's first row names the columns \"context\", \"question\" and "
-                      f"\"answer\", \"instruction\", \"input\" and \"output\", or \"prompt\" and \"completion\" "
-                      f"(or \"question\" and \"answer\" alone): found {_keys(columns)}")
+        raise _Reject(f"unrecognised columns {_keys(columns)}: a table's first row names its columns, "
+                      "\"context\", \"question\" and \"answer\" (questions about a passage), \"instruction\", "
+                      "\"input\" and \"output\" (Alpaca), \"prompt\" and \"completion\" or \"question\" and "
+                      "\"answer\" (a message and its reply), or \"prompt\", \"chosen\" and \"rejected\" "
+                      "(preference pairs)")
     return read_numbered("row", rows, bad, reader)
 
 

@@ -345,7 +345,7 @@ def _token_line(report: Report) -> str:
 
 
 def _fault_list(report: Report) -> str:
-    if not report.faults:
+    if not report.faults or report.faults == [report.error]:  # a whole-file rejection: its verdict says it
         return ""
     shown = [f"- `{fault.replace('`', chr(39))}`" for fault in report.faults[:SUMMARY_FAULTS]]
     hidden = max(report.fault_count, len(report.faults)) - min(len(report.faults), SUMMARY_FAULTS)
