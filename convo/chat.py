@@ -197,6 +197,16 @@ SAVE_EVERY_S = float(os.environ.get("CONVO_SAVE_EVERY_S") or 2.0)
 """How often a streaming reply is written to the store (a crash loses at most this much of it)."""
 
 
+WRITING = "writing"
+"""The saved settings' mark of a conversation whose last reply is being written; left on one that the
+page stopped streaming (closed or reloaded) or the server stopped writing."""
+
+
+def cut_off(settings: dict | None) -> bool:
+    """Whether a saved conversation's last reply was cut off while it was written (see ``TurnSaver``)."""
+    return bool((settings or {}).get(WRITING))
+
+
 @dataclass
 class TurnSaver:
     """Saves one chat turn while it happens: ``start()`` when the user's message is sent,
@@ -221,14 +231,15 @@ class TurnSaver:
     _failed: bool = False
 
     def start(self) -> str | None:
-        """Save the conversation with the user's message; returns the conversation id."""
-        self._save(self.history)
+        """Save the conversation with the user's message; returns the conversation id. Until ``finish``,
+        the saved settings say ``WRITING`` (a reply that never finished was cut off: see ``cut_off``)."""
+        self._save(self.history, writing=True)
         return self.conversation_id
 
-    def partial(self, reply: str) -> None:
-        """Save the reply so far when ``every_s`` has passed since the last save."""
-        if reply and self.clock() - self._last >= self.every_s:
-            self._save(self.history + [{"role": "assistant", "content": reply}])
+    def partial(self, reply: str, now: bool = False) -> None:
+        """Save the reply so far when ``every_s`` has passed since the last save (``now``: at once)."""
+        if reply and (now or self.clock() - self._last >= self.every_s):
+            self._save(self.history + [{"role": "assistant", "content": reply}], writing=True)
 
     def finish(self, reply: str) -> str | None:
         """Save the whole reply; returns the conversation id."""
@@ -240,14 +251,14 @@ class TurnSaver:
         problem, self.problem = self.problem, None
         return problem
 
-    def _save(self, messages: Messages) -> None:
+    def _save(self, messages: Messages, writing: bool = False) -> None:
         if self._failed:
             return
         self._last = self.clock()
         try:
             self.conversation_id = self.store.save_conversation(
                 messages, conversation_id=self.conversation_id, owner=self.owner, model=self.model,
-                adapter=self.adapter, settings=self.settings)
+                adapter=self.adapter, settings={**self.settings, WRITING: True} if writing else self.settings)
         except (ValueError, PermissionError) as exc:  # LimitError is a ValueError
             self._failed = True
             self.problem = f"This conversation is no longer saved: {exc}"

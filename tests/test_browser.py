@@ -280,6 +280,33 @@ def test_stop_ends_the_reply_and_says_so_and_share_waits_for_it(chromium, launch
     context.close()
 
 
+def test_a_reload_mid_reply_reopens_the_cut_reply_and_says_so(chromium, launch, slow_tiny):
+    """A reload while a reply streamed reopened it cut mid-sentence with nothing said (it looked finished).
+    Now the reopened chat says the reply was cut off, and Regenerate writes it again."""
+    app, context, page = streaming(chromium, launch(model=slow_tiny), "Please tell me a very long story.")
+    page.wait_for_timeout(700)
+    page.reload()
+    page.wait_for_function("() => /cut off/.test(document.querySelector('#chat-status')?.innerText || '')",
+                           timeout=30_000)
+    assert "Regenerate writes it again" in page.locator("#chat-status").inner_text()
+    [(_, cut)] = [turn for turn in chat_turns(page) if turn[0] == "assistant"]
+    assert cut, chat_turns(page)
+    [saved] = saved_conversations(app.data_dir)
+    # what was written, kept (the page renders it as Markdown: compared on its words)
+    assert saved[0] == "Please tell me a very long story." and saved[1].split()[:5] == cut.split()[:5], (saved, cut)
+    page.get_by_role("button", name="Regenerate").click()
+    page.wait_for_function("() => /Replying/.test(document.querySelector('#chat-status').innerText)", timeout=30_000)
+    reply_loop_over(page)
+    page.wait_for_timeout(1500)  # the finished reply is saved when the stream ends
+    assert "cut off" not in page.locator("#chat-status").inner_text()
+    page.reload()
+    page.wait_for_function("() => document.querySelectorAll(\"#chatbot [data-testid='bot']\").length === 1",
+                           timeout=30_000)
+    page.wait_for_timeout(1000)
+    assert "cut off" not in page.locator("#chat-status").inner_text()  # finished: nothing to say on reopening
+    context.close()
+
+
 def test_messages_sent_while_busy_are_answered_in_order(chromium, launch, slow_tiny):
     """A message sent mid-stream and one sent while follow-ups are computed are both answered, in order.
     The replies stream for seconds (the 24-layer tiny model): the 2-layer model's 300 tokens took 0.2 s,

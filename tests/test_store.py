@@ -569,8 +569,16 @@ def test_turn_saver_saves_the_message_at_once_and_the_reply_on_a_timer(tmp_path)
         now[0] = 2.5
         saver.partial("Cats purr")
         assert store.load_conversation(cid).messages[-1] == {"role": "assistant", "content": "Cats purr"}
+        # until it finishes, the saved conversation says its reply is being written (a reply the page
+        # stopped reading, or the server stopped writing, reopens marked cut off)
+        from convo.chat import cut_off
+
+        assert cut_off(store.load_conversation(cid).settings)
+        saver.partial("Cats purr and", now=True)  # the page went away: what was written is kept at once
+        assert store.load_conversation(cid).messages[-1]["content"] == "Cats purr and"
         assert saver.finish("Cats purr and sleep.") == cid
         assert store.load_conversation(cid).messages[-1]["content"] == "Cats purr and sleep."
+        assert not cut_off(store.load_conversation(cid).settings)
         saver.finish("x" * 51)  # over the store's limit: the chat goes on, the problem is reported once
         assert saver.take_problem().startswith("This conversation is no longer saved: messages[1] is 51 characters")
         assert saver.take_problem() is None

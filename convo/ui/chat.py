@@ -32,6 +32,8 @@ UPDATE_EVERY_S = 0.05  # one streaming reply is redrawn at most 20 times a secon
 REPLYING = "Replying..."
 THINKING = "Thinking of follow-up questions..."
 STOPPED = "Reply stopped."
+LEFT = ("The last reply was cut off before it ended (the page was closed or reloaded while it was written, or the "
+        "server stopped). Regenerate writes it again.")
 CUT = {"length": "Reply cut at the token limit (Max new tokens, in Settings).",
        "loop": "Reply ended where it began repeating itself."}
 """The status line under a reply that did not end on its own (``chat.reply_stream``'s ``on_cut``)."""
@@ -263,12 +265,18 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
                            settings={"sampling": sampling.to_dict(), "system_prompt": settings.system_prompt})
     conversation_id = saver.start()
     cut: list[str] = []
-    with _counted_stream(), _writing(turns):
-        for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked,
-                                       min_interval=redraw_interval, remembered=remembered, on_cut=cut.append):
-            saver.partial(reply)
-            shown = _shown(history + [{"role": "assistant", "content": reply}], turns)
-            yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), hidden
+    written = False
+    try:
+        with _counted_stream(), _writing(turns):
+            for reply in core.reply_stream(lm, history, settings, sampling, stop, asked=asked,
+                                           min_interval=redraw_interval, remembered=remembered, on_cut=cut.append):
+                saver.partial(reply)
+                shown = _shown(history + [{"role": "assistant", "content": reply}], turns)
+                yield shown, conversation_id, asked, _status(REPLYING, len(turns.pending)), hidden
+        written = True
+    finally:
+        if not written:  # the page stopped reading (closed or reloaded): keep what was written, marked cut off
+            saver.partial(reply, now=True)
     history = history + [{"role": "assistant", "content": reply}]
     asked = list(asked or []) + core.asked_questions(history[-1:])
     conversation_id = saver.finish(reply)
@@ -399,13 +407,14 @@ def own_conversation(conversation_id, profile: gr.OAuthProfile | None = None):
 def reopen(saved: dict | None, profile: gr.OAuthProfile | None = None):
     """On page load: the conversation this browser had open (``{"id": ...}``, kept in the browser),
     with the model and adapter it was held with, so a reload loses nothing. A signed-in user's
-    conversation reopens only for that user. ``(chat, conversation id, questions asked, model, adapter)``."""
+    conversation reopens only for that user. ``(chat, conversation id, questions asked, model, adapter,
+    status line)``: the status says when the last reply was cut off (the page was left while it was written)."""
     conversation = own_conversation(saved.get("id") if isinstance(saved, dict) else None, profile)
     if conversation is None:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     messages = [m for m in conversation.messages if m["role"] != "system"]
     return (messages, conversation.id, core.asked_questions(messages), conversation.model,
-            adapter_label(conversation.adapter) or NO_ADAPTER)
+            adapter_label(conversation.adapter) or NO_ADAPTER, LEFT if core.cut_off(conversation.settings) else "")
 
 
 # --------------------------------------------------------------------------- per-user memory panel
@@ -550,7 +559,7 @@ def render(shared: Shared) -> None:
     for trigger in (clear_btn.click, chatbot.clear):
         trigger(lambda: {"id": None}, None, saved_id, queue=False, api_visibility="private")
     shared.extra.setdefault("on_load", []).append(
-        (reopen, [saved_id], [chatbot, conversation_id, asked, shared.model, shared.adapter]))
+        (reopen, [saved_id], [chatbot, conversation_id, asked, shared.model, shared.adapter, chat_status]))
     for trigger in (memory_panel.expand, refresh_memory.click):
         trigger(show_memory, memory_id, [memory_list, memory_choice], api_visibility="private")
     forget_one.click(forget_memory, [memory_choice, memory_id], [memory_list, memory_choice], api_visibility="private")
