@@ -33,6 +33,14 @@ def reply_loop_over(page, timeout=60_000):
                            timeout=timeout)
 
 
+def exchange(page, text) -> list:
+    """Send ``text``, wait for the reply loop to end (its follow-ups included); the chat's turns then."""
+    send(page, text)
+    wait_reply(page)
+    reply_loop_over(page)
+    return chat_turns(page)
+
+
 def open_app(browser, url):
     context = browser.new_context()
     page = context.new_page()
@@ -136,10 +144,7 @@ def test_a_reload_reopens_the_conversation_and_the_next_message_continues_it(chr
     same saved conversation, another browser sees none of it, and after Clear a reload starts empty."""
     context, page = open_app(chromium, tiny_app.url)
     first = f"Reload test {time.time_ns()}: tell me about kites."
-    send(page, first)
-    wait_reply(page)
-    reply_loop_over(page)
-    before = chat_turns(page)
+    before = exchange(page, first)
     page.reload()
     page.wait_for_function("t => document.querySelector('#chatbot')?.innerText.includes(t)", arg=first, timeout=30_000)
     assert chat_turns(page) == before and [role for role, _ in before] == ["user", "assistant"]
@@ -168,10 +173,7 @@ def test_an_empty_send_changes_nothing_and_a_double_click_sends_once(chromium, t
     conversation, whose turns were lost; a double-click on Send sent the message twice (two replies)."""
     context, page = open_app(chromium, tiny_app.url)
     first = f"Empty send test {time.time_ns()}: tell me about owls."
-    send(page, first)
-    wait_reply(page)
-    reply_loop_over(page)
-    before = chat_turns(page)
+    before = exchange(page, first)
     page.locator("#chat-input textarea").fill("")
     page.locator("#send").click()
     page.wait_for_timeout(1500)
