@@ -216,3 +216,26 @@ def test_adapter_menu_shows_names_and_resolves_them_on_the_server(data_dir):
     assert adapter_label(str(folder)) == "my-adapter" and adapter_label("org/hub-adapter") == "org/hub-adapter"
     with pytest.raises(ValueError):
         spec_from("bundled", "../my-adapter")
+
+
+def test_a_message_sent_twice_is_one_message_only_when_no_reply_came_between():
+    """A double-click's two clicks read the same chat: the second is dropped (it was answered twice).
+    The same text after its reply is a new message (a quick second "yes"; the concurrency benchmark
+    sends the same messages run after run, which the first form of this check dropped)."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from convo.ui import chat as chat_ui
+    from convo.ui.replies import _sessions
+
+    request = SimpleNamespace(session_hash=f"twice-{time.time_ns()}")
+    before = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! Coffee?"}]
+    box, shown = chat_ui.add_user_message("yes", before, request)
+    assert (box, shown) == ("", before + [{"role": "user", "content": "yes"}])
+    for stale in (before, shown):  # the second click read the chat before, or after, the first's message
+        assert chat_ui.add_user_message("yes", stale, request)[1] == gr.skip()
+    answered = shown + [{"role": "assistant", "content": "With milk?"}]
+    assert chat_ui.add_user_message("yes", answered, request)[1] == answered + [{"role": "user", "content": "yes"}]
+    assert _sessions.pop(request.session_hash).pending == ["yes", "yes"]
+    assert chat_ui.add_user_message("   ", answered, request) == ("", gr.skip())  # an empty Send changes nothing

@@ -41,10 +41,11 @@ SUGGESTIONS_LABEL = "convo could ask you next (click to let it ask):"
 
 
 _streaming = 0  # replies streaming now, over every session (guarded by _sessions_lock)
-_last_sent: dict[str, tuple[str, float]] = {}  # each session's last message and when (guarded by _sessions_lock)
+_last_sent: dict[str, tuple[str, float, int]] = {}
+"""Each session's last message, when, and how many messages the chat showed before it (guarded by _sessions_lock)."""
 RESEND_S = 1.0
-"""A message sent again within this many seconds is the same click twice (a double-click's second
-click comes 0.1-0.5 s after the first)."""
+"""A message sent again within this many seconds, with no reply shown in between, is the same click
+twice (a double-click's second click comes 0.1-0.5 s after the first)."""
 
 
 def redraw_interval() -> float:
@@ -301,20 +302,26 @@ def _one_turn(lm, history, settings, sampling, stop, turns, conversation_id, ask
 
 def add_user_message(message: str, history, request: gr.Request = None):
     """Show the typed message and queue it for the reply loop; the textbox is cleared. The same text
-    sent again by the same session within ``RESEND_S`` is a double-click (both clicks read the box
-    before it was cleared) and is dropped."""
+    sent again by the same session within ``RESEND_S``, with no reply shown since, is a double-click
+    (both clicks read the box before it was cleared) and is dropped; sent again after its reply, it is
+    a new message (a quick "yes" to a second question, or a benchmark's repeated runs)."""
     text = (message or "").strip()
     if not text:
         return "", gr.skip()
+    history = plain_messages(history)
     now = time.monotonic()
     with _sessions_lock:
-        for key in [k for k, (_, at) in _last_sent.items() if now - at > RESEND_S]:
+        for key in [k for k, (_, at, _) in _last_sent.items() if now - at > RESEND_S]:
             del _last_sent[key]
-        if _last_sent.get(_session(request), ("", 0.0))[0] == text:
+        last, _, before = _last_sent.get(_session(request), ("", 0.0, -1))
+        # the second click read the chat the first one did (or that and the message it sent): no reply
+        # came between them, so the same text again is not a new message
+        if last == text and (len(history) == before or len(history) == before + 1
+                             and history[-1] == {"role": "user", "content": text}):
             return "", gr.skip()
-        _last_sent[_session(request)] = (text, now)
+        _last_sent[_session(request)] = (text, now, len(history))
         _sessions.setdefault(_session(request), Turns()).pending.append(text)
-    return "", plain_messages(history) + [{"role": "user", "content": text}]
+    return "", history + [{"role": "user", "content": text}]
 
 
 def ask_suggestion(question: str, history, asked, conversation_id=None, profile: gr.OAuthProfile | None = None):
