@@ -9,8 +9,6 @@ import json
 import shutil
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict
-
 HERE = Path(__file__).parent
 
 
@@ -25,6 +23,8 @@ def saved(name: str) -> Path:
 
 
 def main() -> None:
+    from datasets import Dataset, DatasetDict  # (imported here: the test run collects this file, without datasets)
+
     chat = Dataset.from_list(records("chat.jsonl"))
     chat.save_to_disk(saved("chat"))
     # what an upload of a saved dataset is: its one Arrow file (save_to_disk names it data-00000-of-00001.arrow)
