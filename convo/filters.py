@@ -16,8 +16,13 @@ from collections.abc import Iterable
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 """Kana and Han characters: Chinese and Japanese write no spaces between words, so each is a word of its
 own here (Korean spaces its words)."""
-WORD = re.compile(rf"[{CJK}]|(?:[^\W_{CJK}]|')+")
+ABUGIDA = "\u0900-\u0963\u0966-\u0dff\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
+"""Indic scripts (Devanagari to Sinhala, less the dandas), Thai, Lao, Myanmar and Khmer: their vowel signs
+and viramas are marks, not letters, and belong to the word they are in."""
+WORD = re.compile(rf"[{CJK}]|(?:[^\W_{CJK}]|[{ABUGIDA}]|')+")
 _CJK_CHAR = re.compile(f"[{CJK}]")
+_ACCENTS = re.compile("[\u0300-\u036f]")
+"""The accents that NFKD takes off Latin, Greek and Cyrillic letters."""
 QUESTION_MARKS = "?？؟"
 """What ends a question: the Latin question mark, the full-width one (Chinese, Japanese) and the Arabic one."""
 YES_NO_STARTS = ("is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would", "should",
@@ -36,8 +41,11 @@ def normalize(text: str) -> str:
 
     >>> normalize("Café, naïve!"), normalize("Что такое «мёд»?"), normalize("长城有多长？"), normalize("ما هو العسل؟")
     ('cafe naive', 'что такое мед', '长 城 有 多 长', 'ما هو العسل')
+    >>> normalize("तुम्हें क्या चाहिए?"), normalize("Don’t"), normalize("がんばって")
+    ('तुम्हें क्या चाहिए', "don't", 'が ん ば っ て')
     """
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    text = unicodedata.normalize("NFKD", text.replace("\u2019", "'"))
+    text = unicodedata.normalize("NFC", _ACCENTS.sub("", text))  # (kana keep their voicing marks)
     return " ".join(WORD.findall(text.lower()))
 
 
@@ -110,7 +118,7 @@ def is_nonsense(text: str) -> bool:
     ws = words(text)
     if not ws:
         return True
-    letters = sum(c.isalpha() for c in text)
+    letters = sum(c.isalpha() or unicodedata.category(c)[0] == "M" for c in text)  # (a vowel sign is a mark)
     if letters < 0.5 * len(text.replace(" ", "")):
         return True
     ws = _repeat_units(ws)
@@ -270,7 +278,7 @@ def extract_questions(text: str) -> list[str]:
         line = LIST_MARKER.sub("", LEADING_ACTION.sub("", line)).strip().strip('"').strip()
         if not line:
             continue
-        parts = re.findall(rf"[^.!?。！{QUESTION_MARKS}]*[{QUESTION_MARKS}]", line)
+        parts = re.findall(rf"[^.!?。！।۔{QUESTION_MARKS}]*[{QUESTION_MARKS}]", line)
         found.extend(p.strip() for p in parts) if parts else found.append(line)
     found = [_unquoted(_without_introduction(q)) for q in found]
     return [q for q in (LEADING_ACTION.sub("", q).strip() for q in found) if q]

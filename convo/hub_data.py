@@ -86,7 +86,8 @@ def dataset_files(source: str, *, split: str = "train", token: str | None = None
             val = [f for f in _split_files(repo_id, files, "validation", alone_ok=False) if f not in train]
             _check_size(repo_id, files, val, max_bytes)
             with _hub_errors(token=token, repo_id=repo_id, writing=False):
-                val_path = _download(repo_id, revision, val, folder, token) if val else None
+                # a folder of its own: two splits' joined files may have one name (save_to_disk's "data" shards)
+                val_path = _download(repo_id, revision, val, folder / "validation", token) if val else None
         except HubError as exc:
             val, val_path, note = [], None, str(exc)
     else:
@@ -244,7 +245,9 @@ def _download(repo_id: str, revision: str | None, paths: Sequence[str], folder: 
     if len(local) == 1:
         return local[0]
     suffix = _joined_suffix(paths[0])
-    joined = folder / f"{Path(_split_of(paths[0])).name}{suffix}"
+    split = Path(_split_of(paths[0]))
+    # save_to_disk names every split's shards "data-...": the split is the folder they are in
+    joined = folder / f"{split.parent.name if split.name == 'data' and split.parent.name else split.name}{suffix}"
     try:
         _JOINERS[suffix](local, joined, paths)
     finally:
@@ -330,6 +333,7 @@ def _join_tables(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None
     """CSV or TSV files of one table (gzipped or not, as their names say) into one, whose header row is the
     first file's: each later file's header must be the same, and is left out."""
     opener = gzip.open if out.name.lower().endswith(".gz") else open
+    name = names[0]
     try:
         with opener(out, "wb") as sink:
             first = b""
@@ -350,8 +354,10 @@ def _join_tables(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None
                         sink.write(b"\n")
     except BaseException as exc:
         out.unlink(missing_ok=True)
-        if isinstance(exc, (OSError, EOFError)) and not isinstance(exc, HubError):
+        if isinstance(exc, (gzip.BadGzipFile, EOFError)):
             raise HubError(f"{name} cannot be read as a table ({type(exc).__name__}: {str(exc)[:120]})") from None
+        if isinstance(exc, OSError) and not isinstance(exc, HubError):
+            raise HubError(f"The shards could not be joined at {name} ({type(exc).__name__}: {str(exc)[:120]})") from None
         raise
 
 
@@ -360,6 +366,8 @@ def _join_json(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None:
     lists of records into one list; a shard that is one JSON object (CoQA's ``{"data": [...]}``) is not a
     part of a table, and is named."""
     kinds = [_json_kind(part) for part in parts]
+    # a shard of one line is one record of JSON Lines beside shards of several, else one object on a line
+    kinds = [("lines" if "lines" in kinds else "object") if kind == "one line" else kind for kind in kinds]
     for kind, name in zip(kinds, names):
         if kind != kinds[0] or kind == "object":
             what = "one JSON object" if kind == "object" else {"lines": "JSON Lines", "list": "a JSON list"}[kind]
@@ -389,18 +397,29 @@ def _join_json(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None:
 
 
 def _json_kind(path: Path) -> str:
-    """"list" for a JSON list, "lines" for JSON Lines (its first line one whole JSON value), else "object"."""
+    """"list" for a JSON list, "lines" for JSON Lines (its first line one whole JSON value, and another
+    line after it), "one line" for one JSON value on one line (a record of JSON Lines, or a compact
+    object), else "object" (pretty-printed). A first line over ``_LINE_PEEK`` bytes is not read whole:
+    such a shard is taken for one object."""
     with open(path, "rb") as source:
-        first = source.readline().removeprefix(b"\xef\xbb\xbf")
+        first = source.readline(_LINE_PEEK).removeprefix(b"\xef\xbb\xbf")
         while first and not first.strip():
-            first = source.readline()
-    if first.lstrip().startswith(b"["):
-        return "list"
+            first = source.readline(_LINE_PEEK)
+        if first.lstrip().startswith(b"["):
+            return "list"
+        if len(first) >= _LINE_PEEK and not first.endswith(b"\n"):
+            return "object"
+        second = source.readline(_LINE_PEEK)
+        while second and not second.strip():
+            second = source.readline(_LINE_PEEK)
     try:
         json.loads(first)
     except ValueError:
         return "object"
-    return "lines"
+    return "lines" if second else "one line"
+
+
+_LINE_PEEK = 1 << 20
 
 
 def _list_bounds(source) -> tuple[int, int]:

@@ -239,3 +239,23 @@ def test_a_message_sent_twice_is_one_message_only_when_no_reply_came_between():
     assert chat_ui.add_user_message("yes", answered, request)[1] == answered + [{"role": "user", "content": "yes"}]
     assert _sessions.pop(request.session_hash).pending == ["yes", "yes"]
     assert chat_ui.add_user_message("   ", answered, request) == ("", gr.skip())  # an empty Send changes nothing
+
+
+def test_a_cut_off_reply_reopens_saying_so_until_undo_changes_the_chat(tmp_path, monkeypatch):
+    """A reply cut off (the page left mid-reply) reopens with the status saying so; Undo rewrites the
+    conversation without it, and it no longer says so (the mark outlived Undo)."""
+    from convo import chat
+    from convo.store import Store
+    from convo.ui import chat as chat_ui
+
+    with Store(tmp_path / "s.sqlite3") as store:
+        monkeypatch.setattr(chat_ui, "get_store", lambda: store)
+        history = [{"role": "user", "content": "Tell me a story."}]
+        saver = chat.TurnSaver(store, history, model="m")
+        cid = saver.start()
+        saver.partial("Once upon", now=True)
+        reopened = chat_ui.reopen({"id": cid})
+        assert reopened[0] == history + [{"role": "assistant", "content": "Once upon"}] and reopened[-1] == chat_ui.LEFT
+        chat_ui.resave(cid, history)  # Undo took the cut reply away
+        assert chat_ui.reopen({"id": cid})[-1] == ""
+        assert store.load_conversation(cid).settings == {}

@@ -618,6 +618,9 @@ def test_a_dataset_saved_with_save_to_disk_is_read_from_its_folder(tmp_path):
                                            "data-00000-of-00001.arrow is missing")
     (broken / "data-00000-of-00001.arrow").write_bytes((GOOD / "chat.arrow").read_bytes()[:300])
     assert validate_file(broken).error.startswith("file is not an Arrow table that can be read (ArrowInvalid: ")
+    (broken / "state.json").write_text('{"_data_files": [{"filename": "../chat/data-00000-of-00001.arrow"}]}')
+    assert validate_file(broken).error == ("folder is a dataset saved by datasets whose state.json names a file "
+                                           "outside it: '../chat/data-00000-of-00001.arrow'")
     (broken / "state.json").write_text("{")
     assert validate_file(broken).error.startswith("folder is a dataset saved by datasets whose state.json cannot be read")
     two = tmp_path / "two"
@@ -651,14 +654,34 @@ def test_arrow_files_of_either_layout_and_their_caps():
     assert arrow_rows(data) == (rows, ["prompt", "completion"])
     report = validate_bytes(data, "pairs.arrow")
     assert (report.format, report.conversations) == ("pairs", 200)
-    with pytest.raises(ValueError, match=r"^is an Arrow table of 200 rows, over the limit of 199: split it"):
+    with pytest.raises(ValueError, match=r"^is an Arrow table of more than 199 rows, the limit: split it"):
         arrow_rows(data, max_rows=199)
+    # compressed batches (a batch unpacks whole when read: 86 kB of zstd took 2.1 GB before the cap saw it)
+    # are refused before any is read, a dictionary's too
+    big = pa.Table.from_pylist([{"text": "honey " * 50_000, "kind": "bee"}] * 40)
+    big = big.set_column(1, "kind", pa.compute.dictionary_encode(big["kind"]))
+    for compression in ("zstd", "lz4"):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, big.schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
+            writer.write_table(big)
+        packed = sink.getvalue().to_pybytes()
+        assert len(packed) < 100_000
+        with pytest.raises(ValueError, match=r"^is a compressed Arrow table \(its record batches are zstd or lz4\)"):
+            arrow_rows(packed, max_unpacked=1_000_000)
     with pytest.raises(ValueError, match=r"^is an Arrow table that unpacks to more than 0\.0 MB, the limit"):
         arrow_rows(data, max_unpacked=1000)
     assert validate_bytes(data, "pairs.arrow", max_bytes=1000 // PARQUET_UNPACKED).error.startswith(
         "file is ")  # over the upload cap itself
     other = validate_bytes((DATA / "saved" / "chat" / "dataset_info.json").read_bytes(), "dataset_info.json")
     assert not other.ok and "found an object with keys" in other.error  # a listing is no data
+
+
+def test_a_first_record_without_its_telling_key_hides_no_format_in_json_lines_either():
+    """The first record that has a key telling the format decides it, in JSON Lines (as datasets writes
+    CoQA) as in a JSON list; the first record's fault is named."""
+    stories = json.loads((BAD / "coqa_first_missing_story.json").read_text(encoding="utf-8"))["data"]
+    report = validate_bytes("\n".join(json.dumps(story) for story in stories).encode(), "coqa.jsonl")
+    assert (report.ok, report.format, report.faults) == (True, "coqa", ['line 1: missing "story"'])
 
 
 def test_simplified_coqa_answers_are_optional():

@@ -595,6 +595,7 @@ def test_cli_trains_on_a_dataset_saved_with_save_to_disk(tiny_causal, tmp_path):
         "--save_steps", "1", "--eval_steps", "1"])
     assert code == 0, err
     assert f"validation: {saved / 'squad_dict' / 'validation'} (the saved DatasetDict's validation split)" in err
+    assert "fetched from the Hub" not in err  # a folder here
     meta = ft.read_metadata(output)
     assert (meta["train_file"], meta["val_file"]) == ("squad_dict", "validation")
     assert (meta["counts"]["format"], meta["counts"]["train_examples"], meta["counts"]["validation_examples"]) == (
@@ -941,6 +942,10 @@ def test_tab_trains_compares_and_pushes(tab, tiny_causal, data_dir, monkeypatch,
     assert Path(job_dir).parent == jobs.jobs_dir() and status.startswith(("**Queued**", "**Training**"))
     # Start again at once with the same upload and name (a double-click): the same job, no second one
     assert tab.start_training(str(COQA), None, "my adapter", None, tiny_causal, *settings)[0] == job_dir
+    # the same file from another page is another person's Start: refused, not given the first one's job
+    elsewhere, reason, *_ = tab.start_training(str(COQA), None, "my adapter", None, tiny_causal, *settings,
+                                               session="another page")
+    assert elsewhere is None and "A training job is already making the adapter" in reason, reason
     other = tmp_path / "other.json"  # another upload for the adapter a live job is making: refused
     other.write_bytes(COQA.read_bytes())
     refused, reason, *_ = tab.start_training(str(other), None, "my adapter", None, tiny_causal, *settings)

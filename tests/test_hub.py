@@ -447,9 +447,18 @@ def test_a_saved_dataset_pushed_as_it_is_and_csv_shards_are_joined(hub, tmp_path
     hub.add_repo("alice/saved", {str(f.relative_to(saved)): f.read_bytes() for f in saved.rglob("*") if f.is_file()},
                  repo_type="dataset")
     fetched = hub_data.dataset_files("alice/saved")
-    assert (fetched.train.name, fetched.train_parts, fetched.validation.name) == ("data.arrow", 2, "data-00000-of-00001.arrow")
+    assert (fetched.train.name, fetched.train_parts, fetched.validation.name) == ("train.arrow", 2, "data-00000-of-00001.arrow")
     assert load_examples(fetched.train, "qg")[0] == load_examples(data / "good" / "squad_hf.jsonl", "qg")[0]
     assert load_examples(fetched.validation, "qg")[1].questions == 2
+    # both splits in shards: each joined into a file of its own (both were data.arrow, one over the other)
+    shards = {f"{split}/{f.name}": f.read_bytes() for split in ("train", "validation")
+              for f in (saved / "train").glob("*.arrow")}
+    hub.add_repo("alice/saved2", {**shards, "dataset_dict.json": '{"splits": ["train", "validation"]}'},
+                 repo_type="dataset")
+    both = hub_data.dataset_files("alice/saved2")
+    assert (both.train.name, both.validation.name) == ("train.arrow", "validation.arrow")
+    assert both.train.is_file() and both.validation.is_file() and both.train != both.validation
+    assert load_examples(both.train, "qg")[0] == load_examples(both.validation, "qg")[0]
     # CSV shards as pandas writes them, a quoted header cell holding a line break, the last row without one
     rows = (data / "good" / "flat_qa.csv").read_text(encoding="utf-8").splitlines(keepends=True)
     header = '"context","question","answer"\n'
@@ -492,6 +501,8 @@ def test_json_shards_are_joined_as_json_lines_or_as_one_list(hub, tmp_path, monk
         "list/train-00000-of-00003.json": "\ufeff" + json.dumps(records[:2], indent=2) + "\n\n",
         "list/train-00001-of-00003.json": "[ ]", "list/train-00002-of-00003.json": json.dumps(records[2:]),
         "coqa/train-00000-of-00002.json": coqa, "coqa/train-00001-of-00002.json": coqa,
+        "compact/train-00000-of-00002.json": json.dumps(json.loads(coqa)) + "\n",  # one object on one line
+        "compact/train-00001-of-00002.json": json.dumps(json.loads(coqa)),
         "mixed/train-00000-of-00002.json": "".join(lines), "mixed/train-00001-of-00002.json": json.dumps(records),
     }, repo_type="dataset")
     joined = hub_data.dataset_files("alice/json/lines/train").train
@@ -502,6 +513,8 @@ def test_json_shards_are_joined_as_json_lines_or_as_one_list(hub, tmp_path, monk
     with pytest.raises(HubError) as one_object:
         hub_data.dataset_files("alice/json/coqa/train")
     assert str(one_object.value) == "coqa/train-00000-of-00002.json is one JSON object, so the shards are not joined: name one."
+    with pytest.raises(HubError, match=r"^compact/train-00000-of-00002.json is one JSON object, so the shards are not"):
+        hub_data.dataset_files("alice/json/compact/train")
     with pytest.raises(HubError) as mixed:
         hub_data.dataset_files("alice/json/mixed/train")
     assert str(mixed.value) == ("mixed/train-00001-of-00002.json is a JSON list where mixed/train-00000-of-00002.json is "

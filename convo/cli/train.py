@@ -110,17 +110,22 @@ def with_hub_data(config: FinetuneConfig) -> FinetuneConfig:
     ``--val_data`` also fetch the dataset's validation split (as the tab does, from one listing), as a
     ``DatasetDict`` saved by ``datasets`` gives its own (the training data reads its train split)."""
     train, val = config.train_data, config.val_data
+    fetched_train = fetched_val = False
     if on_the_hub(train):
         fetched = fetch_named(train, validation=not val)
         if fetched.note:
             print(f"warning: validation: {fetched.note} Part of the training data is held out.", file=sys.stderr)
         train, val = str(fetched.train), val or (fetched.validation and str(fetched.validation))
-    elif not val and Path(train).is_dir() and (saved := saved_split(Path(train), "validation")) is not None:
+        fetched_train, fetched_val = True, bool(val) and not config.val_data
+    elif not val and Path(train).is_dir() and saved_split(Path(train), "train") is not None \
+            and (saved := saved_split(Path(train), "validation")) is not None:  # (train reads the train split)
         print(f"validation: {saved} (the saved DatasetDict's validation split)", file=sys.stderr)
         val = str(saved)
-    val = val and data_file_or_dataset(val, split="validation")
-    if (train, val) != (config.train_data, config.val_data):
-        print("fetched from the Hub: " + ", ".join(filter(None, [train, val])), file=sys.stderr)
+    if val and on_the_hub(val):
+        val, fetched_val = data_file_or_dataset(val, split="validation"), True
+    if fetched_train or fetched_val:
+        print("fetched from the Hub: " + ", ".join(
+            path for path, fetched in ((train, fetched_train), (val, fetched_val)) if fetched), file=sys.stderr)
     return replace(config, train_data=train, val_data=val)
 
 

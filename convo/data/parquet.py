@@ -5,6 +5,7 @@ rows as the Python values JSON Lines records would be, read a few rows at a time
 from __future__ import annotations
 
 import io
+import struct
 from typing import Any
 
 from .base import MB
@@ -60,23 +61,65 @@ def parquet_rows(data: bytes, max_unpacked: int | None = None,
 
 def arrow_rows(data: bytes, max_unpacked: int | None = None,
                max_rows: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """:func:`parquet_rows` for an Arrow IPC stream or file (``is_arrow``). Its record batches are read
-    in place from ``data`` (``datasets`` writes them uncompressed), so counting its rows first costs
-    little; they are unpacked BATCH_ROWS rows at a time."""
+    """:func:`parquet_rows` for an Arrow IPC stream or file (``is_arrow``), a record batch at a time:
+    its rows counted and unpacked BATCH_ROWS at a time as each batch is read. A file whose batches are
+    compressed (zstd or lz4: ``datasets`` never writes them so) is refused before any is read, since
+    reading a batch unpacks it whole."""
     pa, _ = _pyarrow("an Arrow table")
     try:
+        if _compressed_arrow(pa, data):
+            raise ValueError("is a compressed Arrow table (its record batches are zstd or lz4), which is not read: "
+                             "save it uncompressed, as datasets' save_to_disk does, or as Parquet")
         source = pa.BufferReader(data)
         if data[:6] == b"ARROW1":
             reader = pa.ipc.open_file(source)
-            batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
         else:
             reader = pa.ipc.open_stream(source)
-            batches = list(reader)
-        _check_rows(sum(batch.num_rows for batch in batches), max_rows, "an Arrow table")
-        slices = (batch.slice(start, BATCH_ROWS) for batch in batches for start in range(0, batch.num_rows, BATCH_ROWS))
-        return _rows(slices, max_unpacked, "an Arrow table"), list(reader.schema.names)
-    except (pa.ArrowException, OSError, TypeError, IndexError) as exc:
+            batches = iter(reader)
+        return _rows(_counted(batches, max_rows), max_unpacked, "an Arrow table"), list(reader.schema.names)
+    except (pa.ArrowException, OSError, TypeError, IndexError, struct.error) as exc:
         raise ValueError(_unreadable("an Arrow table", exc)) from None
+
+
+def _counted(batches, max_rows: int | None):
+    """The record batches, in slices of BATCH_ROWS rows, their rows counted against ``max_rows`` as they come."""
+    rows = 0
+    for batch in batches:
+        rows += batch.num_rows
+        _check_rows(rows, max_rows, "an Arrow table", at_least=True)
+        for start in range(0, batch.num_rows, BATCH_ROWS):
+            yield batch.slice(start, BATCH_ROWS)
+
+
+def _compressed_arrow(pa, data: bytes) -> bool:
+    """Whether any record batch (or dictionary) of an Arrow IPC stream or file has a compressed body: read
+    from each message's flatbuffer (Message.header -> RecordBatch.compression), whose body is not read."""
+    body = data[8:] if data[:6] == b"ARROW1" else data
+    for message in pa.ipc.MessageReader.open_stream(pa.BufferReader(body)):
+        if message.type in ("record batch", "dictionary"):
+            meta = message.metadata.to_pybytes()
+            table = _flat_table(meta, struct.unpack_from("<I", meta, 0)[0], 2)  # Message.header
+            if table is not None and message.type == "dictionary":
+                table = _flat_table(meta, table, 1)  # DictionaryBatch.data
+            if table is not None and _flat_field(meta, table, 3) is not None:  # RecordBatch.compression
+                return True
+    return False
+
+
+def _flat_field(buf: bytes, table: int, index: int) -> int | None:
+    """Where field ``index`` of the flatbuffer table at ``table`` is (None when absent)."""
+    vtable = table - struct.unpack_from("<i", buf, table)[0]
+    if 4 + 2 * index + 2 > struct.unpack_from("<H", buf, vtable)[0]:
+        return None
+    offset = struct.unpack_from("<H", buf, vtable + 4 + 2 * index)[0]
+    return table + offset if offset else None
+
+
+def _flat_table(buf: bytes, table: int, index: int) -> int | None:
+    """The table that field ``index`` of the table at ``table`` points to (None when absent)."""
+    at = _flat_field(buf, table, index)
+    return None if at is None else at + struct.unpack_from("<I", buf, at)[0]
 
 
 def _pyarrow(what: str):
@@ -89,9 +132,11 @@ def _pyarrow(what: str):
     return pa, pq
 
 
-def _check_rows(rows: int, max_rows: int | None, what: str) -> None:
+def _check_rows(rows: int, max_rows: int | None, what: str, at_least: bool = False) -> None:
+    """``at_least``: ``rows`` were counted so far (a stream's batches), not all of them."""
     if max_rows is not None and rows > max_rows:
-        raise ValueError(f"is {what} of {rows:,} rows, over the limit of {max_rows:,}: split it into smaller files")
+        counted = f"more than {max_rows:,} rows, the limit" if at_least else f"{rows:,} rows, over the limit of {max_rows:,}"
+        raise ValueError(f"is {what} of {counted}: split it into smaller files")
 
 
 def _too_big(what: str, max_unpacked: int | None) -> str:

@@ -13,10 +13,10 @@ from typing import Any
 from .base import (CHAT_FORMATS, Conversation, DEFAULT_TASKS, Data, DataError, MAX_BYTES, MAX_DEPTH, MAX_VALUES, MAX_WORK, MB,
                    UNRECOGNISED, _Duplicates, _LineFault, _Parsed)
 from .tasks import _check_task, _examples_with_sources
-from .packed import gunzipped
+from .packed import _TRAINING_DATA, _packed_reason, gunzipped
 from .saved import joined_arrow, saved_files
 from .parquet import arrow_rows, is_arrow, is_parquet, parquet_rows
-from .tables import WORKBOOK_SUFFIXES, is_table, is_workbook, table_rows, workbook_rows
+from .tables import is_table, is_workbook, table_rows, workbook_rows
 from .checks import _quote, _safe, _type_name
 from .formats import (_read_chat_records, _read_coqa_record, _read_flat, _read_lines, _read_passages, _read_records,
                       _read_squad, conversation_layout, passage_layout, read_numbered, telling_record)
@@ -376,9 +376,10 @@ def _records_reader(records: list) -> Callable[[list[tuple[str, Any]]], _Parsed]
     """The reader of a file of one record a line or a row (JSON Lines, Parquet, CSV), by the records' layout."""
     if any(conversation_layout(record) for record in records):  # chat JSONL, Alpaca, ShareGPT, pairs, preference
         return _read_chat_records
-    if _flat_question(records[0]):  # SQuAD as Hugging Face datasets writes it, or flat QA
+    first = telling_record(records)  # (a first record that lost its telling key does not hide the format)
+    if _flat_question(first):  # SQuAD as Hugging Face datasets writes it, or flat QA
         return _read_flat
-    if passage_layout(records[0]):  # CoQA as Hugging Face datasets writes it, or simplified CoQA
+    if passage_layout(first):  # CoQA as Hugging Face datasets writes it, or simplified CoQA
         return _read_passages
     return None
 
@@ -438,31 +439,6 @@ def _parse_table(data: bytes, name: str, workbook: bool, max_bytes: int | None) 
 def _flat_question(record: Any) -> bool:
     """A flat question record: ``{"context", "question", ...}`` (not simplified CoQA's ``"questions"``)."""
     return isinstance(record, dict) and "question" in record and "context" in record and "questions" not in record
-
-
-_TRAINING_DATA = ("training reads questions with their answers, or conversations (CoQA, SQuAD, chat JSONL, Alpaca, "
-                  "ShareGPT, prompt/completion or preference pairs); the Questions tab asks questions about a document")
-"""Said of a document given as training data (a PDF, a web page, a passage in a .txt file)."""
-
-
-def _packed_reason(data: bytes, name: str) -> str | None:
-    """Why a PDF, an office document or a zip archive is refused, in words that say what to do."""
-    head = data[:1024].lstrip()
-    if head.startswith(b"%PDF-"):
-        return f"file is a PDF document, not training data: {_TRAINING_DATA}"
-    spreadsheet = name.lower().endswith((".ods", ".numbers", ".xls"))
-    if head.startswith(b"\xd0\xcf\x11\xe0") or (head.startswith(b"PK\x03\x04") and spreadsheet):  # (OLE2: .xls, .doc)
-        if name.lower().endswith(WORKBOOK_SUFFIXES):  # Excel keeps a workbook with a password in an OLE2 file
-            return "file is an Excel workbook locked with a password: save a copy without the password and upload that"
-        if spreadsheet:
-            return ("file is a spreadsheet that convo does not read: save it as an Excel workbook (.xlsx) or as CSV, "
-                    "its first row naming the columns")
-        return f"file is an office document, not training data: {_TRAINING_DATA}"
-    if head.startswith(b"PK\x03\x04"):
-        if name.lower().endswith((".docx", ".odt", ".pptx", ".epub")):  # (an .xlsx is read: tables.is_workbook)
-            return f"file is an office document, not training data: {_TRAINING_DATA}"
-        return "file is a zip archive, not JSON text: unzip it and upload the JSON or JSON Lines file inside"
-    return None
 
 
 def _json_hint(err: json.JSONDecodeError) -> str:

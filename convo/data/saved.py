@@ -45,6 +45,9 @@ def saved_files(folder: Path, split: str = "train") -> list[Path]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"is a dataset saved by datasets whose {state.name} cannot be read "
                          f"({type(exc).__name__}: {str(exc)[:80]})") from None
+    outside = [name for name in names if not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..")]
+    if outside:
+        raise ValueError(f"is a dataset saved by datasets whose {state.name} names a file outside it: {outside[0]!r}")
     files = [folder / name for name in names]
     missing = [f.name for f in files if not f.is_file()]
     if missing or not files:
@@ -88,8 +91,10 @@ def write_joined_arrow(files: list[Path], sink, names: list[str]) -> None:
                     schema = reader.schema
                     writer = pa.ipc.new_stream(sink, schema)
                 elif not reader.schema.equals(schema, check_metadata=False):
-                    raise ValueError(f"holds {names[0]} and {name}, whose columns differ ({', '.join(reader.schema.names)} "
-                                     f"against {', '.join(schema.names)}), so they are not shards of one table")
+                    differ = (f"{', '.join(reader.schema.names)} against {', '.join(schema.names)}"
+                              if reader.schema.names != schema.names else "the same names, of other types")
+                    raise ValueError(f"holds {names[0]} and {name}, whose columns differ ({differ}), so they are "
+                                     "not shards of one table")
                 for batch in batches:
                     writer.write_batch(batch)
         writer.close()

@@ -23,7 +23,7 @@ from .parquet import sharing_texts
 TABLE_SUFFIXES = (".csv", ".tsv")
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 """Excel's workbooks (Office Open XML; ``.xlsm`` is one with macros, which are not run). Excel 97-2003's
-``.xls`` is another format, refused with what to do (``pipeline._packed_reason``)."""
+``.xls`` is another format, refused with what to do (``packed._packed_reason``)."""
 MAX_CELL = 2**26
 """Longest cell read (the csv module's own limit, process-wide, is 128 KB; an upload is capped before)."""
 

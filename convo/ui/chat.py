@@ -348,8 +348,10 @@ def resave(conversation_id, history: list[dict], profile: gr.OAuthProfile | None
         return
     system = [m for m in saved.messages[:1] if m["role"] == "system"]
     try:
+        # (the chat as shown: a reply cut off before is undone or followed by a question, no longer cut off)
+        settings = {k: v for k, v in (saved.settings or {}).items() if k != core.WRITING}
         get_store().save_conversation(system + history, conversation_id=saved.id, owner=saved.owner,
-                                      model=saved.model, adapter=saved.adapter, settings=saved.settings)
+                                      model=saved.model, adapter=saved.adapter, settings=settings)
     except (ValueError, PermissionError) as exc:  # a size limit or a full disk: the chat goes on unsaved
         gr.Warning(f"This conversation is no longer saved: {exc}")
 

@@ -171,12 +171,13 @@ def owner_of(browser_id: str | None, profile=None) -> str | None:
     return f"hf:{name}" if name else (f"browser:{browser_id}" if browser_id else None)
 
 
-def start_for_owner(profile: gr.OAuthProfile | None, browser_id, *inputs):
+def start_for_owner(profile: gr.OAuthProfile | None, request: gr.Request, browser_id, *inputs):
     """``start_training`` as the Start button's handler: the job belongs to this user or browser
     (a browser gets its id with its first job)."""
     given = browser_id
     browser_id = browser_id or uuid.uuid4().hex
-    job, *shown = start_training(*inputs, owner=owner_of(browser_id, profile))
+    job, *shown = start_training(*inputs, owner=owner_of(browser_id, profile),
+                                 session=getattr(request, "session_hash", None))
     # a refused Start keeps the job: writing it again fired the job's change event, whose poll replaced
     # the "Not started" reason with "No training job yet." (a flaky browser test in CI); and it keeps the
     # browser's id (a double-click's second click, refused, gave the browser another id than its job's)
@@ -217,7 +218,8 @@ def reclaim(job_id, browser_id, profile: gr.OAuthProfile | None = None):
     return browser_id, str(job), *poll(str(job), owner)
 
 
-def start_training(file, val_file, name, job_dir, model, *settings_values, owner: str | None = None):
+def start_training(file, val_file, name, job_dir, model, *settings_values, owner: str | None = None,
+                   session: str | None = None):
     """Start a training job for the uploaded data; returns the job folder and the first view."""
     job = own_job(job_dir)
     if job is not None and jobs.job_state(job) in LIVE_STATES:
@@ -234,7 +236,7 @@ def start_training(file, val_file, name, job_dir, model, *settings_values, owner
                                      model_name=spec_from(model, None).name, settings=settings)
         with _starting:  # one Start at a time: two at once (a double-click) both found the name free
             now = time.monotonic()
-            key = (path, str(output.resolve()))
+            key = (session, path, str(output.resolve()))  # (only this page's clicks: another's upload may be the same file)
             for old in [k for k, (_, at) in _started.items() if now - at > SAME_START_S]:
                 del _started[old]
             if key in _started:  # a double-click's second click: the job its first click started
@@ -260,10 +262,10 @@ def start_training(file, val_file, name, job_dir, model, *settings_values, owner
 
 
 _starting = threading.Lock()
-_started: dict[tuple[str, str], tuple[Path, float]] = {}  # (upload, adapter folder) -> the job and when
+_started: dict[tuple[str | None, str, str], tuple[Path, float]] = {}  # (page, upload, adapter) -> the job, when
 SAME_START_S = 2.0
-"""Start pressed again within this many seconds, for the same upload and adapter, is the same click
-twice (a double-click): it shows the job the first click started."""
+"""Start pressed again on the same page within this many seconds, for the same upload and adapter, is the
+same click twice (a double-click): it shows the job the first click started."""
 
 
 def _making(output: Path) -> Path | None:

@@ -32,8 +32,9 @@ def _session(request) -> str:
 
 
 def replying(request: gr.Request | None) -> bool:
-    """Whether this session's reply loop is writing a reply, or has messages queued for one (its
-    follow-up questions change nothing in the conversation)."""
+    """Whether this session's reply loop is writing a reply, or is running with messages queued for one
+    (its follow-up questions change nothing in the conversation; messages left queued when the loop
+    ended on a server's error wait for the next Send, and the chat shows them as they are)."""
     with _sessions_lock:
         turns = _sessions.get(_session(request))
-        return bool(turns and (turns.writing or turns.pending))
+        return bool(turns and (turns.writing or turns.busy and turns.pending))
