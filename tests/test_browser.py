@@ -256,15 +256,10 @@ def streaming(chromium, app, text: str):
 
 def test_stop_ends_the_reply_and_says_so_and_share_waits_for_it(chromium, launch, slow_tiny):
     """Stop cuts the streaming reply, and the status line says the reply was stopped (it went blank,
-    so a cut reply looked finished). Share pressed mid-reply shares nothing and says to wait (a link
-    kept the half-written reply for good); once the reply is over, the link holds all of it."""
+    so a cut reply looked finished). Share pressed while a reply is being written shares nothing and
+    says to wait (a link kept the half-written reply for good); once the reply is over, the link holds
+    all of it."""
     app, context, page = streaming(chromium, launch(model=slow_tiny), "Please tell me a very long story.")
-    page.get_by_text("Share and export").click()
-    page.locator("#share").click()
-    page.wait_for_selector(".toast-body", timeout=30_000)
-    assert "A reply is still being written: share the conversation once it ends" in page.locator(
-        ".toast-body").first.inner_text()
-    assert page.locator("#share-link textarea, #share-link input").first.input_value() == ""
     page.locator("#stop").click()
     page.wait_for_function("() => /stopped/i.test(document.querySelector('#chat-status').innerText)", timeout=30_000)
     cut = page.locator(BOT).first.inner_text()
@@ -272,12 +267,23 @@ def test_stop_ends_the_reply_and_says_so_and_share_waits_for_it(chromium, launch
     assert page.locator(BOT).first.inner_text() == cut and cut.strip()  # nothing more arrives
     assert page.locator("#chat-status").inner_text().strip() == "Reply stopped."
     assert not page.locator("#suggestion-0").is_visible()
+    # Share pressed at once after Send: the reply (600 tokens, seconds on this model) is being written
+    page.get_by_text("Share and export").click()
+    send(page, "And another very long story, please.")
+    page.locator("#share").click()
+    page.wait_for_selector(".toast-body", timeout=30_000)
+    assert "A reply is still being written: share the conversation once it ends" in page.locator(
+        ".toast-body").first.inner_text()
+    assert page.locator("#share-link textarea, #share-link input").first.input_value() == ""
+    wait_reply(page, count=2)
+    reply_loop_over(page)
+    whole = page.locator(BOT).nth(1).inner_text()
     page.locator("#share").click()
     page.wait_for_function("() => document.querySelector('#share-link textarea, #share-link input').value.includes('share=')",
                            timeout=30_000)
     other, view = shared_messages(chromium, page.locator("#share-link textarea, #share-link input").first.input_value())
-    shared = view.locator("#share-chatbot [data-testid='bot']").first.inner_text()
-    assert shared == cut and page.locator("#share-link textarea, #share-link input").first.input_value()
+    shared = view.locator("#share-chatbot [data-testid='bot']")
+    assert (shared.count(), shared.first.inner_text(), shared.nth(1).inner_text()) == (2, cut, whole)
     other.close()
     context.close()
 
