@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from .data.saved import write_joined_arrow
+from .data.saved import SAVED_LISTINGS, write_joined_arrow
 from .hub import HubError, _api, _hub_errors, hub_endpoint, resolve_token, validate_repo_id
 
 __all__ = ["DATA_FILE_SUFFIXES", "DataFiles", "data_file_or_dataset", "dataset_files", "dataset_source", "fetch_named",
@@ -29,8 +29,6 @@ __all__ = ["DATA_FILE_SUFFIXES", "DataFiles", "data_file_or_dataset", "dataset_f
 DATA_FILE_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json", ".csv", ".tsv", ".jsonl.gz", ".json.gz", ".csv.gz",
                       ".tsv.gz")
 _SUFFIX_WORDS = ".parquet, .arrow, .jsonl, .json, .csv or .tsv (also gzipped)"
-_NOT_DATA = ("state.json", "dataset_info.json", "dataset_dict.json")
-"""What ``datasets``' ``save_to_disk`` writes beside a split's Arrow files (a saved dataset pushed as it is)."""
 _JOIN_ROWS = 1024
 """Rows read and written at a time when shards are joined: 3 shards of one 53 MB row group each (3 MB
 compressed) joined in 0.24 s with 100 MB more resident memory, where a row group at a time took 190 MB."""
@@ -462,8 +460,9 @@ def _joined_suffix(path: str) -> str | None:
 
 
 def _is_data(path: str) -> bool:
-    """A file training may read: a data file by its suffix, and not one of ``save_to_disk``'s listings."""
-    return path.lower().endswith(DATA_FILE_SUFFIXES) and path.rpartition("/")[2] not in _NOT_DATA
+    """A file training may read: a data file by its suffix, and not one of ``save_to_disk``'s listings (a
+    saved dataset pushed as it is)."""
+    return path.lower().endswith(DATA_FILE_SUFFIXES) and path.rpartition("/")[2] not in SAVED_LISTINGS
 
 
 _JOINERS = {".parquet": _join_parquet, ".arrow": _join_arrow, ".jsonl": _join_lines, ".jsonl.gz": _join_gzipped_lines,

@@ -39,6 +39,9 @@ FORMATS = ("coqa-simple", "coqa", "squad", "flat-qa", "chat-jsonl", "alpaca", "s
 FORMAT_NAMES = {"coqa-simple": "simplified CoQA", "coqa": "CoQA", "squad": "SQuAD", "flat-qa": "flat QA",
                 "chat-jsonl": "chat JSONL", "alpaca": "Alpaca", "sharegpt": "ShareGPT", "pairs": "prompt/completion",
                 "preference": "preference pairs (trains on the chosen replies)"}
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".arrow", ".csv", ".tsv", ".xlsx", ".gz")
+"""The names of the files training reads: JSON and JSON Lines; Parquet, as the Hub stores datasets; Arrow,
+as ``datasets``' ``save_to_disk`` writes them; CSV, TSV and Excel, as spreadsheets; .gz, any of them gzipped."""
 CHAT_FORMATS = ("chat-jsonl", "alpaca", "sharegpt", "pairs", "preference")
 """Formats read as conversations (the ``chat`` task); the others are passages with questions."""
 TASKS = ("qg", "cqg", "qa", "qa_closed", "chat")

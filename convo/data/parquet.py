@@ -70,16 +70,20 @@ def arrow_rows(data: bytes, max_unpacked: int | None = None,
         if _compressed_arrow(pa, data):
             raise ValueError("is a compressed Arrow table (its record batches are zstd or lz4), which is not read: "
                              "save it uncompressed, as datasets' save_to_disk does, or as Parquet")
-        source = pa.BufferReader(data)
-        if data[:6] == b"ARROW1":
-            reader = pa.ipc.open_file(source)
-            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-        else:
-            reader = pa.ipc.open_stream(source)
-            batches = iter(reader)
+        reader, batches = arrow_batches(pa, pa.BufferReader(data), data[:6] == b"ARROW1")
         return _rows(_counted(batches, max_rows), max_unpacked, "an Arrow table"), list(reader.schema.names)
     except (pa.ArrowException, OSError, TypeError, IndexError, struct.error) as exc:
         raise ValueError(_unreadable("an Arrow table", exc)) from None
+
+
+def arrow_batches(pa, source, file_format: bool):
+    """``(reader, its record batches one at a time)`` of an Arrow source: the random-access file format
+    (``file_format``: "ARROW1" at its start) or a stream, as ``datasets`` writes."""
+    if file_format:
+        reader = pa.ipc.open_file(source)
+        return reader, (reader.get_batch(i) for i in range(reader.num_record_batches))
+    reader = pa.ipc.open_stream(source)
+    return reader, iter(reader)
 
 
 def _counted(batches, max_rows: int | None):

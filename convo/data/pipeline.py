@@ -112,8 +112,9 @@ class _Reject(Exception):
 def _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task=False):
     _check_limits(task, max_length, max_bytes)
     path = Path(path)
+    folder = path.is_dir()
     files = [path]
-    if path.is_dir():  # a dataset saved by datasets' save_to_disk: its (train) split's Arrow files
+    if folder:  # a dataset saved by datasets' save_to_disk: its (train) split's Arrow files
         try:
             files = saved_files(path)
         except ValueError as exc:
@@ -124,7 +125,7 @@ def _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task=False
         report = Report(name=path.name, size=size, max_length=max_length)
         return _rejected(report, _size_message(size, max_bytes)), [], []
     try:
-        data = joined_arrow(files) if path.is_dir() else path.read_bytes()
+        data = joined_arrow(files) if folder else path.read_bytes()
     except ValueError as exc:
         return _rejected(Report(name=path.name, size=size, max_length=max_length), f"folder {exc}"), [], []
     return _inspect_bytes(data, path.name, task, tokenizer, max_length, max_bytes, adapt_task)

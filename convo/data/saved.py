@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-_SAVED_FILES = ("state.json", "dataset_info.json", "dataset_dict.json")
+from .base import DATA_SUFFIXES
+from .parquet import arrow_batches
+
+SAVED_LISTINGS = ("state.json", "dataset_info.json", "dataset_dict.json")
 """What ``save_to_disk`` writes beside the data: never training data itself."""
-_LISTED = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", ".xlsx", ".gz")
 
 
 def saved_split(folder: Path, split: str = "train") -> Path | None:
@@ -33,10 +35,10 @@ def saved_files(folder: Path, split: str = "train") -> list[Path]:
         folder = folder / (split if split in splits else splits[0])
     state = folder / "state.json"
     if not state.is_file():
-        inside = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(_LISTED)
-                        and p.name not in _SAVED_FILES) if folder.is_dir() else []
+        inside = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(DATA_SUFFIXES)
+                        and p.name not in SAVED_LISTINGS)
         inside += sorted(p.name + "/" for p in folder.iterdir() if p.is_dir() and (
-            (p / "state.json").is_file() or (p / "dataset_dict.json").is_file())) if folder.is_dir() else []
+            (p / "state.json").is_file() or (p / "dataset_dict.json").is_file()))
         listed = f" in it ({', '.join(inside[:5])}{', ...' if len(inside) > 5 else ''})" if inside else ""
         raise ValueError("is not a data file, nor a dataset saved by datasets' save_to_disk: name a data file or a "
                          f"saved dataset{listed}")
@@ -79,14 +81,9 @@ def write_joined_arrow(files: list[Path], sink, names: list[str]) -> None:
     try:
         for path, name in zip(files, names):
             with pa.memory_map(str(path)) as source:
-                if source.read(6) == b"ARROW1":
-                    source.seek(0)
-                    reader = pa.ipc.open_file(source)
-                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-                else:
-                    source.seek(0)
-                    reader = pa.ipc.open_stream(source)
-                    batches = iter(reader)
+                file_format = source.read(6) == b"ARROW1"
+                source.seek(0)
+                reader, batches = arrow_batches(pa, source, file_format)
                 if writer is None:
                     schema = reader.schema
                     writer = pa.ipc.new_stream(sink, schema)

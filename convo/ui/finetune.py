@@ -22,13 +22,14 @@ from .. import finetune as core
 from .. import jobs
 from ..data import MAX_BYTES, MB, DataError, split_train_val
 from ..hub import HubError, resolve_token
+from ..data.base import DATA_SUFFIXES
 from ..engine import ModelLoadError
 from ..settings import LoraSettings
 from . import operator
 from .common import OUTPUT_BOX, Shared, adapter_choices, adapters_dir, default_model, is_operator, spec_from
 from .job_view import loss_frame, metrics_markdown, progress_html, samples_frame, status_text
 from .operator import LIVE_STATES
-from .finetune_data import DATA_SUFFIXES, UPLOAD_HINT, example_count, fetch_hub_data, inspect_upload, upload_path
+from .finetune_data import UPLOAD_HINT, example_count, fetch_hub_data, inspect_upload, upload_path
 
 TASK_LABELS = {
     "qg": "Question generation (passage -> question)",

@@ -15,9 +15,6 @@ from ..hub import HubError, resolve_token
 from ..hub_data import dataset_files, dataset_source
 from .common import spec_from
 
-# Parquet: as the Hub stores datasets; Arrow: as datasets' save_to_disk writes them; CSV, TSV and Excel:
-# spreadsheets; .gz: any of them gzipped
-DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".arrow", ".csv", ".tsv", ".xlsx", ".gz")
 UPLOAD_HINT = (f"Upload a CoQA, simplified CoQA, SQuAD, chat JSONL, Alpaca, ShareGPT, prompt/completion or preference "
                f"pairs file (`chosen` and `rejected`: the chosen conversation is trained on; up to "
                f"{MAX_BYTES // MB} MB) "
