@@ -338,11 +338,12 @@ def _join_tables(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None
             for i, (part, name) in enumerate(zip(parts, names)):
                 with opener(part, "rb") as source:
                     header = _header_record(source)
-                    if i and header.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n") != first:
+                    names_row = header.removeprefix(_BOM).rstrip(b"\r\n")
+                    if i and names_row != first:
                         raise HubError(f"{name} has another header row than {names[0]}, so they are not shards of "
                                        f"one table ({_shown(header)} against {_shown(first)}).")
                     if not i:
-                        first = header.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
+                        first = names_row
                         sink.write(header)
                     end = header
                     while chunk := source.read(1 << 20):
@@ -368,10 +369,8 @@ def _join_json(parts: Sequence[Path], out: Path, names: Sequence[str]) -> None:
     kinds = [("lines" if "lines" in kinds else "object") if kind == "one line" else kind for kind in kinds]
     for kind, name in zip(kinds, names):
         if kind != kinds[0] or kind == "object":
-            what = "one JSON object" if kind == "object" else {"lines": "JSON Lines", "list": "a JSON list"}[kind]
-            first = {"lines": "JSON Lines", "list": "a JSON list", "object": "one JSON object"}[kinds[0]]
-            raise HubError(f"{name} is {what}{'' if kind == 'object' else f' where {names[0]} is {first}'}, so the "
-                           f"shards are not joined: name one.")
+            where = "" if kind == "object" else f" where {names[0]} is {_JSON_WORDS[kinds[0]]}"
+            raise HubError(f"{name} is {_JSON_WORDS[kind]}{where}, so the shards are not joined: name one.")
     if kinds[0] == "lines":
         _join_lines(parts, out, names)
         return
@@ -400,16 +399,12 @@ def _json_kind(path: Path) -> str:
     object), else "object" (pretty-printed). A first line over ``_LINE_PEEK`` bytes is not read whole:
     such a shard is taken for one object."""
     with open(path, "rb") as source:
-        first = source.readline(_LINE_PEEK).removeprefix(b"\xef\xbb\xbf")
-        while first and not first.strip():
-            first = source.readline(_LINE_PEEK)
+        first = _next_line(source, first=True)
         if first.lstrip().startswith(b"["):
             return "list"
         if len(first) >= _LINE_PEEK and not first.endswith(b"\n"):
             return "object"
-        second = source.readline(_LINE_PEEK)
-        while second and not second.strip():
-            second = source.readline(_LINE_PEEK)
+        second = _next_line(source)
     try:
         json.loads(first)
     except ValueError:
@@ -418,13 +413,27 @@ def _json_kind(path: Path) -> str:
 
 
 _LINE_PEEK = 1 << 20
+_JSON_WORDS = {"lines": "JSON Lines", "list": "a JSON list", "object": "one JSON object"}
+"""What each kind of JSON shard (``_json_kind``, one line resolved) is called in errors."""
+_BOM = b"\xef\xbb\xbf"
+
+
+def _next_line(source, first: bool = False) -> bytes:
+    """The next line of ``source`` that is not blank (at most ``_LINE_PEEK`` bytes of it; ``first``: the
+    file's start, without a byte-order mark), or b"" at its end."""
+    line = source.readline(_LINE_PEEK)
+    if first:
+        line = line.removeprefix(_BOM)
+    while line and not line.strip():
+        line = source.readline(_LINE_PEEK)
+    return line
 
 
 def _list_bounds(source) -> tuple[int, int]:
     """The offsets of a JSON list's opening and closing brackets in ``source`` (whitespace and a byte-order
     mark around them)."""
     head = source.read(64)
-    start = len(head) - len(head.removeprefix(b"\xef\xbb\xbf").lstrip())
+    start = len(head) - len(head.removeprefix(_BOM).lstrip())
     size = source.seek(0, 2)
     source.seek(max(0, size - 64))
     tail = source.read()
