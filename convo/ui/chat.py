@@ -165,10 +165,12 @@ def respond(history, model, adapter, quantize, system_prompt, curious, interview
     with _sessions_lock:
         turns = _sessions.setdefault(_session(request), Turns())
         history = _without_shown_pending(plain_messages(history), turns.pending)
-        idle = turns.busy or (not turns.pending and (not history or history[-1]["role"] != "user"))
-        if not turns.busy and idle and _sessions.get(_session(request)) is turns:
+        unanswered = bool(turns.pending) or bool(history) and history[-1]["role"] == "user"
+        idle = turns.busy or not unanswered
+        if not idle:
+            turns.busy = True
+        elif not turns.busy:  # nothing to answer: no loop, so no session state to keep
             del _sessions[_session(request)]
-        turns.busy = True
     if idle:  # a loop runs (it takes the queued message), or nothing to answer: an empty Send changes nothing
         # (a handler that yields nothing empties the chat, and the next message was saved over the conversation)
         yield tuple(nothing)

@@ -48,7 +48,7 @@ def snapshot_of(history, model, adapter, system_prompt, temperature, top_p, top_
             "settings": {"sampling": sampling.to_dict()}}
 
 
-WRITING = "A reply is still being written: {what} the conversation once it ends (or press Stop)."
+STILL_WRITING = "A reply is still being written: {what} the conversation once it ends (or press Stop)."
 """Said when Share or Export is pressed mid-reply: the chat then holds half a reply, which a link
 would keep for good."""
 
@@ -61,7 +61,7 @@ def share(history, model, adapter, system_prompt, temperature, top_p, top_k, max
     if not plain_messages(history):
         raise gr.Error("Nothing to share yet: send a message first.")
     if replying(request):
-        raise gr.Error(WRITING.format(what="share"))
+        raise gr.Error(STILL_WRITING.format(what="share"))
     expires_in = float(expires_days) * 86400 if expires_days and float(expires_days) > 0 else None
     try:
         snapshot = snapshot_of(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
@@ -95,7 +95,7 @@ def export(history, model, adapter, system_prompt, temperature, top_p, top_k, ma
     if not plain_messages(history):
         raise gr.Error("Nothing to export yet.")
     if replying(request):
-        raise gr.Error(WRITING.format(what="export"))
+        raise gr.Error(STILL_WRITING.format(what="export"))
     try:
         snapshot = snapshot_of(history, model, adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
                                repetition_penalty, seed)
