@@ -298,14 +298,28 @@ def test_download_adapter_errors(hub):
     )
 
 
-def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, tmp_path, monkeypatch):
+
+@pytest.fixture
+def fetch_tmp(tmp_path, monkeypatch) -> Path:
+    """The system's temp folder for this test, where the Hub fetches land (in convo-hub-data/)."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def left_in_newest_fetch(fetch_tmp: Path) -> list[Path]:
+    """The files the last fetch left in its folder (hf_hub_download's metadata under .cache aside): none
+    after a join that failed, which removes its shards and what it had joined."""
+    newest = max((fetch_tmp / "convo-hub-data").iterdir(), key=lambda folder: folder.stat().st_mtime)
+    return [f for f in newest.rglob("*") if f.is_file() and ".cache" not in f.parts]
+
+def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, fetch_tmp):
     """``stanfordnlp/coqa`` as the Hub stores it: Parquet under data/, one file per split. Its id gives the
     train split's file and the validation split's, from one listing; an id and a path or the file's
     address give that file; the bytes are the Hub's."""
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
     train = (ROOT / "tests" / "data" / "good" / "coqa_hf.parquet").read_bytes()
     validation = (ROOT / "tests" / "data" / "good" / "squad_hf.parquet").read_bytes()
     hub.add_repo("stanfordnlp/coqa", {"README.md": "# CoQA", "data/train-00000-of-00001.parquet": train,
@@ -314,7 +328,7 @@ def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, tmp_path, mon
     fetched = hub_data.dataset_files("stanfordnlp/coqa", max_bytes=len(train))
     assert fetched.train.read_bytes() == train and fetched.train.name == "train-00000-of-00001.parquet"
     assert fetched.validation.read_bytes() == validation and fetched.note is None
-    assert fetched.train.is_relative_to(tmp_path / "tmp" / "convo-hub-data")
+    assert fetched.train.is_relative_to(fetch_tmp / "convo-hub-data")
     assert len([r for r in hub.requests if "/tree/" in r.path]) == 1  # one listing for both splits
     for source in ("stanfordnlp/coqa/data/validation-00000-of-00001.parquet",
                    f"{hub.url}/datasets/stanfordnlp/coqa/blob/main/data/validation-00000-of-00001.parquet"):
@@ -342,7 +356,7 @@ def test_a_hub_datasets_training_file_is_downloaded_by_its_id(hub, tmp_path, mon
     assert fetched.note.startswith("alice/big-validation/data/validation-00000-of-00001.parquet is 0.0 MB, over the 0 MB")
     for _ in range(9):  # a shared server keeps the last 8 downloads
         hub_data.dataset_files("stanfordnlp/coqa")
-    assert len(list((tmp_path / "tmp" / "convo-hub-data").iterdir())) == 8
+    assert len(list((fetch_tmp / "convo-hub-data").iterdir())) == 8
 
 
 def _shards(table, n: int) -> list[bytes]:
@@ -360,19 +374,15 @@ def _shards(table, n: int) -> list[bytes]:
     return parts
 
 
-def test_a_split_in_shards_is_joined_into_one_file(hub, tmp_path, monkeypatch):
+def test_a_split_in_shards_is_joined_into_one_file(hub, fetch_tmp):
     """A large split is stored in shards (``data/train_sft-00000-of-00003-<hash>.parquet``; the Hub's
     conversion: ``default/train/0000.parquet``). They were "2 files for its train split: name one";
     now they are downloaded and joined into one file whose rows are the shards' rows in order, and the
     shards are not kept beside it. A prefix of the paths names one split of several."""
-    import tempfile
-
     import pyarrow.parquet as pq
 
     from convo.data import load_examples
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
     good = ROOT / "tests" / "data" / "good"
     table = pq.read_table(good / "chat.parquet")
     assert table.num_rows >= 3
@@ -426,22 +436,17 @@ def test_a_split_in_shards_is_joined_into_one_file(hub, tmp_path, monkeypatch):
                  repo_type="dataset")
     with pytest.raises(HubError, match=r"^train-00001-of-00002.parquet has other columns than train-00000-of-00002"):
         hub_data.dataset_files("alice/mixed")
-    newest = max((tmp_path / "tmp" / "convo-hub-data").iterdir(), key=lambda folder: folder.stat().st_mtime)
-    assert [f for f in newest.rglob("*") if f.is_file() and ".cache" not in f.parts] == []  # nothing half-joined
+    assert left_in_newest_fetch(fetch_tmp) == []
 
 
-def test_a_saved_dataset_pushed_as_it_is_and_csv_shards_are_joined(hub, tmp_path, monkeypatch):
+def test_a_saved_dataset_pushed_as_it_is_and_csv_shards_are_joined(hub, fetch_tmp):
     """A DatasetDict that ``save_to_disk`` wrote, pushed as it is (a folder per split of Arrow shards and
     JSON listings), gives its train split's shards joined into one Arrow stream and its validation split,
     the listings left out. CSV shards (gzipped or not) are joined under the first one's header; a shard
     with another header is refused, and nothing half-joined stays."""
     import gzip
-    import tempfile
-
     from convo.data import load_examples
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
     data = ROOT / "tests" / "data"
     saved = data / "saved" / "squad_dict"
     hub.add_repo("alice/saved", {str(f.relative_to(saved)): f.read_bytes() for f in saved.rglob("*") if f.is_file()},
@@ -478,20 +483,15 @@ def test_a_saved_dataset_pushed_as_it_is_and_csv_shards_are_joined(hub, tmp_path
         hub_data.dataset_files("alice/csv/bad/train")
     assert str(other.value) == ("bad/train-00001-of-00002.tsv has another header row than bad/train-00000-of-00002.tsv, "
                                 "so they are not shards of one table ('a\\tc' against 'a\\tb').")
-    newest = max((tmp_path / "tmp" / "convo-hub-data").iterdir(), key=lambda folder: folder.stat().st_mtime)
-    assert [f for f in newest.rglob("*") if f.is_file() and ".cache" not in f.parts] == []
+    assert left_in_newest_fetch(fetch_tmp) == []
 
 
-def test_json_shards_are_joined_as_json_lines_or_as_one_list(hub, tmp_path, monkeypatch):
+def test_json_shards_are_joined_as_json_lines_or_as_one_list(hub, fetch_tmp):
     """``datasets``' ``to_json`` writes JSON Lines under a ``.json`` name: such shards are joined line by line;
     shards that are JSON lists (pretty-printed, an empty one among them) are joined into one list; shards of
     one JSON object each (CoQA's layout), or of different kinds, are named, and nothing half-joined stays."""
-    import tempfile
-
     from convo.data import load_examples
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
     good = ROOT / "tests" / "data" / "good"
     lines = (good / "chat.jsonl").read_text().splitlines(keepends=True)
     records = [json.loads(line) for line in lines]
@@ -519,20 +519,15 @@ def test_json_shards_are_joined_as_json_lines_or_as_one_list(hub, tmp_path, monk
         hub_data.dataset_files("alice/json/mixed/train")
     assert str(mixed.value) == ("mixed/train-00001-of-00002.json is a JSON list where mixed/train-00000-of-00002.json is "
                                 "JSON Lines, so the shards are not joined: name one.")
-    newest = max((tmp_path / "tmp" / "convo-hub-data").iterdir(), key=lambda folder: folder.stat().st_mtime)
-    assert [f for f in newest.rglob("*") if f.is_file() and ".cache" not in f.parts] == []
+    assert left_in_newest_fetch(fetch_tmp) == []
 
 
-def test_a_preference_dataset_in_gzipped_folders_is_fetched_by_its_file(hub, tmp_path, monkeypatch):
+def test_a_preference_dataset_in_gzipped_folders_is_fetched_by_its_file(hub, fetch_tmp):
     """Anthropic/hh-rlhf's layout: a folder per subset, each with ``train.jsonl.gz`` and ``test.jsonl.gz``
     of ``{"chosen", "rejected"}`` transcripts. Its id alone names the subsets to choose from; a subset's
     file is fetched and trains on its chosen conversations."""
-    import tempfile
-
     from convo.data import load_examples
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
     good = ROOT / "tests" / "data" / "good"
     packed = (good / "preference_hh.jsonl.gz").read_bytes()
     hub.add_repo("anthropic/hh-rlhf", {f"{subset}/{split}.jsonl.gz": packed for subset in ("harmless-base", "helpful-base")
@@ -548,14 +543,10 @@ def test_a_preference_dataset_in_gzipped_folders_is_fetched_by_its_file(hub, tmp
     assert report.format == "preference" and len(examples) == 3 and examples[1][-1]["content"].startswith("Try Outfoxed!")
 
 
-def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_written_nowhere(hub, tmp_path, monkeypatch,
-                                                                                            caplog):
-    import tempfile
-
+def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_written_nowhere(hub, fetch_tmp,
+                                                                                            monkeypatch, caplog):
     monkeypatch.setattr(constants, "HF_DEBUG", True)  # huggingface_hub then logs every request as curl
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
     data = (ROOT / "tests" / "data" / "good" / "coqa_hf.parquet").read_bytes()
     hub.add_repo("alice/private-coqa", {"data/train-00000-of-00001.parquet": data}, repo_type="dataset", private=True)
     with pytest.raises(HubError, match="^Repository alice/private-coqa was not found on the Hub"):
@@ -563,7 +554,7 @@ def test_a_private_datasets_file_is_fetched_with_the_token_and_the_token_is_writ
     path = hub_data.dataset_files("alice/private-coqa", token=TOKEN).train
     assert path.read_bytes() == data
     assert [r.token for r in hub.requests if r.path.startswith("/api/datasets/alice/private-coqa")][-1] == TOKEN
-    written = [f for f in (tmp_path / "tmp").rglob("*") if f.is_file()]
+    written = [f for f in fetch_tmp.rglob("*") if f.is_file()]
     assert len(written) >= 2 and not [f for f in written if TOKEN.encode() in f.read_bytes()]  # the file, its metadata
     assert TOKEN not in caplog.text
 
