@@ -790,6 +790,21 @@ def test_synth_shows_only_the_current_modes_and_runs_results(chromium, tiny_app)
     head = page.evaluate("() => [...document.querySelectorAll('#synth-output-table thead th')].map(th => th.innerText.trim())")
     conversation = page.locator(f"#synth-output-table [data-testid='cell-0-{head.index('conversation')}']").inner_text()
     assert re.match(r"User: Tell me about tea\.\nAssistant: ", conversation), conversation
+    # a Preview after the run says what it did, where the run's "Done: ..." stood: a failed one that
+    # it failed and wrote nothing (the status kept "Done", under the Preview's error), a good one
+    # that it wrote nothing (its three conversations replace the run's in the table)
+    page.locator("#synth-seeds textarea").fill("")
+    page.locator("#synth-preview").click()
+    page.wait_for_function("() => /Error/.test(document.querySelector('#synth-preview-output').innerText)",
+                           timeout=60_000)
+    assert page.locator("#synth-status").inner_text().strip() == "Preview failed (below): nothing was written."
+    assert page.locator("#synth-progress [data-state=finished]").count() == 1  # the run's, as it was
+    page.locator("#synth-seeds textarea").fill("Tell me about tea.")
+    page.locator("#synth-preview").click()
+    page.wait_for_function("() => /^Preview: /.test(document.querySelector('#synth-status').innerText)",
+                           timeout=120_000)
+    assert "Nothing was written" in page.locator("#synth-status").inner_text()
+    assert page.locator("#synth-progress .synth-progress").count() == 0
     page.locator("#synth-mode").get_by_label("keyword", exact=True).check()
     page.wait_for_function("() => !document.querySelector('#synth-progress .synth-progress')", timeout=30_000)
     assert page.locator("#synth-status").inner_text().strip() == ""

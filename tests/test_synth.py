@@ -760,8 +760,10 @@ def test_import_handlers(ui, tmp_path):
 
 def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
     args = form_args(ui, temperature=0.0, max_new_tokens=6, turns=1)
-    markdown, rows = ui.preview(tiny_causal, None, "auto", args)
+    markdown, rows, bar, status = ui.preview(tiny_causal, None, "auto", args)
     assert markdown.startswith("**1. learn / shy** (kept)") and len(rows) == 2  # 2 seeds x 1 persona
+    kept = markdown.count("(kept)")
+    assert bar == "" and status.startswith(f"Preview: {kept} of the first 2 kept. Nothing was written")
     updates = list(ui.run(tiny_causal, None, "auto", None, {}, args))
     bar, status, table, download, out_path, command, config = updates[-1]
     assert status.startswith("Done: 2 new conversations (0 already there)")
@@ -779,7 +781,9 @@ def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
     assert switched[4] != out_path  # another mode writes another file
     # a batch size that is no whole number is named in the note, by both buttons (Preview raised it before)
     bad = form_args(ui, temperature=0.0, max_new_tokens=6, turns=1, batch_size=2.5)
-    assert ui.preview(tiny_causal, None, "auto", bad)[0] == "**Error:** batch size: expected a whole number, got 2.5"
+    failed = ui.preview(tiny_causal, None, "auto", bad)
+    assert failed[0] == "**Error:** batch size: expected a whole number, got 2.5"
+    assert failed[3] == "Preview failed (below): nothing was written."  # not the run's "Done: ..." of before
     assert list(ui.run(tiny_causal, None, "auto", None, {}, bad))[-1][1] == \
         "**Error:** batch size: expected a whole number, got 2.5"
     file_update, tabs = ui.send_to_finetune(out_path)

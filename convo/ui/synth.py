@@ -365,23 +365,35 @@ def preview_markdown(results) -> str:
     return "\n\n".join(parts) or "Nothing to preview."
 
 
+PREVIEW_FAILED = "Preview failed (below): nothing was written."
+
+
+def _preview_failed(exc: Exception):
+    gr.Warning(str(exc))
+    return f"**Error:** {exc}", gr.update(), gr.update(), PREVIEW_FAILED
+
+
 def preview(model, adapter, quantize, values: FormValues, token: str | None = None):
     """Generate the first three conversations (nothing is written) so prompts can be checked first.
-    ``token``: the signed-in user's, which pays for an Inference Providers model."""
+    ``token``: the signed-in user's, which pays for an Inference Providers model. Returns (preview,
+    table, progress bar, status): the status says what the preview did, where a run's "Done: ..."
+    stood (it read as if the preview had written, or failed with nothing said of it); a preview that
+    fails leaves the run's bar and table as they were."""
     try:
         job = job_from(values)
         sampling = sampling_from(job, values)
         batch_size = _whole(values.batch_size, "batch size", core.SynthSampling().batch_size)
         lm = for_user(get_model(spec_from(model, adapter, quantize)), token)
     except (core.ConfigError, ValueError, ModelLoadError) as exc:
-        gr.Warning(str(exc))
-        return f"**Error:** {exc}", gr.update()
+        return _preview_failed(exc)
     try:
         results = core.preview(lm, job, PREVIEW_COUNT, sampling, batch_size=batch_size)
     except RemoteError as exc:
-        gr.Warning(str(exc))
-        return f"**Error:** {exc}", gr.update()
-    return preview_markdown(results), result_rows(results)
+        return _preview_failed(exc)
+    kept = sum(r.kept for r in results)
+    status = (f"Preview: {kept} of the first {len(results)} kept. Nothing was written: Run writes the "
+              f"whole set.")
+    return preview_markdown(results), result_rows(results), "", status
 
 
 def progress_html(progress: core.Progress | None) -> str:
@@ -676,7 +688,8 @@ def render(shared: Shared) -> None:
         yield from run_in_session(request, oauth, *(data[c] for c in bar), data[out_path], data[config_state],
                                   form.values(data))
 
-    preview_btn.click(preview_form, {*bar, *form.inputs()}, [preview_out, table], api_name="synth_preview")
+    preview_btn.click(preview_form, {*bar, *form.inputs()}, [preview_out, table, progress, status],
+                      api_name="synth_preview")
     run_btn.click(lambda: "", None, preview_out, queue=False, **private_event)  # a run's own conversations replace it
     run_event = run_btn.click(run_form, {*bar, out_path, config_state, *form.inputs()},
                               [progress, status, table, download, out_path, command, config_state], api_name="synth_run")
