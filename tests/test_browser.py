@@ -938,6 +938,16 @@ def test_training_settings_are_checked_in_the_words_of_the_form(chromium, tiny_a
     assert errors == [], errors
     set_number(page, "#ft-lr input", 0.0002)
     page.wait_for_function("() => !document.querySelector('.ft-invalid')", timeout=15_000)
+    # a name with characters an adapter's folder drops says, before the run, what it is saved as (an
+    # emoji and non-Latin letters were dropped without a word); typed in as a user types, the box keeps it
+    box = page.locator("#ft-name input, #ft-name textarea").first
+    box.press_sequentially("explore ad 🎉 名前")
+    page.wait_for_function("() => /Saved as/.test(document.querySelector('#ft-name').innerText)", timeout=15_000)
+    assert 'Saved as "explore-ad"' in page.locator("#ft-name").inner_text()
+    assert box.input_value() == "explore ad 🎉 名前"
+    page.locator("#ft-name").screenshot(path=str(tmp_path / "adapter-name.png"))
+    box.fill("curious-qg")
+    page.wait_for_function("() => !/Saved as/.test(document.querySelector('#ft-name').innerText)", timeout=15_000)
     context.close()
 
 

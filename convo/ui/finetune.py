@@ -158,6 +158,20 @@ def adapter_folder(name: str) -> Path:
     return adapters_dir() / core.slug((name or "").strip())
 
 
+NAME_CHARS = "letters A-Z and a-z, digits, '-', '_' and '.'"
+NAME_INFO = f"{NAME_CHARS}; left empty: named after the task and the model"
+
+
+def name_info(name: str | None):
+    """What the adapter will be called, under the name box, where a name with other characters is saved
+    as its slug (emoji and non-Latin letters were dropped without a word before the run)."""
+    typed = (name or "").strip()
+    saved = core.slug(typed)
+    if not typed or saved == typed:
+        return gr.update(info=NAME_INFO)
+    return gr.update(info=f"Saved as \"{saved}\" (an adapter's name keeps {NAME_CHARS})")
+
+
 def own_job(job_dir) -> Path | None:
     """The browser's job folder, only if it really is a job folder of this app."""
     if not job_dir:
@@ -424,7 +438,7 @@ def render(shared: Shared) -> None:
         # beside the field. Gradio's own check failed the whole event, Start's outputs included, so an
         # "Error" badge covered the model bar's Adapter menu until a reload.
         with gr.Row():
-            name = gr.Textbox(label="Adapter name", placeholder="e.g. curious-qg", elem_id="ft-name")
+            name = gr.Textbox(label="Adapter name", placeholder="e.g. curious-qg", info=NAME_INFO, elem_id="ft-name")
             qlora = gr.Radio(QLORA_CHOICES, value={True: "on", False: "off"}.get(ts.qlora, "auto"), label="QLoRA", elem_id="ft-qlora")
         with gr.Row():
             epochs = gr.Number(ts.epochs, label="Epochs", elem_id="ft-epochs")
@@ -522,6 +536,7 @@ def render(shared: Shared) -> None:
         check_fields, settings_inputs, checked_fields, api_visibility="private", show_progress="hidden")
     gr.on([c.change for c in checked_fields], check_fields, settings_inputs, checked_fields,
           api_visibility="private", show_progress="hidden")
+    name.change(name_info, name, name, queue=False, api_visibility="private", show_progress="hidden")
     for field in (eval_every, patience):
         field.input(follow_validation, [eval_every, save_every, patience], save_every, queue=False,
                     api_visibility="private")
