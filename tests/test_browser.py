@@ -511,6 +511,8 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
     page.get_by_role("tab", name="Fine-tune").click()
     page.locator("#ft-upload input[type=file]").set_input_files(str(coqa))
     page.wait_for_function("() => /passages/i.test(document.querySelector('#ft-report').innerText)", timeout=60_000)
+    # no loss chart before a job has a loss (it showed empty axes)
+    assert not page.locator("#ft-loss-plot").is_visible()
     report = page.locator("#ft-report").inner_text()
     assert "3" in report and "16" in report  # 3 stories, 16 questions in the file
     # nothing runs past the report's box (the file's 64-digit hash did), and its table has a header
@@ -542,6 +544,9 @@ def test_finetune_tab_uploads_reports_trains_and_plots(chromium, launch, tiny_ca
         pass  # the assertion says what the chart holds
     paths = page.locator("#ft-loss-plot .mark-line path").evaluate_all("ps => ps.map(p => p.getAttribute('d'))")
     assert max([d.count("L") for d in paths], default=0) >= 3 and not any("NaN" in d for d in paths), paths
+    assert page.locator("#ft-loss-plot").is_visible()
+    box = page.locator("#ft-loss-plot svg, #ft-loss-plot canvas").first.bounding_box()
+    assert box and box["width"] > 300 and box["height"] > 150, box  # drawn at the tab's width, not the hidden 0
     # the loss is drawn as a line over a numeric y axis (it was a point scale: a label per value, no line)
     y_axis = page.locator("#ft-loss-plot [aria-label^='Y-axis']").first.get_attribute("aria-label")
     assert "linear scale" in y_axis and "discrete" not in y_axis, y_axis

@@ -957,7 +957,8 @@ def test_tab_trains_compares_and_pushes(tab, tiny_causal, data_dir, monkeypatch,
     assert status.startswith("**Finished**") and "`my-adapter`" in status, (Path(job_dir) / "train.log").read_text()[-2000:]
     assert adapter not in status  # visitors see the trained adapter's name; its server path stays on the server
     assert 'value="2" max="2"' in progress
-    frame = plot
+    frame = plot["value"]
+    assert plot["elem_classes"] == []  # in view: it has losses (folded away while it had none)
     assert set(frame["split"]) == {"train", "validation"} and frame["step"].max() == 2
     assert re.search(r"latest loss: train \d\.\d{4} at step 2, validation \d\.\d{4} at step 2<", progress), progress
     assert command.startswith("python -m training.finetune --train_data ") and f"--job_dir {job_dir}" in command

@@ -18,6 +18,7 @@ from ..engine import ModelLoadError, get_model
 from ..threads import limit_kernel_caches, limit_malloc_arenas
 from . import chat, common, finetune, questions, sharing, synth
 from .common import OUTPUT_BOX, Shared, spec_from
+from .job_view import NO_LOSS
 
 TITLE = "convo: curious conversational models"
 MAX_UPLOAD = f"{MAX_BYTES // MB}mb"  # Gradio's cap on any upload: the data validator's, in its MB
@@ -40,6 +41,9 @@ CSS = (".suggestion { white-space: normal !important; text-align: left; }"
        " .prose table { display: block; overflow-x: auto; }"
        # a hash or a path in code may wrap anywhere (it has no spaces), rather than run past its box
        " #ft-report code { word-break: break-all; }"
+       # the loss plot before a job's first loss: no empty axes (folded, not gone: see job_view.NO_LOSS)
+       f" #ft-loss-plot.{NO_LOSS} {{ height: 0 !important; min-height: 0 !important; padding: 0 !important;"
+       " border: 0 !important; margin: 0 !important; overflow: hidden; visibility: hidden; }"
        # a training setting an error names: the message beside the field, in red
        " .ft-invalid .info-text"
        " { color: var(--color-red-600, #dc2626) !important; }"

@@ -27,7 +27,7 @@ from ..engine import ModelLoadError
 from ..settings import LoraSettings
 from . import operator
 from .common import OUTPUT_BOX, Shared, adapter_choices, adapters_dir, default_model, is_operator, spec_from
-from .job_view import loss_frame, metrics_markdown, progress_html, samples_frame, status_text
+from .job_view import NO_LOSS, loss_frame, loss_plot, metrics_markdown, progress_html, samples_frame, status_text
 from .operator import LIVE_STATES
 from .finetune_data import UPLOAD_HINT, example_count, fetch_hub_data, inspect_upload, upload_path
 
@@ -333,7 +333,7 @@ def poll(job_dir, owner: str | None = None):
     if view is not None and view.state in ("cancelled", "died", "failed"):
         command += "\n# continue from the last checkpoint:\n" + shlex.join(jobs.job_command(job, resume=True))
     finished = view is not None and view.state == "finished"
-    return (status_text(view, owner), progress_html(view), loss_frame(view.progress if view else []), command,
+    return (status_text(view, owner), progress_html(view), loss_plot(view.progress if view else []), command,
             metrics_markdown(view.metrics if finished else {}), samples_frame(jobs.read_samples(job) if finished else []),
             gr.update(choices=adapter_choices()) if finished else gr.update(),
             gr.Timer(active=live))
@@ -486,7 +486,7 @@ def render(shared: Shared) -> None:
     unlocked = gr.State(False)  # server-side: this page was unlocked with the operator key
     progress = gr.HTML(elem_id="ft-progress")
     plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="split", title="Loss", height=280,
-                       elem_id="ft-loss-plot")
+                       elem_classes=[NO_LOSS], elem_id="ft-loss-plot")  # in view from a job's first loss
     command = gr.Code(label="Equivalent command", language="shell", interactive=False, elem_id="ft-command",
                       elem_classes=[OUTPUT_BOX])
     metrics = gr.Markdown(elem_id="ft-metrics")

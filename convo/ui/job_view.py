@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import gradio as gr
 import pandas as pd
 
 from .. import finetune as core
@@ -47,6 +48,19 @@ def loss_frame(progress: list[dict]) -> pd.DataFrame:
     # both axes discrete: a label per loss value, no line)
     frame = pd.DataFrame(rows, columns=["step", "loss", "split"])
     return frame.astype({"step": "Int64", "loss": "float64", "split": "str"})
+
+
+NO_LOSS = "ft-no-loss"
+"""The loss plot's class while it has no loss to draw: the app's CSS folds it to no height. It showed
+empty axes before a job's first loss (the page still logs Vega's "Infinite extent" warnings for them). (Not ``visible=False``, which would unbuild the chart and build
+it again on the first loss, where an update that came meanwhile was lost; and the plot took no
+notice of ``visible="hidden"``.) It keeps its width, so the chart is built at the tab's."""
+
+
+def loss_plot(progress: list[dict]):
+    """The loss plot's update: its frame, folded away while no loss is in it."""
+    frame = loss_frame(progress)
+    return gr.update(value=frame, elem_classes=[] if frame["loss"].notna().any() else [NO_LOSS])
 
 
 def latest_losses(progress: list[dict]) -> str:
