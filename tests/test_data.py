@@ -220,6 +220,29 @@ def test_official_coqa_reads_into_passages():
     assert len(passages[2].turns) == 5 and report.examples == 16
 
 
+def test_questions_without_answers_are_noted_with_what_they_mean_for_the_task(tmp_path):
+    """A CoQA story without "answers" trains its questions without answers: not a fault (answers are
+    optional, as in simplified CoQA), but the report says so, where, and what it means for the task
+    (only the count "with answers 11" showed it)."""
+    data = json.loads((GOOD / "coqa.json").read_text())
+    del data["data"][1]["answers"]
+    path = tmp_path / "no-answers.json"
+    path.write_text(json.dumps(data))
+    notes = {}
+    for task in ("qg", "cqg", "qa"):
+        report = validate_file(path, task=task)
+        assert report.ok and report.faults == [] and report.unanswered_at == ["data[1]"], task
+        notes[task] = [part for part in report.summary().split("\n\n") if part.startswith("**Note**")]
+    assert notes["qa"] == ["**Note**: 5 of 16 questions have no answer (first in `data[1]`): they give no `qa` "
+                           "example (the other tasks train on them)."]
+    assert "`qg` finds the sentence each asks about from its words alone" in notes["qg"][0]
+    assert "`cqg` shows them in the earlier turns without their answers" in notes["cqg"][0]
+    assert validate_file(path, task="qa").examples == 11 and validate_file(path, task="qg").examples == 16
+    # a file whose questions all have answers (or are marked unanswerable) has no note
+    for name in ("coqa.json", "squad_v2.json"):
+        assert "**Note**" not in validate_file(GOOD / name, task="qa").summary(), name
+
+
 def test_squad_v2_impossible_question_gets_the_no_answer_target():
     passages, report = load_data(GOOD / "squad_v2.json")
     assert [t.answer for t in passages[0].turns] == ["sixty thousand", NO_ANSWER, "single"]

@@ -63,10 +63,14 @@ class Report:
     ``token_stats.of`` says the lengths come from a sample)."""
     truncated_at: list[str] = field(default_factory=list)
     """Where the first few over-long examples come from."""
+    unanswered_at: list[str] = field(default_factory=list)
+    """The first few passages holding questions with no answer at all (not a fault: answers are
+    optional, as in simplified CoQA; the summary says what it means for the task)."""
 
     def summary(self) -> str:
         """Markdown for a person: verdict, counts, token lengths and the first faults."""
-        return "\n\n".join(part for part in (_verdict(self), _counts_table(self), _token_line(self), _fault_list(self)) if part)
+        return "\n\n".join(part for part in (_verdict(self), _counts_table(self), _unanswered_line(self), _token_line(self),
+                                              _fault_list(self)) if part)
 
 
 def _count(report: Report, parsed: _Parsed) -> None:
@@ -80,6 +84,7 @@ def _count(report: Report, parsed: _Parsed) -> None:
         report.questions = sum(len(p.turns) for p in parsed.items)
         report.answers = sum(t.answer not in (None, NO_ANSWER) for p in parsed.items for t in p.turns)
         report.unanswerable = sum(t.answer == NO_ANSWER for p in parsed.items for t in p.turns)
+        report.unanswered_at = [p.source for p in parsed.items if any(t.answer is None for t in p.turns)][:3]
 
 
 def _not_a_question(text: str) -> bool:
@@ -317,6 +322,25 @@ def _counts_table(report: Report) -> str:
             + "\n".join(f"| {label} | {value:,} |" if isinstance(value, int) else f"| {label} | {value} |"
                         for label, value in rows)
             + f"\n\nSize {human_size(report.size)}, sha256 `{report.sha256}`")
+
+
+UNANSWERED_MEANS = {
+    "qa": "they give no `qa` example (the other tasks train on them)",
+    "qa_closed": "they give no `qa_closed` example (the other tasks train on them)",
+    "qg": "`qg` finds the sentence each asks about from its words alone",
+    "cqg": "`cqg` shows them in the earlier turns without their answers",
+}
+
+
+def _unanswered_line(report: Report) -> str:
+    """A note, not a fault, when questions come with no answer (a story without "answers"): the counts
+    alone ("with answers 11") showed it, and nothing said what it meant for training."""
+    unanswered = report.questions - report.answers - report.unanswerable
+    if not report.ok or unanswered <= 0 or report.task not in UNANSWERED_MEANS:
+        return ""
+    where = ", ".join(f"`{_safe(source).replace('`', chr(39))}`" for source in report.unanswered_at)
+    return (f"**Note**: {unanswered:,} of {_plural(report.questions, 'question')} {'has' if unanswered == 1 else 'have'} "
+            f"no answer (first in {where}): {UNANSWERED_MEANS[report.task]}.")
 
 
 def human_size(size: int) -> str:
