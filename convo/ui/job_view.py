@@ -3,6 +3,8 @@ table and held-out samples, each a pure function of what convo.jobs reads from t
 from __future__ import annotations
 
 import html
+import os
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -10,7 +12,7 @@ import pandas as pd
 
 from .. import finetune as core
 from .. import jobs
-from .common import adapter_label
+from .common import adapter_label, adapters_dir
 
 
 def progress_html(view: jobs.JobView | None) -> str:
@@ -97,10 +99,22 @@ def status_text(view: jobs.JobView | None, owner: str | None = None) -> str:
                     if view.phase in jobs.PREPARING else f"**Training**: {step}."),
         "finished": f"**Finished**: adapter saved as `{adapter_label(view.adapter)}`; pick it in the Adapter menu "
                     "above to use it in Chat and Questions.",
-        "failed": f"**Failed**: {html.escape(view.error or 'unknown error')}",
+        "failed": f"**Failed**: {html.escape(shown_error(view.error or 'unknown error'))}",
         "cancelled": f"**Cancelled** {when}.{resume_from}",
         "died": f"**Stopped unexpectedly** {when} (killed or crashed).{resume_from}",
     }.get(view.state, f"**{view.state}**") + job_id
+
+
+def shown_error(error: str) -> str:
+    """A job's failure as visitors see it: an adapter by its name, its server path kept on the server
+    (a folder another process made between Start and the run's own check failed the job with it).
+
+    >>> from convo.ui.common import adapters_dir
+    >>> shown_error(f"{adapters_dir() / 'qg-1'} already holds an adapter: choose another output folder")
+    "the adapter folder 'qg-1' already holds an adapter: choose another output folder"
+    """
+    folder = re.escape(str(adapters_dir()) + os.sep)
+    return re.sub(folder + r"([A-Za-z0-9._-]+)", r"the adapter folder '\1'", error)
 
 
 def metrics_markdown(metrics: dict) -> str:
