@@ -304,14 +304,25 @@ def test_a_reload_mid_reply_reopens_the_cut_reply_and_says_so(chromium, launch, 
     assert saved[0] == "Please tell me a very long story." and saved[1].split()[:5] == cut.split()[:5], (saved, cut)
     page.get_by_role("button", name="Regenerate").click()
     page.wait_for_function("() => /Replying/.test(document.querySelector('#chat-status').innerText)", timeout=30_000)
+    # Undo while the reply is written is refused and says so: the reply's next update brought the
+    # exchange back on the page, while the undone chat was saved (a reload showed another chat)
+    page.locator("#undo").click()
+    page.get_by_text("The reply is not over yet: Undo once it ends").first.wait_for(timeout=30_000)
     reply_loop_over(page)
     page.wait_for_timeout(1500)  # the finished reply is saved when the stream ends
     assert "cut off" not in page.locator("#chat-status").inner_text()
+    shown = chat_turns(page)
+    assert [role for role, _ in shown] == ["user", "assistant"], shown
     page.reload()
     page.wait_for_function("() => document.querySelectorAll(\"#chatbot [data-testid='bot']\").length === 1",
                            timeout=30_000)
     page.wait_for_timeout(1000)
     assert "cut off" not in page.locator("#chat-status").inner_text()  # finished: nothing to say on reopening
+    assert chat_turns(page) == shown  # the page showed what was saved
+    page.locator("#undo").click()  # once the reply is over, Undo takes the exchange away, saved too
+    page.wait_for_function("() => !document.querySelector(\"#chatbot [data-testid='user']\")", timeout=30_000)
+    page.wait_for_timeout(1000)
+    assert saved_conversations(app.data_dir) in ([], [[]]), saved_conversations(app.data_dir)
     context.close()
 
 

@@ -366,8 +366,18 @@ def stop_reply(request: gr.Request):
         stop.set()
 
 
-def undo(history, conversation_id=None, profile: gr.OAuthProfile | None = None):
-    """Drop the last exchange (the last user message and the reply after it), saved too."""
+WAIT_TO_UNDO = "The reply is not over yet: Undo once it ends (or press Stop)."
+
+
+def undo(history, conversation_id=None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+    """Drop the last exchange (the last user message and the reply after it), saved too; not while the
+    reply loop runs (its next update brought the exchange back on the page, while the undone
+    conversation was saved: a reload and a share link showed another chat than the page)."""
+    with _sessions_lock:
+        turns = _sessions.get(_session(request))
+        if turns is not None and turns.busy:
+            gr.Info(WAIT_TO_UNDO)
+            return (gr.skip(),) * (1 + len(_no_chips()))
     history = plain_messages(history)
     while history and history[-1]["role"] == "assistant":
         history.pop()
@@ -557,7 +567,8 @@ def render(shared: Shared) -> None:
                   .then(reply, reply_inputs, reply_outputs, api_visibility="private", preprocess=False,
                         postprocess=False))
     stop.click(stop_reply, None, None, queue=False, api_visibility="private")
-    undo_btn.click(undo, [chatbot, conversation_id], [chatbot, chips, *chip_views], queue=False, api_visibility="private")
+    # queued: a message from an unqueued event (Undo's "not yet") never reached the page
+    undo_btn.click(undo, [chatbot, conversation_id], [chatbot, chips, *chip_views], api_visibility="private")
     clear_btn.click(clear, None, [chatbot, conversation_id, asked, share_link, chips, *chip_views], queue=False,
                     api_visibility="private")
     chatbot.clear(cleared, None, [conversation_id, asked, share_link, chips, *chip_views], queue=False,
