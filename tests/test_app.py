@@ -60,6 +60,37 @@ def chat(client, history, model):
     return texts(result[0] if isinstance(result, tuple) else result)
 
 
+def _speaks(fn, seen: set, depth: int = 3) -> list[str]:
+    """The toasts (gr.Warning, gr.Info, gr.Error) ``fn`` shows, or the convo functions it calls do."""
+    import inspect
+    import re
+
+    if depth == 0 or fn in seen or not getattr(fn, "__module__", "").startswith("convo"):
+        return []
+    seen.add(fn)
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return []
+    found = [f"{fn.__qualname__}: gr.{kind}" for kind in re.findall(r"gr\.(Warning|Info|Error)\(", source)]
+    for name in set(re.findall(r"\b(\w+)\(", source)):
+        called = getattr(fn, "__globals__", {}).get(name)
+        if inspect.isfunction(called):
+            found += _speaks(called, seen, depth - 1)
+    return found
+
+
+def test_no_unqueued_event_shows_a_message_the_page_would_never_get():
+    """Gradio shows no toast from an event run outside the queue (``queue=False``): "Make grid" with
+    an empty table, Cancel's "Cancelling" and (before it was queued) Undo's "not yet" said nothing."""
+    from convo.ui import build_app
+
+    demo = build_app()
+    fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
+    silent = [said for event in fns if event.queue is False and event.fn for said in _speaks(event.fn, set())]
+    assert silent == []
+
+
 def test_two_sessions_chat_at_once_and_see_only_their_own_history(app, tiny_causal):
     alice, bob = Client(app.url, verbose=False), Client(app.url, verbose=False)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:

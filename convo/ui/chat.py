@@ -562,7 +562,7 @@ def render(shared: Shared) -> None:
                             trigger_mode="multiple", preprocess=False, postprocess=False))
     for button in suggestions:
         button.click(ask_suggestion, [button, chatbot, asked, conversation_id], [chatbot, asked, chips, *chip_views],
-                     queue=False, api_visibility="private")
+                     api_visibility="private")  # queued, as Undo: its "no longer saved" reaches the page
     events.append(regenerate.click(prepare_regenerate, chatbot, chatbot, queue=False, api_visibility="private")
                   .then(reply, reply_inputs, reply_outputs, api_visibility="private", preprocess=False,
                         postprocess=False))

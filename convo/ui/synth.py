@@ -679,7 +679,7 @@ def render(shared: Shared) -> None:
                          [personas, template, restyle_template, restyle, status], **private_event)
     keyword_file.upload(import_keyword_config, keyword_file, [kw_name, prompt_lines, words, exclude, status],
                         **private_event)
-    grid_btn.click(make_grid, [motivations, dispositions], personas, queue=False, **private_event)
+    grid_btn.click(make_grid, [motivations, dispositions], personas, **private_event)  # queued: its warnings show
 
     def preview_form(data: dict, oauth: gr.OAuthToken | None):
         return preview_for_user(oauth, *(data[c] for c in bar), form.values(data))
@@ -693,7 +693,7 @@ def render(shared: Shared) -> None:
     run_btn.click(lambda: "", None, preview_out, queue=False, **private_event)  # a run's own conversations replace it
     run_event = run_btn.click(run_form, {*bar, out_path, config_state, *form.inputs()},
                               [progress, status, table, download, out_path, command, config_state], api_name="synth_run")
-    cancel_btn.click(cancel, None, status, queue=False, **private_event)
+    cancel_btn.click(cancel, None, status, **private_event)
     new_btn.click(new_output, None, [out_path, progress, status, table], queue=False, **private_event)
     flat_btn.click(flat_json, out_path, flat, **private_event)
     push_btn.click(push, [out_path, repo_id, private, token, config_state], [push_status, token], api_name="synth_push")
