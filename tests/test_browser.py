@@ -1269,6 +1269,31 @@ def upload_seeds(page, path: Path, seeds_start: str) -> str:
     return page.locator("#synth-seeds textarea").input_value()
 
 
+def test_seed_files_pandas_wrote_give_their_seeds_one_a_line(chromium, tiny_app, tmp_path):
+    """Seeds a user keeps in a pandas DataFrame, saved as pandas saves them: ``to_csv`` and ``to_excel``
+    write the index first (the box got "0", "1", "2"), and a seed with a line break was two seeds in
+    the box. A file with no seeds says so and leaves the box and an empty picker."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"utterance": ["Hi there.\nI have a question about taxes.", "Why is the sky blue?"]})
+    frame.to_csv(tmp_path / "seeds.csv")
+    frame.to_excel(tmp_path / "seeds.xlsx")
+    context, page = open_app(chromium, tiny_app.url)
+    want = "Hi there. I have a question about taxes.\nWhy is the sky blue?"
+    assert upload_seeds(page, tmp_path / "seeds.csv", "Hi there.") == want
+    page.locator("#synth-seeds textarea").fill("")
+    page.locator("#synth-seed-file").get_by_role("button", name="Clear").click()
+    assert upload_seeds(page, tmp_path / "seeds.xlsx", "Hi there.") == want
+    (tmp_path / "numbers.jsonl").write_text('{"seed": 1}\n')
+    page.locator("#synth-seed-file").get_by_role("button", name="Clear").click()
+    page.locator("#synth-seed-file input[type=file]").set_input_files(str(tmp_path / "numbers.jsonl"))
+    page.get_by_text('numbers.jsonl line 1: "seed" holds int 1').first.wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    assert page.locator("#synth-seeds textarea").input_value() == want
+    assert "numbers.jsonl" not in page.locator("#synth-seed-file").inner_text()
+    context.close()
+
+
 def test_the_passage_box_names_every_format_the_picker_takes(chromium, tiny_app):
     """The passage box and the empty-passage message said ".txt or .md" after the picker took web pages,
     PDFs and Word files too (a new user read it as the whole list)."""

@@ -135,6 +135,29 @@ def test_seed_files():
                                                       "My cat ignores me."]
 
 
+def test_seeds_as_pandas_writes_them(tmp_path):
+    """A DataFrame of seeds saved by pandas: ``to_csv``/``to_excel`` write the index first and a header
+    row ("0", "1" were the seeds), ``index=False`` a header of the column's own name, ``to_json`` records
+    of an "utterance" ('missing "seed"'). A seed's line break stays in the seed."""
+    import pandas as pd
+
+    seeds = ["Hi there.\nI have a question about taxes.", "Why is the sky blue?", "My cat sneezes."]
+    frame = pd.DataFrame({"user_msg": seeds})
+    frame.to_csv(tmp_path / "index.csv")
+    frame.to_excel(tmp_path / "index.xlsx")
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    frame.rename(columns={"user_msg": "utterance"}).to_json(tmp_path / "records.jsonl", orient="records", lines=True)
+    pd.DataFrame({"utterance": seeds, "id": [7, 8, 9]}).to_csv(tmp_path / "named.csv", index=False)
+    for name in ("index.csv", "index.xlsx", "plain.csv", "records.jsonl", "named.csv"):
+        assert synth.read_seeds(tmp_path / name) == seeds, name
+    # numbers in a column of text are seeds, a header-less file's first row is one
+    (tmp_path / "bare.csv").write_text("Tell me a joke.\n42\nWhy?\n")
+    assert synth.read_seeds(tmp_path / "bare.csv") == ["Tell me a joke.", "42", "Why?"]
+    (tmp_path / "number.jsonl").write_text('{"seed": 1}\n')
+    with pytest.raises(synth.ConfigError, match=r'^number.jsonl line 1: "seed" holds int 1, not a seed message'):
+        synth.read_seeds(tmp_path / "number.jsonl")
+
+
 def test_seeds_from_excels_csv(tmp_path):
     """Excel's "CSV (Comma delimited)" in many locales: ";" between cells, the Windows code page."""
     path = tmp_path / "seeds.csv"
@@ -247,7 +270,8 @@ def test_seed_and_config_files_saved_as_utf16_are_read(tmp_path):
 
 @pytest.mark.parametrize("name, message", [
     ("seeds_missing_field.jsonl",
-     'seeds_missing_field.jsonl line 2: missing "seed" (or "message", "text", "prompt", "content", "question", or chat "messages")'),
+     'seeds_missing_field.jsonl line 2: missing "seed" (or "message", "text", "prompt", "content", "question", '
+     '"utterance", "query", "instruction", "input", or chat "messages")'),
     ("seeds_invalid.jsonl", "seeds_invalid.jsonl line 2: invalid JSON"),
     ("seeds_empty.txt", "seeds_empty.txt: no seed messages"),
 ])
@@ -750,8 +774,8 @@ def test_import_handlers(ui, tmp_path):
     *_, note = ui.import_persona_config(files[:1], "T", "R")
     assert note.startswith("**Error:** personas.json: 2 files it names were not uploaded with it: "
                            "descriptions/curious.txt"), note
-    assert ui.load_seed_file(str(DATA / "seeds.csv"), "old").splitlines() == ["Hello, can you help me plan a trip?",
-                                                                             "What should I cook tonight?"]
+    assert ui.load_seed_file(str(DATA / "seeds.csv"), "old")[0].splitlines() == ["Hello, can you help me plan a trip?",
+                                                                                "What should I cook tonight?"]
     assert ui.make_grid([["a", "x"], ["b", ""]], [["c", "y"]]) == [["a", "x", "c", "y"], ["b", "", "c", "y"]]
     template, _ = ui.switch_strategy("script", synth.DEFAULT_AGENT_TEMPLATE)
     assert template == synth.DEFAULT_SCRIPT_TEMPLATE

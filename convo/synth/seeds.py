@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from ..data.pipeline import PARQUET_UNPACKED
 from ..data.tables import WORKBOOK_SUFFIXES, sheet_rows, table_delimiter
 from .config import ConfigError, _loads_checked, read_json, read_text
 
-SEED_FIELDS = ("seed", "message", "text", "prompt", "content", "question")
+SEED_FIELDS = ("seed", "message", "text", "prompt", "content", "question", "utterance", "query", "instruction", "input")
 """An object's (or a table column's) field that holds a seed message, the first found."""
 
 
@@ -24,8 +26,8 @@ def parse_seed_text(text: str) -> list[str]:
 
 def read_seeds(path: str | Path) -> list[str]:
     """Seed messages from ``.txt`` (one per line), ``.csv`` or an Excel workbook's first sheet (``.xlsx``:
-    a seed/message/text/prompt/content/question column, else the first column), ``.jsonl`` (strings,
-    objects with one of those fields, or conversations ``{"messages"}``, whose first user message is the
+    a column ``SEED_FIELDS`` names, else the first column of text), ``.jsonl`` (strings, objects with one
+    of those fields, or conversations ``{"messages"}``, whose first user message is the
     seed), ``.json`` (a list of them) or ``.parquet`` and ``.arrow`` (rows like those objects: a Hub dataset
     of prompts or of chats, as downloaded or as ``datasets`` saved it)."""
     path = Path(path)
@@ -92,20 +94,50 @@ def _csv_seeds(text: str) -> list[str]:
 
 
 def _column_seeds(rows: list[list[str]]) -> list[str]:
-    """A table's seeds (its rows with a value): the column a header names seed, message, text, prompt,
-    content or question, under that header (one of the first rows: a sheet may have a title above
-    it), else the first column with a value, every row."""
+    """A table's seeds (its rows with a value): the column a header names with one of ``SEED_FIELDS``,
+    under that header (one of the first rows: a sheet may have a title above it), else the first
+    column with a value that does not number the rows, every row but a header (pandas' index row, or
+    a lowercase name)."""
     for at, row in enumerate(rows[:HEADER_ROWS]):
         header = [cell.strip().lower() for cell in row]
         column = next((header.index(name) for name in SEED_FIELDS if name in header), None)
         if column is not None:
             return [row[column] for row in rows[at + 1:] if len(row) > column]
-    column = min((i for row in rows for i, cell in enumerate(row) if cell.strip()), default=0)
+    filled = sorted({i for row in rows for i, cell in enumerate(row) if cell.strip()})
+    numbered = [i for i in filled if _row_numbers(rows, i)]
+    column = next((i for i in filled if i not in numbered), filled[0] if filled else 0)
+    if numbered and numbered[0] < column and not _whole(_cell(rows[0], numbered[0])):
+        rows = rows[1:]  # a numbered table's header row (pandas' index: an empty corner, then 0, 1, 2...)
+    elif len(rows) > 1 and _NAME.fullmatch(_cell(rows[0], column)):
+        rows = rows[1:]  # a header of another name ("utterance", "user_msg"): a seed is no lowercase word
     return [row[column] for row in rows if len(row) > column]
+
+
+_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+
+
+def _cell(row: list[str], column: int) -> str:
+    return row[column].strip() if len(row) > column else ""
+
+
+def _whole(text: str) -> bool:
+    return text.isdigit() and text.isascii()
+
+
+def _row_numbers(rows: list[list[str]], column: int) -> bool:
+    """Whether ``column`` numbers the rows (every value under the first row a whole number): pandas
+    writes its index so (``to_csv``, ``to_excel``); it is no seed ("0", "1", ... were read as the seeds)."""
+    values = [_cell(row, column) for row in rows[1:]]
+    return bool(values) and all(_whole(value) for value in values)
 
 
 HEADER_ROWS = 5
 """Rows of a seed table searched for its header."""
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _json_line(line: str, name: str, number: int) -> Any:
@@ -122,6 +154,10 @@ def _seed_value(value: Any, where: str) -> str:
         for key in SEED_FIELDS:
             if isinstance(value.get(key), str):
                 return value[key]
+        held = next((key for key in SEED_FIELDS if value.get(key) is not None), None)
+        if held is not None:  # (it said "missing", with the field there)
+            raise ConfigError(f'{where}: "{held}" holds {type(value[held]).__name__} {_short(value[held])}, '
+                              "not a seed message's text")
         if isinstance(value.get("messages"), list):  # a conversation (chat JSONL, as Synthetic writes): its opening
             opening = next((m.get("content") for m in value["messages"] if isinstance(m, dict) and m.get("role") == "user"),
                            None)
@@ -131,5 +167,6 @@ def _seed_value(value: Any, where: str) -> str:
             if isinstance(opening, str):
                 return opening
             raise ConfigError(f'{where}: "messages" has no user message to start from')
-        raise ConfigError(f'{where}: missing "seed" (or "message", "text", "prompt", "content", "question", or chat "messages")')
+        others = ", ".join(f'"{key}"' for key in SEED_FIELDS[1:])
+        raise ConfigError(f'{where}: missing "seed" (or {others}, or chat "messages")')
     raise ConfigError(f"{where}: expected a string or an object with a seed")

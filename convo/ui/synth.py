@@ -282,14 +282,17 @@ def import_persona_config(files, template: str, restyle_template: str):
 
 
 def load_seed_file(file, current: str):
-    """Put the seeds of an uploaded .txt/.csv/.xlsx/.jsonl/.json/.parquet/.arrow file into the seed box."""
+    """Put the seeds of an uploaded .txt/.csv/.xlsx/.jsonl/.json/.parquet/.arrow file into the seed box,
+    one a line: a seed's own line breaks become spaces (the box read "Hi.\nA question." as two seeds).
+    A file that gives none leaves the box as it was and the picker empty (it named the file as if
+    its seeds were in)."""
     if not file:
-        return current
+        return current, gr.skip()
     try:
-        return "\n".join(core.read_seeds(_path(file)))
+        return "\n".join(" ".join(seed.split()) for seed in core.read_seeds(_path(file))), gr.skip()
     except core.ConfigError as exc:
         gr.Warning(str(exc))
-        return current
+        return current, None
 
 
 def make_grid(motivations, dispositions):
@@ -674,7 +677,7 @@ def render(shared: Shared) -> None:
     mode.change(switch_mode, [mode, max_attempts], [persona_box, keyword_box, max_attempts, preview_out, progress,
                                                      status, table], queue=False, **private_event)
     strategy.change(switch_strategy, [strategy, template], [template, assistant_prompt], queue=False, **private_event)
-    seed_file.upload(load_seed_file, [seed_file, seeds], seeds, **private_event)
+    seed_file.upload(load_seed_file, [seed_file, seeds], [seeds, seed_file], **private_event)
     persona_files.upload(import_persona_config, [persona_files, template, restyle_template],
                          [personas, template, restyle_template, restyle, status], **private_event)
     keyword_file.upload(import_keyword_config, keyword_file, [kw_name, prompt_lines, words, exclude, status],
