@@ -292,6 +292,16 @@ def test_templates_and_jobs_validate():
     with pytest.raises(synth.ConfigError, match="^roles: the two speakers need different names$"):
         keyword_job(roles=("A", "a"))
     assert persona_job(strategy="script").template == synth.DEFAULT_SCRIPT_TEMPLATE
+    # a keyword config's prompt lines too: a {topic} or a "{word" went to the model as written
+    with pytest.raises(synth.ConfigError, match=r"^prompt_lines\[1\]: unknown placeholder \{topic\} \(use \{word\}\)$"):
+        synth.KeywordConfig("k", ["About {word}.", "And {topic}."], ["rain"])
+    with pytest.raises(synth.ConfigError, match=r"^prompt_lines\[0\]: '\{word' opens a placeholder it does not close"):
+        synth.KeywordConfig("k", ["{word and {word}}"], ["rain"])
+    with pytest.raises(synth.ConfigError, match=r"^template: '\{seed' opens a placeholder it does not close"):
+        persona_job(template="Start from {seed and {motivation}")
+    # other braces are the prompt's own: JSON, code, a schema
+    kept = synth.KeywordConfig("k", ['Reply as {"q": "{word}"} or {answer: text}, like {return x}.'], ["rain"])
+    assert kept.prompt("rain") == 'Reply as {"q": "rain"} or {answer: text}, like {return x}.'
 
 
 def test_persona_rows_and_grid():

@@ -73,6 +73,10 @@ def _fail(source: str | None, message: str) -> ConfigError:
 # --------------------------------------------------------------------------- templates
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_UNCLOSED = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?=$|[^A-Za-z0-9_}])")
+"""A brace and a name that no "}" ends: a typo when the name is a placeholder's ("{word and {word}}"),
+else other text's braces ("{return x}", "{answer: ...}")."""
+KEYWORD_FIELDS = ("word",)
 
 
 def check_template(template: str, allowed: Sequence[str], where: str) -> str:
@@ -86,10 +90,13 @@ def check_template(template: str, allowed: Sequence[str], where: str) -> str:
         names = ", ".join("{" + name + "}" for name in allowed[:3])
         raise ConfigError(f"{where}: positional placeholders {{}} or {{0}} cannot be filled (nothing says which "
                           f"is which): write named ones instead, e.g. {names}")
+    names = ", ".join("{" + name + "}" for name in allowed)
     unknown = sorted(set(_PLACEHOLDER.findall(template)) - set(allowed))
     if unknown:
-        names = ", ".join("{" + name + "}" for name in allowed)
         raise ConfigError(f"{where}: unknown placeholder {{{unknown[0]}}} (use {names})")
+    unclosed = next((m for m in _UNCLOSED.finditer(template) if m.group(1) in allowed), None)
+    if unclosed:
+        raise ConfigError(f"{where}: {unclosed.group(0)!r} opens a placeholder it does not close (use {names})")
     return template
 
 
@@ -145,6 +152,8 @@ class KeywordConfig:
             raise ConfigError('"prompt_lines": expected at least one line')
         if not any("{word}" in line for line in self.prompt_lines):
             raise ConfigError('"prompt_lines": no line contains "{word}"')
+        for i, line in enumerate(self.prompt_lines):  # a {topic} or a "{word" went to the model as written
+            check_template(line, KEYWORD_FIELDS, f"prompt_lines[{i}]")
         _check_strings(self.words, "words")
         if not self.words:
             raise ConfigError('"words": expected at least one word')
