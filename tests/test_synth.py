@@ -810,6 +810,8 @@ def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
     assert synth.persona_config_from_dict(replay).personas[0].label == "learn / shy"
     again = list(ui.run(tiny_causal, None, "auto", out_path, config, args))[-1]
     assert again[1].startswith("Done: 0 new conversations (2 already there)")
+    # nothing new: the table keeps the conversations it showed (it emptied), the bar is full (a grey "0/0")
+    assert again[2] == {"__type__": "update"} and '<progress value="1" max="1"' in again[0]
     keyword_args = form_args(ui, mode="keyword", words="river", temperature=0.0, max_new_tokens=4)
     switched = list(ui.run(tiny_causal, None, "auto", out_path, config, keyword_args))[-1]
     assert switched[4] != out_path  # another mode writes another file

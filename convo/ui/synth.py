@@ -404,9 +404,13 @@ def progress_html(progress: core.Progress | None) -> str:
     if progress is None:
         return ""
     total = progress.total
-    bar = (f'<progress value="{progress.done}" max="{total}" style="width:100%"></progress>' if total
-           else '<progress style="width:100%"></progress>')
     state = "finished" if progress.finished else "cancelled" if progress.cancelled else "running"
+    if total:
+        bar = f'<progress value="{progress.done}" max="{total}" style="width:100%"></progress>'
+    elif state != "running":  # a rerun with every conversation already there: full, not a grey "0/0"
+        bar = '<progress value="1" max="1" style="width:100%"></progress>'
+    else:
+        bar = '<progress style="width:100%"></progress>'
     return (f'<div class="synth-progress" data-state="{state}" data-kept="{progress.kept}" '
             f'data-dropped="{progress.dropped}">{bar}<div>{html.escape(progress.summary())}</div></div>')
 
@@ -481,8 +485,9 @@ def run(model, adapter, quantize, out_path, previous_config, values: FormValues,
             rows = (result_rows(progress.latest, start=len(rows) + 1) + rows)[:TABLE_ROWS] if progress.latest else rows
             finished = progress.finished or progress.cancelled
             status = _run_status(progress, out_path)
-            yield (progress_html(progress), status, rows, out_path if finished else gr.update(), out_path, command,
-                   config)
+            # (a rerun with nothing new keeps the table: it emptied it under "Done: 0 new conversations")
+            yield (progress_html(progress), status, rows or gr.update(), out_path if finished else gr.update(), out_path,
+                   command, config)
     except core.ConfigError as exc:
         gr.Warning(str(exc))
         yield "", f"**Error:** {exc}", gr.update(), gr.update(), None, command, config
@@ -515,7 +520,8 @@ def _run_status(progress: core.Progress, out_path: str) -> str:
     if progress.finished:
         reasons = ", ".join(f"{r} ({n})" for r, n in progress.reasons.most_common(3))
         why = f" Most common reasons to drop: {reasons}." if reasons else ""
-        return f"Done: {progress.kept} new conversations ({progress.skipped} already there) in `{Path(out_path).name}`.{why}"
+        return (f"Done: {progress.kept} new conversation{'s' * (progress.kept != 1)} ({progress.skipped} already there) "
+                f"in `{Path(out_path).name}`.{why}")
     return "Generating... finished conversations are saved as they come."
 
 
