@@ -717,8 +717,9 @@ def test_a_docx_that_unpacks_to_too_much_is_refused_unread(tmp_path):
         qg.read_passage(path.read_bytes(), "bomb.docx")
 
 
-def _generate(tab, passage, model, seen=(), mode="Open questions", answer="", history="", n=4):
-    return tab.on_generate(passage, n, mode, answer, history, True, "auto", model, "(none)", "none", list(seen))
+def _generate(tab, passage, model, seen=(), mode="Open questions", answer="", history="", n=4, shown=None, style="auto"):
+    return tab.on_generate(passage, n, mode, answer, history, True, style, model, "(none)", "none", list(seen),
+                           shown=shown)
 
 
 def test_a_run_that_keeps_nothing_suggests_forgetting_only_what_was_shown():
@@ -730,6 +731,20 @@ def test_a_run_that_keeps_nothing_suggests_forgetting_only_what_was_shown():
     run = SimpleNamespace(questions=[], model_kept=0)
     assert run_status(run, shown_before=True).endswith("Try again, or 'Forget shown questions'.")
     assert run_status(run, shown_before=False).endswith("Try again (each run samples anew), or another passage or model.")
+
+
+def test_a_run_with_no_questions_offers_no_downloads(tiny_causal, monkeypatch):
+    """A run that keeps no question offered questions.csv (its header alone) and questions.json ("[]")."""
+    from types import SimpleNamespace
+
+    from convo.ui import questions as tab
+
+    nothing = SimpleNamespace(questions=[], dropped=[], model_kept=0, generated=6, chunks=1, chunks_used=[], mode="open",
+                              style="chat", seconds=0.1)
+    monkeypatch.setattr(tab, "question_run", lambda *args, **kwargs: nothing)
+    out = _generate(tab, "Bees dance to tell the hive where flowers are.", tiny_causal, shown=[])
+    assert out[1].startswith("No new questions: every candidate was dropped")
+    assert out[5] is None and out[3] == []
 
 
 def test_tab_generate_input_checks(tiny_causal):
@@ -748,8 +763,11 @@ def test_tab_generate_input_checks(tiny_causal):
         assert out[1] == message
         assert all(o == {"__type__": "update"} for i, o in enumerate(out) if i != 1)
     # after a run, the table still shows its questions: the message says whose they are
-    out = _generate(tab, model=tiny_causal, passage="", seen=["What is a bee?"])
+    out = _generate(tab, model=tiny_causal, passage="", seen=["What is a bee?"], shown=[{"text": "What is a bee?"}])
     assert out[1] == cases[0][1] + " The questions below are from the previous run."
+    # ... and not when the last run had none, though questions were shown before it (the table is empty)
+    out = _generate(tab, model=tiny_causal, passage="", seen=["What is a bee?"], shown=[])
+    assert out[1] == cases[0][1]
 
 
 def test_tab_generate_select_download_and_ask_in_chat(tiny_causal):

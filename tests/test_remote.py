@@ -238,10 +238,10 @@ def test_questions_and_synth_tabs_bill_inference_providers_to_the_signed_in_user
 
         passage = "The Eiffel Tower was finished in 1889 for the World's Fair. It stands in Paris."
         status = called(questions_tab.on_generate, [passage, 1, "Open questions", "", "", True, "auto", model, "(none)",
-                                                    "none", [], None, False])[1]
+                                                    "none", [], None, False, []])[1]
         form = [model, None, "auto", synth_tab.FormValues(mode="keyword", words="rain", temperature=0.0,
                                                           max_new_tokens=4, turns=1)]
-        preview_text, _ = called(synth_tab.preview_for_user, form)
+        preview_text, *_ = called(synth_tab.preview_for_user, form)
         run_status = called(synth_tab.run_in_session, [form[0], None, "auto", None, {}, *form[3:]])[-1][1]
         for shown in (status, preview_text, run_status):
             assert "answered without a reply" in shown, shown
@@ -249,7 +249,7 @@ def test_questions_and_synth_tabs_bill_inference_providers_to_the_signed_in_user
         for head in proxy.heads:
             assert b"authorization: bearer hf_visitor_token" in head.lower() and b"hf_operator_secret" not in head
         before = len(proxy.heads)
-        preview_text, _ = called(synth_tab.preview_for_user, form, signed_in=False)
+        preview_text, *_ = called(synth_tab.preview_for_user, form, signed_in=False)
         assert "sign in with Hugging Face" in preview_text and len(proxy.heads) == before
     finally:
         proxy.down()

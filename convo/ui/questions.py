@@ -94,11 +94,13 @@ def parse_history(text: str | None) -> list[dict]:
 
 def on_generate(passage: str, n: float, mode_label: str, answer: str, history_text: str, open_only: bool,
                 style: str, model: str, adapter: str, quantize: str, seen: list[str] | None,
-                answer_start: int | None = None, sentiment: bool = False,
+                answer_start: int | None = None, sentiment: bool = False, shown: list[dict] | None = None,
                 oauth: gr.OAuthToken | None = None) -> tuple:
     """Generate questions (``sentiment``: weigh each question's feeling into its score). Returns ``(table rows, status, seen, questions, passage used, download files,
-    dropped rows, source view html, selected question)``; on bad input only the status changes. An Inference
-    Providers model is billed to the signed-in user's ``oauth`` token."""
+    dropped rows, source view html, selected question)``; on bad input only the status changes. ``shown``:
+    the questions the table shows now (the last run's). A run with no questions offers no downloads (a
+    header-only CSV and "[]" were offered). An Inference Providers model is billed to the signed-in
+    user's ``oauth`` token."""
     seen = list(seen or [])
     mode = MODE_LABELS.get(mode_label, "open")
     try:
@@ -114,7 +116,7 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
                            seen=seen, answer_start=answer_start if mode == "answer" else None)
     except (QuestionError, ModelLoadError, ValueError, RemoteError) as exc:
         # the last run's questions stay (nothing is lost), said to be that run's
-        earlier = " The questions below are from the previous run." if seen else ""
+        earlier = " The questions below are from the previous run." if shown else ""  # (not if it had none)
         return (gr.update(),) + (f"{exc}{earlier}",) + (gr.update(),) * 7
     questions = [q.to_dict() for q in run.questions]
     shown_before = bool(seen)
@@ -122,7 +124,7 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
     first = questions[0] if questions else None
     table = gr.update(value=table_rows(questions, passage), headers=COLUMNS if sentiment else COLUMNS_NO_SENTIMENT)
     return (table, run_status(run, shown_before), seen, questions, passage,
-            write_downloads(questions, passage), dropped_rows([q.to_dict() for q in run.dropped], passage),
+            write_downloads(questions, passage) if questions else None, dropped_rows([q.to_dict() for q in run.dropped], passage),
             source_html(passage, first["span"] if first else None), first["text"] if first else "")
 
 
@@ -291,7 +293,7 @@ def render(shared: Shared) -> None:
     passage.select(on_passage_select, None, [answer, answer_start], api_visibility="private")
     generate.click(on_generate,
                    [passage, n, mode, answer, history, open_only, style, shared.model, shared.adapter, shared.quantize,
-                    seen, answer_start, sentiment],
+                    seen, answer_start, sentiment, questions],
                    [table, status, seen, questions, passage_used, downloads, dropped, source, selected],
                    api_name="generate_questions")
     table.select(on_select, [questions, passage_used], [source, selected], api_visibility="private")
