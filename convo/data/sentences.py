@@ -19,7 +19,8 @@ MIN_TARGET_WORDS = 4
 _SENTENCE_END = re.compile(
     r"[。！？]+[」』”’）)\]]*"  # Chinese and Japanese: no space follows
     r"|[.!?؟۔।]+[\"'”’»)\]]*(?=\s+[\"'“‘«(\[#*-]?(\w))"  # then a word that is not lowercase (see below)
-    r"|\n[ \t]*\n|\n(?=[ \t]*#)|^[ \t]*#[^\n]*\n", re.MULTILINE)
+    r"|\n[ \t]*\n|\n(?=[ \t]*#)|^[ \t]*#[^\n]*\n"
+    r"|(?P<item>^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+)", re.MULTILINE)  # a list item's marker: it starts one
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -37,20 +38,29 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     >>> t = "النحل يصنع العسل. هل تعرف كيف؟ إنه يجمع الرحيق."
     >>> [t[s:e] for s, e in split_sentences(t)]
     ['النحل يصنع العسل.', 'هل تعرف كيف؟', 'إنه يجمع الرحيق.']
+
+    Each item of a list is one (without its marker), with or without a full stop:
+
+    >>> t = "Fruit:\\n- Apples are rich in fiber.\\n- Bananas contain potassium\\n2) Kiwis"
+    >>> [t[s:e] for s, e in split_sentences(t)]
+    ['Fruit:', 'Apples are rich in fiber.', 'Bananas contain potassium', 'Kiwis']
     """
-    cuts = []
+    cuts = []  # (where a sentence ends, where the next may start)
     for m in _SENTENCE_END.finditer(text):
+        if m.group("item") is not None:
+            cuts.append((m.start(), m.end()))
+            continue
         if m.group(1) is not None and m.group(1).islower():
             continue
         if m.group().startswith(".") and _ends_with_abbreviation(text, m.start()):
             continue
-        cuts.append(m.end())
+        cuts.append((m.end(), m.end()))
     spans, start = [], 0
-    for cut in cuts + [len(text)]:
-        span = _trimmed(text, start, cut)
+    for end, after in cuts + [(len(text), len(text))]:
+        span = _trimmed(text, start, end)
         if span:
             spans.append(span)
-        start = max(start, cut)
+        start = max(start, after)
     return spans
 
 
