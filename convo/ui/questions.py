@@ -123,14 +123,21 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
     seen += [q["text"] for q in questions]
     first = questions[0] if questions else None
     table = gr.update(value=table_rows(questions, passage), headers=COLUMNS if sentiment else COLUMNS_NO_SENTIMENT)
-    return (table, run_status(run, shown_before), seen, questions, passage,
+    return (table, run_status(run, shown_before, asked=int(n or 0)), seen, questions, passage,
             write_downloads(questions, passage) if questions else None, dropped_rows([q.to_dict() for q in run.dropped], passage),
             source_html(passage, first["span"] if first else None), first["text"] if first else "")
 
 
-def run_status(run, shown_before: bool = True) -> str:
+def run_status(run, shown_before: bool = True, asked: int = 0) -> str:
     """One line saying what came out, and from where. ``shown_before``: this session has shown questions
-    (a run drops their near-duplicates, so forgetting them may help)."""
+    (a run drops their near-duplicates, so forgetting them may help); ``asked``: how many were asked
+    for (fewer came with nothing said of the rest).
+
+    >>> from types import SimpleNamespace as Run
+    >>> run_status(Run(questions=[1, 2, 3], dropped=[4, 5, 6], model_kept=3, chunks_used=[0], chunks=1, generated=9,
+    ...                mode="open", style="fewshot", seconds=1.23), asked=5)
+    "3 of the 5 questions asked (3 candidates dropped: see 'Dropped candidates') from 1 of 1 chunk, 9 model samples (open, fewshot prompts), in 1.2 s."
+    """
     got = len(run.questions)
     rules = got - run.model_kept
     if not got:
@@ -138,6 +145,11 @@ def run_status(run, shown_before: bool = True) -> str:
                 ("Try again, or 'Forget shown questions'." if shown_before
                  else "Try again (each run samples anew), or another passage or model."))
     parts = f"{got} question{'s' if got != 1 else ''}" + (f" ({rules} rule-based)" if rules else "")
+    if 0 < got < asked:
+        dropped = len(getattr(run, "dropped", []))
+        why = (f"{dropped} candidate{'s' * (dropped != 1)} dropped: see 'Dropped candidates'" if dropped
+               else "the passage gave no more")
+        parts = f"{got} of the {asked} questions asked" + (f" ({rules} rule-based)" if rules else "") + f" ({why})"
     chunks = f"{len(run.chunks_used)} of {run.chunks} chunk{'s' if run.chunks != 1 else ''}"
     return (f"{parts} from {chunks}, {run.generated} model samples ({run.mode}, {run.style} prompts), "
             f"in {run.seconds:.1f} s.")
