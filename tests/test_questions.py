@@ -6,7 +6,6 @@ write real questions, so those runs exercise chunking, spans, filters and the ru
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
