@@ -300,8 +300,10 @@ def test_templates_and_jobs_validate():
     with pytest.raises(synth.ConfigError, match=r"^template: '\{seed' opens a placeholder it does not close"):
         persona_job(template="Start from {seed and {motivation}")
     # other braces are the prompt's own: JSON, code, a schema
-    kept = synth.KeywordConfig("k", ['Reply as {"q": "{word}"} or {answer: text}, like {return x}.'], ["rain"])
-    assert kept.prompt("rain") == 'Reply as {"q": "rain"} or {answer: text}, like {return x}.'
+    kept = synth.KeywordConfig("k", ['Reply as {"q": "{word}"} or {answer: text}, like {return x}.',
+                                     "Unsure? Write {} or the format {word: definition}."], ["rain"])
+    assert kept.prompt("rain") == ('Reply as {"q": "rain"} or {answer: text}, like {return x}.\n'
+                                   "Unsure? Write {} or the format {word: definition}.")
 
 
 def test_persona_rows_and_grid():
@@ -810,8 +812,9 @@ def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
     assert synth.persona_config_from_dict(replay).personas[0].label == "learn / shy"
     again = list(ui.run(tiny_causal, None, "auto", out_path, config, args))[-1]
     assert again[1].startswith("Done: 0 new conversations (2 already there)")
-    # nothing new: the table keeps the conversations it showed (it emptied), the bar is full (a grey "0/0")
-    assert again[2] == {"__type__": "update"} and '<progress value="1" max="1"' in again[0]
+    # nothing new: the table shows the file's conversations (it emptied), the bar is full (a grey "0/0")
+    assert again[2] == [[2, "yes", "learn / shy", 2, table[0][4], ""], [1, "yes", "learn / shy", 2, table[1][4], ""]]
+    assert '<progress value="1" max="1"' in again[0]
     keyword_args = form_args(ui, mode="keyword", words="river", temperature=0.0, max_new_tokens=4)
     switched = list(ui.run(tiny_causal, None, "auto", out_path, config, keyword_args))[-1]
     assert switched[4] != out_path  # another mode writes another file

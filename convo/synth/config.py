@@ -73,19 +73,19 @@ def _fail(source: str | None, message: str) -> ConfigError:
 # --------------------------------------------------------------------------- templates
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_UNCLOSED = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?=$|[^A-Za-z0-9_}])")
-"""A brace and a name that no "}" ends: a typo when the name is a placeholder's ("{word and {word}}"),
-else other text's braces ("{return x}", "{answer: ...}")."""
+_UNCLOSED = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?=$|\s|\{)")
+"""A brace and a name that no "}" ends before a space: a typo when the name is a placeholder's ("{word
+and {word}}"), else other text's braces ("{return x}"); a schema's "{word: definition}" is the prompt's."""
 KEYWORD_FIELDS = ("word",)
 
 
-def check_template(template: str, allowed: Sequence[str], where: str) -> str:
+def check_template(template: str, allowed: Sequence[str], where: str, positional: bool = True) -> str:
     """Raise ConfigError if ``template`` uses a ``{name}`` outside ``allowed`` (a typo would stay in the prompt).
 
     >>> check_template("Be {disposition}", PERSONA_FIELDS, "template")
     'Be {disposition}'
     """
-    if re.search(r"(?<!\{)\{\}(?!\})|\{\d+\}", template):
+    if positional and re.search(r"(?<!\{)\{\}(?!\})|\{\d+\}", template):
         # str.format-style positional slots: nothing says which is the persona and which the seed
         names = ", ".join("{" + name + "}" for name in allowed[:3])
         raise ConfigError(f"{where}: positional placeholders {{}} or {{0}} cannot be filled (nothing says which "
@@ -153,7 +153,7 @@ class KeywordConfig:
         if not any("{word}" in line for line in self.prompt_lines):
             raise ConfigError('"prompt_lines": no line contains "{word}"')
         for i, line in enumerate(self.prompt_lines):  # a {topic} or a "{word" went to the model as written
-            check_template(line, KEYWORD_FIELDS, f"prompt_lines[{i}]")
+            check_template(line, KEYWORD_FIELDS, f"prompt_lines[{i}]", positional=False)  # ("{}": JSON's)
         _check_strings(self.words, "words")
         if not self.words:
             raise ConfigError('"words": expected at least one word')

@@ -97,7 +97,7 @@ def _column_seeds(rows: list[list[str]]) -> list[str]:
     """A table's seeds (its rows with a value): the column a header names with one of ``SEED_FIELDS``,
     under that header (one of the first rows: a sheet may have a title above it), else the first
     column with a value that does not number the rows, every row but a header (pandas' index row, or
-    a lowercase name)."""
+    a snake_case name)."""
     for at, row in enumerate(rows[:HEADER_ROWS]):
         header = [cell.strip().lower() for cell in row]
         column = next((header.index(name) for name in SEED_FIELDS if name in header), None)
@@ -109,11 +109,11 @@ def _column_seeds(rows: list[list[str]]) -> list[str]:
     if numbered and numbered[0] < column and not _whole(_cell(rows[0], numbered[0])):
         rows = rows[1:]  # a numbered table's header row (pandas' index: an empty corner, then 0, 1, 2...)
     elif len(rows) > 1 and _NAME.fullmatch(_cell(rows[0], column)):
-        rows = rows[1:]  # a header of another name ("utterance", "user_msg"): a seed is no lowercase word
+        rows = rows[1:]  # a header of another name in a program's words ("user_msg"); "hello" stays a seed
     return [row[column] for row in rows if len(row) > column]
 
 
-_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
 
 
 def _cell(row: list[str], column: int) -> str:
@@ -136,7 +136,7 @@ HEADER_ROWS = 5
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False, default=repr)  # (a Parquet file's bytes, dates, decimals)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -154,10 +154,6 @@ def _seed_value(value: Any, where: str) -> str:
         for key in SEED_FIELDS:
             if isinstance(value.get(key), str):
                 return value[key]
-        held = next((key for key in SEED_FIELDS if value.get(key) is not None), None)
-        if held is not None:  # (it said "missing", with the field there)
-            raise ConfigError(f'{where}: "{held}" holds {type(value[held]).__name__} {_short(value[held])}, '
-                              "not a seed message's text")
         if isinstance(value.get("messages"), list):  # a conversation (chat JSONL, as Synthetic writes): its opening
             opening = next((m.get("content") for m in value["messages"] if isinstance(m, dict) and m.get("role") == "user"),
                            None)
@@ -167,6 +163,10 @@ def _seed_value(value: Any, where: str) -> str:
             if isinstance(opening, str):
                 return opening
             raise ConfigError(f'{where}: "messages" has no user message to start from')
+        held = next((key for key in SEED_FIELDS if value.get(key) is not None), None)
+        if held is not None:  # (it said "missing", with the field there)
+            raise ConfigError(f'{where}: "{held}" holds {type(value[held]).__name__} {_short(value[held])}, '
+                              "not a seed message's text")
         others = ", ".join(f'"{key}"' for key in SEED_FIELDS[1:])
         raise ConfigError(f'{where}: missing "seed" (or {others}, or chat "messages")')
     raise ConfigError(f"{where}: expected a string or an object with a seed")

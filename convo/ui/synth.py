@@ -354,6 +354,21 @@ def result_rows(results, start: int = 1) -> list[list]:
     return rows
 
 
+def saved_rows(out_path: str) -> list[list]:
+    """Output-table rows for the newest conversations already in ``out_path`` (all kept), newest first."""
+    try:
+        records = core.read_records(out_path)[-TABLE_ROWS:]
+    except (OSError, core.ConfigError):
+        return []
+    rows = []
+    for number, record in enumerate(records, start=1):
+        meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+        persona = meta.get("persona") if isinstance(meta.get("persona"), dict) else {}
+        about = meta.get("word") or " / ".join(str(persona.get(k, "")) for k in ("motivation", "disposition"))
+        rows.append([number, "yes", about, len(record["messages"]), core.transcript(record["messages"])[:2000], ""])
+    return rows[::-1]
+
+
 def preview_markdown(results) -> str:
     parts = []
     for number, result in enumerate(results, start=1):
@@ -485,9 +500,10 @@ def run(model, adapter, quantize, out_path, previous_config, values: FormValues,
             rows = (result_rows(progress.latest, start=len(rows) + 1) + rows)[:TABLE_ROWS] if progress.latest else rows
             finished = progress.finished or progress.cancelled
             status = _run_status(progress, out_path)
-            # (a rerun with nothing new keeps the table: it emptied it under "Done: 0 new conversations")
-            yield (progress_html(progress), status, rows or gr.update(), out_path if finished else gr.update(), out_path,
-                   command, config)
+            # a run that ends with nothing new shows the file's newest (it emptied the table under "Done: 0 new")
+            table = rows or (saved_rows(out_path) if finished else [])
+            yield (progress_html(progress), status, table, out_path if finished else gr.update(), out_path, command,
+                   config)
     except core.ConfigError as exc:
         gr.Warning(str(exc))
         yield "", f"**Error:** {exc}", gr.update(), gr.update(), None, command, config
