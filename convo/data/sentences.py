@@ -20,7 +20,8 @@ _SENTENCE_END = re.compile(
     r"[。！？]+[」』”’）)\]]*"  # Chinese and Japanese: no space follows
     r"|[.!?؟۔।]+[\"'”’»)\]]*(?=\s+[\"'“‘«(\[#*-]?(\w))"  # then a word that is not lowercase (see below)
     r"|\n[ \t]*\n|\n(?=[ \t]*#)|^[ \t]*#[^\n]*\n"
-    r"|(?P<item>^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+)", re.MULTILINE)  # a list item's marker: it starts one
+    r"|(?P<item>^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+)", re.MULTILINE)  # a list item's marker (see _list_item)
+_MARKER = re.compile(r"[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -48,7 +49,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     cuts = []  # (where a sentence ends, where the next may start)
     for m in _SENTENCE_END.finditer(text):
         if m.group("item") is not None:
-            cuts.append((m.start(), m.end()))
+            if _list_item(text, m.start()):
+                cuts.append((m.start(), m.end()))
             continue
         if m.group(1) is not None and m.group(1).islower():
             continue
@@ -62,6 +64,30 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             spans.append(span)
         start = max(start, after)
     return spans
+
+
+def _list_item(text: str, start: int) -> bool:
+    """Whether the line at ``start``, which opens with a list marker ("- ", "3. "), is an item of a list:
+    the line before it is blank, ends a sentence or a lead-in (".", ":", "!", "?"), or is an item too, or
+    the line after it is one. Else the marker is the text's own: a wrapped line of prose ("...finished
+    in position\\n3. After that...", "am\\n9. November", "a moment\\n- and then...").
+
+    >>> t = "The team finished in position\\n3. After that the coach left."
+    >>> [t[s:e] for s, e in split_sentences(t)]
+    ['The team finished in position\\n3. After that the coach left.']
+    """
+    before = text[:start].rstrip(" \t")
+    if not before.strip():
+        return bool(_MARKER.match(_next_line(text, start)))
+    previous = before.rstrip("\n").rsplit("\n", 1)[-1]
+    if before.endswith("\n\n") or not previous.strip() or previous.rstrip()[-1] in ".:!?" or _MARKER.match(previous):
+        return True
+    return bool(_MARKER.match(_next_line(text, start)))
+
+
+def _next_line(text: str, start: int) -> str:
+    end = text.find("\n", start)
+    return "" if end < 0 else text[end + 1:].split("\n", 1)[0]
 
 
 def _ends_with_abbreviation(text: str, dot: int) -> bool:
@@ -118,7 +144,8 @@ def is_line(text: str, span: tuple[int, int]) -> bool:
     """
     start, end = span
     line = text[start:end]
-    alone = (start == 0 or text[start - 1] == "\n") and (end == len(text) or text[end] == "\n")
+    opens = text.rfind("\n", 0, start) + 1  # (a list item's line opens with its marker)
+    alone = (start == opens or bool(_MARKER.fullmatch(text[opens:start]))) and (end == len(text) or text[end] == "\n")
     return alone and "\n" not in line and not _ENDS_SENTENCE.search(line)
 
 
