@@ -307,7 +307,7 @@ def test_a_reload_mid_reply_reopens_the_cut_reply_and_says_so(chromium, launch, 
     # Undo while the reply is written is refused and says so: the reply's next update brought the
     # exchange back on the page, while the undone chat was saved (a reload showed another chat)
     page.locator("#undo").click()
-    page.get_by_text("The reply is not over yet: Undo once it ends").first.wait_for(timeout=30_000)
+    page.get_by_text("The reply is not over yet: undo once it ends").first.wait_for(timeout=30_000)
     reply_loop_over(page)
     page.wait_for_timeout(1500)  # the finished reply is saved when the stream ends
     assert "cut off" not in page.locator("#chat-status").inner_text()

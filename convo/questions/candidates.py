@@ -16,22 +16,39 @@ from .text import best_sentence, grounding, pick_evenly, split_sentences
 
 
 def first_question(text: str) -> str:
-    """The question in a model output: the first line, cut after its first question mark (also the
-    full-width '？' and the Arabic '؟'), list markers and ``Question:``/``Q:`` labels removed. Returns
-    the line as is when it holds none.
+    """The question in a model output: its first line that holds a question mark (also the full-width
+    '？' and the Arabic '؟'), cut after it and from the start of its sentence, list markers and
+    ``Question:``/``Q:`` labels removed. Returns the first line as is when none holds one. A chat
+    model's lead-in ("Sure! Here is a question:") is left out: the question after it was dropped
+    as "not a question" with it.
 
     >>> first_question(" What is it? Some chatter.\\nMore"), first_question("长城有多长？它很长。")
     ('What is it?', '长城有多长？')
+    >>> first_question("Sure! Here's a question about the text:\\n\\n1. Why did Dr. Lee leave? He was ill.")
+    'Why did Dr. Lee leave?'
+    >>> first_question("Great passage. Here is one: what did the bees find?"), first_question("Is 3: 4 a ratio?")
+    ('what did the bees find?', 'Is 3: 4 a ratio?')
     """
     text = text.replace(HIGHLIGHT, " ")
     text = re.sub(r"^\s*(?:question|q)\s*[:.)]\s*", "", text.strip(), flags=re.IGNORECASE)
     text = text.replace("<sep>", "\n")
-    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    line = next((ln for ln in lines if _QUESTION_MARK.search(ln)), lines[0] if lines else "")
     line = filters.LIST_MARKER.sub("", line).strip().strip('"').strip()
-    mark = re.search(f"[{filters.QUESTION_MARKS}]", line)
+    mark = _QUESTION_MARK.search(line)
     if mark:
         line = line[: mark.end()]
-    return line.strip()
+        sentences = split_sentences(line)
+        line = line[sentences[-1][0]:] if sentences else line
+        rest = _LEAD_IN.sub("", line)
+        line = rest if len(rest.split()) >= 3 else line  # (a label's question of a word or two is no question)
+    return line.strip().strip('"').strip()
+
+
+_QUESTION_MARK = re.compile(f"[{filters.QUESTION_MARKS}]")
+_LEAD_IN = re.compile(r"^[^:?？؟]{0,60}(?<!\d):\s+(?=\w)")
+"""A label before the question on its line ("Here is one: ..."); a colon after a digit is a ratio's or
+a time's."""
 
 
 def target_units(passage: str, chunk: Chunk) -> list[tuple[int, int]]:

@@ -109,8 +109,9 @@ def show_chips(value: dict | None) -> list:
 
 
 def _no_chips() -> list:
-    """The chips' State emptied, and the chips hidden, for the events that run outside the queue
-    (a click on a chip, Undo, Clear): the page runs a State's change event after queued events only."""
+    """The chips' State emptied, and the chips hidden, for the events that change the chat without a
+    reply (a click on a chip, Undo, Clear): written here, not left to the State's change event, which
+    the page runs after queued events only (Clear runs outside the queue)."""
     return [chips_value([]), *show_chips(None)]
 
 
@@ -326,9 +327,14 @@ def add_user_message(message: str, history, request: gr.Request = None):
     return "", history + [{"role": "user", "content": text}]
 
 
-def ask_suggestion(question: str, history, asked, conversation_id=None, profile: gr.OAuthProfile | None = None):
+def ask_suggestion(question: str, history, asked, conversation_id=None, request: gr.Request = None,
+                   profile: gr.OAuthProfile | None = None):
     """The assistant asks the chosen follow-up question (it is convo's question, not the user's):
-    it ends the last reply, or starts a new assistant message; the saved conversation gets it too."""
+    it ends the last reply, or starts a new assistant message; the saved conversation gets it too.
+    Not while the reply loop runs (as Undo: the loop's next update would undo it on the page)."""
+    if _busy(request):
+        gr.Info(NOT_OVER.format(what="pick a question"))
+        return (gr.skip(),) * (2 + len(_no_chips()))
     history = plain_messages(history)
     question = (question or "").strip()
     if not question:
@@ -366,18 +372,23 @@ def stop_reply(request: gr.Request):
         stop.set()
 
 
-WAIT_TO_UNDO = "The reply is not over yet: Undo once it ends (or press Stop)."
+NOT_OVER = "The reply is not over yet: {what} once it ends (or press Stop)."
+
+
+def _busy(request) -> bool:
+    """Whether this session's reply loop runs (a reply, its follow-up questions, or messages queued)."""
+    with _sessions_lock:
+        turns = _sessions.get(_session(request))
+        return turns is not None and turns.busy
 
 
 def undo(history, conversation_id=None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """Drop the last exchange (the last user message and the reply after it), saved too; not while the
     reply loop runs (its next update brought the exchange back on the page, while the undone
     conversation was saved: a reload and a share link showed another chat than the page)."""
-    with _sessions_lock:
-        turns = _sessions.get(_session(request))
-        if turns is not None and turns.busy:
-            gr.Info(WAIT_TO_UNDO)
-            return (gr.skip(),) * (1 + len(_no_chips()))
+    if _busy(request):
+        gr.Info(NOT_OVER.format(what="undo"))
+        return (gr.skip(),) * (1 + len(_no_chips()))
     history = plain_messages(history)
     while history and history[-1]["role"] == "assistant":
         history.pop()
@@ -390,9 +401,8 @@ def undo(history, conversation_id=None, request: gr.Request = None, profile: gr.
 def prepare_regenerate(history, request: gr.Request = None):
     """Remove the last reply so it can be generated again (not while a reply is being written)."""
     history = plain_messages(history)
-    with _sessions_lock:
-        if _session(request) in _sessions and _sessions[_session(request)].busy:
-            return history
+    if _busy(request):
+        return history
     while history and history[-1]["role"] == "assistant":
         history.pop()
     return history

@@ -279,7 +279,9 @@ def render(shared: Shared) -> None:
                                     elem_id=ELEM_IDS["sentiment"])
             with gr.Accordion("Advanced", open=False):
                 style = gr.Dropdown(list(STYLES), value=QuestionSettings.style, label="Prompt style",
-                                    info="auto: fewshot for causal LMs, chat for adapters, highlight for T5 models")
+                                    info="auto: fewshot for causal LMs, chat for adapters, highlight for T5 models; "
+                                         "chat needs a model that follows instructions (the bundled 135M one "
+                                         "mostly writes about the passage instead)")
             with gr.Row():
                 generate = gr.Button("Generate questions", variant="primary", elem_id=ELEM_IDS["generate"])
                 forget = gr.Button("Forget shown questions", elem_id=ELEM_IDS["forget"])
