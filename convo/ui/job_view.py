@@ -12,6 +12,7 @@ import pandas as pd
 
 from .. import finetune as core
 from .. import jobs
+from ..store import data_dir
 from .common import adapter_label, adapters_dir
 
 
@@ -109,12 +110,19 @@ def shown_error(error: str) -> str:
     """A job's failure as visitors see it: an adapter by its name, its server path kept on the server
     (a folder another process made between Start and the run's own check failed the job with it).
 
+    Any other path in the app's data folder is named from there.
+
     >>> from convo.ui.common import adapters_dir
     >>> shown_error(f"{adapters_dir() / 'qg-1'} already holds an adapter: choose another output folder")
     "the adapter folder 'qg-1' already holds an adapter: choose another output folder"
+    >>> shown_error(f"[Errno 28] No space left on device: '{adapters_dir() / 'qg-1.checkpoints' / 'step-5'}'")
+    "[Errno 28] No space left on device: 'the adapter folder 'qg-1.checkpoints'/step-5'"
+    >>> shown_error(f"cannot write {adapters_dir()}: disk full")
+    'cannot write (the data folder)/adapters: disk full'
     """
     folder = re.escape(str(adapters_dir()) + os.sep)
-    return re.sub(folder + r"([A-Za-z0-9._-]+)", r"the adapter folder '\1'", error)
+    error = re.sub(folder + r"([A-Za-z0-9._-]+)", r"the adapter folder '\1'", error)
+    return error.replace(str(data_dir()), "(the data folder)")
 
 
 def metrics_markdown(metrics: dict) -> str:
