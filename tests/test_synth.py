@@ -150,7 +150,15 @@ def test_seeds_as_pandas_writes_them(tmp_path):
     pd.DataFrame({"utterance": seeds, "id": [7, 8, 9]}).to_csv(tmp_path / "named.csv", index=False)
     for name in ("index.csv", "index.xlsx", "plain.csv", "records.jsonl", "named.csv"):
         assert synth.read_seeds(tmp_path / name) == seeds, name
-    # numbers in a column of text are seeds, a header-less file's first row is one
+    # a header in a person's words, a title row above the table, an id column of other names
+    (tmp_path / "titled.csv").write_text("Seeds for my bot\n#,Seed text\n1,Hi there.\n2,Why?\n")
+    (tmp_path / "titled_index.csv").write_text("Seeds for my bot\n,user_msg\n0,Hi there.\n1,Why?\n")
+    (tmp_path / "ids.csv").write_text("id,text\ns1,Hi there.\ns2,Why?\n")
+    for name in ("titled.csv", "titled_index.csv", "ids.csv"):
+        assert synth.read_seeds(tmp_path / name) == ["Hi there.", "Why?"], name
+    # numbers in a column of text are seeds, a header-less file's first row is one, a lowercase one too
+    (tmp_path / "lower.csv").write_text("hello\nHow are you?\n")
+    assert synth.read_seeds(tmp_path / "lower.csv") == ["hello", "How are you?"]
     (tmp_path / "bare.csv").write_text("Tell me a joke.\n42\nWhy?\n")
     assert synth.read_seeds(tmp_path / "bare.csv") == ["Tell me a joke.", "42", "Why?"]
     (tmp_path / "number.jsonl").write_text('{"seed": 1}\n')

@@ -95,20 +95,26 @@ def _csv_seeds(text: str) -> list[str]:
 
 def _column_seeds(rows: list[list[str]]) -> list[str]:
     """A table's seeds (its rows with a value): the column a header names with one of ``SEED_FIELDS``,
-    under that header (one of the first rows: a sheet may have a title above it), else the first
-    column with a value that does not number the rows, every row but a header (pandas' index row, or
-    a snake_case name)."""
+    or holding one as a word ("Seed text"), under that header (one of the first rows: a sheet may have
+    a title above it); else, in a table whose first column numbers its rows (pandas' index), the next
+    column under their header; else the first column with a value, every row but a snake_case header."""
     for at, row in enumerate(rows[:HEADER_ROWS]):
         header = [cell.strip().lower() for cell in row]
         column = next((header.index(name) for name in SEED_FIELDS if name in header), None)
+        if column is None:  # a header in a person's words: "Seed text", "User message"
+            column = next((i for name in SEED_FIELDS for i, cell in enumerate(header)
+                           if len(cell.split()) <= 3 and not re.search(r"[.?!]", cell)  # (not a seed itself)
+                           and name in re.findall(r"[a-z]+", cell)), None)
         if column is not None:
             return [row[column] for row in rows[at + 1:] if len(row) > column]
     filled = sorted({i for row in rows for i, cell in enumerate(row) if cell.strip()})
-    numbered = [i for i in filled if _row_numbers(rows, i)]
-    column = next((i for i in filled if i not in numbered), filled[0] if filled else 0)
-    if numbered and numbered[0] < column and not _whole(_cell(rows[0], numbered[0])):
-        rows = rows[1:]  # a numbered table's header row (pandas' index: an empty corner, then 0, 1, 2...)
-    elif len(rows) > 1 and _NAME.fullmatch(_cell(rows[0], column)):
+    for at in range(min(HEADER_ROWS, len(rows) - 1)):  # a numbered table (pandas' index), maybe under a title
+        numbered = [i for i in filled if _numbers(rows[at + 1:], i)]
+        text = [i for i in filled if numbered and i > numbered[0] and i not in numbered]
+        if text and not _whole(_cell(rows[at], numbered[0])):
+            return [row[text[0]] for row in rows[at + 1:] if len(row) > text[0]]
+    column = filled[0] if filled else 0
+    if len(rows) > 1 and _NAME.fullmatch(_cell(rows[0], column)):
         rows = rows[1:]  # a header of another name in a program's words ("user_msg"); "hello" stays a seed
     return [row[column] for row in rows if len(row) > column]
 
@@ -124,10 +130,10 @@ def _whole(text: str) -> bool:
     return text.isdigit() and text.isascii()
 
 
-def _row_numbers(rows: list[list[str]], column: int) -> bool:
-    """Whether ``column`` numbers the rows (every value under the first row a whole number): pandas
-    writes its index so (``to_csv``, ``to_excel``); it is no seed ("0", "1", ... were read as the seeds)."""
-    values = [_cell(row, column) for row in rows[1:]]
+def _numbers(rows: list[list[str]], column: int) -> bool:
+    """Whether ``column`` numbers ``rows`` (every value a whole number): pandas writes its index so
+    (``to_csv``, ``to_excel``); it is no seed ("0", "1", ... were read as the seeds)."""
+    values = [_cell(row, column) for row in rows]
     return bool(values) and all(_whole(value) for value in values)
 
 
