@@ -316,6 +316,8 @@ def test_accept_keeps_the_better_of_two_duplicates_and_never_a_seen_one():
      [("What happened in 490 BC?", "rule: number"), ("What does the text say about Spyridon Louis of Greece?", "rule: named entity")]),
     ("Along the Pacific Ring of Fire plates sink.", [("What does the text say about Pacific Ring of Fire?", "rule: named entity")]),
     ("nothing to see here.", []),
+    # the templates are English: a German passage gets none ("What does the text say about Der Rhein?")
+    ("Der Rhein fließt durch Basel und die Niederlande. Die Brücke von Köln ist alt.", []),
 ])
 def test_rule_questions(passage, expected):
     chunk = qg.Chunk(0, 0, len(passage), tuple(qg.split_sentences(passage)))

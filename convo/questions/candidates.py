@@ -166,6 +166,8 @@ def rule_questions(passage: str, chunk: Chunk) -> list[tuple[str, tuple[int, int
     does the text say about Fabio Fiorina?" came from a manual's list of contributors.
     """
     found, seen_keys = [], set()
+    if not english(passage[chunk.start:chunk.end]):
+        return found  # the templates are English ("What does the text say about Fluss Europas?")
 
     def add(text: str, span: tuple[int, int], kind: str) -> None:
         if filters.normalize(text) not in seen_keys:
@@ -194,14 +196,31 @@ def rule_questions(passage: str, chunk: Chunk) -> list[tuple[str, tuple[int, int
     return found
 
 
+ENGLISH_WORDS = frozenset("the and of to is are was were that with for this it by from has have".split())
+
+
+def english(text: str) -> bool:
+    """Whether ``text`` reads as English, as the rule-based questions' templates are: at least one word
+    in twenty is one of its commonest (a German, French or Chinese passage got English questions about
+    its names). A text of a few words passes.
+
+    >>> english("A volcano is an opening in the crust."), english("Der Rhein ist einer der längsten Flüsse Europas.")
+    (True, False)
+    """
+    words = filters.words(text)
+    return len(words) < 5 or sum(w.lower() in ENGLISH_WORDS for w in words) * 20 >= len(words)
+
+
 def answer_rule_questions(passage: str, unit: tuple[int, int], answer: str,
                           answer_span: tuple[int, int]) -> list[tuple[str, tuple[int, int], str]]:
-    """Answer-aware fallback: when the answer opens a sentence (its subject), ask for it.
+    """Answer-aware fallback: when the answer opens a sentence (its subject), ask for it (in English).
 
     >>> p = "Karl von Frisch described the waggle dance."
     >>> answer_rule_questions(p, (0, len(p)), "Karl von Frisch", (0, 15))[0][0]
     'Who or what described the waggle dance?'
     """
+    if not english(passage):  # (the whole passage: one sentence may hold none of the commonest words)
+        return []
     for s, e in split_sentences(passage[unit[0]:unit[1]]):
         start, end = unit[0] + s, unit[0] + e
         if start == answer_span[0] and answer_span[1] < end:
