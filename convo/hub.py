@@ -8,6 +8,7 @@ env var write, never logged); the endpoint is read from ``$HF_ENDPOINT`` at call
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import re
@@ -57,6 +58,11 @@ ADAPTER_FILES = (
     "chat_template.jinja",
     "chat_template.json",
 )
+ADAPTER_METADATA = "convo_adapter.json"
+"""What convo records beside an adapter it trained (see convo.engine.loading). It is pushed without its
+held-out samples and the data's details (``ADAPTER_METADATA_KEPT``): a pushed question-generation
+adapter was asked in the chat prompt, its prompt style left behind."""
+ADAPTER_METADATA_KEPT = ("base_model", "task", "prompt_style", "hyperparameters", "metrics", "created")
 DATASET_SUFFIXES = (".jsonl", ".json")
 
 # Hub repo names: letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 characters each part.
@@ -306,12 +312,22 @@ def push_adapter(
     """Upload a LoRA adapter folder to a model repo (created if missing) and return the repo URL.
 
     Only :data:`ADAPTER_FILES` present at the top of the folder are sent (config, safetensors weights,
-    README.md card, tokenizer files and chat template); checkpoints and training state stay local.
+    README.md card, tokenizer files and chat template), and convo's record of the adapter (its prompt
+    style, task, base model, settings and metrics: no held-out samples); checkpoints and training
+    state stay local.
 
     >>> push_adapter("runs/a1/adapter", "alice/curious-lora", token=token)  # doctest: +SKIP
     'https://huggingface.co/alice/curious-lora'
     """
-    files = adapter_files(adapter_dir)
+    files: dict[str, Path | bytes] = dict(adapter_files(adapter_dir))
+    metadata = Path(adapter_dir) / ADAPTER_METADATA
+    if metadata.is_file():
+        try:
+            recorded = json.loads(metadata.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise HubError(f"{ADAPTER_METADATA} in {Path(adapter_dir).name} cannot be read: {exc}") from None
+        kept = {key: recorded[key] for key in ADAPTER_METADATA_KEPT if isinstance(recorded, dict) and key in recorded}
+        files[ADAPTER_METADATA] = json.dumps(kept, indent=2, ensure_ascii=False).encode("utf-8")
     return upload_files(repo_id, files, token=token, private=private, commit_message=commit_message)
 
 
@@ -376,7 +392,7 @@ def download_adapter(repo_id: str, *, token: str | None = None, cache_dir: str |
     with _hub_errors(token=token, repo_id=repo_id, writing=False):
         folder = snapshot_download(
             repo_id,
-            allow_patterns=list(ADAPTER_FILES),
+            allow_patterns=[*ADAPTER_FILES, ADAPTER_METADATA],
             endpoint=hub_endpoint(),
             token=token if token else False,
             cache_dir=str(cache_dir) if cache_dir is not None else _cache_dir(),

@@ -786,7 +786,8 @@ def test_push_sends_only_adapter_files_and_never_the_token(trained, tiny_causal,
         hub.stop()
     assert url.endswith("alice/curious-tiny")
     assert set(files) - {".gitattributes"} == {"README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
-                          "tokenizer_config.json", "chat_template.jinja"}
+                          "tokenizer_config.json", "chat_template.jinja", "convo_adapter.json"}
+    assert json.loads(files["convo_adapter.json"])["prompt_style"] == "fewshot"  # (a qg adapter: see test_hub)
     assert repo.private is True
     assert b"alice/curious-tiny" in files["README.md"]
     assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == tiny_causal
@@ -981,7 +982,10 @@ def test_tab_trains_compares_and_pushes(tab, tiny_causal, data_dir, monkeypatch,
     finally:
         hub.stop()
     assert message.startswith("Pushed to [alice/my-adapter](") and cleared == ""
-    assert "README.md" in files and "adapter_model.safetensors" in files and "convo_adapter.json" not in files
+    assert "README.md" in files and "adapter_model.safetensors" in files
+    # convo's record goes with it (its prompt style), without the held-out samples: the user's data
+    assert set(json.loads(files["convo_adapter.json"])) <= {"base_model", "task", "prompt_style", "hyperparameters",
+                                                             "metrics", "created"}
     assert failed.startswith("**Push failed**: The Hugging Face token was rejected (401)")
     for path in data_dir.rglob("*"):
         if path.is_file():

@@ -286,6 +286,23 @@ def test_download_adapter_round_trip(hub, adapter_dir, tmp_path):
         assert (folder / name).read_bytes() == (adapter_dir / name).read_bytes()
 
 
+def test_a_pushed_adapter_keeps_its_prompt_style_but_not_its_samples(hub, adapter_dir, tmp_path):
+    """convo's record of an adapter goes with it, trimmed: a question-generation adapter downloaded from
+    the Hub was asked in the chat prompt (its "fewshot" style stayed behind), and the held-out samples
+    (the user's data) and the data's details stay local."""
+    from convo.engine.loading import adapter_prompt_style
+
+    record = {"base_model": "bundled", "task": "qg", "prompt_style": "fewshot", "train_file": "private-notes.json",
+              "metrics": {"eval_loss": 1.5}, "samples": [{"prompt": "my diary entry", "reference": "Why?"}]}
+    (adapter_dir / "convo_adapter.json").write_text(json.dumps(record))
+    push_adapter(adapter_dir, "alice/qg", token=TOKEN)
+    pushed = json.loads(hub.files("alice/qg")["convo_adapter.json"])
+    assert pushed == {"base_model": "bundled", "task": "qg", "prompt_style": "fewshot", "metrics": {"eval_loss": 1.5}}
+    folder = download_adapter("alice/qg", token=TOKEN)
+    assert adapter_prompt_style(folder) == "fewshot"
+    assert b"diary" not in b"".join(hub.files("alice/qg").values())
+
+
 def test_download_adapter_errors(hub):
     hub.add_repo("alice/full-model", {"config.json": "{}"})
     with pytest.raises(HubError) as not_adapter:
