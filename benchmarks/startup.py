@@ -5,6 +5,7 @@ Cold = an empty convo cache (the GGUF is converted); warm = the second start.
 """
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 
@@ -12,6 +13,7 @@ from common import App, machine
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help says what it does, runs nothing
     print(machine())
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as data:
         env = {"CONVO_CACHE_DIR": cache, "CONVO_DATA_DIR": data}

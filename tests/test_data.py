@@ -63,6 +63,15 @@ def write_json(path: Path, value) -> Path:
 # --------------------------------------------------------------------------- bad files
 
 
+def test_a_missing_file_is_a_rejected_report_not_a_traceback(tmp_path):
+    """A mistyped name (``convo data trian.json``, ``training.finetune --train_data trian.json``) ended in
+    FileNotFoundError's traceback."""
+    report = validate_file(tmp_path / "trian.json")
+    assert not report.ok and report.error == f"no such file or folder: {tmp_path / 'trian.json'}"
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_data(tmp_path / "trian.json")
+
+
 def test_every_bad_file_is_listed_in_expected():
     on_disk = {p.name for p in BAD.iterdir() if p.name != "EXPECTED.json"}
     assert on_disk == set(EXPECTED)

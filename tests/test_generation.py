@@ -267,6 +267,12 @@ def test_unknown_model_is_one_clear_error_offline():
     assert "\n" not in message
 
 
+def test_a_mistyped_adapter_folder_is_named_as_a_folder(tiny_causal, tmp_path):
+    """"./nope" was sent to the Hub and came back as huggingface_hub's "Repo id must use alphanumeric chars"."""
+    with pytest.raises(ModelLoadError, match=r"adapter '\./nope': no such folder here, and it is no Hub id"):
+        load_model(ModelSpec(tiny_causal, adapter="./nope"))
+
+
 def test_folder_without_config_is_named(tmp_path):
     with pytest.raises(ModelLoadError, match="the folder has no config.json"):
         load_model(ModelSpec(str(tmp_path)))

@@ -715,7 +715,11 @@ def test_cli_forever_stops_cleanly_on_a_signal(tiny_causal, tmp_path, sig):
 def test_cli_errors_are_one_line(capsys):
     code = synth_cli.main(["--personas", str(DATA / "personas.json"), "--out", "x.jsonl"])
     assert code == 2
-    assert capsys.readouterr().err == "error: persona mode needs --seeds (a .txt, .csv, .jsonl or .json file)\n"
+    assert capsys.readouterr().err == ("error: persona mode needs --seeds (a .txt, .csv, .xlsx, .jsonl, .json, .parquet "
+                                       "or .arrow file)\n")
+    # an output folder, before the model loads (IsADirectoryError's traceback came after it)
+    code = synth_cli.main(["--config", str(DATA / "keywords.json"), "--out", str(DATA)])
+    assert code == 2 and capsys.readouterr().err.startswith(f"error: --out: {DATA} is a folder: give a file in it")
     code = synth_cli.main(["--config", str(DATA / "keywords_missing_prompt_lines.json"), "--out", "x.jsonl"])
     assert code == 2
     assert capsys.readouterr().err == 'error: keywords_missing_prompt_lines.json: missing "prompt_lines"\n'

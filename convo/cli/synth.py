@@ -77,7 +77,7 @@ def job_from_args(args: argparse.Namespace) -> tuple[Job, str | None]:
                          **_given(args, max_attempts="max_attempts", strategy="strategy", turns="turns"))
         return job, config.model
     if not args.seeds:
-        raise ConfigError("persona mode needs --seeds (a .txt, .csv, .jsonl or .json file)")
+        raise ConfigError("persona mode needs --seeds (a .txt, .csv, .xlsx, .jsonl, .json, .parquet or .arrow file)")
     config = load_persona_config(args.personas)
     template = _read_text_arg(args.template, "--template") or config.template or ""
     restyle_template = _read_text_arg(args.restyle_template, "--restyle-template") or config.restyle_template or ""
@@ -105,6 +105,8 @@ def cli(args: argparse.Namespace) -> int:
     """Run ``synth`` from parsed arguments; returns the exit code (0 also after SIGINT/SIGTERM)."""
 
     try:
+        if Path(args.out).is_dir():  # (IsADirectoryError's traceback came after the model had loaded)
+            raise ConfigError(f"--out: {args.out} is a folder: give a file in it, e.g. {Path(args.out) / 'conversations.jsonl'}")
         job, config_model = job_from_args(args)
         sampling = default_sampling(job, args.max_new_tokens, temperature=args.temperature, seed=args.seed)
         spec = ModelSpec(args.model or config_model or default_model_name(),

@@ -112,6 +112,9 @@ class _Reject(Exception):
 def _inspect_file(path, task, tokenizer, max_length, max_bytes, adapt_task=False):
     _check_limits(task, max_length, max_bytes)
     path = Path(path)
+    if not path.exists():  # a mistyped name: said in the report's words, not FileNotFoundError's traceback
+        return _rejected(Report(name=_safe(path.name), size=0, max_length=max_length),
+                         f"no such file or folder: {_safe(str(path))}"), [], []
     folder = path.is_dir()
     files = [path]
     if folder:  # a dataset saved by datasets' save_to_disk: its (train) split's Arrow files

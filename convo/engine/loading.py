@@ -292,9 +292,26 @@ def resolve_adapter(adapter: str) -> str:
         if not (path / "adapter_config.json").is_file():
             raise ModelLoadError(f"Could not load adapter '{adapter}': the folder has no adapter_config.json.")
         return str(path)
+    if not hub_shaped(adapter):  # (a mistyped folder got huggingface_hub's "Repo id must use alphanumeric chars")
+        raise ModelLoadError(f"Could not load adapter '{adapter}': no such folder here, and it is no Hub id (user/name).")
     from huggingface_hub import snapshot_download
 
     return snapshot_download(adapter, allow_patterns=["adapter_*", "*.json", "*.jinja", "*.model", "*.txt"])
+
+
+def hub_shaped(name: str) -> bool:
+    """Whether ``name`` could be a Hub repo id ("user/name" or "name"), not a path ("./a", "/x/y", "a/b/c").
+
+    >>> hub_shaped("alice/curious-qg"), hub_shaped("./nope"), hub_shaped("runs/a1/adapter")
+    (True, False, False)
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return not name.startswith((".", "~"))
 
 
 def attach_adapter(model, adapter_dir: str, merge: bool):

@@ -206,10 +206,12 @@ def evaluate_adapter(adapter_dir: str | Path, data_path: str | Path, *, task: st
     ``compare_base`` the base model is scored too (``base_*`` keys).
     """
     from ..engine import adapter_base, get_model
+    from ..engine.loading import hub_shaped
 
+    _check(Path(adapter_dir).is_dir() or hub_shaped(str(adapter_dir)), f"{adapter_dir}: no such adapter folder")
     meta = read_metadata(adapter_dir)
     base = base or adapter_base(adapter_dir)
-    _check(bool(base), f"{adapter_dir} does not say which base model it was trained on: pass base")
+    _check(bool(base), f"{adapter_dir} does not say which base model it was trained on: give it (base=, or --base)")
     examples, report = load_examples(data_path, task or meta.get("task"), max_bytes=None)  # a file on this machine
     task = report.task
     examples = examples[:max_examples]
