@@ -234,6 +234,31 @@ def chat_turns(page) -> list[tuple[str, str]]:
         el => [el.matches(u) ? 'user' : 'assistant', el.innerText.trim()])""", [USER, BOT])
 
 
+def test_a_reload_keeps_the_conversations_settings_and_the_memory_switch(chromium, tiny_app):
+    """A reload reopened the conversation with the default Settings: its next reply, export and share
+    link then named a system prompt and sampling it was never held with. And the memory switch, turned
+    off, was on again after a reload, so facts were kept again without a word."""
+    context, page = open_app(chromium, tiny_app.url)
+    page.get_by_role("button", name="Settings ▼").click()
+    page.locator("#system-prompt textarea").fill("You are a pirate. Answer in one line.")
+    set_number(page, "#temperature input[type=number]", 0)
+    set_number(page, "#max-new-tokens input[type=number]", 40)
+    page.locator("#memory-on input").uncheck()
+    page.wait_for_timeout(500)
+    exchange(page, f"Settings test {time.time_ns()}: ahoy?")
+    page.wait_for_timeout(1000)
+    page.reload()
+    page.wait_for_function("() => document.querySelectorAll(\"#chatbot [data-testid='bot']\").length === 1",
+                           timeout=30_000)
+    page.get_by_role("button", name="Settings ▼").click()
+    page.wait_for_function("() => document.querySelector('#system-prompt textarea')?.value.startsWith('You are a pirate')",
+                           timeout=15_000)
+    assert page.locator("#temperature input[type=number]").input_value() == "0"
+    assert page.locator("#max-new-tokens input[type=number]").input_value() == "40"
+    assert not page.locator("#memory-on input").is_checked()
+    context.close()
+
+
 def long_replies(page, tokens: int = 600):
     """Open the chat's settings and ask for replies of up to ``tokens`` tokens (with the 24-layer tiny
     model, 600 stream for about 3 s)."""

@@ -442,13 +442,39 @@ def reopen(saved: dict | None, profile: gr.OAuthProfile | None = None):
     status line)``: the status says when the last reply was cut off (the page was left while it was written)."""
     conversation = own_conversation(saved.get("id") if isinstance(saved, dict) else None, profile)
     if conversation is None:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return (gr.skip(),) * (6 + len(REOPENED_SETTINGS))
     messages = [m for m in conversation.messages if m["role"] != "system"]
     return (messages, conversation.id, core.asked_questions(messages), conversation.model,
-            adapter_label(conversation.adapter) or NO_ADAPTER, LEFT if core.cut_off(conversation.settings) else "")
+            adapter_label(conversation.adapter) or NO_ADAPTER, *reopened_settings(conversation.settings),
+            LEFT if core.cut_off(conversation.settings) else "")
+
+
+REOPENED_SETTINGS = ("system_prompt", "temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed")
+"""The Settings a reopened conversation was held with, in the order of the Settings' controls."""
+
+
+def reopened_settings(settings: dict | None) -> list:
+    """The Settings' values a conversation was saved with (each one it has; the others stay as they are).
+    A reload reset them to the defaults while the conversation reopened: its next reply, its export and
+    its share link then named settings it was never held with.
+
+    >>> reopened_settings({"system_prompt": "Be brief.", "sampling": {"temperature": 0.0, "seed": None}})[:3]
+    ['Be brief.', 0.0, {'__type__': 'update'}]
+    """
+    settings = settings if isinstance(settings, dict) else {}
+    sampling = settings.get("sampling") if isinstance(settings.get("sampling"), dict) else {}
+    values = {"system_prompt": settings.get("system_prompt"), **{k: sampling.get(k) for k in REOPENED_SETTINGS[1:]}}
+    if "seed" in sampling and sampling["seed"] is None:
+        values["seed"] = -1  # (random)
+    return [gr.skip() if values[name] is None else values[name] for name in REOPENED_SETTINGS]
 
 
 # --------------------------------------------------------------------------- per-user memory panel
+
+
+def saved_switch(saved):
+    """The memory switch as this browser last set it, or as it is (never set)."""
+    return saved["on"] if isinstance(saved, dict) and isinstance(saved.get("on"), bool) else gr.skip()
 
 
 def ensure_memory_id(browser_id):
@@ -527,6 +553,7 @@ def render(shared: Shared) -> None:
             repetition_penalty = gr.Slider(1.0, 2.0, defaults.repetition_penalty, step=0.05, label="Repetition penalty")
             seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")
     memory_id = gr.BrowserState("", storage_key="convo-memory-id")
+    remember_saved = gr.BrowserState({}, storage_key="convo-remember")  # {"on": bool} once the switch is used
     saved_id = gr.BrowserState({}, storage_key="convo-conversation")  # {"id": ...}: what a reload reopens
     with gr.Accordion("What convo remembers about you", open=False, elem_id="memory-panel") as memory_panel:
         memory_list = gr.Markdown(elem_id="memory-list")
@@ -590,8 +617,13 @@ def render(shared: Shared) -> None:
     conversation_id.change(lambda new: {"id": new}, conversation_id, saved_id, queue=False, api_visibility="private")
     for trigger in (clear_btn.click, chatbot.clear):
         trigger(lambda: {"id": None}, None, saved_id, queue=False, api_visibility="private")
+    setting_views = [system_prompt, temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed]  # REOPENED_SETTINGS
     shared.extra.setdefault("on_load", []).append(
-        (reopen, [saved_id], [chatbot, conversation_id, asked, shared.model, shared.adapter, chat_status]))
+        (reopen, [saved_id], [chatbot, conversation_id, asked, shared.model, shared.adapter, *setting_views,
+                              chat_status]))
+    # the memory switch as this browser left it (a reload turned "off" back on, and facts were kept again)
+    remember.input(lambda on: {"on": bool(on)}, remember, remember_saved, queue=False, api_visibility="private")
+    shared.extra["on_load"].append((saved_switch, [remember_saved], [remember]))
     for trigger in (memory_panel.expand, refresh_memory.click):
         trigger(show_memory, memory_id, [memory_list, memory_choice], api_visibility="private")
     forget_one.click(forget_memory, [memory_choice, memory_id], [memory_list, memory_choice], api_visibility="private")
