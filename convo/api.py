@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import chat
 from .engine import generation
 from .engine import LoadedModel, get_model
-from .settings import ChatSettings, LoraSettings, ModelSpec, Sampling
+from .settings import ChatSettings, LoraSettings, ModelSpec, Sampling, model_sampling
 
 Context = Sequence[str] | Sequence[dict]
 
@@ -79,7 +79,7 @@ class ConversationModel:
         >>> m.generate(context=["Hello", "Hi!", "What's new?"], temperature=0).responses[0]   # doctest: +SKIP
         """
         messages = to_messages(context, self.system_prompt)
-        settings = Sampling(**sampling)
+        settings = self._sampling(sampling)
         replies = generation.generate_batch(self.lm, [messages] * num_responses, settings)
         return GenerationOutput(responses=replies, context=messages)
 
@@ -88,7 +88,12 @@ class ConversationModel:
 
         >>> for piece in m.stream(["Tell me a story"]): print(piece, end="")   # doctest: +SKIP
         """
-        yield from generation.stream(self.lm, to_messages(context, self.system_prompt), Sampling(**sampling))
+        yield from generation.stream(self.lm, to_messages(context, self.system_prompt), self._sampling(sampling))
+
+    def _sampling(self, given: dict) -> Sampling:
+        """``given`` over the model's own defaults (the app's: the bundled model answers at 0.2, no
+        repetition penalty; the general 0.7 and 1.1 were used here)."""
+        return replace(model_sampling(self.spec.name), **given)  # (a mistyped field still raises)
 
     def ask(self, context: Context, n: int = 3) -> list[str]:
         """The curious follow-up questions the assistant would ask next.

@@ -5,6 +5,7 @@ is made (``Sampling(temperature=-1)`` raises) rather than deep inside a generate
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -147,6 +148,31 @@ def recommended_sampling(model: str, generation_config: dict | None = None) -> t
     if model in MODEL_SAMPLING:
         return MODEL_SAMPLING[model], "chosen for this model: it stays in the user's language"
     return Sampling(), "general defaults"
+
+
+def model_generation_config(model: str) -> dict | None:
+    """The model's generation_config.json without loading the model: a local folder's, or the Hub
+    cache's copy (no download); None when there is none."""
+    path = Path(model) / "generation_config.json"
+    if not path.is_file() and "/" in model and not Path(model).exists():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(model, "generation_config.json")
+            path = Path(cached) if isinstance(cached, str) else path
+        except (ImportError, ValueError):
+            return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def model_sampling(model: str) -> Sampling:
+    """The sampling a model's replies use unless told otherwise: :func:`recommended_sampling` for it (the
+    terminal chat and the Python API used the general defaults, 0.7 and a repetition penalty, where the
+    app used the bundled model's own)."""
+    return recommended_sampling(model, model_generation_config(model))[0]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The notebook API: ConversationModel.fit on whole conversations, save, reload, same output."""
 import json
 
+import pytest
+
 from convo import ConversationModel
 from convo.engine import adapter_base, get_model
 from convo.settings import ModelSpec
@@ -43,3 +45,25 @@ def test_fit_reads_any_file_the_finetune_tab_accepts(tiny_causal, tmp_path):
     tuned = m.fit(str(data), output_dir=tmp_path / "adapter", max_steps=4, batch_size=4, eval_every=2,
                   save_every=4, max_length=64)
     assert tuned.spec.adapter == str(tmp_path / "adapter")
+
+
+def test_replies_use_the_models_own_sampling_unless_told(tiny_causal, tmp_path):
+    """The Python API (and the terminal chat) used the general defaults, temperature 0.7 and a repetition
+    penalty, where the app uses the model's: its generation_config.json's, or convo's for the bundled model."""
+    import shutil
+
+    from convo.settings import BUNDLED, MODEL_SAMPLING
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_causal, folder)
+    (folder / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 0.6, "top_p": 0.8}))
+    m = ConversationModel.from_pretrained(str(folder), dtype="float32")
+    used = m._sampling({})
+    assert (used.temperature, used.top_p) == (0.6, 0.8)
+    assert m._sampling({"temperature": 0}).temperature == 0  # what the caller gives wins
+    with pytest.raises(TypeError):
+        m._sampling({"temprature": 0})  # a mistyped field is not dropped
+    assert m.generate(["Hi"], max_new_tokens=4).responses[0] is not None
+    from convo.settings import model_sampling
+
+    assert model_sampling(BUNDLED) == MODEL_SAMPLING[BUNDLED] and model_sampling(BUNDLED).temperature == 0.2

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
-from ..settings import BUNDLED, QUANTIZE_CHOICES, ChatSettings, ModelSpec, Sampling, default_model_name
+from ..settings import BUNDLED, QUANTIZE_CHOICES, ChatSettings, ModelSpec, Sampling, default_model_name, model_sampling
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +27,9 @@ def run_chat(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = ChatSettings(system_prompt=args.system or ChatSettings().system_prompt, interviewer=args.interviewer)
-    sampling = Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    given = {k: v for k, v in (("temperature", args.temperature), ("max_new_tokens", args.max_new_tokens),
+                               ("seed", args.seed)) if v is not None}
+    sampling = replace(model_sampling(lm.spec.name), **given)  # the model's own defaults, as the app's
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"convo chat with {lm.spec.label} - Ctrl-D to quit", file=sys.stderr)
@@ -70,7 +73,8 @@ def register_cli(sub) -> None:
     chat_parser = sub.add_parser("chat", help="chat in the terminal (reads stdin; Ctrl-D ends)")
     add_model_args(chat_parser)
     chat_parser.add_argument("--system", default=None, help="system prompt")
-    chat_parser.add_argument("--temperature", type=float, default=Sampling.temperature, help="(default: %(default)s)")
+    chat_parser.add_argument("--temperature", type=float, default=None,
+                             help="(default: the model's recommended one; the bundled model's is 0.2)")
     chat_parser.add_argument("--max-new-tokens", type=int, default=Sampling.max_new_tokens, help="(default: %(default)s)")
     chat_parser.add_argument("--seed", type=int, default=Sampling.seed)
     chat_parser.add_argument("--questions", type=int, default=ChatSettings.n_questions,

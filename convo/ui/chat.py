@@ -20,7 +20,7 @@ from ..engine.generation import Stop
 from ..engine import ModelLoadError, get_model
 from ..engine.remote import RemoteError, for_user
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
-from ..settings import ChatSettings, recommended_sampling
+from ..settings import ChatSettings, model_generation_config, recommended_sampling
 from ..store import new_id
 from .common import (NO_ADAPTER, Shared, adapter_label, default_model, get_store, output_file, plain_messages,
                      processed_here, sampling_from, spec_from, username)
@@ -67,27 +67,6 @@ def _counted_stream():
     finally:
         with _sessions_lock:
             _streaming -= 1
-
-
-def model_generation_config(model: str) -> dict | None:
-    """The model's generation_config.json without loading the model: a local folder's, or the Hub
-    cache's copy (no download); None when there is none."""
-    import json
-    from pathlib import Path
-
-    path = Path(model) / "generation_config.json"
-    if not path.is_file() and "/" in model and not Path(model).exists():
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(model, "generation_config.json")
-            path = Path(cached) if isinstance(cached, str) else path
-        except (ImportError, ValueError):
-            return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def chips_value(questions: list[str], note: str = "") -> dict:
