@@ -101,7 +101,7 @@ def test_memory_is_opt_in_on_a_space(monkeypatch):
 
 
 def test_panel_lists_and_forgets_one_fact(store, monkeypatch):
-    from convo.ui import chat as tab
+    from convo.ui import memory_panel as tab
 
     monkeypatch.setattr(tab, "get_store", lambda: store)
     browser = new_id()

@@ -18,7 +18,7 @@ def run_app(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="convo", description=__doc__.splitlines()[0].replace("``", ""))  # (reST's quotes are no help in a terminal)
     sub = parser.add_subparsers(dest="command", required=True)
     chat.register_cli(sub)
     sub.add_parser("app", help="start the web app").set_defaults(func=run_app)

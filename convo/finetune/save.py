@@ -42,7 +42,9 @@ def save_adapter(peft_model, tokenizer, output_dir: str | Path, *, base_model: s
                 **data_info, "hyperparameters": hyperparameters, "metrics": metrics, "samples": samples or [],
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
-    write_card(staging, repo_id or f"local/{slug(output_dir.name)}")
+    # before a push, the folder by its name (next to where it was saved: "local/..." was no path at
+    # all); a push writes the card again for its repo id. Never a server's whole path: cards are pushed
+    write_card(staging, repo_id or f"./{output_dir.name}")
     _move_into_place(staging, output_dir)
     return output_dir
 

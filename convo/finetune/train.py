@@ -372,7 +372,10 @@ def checkpoint_step(checkpoint: str | Path | None) -> int:
 
 
 def _hyperparameters(settings: TrainSettings, lm, n_train: int, n_valid: int) -> dict:
-    flat = {k: v for k, v in settings.to_dict().items() if k != "lora"}
+    # what the run used: "auto" where convo chose (the card showed None), no epochs where max_steps
+    # ended the run (the card said 3 epochs for a run of 2 steps; the metrics give the epochs run)
+    flat = {k: "auto" if v is None else v for k, v in settings.to_dict().items()
+            if k != "lora" and not (k == "epochs" and settings.max_steps)}
     flat.update({f"lora_{k}": v for k, v in asdict(settings.lora).items()})
     flat.update(quantization=lm.quantized or "none", device=lm.device, dtype=str(_base_dtype(lm)).replace("torch.", ""),
                 train_examples=n_train, validation_examples=n_valid, trainer="transformers.Trainer")

@@ -16,7 +16,7 @@ from ..chat import asked_questions
 from ..data import MAX_BYTES, MB
 from ..engine import ModelLoadError, get_model
 from ..threads import limit_kernel_caches, limit_malloc_arenas
-from . import chat, common, finetune, questions, sharing, synth
+from . import chat, common, finetune, memory_panel, questions, sharing, synth
 from .common import OUTPUT_BOX, Shared, spec_from
 from .job_view import NO_LOSS
 
@@ -180,7 +180,7 @@ def build_app() -> gr.Blocks:
             demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         fn, inputs, outputs = shared.extra["on_finetune_select"]
         finetune_tab.select(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
-        demo.load(chat.ensure_memory_id, shared.extra["memory_id"], shared.extra["memory_id"], api_visibility="private")
+        demo.load(memory_panel.ensure_memory_id, shared.extra["memory_id"], shared.extra["memory_id"], api_visibility="private")
         conversation_id, asked = shared.extra["chat_reset"]
         continue_btn.click(continue_share, share_id,
                            [share_view, main_view, shared.extra["chatbot"], conversation_id, asked, model, adapter,

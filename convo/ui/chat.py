@@ -8,7 +8,6 @@ keeps in gr.BrowserState; the "What convo remembers about you" panel lists and d
 """
 from __future__ import annotations
 
-import html
 import time
 from contextlib import contextmanager
 
@@ -21,9 +20,9 @@ from ..engine import ModelLoadError, get_model
 from ..engine.remote import RemoteError, for_user
 from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from ..settings import ChatSettings, model_generation_config, recommended_sampling
-from ..store import new_id
 from .common import (NO_ADAPTER, Shared, adapter_label, default_model, get_store, output_file, plain_messages,
                      processed_here, sampling_from, spec_from, username)
+from .memory_panel import forget_all_memory, forget_memory, saved_switch, show_memory
 from .replies import Turns, _session, _sessions, _sessions_lock
 from .sharing import export, revoke, share
 
@@ -448,44 +447,6 @@ def reopened_settings(settings: dict | None) -> list:
     return [gr.skip() if values[name] is None else values[name] for name in REOPENED_SETTINGS]
 
 
-# --------------------------------------------------------------------------- per-user memory panel
-
-
-def saved_switch(saved):
-    """The memory switch as this browser last set it, or as it is (never set)."""
-    return saved["on"] if isinstance(saved, dict) and isinstance(saved.get("on"), bool) else gr.skip()
-
-
-def ensure_memory_id(browser_id):
-    """This browser's memory id: the one it keeps, or a new random one on its first visit."""
-    return browser_id if memory.owner_key(None, browser_id) else new_id()
-
-
-def show_memory(memory_id, profile: gr.OAuthProfile | None = None):
-    """The panel: the facts kept for this user as a list, and the same facts to pick one to forget."""
-    owner = memory.owner_key(username(profile), memory_id)
-    facts = get_store().memories(owner) if owner else []
-    text = "\n".join(f"- {html.escape(m.fact)}" for m in facts) or "convo remembers nothing about you."
-    return text, gr.update(choices=[(m.fact, m.id) for m in facts], value=None)
-
-
-def forget_memory(choice, memory_id, profile: gr.OAuthProfile | None = None):
-    """Delete the picked fact (its row is gone from the database)."""
-    owner = memory.owner_key(username(profile), memory_id)
-    if owner is None or choice in (None, ""):
-        raise gr.Error("Pick a fact to forget first.")
-    get_store().forget(owner, int(choice))
-    return show_memory(memory_id, profile)
-
-
-def forget_all_memory(memory_id, profile: gr.OAuthProfile | None = None):
-    """Delete every fact kept for this user."""
-    owner = memory.owner_key(username(profile), memory_id)
-    if owner is not None:
-        get_store().forget(owner)
-    return show_memory(memory_id, profile)
-
-
 def render(shared: Shared) -> None:
     """Build the Chat tab inside the current Blocks context."""
     conversation_id = gr.State(None)
@@ -527,7 +488,7 @@ def render(shared: Shared) -> None:
             top_p = gr.Slider(0.05, 1, defaults.top_p, step=0.05, label="Top-p")
             top_k = gr.Slider(0, 200, defaults.top_k, step=1, label="Top-k (0 = off)")
         with gr.Row():
-            max_new_tokens = gr.Slider(1, 1024, defaults.max_new_tokens, step=16, label="Max new tokens",
+            max_new_tokens = gr.Slider(1, 1024, defaults.max_new_tokens, step=1, label="Max new tokens",  # (step 16 from 1 missed 256)
                                        elem_id="max-new-tokens")
             repetition_penalty = gr.Slider(1.0, 2.0, defaults.repetition_penalty, step=0.05, label="Repetition penalty")
             seed = gr.Number(-1, precision=0, label="Seed (-1 = random)")

@@ -139,7 +139,7 @@ def plan_text(file, val_file, *settings_values) -> str:
     if per_step >= n_train:  # "1 steps of 8 examples on 2 training examples" read as nonsense
         text = f"**Planned**: {steps} of all {_plural(n_train, 'training example')} (batch size {per_step})"
     else:
-        text = f"**Planned**: {steps} of {per_step} examples on {n_train:,} training examples"
+        text = f"**Planned**: {steps} of {_plural(per_step, 'example')} on {n_train:,} training examples"
     if plan["evaluations"]:
         text += (f"; validation loss {plan['evaluations']:,} times (the first on the base model) on "
                  f"{plan['eval_examples']:,} of {_plural(n_valid, 'held-out example')}")

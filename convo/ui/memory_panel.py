@@ -1,0 +1,47 @@
+"""The Chat tab's "What convo remembers about you" panel and its switch: what convo keeps about a user
+(convo.memory), keyed by the signed-in user, else by a random id the browser keeps; listed and deleted
+here, and the switch as this browser left it."""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from .. import memory
+from ..store import new_id
+from .common import get_store, username
+
+
+def saved_switch(saved):
+    """The memory switch as this browser last set it, or as it is (never set)."""
+    return saved["on"] if isinstance(saved, dict) and isinstance(saved.get("on"), bool) else gr.skip()
+
+
+def ensure_memory_id(browser_id):
+    """This browser's memory id: the one it keeps, or a new random one on its first visit."""
+    return browser_id if memory.owner_key(None, browser_id) else new_id()
+
+
+def show_memory(memory_id, profile: gr.OAuthProfile | None = None):
+    """The panel: the facts kept for this user as a list, and the same facts to pick one to forget."""
+    owner = memory.owner_key(username(profile), memory_id)
+    facts = get_store().memories(owner) if owner else []
+    text = "\n".join(f"- {html.escape(m.fact)}" for m in facts) or "convo remembers nothing about you."
+    return text, gr.update(choices=[(m.fact, m.id) for m in facts], value=None)
+
+
+def forget_memory(choice, memory_id, profile: gr.OAuthProfile | None = None):
+    """Delete the picked fact (its row is gone from the database)."""
+    owner = memory.owner_key(username(profile), memory_id)
+    if owner is None or choice in (None, ""):
+        raise gr.Error("Pick a fact to forget first.")
+    get_store().forget(owner, int(choice))
+    return show_memory(memory_id, profile)
+
+
+def forget_all_memory(memory_id, profile: gr.OAuthProfile | None = None):
+    """Delete every fact kept for this user."""
+    owner = memory.owner_key(username(profile), memory_id)
+    if owner is not None:
+        get_store().forget(owner)
+    return show_memory(memory_id, profile)
