@@ -16,12 +16,14 @@ MIN_TARGET_WORDS = 4
 """A sentence shorter than this is joined with the one before it."""
 
 
+_LIST_MARKER = r"[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+"
+"""A list item's marker at a line's start: "- ", "* ", "+ ", "• ", "3. ", "3) "."""
 _SENTENCE_END = re.compile(
     r"[。！？]+[」』”’）)\]]*"  # Chinese and Japanese: no space follows
     r"|[.!?؟۔।]+[\"'”’»)\]]*(?=\s+[\"'“‘«(\[#*-]?(\w))"  # then a word that is not lowercase (see below)
     r"|\n[ \t]*\n|\n(?=[ \t]*#)|^[ \t]*#[^\n]*\n"
-    r"|(?P<item>^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+)", re.MULTILINE)  # a list item's marker (see _list_item)
-_MARKER = re.compile(r"[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
+    rf"|(?P<item>^{_LIST_MARKER})", re.MULTILINE)  # (see _list_item)
+_MARKER = re.compile(_LIST_MARKER)
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

@@ -55,9 +55,10 @@ def loss_frame(progress: list[dict]) -> pd.DataFrame:
 
 NO_LOSS = "ft-no-loss"
 """The loss plot's class while it has no loss to draw: the app's CSS folds it to no height. It showed
-empty axes before a job's first loss (the page still logs Vega's "Infinite extent" warnings for them). (Not ``visible=False``, which would unbuild the chart and build
-it again on the first loss, where an update that came meanwhile was lost; and the plot took no
-notice of ``visible="hidden"``.) It keeps its width, so the chart is built at the tab's."""
+empty axes before a job's first loss (the page still logs Vega's "Infinite extent" warnings for them).
+(Not ``visible=False``, which would unbuild the chart and build it again on the first loss, where an
+update that came meanwhile was lost; and the plot took no notice of ``visible="hidden"``.) It keeps
+its width, so the chart is built at the tab's."""
 
 
 def loss_plot(progress: list[dict]):

@@ -347,11 +347,13 @@ def _describe(result: core.Result) -> str:
 
 def result_rows(results, start: int = 1) -> list[list]:
     """Output-table rows for results (kept or not)."""
-    rows = []
-    for number, result in enumerate(results, start=start):
-        rows.append([number, "yes" if result.kept else "no", _describe(result), len(result.messages),
-                     core.transcript(result.messages)[:2000], "; ".join(result.faults)])
-    return rows
+    return [_table_row(number, result.kept, _describe(result), result.messages, result.faults)
+            for number, result in enumerate(results, start=start)]
+
+
+def _table_row(number: int, kept: bool, about: str, messages: list[dict], faults=()) -> list:
+    """One row of the output table (``TABLE_HEADERS``)."""
+    return [number, "yes" if kept else "no", about, len(messages), core.transcript(messages)[:2000], "; ".join(faults)]
 
 
 def saved_rows(out_path: str) -> list[list]:
@@ -365,7 +367,7 @@ def saved_rows(out_path: str) -> list[list]:
         meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
         persona = meta.get("persona") if isinstance(meta.get("persona"), dict) else {}
         about = meta.get("word") or " / ".join(str(persona.get(k, "")) for k in ("motivation", "disposition"))
-        rows.append([number, "yes", about, len(record["messages"]), core.transcript(record["messages"])[:2000], ""])
+        rows.append(_table_row(number, True, about, record["messages"]))
     return rows[::-1]
 
 
