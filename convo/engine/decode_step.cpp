@@ -562,9 +562,9 @@ at::Tensor int8_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
 // AVX2 CPUs (no bf16 arithmetic): integer dot products on the same packed layouts. Each row's
 // inputs are quantized to int16 (x ~ q * scale; per group of 32 for the int4 kernel, per row for the
 // int8 one), and vpmaddwd multiplies 8 outputs x 2 inputs by a row's input pair in one instruction,
-// summed exactly in int32; a block of up to 3 rows (int4: with 4 the compiler spilled accumulators
-// and a block took a third longer; 3 against 2 made 3 rows 1.18x faster, 6 1.1x, 8 1.03x) or 4 (int8)
-// shares each unpacked weight block. (int8 inputs, as llama.cpp's q8_0, were twice as fast per row but
+// summed exactly in int32; a block of up to 4 rows shares each unpacked weight block (int4: with the
+// rows' fp32 sums in memory between groups, see int4_block; in registers 4 rows spilled, and 3 were
+// the most). (int8 inputs, as llama.cpp's q8_0, were twice as fast per row but
 // moved the bundled model's next-token distributions by 0.018 nats from the fp32 reference, where these
 // kernels are at 0.0021 and torch's at 0.0024. With the error of each group's sum taken out, 0.0052
 // nats and perplexity +0.34% against +0.24%, for 1.1-1.17x per 8-row matmul with 2 threads on 2 cores:
@@ -603,11 +603,18 @@ inline float quantize_pairs(const BFloat16* x, int64_t count, float top_q, uint3
 }
 
 template <int MB>
-void int4_block(const uint32_t* xq, int64_t pairs_stride, const float* xscale, const float* xsum, int64_t groups,
+__attribute__((noinline)) void int4_block(const uint32_t* xq, int64_t pairs_stride, const float* xscale, const float* xsum, int64_t groups,
                 const uint8_t* w, const Half* scale, const Half* low, BFloat16* y, int64_t y_stride) {
   const __m256i nibble = _mm256_set1_epi16(0x0f);
-  __m256 acc[MB][2];
-  for (int m = 0; m < MB; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+  // The rows' fp32 sums stay in memory between groups (a load and a store a group and 8 outputs), so
+  // the registers hold only the group's int32 sums: 4 rows a block without spills. The empty asm
+  // after each row's sums keeps GCC from adding into a new register and copying it back (6 copies
+  // a pair at 3 rows), and noinline keeps its register allocation: inlined into the row loop's lambda
+  // the same code ran at 0.7x. (The int8 kernel below is the opposite: noinline or the asm made its
+  // blocks of several rows 0.6x.) Zen 3, bit-identical outputs, interleaved with the code before in
+  // one process: the bundled model's int4 matmuls 1.07-1.36x on 2 threads; whole decode steps at 200
+  // cached positions 1 row 1.02-1.06x, 4 rows 1.12-1.13x, 8 rows 1.06-1.07x (benchmarks/README.md).
+  alignas(32) float acc[MB][16] = {};
   for (int64_t g = 0; g < groups; ++g) {
     __m256i part[MB][2];  // 16 pairs x 2 x 15 x 32767 stays inside int32
     for (int m = 0; m < MB; ++m) part[m][0] = part[m][1] = _mm256_setzero_si256();
@@ -620,19 +627,22 @@ void int4_block(const uint32_t* xq, int64_t pairs_stride, const float* xscale, c
         const __m256i xv = _mm256_set1_epi32(static_cast<int>(xq[m * pairs_stride + pair]));
         part[m][0] = _mm256_add_epi32(part[m][0], _mm256_madd_epi16(lo, xv));
         part[m][1] = _mm256_add_epi32(part[m][1], _mm256_madd_epi16(hi, xv));
+        asm("" : "+x"(part[m][0]), "+x"(part[m][1]));
       }
     }
     const __m256 s0 = load_half8(scale + g * 16), s1 = load_half8(scale + g * 16 + 8);
     const __m256 z0 = load_half8(low + g * 16), z1 = load_half8(low + g * 16 + 8);
     for (int m = 0; m < MB; ++m) {
       const __m256 sx = _mm256_set1_ps(xscale[m * groups + g]), sum = _mm256_set1_ps(xsum[m * groups + g]);
-      acc[m][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(part[m][0]), _mm256_mul_ps(s0, sx), _mm256_fmadd_ps(z0, sum, acc[m][0]));
-      acc[m][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(part[m][1]), _mm256_mul_ps(s1, sx), _mm256_fmadd_ps(z1, sum, acc[m][1]));
+      _mm256_store_ps(acc[m], _mm256_fmadd_ps(_mm256_cvtepi32_ps(part[m][0]), _mm256_mul_ps(s0, sx),
+                                              _mm256_fmadd_ps(z0, sum, _mm256_load_ps(acc[m]))));
+      _mm256_store_ps(acc[m] + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(part[m][1]), _mm256_mul_ps(s1, sx),
+                                                  _mm256_fmadd_ps(z1, sum, _mm256_load_ps(acc[m] + 8))));
     }
   }
   for (int m = 0; m < MB; ++m) {
-    store8_bf16(y + m * y_stride, acc[m][0]);
-    store8_bf16(y + m * y_stride + 8, acc[m][1]);
+    store8_bf16(y + m * y_stride, _mm256_load_ps(acc[m]));
+    store8_bf16(y + m * y_stride + 8, _mm256_load_ps(acc[m] + 8));
   }
 }
 
@@ -702,7 +712,7 @@ at::Tensor int4_mm_impl(const at::Tensor& x_in, const at::Tensor& packed, const 
   parallel_blocks(blocks, rows, [&](int64_t begin, int64_t end) {
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile)
       for (int64_t nb = begin; nb < end; ++nb)
-        by_rows<3>(r0, std::min(rows, r0 + kRowTile), [&](int64_t r, auto mb) {
+        by_rows<4>(r0, std::min(rows, r0 + kRowTile), [&](int64_t r, auto mb) {
           int4_block<decltype(mb)::value>(xq.data() + r * (k / 2), k / 2, xscale.data() + r * groups,
                                           xsum.data() + r * groups, groups, wp + nb * (k / 2) * 16,
                                           sp + nb * groups * 16, lp + nb * groups * 16, yp + r * n + nb * 16, n);
