@@ -511,7 +511,8 @@ def test_run_writes_chat_jsonl_and_rerun_skips_finished(tiny_lm, tmp_path):
     meta = first["meta"]
     assert meta["seed"] == "Hello there."
     assert meta["persona"] == {"motivation": "learn", "disposition": "shy"}
-    assert meta["model"] == tiny_lm.spec.label
+    # pushed with the file: the local model by its folder's name, not this machine's path
+    assert meta["model"] == f"{Path(tiny_lm.spec.name).name} (a local folder)"
     assert meta["settings"]["strategy"] == "agents" and meta["settings"]["sampling"]["temperature"] == 0.0
     assert meta["created"].endswith("+00:00")
     assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
@@ -820,6 +821,9 @@ def test_preview_and_run_handlers(ui, tiny_causal, tmp_path):
     assert table[0][1] == "yes" and len(table) == 2
     assert command.startswith("python -m convo synth --personas ") and "--temperature 0.0" in command
     assert config["mode"] == "persona" and config["sampling"]["max_new_tokens"] == 6
+    # the config goes into the pushed card: the local model by its folder's name, not this machine's path
+    # (the command, which runs here, keeps the path)
+    assert config["model"] == f"{Path(tiny_causal).name} (a local folder)" and str(tiny_causal) in command
     replay = json.loads((Path(out_path).parent / "personas.json").read_text())
     assert synth.persona_config_from_dict(replay).personas[0].label == "learn / shy"
     again = list(ui.run(tiny_causal, None, "auto", out_path, config, args))[-1]
@@ -940,7 +944,7 @@ def test_persona_grid_with_bundled_model(tmp_path):
         assert [m["role"] for m in record["messages"]] == ["user", "assistant", "user", "assistant"]
         assert all(m["content"].strip() for m in record["messages"])
         meta = record["meta"]
-        assert meta["model"] == "bundled" and meta["settings"]["turns"] == 2 and meta["created"]
+        assert meta["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and meta["settings"]["turns"] == 2 and meta["created"]
     print(f"persona grid: 8 conversations in {took:.0f} s")
 
 

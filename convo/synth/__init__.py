@@ -27,4 +27,4 @@ from .parsing import (clean_reply, cut_to, keyword_faults, mentions, parse_scrip
 from .programs import (first_line, generate_items, judge_keyword_script, program_for, Result)
 from .output import (_writing, append_record, done_keys, Interrupted, make_record, output_counts, read_records,
                      repair_tail, write_flat_json)
-from .run import (dataset_config, format_seconds, model_label, preview, Progress, push_to_hub, run, transcript)
+from .run import (card_model, dataset_config, format_seconds, model_label, preview, Progress, push_to_hub, run, transcript)

@@ -79,6 +79,36 @@ def model_label(lm) -> str:
     return spec.label if spec is not None else "unknown"
 
 
+def card_model(lm) -> str:
+    """The model as a dataset names it (each record's meta and the card's config): ``bundled`` by its
+    Hub id, a Hub id or remote model as given, a local folder (base or adapter) by its folder's name
+    only. Datasets are pushed: "bundled" means nothing on another machine, and a path tells how this
+    server is laid out.
+
+    >>> from types import SimpleNamespace
+    >>> from convo.settings import ModelSpec
+    >>> card_model(SimpleNamespace(spec=ModelSpec("bundled", adapter="/srv/convo/adapters/qg-1")))
+    'HuggingFaceTB/SmolLM2-135M-Instruct + qg-1 (a local folder)'
+    >>> card_model(SimpleNamespace(spec=ModelSpec("Qwen/Qwen2.5-0.5B-Instruct", adapter="alice/curious-qg")))
+    'Qwen/Qwen2.5-0.5B-Instruct + alice/curious-qg'
+    """
+    from ..engine.loading import BUNDLED_HUB_ID, hub_shaped
+    from ..settings import BUNDLED
+
+    spec = getattr(lm, "spec", None)
+    if spec is None:
+        return "unknown"
+
+    def named(name: str) -> str:
+        if name == BUNDLED:
+            return BUNDLED_HUB_ID
+        if name.startswith(("remote:", "hf:")) or hub_shaped(name):
+            return name
+        return f"{Path(name).name or name} (a local folder)"
+
+    return named(spec.name) + (f" + {named(spec.adapter)}" if spec.adapter else "")
+
+
 def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int | None = None, stop: Stop | None = None,
         forever: bool = False) -> Iterator[Progress]:
     """Generate the job's conversations into ``out_path`` (chat JSONL), yielding progress as each one ends.
@@ -123,7 +153,7 @@ def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int | 
             result.attempt = attempt
             if result.kept:
                 with _writing:  # an interrupt waits: the count always matches the lines written
-                    append_record(fh, make_record(result, job, model_label(lm), sampling))
+                    append_record(fh, make_record(result, job, card_model(lm), sampling))
                     progress.kept += 1
             else:
                 progress.dropped += 1

@@ -484,7 +484,7 @@ def run(model, adapter, quantize, out_path, previous_config, values: FormValues,
         out_path = None  # persona and keyword conversations do not share a file
     out_path = out_path or new_output_path()
     command = cli_command(job, out_path, core.model_label(lm), sampling, batch_size)
-    config = core.dataset_config(job, core.model_label(lm), sampling)
+    config = core.dataset_config(job, core.card_model(lm), sampling)  # goes into the pushed card
     stop = Stop()
     session = request.session_hash if request is not None else "local"
     with _running_lock:
