@@ -454,7 +454,7 @@ def test_an_excel_workbook_reads_as_its_csv_export(tmp_path):
         (b"\xd0\xcf\x11\xe0" + bytes(600), "old.xls", "file is a spreadsheet that convo does not read: save it as "
          "an Excel workbook (.xlsx) or as CSV, its first row naming the columns"),
         (b"\xd0\xcf\x11\xe0" + bytes(600), "locked.xlsx", "file is an Excel workbook locked with a password: save a "
-         "copy without the password and upload that"),
+         "copy without the password and use that"),
     ]:
         assert validate_bytes(data, name).error == message, name
     def changed(part: str, change) -> bytes:

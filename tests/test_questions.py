@@ -491,14 +491,14 @@ def test_a_session_never_shows_a_question_twice(causal_lm):
 @pytest.mark.parametrize("name, expected", [
     ("empty.txt", "empty.txt: the file is empty."),
     ("blank.md", "blank.md: the file is empty."),
-    ("image.txt", "image.txt: this is a binary file, not text. Upload a .txt, .md, .html, .pdf or .docx file."),
+    ("image.txt", "image.txt: this is a binary file, not text: convo reads .txt, .md, .html, .pdf or .docx files."),
     ("latin1.txt", "latin1.txt: the file is not UTF-8 text (invalid byte at position 22). "
-                   "Save it as UTF-8 and upload it again."),
+                   "Save it as UTF-8 and try again."),
     # documents (tests/data/passages/documents/make_documents.py made them)
     ("cut.pdf", "cut.pdf: the file is not a PDF that can be read (PdfStreamError: Stream has ended unexpectedly)."),
     ("scan.pdf", "scan.pdf: the file has no text to read (a scanned PDF holds images of its pages: run it through "
                  "OCR first)."),
-    ("locked.pdf", "locked.pdf: the file is protected by a password: save an unprotected copy and upload that."),
+    ("locked.pdf", "locked.pdf: the file is protected by a password: save an unprotected copy and use that."),
     ("notes.docx", "notes.docx: the file is not a Word .docx document (BadZipFile: File is not a zip file)."),
     ("menu.html", "menu.html: the file has no text outside its menus, scripts and code blocks."),
     ("cafe.htm", "cafe.htm: the file is not UTF-8 (invalid byte at position 31) and declares no charset."),
@@ -526,7 +526,7 @@ def test_tab_reads_text_saved_as_utf16_or_utf32(tmp_path, codec):
     path.write_bytes(b"\xff\xfe" + "Bees".encode("utf-16-le")[:-1])  # a byte short
     assert tab.read_upload(str(path)) == (None, "notepad.txt: the file starts with a UTF-16-LE byte-order mark "
                                                 "but is not valid UTF-16-LE text (at offset 8). Save it as UTF-8 "
-                                                "and upload it again.")
+                                                "and try again.")
 
 
 def test_tab_rejects_an_oversize_upload(tmp_path):
@@ -700,7 +700,7 @@ def test_a_pdf_with_too_much_text_stops_at_the_page_that_passes_the_limit(monkey
 
     monkeypatch.setattr(pipeline, "MAX_PASSAGE_BYTES", 1500)
     with pytest.raises(qg.QuestionError, match=r"^passages\.pdf: the file holds more than 1,500 characters of text "
-                                               r"\(by page 2\): upload the part you want\.$"):
+                                               r"\(by page 2\): save the part you want as its own file\.$"):
         qg.read_passage((DOCUMENTS / "passages.pdf").read_bytes(), "passages.pdf")
 
 
@@ -843,7 +843,11 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "convo.questions", "--file", str(BAD / "image.txt")],
                             capture_output=True, text=True, env=_cli_env(tmp_path), cwd=tmp_path, timeout=120)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == "error: image.txt: this is a binary file, not text. Upload a .txt, .md, .html, .pdf or .docx file.\n"
+    assert result.stderr == "error: image.txt: this is a binary file, not text: convo reads .txt, .md, .html, .pdf or .docx files.\n"
+    # a folder is named as one (it said "no such file")
+    result = subprocess.run([sys.executable, "-m", "convo.questions", "--file", str(BAD)],
+                            capture_output=True, text=True, env=_cli_env(tmp_path), cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and result.stderr == f"error: {BAD} is a folder: give the passage's file.\n"
     result = subprocess.run([sys.executable, "-m", "convo.questions", "--mode", "answer", "--file", str(PASSAGE["honeybees"])],
                             capture_output=True, text=True, env=_cli_env(tmp_path), cwd=tmp_path, timeout=120)
     assert result.returncode == 2 and result.stderr == "error: --mode answer needs --answer TEXT.\n"

@@ -79,6 +79,8 @@ def read_passage_arg(path: str | None) -> str:
     if path in (None, "-"):
         return decode_passage(sys.stdin.buffer.read(MAX_PASSAGE_BYTES + 1), "stdin")
     file = Path(path)
+    if file.is_dir():
+        raise QuestionError(f"{path} is a folder: give the passage's file.")
     if not file.is_file():
         raise QuestionError(f"{path}: no such file.")
     check_size(file.stat().st_size, file.name)

@@ -55,7 +55,7 @@ def _packed_reason(data: bytes, name: str) -> str | None:
     spreadsheet = name.lower().endswith((".ods", ".numbers", ".xls"))
     if head.startswith(b"\xd0\xcf\x11\xe0") or (head.startswith(b"PK\x03\x04") and spreadsheet):  # (OLE2: .xls, .doc)
         if name.lower().endswith(WORKBOOK_SUFFIXES):  # Excel keeps a workbook with a password in an OLE2 file
-            return "file is an Excel workbook locked with a password: save a copy without the password and upload that"
+            return "file is an Excel workbook locked with a password: save a copy without the password and use that"
         if spreadsheet:
             return ("file is a spreadsheet that convo does not read: save it as an Excel workbook (.xlsx) or as CSV, "
                     "its first row naming the columns")

@@ -233,16 +233,16 @@ def pdf_to_text(data: bytes, max_chars: int | None = None) -> str:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise ValueError("is protected by a password: save an unprotected copy and upload that")
+            raise ValueError("is protected by a password: save an unprotected copy and use that")
         if len(reader.pages) > MAX_PDF_PAGES:
-            raise ValueError(f"has {len(reader.pages):,} pages; the limit is {MAX_PDF_PAGES}: upload the part you want")
+            raise ValueError(f"has {len(reader.pages):,} pages; the limit is {MAX_PDF_PAGES}: save the part you want as its own file")
         pages, chars = [], 0
         for page in reader.pages:  # layout mode: vertical space between paragraphs comes out as blank lines
             pages.append((page.extract_text(extraction_mode="layout") or "").splitlines())
             chars += sum(len(line.strip()) for line in pages[-1])
             if max_chars is not None and chars > max_chars:
                 raise ValueError(f"holds more than {max_chars:,} characters of text (by page {len(pages)}): "
-                                 "upload the part you want")
+                                 "save the part you want as its own file")
     except ValueError:
         raise
     except (PyPdfError, OSError, KeyError, TypeError, AttributeError, IndexError, RecursionError, ZeroDivisionError,

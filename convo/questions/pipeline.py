@@ -220,18 +220,18 @@ def decode_passage(data: bytes, name: str = "passage") -> str:
     try:  # UTF-16 or UTF-32 with a byte-order mark: Windows Notepad's "Unicode", PowerShell
         marked = decode_marked(data)
     except ValueError as exc:
-        raise QuestionError(f"{name}: the file {exc}. Save it as UTF-8 and upload it again.") from None
+        raise QuestionError(f"{name}: the file {exc}. Save it as UTF-8 and try again.") from None
     if marked is not None:
         if not marked.strip():
             raise QuestionError(f"{name}: the file is empty.")
         return marked
     if b"\x00" in data[:65536]:
-        raise QuestionError(f"{name}: this is a binary file, not text. Upload a {PASSAGE_FORMATS} file.")
+        raise QuestionError(f"{name}: this is a binary file, not text: convo reads {PASSAGE_FORMATS} files.")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise QuestionError(f"{name}: the file is not UTF-8 text (invalid byte at position {exc.start}). "
-                            "Save it as UTF-8 and upload it again.") from None
+                            "Save it as UTF-8 and try again.") from None
     if not text.strip():
         raise QuestionError(f"{name}: the file is empty.")
     return text
