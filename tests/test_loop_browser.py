@@ -78,8 +78,17 @@ def test_memory_follows_its_user_only_and_forget_deletes(chromium, app):
     assert "Norway" not in bob.content()
 
     assert "You just got back from hiking in Norway" in open_memory(alice)
+    # "Forget everything" asks first, naming how many facts go; Keep keeps them, Yes deletes them
     alice.locator("#memory-forget-all").click()
+    alice.wait_for_selector("#memory-confirm", state="visible", timeout=30_000)
+    assert "Forget the 1 fact convo remembers about you?" in alice.locator("#memory-confirm-text").inner_text()
+    alice.locator("#memory-forget-all-keep").click()
+    alice.wait_for_selector("#memory-confirm", state="hidden", timeout=30_000)
+    assert [fact for _, fact in memory_rows(app)] == ["You just got back from hiking in Norway"]
+    alice.locator("#memory-forget-all").click()
+    alice.locator("#memory-forget-all-yes").click()
     alice.wait_for_function("() => document.querySelector('#memory-list').innerText.includes('nothing')", timeout=30_000)
+    alice.wait_for_selector("#memory-confirm", state="hidden", timeout=30_000)
     assert memory_rows(app) == []
     alice_ctx.close()
     bob_ctx.close()

@@ -115,3 +115,23 @@ def test_panel_lists_and_forgets_one_fact(store, monkeypatch):
     assert text == "- You live in Oslo"
     assert [fact for _, fact, _ in rows(store.path)] == ["You live in Oslo", "You love tea"]
     assert tab.ensure_memory_id(browser) == browser and tab.ensure_memory_id("") != ""
+
+
+def test_forget_everything_asks_first(store, monkeypatch):
+    """"Forget everything" deleted every fact on one click: it now asks, naming how many, and only its
+    Yes deletes (this browser's facts, not another's)."""
+    from convo.ui import memory_panel as tab
+
+    monkeypatch.setattr(tab, "get_store", lambda: store)
+    browser, other = new_id(), new_id()
+    memory.remember(store, memory.owner_key(None, browser), "I love jazz. I live in Oslo.")
+    memory.remember(store, memory.owner_key(None, other), "I love tea")
+    row, question = tab.ask_forget_all(browser)
+    assert row == {"__type__": "update", "visible": True}
+    assert question == "Forget all 2 facts convo remembers about you? This cannot be undone."
+    assert len(rows(store.path)) == 3  # asking deletes nothing
+    text, choices, row = tab.forget_all_memory(browser)
+    assert text == "convo remembers nothing about you." and choices["choices"] == [] and row["visible"] is False
+    assert [fact for _, fact, _ in rows(store.path)] == ["You love tea"]
+    row, question = tab.ask_forget_all(browser)  # nothing left: no question (and a toast says so)
+    assert row["visible"] is False and question == ""

@@ -39,9 +39,21 @@ def forget_memory(choice, memory_id, profile: gr.OAuthProfile | None = None):
     return show_memory(memory_id, profile)
 
 
+def ask_forget_all(memory_id, profile: gr.OAuthProfile | None = None):
+    """"Forget everything", first step: the confirmation row, saying how many facts go; nothing is deleted
+    yet (one click used to delete them all, with no way back)."""
+    owner = memory.owner_key(username(profile), memory_id)
+    count = len(get_store().memories(owner)) if owner else 0
+    if not count:
+        gr.Info("convo remembers nothing about you: there is nothing to forget.")
+        return gr.update(visible=False), ""
+    facts = "the 1 fact" if count == 1 else f"all {count} facts"
+    return gr.update(visible=True), f"Forget {facts} convo remembers about you? This cannot be undone."
+
+
 def forget_all_memory(memory_id, profile: gr.OAuthProfile | None = None):
-    """Delete every fact kept for this user."""
+    """Delete every fact kept for this user (the confirmation's Yes); the row folds away."""
     owner = memory.owner_key(username(profile), memory_id)
     if owner is not None:
         get_store().forget(owner)
-    return show_memory(memory_id, profile)
+    return *show_memory(memory_id, profile), gr.update(visible=False)
