@@ -620,6 +620,21 @@ def fake_hub(monkeypatch, tmp_path):
     hub.stop()
 
 
+def test_card_model_names_a_relative_folder_as_a_folder(tmp_path, monkeypatch):
+    """A relative folder ("qg-1", "out/qg-1") is also a valid Hub id: the loaders look on disk first, and
+    so does the dataset's record of the model (it named "out/qg-1" as user "out"'s repo)."""
+    from types import SimpleNamespace
+
+    from convo.settings import ModelSpec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "qg-1").mkdir(parents=True)
+    named = synth.card_model(SimpleNamespace(spec=ModelSpec("bundled", adapter="out/qg-1")))
+    assert named == "HuggingFaceTB/SmolLM2-135M-Instruct + qg-1 (a local folder)"
+    assert synth.card_model(SimpleNamespace(spec=ModelSpec(".", adapter="alice/qg"))) == \
+        f"{tmp_path.name} (a local folder) + alice/qg"  # no such folder here: a Hub id
+
+
 def test_push_dataset_reaches_the_hub(fake_hub, tiny_lm, tmp_path):
     out = tmp_path / "conversations.jsonl"
     job = persona_job()

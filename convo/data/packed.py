@@ -63,5 +63,5 @@ def _packed_reason(data: bytes, name: str) -> str | None:
     if head.startswith(b"PK\x03\x04"):
         if name.lower().endswith((".docx", ".odt", ".pptx", ".epub")):  # (an .xlsx is read: tables.is_workbook)
             return f"file is an office document, not training data: {_TRAINING_DATA}"
-        return "file is a zip archive, not JSON text: unzip it and upload the JSON or JSON Lines file inside"
+        return "file is a zip archive, not JSON text: unzip it and use the JSON or JSON Lines file inside"
     return None

@@ -610,9 +610,9 @@ __attribute__((noinline)) void int4_block(const uint32_t* xq, int64_t pairs_stri
   // the registers hold only the group's int32 sums: 4 rows a block without spills. The empty asm
   // after each row's sums keeps GCC from adding into a new register and copying it back (6 copies
   // a pair at 3 rows), and noinline keeps its register allocation: inlined into the row loop's lambda
-  // the same code ran at 0.7x. (The int8 kernel below is the opposite: noinline or the asm made its
-  // blocks of several rows 0.6x.) Zen 3, bit-identical outputs, interleaved with the code before in
-  // one process: the bundled model's int4 matmuls 1.07-1.36x on 2 threads; whole decode steps at 200
+  // the same code ran at 0.7x. (The int8 kernel below is the opposite: noinline, with or without the
+  // asm, made its blocks of several rows 0.56-0.67x.) Zen 3, bit-identical outputs, interleaved with the
+  // code before in one process: the bundled model's int4 matmuls 1.00-1.36x on 2 threads; whole decode steps at 200
   // cached positions 1 row 1.02-1.06x, 4 rows 1.12-1.13x, 8 rows 1.06-1.07x (benchmarks/README.md).
   alignas(32) float acc[MB][16] = {};
   for (int64_t g = 0; g < groups; ++g) {
@@ -669,7 +669,7 @@ void int8_block(const uint32_t* xq, int64_t pairs_stride, const float* xscale, i
   }
 }
 
-// one block of 16 outputs for up to `most` (3 or 4) rows at a time
+// one block of 16 outputs for up to `most` (4) rows at a time
 template <int most, typename Block>
 void by_rows(int64_t begin, int64_t end, Block&& block) {
   for (int64_t r = begin; r < end; r += most) {

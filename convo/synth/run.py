@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 from collections import Counter, deque
@@ -102,9 +103,12 @@ def card_model(lm) -> str:
     def named(name: str) -> str:
         if name == BUNDLED:
             return BUNDLED_HUB_ID
-        if name.startswith(("remote:", "hf:")) or hub_shaped(name):
+        if name.startswith(("remote:", "hf:")):
             return name
-        return f"{Path(name).name or name} (a local folder)"
+        folder = Path(name).expanduser()
+        if os.path.lexists(folder) or not hub_shaped(name):  # the loaders look on disk first too
+            return f"{folder.resolve().name or name} (a local folder)"
+        return name
 
     return named(spec.name) + (f" + {named(spec.adapter)}" if spec.adapter else "")
 
