@@ -541,6 +541,14 @@ def test_cli_trains_then_evaluate_prints_metrics(tiny_causal, tmp_path, monkeypa
     summary = json.loads(out[out.index("{"):])
     assert summary["adapter"] == str(output) and "eval_loss" in summary["metrics"]
     assert (tmp_path / "adapter.checkpoints" / "checkpoint-2").is_dir()
+    # a finished run trains further from its checkpoints (as the README says they are kept for)
+    code, out, err = run_cli(finetune.main, [
+        "--train_data", str(COQA), "--model_name", tiny_causal, "--dtype", "float32", "--output_dir", str(output),
+        "--max_steps", "4", "--batch_size", "4", "--learning_rate", "5e-3", "--eval_generations", "0",
+        "--save_steps", "2", "--eval_steps", "2", "--resume"])
+    assert code == 0, err
+    assert "step 4/4" in out and "step 1/4" not in out  # from step 2 on, not from the beginning
+    assert json.loads(out[out.index("{"):])["metrics"]["steps"] == 4
     code, out, err = run_cli(evaluate.main, ["--adapter", str(output), "--data", str(COQA), "--max_examples", "3",
                                             "--dtype", "float32", "--compare_base"])
     assert code == 0, err

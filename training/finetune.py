@@ -5,6 +5,9 @@
         [--push_to_hub user/repo] [--task qg|cqg|qa|qa_closed|chat] [--max_steps N] [--resume] [--job_dir DIR]
 
 Exit status: 0 trained, 1 failed, 2 bad input (the message names the fault), 3 cancelled (resume with --resume).
+Checkpoints, the optimizer's state included (about 60 MB for the bundled model), go to
+``<output_dir>.checkpoints/``; ``--resume`` continues from the last one there, after a cancel or to train a
+finished run further (a larger ``--max_steps``). A finished run leaves them: delete that folder when done.
 The push token comes from $HF_TOKEN, never from the command line.
 """
 from __future__ import annotations

@@ -570,9 +570,9 @@ def render(shared: Shared) -> None:
     shared.extra["on_load"].append((saved_switch, [remember_saved], [remember]))
     for trigger in (memory_panel.expand, refresh_memory.click):
         trigger(show_memory, memory_id, [memory_list, memory_choice], api_visibility="private").then(
-            lambda: gr.update(visible=False), None, forget_confirm)  # a question asked before counted other facts
+            lambda: gr.update(visible=False), None, forget_confirm, api_visibility="private")  # it counted other facts
     forget_one.click(forget_memory, [memory_choice, memory_id], [memory_list, memory_choice], api_visibility="private").then(
-        lambda: gr.update(visible=False), None, forget_confirm)
+        lambda: gr.update(visible=False), None, forget_confirm, api_visibility="private")
     forget_all.click(ask_forget_all, memory_id, [forget_confirm, forget_question], api_visibility="private")
     forget_yes.click(forget_all_memory, memory_id, [memory_list, memory_choice, forget_confirm], api_visibility="private")
     forget_keep.click(lambda: gr.update(visible=False), None, forget_confirm, api_visibility="private")
