@@ -128,6 +128,7 @@ def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int | 
         raise ConfigError(f"batch size: expected 1 to 512, got {batch_size}")
     sampling = sampling or default_sampling(job)
     stop = stop or Stop()
+    model = card_model(lm)  # every record's meta names it (once: it looks on disk)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     repair_tail(out_path)
@@ -157,7 +158,7 @@ def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int | 
             result.attempt = attempt
             if result.kept:
                 with _writing:  # an interrupt waits: the count always matches the lines written
-                    append_record(fh, make_record(result, job, card_model(lm), sampling))
+                    append_record(fh, make_record(result, job, model, sampling))
                     progress.kept += 1
             else:
                 progress.dropped += 1

@@ -22,7 +22,7 @@ from ..sentiment import DEFAULT_WEIGHT as SENTIMENT_WEIGHT
 from ..settings import ChatSettings, model_generation_config, recommended_sampling
 from .common import (NO_ADAPTER, Shared, adapter_label, default_model, get_store, output_file, plain_messages,
                      processed_here, sampling_from, spec_from, username)
-from .memory_panel import ask_forget_all, forget_all_memory, forget_memory, saved_switch, show_memory
+from .memory_panel import ask_forget_all, fold_question, forget_all_memory, forget_memory, saved_switch, show_memory
 from .replies import Turns, _session, _sessions, _sessions_lock
 from .sharing import export, revoke, share
 
@@ -570,12 +570,12 @@ def render(shared: Shared) -> None:
     shared.extra["on_load"].append((saved_switch, [remember_saved], [remember]))
     for trigger in (memory_panel.expand, refresh_memory.click):
         trigger(show_memory, memory_id, [memory_list, memory_choice], api_visibility="private").then(
-            lambda: gr.update(visible=False), None, forget_confirm, api_visibility="private")  # it counted other facts
+            fold_question, None, forget_confirm, api_visibility="private")  # it counted other facts
     forget_one.click(forget_memory, [memory_choice, memory_id], [memory_list, memory_choice], api_visibility="private").then(
-        lambda: gr.update(visible=False), None, forget_confirm, api_visibility="private")
+        fold_question, None, forget_confirm, api_visibility="private")
     forget_all.click(ask_forget_all, memory_id, [forget_confirm, forget_question], api_visibility="private")
     forget_yes.click(forget_all_memory, memory_id, [memory_list, memory_choice, forget_confirm], api_visibility="private")
-    forget_keep.click(lambda: gr.update(visible=False), None, forget_confirm, api_visibility="private")
+    forget_keep.click(fold_question, None, forget_confirm, api_visibility="private")
     snapshot = [chatbot, shared.model, shared.adapter, system_prompt, temperature, top_p, top_k, max_new_tokens,
                 repetition_penalty, seed]  # the conversation and what made it, as shared and exported
     share_btn.click(share, [*snapshot, expires_days, secrets], [share_link, share_note, secrets], api_name="share")

@@ -39,6 +39,11 @@ def forget_memory(choice, memory_id, profile: gr.OAuthProfile | None = None):
     return show_memory(memory_id, profile)
 
 
+def fold_question():
+    """The "Forget everything" confirmation row, folded (Keep, or a list counted again)."""
+    return gr.update(visible=False)
+
+
 def ask_forget_all(memory_id, profile: gr.OAuthProfile | None = None):
     """"Forget everything", first step: the confirmation row, saying how many facts go; nothing is deleted
     yet (one click used to delete them all, with no way back)."""
@@ -46,7 +51,7 @@ def ask_forget_all(memory_id, profile: gr.OAuthProfile | None = None):
     count = len(get_store().memories(owner)) if owner else 0
     if not count:
         gr.Info("convo remembers nothing about you: there is nothing to forget.")
-        return gr.update(visible=False), ""
+        return fold_question(), ""
     facts = "the 1 fact" if count == 1 else f"all {count} facts"
     return gr.update(visible=True), f"Forget {facts} convo remembers about you? This cannot be undone."
 
@@ -56,4 +61,4 @@ def forget_all_memory(memory_id, profile: gr.OAuthProfile | None = None):
     owner = memory.owner_key(username(profile), memory_id)
     if owner is not None:
         get_store().forget(owner)
-    return *show_memory(memory_id, profile), gr.update(visible=False)
+    return *show_memory(memory_id, profile), fold_question()
