@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 BUNDLED = "bundled"
+BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""The Hub model the bundled GGUF was converted from: what pushed adapters and datasets name for ``bundled``."""
 QUANTIZE_CHOICES = ("auto", "none", "8bit", "4bit")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 

