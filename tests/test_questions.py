@@ -463,7 +463,7 @@ def test_seq2seq_and_conversational_and_answer_modes_run(seq2seq_lm, causal_lm):
 
 
 def test_bad_core_inputs_name_the_fault(causal_lm):
-    with pytest.raises(qg.QuestionError, match=r"^The passage is empty: paste a text or upload a \.txt, \.md, \.html, \.pdf or \.docx file\.$"):
+    with pytest.raises(qg.QuestionError, match=r"^The passage is empty: give some text \(pasted, or in a \.txt, \.md, \.html, \.pdf or \.docx file\)\.$"):
         qg.generate_questions("  \n", 3, causal_lm)
     with pytest.raises(qg.QuestionError, match=r"^The number of questions must be between 1 and 50, got 0.$"):
         qg.generate_questions("Bees dance.", 0, causal_lm)
@@ -534,7 +534,7 @@ def test_tab_rejects_an_oversize_upload(tmp_path):
 
     big = tmp_path / "big.txt"
     big.write_bytes(b"Bees dance. " * (qg.MAX_PASSAGE_BYTES // 12 + 1))
-    assert tab.read_upload(str(big)) == (None, "big.txt: the file is 2.0 MB; the limit is 2 MB. Split it or paste a part.")
+    assert tab.read_upload(str(big)) == (None, "big.txt: the file is 2.0 MB; the limit is 2 MB. Split it, or use a part of it.")
 
 
 def test_tab_loads_a_good_upload():
@@ -752,8 +752,8 @@ def test_tab_generate_input_checks(tiny_causal):
     from convo.ui import questions as tab
 
     cases = [
-        (dict(passage=""), "The passage is empty: paste a text or upload a .txt, .md, .html, .pdf or .docx file."),
-        (dict(passage="Bees. " * 400_000), "The passage: the file is 2.4 MB; the limit is 2 MB. Split it or paste a part."),
+        (dict(passage=""), "The passage is empty: give some text (pasted, or in a .txt, .md, .html, .pdf or .docx file)."),
+        (dict(passage="Bees. " * 400_000), "The passage: the file is 2.4 MB; the limit is 2 MB. Split it, or use a part of it."),
         (dict(passage="Bees dance.", mode="Answer-aware"),
          "Answer-aware mode needs an answer: select a span of the passage or type it."),
         (dict(passage="Bees dance.", mode="Conversational (next question)", history="A: yes"),

@@ -122,7 +122,7 @@ def generate_questions(passage: str, n: int = 5, model=None, answer: str | None 
 
 def _check_inputs(passage, n, answer) -> None:
     if not isinstance(passage, str) or not passage.strip():
-        raise QuestionError(f"The passage is empty: paste a text or upload a {PASSAGE_FORMATS} file.")
+        raise QuestionError(f"The passage is empty: give some text (pasted, or in a {PASSAGE_FORMATS} file).")
     if not isinstance(n, int) or not 1 <= n <= MAX_QUESTIONS:
         raise QuestionError(f"The number of questions must be between 1 and {MAX_QUESTIONS}, got {n!r}.")
     if answer is not None and not isinstance(answer, str):
@@ -211,7 +211,7 @@ def check_size(size: int, name: str = "passage", document: bool | None = None) -
     limit = MAX_DOCUMENT_BYTES if document else MAX_PASSAGE_BYTES
     if size > limit:
         raise QuestionError(f"{name}: the file is {size / 1e6:.1f} MB; the limit is "
-                            f"{limit / 1e6:.0f} MB. Split it or paste a part.")
+                            f"{limit / 1e6:.0f} MB. Split it, or use a part of it.")
 
 
 def decode_passage(data: bytes, name: str = "passage") -> str:
@@ -259,7 +259,7 @@ def read_passage(data: bytes, name: str = "passage") -> str:
         size = len(text.encode("utf-8"))
         if size > MAX_PASSAGE_BYTES:
             raise QuestionError(f"{name}: its text is {size / 1e6:.1f} MB; the limit is "
-                                f"{MAX_PASSAGE_BYTES / 1e6:.0f} MB. Split it or paste a part.")
+                                f"{MAX_PASSAGE_BYTES / 1e6:.0f} MB. Split it, or use a part of it.")
         return text
     text = decode_passage(data, name)
     if kind == "md":
