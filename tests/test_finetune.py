@@ -412,6 +412,10 @@ def test_saved_adapter_holds_only_trained_lora_weights(trained):
     weights = load_file(Path(trained[0].output_dir) / "adapter_model.safetensors")
     assert weights and all("lora_" in name for name in weights)
     assert any(t.abs().sum() > 0 for name, t in weights.items() if "lora_B" in name)  # B starts at zero
+    # the weights can be read by whoever can read the adapter's other files (safetensors wrote them 0600)
+    folder = Path(trained[0].output_dir)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir() if p.is_file()}
+    assert modes["adapter_model.safetensors"] == modes["adapter_config.json"] == modes["README.md"], modes
 
 
 def test_adapter_reloads_with_get_model_and_generates(trained, tiny_causal):

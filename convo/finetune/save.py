@@ -45,6 +45,7 @@ def save_adapter(peft_model, tokenizer, output_dir: str | Path, *, base_model: s
     # before a push, the folder by its name (next to where it was saved: "local/..." was no path at
     # all); a push writes the card again for its repo id. Never a server's whole path: cards are pushed
     write_card(staging, repo_id or f"./{output_dir.name}")
+    _as_umask_allows(staging)
     _move_into_place(staging, output_dir)
     return output_dir
 
@@ -60,6 +61,18 @@ def _set_base_in_adapter_config(config_path: Path, base_model: str) -> None:
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = hub_base_model(base_model)
     config_path.write_text(json.dumps(config, indent=2))
+
+
+def _as_umask_allows(folder: Path) -> None:
+    # safetensors writes its file through a private temporary (mode 0600) and keeps that mode: the
+    # adapter's weights alone could not be read by the other users of a shared machine, or by a group
+    # the folder is shared with, while every other file of the adapter could. They get the mode the
+    # user's umask gave the adapter's config (os.umask would have to set it to read it: not while
+    # other threads write files).
+    mode = (folder / "adapter_config.json").stat().st_mode & 0o666
+    for path in folder.glob("*.safetensors"):
+        if not path.is_symlink():
+            os.chmod(path, mode)
 
 
 def _move_into_place(staging: Path, target: Path) -> None:
