@@ -161,6 +161,11 @@ def test_seeds_as_pandas_writes_them(tmp_path):
     assert synth.read_seeds(tmp_path / "lower.csv") == ["hello", "How are you?"]
     (tmp_path / "bare.csv").write_text("Tell me a joke.\n42\nWhy?\n")
     assert synth.read_seeds(tmp_path / "bare.csv") == ["Tell me a joke.", "42", "Why?"]
+    # a header-less file of labelled messages: "query" and "question" are labels there, not headers
+    (tmp_path / "labelled.csv").write_text("What time is it?,query\nhello,greeting\nIs it raining,question\n"
+                                           "weather,query\nThanks a lot!,thanks\n")
+    assert synth.read_seeds(tmp_path / "labelled.csv") == ["What time is it?", "hello", "Is it raining", "weather",
+                                                           "Thanks a lot!"]
     (tmp_path / "number.jsonl").write_text('{"seed": 1}\n')
     with pytest.raises(synth.ConfigError, match=r'^number.jsonl line 1: "seed" holds int 1, not a seed message'):
         synth.read_seeds(tmp_path / "number.jsonl")

@@ -105,7 +105,7 @@ def _column_seeds(rows: list[list[str]]) -> list[str]:
             column = next((i for name in SEED_FIELDS for i, cell in enumerate(header)
                            if len(cell.split()) <= 3 and not re.search(r"[.?!]", cell)  # (not a seed itself)
                            and name in re.findall(r"[a-z]+", cell)), None)
-        if column is not None:
+        if column is not None and _header(rows, at, column):
             return [row[column] for row in rows[at + 1:] if len(row) > column]
     filled = sorted({i for row in rows for i, cell in enumerate(row) if cell.strip()})
     for at in range(min(HEADER_ROWS, len(rows) - 1)):  # a numbered table (pandas' index), maybe under a title
@@ -117,6 +117,19 @@ def _column_seeds(rows: list[list[str]]) -> list[str]:
     if len(rows) > 1 and _NAME.fullmatch(_cell(rows[0], column)):
         rows = rows[1:]  # a header of another name in a program's words ("user_msg"); "hello" stays a seed
     return [row[column] for row in rows if len(row) > column]
+
+
+def _header(rows: list[list[str]], at: int, column: int) -> bool:
+    """Whether row ``at``, whose cell in ``column`` names a seed field, is a header: no cell of it reads
+    as a sentence, the rows above it are titles (a cell each, if any), and the name is not one of the
+    column's values. A header-less file of labelled messages ("What time is it?,query") had its labels
+    read as the seeds."""
+    if any(len(cell.split()) > 4 or re.search(r"[.?!]", cell) for cell in rows[at]):
+        return False
+    if any(sum(bool(cell.strip()) for cell in row) > 1 for row in rows[:at]):
+        return False
+    name = _cell(rows[at], column).lower()
+    return not any(_cell(row, column).lower() == name for i, row in enumerate(rows) if i != at)
 
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
