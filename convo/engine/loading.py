@@ -232,11 +232,14 @@ def to_bnb_config(mode: str | None, compute_dtype):
 _LOADS = threading.Lock()
 
 
-def load_model(spec: ModelSpec) -> LoadedModel:
+def load_model(spec: ModelSpec, *, for_decoding: bool = True) -> LoadedModel:
     """Load a local model (and its adapter) as the spec says (remote ones: ``convo.engine.pool.load``).
-    Raises ModelLoadError with one clear line."""
+    Raises ModelLoadError with one clear line. ``for_decoding=False`` (a model to train) starts no
+    build of the compiled decode step: the first build after an install or an update runs the C++
+    compiler for about 30 s (1.3 GB on 2 cores), which beside a training job raised its peak from
+    1.3 to 2.6 GiB; a job's samples at its end start it (``fastpath.engine_for`` waits for it)."""
     with _LOADS:
-        if os.environ.get("CONVO_FAST", "1") != "0":
+        if for_decoding and os.environ.get("CONVO_FAST", "1") != "0":
             from . import native
 
             native.start()  # the compiled step and kernels build (or load from the cache) while the model loads

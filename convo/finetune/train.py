@@ -171,7 +171,7 @@ def load_base_for_training(spec: ModelSpec, settings: TrainSettings):
     _check(not spec.adapter, f"train on a base model, not on one with an adapter (got adapter {spec.adapter!r})")
     device = pick_device(spec.device)
     mode = training_quantization(spec, settings, device)
-    return load_model(replace(spec, quantize=mode or "none", device=device))
+    return load_model(replace(spec, quantize=mode or "none", device=device), for_decoding=False)
 
 
 def attach_lora(lm, settings: TrainSettings):
