@@ -753,7 +753,7 @@ def test_tab_generate_input_checks(tiny_causal):
 
     cases = [
         (dict(passage=""), "The passage is empty: give some text (pasted, or in a .txt, .md, .html, .pdf or .docx file)."),
-        (dict(passage="Bees. " * 400_000), "The passage: the file is 2.4 MB; the limit is 2 MB. Split it, or use a part of it."),
+        (dict(passage="Bees. " * 400_000), "The passage: its text is 2.4 MB; the limit is 2 MB. Split it, or use a part of it."),
         (dict(passage="Bees dance.", mode="Answer-aware"),
          "Answer-aware mode needs an answer: select a span of the passage or type it."),
         (dict(passage="Bees dance.", mode="Conversational (next question)", history="A: yes"),

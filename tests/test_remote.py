@@ -101,14 +101,16 @@ def test_datasets_name_a_remote_model_by_what_its_server_serves(monkeypatch):
     monkeypatch.setenv(remote.ENDPOINTS_ENV, json.dumps([
         {"name": "gpu", "base_url": "http://127.0.0.1:9/v1", "model": "Qwen/Qwen2.5-7B-Instruct"},
         {"name": "tgi", "base_url": "http://127.0.0.1:9/v1", "model": "/data/models/llama-3-8b"},
-        {"name": "cpp", "base_url": "http://127.0.0.1:9/v1"}]))
+        {"name": "cpp", "base_url": "http://127.0.0.1:9/v1"},
+        {"name": "ollama", "base_url": "http://127.0.0.1:9/v1", "model": "llama3.1:8b"}]))
     assert synth.card_model(get_model("remote:gpu")) == "Qwen/Qwen2.5-7B-Instruct"
-    assert synth.card_model(get_model("remote:tgi")) == "llama-3-8b (a folder on the server)"
+    assert synth.card_model(get_model("remote:tgi")) == "llama-3-8b (a path on the server)"
+    assert synth.card_model(get_model("remote:ollama")) == "llama3.1:8b"  # the server's own name for it
     assert synth.card_model(get_model("remote:cpp")) == "remote:cpp"  # the server is not told a model: nothing better
     assert synth.card_model(get_model("hf:Qwen/Qwen2.5-72B-Instruct:together")) == "Qwen/Qwen2.5-72B-Instruct"
     from convo.settings import ModelSpec
     with_adapter = get_model(ModelSpec("remote:gpu", adapter="/srv/adapters/qg-1"))
-    assert synth.card_model(with_adapter) == "Qwen/Qwen2.5-7B-Instruct + qg-1 (a folder on the server)"
+    assert synth.card_model(with_adapter) == "Qwen/Qwen2.5-7B-Instruct + qg-1 (a path on the server)"
 
 
 def test_prompts_keep_messages_and_prefill():
@@ -576,7 +578,7 @@ def test_synth_16_concurrent_survives_a_dead_server_and_resumes(served, proxied,
     # each record names the served model portably: the folder's name, not this app's "remote:srv" label
     # nor the server's path (datasets are pushed)
     models = {json.loads(line)["meta"]["model"] for line in out.read_text().splitlines() if line.strip()}
-    assert models == {f"{Path(served['model']).name} (a folder on the server)"}, models
+    assert models == {f"{Path(served['model']).name} (a path on the server)"}, models
     summary = stdout.strip().splitlines()[-1]
     done = re.search(r"(\d+)/(\d+)", summary)
     assert done and int(done[1]) == int(done[2]) == len(words) - len(before), summary  # all the rest were made or given up on

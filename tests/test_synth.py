@@ -162,10 +162,19 @@ def test_seeds_as_pandas_writes_them(tmp_path):
     (tmp_path / "bare.csv").write_text("Tell me a joke.\n42\nWhy?\n")
     assert synth.read_seeds(tmp_path / "bare.csv") == ["Tell me a joke.", "42", "Why?"]
     # a header-less file of labelled messages: "query" and "question" are labels there, not headers
-    (tmp_path / "labelled.csv").write_text("What time is it?,query\nhello,greeting\nIs it raining,question\n"
-                                           "weather,query\nThanks a lot!,thanks\n")
-    assert synth.read_seeds(tmp_path / "labelled.csv") == ["What time is it?", "hello", "Is it raining", "weather",
-                                                           "Thanks a lot!"]
+    labelled = ["What time is it?", "hello there", "Is it going to rain today", "how is the weather", "Thanks a lot!"]
+    for name, labels in (("labelled.csv", ["query", "greeting", "question", "query", "thanks"]),
+                         ("unique.csv", ["query", "greeting", "question", "forecast", "thanks"])):
+        (tmp_path / name).write_text("".join(f"{text},{label}\n" for text, label in zip(labelled, labels)))
+        assert synth.read_seeds(tmp_path / name) == labelled, name
+    # headers still found: beside a question with "?" (a form's export), under rows of notes, a one-word seed
+    (tmp_path / "form.csv").write_text("Timestamp,Your question,How did you hear about us?\n"
+                                       "2024/05/01 10:00:00,Why is the sky blue?,a friend\n")
+    (tmp_path / "noted.csv").write_text("Exported on,2024-05-01\nid,text\na1,Hi there.\na2,Why?\n")
+    (tmp_path / "words.csv").write_text("question,note\nhello,a greeting\nquestion,the word itself\n")
+    assert synth.read_seeds(tmp_path / "form.csv") == ["Why is the sky blue?"]
+    assert synth.read_seeds(tmp_path / "noted.csv") == ["Hi there.", "Why?"]
+    assert synth.read_seeds(tmp_path / "words.csv") == ["hello", "question"]
     (tmp_path / "number.jsonl").write_text('{"seed": 1}\n')
     with pytest.raises(synth.ConfigError, match=r'^number.jsonl line 1: "seed" holds int 1, not a seed message'):
         synth.read_seeds(tmp_path / "number.jsonl")

@@ -236,8 +236,9 @@ def load_model(spec: ModelSpec, *, for_decoding: bool = True) -> LoadedModel:
     """Load a local model (and its adapter) as the spec says (remote ones: ``convo.engine.pool.load``).
     Raises ModelLoadError with one clear line. ``for_decoding=False`` (a model to train) starts no
     build of the compiled decode step: the first build after an install or an update runs the C++
-    compiler for about 30 s (1.3 GB on 2 cores), which beside a training job raised its peak from
-    1.3 to 2.6 GiB; a job's samples at its end start it (``fastpath.engine_for`` waits for it)."""
+    compiler for about 30 s (about 1.3 GB), which beside a training job raised its peak from 1.3 to
+    2.6-2.8 GiB. A training job never decodes with it: its samples run on the peft model, which the
+    fast path does not take (``fastpath.eligible``)."""
     with _LOADS:
         if for_decoding and os.environ.get("CONVO_FAST", "1") != "0":
             from . import native

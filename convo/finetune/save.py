@@ -71,8 +71,11 @@ def _as_umask_allows(folder: Path) -> None:
     # other threads write files).
     mode = (folder / "adapter_config.json").stat().st_mode & 0o666
     for path in folder.glob("*.safetensors"):
-        if not path.is_symlink():
-            os.chmod(path, mode)
+        try:
+            if not path.is_symlink():
+                os.chmod(path, mode)
+        except OSError:  # a file system that keeps no modes (some network or FUSE mounts): the adapter is kept
+            pass
 
 
 def _move_into_place(staging: Path, target: Path) -> None:

@@ -203,14 +203,15 @@ PASSAGE_SUFFIXES = (".txt", ".text", *MARKDOWN_SUFFIXES, *DOCUMENT_SUFFIXES)
 PASSAGE_FORMATS = ".txt, .md, .html, .pdf or .docx"
 
 
-def check_size(size: int, name: str = "passage", document: bool | None = None) -> None:
+def check_size(size: int, name: str = "passage", document: bool | None = None, what: str = "the file") -> None:
     """Raise QuestionError when a file of ``size`` bytes is over its limit: ``MAX_PASSAGE_BYTES`` for
     text, ``MAX_DOCUMENT_BYTES`` for an HTML, PDF or Word file (``document``, by default told by the
-    name's suffix; their text is then held to the first)."""
+    name's suffix; their text is then held to the first). ``what`` is measured: "its text" for a
+    pasted passage."""
     document = name.lower().endswith(DOCUMENT_SUFFIXES) if document is None else document
     limit = MAX_DOCUMENT_BYTES if document else MAX_PASSAGE_BYTES
     if size > limit:
-        raise QuestionError(f"{name}: the file is {size / 1e6:.1f} MB; the limit is "
+        raise QuestionError(f"{name}: {what} is {size / 1e6:.1f} MB; the limit is "
                             f"{limit / 1e6:.0f} MB. Split it, or use a part of it.")
 
 

@@ -92,7 +92,7 @@ def card_model(lm) -> str:
     >>> card_model(SimpleNamespace(spec=ModelSpec("Qwen/Qwen2.5-0.5B-Instruct", adapter="alice/curious-qg")))
     'Qwen/Qwen2.5-0.5B-Instruct + alice/curious-qg'
     >>> card_model(SimpleNamespace(spec=ModelSpec("remote:gpu"), endpoint=SimpleNamespace(model="/models/Qwen2.5-7B")))
-    'Qwen2.5-7B (a folder on the server)'
+    'Qwen2.5-7B (a path on the server)'
     """
     from ..engine.loading import hub_shaped, portable_name
 
@@ -103,11 +103,11 @@ def card_model(lm) -> str:
     if endpoint is None:
         named = portable_name
     else:
-        def named(name: str) -> str:  # the server's names (its disk is not this one)
+        def named(name: str) -> str:  # the server's names (its disk is not this one): a path by its last part
             name = name.strip()
-            if not name or hub_shaped(name):
-                return name
-            return f"{Path(name).name or name} (a folder on the server)"
+            if hub_shaped(name) or not name.startswith(("/", "~", "./", "../")):
+                return name  # a Hub id, or a name the server gives it ("llama3.1:8b", "tgi")
+            return f"{Path(name).name or name} (a path on the server)"
 
     base = named(endpoint.model) if endpoint is not None else named(spec.name)
     return (base or spec.name) + (f" + {named(spec.adapter)}" if spec.adapter else "")

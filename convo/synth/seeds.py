@@ -120,16 +120,22 @@ def _column_seeds(rows: list[list[str]]) -> list[str]:
 
 
 def _header(rows: list[list[str]], at: int, column: int) -> bool:
-    """Whether row ``at``, whose cell in ``column`` names a seed field, is a header: no cell of it reads
-    as a sentence, the rows above it are titles (a cell each, if any), and the name is not one of the
-    column's values. A header-less file of labelled messages ("What time is it?,query") had its labels
-    read as the seeds."""
-    if any(len(cell.split()) > 4 or re.search(r"[.?!]", cell) for cell in rows[at]):
-        return False
-    if any(sum(bool(cell.strip()) for cell in row) > 1 for row in rows[:at]):
-        return False
-    name = _cell(rows[at], column).lower()
-    return not any(_cell(row, column).lower() == name for i, row in enumerate(rows) if i != at)
+    """Whether row ``at``, whose cell in ``column`` names a seed field, is a header: not when the
+    column below it holds one word a row (labels) where another column holds longer text, and so does
+    this row (a header's other cells are names too). A header-less file of labelled messages ("What
+    time is it?,query") had its labels read as the seeds, under a "query" taken for the header."""
+    below = rows[at + 1:]
+    values = [_cell(row, column) for row in below if _cell(row, column)]
+    if not values or any(len(value.split()) > 1 for value in values):
+        return True
+    width = max((len(row) for row in below), default=0)
+    return not any(_mean_words(below, other) >= 2.5 and len(_cell(rows[at], other).split()) >= 2
+                   for other in range(width) if other != column)
+
+
+def _mean_words(rows: list[list[str]], column: int) -> float:
+    counts = [len(_cell(row, column).split()) for row in rows if _cell(row, column)]
+    return sum(counts) / len(counts) if counts else 0.0
 
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")

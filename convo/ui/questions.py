@@ -104,7 +104,7 @@ def on_generate(passage: str, n: float, mode_label: str, answer: str, history_te
     seen = list(seen or [])
     mode = MODE_LABELS.get(mode_label, "open")
     try:
-        check_size(len((passage or "").encode("utf-8")), "The passage")
+        check_size(len((passage or "").encode("utf-8")), "The passage", what="its text")  # pasted: no file
         history = parse_history(history_text) if mode == "conversational" else None
         if mode == "answer" and not (answer or "").strip():
             raise QuestionError("Answer-aware mode needs an answer: select a span of the passage or type it.")
