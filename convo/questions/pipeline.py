@@ -257,10 +257,7 @@ def read_passage(data: bytes, name: str = "passage") -> str:
             raise QuestionError(f"{name}: the file {exc}.") from None
         if not text.strip():
             raise QuestionError(f"{name}: the file has no text outside its menus, scripts and code blocks.")
-        size = len(text.encode("utf-8"))
-        if size > MAX_PASSAGE_BYTES:
-            raise QuestionError(f"{name}: its text is {size / 1e6:.1f} MB; the limit is "
-                                f"{MAX_PASSAGE_BYTES / 1e6:.0f} MB. Split it, or use a part of it.")
+        check_size(len(text.encode("utf-8")), name, document=False, what="its text")
         return text
     text = decode_passage(data, name)
     if kind == "md":

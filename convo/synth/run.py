@@ -94,23 +94,23 @@ def card_model(lm) -> str:
     >>> card_model(SimpleNamespace(spec=ModelSpec("remote:gpu"), endpoint=SimpleNamespace(model="/models/Qwen2.5-7B")))
     'Qwen2.5-7B (a path on the server)'
     """
-    from ..engine.loading import hub_shaped, portable_name
+    from ..engine.loading import portable_name
 
     spec = getattr(lm, "spec", None)
     if spec is None:
         return "unknown"
     endpoint = getattr(lm, "endpoint", None)
     if endpoint is None:
-        named = portable_name
+        named, base = portable_name, spec.name
     else:
         def named(name: str) -> str:  # the server's names (its disk is not this one): a path by its last part
             name = name.strip()
-            if hub_shaped(name) or not name.startswith(("/", "~", "./", "../")):
+            if not name.startswith(("/", "~", "./", "../")):
                 return name  # a Hub id, or a name the server gives it ("llama3.1:8b", "tgi")
             return f"{Path(name).name or name} (a path on the server)"
 
-    base = named(endpoint.model) if endpoint is not None else named(spec.name)
-    return (base or spec.name) + (f" + {named(spec.adapter)}" if spec.adapter else "")
+        base = endpoint.model
+    return (named(base) or spec.name) + (f" + {named(spec.adapter)}" if spec.adapter else "")
 
 
 def run(lm, job: Job, out_path: str | Path, *, sampling=None, batch_size: int | None = None, stop: Stop | None = None,
